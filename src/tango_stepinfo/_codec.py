@@ -1,0 +1,705 @@
+"""The JSON and pickle codecs of the record dataclasses, derived from their fields and type hints.
+
+Nothing here names a field of a particular class: each dataclass is compiled once, on first
+use, into a plan of per-field encoders and decoders built from ``dataclasses.fields`` and
+``typing.get_type_hints``. A new field needs no change here, only a type this module knows
+(``str``, ``int``, ``bool``, ``float``, ``datetime``, ``Path``, ``Any``, ``Optional``, ``List``,
+``Set``, ``Tuple``, ``Dict[str, X]`` and nested record dataclasses).
+
+Field metadata understood by the plans:
+
+- ``"probe": True``: the default factory probes the machine, so decoding must never call it: the
+  field is required in JSON, and an old pickle that lacks it gets ``None``.
+- ``"tango": False``: the field is our addition and is left out of the Tango-compatible JSON.
+
+Errors travel as :class:`_Bad` from the innermost value outwards; every container on the way
+prepends its part of the path, so the happy path pays nothing for error reporting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import re
+import typing
+from pathlib import Path, PurePath
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Tuple, TypeVar
+
+from .errors import StepInfoDecodeError, StepInfoEncodeError
+
+__all__ = ["Record", "decode", "encode"]
+
+_UTC = _dt.timezone.utc
+_T = TypeVar("_T", bound="Record")
+
+Convert = Callable[[Any], Any]
+
+
+class _Bad(Exception):
+    """A value was wrong; ``parts`` collects the path to it, innermost first."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.parts: List[str] = []
+
+    def path(self) -> str:
+        """The dotted path, outermost first (``environment.packages[3][0]``)."""
+        out = ""
+        for part in reversed(self.parts):
+            out += part if part.startswith("[") or not out else "." + part
+        return out
+
+
+def _show(value: Any) -> str:
+    """A short, safe description of ``value`` for an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+# --- times -------------------------------------------------------------------------------------
+
+_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,6}))?"
+    r"(?:(Z|z)|([+-])(\d\d):?(\d\d)(?::?(\d\d))?)?",
+    re.ASCII,
+)
+
+
+def parse_time(text: str) -> _dt.datetime:
+    """Parse an ISO 8601 time as Tango or this library writes it into an aware UTC datetime.
+
+    Accepts ``2024-03-10T06:59:58`` (Tango: no offset, meaning UTC), an optional fraction of up to
+    six digits, and ``Z`` or a ``+hh:mm`` offset. The same strings are accepted on every Python.
+
+    :raises ValueError: for anything else, or a date that does not exist.
+    """
+    m = _TIME.fullmatch(text)
+    if m is None:
+        raise ValueError("not an ISO 8601 time")
+    y, mo, d, h, mi, s, frac, _z, sign, oh, om, os_ = m.groups()
+    micro = int(frac.ljust(6, "0")) if frac else 0
+    tz = _UTC
+    if sign:
+        offset = _dt.timedelta(hours=int(oh), minutes=int(om), seconds=int(os_ or 0))
+        if offset >= _dt.timedelta(days=1):
+            raise ValueError("UTC offset out of range")
+        tz = _dt.timezone(-offset if sign == "-" else offset)
+    value = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tz)
+    return value if tz is _UTC else value.astimezone(_UTC)
+
+
+def _as_utc(value: _dt.datetime) -> _dt.datetime:
+    """``value`` as an aware UTC datetime; a naive one is taken to be UTC already."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=_UTC)
+    return value.astimezone(_UTC)
+
+
+def _enc_time(value: Any) -> str:
+    if not isinstance(value, _dt.datetime):
+        raise _Bad(f"expected a datetime, got {_show(value)}")
+    try:
+        return _as_utc(value).isoformat(timespec="microseconds")
+    except OverflowError:
+        raise _Bad(f"{value!r} is out of range in UTC") from None
+
+
+def _enc_time_tango(value: Any) -> str:
+    if not isinstance(value, _dt.datetime):
+        raise _Bad(f"expected a datetime, got {_show(value)}")
+    try:
+        return _as_utc(value).replace(tzinfo=None).isoformat(timespec="seconds")
+    except OverflowError:
+        raise _Bad(f"{value!r} is out of range in UTC") from None
+
+
+def _dec_time(value: Any) -> _dt.datetime:
+    if type(value) is str:
+        try:
+            return parse_time(value)
+        except (ValueError, OverflowError) as e:
+            raise _Bad(f"expected an ISO 8601 time, got {_show(value)} ({e})") from None
+    if isinstance(value, _dt.datetime):
+        try:
+            return _as_utc(value)
+        except OverflowError:
+            raise _Bad(f"{value!r} is out of range in UTC") from None
+    raise _Bad(f"expected an ISO 8601 time, got {_show(value)}")
+
+
+# --- free-form JSON (config, metadata) ---------------------------------------------------------
+
+
+def _enc_any(value: Any) -> Any:
+    """A JSON-safe, deterministic copy of ``value``: dict keys sorted, sets sorted."""
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or value is None:
+        return value
+    if t is dict or isinstance(value, Mapping):
+        out = {}
+        for key in sorted(value, key=_any_key_order):
+            if not isinstance(key, str):
+                raise _Bad(f"object keys must be strings, got {_show(key)}")
+            try:
+                out[key] = _enc_any(value[key])
+            except _Bad as e:
+                e.parts.append(key)
+                raise
+        return out
+    if t is list or t is tuple:
+        return _enc_list(value)
+    if isinstance(value, (set, frozenset)):
+        return _enc_list(sorted(value, key=_any_key_order))
+    if isinstance(value, enum.Enum):
+        return _enc_any(value.value)
+    if isinstance(value, (str, int, float)):  # subclasses: str/int/float enums, numpy-free ints
+        return (str if isinstance(value, str) else float if isinstance(value, float) else int)(
+            value
+        )
+    if isinstance(value, (list, tuple)):
+        return _enc_list(value)
+    if isinstance(value, _dt.datetime):
+        return _enc_time(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    raise _Bad(f"{_show(value)} has no JSON form")
+
+
+def _any_key_order(value: Any) -> Tuple[str, str]:
+    """Sort key that orders mixed types deterministically (by type name, then text)."""
+    return (type(value).__name__, value if isinstance(value, str) else repr(value))
+
+
+def _enc_list(items: Any) -> List[Any]:
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(_enc_any(item))
+        except _Bad as e:
+            e.parts.append(f"[{i}]")
+            raise
+    return out
+
+
+def _dec_any(value: Any) -> Any:
+    """A deep copy of a JSON value; anything that is not JSON is refused."""
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or value is None:
+        return value
+    if t is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Bad(f"object keys must be strings, got {_show(key)}")
+            try:
+                out[key] = _dec_any(item)
+            except _Bad as e:
+                e.parts.append(key)
+                raise
+        return out
+    if t is list or t is tuple:
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(_dec_any(item))
+            except _Bad as e:
+                e.parts.append(f"[{i}]")
+                raise
+        return items
+    raise _Bad(f"expected a JSON value, got {_show(value)}")
+
+
+# --- compiling type hints into converters ------------------------------------------------------
+
+
+def _scalar(kind: type, expected: str) -> Tuple[Convert, Convert]:
+    def enc(value: Any) -> Any:
+        if type(value) is kind:
+            return value
+        if kind is not bool and isinstance(value, kind) and not isinstance(value, bool):
+            return kind(value)
+        if kind is float and type(value) is int:
+            return value
+        raise _Bad(f"expected {expected}, got {_show(value)}")
+
+    def dec(value: Any) -> Any:
+        if type(value) is kind:
+            return value
+        if kind is float and type(value) is int:
+            return float(value)
+        raise _Bad(f"expected {expected}, got {_show(value)}")
+
+    return enc, dec
+
+
+def _enc_path(value: Any) -> str:
+    if isinstance(value, PurePath):
+        return str(value)
+    raise _Bad(f"expected a path, got {_show(value)}")
+
+
+def _dec_path(value: Any) -> Path:
+    if type(value) is str:
+        return Path(value)
+    if isinstance(value, PurePath):
+        return Path(value)
+    raise _Bad(f"expected a path string, got {_show(value)}")
+
+
+def _describe(tp: Any) -> str:
+    """How an error message names the JSON form of ``tp``."""
+    origin = typing.get_origin(tp)
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "a boolean"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is _dt.datetime:
+        return "an ISO 8601 time"
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        return "a path string"
+    if origin in (list, set, frozenset, tuple):
+        return "a list"
+    if origin is dict or (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+        return "an object"
+    return "a JSON value"
+
+
+class _Mode(enum.Enum):
+    NATIVE = "native"
+    TANGO = "tango"
+
+
+def _converters(tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
+    """Build the ``(encode, decode)`` pair for a type hint."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return _enc_any, _dec_any
+    if tp in (str, int, bool, float):
+        return _scalar(tp, _describe(tp))
+    if tp is _dt.datetime:
+        return (_enc_time_tango if mode is _Mode.TANGO else _enc_time), _dec_time
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        return _enc_path, _dec_path
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _record_converters(tp, mode)
+    if origin is typing.Union and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            raise TypeError(f"unsupported type hint {tp!r}")
+        inner_enc, inner_dec = _converters(rest[0], mode)
+        expected = _describe(rest[0]) + " or null"
+
+        def enc_opt(value: Any) -> Any:
+            return None if value is None else inner_enc(value)
+
+        def dec_opt(value: Any) -> Any:
+            if value is None:
+                return None
+            try:
+                return inner_dec(value)
+            except _Bad as e:
+                if not e.parts and e.problem.startswith("expected "):
+                    e.problem = f"expected {expected}, got {_show(value)}"
+                raise
+
+        return enc_opt, dec_opt
+    if origin in (list, set, frozenset) or (origin is tuple and args[-1:] == (Ellipsis,)):
+        return _sequence_converters(origin, args[0], mode)
+    if origin is tuple:
+        return _tuple_converters(args, mode)
+    if origin is dict:
+        if args[0] is not str:
+            raise TypeError(f"unsupported type hint {tp!r}: keys must be str")
+        return _dict_converters(args[1], mode)
+    raise TypeError(f"unsupported type hint {tp!r}")
+
+
+def _sequence_converters(origin: Any, item_tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
+    item_enc, item_dec = _converters(item_tp, mode)
+    is_set = origin in (set, frozenset)
+    build: Callable[[List[Any]], Any] = origin if origin is not list else list
+    kind = "a set" if is_set else "a list"
+
+    def enc(value: Any) -> Any:
+        if is_set:
+            if not isinstance(value, (set, frozenset)):
+                raise _Bad(f"expected {kind}, got {_show(value)}")
+            items: Any = value
+        elif isinstance(value, (list, tuple)):
+            items = value
+        else:
+            raise _Bad(f"expected {kind}, got {_show(value)}")
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(item_enc(item))
+            except _Bad as e:
+                e.parts.append(f"[{i}]")
+                raise
+        if is_set:
+            try:
+                out.sort()
+            except TypeError:
+                out.sort(key=_any_key_order)
+        return out
+
+    def dec(value: Any) -> Any:
+        if type(value) is not list and not isinstance(value, (tuple, set, frozenset)):
+            raise _Bad(f"expected a list, got {_show(value)}")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(item_dec(item))
+            except _Bad as e:
+                e.parts.append(f"[{i}]")
+                raise
+            except TypeError:  # unhashable member of a set
+                raise _Bad(f"[{i}] cannot be a set member") from None
+        try:
+            return build(out)
+        except TypeError:
+            raise _Bad("the members cannot form a set") from None
+
+    return enc, dec
+
+
+def _tuple_converters(args: Tuple[Any, ...], mode: _Mode) -> Tuple[Convert, Convert]:
+    pairs = [_converters(a, mode) for a in args]
+    size = len(pairs)
+    # The common case, Tuple[str, str] (package name and version), gets a fast path.
+    all_str = all(a is str for a in args)
+
+    def enc(value: Any) -> Any:
+        if type(value) is tuple or isinstance(value, (tuple, list)):
+            if len(value) == size:
+                if all_str and all(type(v) is str for v in value):
+                    return list(value)
+                out = []
+                for i, ((item_enc, _), item) in enumerate(zip(pairs, value)):
+                    try:
+                        out.append(item_enc(item))
+                    except _Bad as e:
+                        e.parts.append(f"[{i}]")
+                        raise
+                return out
+            raise _Bad(f"expected {size} items, got {len(value)}")
+        raise _Bad(f"expected a list of {size} items, got {_show(value)}")
+
+    def dec(value: Any) -> Any:
+        if type(value) is list or type(value) is tuple:
+            if len(value) == size:
+                if all_str and all(type(v) is str for v in value):
+                    return tuple(value)
+                out = []
+                for i, ((_, item_dec), item) in enumerate(zip(pairs, value)):
+                    try:
+                        out.append(item_dec(item))
+                    except _Bad as e:
+                        e.parts.append(f"[{i}]")
+                        raise
+                return tuple(out)
+            raise _Bad(f"expected a list of {size} items, got {len(value)}")
+        raise _Bad(f"expected a list of {size} items, got {_show(value)}")
+
+    return enc, dec
+
+
+def _dict_converters(value_tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
+    if value_tp is Any:
+        # Free-form JSON object (config, metadata): sorted and copied at every level.
+        def enc_free(value: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise _Bad(f"expected an object, got {_show(value)}")
+            return _enc_any(value)
+
+        def dec_free(value: Any) -> Any:
+            if type(value) is not dict:
+                raise _Bad(f"expected an object, got {_show(value)}")
+            return _dec_any(value)
+
+        return enc_free, dec_free
+
+    item_enc, item_dec = _converters(value_tp, mode)
+
+    def enc(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise _Bad(f"expected an object, got {_show(value)}")
+        out = {}
+        for key in sorted(value, key=_any_key_order):
+            if not isinstance(key, str):
+                raise _Bad(f"object keys must be strings, got {_show(key)}")
+            try:
+                out[key] = item_enc(value[key])
+            except _Bad as e:
+                e.parts.append(key)
+                raise
+        return out
+
+    def dec(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Bad(f"expected an object, got {_show(value)}")
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Bad(f"object keys must be strings, got {_show(key)}")
+            try:
+                out[key] = item_dec(item)
+            except _Bad as e:
+                e.parts.append(key)
+                raise
+        return out
+
+    return enc, dec
+
+
+# --- record plans ------------------------------------------------------------------------------
+
+_MISSING = dataclasses.MISSING
+
+
+class _Plan:
+    """How to encode, decode, pickle and unpickle one record dataclass."""
+
+    __slots__ = ("cls", "decode_fields", "encode_fields", "pickle_fill", "set_fields")
+
+    def __init__(self, cls: type, mode: _Mode) -> None:
+        hints = typing.get_type_hints(cls)
+        self.cls = cls
+        # (name, encode); sorted by name so that output keys are sorted like Tango's.
+        self.encode_fields: List[Tuple[str, Convert]] = []
+        # (name, decode, default for a missing key: a zero-argument callable, or None = required)
+        self.decode_fields: List[Tuple[str, Convert, Callable[[], Any] | None]] = []
+        # (name, fill for a field missing from a pickle's state)
+        self.pickle_fill: List[Tuple[str, Callable[[], Any]]] = []
+        self.set_fields: List[str] = []
+        for f in sorted(dataclasses.fields(cls), key=lambda f: f.name):
+            if not f.init:
+                continue
+            enc, dec = _converters(hints[f.name], mode)
+            origin = typing.get_origin(hints[f.name])
+            if origin in (set, frozenset):
+                self.set_fields.append(f.name)
+            probes = bool(f.metadata.get("probe"))
+            default: Callable[[], Any] | None
+            if f.default is None:
+                default = _none
+            elif f.default is not _MISSING:
+                default = _constant(f.default)
+            elif f.default_factory is not _MISSING and not probes:
+                default = f.default_factory
+            else:
+                default = None
+            self.decode_fields.append((f.name, dec, default))
+            self.pickle_fill.append((f.name, default or _none))
+            if mode is _Mode.TANGO and f.metadata.get("tango") is False:
+                continue
+            self.encode_fields.append((f.name, enc))
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def _none() -> None:
+    return None
+
+
+_PLANS: Dict[Tuple[type, _Mode], _Plan] = {}
+
+
+def _plan(cls: type, mode: _Mode = _Mode.NATIVE) -> _Plan:
+    plan = _PLANS.get((cls, mode))
+    if plan is None:
+        plan = _PLANS[(cls, mode)] = _Plan(cls, mode)
+    return plan
+
+
+def _record_converters(cls: type, mode: _Mode) -> Tuple[Convert, Convert]:
+    # Nested plans are looked up on first call, not while compiling: a record type may refer to
+    # itself or to one that is not fully defined yet.
+    def enc(value: Any) -> Any:
+        if not isinstance(value, cls):
+            raise _Bad(f"expected a {cls.__name__}, got {_show(value)}")
+        return _encode_fields(_plan(cls, mode), value)
+
+    def dec(value: Any) -> Any:
+        return _decode_fields(_plan(cls, mode), value)
+
+    return enc, dec
+
+
+def _encode_fields(plan: _Plan, record: Any) -> Dict[str, Any]:
+    out = {}
+    values = record.__dict__
+    for name, enc in plan.encode_fields:
+        try:
+            out[name] = enc(values[name])
+        except _Bad as e:
+            e.parts.append(name)
+            raise
+        except KeyError:
+            raise _Bad(f"{name}: the attribute is missing") from None
+    return out
+
+
+def _decode_fields(plan: _Plan, data: Any) -> Any:
+    if type(data) is not dict:
+        raise _Bad(f"expected an object, got {_show(data)}")
+    record = object.__new__(plan.cls)
+    values = record.__dict__
+    for name, dec, default in plan.decode_fields:
+        if name in data:
+            try:
+                values[name] = dec(data[name])
+            except _Bad as e:
+                e.parts.append(name)
+                raise
+        elif default is not None:
+            values[name] = default()
+        else:
+            e = _Bad("required field is missing")
+            e.parts.append(name)
+            raise e
+    return record
+
+
+def encode(record: Any, *, tango_compat: bool = False) -> Dict[str, Any]:
+    """Encode a record dataclass into a new JSON-safe dict (see :meth:`Record.to_json_dict`)."""
+    plan = _plan(type(record), _Mode.TANGO if tango_compat else _Mode.NATIVE)
+    try:
+        return _encode_fields(plan, record)
+    except _Bad as e:
+        raise StepInfoEncodeError(e.path(), e.problem) from None
+    except RecursionError:
+        raise StepInfoEncodeError("", "the value is nested too deeply") from None
+
+
+def decode(cls: type[_T], data: Any) -> _T:
+    """Decode ``data`` into a new ``cls`` (see :meth:`Record.from_json_dict`)."""
+    try:
+        return typing.cast(_T, _decode_fields(_plan(cls), data))
+    except _Bad as e:
+        raise StepInfoDecodeError(e.path(), e.problem) from None
+    except RecursionError:
+        raise StepInfoDecodeError("", "the value is nested too deeply") from None
+
+
+def check(record: Any) -> None:
+    """Check that every field of ``record`` has a value of its declared type, at every depth.
+
+    :raises StepInfoDecodeError: naming the first field at fault. Used on records that did not
+        come through :func:`decode`, such as unpickled ones.
+    """
+    try:
+        if not isinstance(record, Record):
+            raise _Bad(f"expected a record, got {_show(record)}")
+        _encode_fields(_plan(type(record)), record)
+    except _Bad as e:
+        raise StepInfoDecodeError(e.path(), e.problem) from None
+    except RecursionError:
+        raise StepInfoDecodeError("", "the value is nested too deeply") from None
+
+
+# --- the base class ----------------------------------------------------------------------------
+
+
+class Record:
+    """Base of the record dataclasses: JSON and pickle support derived from their fields."""
+
+    __dataclass_fields__: ClassVar[Dict[str, dataclasses.Field[Any]]]
+
+    def to_json_dict(self, *, tango_compat: bool = False) -> Dict[str, Any]:
+        """Return a JSON-safe dict of this record: deterministic and lossless.
+
+        Keys are sorted at every level, sets are written as sorted lists, tuples as lists, paths
+        as strings and times as ISO 8601 in UTC with microseconds and offset
+        (``2024-03-10T06:59:58.123456+00:00``). The result shares no mutable object with the
+        record.
+
+        :param tango_compat: write what ai2-tango 1.3.2 writes and reads instead: times in UTC
+            to the second without an offset, and none of the fields this library added.
+        :raises StepInfoEncodeError: a field holds a value of the wrong type, or ``config`` /
+            ``metadata`` holds a value with no JSON form; the message names the field path.
+        """
+        return encode(self, tango_compat=tango_compat)
+
+    @classmethod
+    def from_json_dict(cls: type[_T], json_dict: Any) -> _T:
+        """Build a record from a dict made by :meth:`to_json_dict` or by ai2-tango 1.3.2.
+
+        Never changes ``json_dict`` and shares no mutable object with it. Never probes this
+        machine: a missing field with a plain default takes it, a missing required or probed
+        field is an error. Keys this version does not know are ignored.
+
+        :param json_dict: the decoded JSON object.
+        :raises StepInfoDecodeError: the input is not a record; the message gives the field path
+            and the problem, e.g. ``environment.git.commit: expected a string or null, got 5``.
+        """
+        return decode(cls, json_dict)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """The pickled state: fields by name, sets as sorted lists, ``None`` fields left out.
+
+        Leaving out what a reader fills back in by itself keeps pickles small; sorting sets keeps
+        them byte-for-byte deterministic.
+        """
+        plan = _plan(type(self))
+        values = self.__dict__
+        state = {}
+        for name, fill in plan.pickle_fill:
+            value = values.get(name)
+            if value is None and fill is _none:
+                continue
+            state[name] = value
+        for name in plan.set_fields:
+            value = state.get(name)
+            if isinstance(value, (set, frozenset)):
+                try:
+                    state[name] = sorted(value)
+                except TypeError:
+                    state[name] = sorted(value, key=_any_key_order)
+        return state
+
+    def __setstate__(self, state: Any) -> None:
+        """Restore from a pickled state written by any version of this library or by Tango.
+
+        Fields missing from ``state`` (added after the pickle was written) take their plain
+        default, or ``None`` when the default would probe the machine or there is none;
+        attributes this version does not know are dropped. Never probes.
+        """
+        if isinstance(state, tuple) and len(state) == 2:  # (dict state, slots state)
+            state = state[0]
+        if not isinstance(state, dict):
+            raise StepInfoDecodeError(
+                type(self).__name__, f"expected a dict as pickled state, got {_show(state)}"
+            )
+        plan = _plan(type(self))
+        values = self.__dict__
+        for name, fill in plan.pickle_fill:
+            values[name] = state[name] if name in state else fill()
+        for name in plan.set_fields:
+            value = values[name]
+            if isinstance(value, (list, tuple, frozenset)):
+                try:
+                    values[name] = set(value)
+                except TypeError:
+                    pass  # left as it is; check() reports it

@@ -1,0 +1,112 @@
+"""The metadata dataclasses: where and how a step ran.
+
+These classes' module path, ``tango_stepinfo.metadata``, is part of the pickle format: pickles
+name it, so the classes stay here for good.
+
+Every field of :class:`PlatformMetadata` and :class:`EnvironmentMetadata` has a default factory
+that probes this machine (see :mod:`tango_stepinfo._probe` for what each one reads and its
+fallback). Passing a value explicitly never probes anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+from . import _probe
+from ._codec import Record
+from ._version import __version__
+
+__all__ = ["EnvironmentMetadata", "GitMetadata", "PlatformMetadata", "TangoMetadata"]
+
+_PROBED: Any = {"probe": True}
+_OURS: Any = {"tango": False}
+
+
+@dataclass
+class GitMetadata(Record):
+    """The git checkout the step ran in.
+
+    :ivar commit: the full hash of ``HEAD``, or ``None`` in a repository with no commits.
+    :ivar remote: the URL of the ``origin`` remote (else of the first remote), with any user name
+        and password removed; ``None`` when there is no remote.
+    :ivar branch: the checked-out branch, ``None`` when ``HEAD`` is detached. Not in Tango.
+    :ivar dirty: whether tracked files differ from ``HEAD``; ``None`` when unknown (no ``git``
+        binary, the check timed out or is turned off). Not in Tango.
+    """
+
+    commit: Optional[str] = None
+    remote: Optional[str] = None
+    branch: Optional[str] = field(default=None, metadata=_OURS)
+    dirty: Optional[bool] = field(default=None, metadata=_OURS)
+
+    @classmethod
+    def check_for_repo(cls) -> Optional[GitMetadata]:
+        """Probe the git repository around the working directory, as Tango's method of that name.
+
+        :returns: the repository's metadata, or ``None`` when the working directory is not inside
+            a git repository. Never raises.
+        """
+        facts = _probe.git()
+        return None if facts is None else cls(*facts)
+
+
+@dataclass
+class TangoMetadata(Record):
+    """The library that wrote the record.
+
+    :ivar version: its version; this package's version by default.
+    """
+
+    version: str = __version__
+
+
+@dataclass
+class PlatformMetadata(Record):
+    """The machine a step ran on. Each field defaults to a probe of this machine.
+
+    :ivar operating_system: ``platform.platform()``, e.g. ``Linux-6.1.0-x86_64-with-glibc2.36``.
+    :ivar cpu_count: ``os.cpu_count()``; ``None`` when unknown.
+    :ivar user: the login name; the numeric uid when the user has no name.
+    :ivar host: the host name.
+    """
+
+    operating_system: str = field(default_factory=_probe.operating_system, metadata=_PROBED)
+    cpu_count: Optional[int] = field(default_factory=_probe.cpu_count, metadata=_PROBED)
+    user: str = field(default_factory=_probe.user, metadata=_PROBED)
+    host: str = field(default_factory=_probe.host, metadata=_PROBED)
+
+
+def _probe_git() -> Optional[GitMetadata]:
+    return GitMetadata.check_for_repo()
+
+
+def _probe_tango() -> Optional[TangoMetadata]:
+    return TangoMetadata()
+
+
+@dataclass
+class EnvironmentMetadata(Record):
+    """The Python environment a step ran in. Each field defaults to a probe of this process.
+
+    :ivar python: the Python version, ``platform.python_version()``.
+    :ivar executable: the interpreter, ``sys.executable``.
+    :ivar command: the command line of the process, shell-quoted, secrets redacted.
+    :ivar root: the working directory.
+    :ivar packages: the installed distributions as sorted ``(name, version)`` pairs, names
+        normalised as PEP 503 does.
+    :ivar git: the git checkout around the working directory; ``None`` outside one.
+    :ivar tango: the library that wrote the record.
+    """
+
+    python: str = field(default_factory=_probe.python, metadata=_PROBED)
+    executable: Path = field(default_factory=_probe.executable, metadata=_PROBED)
+    command: str = field(default_factory=_probe.command, metadata=_PROBED)
+    root: Path = field(default_factory=_probe.root, metadata=_PROBED)
+    packages: Optional[List[Tuple[str, str]]] = field(
+        default_factory=_probe.packages, metadata=_PROBED
+    )
+    git: Optional[GitMetadata] = field(default_factory=_probe_git, metadata=_PROBED)
+    tango: Optional[TangoMetadata] = field(default_factory=_probe_tango, metadata=_PROBED)
+
