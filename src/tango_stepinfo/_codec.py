@@ -18,6 +18,7 @@ prepends its part of the path, so the happy path pays nothing for error reportin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import enum
@@ -67,7 +68,7 @@ def _show(value: Any) -> str:
         return "an object"
     if isinstance(value, list):
         return "a list"
-    return f"a {type(value).__name__}"
+    return f"a value of type {type(value).__name__!r}"
 
 
 # --- times -------------------------------------------------------------------------------------
@@ -260,9 +261,18 @@ def _dec_path(value: Any) -> Path:
     raise _Bad(f"expected a path string, got {_show(value)}")
 
 
-def _describe(tp: Any) -> str:
-    """How an error message names the JSON form of ``tp``."""
+def _describe(tp: Any, python: bool = False) -> str:
+    """How an error message names ``tp``: its JSON form, or with ``python`` its Python type."""
     origin = typing.get_origin(tp)
+    if python:
+        if tp is _dt.datetime:
+            return "a datetime"
+        if isinstance(tp, type) and issubclass(tp, PurePath):
+            return "a path"
+        if origin in (set, frozenset):
+            return "a set"
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            return f"an {tp.__name__}" if tp.__name__[0] in "AEIOU" else f"a {tp.__name__}"
     if tp is str:
         return "a string"
     if tp is bool:
@@ -307,9 +317,16 @@ def _converters(tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
             raise TypeError(f"unsupported type hint {tp!r}")
         inner_enc, inner_dec = _converters(rest[0], mode)
         expected = _describe(rest[0]) + " or null"
+        expected_py = _describe(rest[0], python=True) + " or null"
 
         def enc_opt(value: Any) -> Any:
-            return None if value is None else inner_enc(value)
+            if value is None:
+                return None
+            try:
+                return inner_enc(value)
+            except _Bad as e:
+                _or_null(e, expected_py, value)
+                raise
 
         def dec_opt(value: Any) -> Any:
             if value is None:
@@ -317,8 +334,7 @@ def _converters(tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
             try:
                 return inner_dec(value)
             except _Bad as e:
-                if not e.parts and e.problem.startswith("expected "):
-                    e.problem = f"expected {expected}, got {_show(value)}"
+                _or_null(e, expected, value)
                 raise
 
         return enc_opt, dec_opt
@@ -331,6 +347,12 @@ def _converters(tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
             raise TypeError(f"unsupported type hint {tp!r}: keys must be str")
         return _dict_converters(args[1], mode)
     raise TypeError(f"unsupported type hint {tp!r}")
+
+
+def _or_null(error: _Bad, expected: str, value: Any) -> None:
+    """Say "or null" in a type error about the value of an ``Optional`` field itself."""
+    if not error.parts and error.problem.startswith("expected "):
+        error.problem = f"expected {expected}, got {_show(value)}"
 
 
 def _sequence_converters(origin: Any, item_tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
@@ -538,7 +560,7 @@ def _record_converters(cls: type, mode: _Mode) -> Tuple[Convert, Convert]:
     # itself or to one that is not fully defined yet.
     def enc(value: Any) -> Any:
         if not isinstance(value, cls):
-            raise _Bad(f"expected a {cls.__name__}, got {_show(value)}")
+            raise _Bad(f"expected {_describe(cls, python=True)}, got {_show(value)}")
         return _encode_fields(_plan(cls, mode), value)
 
     def dec(value: Any) -> Any:
@@ -564,7 +586,7 @@ def _encode_fields(plan: _Plan, record: Any) -> Dict[str, Any]:
 def _decode_fields(plan: _Plan, data: Any) -> Any:
     if type(data) is not dict:
         raise _Bad(f"expected an object, got {_show(data)}")
-    record = object.__new__(plan.cls)
+    record: Any = object.__new__(plan.cls)
     values = record.__dict__
     for name, dec, default in plan.decode_fields:
         if name in data:
@@ -576,9 +598,9 @@ def _decode_fields(plan: _Plan, data: Any) -> Any:
         elif default is not None:
             values[name] = default()
         else:
-            e = _Bad("required field is missing")
-            e.parts.append(name)
-            raise e
+            missing = _Bad("required field is missing")
+            missing.parts.append(name)
+            raise missing
     return record
 
 
@@ -699,7 +721,5 @@ class Record:
         for name in plan.set_fields:
             value = values[name]
             if isinstance(value, (list, tuple, frozenset)):
-                try:
+                with contextlib.suppress(TypeError):  # unhashable: left as it is for check()
                     values[name] = set(value)
-                except TypeError:
-                    pass  # left as it is; check() reports it

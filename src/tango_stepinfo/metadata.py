@@ -109,4 +109,3 @@ class EnvironmentMetadata(Record):
     )
     git: Optional[GitMetadata] = field(default_factory=_probe_git, metadata=_PROBED)
     tango: Optional[TangoMetadata] = field(default_factory=_probe_tango, metadata=_PROBED)
-

@@ -1,0 +1,44 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List
+
+import pytest
+
+import tango_stepinfo
+
+DATA = Path(__file__).parent / "data"
+TANGO_DATA = DATA / "tango_1_3_2"
+
+
+@pytest.fixture
+def probe_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
+    """Count calls to the stdlib functions the probes read, with every cached fact dropped.
+
+    Yields the list of names called; a test that must not probe asserts it stays empty.
+    """
+    tango_stepinfo.clear_cache()
+    calls: List[str] = []
+    targets: Dict[str, tuple] = {
+        "os.getcwd": (os, "getcwd"),
+        "os.cpu_count": (os, "cpu_count"),
+        "platform.platform": (platform, "platform"),
+        "socket.gethostname": (socket, "gethostname"),
+    }
+
+    def counting(name: str, real: Callable[..., object]) -> Callable[..., object]:
+        def wrapper(*args: object, **kwargs: object) -> object:
+            calls.append(name)
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    for name, (owner, attr) in targets.items():
+        monkeypatch.setattr(owner, attr, counting(name, getattr(owner, attr)))
+    yield calls
+    tango_stepinfo.clear_cache()
