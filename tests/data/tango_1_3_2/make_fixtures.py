@@ -1,3 +1,4 @@
+# mypy: ignore-errors
 """Produce the AI2 Tango 1.3.2 test fixtures in this folder.
 
 Runs ONLY in a throwaway virtualenv that has the real Tango installed (Tango is never a
@@ -17,7 +18,6 @@ environment metadata are always passed explicitly except in the ``tango run`` fo
 which probes the machine it runs on (from a fixed temp dir that is not a git repository).
 """
 
-import copy
 import json
 import os
 import pickle
@@ -25,7 +25,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import textwrap
 from datetime import datetime
 from importlib.metadata import version as dist_version
 from pathlib import Path
@@ -39,18 +38,18 @@ if os.environ.get("PYTHONHASHSEED") != "0":
         {**os.environ, "PYTHONHASHSEED": "0"},
     )
 
-import pytz  # noqa: E402
-from sqlitedict import SqliteDict  # noqa: E402
-from tango.common.util import jsonify, utc_now_datetime  # noqa: E402,F401
-from tango.step import Step, StepIndexer  # noqa: E402
-from tango.step_info import (  # noqa: E402
+import pytz
+from sqlitedict import SqliteDict
+from tango.common.util import jsonify
+from tango.step import Step, StepIndexer
+from tango.step_info import (
     EnvironmentMetadata,
     GitMetadata,
     PlatformMetadata,
     StepInfo,
     TangoMetadata,
 )
-from tango.version import VERSION as TANGO_VERSION  # noqa: E402
+from tango.version import VERSION as TANGO_VERSION
 
 assert TANGO_VERSION == "1.3.2", TANGO_VERSION
 
@@ -302,7 +301,9 @@ class TrainStep(Step):
     CACHEABLE = True
     VERSION = "002"
 
-    def run(self, data: list, tokens: list, first: int, lr: float) -> float:  # type: ignore[override]
+    def run(  # type: ignore[override]
+        self, data: list, tokens: list, first: int, lr: float
+    ) -> float:
         return lr
 
 
@@ -319,7 +320,13 @@ def step_refs_info() -> StepInfo:
         lr=0.001,
         # A raw config that holds the real Step / StepIndexer objects; new_from_step() turns
         # them into {"type": "ref", "ref": <unique_id>[, "key": <key>]}.
-        step_config={"type": "fixture_train", "data": data, "tokens": tokens, "first": first, "lr": 0.001},
+        step_config={
+            "type": "fixture_train",
+            "data": data,
+            "tokens": tokens,
+            "first": first,
+            "lr": 0.001,
+        },
         step_metadata={"owner": "nlp-team"},
     )
     si = StepInfo.new_from_step(
@@ -400,9 +407,19 @@ def tango_run(run_name: str) -> subprocess.CompletedProcess:
         "PYTHONHASHSEED": "0",
         "TERM": "dumb",
     }
-    cmd = ["tango", "--file-friendly-logging", "run", "experiment.json",
-           "-w", "workspace", "-i", "fixture_steps", "-n", run_name]
-    proc = subprocess.run(cmd, cwd=RUN_DIR, env=env, capture_output=True, text=True)
+    cmd = [
+        "tango",
+        "--file-friendly-logging",
+        "run",
+        "experiment.json",
+        "-w",
+        "workspace",
+        "-i",
+        "fixture_steps",
+        "-n",
+        run_name,
+    ]
+    proc = subprocess.run(cmd, cwd=RUN_DIR, env=env, capture_output=True, text=True, check=False)
     # The run fails on purpose (one step raises), so tango exits 1.
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
     return proc
@@ -410,7 +427,7 @@ def tango_run(run_name: str) -> subprocess.CompletedProcess:
 
 def load_sqlite(path: Path) -> dict:
     with SqliteDict(str(path), flag="r") as d:
-        return {k: d[k] for k in d.keys()}
+        return {k: d[k] for k in d.keys()}  # noqa: SIM118 (SqliteDict)
 
 
 def sqlite_expected(path: Path) -> dict:
@@ -422,7 +439,7 @@ def sqlite_expected(path: Path) -> dict:
     return out
 
 
-def make_sqlite(out_dir: Path) -> dict:
+def make_sqlite(out_dir: Path) -> None:
     if RUN_DIR.exists():
         shutil.rmtree(RUN_DIR)
     (RUN_DIR / "home").mkdir(parents=True)
@@ -442,7 +459,6 @@ def make_sqlite(out_dir: Path) -> dict:
     write_json(out_dir / "expected_rerun.json", sqlite_expected(out_dir / "stepinfo_rerun.sqlite"))
 
     shutil.rmtree(RUN_DIR)
-    return {"run_command": "tango --file-friendly-logging run experiment.json -w workspace -i fixture_steps -n first|second"}
 
 
 # --------------------------------------------------------------------------------------
@@ -482,9 +498,15 @@ def main() -> None:
             step_name="entraînement-模型-🚀",
             start_time=START,
             end_time=END_FAILED,
-            error="Traceback (most recent call last):\nValueError: taux «0.001» invalide ✗ 日本語 🚀",
-            config={"data": {"ref": "DataStep-111", "type": "ref"}, "lr": 0.001,
-                    "note": "naïve café ✓ Ω 日本語 🚀", "type": "train"},
+            error=(
+                "Traceback (most recent call last):\nValueError: taux «0.001» invalide ✗ 日本語 🚀"
+            ),
+            config={
+                "data": {"ref": "DataStep-111", "type": "ref"},
+                "lr": 0.001,
+                "note": "naïve café ✓ Ω 日本語 🚀",
+                "type": "train",
+            },
             metadata={"owner": "équipe-nlp 🚀"},
             platform=PlatformMetadata(
                 operating_system="Linux-5.15.0-x86_64-with-glibc2.35",
@@ -549,13 +571,22 @@ def main() -> None:
             HERE / "expected" / f"{name}.json",
             {"pickles": names, "type": qualname(obj), "values": jsonify(obj)},
         )
+    # sqlite/: a real LocalWorkspace
+    make_sqlite(HERE / "sqlite")
+    import sqlite3
+
+    for db in ("stepinfo.sqlite", "stepinfo_rerun.sqlite"):
+        con = sqlite3.connect(HERE / "sqlite" / db)
+        for (value,) in con.execute('SELECT value FROM "unnamed"'):
+            key = "sqlite/ values (sqlitedict, protocol 5)"
+            pickle_globals.setdefault(key, set()).update(pickled_globals(bytes(value)))
+        con.close()
+
+    # every module.name that find_class() is asked for, per protocol
     write_json(
         HERE / "expected" / "pickle_globals.json",
         {k: sorted(v) for k, v in sorted(pickle_globals.items())},
     )
-
-    # sqlite/: a real LocalWorkspace
-    make_sqlite(HERE / "sqlite")
 
     write_json(
         HERE / "produced_with.json",
