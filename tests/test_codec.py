@@ -26,6 +26,7 @@ from tango_stepinfo import (
     StepInfoDecodeError,
     StepInfoEncodeError,
     TangoMetadata,
+    _codec,
 )
 from tango_stepinfo._codec import parse_time
 
@@ -119,6 +120,56 @@ def test_config_values_without_json_form_are_converted_deterministically() -> No
         "t": "2024-03-10T06:59:58.123456+00:00",
     }
     assert list(out) == ["a", "b", "p", "t"]
+
+
+json_leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.floats()
+
+
+@st.composite
+def mutated_records(draw: Any) -> Any:
+    """A valid record's JSON with one value somewhere replaced by an arbitrary one."""
+    data = draw(step_infos()).to_json_dict()
+    target: Any = data
+    for _ in range(draw(st.integers(0, 3))):
+        if isinstance(target, dict) and target:
+            key = draw(st.sampled_from(sorted(target)))
+            if not isinstance(target[key], (dict, list)) or not target[key]:
+                break
+            target = target[key]
+        elif isinstance(target, list) and target:
+            index = draw(st.integers(0, len(target) - 1))
+            if not isinstance(target[index], (dict, list)) or not target[index]:
+                break
+            target = target[index]
+    new = draw(json_leaves | st.lists(json_leaves, max_size=3) | st.just({}))
+    if isinstance(target, dict) and target:
+        key = draw(st.sampled_from(sorted(target)))
+        if draw(st.booleans()):
+            target[key] = new
+        else:
+            del target[key]
+    elif isinstance(target, list) and target:
+        target[draw(st.integers(0, len(target) - 1))] = new
+    return data
+
+
+def outcome(fn: Any, *args: Any) -> Any:
+    try:
+        return ("ok", fn(*args))
+    except _codec._Bad as e:
+        return ("error", e.path(), e.problem)
+
+
+@given(mutated_records())
+def test_generated_decoder_agrees_with_the_careful_one(data: Any) -> None:
+    plan = _codec._plan(StepInfo)
+    assert outcome(plan.decode, data) == outcome(_codec._decode_fields, plan, data)
+
+
+@given(step_infos(), st.booleans())
+def test_generated_encoder_agrees_with_the_careful_one(info: StepInfo, tango: bool) -> None:
+    plan = _codec._plan(StepInfo, _codec._Mode.TANGO if tango else _codec._Mode.NATIVE)
+    assert plan.encode(info) == _codec._encode_fields(plan, info)
 
 
 # --- reading Tango's files, writing Tango's format ---------------------------------------------
@@ -497,3 +548,20 @@ def test_pickle_size_is_small() -> None:
     state = info.__getstate__()
     assert "error" not in state  # None fields are left out
     assert state["dependencies"] == sorted(info.dependencies)
+    packages = info.environment.packages
+    assert packages is not None
+    flat = info.environment.__getstate__()["packages"]
+    assert flat == tuple(part for row in packages for part in row)
+
+
+def test_old_pickle_with_packages_as_a_list_of_pairs() -> None:
+    # Tango and any reader that predates flattening store a plain list of tuples.
+    env = full_record(n_packages=3).environment
+    state = dict(env.__dict__)
+    back = pickle.loads(old_pickle(EnvironmentMetadata, state))
+    assert back == env
+    assert back.packages == [
+        ("package-00", "1.0.0"),
+        ("package-01", "1.1.0"),
+        ("package-02", "1.2.0"),
+    ]

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import enum
+import itertools
 import re
 import typing
 from pathlib import Path, PurePath
@@ -91,6 +92,10 @@ def parse_time(text: str) -> _dt.datetime:
     m = _TIME.fullmatch(text)
     if m is None:
         raise ValueError("not an ISO 8601 time")
+    if len(text) == 19 or (len(text) == 32 and text.endswith("+00:00")):
+        # The shapes Tango and this library write; the stdlib parses them alike on every Python.
+        value = _dt.datetime.fromisoformat(text)
+        return value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
     y, mo, d, h, mi, s, frac, _z, sign, oh, om, os_ = m.groups()
     micro = int(frac.ljust(6, "0")) if frac else 0
     tz = _UTC
@@ -105,6 +110,8 @@ def parse_time(text: str) -> _dt.datetime:
 
 def _as_utc(value: _dt.datetime) -> _dt.datetime:
     """``value`` as an aware UTC datetime; a naive one is taken to be UTC already."""
+    if value.tzinfo is _UTC:
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         return value.replace(tzinfo=_UTC)
     return value.astimezone(_UTC)
@@ -152,7 +159,9 @@ def _enc_any(value: Any) -> Any:
         return value
     if t is dict or isinstance(value, Mapping):
         out = {}
-        for key in sorted(value, key=_any_key_order):
+        keys = value.keys()
+        plain = set(map(type, keys)) <= _STR_TYPES
+        for key in sorted(keys) if plain else sorted(keys, key=_any_key_order):
             if not isinstance(key, str):
                 raise _Bad(f"object keys must be strings, got {_show(key)}")
             try:
@@ -253,9 +262,19 @@ def _enc_path(value: Any) -> str:
     raise _Bad(f"expected a path, got {_show(value)}")
 
 
+# Paths are immutable and records repeat the same few (executable, root), while building one
+# costs microseconds: decoded paths are shared through this small cache.
+_PATHS: Dict[str, Path] = {}
+
+
 def _dec_path(value: Any) -> Path:
     if type(value) is str:
-        return Path(value)
+        path = _PATHS.get(value)
+        if path is None:
+            if len(_PATHS) >= 256:
+                _PATHS.clear()
+            path = _PATHS[value] = Path(value)
+        return path
     if isinstance(value, PurePath):
         return Path(value)
     raise _Bad(f"expected a path string, got {_show(value)}")
@@ -355,13 +374,63 @@ def _or_null(error: _Bad, expected: str, value: Any) -> None:
         error.problem = f"expected {expected}, got {_show(value)}"
 
 
+_STR_TYPES = frozenset({str})
+_ROW_TYPES = frozenset({list, tuple})
+
+
+def _fast_sequence(item_tp: Any, is_set: bool) -> Tuple[Convert | None, Convert | None]:
+    """Fast paths for the two hot shapes, strings and string pairs (dependencies, packages).
+
+    Each returns ``None`` when the value is not the plain shape, and the general converter then
+    takes over (and reports any error with its path).
+    """
+    if item_tp is str:
+        shapes = (set, frozenset) if is_set else (list, tuple)
+
+        def enc_strs(value: Any) -> Any:
+            if type(value) in shapes and set(map(type, value)) <= _STR_TYPES:
+                return sorted(value) if is_set else list(value)
+            return None
+
+        return enc_strs, None
+    if typing.get_origin(item_tp) is tuple and typing.get_args(item_tp) == (str, str):
+
+        def enc_pairs(value: Any) -> Any:
+            if type(value) is list and set(map(type, value)) <= _ROW_TYPES:
+                try:
+                    out = [[a, b] for a, b in value if type(a) is str and type(b) is str]
+                except ValueError:
+                    return None
+                if len(out) == len(value):
+                    return out
+            return None
+
+        def dec_pairs(value: Any) -> Any:
+            if type(value) is list and set(map(type, value)) <= _ROW_TYPES:
+                try:
+                    out = [(a, b) for a, b in value if type(a) is str and type(b) is str]
+                except ValueError:
+                    return None
+                if len(out) == len(value):
+                    return out
+            return None
+
+        return enc_pairs, dec_pairs
+    return None, None
+
+
 def _sequence_converters(origin: Any, item_tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
     item_enc, item_dec = _converters(item_tp, mode)
     is_set = origin in (set, frozenset)
     build: Callable[[List[Any]], Any] = origin if origin is not list else list
     kind = "a set" if is_set else "a list"
+    fast_enc, fast_dec = _fast_sequence(item_tp, is_set)
 
     def enc(value: Any) -> Any:
+        if fast_enc is not None:
+            out = fast_enc(value)
+            if out is not None:
+                return out
         if is_set:
             if not isinstance(value, (set, frozenset)):
                 raise _Bad(f"expected {kind}, got {_show(value)}")
@@ -385,6 +454,10 @@ def _sequence_converters(origin: Any, item_tp: Any, mode: _Mode) -> Tuple[Conver
         return out
 
     def dec(value: Any) -> Any:
+        if fast_dec is not None:
+            out = fast_dec(value)
+            if out is not None:
+                return out
         if type(value) is not list and not isinstance(value, (tuple, set, frozenset)):
             raise _Bad(f"expected a list, got {_show(value)}")
         out = []
@@ -499,42 +572,157 @@ _MISSING = dataclasses.MISSING
 
 
 class _Plan:
-    """How to encode, decode, pickle and unpickle one record dataclass."""
+    """How to encode, decode, pickle and unpickle one record dataclass.
 
-    __slots__ = ("cls", "decode_fields", "encode_fields", "pickle_fill", "set_fields")
+    ``encode`` and ``decode`` are functions generated for the class (as ``dataclasses`` generates
+    ``__init__``): straight-line code with the type checks of scalar fields inlined. They handle
+    well-formed records only; on anything else they hand over to :func:`_encode_fields` /
+    :func:`_decode_fields`, which walk the same field list one converter at a time and report the
+    error with its path. The two must agree, which the tests check on random records.
+    """
+
+    __slots__ = (
+        "cls",
+        "decode",
+        "decode_fields",
+        "encode",
+        "encode_fields",
+        "pair_fields",
+        "pickle_fill",
+        "set_fields",
+    )
 
     def __init__(self, cls: type, mode: _Mode) -> None:
         hints = typing.get_type_hints(cls)
         self.cls = cls
-        # (name, encode); sorted by name so that output keys are sorted like Tango's.
-        self.encode_fields: List[Tuple[str, Convert]] = []
-        # (name, decode, default for a missing key: a zero-argument callable, or None = required)
-        self.decode_fields: List[Tuple[str, Convert, Callable[[], Any] | None]] = []
+        # (name, type hint, encode); sorted by name so that output keys are sorted like Tango's.
+        self.encode_fields: List[Tuple[str, Any, Convert]] = []
+        # (name, type hint, decode, default for a missing key: a zero-argument callable, or
+        # None = required), in declaration order.
+        self.decode_fields: List[Tuple[str, Any, Convert, Callable[[], Any] | None]] = []
         # (name, fill for a field missing from a pickle's state)
         self.pickle_fill: List[Tuple[str, Callable[[], Any]]] = []
         self.set_fields: List[str] = []
-        for f in sorted(dataclasses.fields(cls), key=lambda f: f.name):
+        self.pair_fields: List[str] = []
+        for f in dataclasses.fields(cls):
             if not f.init:
                 continue
-            enc, dec = _converters(hints[f.name], mode)
-            origin = typing.get_origin(hints[f.name])
-            if origin in (set, frozenset):
+            tp = hints[f.name]
+            enc, dec = _converters(tp, mode)
+            if typing.get_origin(tp) in (set, frozenset):
                 self.set_fields.append(f.name)
-            probes = bool(f.metadata.get("probe"))
+            if _is_pair_list(tp):
+                self.pair_fields.append(f.name)
             default: Callable[[], Any] | None
             if f.default is None:
                 default = _none
             elif f.default is not _MISSING:
                 default = _constant(f.default)
-            elif f.default_factory is not _MISSING and not probes:
+            elif f.default_factory is not _MISSING and not f.metadata.get("probe"):
                 default = f.default_factory
             else:
                 default = None
-            self.decode_fields.append((f.name, dec, default))
+            self.decode_fields.append((f.name, tp, dec, default))
             self.pickle_fill.append((f.name, default or _none))
             if mode is _Mode.TANGO and f.metadata.get("tango") is False:
                 continue
-            self.encode_fields.append((f.name, enc))
+            self.encode_fields.append((f.name, tp, enc))
+        self.encode_fields.sort(key=lambda item: item[0])
+        self.encode = _generate_encoder(self)
+        self.decode = _generate_decoder(self)
+
+
+_SCALARS = (str, int, bool, float)
+
+
+def _is_pair_list(tp: Any) -> bool:
+    """Whether ``tp`` is ``List[Tuple[X, Y]]`` or ``Optional`` of it (such as ``packages``)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is typing.Union and len(args) == 2 and args[1] is type(None):
+        return _is_pair_list(args[0])
+    if typing.get_origin(tp) is not list:
+        return False
+    item = typing.get_args(tp)[0]
+    return typing.get_origin(item) is tuple and len(typing.get_args(item)) == 2
+
+
+def _inline_check(tp: Any, var: str) -> str | None:
+    """Python source that is true when ``var`` is a plain, valid value of ``tp``; None if none."""
+    if tp in _SCALARS:
+        return f"type({var}) is {tp.__name__}"
+    args = typing.get_args(tp)
+    optional = typing.get_origin(tp) is typing.Union and len(args) == 2 and args[1] is type(None)
+    if optional and args[0] in _SCALARS:
+        return f"({var} is None or type({var}) is {args[0].__name__})"
+    return None
+
+
+def _generate(name: str, lines: List[str], namespace: Dict[str, Any]) -> Convert:
+    exec("\n".join(lines), namespace)  # our own generated source, as dataclasses does
+    return typing.cast(Convert, namespace[name])
+
+
+def _generate_encoder(plan: _Plan) -> Convert:
+    namespace: Dict[str, Any] = {"_Bad": _Bad, "slow": lambda r: _encode_fields(plan, r)}
+    loads, checks, items = [], [], []
+    for i, (name, tp, enc) in enumerate(plan.encode_fields):
+        loads.append(f"        v{i} = d[{name!r}]")
+        check = _inline_check(tp, f"v{i}")
+        if check is None:
+            namespace[f"c{i}"] = enc
+            items.append(f"{name!r}: c{i}(v{i})")
+        else:
+            checks.append(check)
+            items.append(f"{name!r}: v{i}")
+    lines = ["def encode(record):", "    d = record.__dict__", "    try:", *loads]
+    if checks:
+        lines += [f"        if not ({' and '.join(checks)}):", "            raise _Bad('')"]
+    lines += [
+        f"        return {{{', '.join(items)}}}",
+        "    except (KeyError, _Bad):",
+        "        return slow(record)",
+    ]
+    return _generate("encode", lines, namespace)
+
+
+def _generate_decoder(plan: _Plan) -> Convert:
+    namespace: Dict[str, Any] = {
+        "_Bad": _Bad,
+        "slow": lambda data: _decode_fields(plan, data),
+        "cls": plan.cls,
+        "new": object.__new__,
+    }
+    loads, checks, items = [], [], []
+    for i, (name, tp, dec, default) in enumerate(plan.decode_fields):
+        if default is None:
+            loads.append(f"        v{i} = data[{name!r}]")
+        else:
+            namespace[f"d{i}"] = default
+            loads.append(f"        v{i} = data[{name!r}] if {name!r} in data else d{i}()")
+        check = _inline_check(tp, f"v{i}")
+        if check is None:
+            namespace[f"c{i}"] = dec
+            items.append(f"{name!r}: c{i}(v{i})")
+        else:
+            checks.append(check)
+            items.append(f"{name!r}: v{i}")
+    lines = [
+        "def decode(data):",
+        "    if type(data) is not dict:",
+        "        return slow(data)",
+        "    try:",
+        *loads,
+    ]
+    if checks:
+        lines += [f"        if not ({' and '.join(checks)}):", "            raise _Bad('')"]
+    lines += [
+        "        record = new(cls)",
+        f"        record.__dict__.update({{{', '.join(items)}}})",
+        "        return record",
+        "    except (KeyError, _Bad):",
+        "        return slow(data)",
+    ]
+    return _generate("decode", lines, namespace)
 
 
 def _constant(value: Any) -> Callable[[], Any]:
@@ -561,34 +749,38 @@ def _record_converters(cls: type, mode: _Mode) -> Tuple[Convert, Convert]:
     def enc(value: Any) -> Any:
         if not isinstance(value, cls):
             raise _Bad(f"expected {_describe(cls, python=True)}, got {_show(value)}")
-        return _encode_fields(_plan(cls, mode), value)
+        return _plan(cls, mode).encode(value)
 
     def dec(value: Any) -> Any:
-        return _decode_fields(_plan(cls, mode), value)
+        return _plan(cls).decode(value)
 
     return enc, dec
 
 
 def _encode_fields(plan: _Plan, record: Any) -> Dict[str, Any]:
+    """Encode field by field, reporting the first error with its path (the careful path)."""
     out = {}
     values = record.__dict__
-    for name, enc in plan.encode_fields:
+    for name, _, enc in plan.encode_fields:
         try:
             out[name] = enc(values[name])
         except _Bad as e:
             e.parts.append(name)
             raise
         except KeyError:
-            raise _Bad(f"{name}: the attribute is missing") from None
+            missing = _Bad("the attribute is missing")
+            missing.parts.append(name)
+            raise missing from None
     return out
 
 
 def _decode_fields(plan: _Plan, data: Any) -> Any:
+    """Decode field by field, reporting the first error with its path (the careful path)."""
     if type(data) is not dict:
         raise _Bad(f"expected an object, got {_show(data)}")
     record: Any = object.__new__(plan.cls)
     values = record.__dict__
-    for name, dec, default in plan.decode_fields:
+    for name, _, dec, default in plan.decode_fields:
         if name in data:
             try:
                 values[name] = dec(data[name])
@@ -608,7 +800,7 @@ def encode(record: Any, *, tango_compat: bool = False) -> Dict[str, Any]:
     """Encode a record dataclass into a new JSON-safe dict (see :meth:`Record.to_json_dict`)."""
     plan = _plan(type(record), _Mode.TANGO if tango_compat else _Mode.NATIVE)
     try:
-        return _encode_fields(plan, record)
+        return typing.cast(Dict[str, Any], plan.encode(record))
     except _Bad as e:
         raise StepInfoEncodeError(e.path(), e.problem) from None
     except RecursionError:
@@ -618,7 +810,7 @@ def encode(record: Any, *, tango_compat: bool = False) -> Dict[str, Any]:
 def decode(cls: type[_T], data: Any) -> _T:
     """Decode ``data`` into a new ``cls`` (see :meth:`Record.from_json_dict`)."""
     try:
-        return typing.cast(_T, _decode_fields(_plan(cls), data))
+        return typing.cast(_T, _plan(cls).decode(data))
     except _Bad as e:
         raise StepInfoDecodeError(e.path(), e.problem) from None
     except RecursionError:
@@ -679,10 +871,12 @@ class Record:
         return decode(cls, json_dict)
 
     def __getstate__(self) -> Dict[str, Any]:
-        """The pickled state: fields by name, sets as sorted lists, ``None`` fields left out.
+        """The pickled state: fields by name, ``None`` fields left out, sets as sorted lists, and
+        lists of pairs (``packages``) flattened into one tuple ``(name, version, name, ...)``.
 
-        Leaving out what a reader fills back in by itself keeps pickles small; sorting sets keeps
-        them byte-for-byte deterministic.
+        Leaving out what a reader fills back in by itself and flattening pairs keep pickles small
+        (smaller than Tango's for the same record); sorting sets keeps them byte-for-byte
+        deterministic. :meth:`__setstate__` reads this and every earlier form.
         """
         plan = _plan(type(self))
         values = self.__dict__
@@ -699,6 +893,10 @@ class Record:
                     state[name] = sorted(value)
                 except TypeError:
                     state[name] = sorted(value, key=_any_key_order)
+        for name in plan.pair_fields:
+            value = state.get(name)
+            if type(value) is list and all(type(row) is tuple and len(row) == 2 for row in value):
+                state[name] = tuple(itertools.chain.from_iterable(value))
         return state
 
     def __setstate__(self, state: Any) -> None:
@@ -723,3 +921,8 @@ class Record:
             if isinstance(value, (list, tuple, frozenset)):
                 with contextlib.suppress(TypeError):  # unhashable: left as it is for check()
                     values[name] = set(value)
+        for name in plan.pair_fields:
+            value = values[name]
+            if type(value) is tuple and len(value) % 2 == 0:
+                items = iter(value)
+                values[name] = list(zip(items, items))
