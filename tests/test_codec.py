@@ -565,3 +565,21 @@ def test_old_pickle_with_packages_as_a_list_of_pairs() -> None:
         ("package-01", "1.1.0"),
         ("package-02", "1.2.0"),
     ]
+
+
+OUR_0_1_0 = TANGO_DATA.parent / "tango_stepinfo_0_1_0"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(OUR_0_1_0.glob("*.pickle")), ids=lambda p: p.name.replace(".pickle", "")
+)
+def test_pickles_written_by_0_1_0_still_load(path: Path) -> None:
+    expected = json.loads((OUR_0_1_0 / "expected.json").read_text(encoding="utf-8"))
+    case = path.name.split(".")[0]
+    back = pickle.loads(path.read_bytes())
+    assert back == StepInfo.from_json_dict(expected[case])
+    assert back.to_json_dict() == expected[case]
+
+
+def test_0_1_0_pickles_are_all_there() -> None:
+    assert len(list(OUR_0_1_0.glob("*.pickle"))) == 4 * 6
