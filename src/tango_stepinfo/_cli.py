@@ -1,0 +1,705 @@
+"""The commands of ``tango-stepinfo``: capture, ``show``, ``check``, ``diff``, ``schema``.
+
+Data flows one way: files are decoded into records by the codec (JSON) or the safe pickle loader,
+and the commands only format records. Every output is deterministic: it does not depend on the
+terminal's width, and text output escapes control characters so that a record cannot drive the
+terminal. Exit status: 0 fine, 1 ``diff`` found a difference or ``check`` a bad file, 2 usage
+errors and input that cannot be read or decoded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import io
+import json
+import os
+import re
+import sys
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
+
+from ._codec import _show
+from ._version import __version__
+from .errors import InvalidStepStateError, StepInfoDecodeError, UnsafePickleError
+from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata
+from .step_info import StepInfo
+
+PROG = "tango-stepinfo"
+
+Rows = List[Tuple[str, str]]
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class InputError(Exception):
+    """An input file could not be read (``unreadable``) or is not a record; the message says why."""
+
+    def __init__(self, name: str, problem: str, *, unreadable: bool = False) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+        self.unreadable = unreadable
+
+
+class _UsageError(Exception):
+    """Raised by the parser instead of exiting, so :func:`main` can return the status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _UsageError(status)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help text at a fixed width, whatever the terminal, with examples kept as written."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=28, width=88)
+
+
+# --- reading records ---------------------------------------------------------------------------
+
+
+def _read(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(name, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise InputError(name, f"cannot read: {e.strerror or e}", unreadable=True) from None
+
+
+def _json_problem(e: Exception) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        if not e.doc.strip():
+            return "the file is empty"
+        return f"{e.msg} at line {e.lineno} column {e.colno}"
+    if isinstance(e, UnicodeDecodeError):
+        return f"not {e.encoding} text (bad byte at offset {e.start})"
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e)
+
+
+def _unpickle(name: str, data: bytes) -> Any:
+    import pickle
+
+    from .pickling import loads
+
+    try:
+        return loads(data)
+    except UnsafePickleError as e:
+        raise InputError(name, f"unsafe pickle: {e}") from None
+    except StepInfoDecodeError as e:
+        raise InputError(name, f"not a record: {e}") from None
+    except pickle.UnpicklingError as e:  # CorruptPickleError: truncated, corrupt, past a limit
+        raise InputError(name, f"not a valid pickle: {e}") from None
+
+
+def _load(name: str) -> Tuple[bool, Any]:
+    """Read ``name`` and return ``(is_pickle, value)``: the JSON value or the unpickled object.
+
+    Pickles of protocol 2 and later start with ``0x80``; older ones are tried after JSON fails,
+    when the file ends as every pickle does, with ``.``.
+    """
+    data = _read(name)
+    if data[:1] == b"\x80":
+        return True, _unpickle(name, data)
+    try:
+        return False, json.loads(data)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError
+        json_problem = _json_problem(e)
+    if data.endswith(b"."):
+        try:
+            return True, _unpickle(name, data)
+        except InputError as e:
+            if not e.problem.startswith("not a valid pickle"):
+                raise  # it is a pickle: unsafe, or not of records
+            raise InputError(name, f"neither JSON ({json_problem}) nor a valid pickle") from None
+    raise InputError(name, f"not JSON: {json_problem}")
+
+
+def _indexed(index: int, e: StepInfoDecodeError) -> str:
+    if not e.path:
+        return f"[{index}]: {e.problem}"
+    sep = "" if e.path.startswith("[") else "."
+    return f"[{index}]{sep}{e.path}: {e.problem}"
+
+
+def _records(name: str, is_pickle: bool, value: Any) -> List[StepInfo]:
+    """The records in a loaded file: one record, or a list of them."""
+    if is_pickle:
+        # The safe loader hands out a record, a StepState, or a list, tuple or dict of them.
+        items: List[Any]
+        if isinstance(value, dict):
+            items = list(value.values())
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            items = [value]
+        for item in items:
+            if not isinstance(item, StepInfo):
+                raise InputError(name, f"not a record: the pickle holds {_show(item)}")
+        return items
+    if isinstance(value, list):
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(StepInfo.from_json_dict(item))
+            except StepInfoDecodeError as e:
+                raise InputError(name, f"not a record: {_indexed(i, e)}") from None
+        return out
+    if not isinstance(value, dict):
+        raise InputError(name, f"not a record: expected an object or a list, got {_show(value)}")
+    try:
+        return [StepInfo.from_json_dict(value)]
+    except StepInfoDecodeError as e:
+        raise InputError(name, f"not a record: {e}") from None
+
+
+def read_records(name: str) -> List[StepInfo]:
+    """Decode the record or list of records in the file ``name`` (``-`` is standard input).
+
+    :raises InputError: naming the file and the problem.
+    """
+    return _records(name, *_load(name))
+
+
+def _is_capture(value: Any) -> bool:
+    """Whether a JSON value is what ``tango-stepinfo --json`` prints rather than a record."""
+    return (
+        isinstance(value, dict)
+        and "unique_id" not in value
+        and ("platform" in value or "environment" in value)
+    )
+
+
+def _read_snapshot(name: str) -> Tuple[Any, Any]:
+    """The ``(platform, environment)`` of the one record in ``name``, or of a capture's JSON."""
+    is_pickle, value = _load(name)
+    if not is_pickle and _is_capture(value):
+        parts = []
+        for key, cls in (("platform", PlatformMetadata), ("environment", EnvironmentMetadata)):
+            if key not in value:
+                raise InputError(name, f"not a record: {key}: required field is missing")
+            try:
+                parts.append(cls.from_json_dict(value[key]))
+            except StepInfoDecodeError as e:
+                path = f"{key}.{e.path}" if e.path else key
+                raise InputError(name, f"not a record: {path}: {e.problem}") from None
+        return parts[0], parts[1]
+    records = _records(name, is_pickle, value)
+    if len(records) != 1:
+        raise InputError(name, f"holds {len(records)} records; diff compares exactly one each")
+    return records[0].platform, records[0].environment
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    """``text`` with control characters escaped, so that output cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
+def _text(value: Any, missing: str = "-") -> str:
+    if value is None:
+        return missing
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return _clean(str(value))
+
+
+def _table(rows: Rows, indent: str = "") -> str:
+    """``label: value`` rows with the values aligned; a label ``""`` continues the row above."""
+    width = max((len(label) for label, _ in rows), default=0) + 2
+    lines = []
+    for label, value in rows:
+        head = f"{label}:" if label else ""
+        lines.append(f"{indent}{head:<{width}}{value}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def human_duration(delta: _dt.timedelta) -> str:
+    """``delta`` for people: ``3.2s``, ``4m 05s``, ``1h 02m 03s``, ``2d 03h 00m 00s``.
+
+    Under a minute, tenths of a second (truncated, never rounded up); above, whole seconds.
+    """
+    micros = delta // _dt.timedelta(microseconds=1)
+    sign = "-" if micros < 0 else ""
+    micros = abs(micros)
+    if micros < 60_000_000:
+        tenths = micros // 100_000
+        return f"{sign}{tenths // 10}.{tenths % 10}s"
+    minutes, seconds = divmod(micros // 1_000_000, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{sign}{days}d {hours:02d}h {minutes:02d}m {seconds:02d}s"
+    if hours:
+        return f"{sign}{hours}h {minutes:02d}m {seconds:02d}s"
+    return f"{sign}{minutes}m {seconds:02d}s"
+
+
+def _time(value: Optional[_dt.datetime]) -> str:
+    return "-" if value is None else value.isoformat(sep=" ", timespec="seconds")
+
+
+def _last_line(error: Optional[str]) -> str:
+    if error is None:
+        return "-"
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    return _clean(lines[-1]) if lines else "(empty)"
+
+
+def _git_commit(environment: Any) -> str:
+    git = getattr(environment, "git", None)
+    commit = getattr(git, "commit", None)
+    if commit is None:
+        return "-"
+    return _clean(commit) + (" (dirty)" if getattr(git, "dirty", None) else "")
+
+
+def _local(record: StepInfo, which: str, utc: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
+    try:
+        local: Optional[_dt.datetime] = getattr(record, which)
+    except (OverflowError, OSError, ValueError):  # out of the platform's local-time range
+        return utc
+    return local
+
+
+def show_record(record: StepInfo) -> str:
+    """The text ``show`` prints for one record."""
+    try:
+        state = str(record.state)
+    except InvalidStepStateError as e:
+        state = _clean(str(e))
+    duration = record.duration
+    rows: Rows = [
+        ("name", _text(record.step_name)),
+        ("class", _text(record.step_class_name)),
+        ("state", state),
+        ("started", _time(_local(record, "start_time_local", record.start_time))),
+        ("ended", _time(_local(record, "end_time_local", record.end_time))),
+        ("duration", "-" if duration is None else human_duration(duration)),
+        ("error", _last_line(record.error)),
+        ("host", _text(getattr(record.platform, "host", None))),
+        ("git commit", _git_commit(record.environment)),
+    ]
+    return _clean(record.unique_id) + "\n" + _table(rows, "  ")
+
+
+_FIRST_PACKAGES = 5
+
+
+def capture_summary(platform: PlatformMetadata, environment: EnvironmentMetadata) -> str:
+    """The aligned summary printed by ``tango-stepinfo`` with no arguments."""
+    rows: Rows = [
+        ("OS", _text(platform.operating_system)),
+        ("CPUs", _text(platform.cpu_count, "unknown")),
+        ("user", _text(platform.user)),
+        ("host", _text(platform.host)),
+        ("Python", _text(environment.python)),
+        ("executable", _text(environment.executable)),
+        ("command", _text(environment.command)),
+        ("root", _text(environment.root)),
+    ]
+    git = environment.git
+    if git is None:
+        rows.append(("git", "not a git repository"))
+    else:
+        rows += [
+            ("git commit", _text(git.commit, "(no commits)")),
+            ("git branch", _text(git.branch, "(detached)")),
+            ("git dirty", _text(git.dirty, "unknown")),
+            ("git remote", _text(git.remote, "(none)")),
+        ]
+    packages = environment.packages
+    if packages is None:
+        rows.append(("packages", "unknown"))
+    else:
+        rows.append(("packages", str(len(packages))))
+        rows += [("", f"{_clean(n)} {_clean(v)}") for n, v in packages[:_FIRST_PACKAGES]]
+        if len(packages) > _FIRST_PACKAGES:
+            rows.append(("", f"... and {len(packages) - _FIRST_PACKAGES} more (--json lists all)"))
+    return _table(rows)
+
+
+# --- diff --------------------------------------------------------------------------------------
+
+# (group, title, the record part the fields are read from, [(field, label)]): what diff compares,
+# in the order it prints it; packages come after Python and are compared apart.
+_GROUPS: List[Tuple[str, str, str, List[Tuple[str, str]]]] = [
+    ("python", "Python", "environment", [("python", "version"), ("executable", "executable")]),
+    (
+        "git",
+        "Git",
+        "git",
+        [("commit", "commit"), ("branch", "branch"), ("dirty", "dirty"), ("remote", "remote")],
+    ),
+    (
+        "platform",
+        "Platform",
+        "platform",
+        [("operating_system", "OS"), ("cpu_count", "CPUs"), ("host", "host"), ("user", "user")],
+    ),
+    ("command", "Command", "environment", [("command", "command"), ("root", "root")]),
+]
+_ORDER = ("python", "packages", "git", "platform", "command")
+
+# Fields Tango does not record: a record without them says nothing, so None there is no change.
+_NOT_IN_TANGO = {
+    f.name for f in dataclasses.fields(GitMetadata) if f.metadata.get("tango") is False
+}
+
+_PEP503 = re.compile(r"[-_.]+")
+
+
+def _facts(platform: Any, environment: Any) -> Dict[str, Dict[str, Any]]:
+    """The compared facts as JSON values, by group; a fact a record lacks is ``None``."""
+
+    def get(obj: Any, name: str) -> Any:
+        value = getattr(obj, name, None)
+        return value if value is None or isinstance(value, (str, int, bool)) else str(value)
+
+    parts = {
+        "platform": platform,
+        "environment": environment,
+        "git": getattr(environment, "git", None),
+    }
+    return {
+        group: {key: get(parts[part], key) for key, _ in fields}
+        for group, _, part, fields in _GROUPS
+    }
+
+
+def _package_map(packages: Any) -> Dict[str, Tuple[str, str]]:
+    """Normalised name -> (name as recorded, version); repeated names keep every version."""
+    out: Dict[str, Tuple[str, str]] = {}
+    for name, version in packages:
+        key = _PEP503.sub("-", name).lower()
+        if key in out:
+            out[key] = (out[key][0], f"{out[key][1]}, {version}")
+        else:
+            out[key] = (name, version)
+    return out
+
+
+def compare(a: Tuple[Any, Any], b: Tuple[Any, Any]) -> Dict[str, Any]:
+    """What differs between two ``(platform, environment)`` pairs, as ``diff --json`` prints it.
+
+    Only groups and fields that differ are present; an empty dict means no difference.
+    """
+    out: Dict[str, Any] = {}
+    facts_a, facts_b = _facts(*a), _facts(*b)
+    for group, _, _, fields in _GROUPS:
+        changed = {}
+        for key, _label in fields:
+            va, vb = facts_a[group][key], facts_b[group][key]
+            if group == "git" and key in _NOT_IN_TANGO and (va is None or vb is None):
+                continue
+            if va != vb:
+                changed[key] = {"a": va, "b": vb}
+        if changed:
+            out[group] = changed
+    pa = getattr(a[1], "packages", None)
+    pb = getattr(b[1], "packages", None)
+    if pa is None or pb is None:
+        if (pa is None) != (pb is None):
+            out["packages"] = {"recorded": {"a": pa is not None, "b": pb is not None}}
+    else:
+        ma, mb = _package_map(pa), _package_map(pb)
+        packages: Dict[str, Any] = {}
+        added = {mb[k][0]: mb[k][1] for k in sorted(mb.keys() - ma.keys())}
+        removed = {ma[k][0]: ma[k][1] for k in sorted(ma.keys() - mb.keys())}
+        changed_versions = {
+            mb[k][0]: {"a": ma[k][1], "b": mb[k][1]}
+            for k in sorted(ma.keys() & mb.keys())
+            if ma[k][1] != mb[k][1]
+        }
+        for kind, items in (
+            ("added", added),
+            ("removed", removed),
+            ("changed", changed_versions),
+        ):
+            if items:
+                packages[kind] = items
+        if packages:
+            out["packages"] = packages
+    return {group: out[group] for group in _ORDER if group in out}
+
+
+def _diff_value(key: str, value: Any) -> str:
+    if value is None:
+        return "unknown" if key in ("dirty", "cpu_count") else "(none)"
+    return _text(value)
+
+
+def diff_text(name_a: str, name_b: str, differences: Dict[str, Any]) -> str:
+    """The text ``diff`` prints for the result of :func:`compare`."""
+    if not differences:
+        return "No differences in platform or environment.\n"
+    out = [f"--- {_clean(name_a)}\n+++ {_clean(name_b)}\n"]
+    titles = {group: (title, dict(fields)) for group, title, _, fields in _GROUPS}
+    for group, changes in differences.items():
+        if group == "packages":
+            out.append(_packages_text(changes))
+            continue
+        title, labels = titles[group]
+        rows: Rows = [
+            (labels[key], f"{_diff_value(key, ab['a'])} -> {_diff_value(key, ab['b'])}")
+            for key, ab in changes.items()
+        ]
+        out.append(title + "\n" + _table(rows, "  "))
+    return "".join(out)
+
+
+def _packages_text(changes: Dict[str, Any]) -> str:
+    if "recorded" in changes:
+        side = "A" if not changes["recorded"]["a"] else "B"
+        return f"Packages\n  not recorded in {side}\n"
+    added = changes.get("added", {})
+    removed = changes.get("removed", {})
+    changed = changes.get("changed", {})
+    counts = [
+        f"{len(d)} {kind}"
+        for kind, d in (("added", added), ("removed", removed), ("changed", changed))
+        if d
+    ]
+    names = [*added, *removed, *changed]
+    width = max(len(_clean(n)) for n in names)
+    lines = [f"Packages: {', '.join(counts)}"]
+    lines += [f"  + {_clean(n):<{width}}  {_clean(v)}" for n, v in added.items()]
+    lines += [f"  - {_clean(n):<{width}}  {_clean(v)}" for n, v in removed.items()]
+    lines += [
+        f"  ~ {_clean(n):<{width}}  {_clean(ab['a'])} -> {_clean(ab['b'])}"
+        for n, ab in changed.items()
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def _cmd_capture(args: argparse.Namespace) -> int:
+    platform = PlatformMetadata()
+    environment = EnvironmentMetadata()
+    if args.capture_json:
+        doc = {"environment": environment.to_json_dict(), "platform": platform.to_json_dict()}
+        sys.stdout.write(_dumps(doc))
+    else:
+        sys.stdout.write(capture_summary(platform, environment))
+    return 0
+
+
+def _load_all(names: Sequence[str]) -> Optional[List[Tuple[str, List[StepInfo]]]]:
+    """Every file's records, or ``None`` after reporting each file that failed."""
+    loaded = []
+    failed = False
+    for name in names:
+        try:
+            loaded.append((name, read_records(name)))
+        except InputError as e:
+            _error(str(e))
+            failed = True
+    return None if failed else loaded
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    loaded = _load_all(args.files)
+    if loaded is None:
+        return 2
+    if args.json:
+        sys.stdout.write(_dumps([r.to_json_dict() for _, recs in loaded for r in recs]))
+        return 0
+    blocks = []
+    for name, records in loaded:
+        if len(args.files) > 1:
+            blocks.append(f"==> {_clean(name)} <==\n")
+        blocks += [show_record(r) + "\n" for r in records]
+    sys.stdout.write("".join(blocks).rstrip("\n") + "\n" if blocks else "")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    status = 0
+    for name in args.files:
+        try:
+            records = read_records(name)
+        except InputError as e:
+            sys.stdout.write(_clean(str(e)) + "\n")
+            status = max(status, 2 if e.unreadable else 1)
+            continue
+        count = "" if len(records) == 1 else f" ({len(records)} records)"
+        sys.stdout.write(f"{_clean(name)}: OK{count}\n")
+    return status
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    snapshots = []
+    for name in (args.a, args.b):
+        try:
+            snapshots.append(_read_snapshot(name))
+        except InputError as e:
+            _error(str(e))
+    if len(snapshots) != 2:
+        return 2
+    differences = compare(snapshots[0], snapshots[1])
+    if args.json:
+        sys.stdout.write(_dumps({"a": args.a, "b": args.b, "differences": differences}))
+    else:
+        sys.stdout.write(diff_text(args.a, args.b, differences))
+    return 1 if differences else 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from ._schema import schema
+
+    sys.stdout.write(json.dumps(schema(), indent=2) + "\n")
+    return 0
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"{PROG}: {_clean(message)}\n")
+
+
+# --- the parser --------------------------------------------------------------------------------
+
+_MAIN_EPILOG = f"""\
+With no command, capture this machine's platform and environment now and print them.
+
+examples:
+  {PROG}                          summary of this machine
+  {PROG} --json > here.json       the same as JSON, to compare with diff later
+  {PROG} show step.json           what ran, where, for how long, how it ended
+  {PROG} diff good.json bad.json  what changed between two runs' environments
+"""
+
+_SHOW_EPILOG = f"""\
+Files may be JSON (written by tango_stepinfo or by Tango, one record or a list of
+them) or pickles (loaded safely: nothing in them is run); '-' reads standard input.
+Times are in this machine's local time zone.
+
+examples:
+  {PROG} show failed-step.json other-steps.json
+  {PROG} show --json step.pickle > step.json
+"""
+
+_CHECK_EPILOG = f"""\
+Prints 'FILE: OK' or 'FILE: the problem' (with the field path) for each file.
+Exit status: 0 all decode, 1 some file is not a record, 2 some file cannot be read.
+
+examples:
+  {PROG} check step.json step.pickle
+"""
+
+_DIFF_EPILOG = f"""\
+A and B are records (JSON or pickle, one record each) or what '{PROG} --json'
+printed. Compares Python version and executable, packages, git commit, branch, dirty
+and remote, OS, CPUs, host, user, command and root; prints only what differs. Git branch
+and dirty are compared only when both records have them (Tango does not record them).
+Exit status: 0 no difference, 1 some difference, 2 trouble.
+
+examples:
+  {PROG} diff good-run.json bad-run.json
+  {PROG} --json > here.json; {PROG} diff there.json here.json
+"""
+
+_SCHEMA_EPILOG = f"""\
+The schema is derived from the record classes' fields and accepts both this library's
+JSON and Tango's.
+
+examples:
+  {PROG} schema > stepinfo.schema.json
+"""
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog=PROG,
+        description="Capture, show, check and compare run records of workflow steps.",
+        epilog=_MAIN_EPILOG,
+        formatter_class=_Formatter,
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        dest="capture_json",
+        help="print the full JSON of this machine's platform and environment",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def add(name: str, help: str, epilog: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help[0].upper() + help[1:] + ".",
+            epilog=epilog,
+            formatter_class=_Formatter,
+        )
+
+    show = add("show", "print what ran, where, for how long and how it ended", _SHOW_EPILOG)
+    show.add_argument("files", nargs="+", metavar="FILE", help="a record file, or '-'")
+    show.add_argument("--json", action="store_true", help="print the records as a JSON list")
+
+    check = add("check", "check that files decode as records", _CHECK_EPILOG)
+    check.add_argument("files", nargs="+", metavar="FILE", help="a record file, or '-'")
+
+    diff = add("diff", "compare two records' platform and environment", _DIFF_EPILOG)
+    diff.add_argument("a", metavar="A", help="the first record file")
+    diff.add_argument("b", metavar="B", help="the second record file")
+    diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+
+    add("schema", "print the JSON Schema (draft 2020-12) of a record", _SCHEMA_EPILOG)
+    return parser
+
+
+_COMMANDS = {
+    None: _cmd_capture,
+    "show": _cmd_show,
+    "check": _cmd_check,
+    "diff": _cmd_diff,
+    "schema": _cmd_schema,
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line on ``argv`` (``sys.argv[1:]`` by default); return the exit status."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is not None and args.capture_json:
+            parser.error(f"--json goes after the command: {PROG} {args.command} --json ...")
+    except _UsageError as e:
+        return e.status
+    try:
+        status = _COMMANDS[args.command](args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as the Python docs advise.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return status

@@ -1,0 +1,176 @@
+"""A JSON Schema (draft 2020-12) of the record format, derived from the dataclass fields.
+
+Nothing here names a field of a particular class: the schema is built from
+``dataclasses.fields``, ``typing.get_type_hints`` and the field metadata, with the same type
+conventions as :mod:`tango_stepinfo._codec` (``str``, ``int``, ``bool``, ``float``,
+``datetime``, ``Path``, ``Any``, ``Optional``, ``List``, ``Set``, ``Tuple``, ``Dict[str, X]``
+and nested record dataclasses). Descriptions come from the ``:ivar name:`` lines of the class
+docstrings.
+
+A field is required when it has no default, or when its default factory probes the machine
+(field metadata ``"probe": True``): decoding never probes, so such a field must be in the JSON.
+Unknown keys are allowed, as :meth:`~tango_stepinfo._codec.Record.from_json_dict` ignores them.
+One schema covers both our JSON and Tango's: times may have an offset and a fraction or not,
+and the fields Tango does not write are optional.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import inspect
+import re
+import typing
+from pathlib import PurePath
+from typing import Any, Dict, List, Optional
+
+from ._codec import _TIME
+
+__all__ = ["DIALECT", "schema"]
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+"""The ``$schema`` URI of the dialect the schemas are written in."""
+
+# The codec's own time pattern, anchored: ECMA 262 and Python read it the same way.
+_TIME_PATTERN = f"^(?:{_TIME.pattern})$"
+
+_SCALARS: Dict[Any, str] = {str: "string", int: "integer", bool: "boolean", float: "number"}
+
+_IVAR = re.compile(r"^:ivar\s+(\w+):\s*(.*)$")
+
+
+def _ivars(cls: type) -> Dict[str, str]:
+    """The ``:ivar name: text`` descriptions of ``cls``'s docstring, continuation lines joined."""
+    found: Dict[str, str] = {}
+    current: Optional[str] = None
+    for line in (inspect.getdoc(cls) or "").splitlines():
+        m = _IVAR.match(line)
+        if m:
+            current = m.group(1)
+            found[current] = m.group(2).strip()
+        elif current is not None and line.startswith((" ", "\t")) and line.strip():
+            found[current] += " " + line.strip()
+        else:
+            current = None
+    return found
+
+
+def _summary(cls: type) -> str:
+    """The first paragraph of ``cls``'s docstring, on one line."""
+    doc = inspect.getdoc(cls) or ""
+    return " ".join(doc.split("\n\n", 1)[0].split())
+
+
+def _is_required(f: dataclasses.Field[Any]) -> bool:
+    if f.default is not dataclasses.MISSING:
+        return False
+    if f.default_factory is not dataclasses.MISSING:
+        return bool(f.metadata.get("probe"))
+    return True
+
+
+class _Builder:
+    """Builds the schema of one record type, collecting nested records under ``$defs``."""
+
+    def __init__(self) -> None:
+        self.defs: Dict[str, Dict[str, Any]] = {}
+
+    def of_type(self, tp: Any) -> Dict[str, Any]:
+        """The schema of the JSON form of the type hint ``tp``."""
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if tp is Any:
+            return {}
+        if tp in _SCALARS:
+            return {"type": _SCALARS[tp]}
+        if tp is _dt.datetime:
+            return {
+                "type": "string",
+                "pattern": _TIME_PATTERN,
+                "description": "ISO 8601 time; without an offset it means UTC",
+            }
+        if isinstance(tp, type) and issubclass(tp, PurePath):
+            return {"type": "string"}
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            return self.of_record(tp)
+        if origin is typing.Union and type(None) in args:
+            rest = [a for a in args if a is not type(None)]
+            if len(rest) != 1:
+                raise TypeError(f"unsupported type hint {tp!r}")
+            inner = self.of_type(rest[0])
+            if isinstance(inner.get("type"), str):
+                # Keywords for one JSON type ignore the others, so merging the types is exact.
+                return {**inner, "type": [inner["type"], "null"]}
+            return {"anyOf": [inner, {"type": "null"}]}
+        if origin in (list, set, frozenset) or (origin is tuple and args[-1:] == (Ellipsis,)):
+            # Sets too: they are written without repeats, and readers accept repeats.
+            return {"type": "array", "items": self.of_type(args[0])}
+        if origin is tuple:
+            return {
+                "type": "array",
+                "prefixItems": [self.of_type(a) for a in args],
+                "items": False,
+                "minItems": len(args),
+                "maxItems": len(args),
+            }
+        if origin is dict:
+            if args[0] is not str:
+                raise TypeError(f"unsupported type hint {tp!r}: keys must be str")
+            if args[1] is Any:
+                return {"type": "object"}
+            return {"type": "object", "additionalProperties": self.of_type(args[1])}
+        raise TypeError(f"unsupported type hint {tp!r}")
+
+    def of_record(self, cls: type) -> Dict[str, Any]:
+        """A ``$ref`` to ``cls``'s entry in ``$defs``, building the entry on first use."""
+        name = cls.__name__
+        if name not in self.defs:
+            self.defs[name] = {}  # placeholder: a record may refer to itself
+            self.defs[name] = self.body(cls)
+        return {"$ref": f"#/$defs/{name}"}
+
+    def body(self, cls: type) -> Dict[str, Any]:
+        """The object schema of the record class ``cls``."""
+        hints = typing.get_type_hints(cls)
+        docs = _ivars(cls)
+        properties: Dict[str, Any] = {}
+        required: List[str] = []
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            prop = self.of_type(hints[f.name])
+            if f.name in docs:
+                prop = {**prop, "description": docs[f.name]}
+            if f.default is None or isinstance(f.default, (str, int, float, bool)):
+                prop = {**prop, "default": f.default}
+            properties[f.name] = prop
+            if _is_required(f):
+                required.append(f.name)
+        out: Dict[str, Any] = {"title": cls.__name__}
+        summary = _summary(cls)
+        if summary:
+            out["description"] = summary
+        out["type"] = "object"
+        out["properties"] = properties
+        out["required"] = required
+        return out
+
+
+def schema(cls: Optional[type] = None) -> Dict[str, Any]:
+    """Return the JSON Schema (draft 2020-12) of the JSON form of a record class.
+
+    The schema accepts what :meth:`~tango_stepinfo.StepInfo.to_json_dict` writes, in either
+    format, and what ai2-tango 1.3.2 writes. Nested records are referenced from ``$defs``.
+
+    :param cls: the record dataclass; :class:`~tango_stepinfo.StepInfo` by default.
+    :raises TypeError: a field has a type hint the codec does not know either.
+    """
+    if cls is None:
+        from .step_info import StepInfo
+
+        cls = StepInfo
+    builder = _Builder()
+    out: Dict[str, Any] = {"$schema": DIALECT, **builder.body(cls)}
+    if builder.defs:
+        out["$defs"] = {name: builder.defs[name] for name in sorted(builder.defs)}
+    return out

@@ -1,0 +1,862 @@
+"""The command line, run for real in a subprocess: output and exit status of every command."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pickle
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from tango_stepinfo import (
+    EnvironmentMetadata,
+    GitMetadata,
+    PlatformMetadata,
+    StepInfo,
+    TangoMetadata,
+)
+from tango_stepinfo._cli import capture_summary, human_duration
+
+from .conftest import TANGO_DATA
+from .strategies import full_record
+
+TANGO_JSON = TANGO_DATA / "json"
+TANGO_PICKLE = TANGO_DATA / "pickle"
+UTC = dt.timezone.utc
+COMMANDS = ["show", "check", "diff", "schema"]
+
+
+def run(
+    *args: str,
+    tz: str = "UTC",
+    stdin: Optional[str] = None,
+    cwd: Optional[Path] = None,
+    env: Optional[Dict[str, str]] = None,
+    program: Optional[List[str]] = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real program with ``args`` and the time zone ``tz``."""
+    environ = {**os.environ, "TZ": tz, "PYTHONIOENCODING": "utf-8", **(env or {})}
+    return subprocess.run(
+        [*(program or [sys.executable, "-m", "tango_stepinfo"]), *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        input=stdin,
+        cwd=cwd,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
+
+
+def write(path: Path, value: Any) -> str:
+    """Write ``value`` as JSON (a record as its JSON dict) and return the path as a string."""
+    if isinstance(value, StepInfo):
+        value = value.to_json_dict()
+    elif isinstance(value, list):
+        value = [v.to_json_dict() if isinstance(v, StepInfo) else v for v in value]
+    path.write_text(json.dumps(value, indent=2), encoding="utf-8")
+    return str(path)
+
+
+def fails_cleanly(result: subprocess.CompletedProcess[str], status: int = 2) -> str:
+    """Assert a one-line error on stderr, no traceback, nothing on stdout; return the line."""
+    assert result.returncode == status, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tango-stepinfo: ")
+    return lines[0]
+
+
+def other_environment() -> StepInfo:
+    """``full_record()`` after an upgrade on another machine."""
+    record = full_record(n_packages=4)
+    record.platform = PlatformMetadata(
+        "Linux-6.1.0-x86_64-with-glibc2.36", 8, "researcher", "laptop"
+    )
+    env = record.environment
+    record.environment = EnvironmentMetadata(
+        python="3.11.7",
+        executable=Path("/usr/bin/python3"),
+        command=env.command,
+        root=env.root,
+        packages=[
+            ("package-00", "1.0.0"),
+            ("Package_01", "2.0.0"),  # same project as package-01, another version
+            ("package-03", "1.3.0"),
+            ("zlib-ng", "0.4.1"),
+        ],
+        git=GitMetadata(
+            commit="0123456789abcdef0123456789abcdef01234567",
+            remote=env.git.remote if env.git else None,
+            branch="main",
+            dirty=True,
+        ),
+        tango=TangoMetadata("1.3.2"),
+    )
+    return record
+
+
+# --- capture (no command) ----------------------------------------------------------------------
+
+
+def test_capture_summary_describes_this_machine(tmp_path: Path) -> None:
+    result = run(cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    rows = {}
+    for line in result.stdout.splitlines():
+        label, sep, value = line.partition(":")
+        if sep and not line.startswith(" "):
+            rows[label] = value.strip()
+    assert rows["OS"] == platform.platform()
+    assert rows["CPUs"] == str(os.cpu_count())
+    assert rows["Python"] == platform.python_version()
+    assert rows["executable"] == sys.executable
+    assert rows["root"] == str(tmp_path.resolve())
+    assert "tango_stepinfo" in rows["command"]
+    assert rows["host"] == PlatformMetadata().host
+    assert rows["user"] == PlatformMetadata().user
+    packages = EnvironmentMetadata().packages
+    assert packages is not None
+    assert rows["packages"] == str(len(packages))
+    # The first few packages follow, one a line, under the values.
+    lines = result.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("packages:"))
+    width = len(lines[at]) - len(rows["packages"])
+    for (name, version), line in zip(packages[:5], lines[at + 1 :]):
+        assert line == " " * width + f"{name} {version}"
+
+
+def test_capture_summary_is_aligned(tmp_path: Path) -> None:
+    out = run(cwd=tmp_path).stdout
+    columns = set()
+    for line in out.splitlines():
+        rest = line.lstrip() if line.startswith(" ") else line.partition(":")[2].lstrip()
+        columns.add(len(line) - len(rest))
+    assert len(columns) == 1, out
+    assert len(out.splitlines()) > 10
+
+
+def test_capture_summary_shows_git(tmp_path: Path) -> None:
+    git = GitMetadata("3f9c2d1e", "https://example.com/x.git", "main", True)
+    env = full_record().environment
+    env.git = git
+    out = capture_summary(full_record().platform, env)
+    assert "git commit: 3f9c2d1e\n" in out
+    assert "git branch: main\n" in out
+    assert "git dirty:  yes\n" in out
+    assert "git remote: https://example.com/x.git\n" in out
+    env.git = GitMetadata(None, None, None, None)
+    out = capture_summary(full_record().platform, env)
+    assert "git commit: (no commits)\n" in out
+    assert "git branch: (detached)\n" in out
+    assert "git dirty:  unknown\n" in out
+    env.git = None
+    assert "git:        not a git repository\n" in capture_summary(full_record().platform, env)
+
+
+def test_capture_summary_in_a_git_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The program prints what the git probe finds in the directory it runs in.
+    git = [
+        "git",
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "-c",
+        "init.defaultBranch=main",
+    ]
+    subprocess.run([*git, "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f").write_text("x")
+    subprocess.run([*git, "-C", str(tmp_path), "add", "f"], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "commit", "-qm", "one"], check=True)
+    monkeypatch.chdir(tmp_path)
+    expected = capture_summary(PlatformMetadata(), EnvironmentMetadata())
+    out = run(cwd=tmp_path).stdout
+    git_lines = [line for line in out.splitlines() if line.startswith("git")]
+    assert git_lines == [line for line in expected.splitlines() if line.startswith("git")]
+
+
+def test_capture_summary_without_packages() -> None:
+    env = full_record().environment
+    env.packages = None
+    assert "packages:   unknown\n" in capture_summary(full_record().platform, env)
+    env.packages = [("a", "1")]
+    out = capture_summary(full_record().platform, env)
+    assert out.endswith("packages:   1\n            a 1\n")
+    assert "more" not in out
+
+
+def test_capture_json_is_platform_and_environment(tmp_path: Path) -> None:
+    result = run("--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert sorted(doc) == ["environment", "platform"]
+    platform_ = PlatformMetadata.from_json_dict(doc["platform"])
+    environment = EnvironmentMetadata.from_json_dict(doc["environment"])
+    assert platform_.cpu_count == os.cpu_count()
+    assert environment.python == platform.python_version()
+    assert environment.executable == Path(sys.executable)
+    assert environment.root == tmp_path.resolve()
+    assert environment.packages == EnvironmentMetadata().packages
+    assert doc["environment"] == environment.to_json_dict()  # our format, lossless
+
+
+def test_json_before_a_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("--json", "show", write(tmp_path / "r.json", full_record()))
+    assert result.returncode == 2
+    assert "--json goes after the command" in result.stderr
+    assert result.stdout == ""
+
+
+# --- show --------------------------------------------------------------------------------------
+
+FAILED_SHOWN = """\
+TrainStep-abc123
+  name:       train
+  class:      TrainStep
+  state:      failed
+  started:    2024-03-10 06:59:58+00:00
+  ended:      2024-03-10 07:00:01+00:00
+  duration:   3.0s
+  error:      ValueError: bad learning rate
+  host:       gpu-node-07
+  git commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e
+"""
+
+
+def test_show_tango_failed_record() -> None:
+    result = run("show", str(TANGO_JSON / "failed.json"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == FAILED_SHOWN
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("case", "state", "started", "ended", "duration"),
+    [
+        ("incomplete", "incomplete", "-", "-", "-"),
+        ("running", "running", "2024-03-10 06:59:58+00:00", "-", "-"),
+        (
+            "completed",
+            "completed",
+            "2024-03-10 06:59:58+00:00",
+            "2024-03-10 07:42:03+00:00",
+            "42m 05s",
+        ),
+        ("failed", "failed", "2024-03-10 06:59:58+00:00", "2024-03-10 07:00:01+00:00", "3.0s"),
+        ("uncacheable", "uncacheable", "-", "-", "-"),
+    ],
+)
+def test_show_every_tango_state(
+    case: str, state: str, started: str, ended: str, duration: str
+) -> None:
+    result = run("show", str(TANGO_JSON / f"{case}.json"))
+    assert result.returncode == 0, result.stderr
+    assert f"\n  state:      {state}\n" in result.stdout
+    assert f"\n  started:    {started}\n" in result.stdout
+    assert f"\n  ended:      {ended}\n" in result.stdout
+    assert f"\n  duration:   {duration}\n" in result.stdout
+
+
+def test_show_every_tango_fixture() -> None:
+    files = sorted(str(p) for p in TANGO_JSON.glob("*.json"))
+    assert len(files) >= 5
+    result = run("show", *files)
+    assert result.returncode == 0, result.stderr
+    for name in files:
+        assert f"==> {name} <==\n" in result.stdout
+    assert result.stdout.count("\n  state:") == len(files)
+
+
+def test_show_unicode_record() -> None:
+    result = run("show", str(TANGO_JSON / "unicode.json"))
+    assert result.returncode == 0, result.stderr
+    record = StepInfo.from_json_dict(json.loads((TANGO_JSON / "unicode.json").read_text("utf-8")))
+    assert f"  name:       {record.step_name}\n" in result.stdout
+    assert f"  host:       {record.platform.host}\n" in result.stdout
+    assert record.error is not None
+    assert f"  error:      {record.error.splitlines()[-1]}\n" in result.stdout
+
+
+def test_show_uses_the_local_time_zone(tmp_path: Path) -> None:
+    # A POSIX TZ string needs no time zone database: XYZ is 5:30 ahead of UTC.
+    result = run("show", str(TANGO_JSON / "failed.json"), tz="XYZ-5:30")
+    assert "  started:    2024-03-10 12:29:58+05:30\n" in result.stdout
+    assert "  ended:      2024-03-10 12:30:01+05:30\n" in result.stdout
+    assert "  duration:   3.0s\n" in result.stdout
+
+
+def test_show_our_json_with_microseconds_and_dirty_git(tmp_path: Path) -> None:
+    record = full_record()
+    assert record.environment.git is not None
+    record.environment.git.dirty = True
+    record.error = "Traceback (most recent call last):\n  File x\nKeyError: 'lr'\n\n   \n"
+    result = run("show", write(tmp_path / "r.json", record))
+    assert result.returncode == 0, result.stderr
+    assert "  started:    2024-03-10 06:59:58+00:00\n" in result.stdout
+    assert "  duration:   42m 05s\n" in result.stdout
+    assert "  error:      KeyError: 'lr'\n" in result.stdout
+    assert "  git commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e (dirty)\n" in result.stdout
+
+
+def test_show_a_list_of_records(tmp_path: Path) -> None:
+    a = full_record()
+    b = full_record()
+    b.unique_id = "EvalStep-def456"
+    b.step_name = None
+    b.environment.git = None
+    result = run("show", write(tmp_path / "both.json", [a, b]))
+    assert result.returncode == 0, result.stderr
+    blocks = result.stdout.split("\n\n")
+    assert [block.splitlines()[0] for block in blocks] == ["TrainStep-abc123", "EvalStep-def456"]
+    assert "  name:       -\n" in blocks[1]
+    assert "  git commit: -\n" in blocks[1]
+    assert "==>" not in result.stdout  # one file: no file headers
+
+
+def test_show_an_empty_list_prints_nothing(tmp_path: Path) -> None:
+    result = run("show", write(tmp_path / "none.json", []))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
+def test_show_invalid_state_prints_the_reason(tmp_path: Path) -> None:
+    record = full_record()
+    record.start_time = None
+    result = run("show", write(tmp_path / "r.json", record))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  state:      StepInfo 'TrainStep-abc123' is in an invalid state: end_time is set but "
+        "start_time is not\n"
+    ) in result.stdout
+    assert "  started:    -\n" in result.stdout
+    assert "  duration:   -\n" in result.stdout
+
+
+def test_show_escapes_control_characters(tmp_path: Path) -> None:
+    record = full_record()
+    record.unique_id = "\x1b[2Jevil\x07"
+    record.error = "boom\x1b]0;title\x07"
+    result = run("show", write(tmp_path / "r.json", record))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "\x07" not in result.stdout
+    assert result.stdout.startswith("\\x1b[2Jevil\\x07\n")
+    assert "  error:      boom\\x1b]0;title\\x07\n" in result.stdout
+
+
+def test_show_json_prints_our_format(tmp_path: Path) -> None:
+    result = run(
+        "show", "--json", str(TANGO_JSON / "failed.json"), str(TANGO_JSON / "running.json")
+    )
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    expected = [
+        StepInfo.from_json_dict(json.loads((TANGO_JSON / name).read_text("utf-8"))).to_json_dict()
+        for name in ("failed.json", "running.json")
+    ]
+    assert records == expected
+    assert records[0]["start_time"] == "2024-03-10T06:59:58.000000+00:00"
+    # What show --json prints, show reads back to the same text.
+    out = tmp_path / "ours.json"
+    out.write_text(result.stdout, encoding="utf-8")
+    again = run("show", str(out))
+    direct = run("show", str(TANGO_JSON / "failed.json"), str(TANGO_JSON / "running.json"))
+    assert again.stdout == "\n\n".join(
+        block.split("\n", 1)[1] for block in direct.stdout.split("\n\n")
+    )
+
+
+def test_show_reads_standard_input() -> None:
+    text = (TANGO_JSON / "failed.json").read_text("utf-8")
+    result = run("show", "-", stdin=text)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == FAILED_SHOWN
+
+
+def test_show_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:
+    many = tmp_path / "many.json"
+    write(many, [full_record(n_packages=1)] * 3000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tango_stepinfo", "show", str(many)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TZ": "UTC"},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the program writes: its first write fails
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 1
+    assert stderr == ""
+
+
+# --- human durations ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (dt.timedelta(0), "0.0s"),
+        (dt.timedelta(milliseconds=99), "0.0s"),
+        (dt.timedelta(seconds=3, milliseconds=250), "3.2s"),
+        (dt.timedelta(seconds=59, microseconds=999_999), "59.9s"),
+        (dt.timedelta(seconds=60), "1m 00s"),
+        (dt.timedelta(minutes=42, seconds=5, microseconds=530_865), "42m 05s"),
+        (dt.timedelta(hours=1, minutes=2, seconds=3), "1h 02m 03s"),
+        (dt.timedelta(days=2, hours=3), "2d 03h 00m 00s"),
+        (dt.timedelta(seconds=-3, milliseconds=-200), "-3.2s"),
+        (dt.timedelta(minutes=-90), "-1h 30m 00s"),
+    ],
+)
+def test_human_duration(delta: dt.timedelta, text: str) -> None:
+    assert human_duration(delta) == text
+
+
+# --- check -------------------------------------------------------------------------------------
+
+
+def test_check_all_good() -> None:
+    files = sorted(str(p) for p in TANGO_JSON.glob("*.json"))
+    result = run("check", *files)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "".join(f"{name}: OK\n" for name in files)
+
+
+def test_check_reports_each_bad_file_with_its_field(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.json", full_record())
+    data = full_record().to_json_dict()
+    data["environment"]["git"]["commit"] = 5
+    bad = write(tmp_path / "bad.json", data)
+    no_cacheable = full_record().to_json_dict()
+    del no_cacheable["cacheable"]
+    many = write(tmp_path / "many.json", [full_record(), full_record(), no_cacheable])
+    result = run("check", good, bad, many)
+    assert result.returncode == 1
+    assert result.stdout == (
+        f"{good}: OK\n"
+        f"{bad}: not a record: environment.git.commit: expected a string or null, got 5\n"
+        f"{many}: not a record: [2].cacheable: required field is missing\n"
+    )
+
+
+def test_check_counts_records_in_a_list(tmp_path: Path) -> None:
+    many = write(tmp_path / "many.json", [full_record(), full_record()])
+    assert run("check", many).stdout == f"{many}: OK (2 records)\n"
+
+
+def test_check_unreadable_file_is_status_2(tmp_path: Path) -> None:
+    bad = write(tmp_path / "bad.json", {"unique_id": 5})
+    missing = str(tmp_path / "missing.json")
+    result = run("check", bad, missing)
+    assert result.returncode == 2
+    assert result.stdout.splitlines()[1] == f"{missing}: cannot read: No such file or directory"
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_show_missing_file(tmp_path: Path, json_flag: List[str]) -> None:
+    missing = tmp_path / "nope.json"
+    line = fails_cleanly(run("show", *json_flag, str(missing)))
+    assert line == f"tango-stepinfo: {missing}: cannot read: No such file or directory"
+
+
+def test_diff_missing_files(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    result = run("diff", str(a), str(b))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"tango-stepinfo: {a}: cannot read: No such file or directory\n"
+        f"tango-stepinfo: {b}: cannot read: No such file or directory\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "not JSON: the file is empty"),
+        (b"  \n", "not JSON: the file is empty"),
+        (b'{"unique_id": ', "not JSON: Expecting value at line 1 column 15"),
+        (b"hello world", "not JSON: Expecting value at line 1 column 1"),
+        (b"\xff\xfe\xfa", "not JSON: not utf-16"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON: nested too deeply"),
+        (b"5", "not a record: expected an object or a list, got 5"),
+        (b'"record"', "not a record: expected an object or a list, got 'record'"),
+        (b'{"cacheable": true}', "not a record: unique_id: required field is missing"),
+        (b"[5]", "not a record: [0]: expected an object, got 5"),
+    ],
+    ids=lambda v: v[:20].decode("latin-1") if isinstance(v, bytes) else None,
+)
+def test_bad_input_is_one_line_on_stderr(tmp_path: Path, content: bytes, problem: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    line = fails_cleanly(run("show", str(path)))
+    assert line.startswith(f"tango-stepinfo: {path}: {problem}")
+
+
+def test_wrong_field_names_its_path(tmp_path: Path) -> None:
+    data = full_record().to_json_dict()
+    data["environment"]["packages"][3] = ["numpy"]
+    path = write(tmp_path / "bad.json", data)
+    line = fails_cleanly(run("show", path))
+    assert line == (
+        f"tango-stepinfo: {path}: not a record: environment.packages[3]: "
+        "expected a list of 2 items, got 1"
+    )
+
+
+def test_a_directory_is_an_io_error(tmp_path: Path) -> None:
+    line = fails_cleanly(run("show", str(tmp_path)))
+    assert line.startswith(f"tango-stepinfo: {tmp_path}: cannot read: ")
+
+
+def test_show_reports_every_bad_file_and_prints_nothing(tmp_path: Path) -> None:
+    good = write(tmp_path / "good.json", full_record())
+    result = run("show", str(tmp_path / "a"), good, str(tmp_path / "b"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 2
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["nope"], ["show"], ["diff", "a"], ["check"], ["schema", "x"], ["show", "--bogus", "f"]],
+)
+def test_usage_errors_are_status_2(args: List[str]) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "usage: tango-stepinfo" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- diff --------------------------------------------------------------------------------------
+
+DIFF_SHOWN = """\
+--- {a}
++++ {b}
+Python
+  version:    3.10.12 -> 3.11.7
+  executable: /opt/conda/bin/python -> /usr/bin/python3
+Packages: 1 added, 1 removed, 2 changed
+  + zlib-ng     0.4.1
+  - package-02  1.2.0
+  ~ Package_01  1.1.0 -> 2.0.0
+  ~ package-03  1.3.0, 1.3.1 -> 1.3.0
+Git
+  commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e -> 0123456789abcdef0123456789abcdef01234567
+  dirty:  no -> yes
+Platform
+  OS:   Linux-5.15.0-x86_64-with-glibc2.35 -> Linux-6.1.0-x86_64-with-glibc2.36
+  CPUs: 32 -> 8
+  host: gpu-7 -> laptop
+"""
+
+
+def two_environments(tmp_path: Path) -> List[str]:
+    a = full_record(n_packages=4)
+    assert a.environment.packages is not None
+    a.environment.packages.append(("package-03", "1.3.1"))  # installed twice
+    return [write(tmp_path / "a.json", a), write(tmp_path / "b.json", other_environment())]
+
+
+def test_diff_lists_what_changed(tmp_path: Path) -> None:
+    a, b = two_environments(tmp_path)
+    result = run("diff", a, b)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == ""
+    assert result.stdout == DIFF_SHOWN.format(a=a, b=b)
+
+
+def test_diff_json(tmp_path: Path) -> None:
+    a, b = two_environments(tmp_path)
+    result = run("diff", "--json", a, b)
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout) == {
+        "a": a,
+        "b": b,
+        "differences": {
+            "python": {
+                "python": {"a": "3.10.12", "b": "3.11.7"},
+                "executable": {"a": "/opt/conda/bin/python", "b": "/usr/bin/python3"},
+            },
+            "packages": {
+                "added": {"zlib-ng": "0.4.1"},
+                "removed": {"package-02": "1.2.0"},
+                "changed": {
+                    "Package_01": {"a": "1.1.0", "b": "2.0.0"},
+                    "package-03": {"a": "1.3.0, 1.3.1", "b": "1.3.0"},
+                },
+            },
+            "git": {
+                "commit": {
+                    "a": "3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e",
+                    "b": "0123456789abcdef0123456789abcdef01234567",
+                },
+                "dirty": {"a": False, "b": True},
+            },
+            "platform": {
+                "operating_system": {
+                    "a": "Linux-5.15.0-x86_64-with-glibc2.35",
+                    "b": "Linux-6.1.0-x86_64-with-glibc2.36",
+                },
+                "cpu_count": {"a": 32, "b": 8},
+                "host": {"a": "gpu-7", "b": "laptop"},
+            },
+        },
+    }
+
+
+def test_diff_same_environment_is_status_0(tmp_path: Path) -> None:
+    a = full_record()
+    b = full_record()
+    b.unique_id = "Other-1"  # the step differs, the environment does not
+    b.start_time = None
+    b.end_time = None
+    paths = [write(tmp_path / "a.json", a), write(tmp_path / "b.json", b)]
+    result = run("diff", *paths)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "No differences in platform or environment.\n"
+    result = run("diff", "--json", *paths)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["differences"] == {}
+
+
+def test_diff_each_field(tmp_path: Path) -> None:
+    a = full_record()
+    b = full_record()
+    b.platform.user = "someone"
+    b.environment.command = "tango run other.jsonnet"
+    b.environment.root = Path("/elsewhere")
+    assert b.environment.git is not None
+    b.environment.git.branch = "fix"
+    b.environment.git.remote = None
+    paths = [write(tmp_path / "a.json", a), write(tmp_path / "b.json", b)]
+    result = run("diff", *paths)
+    assert result.returncode == 1
+    assert result.stdout.split("\n", 2)[2] == (
+        "Git\n"
+        "  branch: main -> fix\n"
+        "  remote: https://github.com/example/project.git -> (none)\n"
+        "Platform\n"
+        "  user: researcher -> someone\n"
+        "Command\n"
+        "  command: tango run experiment.jsonnet -w /data/ws -> tango run other.jsonnet\n"
+        "  root:    /home/researcher/project -> /elsewhere\n"
+    )
+
+
+def test_diff_tango_record_against_ours_ignores_what_tango_does_not_record(
+    tmp_path: Path,
+) -> None:
+    # Tango's files have no git branch or dirty flag: that is not a difference.
+    ours = StepInfo.from_json_dict(json.loads((TANGO_JSON / "completed.json").read_text("utf-8")))
+    assert ours.environment.git is not None
+    ours.environment.git.branch = "main"
+    ours.environment.git.dirty = False
+    path = write(tmp_path / "ours.json", ours)
+    result = run("diff", str(TANGO_JSON / "completed.json"), path)
+    assert result.returncode == 0, result.stdout
+    result = run("diff", str(TANGO_JSON / "completed.json"), str(TANGO_JSON / "git_null.json"))
+    assert result.returncode == 1
+    assert "Git\n  commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e -> (none)\n" in result.stdout
+    assert "remote: https://github.com/example/project.git -> (none)" in result.stdout
+
+
+def test_diff_packages_not_recorded(tmp_path: Path) -> None:
+    result = run("diff", str(TANGO_JSON / "completed.json"), str(TANGO_JSON / "packages_null.json"))
+    assert result.returncode == 1
+    assert result.stdout.endswith("Packages\n  not recorded in B\n")
+    result = run(
+        "diff", "--json", str(TANGO_JSON / "packages_null.json"), str(TANGO_JSON / "completed.json")
+    )
+    assert json.loads(result.stdout)["differences"] == {
+        "packages": {"recorded": {"a": False, "b": True}}
+    }
+
+
+def test_diff_against_a_capture(tmp_path: Path) -> None:
+    # What `tango-stepinfo --json` prints on one machine compares with a record from another.
+    capture = run("--json", cwd=tmp_path)
+    here = tmp_path / "here.json"
+    here.write_text(capture.stdout, encoding="utf-8")
+    result = run("diff", str(here), str(here))
+    assert result.returncode == 0, result.stderr
+    result = run("diff", str(TANGO_JSON / "completed.json"), str(here))
+    assert result.returncode == 1, result.stderr
+    assert f"  version:    3.10.12 -> {platform.python_version()}\n" in result.stdout
+    assert f"  executable: /opt/conda/bin/python -> {sys.executable}\n" in result.stdout
+
+
+def test_diff_of_a_bad_capture_names_the_field(tmp_path: Path) -> None:
+    capture = json.loads(run("--json").stdout)
+    capture["platform"]["cpu_count"] = "many"
+    path = write(tmp_path / "here.json", capture)
+    line = fails_cleanly(run("diff", path, str(TANGO_JSON / "failed.json")))
+    assert line == (
+        f"tango-stepinfo: {path}: not a record: platform.cpu_count: "
+        "expected an integer or null, got 'many'"
+    )
+    del capture["platform"]
+    path = write(tmp_path / "here.json", capture)
+    result = run("diff", path, str(TANGO_JSON / "failed.json"))
+    assert (
+        result.stderr
+        == f"tango-stepinfo: {path}: not a record: platform: required field is missing\n"
+    )
+
+
+def test_diff_needs_one_record_per_file(tmp_path: Path) -> None:
+    both = write(tmp_path / "both.json", [full_record(), full_record()])
+    line = fails_cleanly(run("diff", both, str(TANGO_JSON / "failed.json")))
+    assert line == f"tango-stepinfo: {both}: holds 2 records; diff compares exactly one each"
+
+
+# --- schema ------------------------------------------------------------------------------------
+
+
+def test_schema_command_prints_the_schema() -> None:
+    from jsonschema import Draft202012Validator
+
+    from tango_stepinfo._schema import schema
+
+    result = run("schema")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed == schema()
+    Draft202012Validator.check_schema(printed)
+    validator = Draft202012Validator(printed)
+    for path in TANGO_JSON.glob("*.json"):
+        validator.validate(json.loads(path.read_text("utf-8")))
+
+
+# --- help, version, entry point ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
+def test_help_shows_an_example(command: List[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: tango-stepinfo {' '.join(command)}".rstrip())
+    examples = result.stdout.split("examples:\n", 1)[1]
+    assert f"  tango-stepinfo {' '.join(command)}".rstrip() in examples
+
+
+def test_help_does_not_depend_on_the_terminal_width() -> None:
+    narrow = run("diff", "--help", env={"COLUMNS": "30"}).stdout
+    wide = run("diff", "--help", env={"COLUMNS": "300"}).stdout
+    assert narrow == wide
+    assert max(len(line) for line in narrow.splitlines()) <= 88
+
+
+def test_version() -> None:
+    from tango_stepinfo import __version__
+
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"tango-stepinfo {__version__}\n"
+
+
+def test_console_script_is_the_same_program(tmp_path: Path) -> None:
+    script = shutil.which("tango-stepinfo", path=sysconfig.get_path("scripts"))
+    assert script is not None, "pip install -e . installs the tango-stepinfo script"
+    result = run("show", str(TANGO_JSON / "failed.json"), program=[script])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == FAILED_SHOWN
+    summary = run(program=[script], cwd=tmp_path)
+    assert summary.returncode == 0
+    assert f"\ncommand:    {script}\n" in summary.stdout
+    assert run("nope", program=[script]).returncode == 2
+
+
+def test_main_returns_the_status_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    from tango_stepinfo.__main__ import main
+
+    assert main(["check", str(TANGO_JSON / "failed.json")]) == 0
+    assert capsys.readouterr().out == f"{TANGO_JSON / 'failed.json'}: OK\n"
+    assert main(["--help"]) == 0
+    assert main(["nope"]) == 2
+
+
+# --- pickles -----------------------------------------------------------------------------------
+
+
+def test_show_tango_pickles_of_every_protocol() -> None:
+    files = sorted(str(p) for p in TANGO_PICKLE.glob("failed.p*.pickle"))
+    assert len(files) == 6
+    result = run("show", *files)
+    assert result.returncode == 0, result.stderr
+    blocks = result.stdout.split("\n\n")
+    assert len(blocks) == 6
+    for block in blocks:
+        header, unique_id, body = block.split("\n", 2)
+        assert header.startswith("==> ")
+        assert unique_id == "TrainStep-abc123"
+        body = body.rstrip("\n") + "\n"
+        # The pickled times carry microseconds: 06:59:58.123456 to 07:00:01.500000.
+        assert body == FAILED_SHOWN.split("\n", 1)[1].replace("3.0s", "3.3s")
+
+
+def test_check_and_diff_pickles(tmp_path: Path) -> None:
+    files = sorted(str(p) for p in TANGO_PICKLE.glob("*.p[0-5].pickle") if "metadata" not in p.name)
+    result = run("check", *files)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.count(": OK\n") == len(files)
+    result = run(
+        "diff", str(TANGO_PICKLE / "completed.p0.pickle"), str(TANGO_JSON / "completed.json")
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_pickle_of_something_else(tmp_path: Path) -> None:
+    result = run("check", str(TANGO_PICKLE / "platform_metadata.p5.pickle"))
+    assert result.returncode == 1
+    assert result.stdout.startswith(
+        f"{TANGO_PICKLE / 'platform_metadata.p5.pickle'}: not a record: "
+    )
+    assert result.stdout.endswith("PlatformMetadata'\n")
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_unsafe_pickle_is_refused_and_not_run(tmp_path: Path, protocol: int) -> None:
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self) -> Any:
+            return (os.mkdir, (str(marker),))
+
+    path = tmp_path / "evil.pickle"
+    path.write_bytes(pickle.dumps(Evil(), protocol=protocol))
+    line = fails_cleanly(run("show", str(path)))
+    assert line.startswith(f"tango-stepinfo: {path}: unsafe pickle: ")
+    assert "mkdir" in line
+    assert not marker.exists()
+
+
+def test_corrupt_pickle(tmp_path: Path) -> None:
+    data = (TANGO_PICKLE / "failed.p5.pickle").read_bytes()
+    path = tmp_path / "cut.pickle"
+    path.write_bytes(data[: len(data) // 2])
+    line = fails_cleanly(run("show", str(path)))
+    assert line.startswith(f"tango-stepinfo: {path}: not a valid pickle")
+    path.write_bytes(b"(lp0\nI1\nag.")  # protocol 0, refers to a memo entry that is not there
+    line = fails_cleanly(run("show", str(path)))
+    assert line.startswith(f"tango-stepinfo: {path}: neither JSON (")

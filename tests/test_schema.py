@@ -1,0 +1,271 @@
+"""The JSON Schema of records: valid draft 2020-12, accepts what we and Tango write, and agrees
+with the decoder on what is not a record."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from typing import Any, Dict, List, Optional
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from tango_stepinfo import (
+    EnvironmentMetadata,
+    GitMetadata,
+    PlatformMetadata,
+    StepInfo,
+    StepInfoDecodeError,
+)
+from tango_stepinfo._codec import Record
+from tango_stepinfo._schema import DIALECT, schema
+
+from .conftest import TANGO_DATA
+from .strategies import full_record, json_values, naive_times, step_infos
+
+SCHEMA = schema()
+VALIDATOR = Draft202012Validator(SCHEMA)
+TANGO_JSON = sorted((TANGO_DATA / "json").glob("*.json"))
+
+
+def decodes(data: Any) -> bool:
+    try:
+        StepInfo.from_json_dict(data)
+    except StepInfoDecodeError:
+        return False
+    return True
+
+
+def test_schema_is_valid_draft_2020_12() -> None:
+    Draft202012Validator.check_schema(SCHEMA)
+    assert SCHEMA["$schema"] == DIALECT == "https://json-schema.org/draft/2020-12/schema"
+    assert SCHEMA["title"] == "StepInfo"
+    assert sorted(SCHEMA["$defs"]) == [
+        "EnvironmentMetadata",
+        "GitMetadata",
+        "PlatformMetadata",
+        "TangoMetadata",
+    ]
+
+
+def test_schema_is_json_and_deterministic() -> None:
+    assert json.dumps(schema()) == json.dumps(SCHEMA)
+    assert json.loads(json.dumps(SCHEMA)) == SCHEMA
+
+
+@pytest.mark.parametrize("cls", [StepInfo, PlatformMetadata, EnvironmentMetadata, GitMetadata])
+def test_properties_are_the_dataclass_fields(cls: type) -> None:
+    body = SCHEMA if cls is StepInfo else SCHEMA["$defs"][cls.__name__]
+    assert list(body["properties"]) == [f.name for f in dataclasses.fields(cls)]
+
+
+def test_required_fields_are_those_without_default_or_probed() -> None:
+    assert SCHEMA["required"] == [
+        "unique_id",
+        "step_class_name",
+        "dependencies",
+        "cacheable",
+        "platform",
+        "environment",
+    ]
+    defs = SCHEMA["$defs"]
+    assert defs["PlatformMetadata"]["required"] == ["operating_system", "cpu_count", "user", "host"]
+    assert defs["EnvironmentMetadata"]["required"] == [
+        "python",
+        "executable",
+        "command",
+        "root",
+        "packages",
+        "git",
+        "tango",
+    ]
+    assert defs["GitMetadata"]["required"] == []
+    assert defs["TangoMetadata"]["required"] == []
+
+
+def test_type_hints_become_json_types() -> None:
+    props = SCHEMA["properties"]
+    assert props["unique_id"]["type"] == "string"
+    assert props["cacheable"]["type"] == "boolean"
+    assert props["dependencies"]["type"] == "array"
+    assert props["dependencies"]["items"] == {"type": "string"}
+    assert props["step_name"]["type"] == ["string", "null"]
+    assert props["step_name"]["default"] is None
+    assert props["config"]["type"] == ["object", "null"]
+    assert props["start_time"]["type"] == ["string", "null"]
+    assert "pattern" in props["start_time"]
+    assert props["platform"]["$ref"] == "#/$defs/PlatformMetadata"
+    env = SCHEMA["$defs"]["EnvironmentMetadata"]["properties"]
+    assert env["packages"]["items"]["prefixItems"] == [{"type": "string"}, {"type": "string"}]
+    assert env["packages"]["items"]["items"] is False
+    assert env["git"]["anyOf"] == [{"$ref": "#/$defs/GitMetadata"}, {"type": "null"}]
+    cpu = SCHEMA["$defs"]["PlatformMetadata"]["properties"]["cpu_count"]
+    assert cpu["type"] == ["integer", "null"]
+
+
+def test_descriptions_come_from_the_docstrings() -> None:
+    assert SCHEMA["description"].startswith("The run record of one step")
+    assert SCHEMA["properties"]["unique_id"]["description"] == "the step's unique id."
+    remote = SCHEMA["$defs"]["GitMetadata"]["properties"]["remote"]["description"]
+    # A continued :ivar: line is joined into one.
+    assert remote.startswith("the URL of the ``origin`` remote")
+    assert remote.endswith("``None`` when there is no remote.")
+
+
+@dataclasses.dataclass
+class Inner(Record):
+    """Inner.
+
+    :ivar n: a number.
+    """
+
+    n: float = 0.0
+
+
+@dataclasses.dataclass
+class Outer(Record):
+    """Outer record."""
+
+    tags: Dict[str, int]
+    inner: Optional[Inner] = None
+    pairs: List[Inner] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Odd(Record):
+    """Odd."""
+
+    value: complex
+
+
+def test_new_fields_and_types_need_no_change_to_the_schema_code() -> None:
+    out = schema(Outer)
+    Draft202012Validator.check_schema(out)
+    assert out["required"] == ["tags"]
+    assert out["properties"]["tags"] == {
+        "type": "object",
+        "additionalProperties": {"type": "integer"},
+    }
+    assert out["$defs"]["Inner"]["properties"]["n"] == {
+        "type": "number",
+        "description": "a number.",
+        "default": 0.0,
+    }
+    validator = Draft202012Validator(out)
+    assert validator.is_valid(Outer({"a": 1}, Inner(2.5), [Inner()]).to_json_dict())
+    assert not validator.is_valid({"tags": {"a": "one"}})
+    assert not validator.is_valid({"tags": {}, "pairs": [{"n": "x"}]})
+
+
+def test_unknown_type_hints_are_refused() -> None:
+    with pytest.raises(TypeError, match="unsupported type hint"):
+        schema(Odd)
+
+
+@given(step_infos())
+def test_everything_we_write_is_valid(info: StepInfo) -> None:
+    VALIDATOR.validate(info.to_json_dict())
+    VALIDATOR.validate(info.to_json_dict(tango_compat=True))
+
+
+@given(step_infos(times=naive_times))
+def test_naive_times_are_written_valid(info: StepInfo) -> None:
+    VALIDATOR.validate(info.to_json_dict())
+
+
+@pytest.mark.parametrize("path", TANGO_JSON, ids=lambda p: p.name)
+def test_tango_files_are_valid(path: Any) -> None:
+    VALIDATOR.validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def test_tango_fixtures_are_there() -> None:
+    assert len(TANGO_JSON) >= 5
+
+
+def _set(data: Dict[str, Any], path: str, value: Any) -> Dict[str, Any]:
+    out = copy.deepcopy(data)
+    *parents, last = path.split(".")
+    target = out
+    for part in parents:
+        target = target[part]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return out
+
+
+_DELETE = object()
+
+BAD = [
+    ("unique_id", 5),
+    ("unique_id", None),
+    ("step_class_name", ["TrainStep"]),
+    ("dependencies", "DataStep-111"),
+    ("dependencies", [1]),
+    ("cacheable", "yes"),
+    ("cacheable", 1),
+    ("step_name", 5),
+    ("start_time", "yesterday"),
+    ("start_time", 1710053998),
+    ("end_time", "2024-03-10"),
+    ("config", ["lr", 0.001]),
+    ("metadata", "owner"),
+    ("platform", None),
+    ("platform.cpu_count", "32"),
+    ("platform.cpu_count", True),
+    ("platform.host", None),
+    ("environment.python", 3.1),
+    ("environment.executable", None),
+    ("environment.packages", [["numpy"]]),
+    ("environment.packages", [["numpy", "1.0", "extra"]]),
+    ("environment.packages", [["numpy", 1]]),
+    ("environment.packages", {"numpy": "1.0"}),
+    ("environment.git", "3f9c2d1"),
+    ("environment.git.commit", 5),
+    ("environment.git.dirty", "no"),
+    ("environment.tango.version", 1.3),
+    ("unique_id", _DELETE),
+    ("platform", _DELETE),
+    ("platform.user", _DELETE),
+    ("environment.packages", _DELETE),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), BAD, ids=[f"{p}={v!r}" for p, v in BAD])
+def test_wrong_records_fail_validation_and_decoding(path: str, value: Any) -> None:
+    good = full_record(n_packages=3).to_json_dict()
+    assert VALIDATOR.is_valid(good)
+    bad = _set(good, path, value)
+    assert not VALIDATOR.is_valid(bad)
+    assert not decodes(bad)
+
+
+def test_not_an_object_fails() -> None:
+    values: List[Any] = [None, [], "record", 5]
+    for value in values:
+        assert not VALIDATOR.is_valid(value)
+
+
+FIELDS = [f.name for f in dataclasses.fields(StepInfo)] + [
+    *(f"platform.{f.name}" for f in dataclasses.fields(PlatformMetadata)),
+    *(f"environment.{f.name}" for f in dataclasses.fields(EnvironmentMetadata)),
+    *(f"environment.git.{f.name}" for f in dataclasses.fields(GitMetadata)),
+]
+
+
+@given(path=st.sampled_from(FIELDS), value=json_values)
+def test_schema_accepts_whatever_the_decoder_accepts(path: str, value: Any) -> None:
+    # The schema is never stricter than the decoder: a value the decoder takes is valid. (It is
+    # looser in two places: it does not check that a date exists, and JSON Schema counts 1.0
+    # as an integer.)
+    data = _set(full_record(n_packages=2).to_json_dict(), path, value)
+    if decodes(data):
+        assert VALIDATOR.is_valid(data)
+    else:
+        errors = list(VALIDATOR.iter_errors(data))
+        lenient = isinstance(value, float) or (isinstance(value, str) and path.endswith("_time"))
+        assert errors or lenient
