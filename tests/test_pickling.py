@@ -1,0 +1,498 @@
+"""Tests of tango_stepinfo.pickling: the safe loader reads real pickles and runs nothing else."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import pickle
+import sqlite3
+import struct
+import subprocess
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Dict, List
+
+import pytest
+import pytz
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tango_stepinfo import (
+    EnvironmentMetadata,
+    GitMetadata,
+    PlatformMetadata,
+    StepInfo,
+    StepInfoDecodeError,
+    StepState,
+    TangoMetadata,
+    UnsafePickleError,
+)
+from tango_stepinfo.pickling import CorruptPickleError, load, loads
+
+from .conftest import TANGO_DATA
+from .strategies import full_record, step_infos
+
+PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
+
+
+def record(**changes: Any) -> StepInfo:
+    base = full_record(n_packages=3)
+    for name, value in changes.items():
+        setattr(base, name, value)
+    return base
+
+
+# --- pickle bytes by hand ----------------------------------------------------------------------
+
+
+def g(module: str, name: str) -> bytes:
+    """GLOBAL opcode."""
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def u(text: str) -> bytes:
+    """BINUNICODE opcode."""
+    data = text.encode()
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+P2 = b"\x80\x02"
+STOP = b"."
+
+
+# --- Tango 1.3.2 fixtures ----------------------------------------------------------------------
+
+
+def native(values: Dict[str, Any]) -> Dict[str, Any]:
+    """What our to_json_dict() gives for a record with the fixture's explicit values."""
+    out = {k: v for k, v in values.items() if k not in ("state", "extra_attributes")}
+    git = out["environment"]["git"]
+    if git is not None:
+        out["environment"]["git"] = {**git, "branch": None, "dirty": None}
+    return out
+
+
+def expected_files() -> List[Path]:
+    return sorted((TANGO_DATA / "expected").glob("*.json"))
+
+
+def pickle_cases() -> List[Any]:
+    cases = []
+    for path in expected_files():
+        expected = json.loads(path.read_text(encoding="utf-8"))
+        for name in expected.get("pickles", []):
+            cases.append(pytest.param(name, expected, id=name))
+    return cases
+
+
+def test_all_fixture_pickles_are_covered() -> None:
+    names = {p.name for p in (TANGO_DATA / "pickle").glob("*.pickle")}
+    assert len(names) >= 30
+    assert names == {c.values[0] for c in pickle_cases()}
+    protocols = {n.split(".")[-2] for n in names}
+    assert protocols == {f"p{p}" for p in range(6)}
+
+
+@pytest.mark.parametrize(("name", "expected"), pickle_cases())
+def test_tango_pickles_load_to_the_expected_values(name: str, expected: Dict[str, Any]) -> None:
+    value = loads((TANGO_DATA / "pickle" / name).read_bytes())
+    if "type" in expected:  # a lone metadata object
+        kind = expected["type"].rsplit(".", 1)[1]
+        assert type(value).__name__ == kind
+        want = dict(expected["values"])
+        if kind == "GitMetadata":
+            want.update(branch=None, dirty=None)
+        if kind == "EnvironmentMetadata" and want["git"] is not None:
+            want["git"] = {**want["git"], "branch": None, "dirty": None}
+        assert value.to_json_dict() == want
+        return
+    assert type(value) is StepInfo
+    assert value.state.value == expected["values"]["state"]
+    assert value.to_json_dict() == native(expected["values"])
+    assert value.to_json_dict(tango_compat=True) == expected["to_json_dict"]
+    assert isinstance(value.dependencies, set)
+    assert isinstance(value.environment.executable, Path)
+    if value.start_time is not None:
+        assert value.start_time.utcoffset() == dt.timedelta(0)
+    assert value.environment.git is None or value.environment.git.branch is None
+
+
+@pytest.mark.parametrize("db", ["stepinfo", "stepinfo_rerun"])
+def test_records_load_from_a_tango_sqlite_workspace(db: str) -> None:
+    expected = json.loads(
+        (TANGO_DATA / "sqlite" / f"{db.replace('stepinfo', 'expected')}.json").read_text()
+    )
+    con = sqlite3.connect(f"file:{TANGO_DATA / 'sqlite' / (db + '.sqlite')}?mode=ro", uri=True)
+    try:
+        rows = con.execute('SELECT key, value FROM "unnamed"').fetchall()
+    finally:
+        con.close()
+    assert sorted(key for key, _ in rows) == sorted(expected)
+    states = set()
+    for key, blob in rows:
+        value = loads(bytes(blob))
+        assert type(value) is StepInfo
+        assert value.unique_id == key
+        assert value.to_json_dict() == native(expected[key])
+        states.add(value.state)
+    assert len(states) >= 2
+
+
+# --- our own records ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_round_trip_of_every_shape(protocol: int) -> None:
+    info = record()
+    values: List[Any] = [
+        info,
+        info.platform,
+        info.environment,
+        info.environment.git,
+        TangoMetadata(version="9"),
+        StepState.FAILED,
+        [info, StepState.RUNNING],
+        (info, info.platform),
+        {"a": info, "b": StepState.COMPLETED},
+        [],
+    ]
+    for value in values:
+        assert loads(pickle.dumps(value, protocol=protocol)) == value
+
+
+@settings(max_examples=30, deadline=None)
+@given(step_infos(), st.sampled_from(list(PROTOCOLS)))
+def test_round_trip_of_any_record(info: StepInfo, protocol: int) -> None:
+    assert loads(pickle.dumps(info, protocol=protocol)) == info
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_records_with_an_empty_state(protocol: int) -> None:
+    # protocols 0 and 1 leave out a state that is empty (every field None): still a full record
+    assert loads(pickle.dumps(GitMetadata(), protocol=protocol)) == GitMetadata()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_time_zones(protocol: int) -> None:
+    berlin = pytz.timezone("Europe/Berlin")
+    times = [
+        berlin.localize(dt.datetime(2024, 7, 1, 12)),
+        berlin.localize(dt.datetime(2024, 1, 1, 12)),
+        pytz.timezone("Asia/Kolkata").localize(dt.datetime(2024, 1, 1)),
+        dt.datetime(2024, 1, 1, tzinfo=pytz.FixedOffset(90)),
+        dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=-5), "EST")),
+        dt.datetime(2024, 1, 1, tzinfo=pytz.utc),
+        dt.datetime(2024, 1, 1),
+    ]
+    for time in times:
+        info = record(start_time=time, end_time=time)
+        back = loads(pickle.dumps(info, protocol=protocol))
+        assert back.start_time == time
+        assert back.start_time.utcoffset() == time.utcoffset()
+
+
+def test_pickles_from_python_3_13_name_pathlib_local() -> None:
+    data = pickle.dumps(record(), protocol=2)
+    for name in (b"PosixPath", b"WindowsPath"):
+        if b"pathlib\n" + name in data:
+            data = data.replace(b"cpathlib\n" + name, b"cpathlib._local\n" + name)
+    assert b"pathlib._local" in data
+    assert loads(data) == record()
+
+
+def test_paths_of_the_other_operating_system_load_as_pure_paths() -> None:
+    info = record()
+    info.environment.executable = PureWindowsPath("C:/Python/python.exe")  # type: ignore[assignment]
+    data = pickle.dumps(info, protocol=2).replace(b"PureWindowsPath", b"WindowsPath")
+    back = loads(data)
+    expected = PureWindowsPath if os.name != "nt" else Path
+    assert isinstance(back.environment.executable, expected)
+    info.environment.executable = PurePosixPath("/usr/bin/python")  # type: ignore[assignment]
+    back = loads(pickle.dumps(info, protocol=4))
+    assert str(back.environment.executable) == "/usr/bin/python"
+
+
+def test_load_reads_consecutive_pickles(tmp_path: Path) -> None:
+    path = tmp_path / "two.pickle"
+    first, second = record(), record(unique_id="second")
+    path.write_bytes(pickle.dumps(first) + pickle.dumps(second, protocol=0))
+    with path.open("rb") as f:
+        assert load(f) == first
+        assert load(f) == second
+        assert f.read() == b""
+
+
+def test_wrong_input_types() -> None:
+    with pytest.raises(TypeError, match="expected bytes, got str"):
+        loads("not bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="binary mode"):
+        load(io.StringIO("text"))  # type: ignore[arg-type]
+    assert loads(bytearray(pickle.dumps(StepState.RUNNING))) is StepState.RUNNING
+    assert loads(memoryview(pickle.dumps(StepState.RUNNING))) is StepState.RUNNING
+
+
+# --- refused globals ---------------------------------------------------------------------------
+
+
+class Reduces:
+    """Pickles as a call of ``function(*args)``: what an attacker writes."""
+
+    def __init__(self, function: Any, *args: Any) -> None:
+        self.function = function
+        self.args = args
+
+    def __reduce__(self) -> Any:
+        return self.function, self.args
+
+
+def hostile(tmp_path: Path) -> List[Any]:
+    marker = str(tmp_path / "pwned")
+    return [
+        (Reduces(os.system, f"touch {marker}"), "system"),
+        (Reduces(subprocess.Popen, ["touch", marker]), "Popen"),  # commands.Popen before 3
+        (Reduces(eval, f"open({marker!r}, 'w')"), "eval"),
+        (Reduces(getattr, StepInfo, "refresh"), "getattr"),
+        (Reduces(dt.datetime.fromisoformat, "2024-01-01"), "fromisoformat"),
+        (Reduces(Path.write_text, Path(marker), "x"), "write_text"),
+    ]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_calls_outside_the_allow_list_are_refused(protocol: int, tmp_path: Path) -> None:
+    for evil, name in hostile(tmp_path):
+        places = [evil, record(config={"x": evil}), [record(), evil], {"k": evil}]
+        for value in places:
+            data = pickle.dumps(value, protocol=protocol)
+            with pytest.raises(UnsafePickleError) as info:
+                loads(data)
+            # methods are named directly from protocol 4, through getattr before
+            assert name in info.value.name or info.value.name.endswith(".getattr")
+            assert isinstance(info.value, pickle.UnpicklingError)
+            assert "refused to load global" in str(info.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+class Sneaky(StepInfo):
+    """An allowed class whose reduce gives a disallowed callable."""
+
+    def __reduce__(self) -> Any:
+        return os.system, ("echo pwned",)
+
+
+class SneakyState(StepInfo):
+    """An allowed class whose state holds a call of a disallowed callable."""
+
+    def __reduce__(self) -> Any:
+        return StepInfo, (), {"unique_id": Reduces(os.system, "echo pwned")}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_reduce_of_an_allowed_class_to_a_disallowed_callable(protocol: int) -> None:
+    base = record()
+    for cls in (Sneaky, SneakyState):
+        evil = cls(**{f: getattr(base, f) for f in base.__dataclass_fields__})
+        with pytest.raises(UnsafePickleError, match="system"):
+            loads(pickle.dumps(evil, protocol=protocol))
+
+
+def test_refused_before_anything_is_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    called: List[str] = []
+    real = pytz.timezone
+    monkeypatch.setattr(pytz, "timezone", lambda zone: called.append(zone) or real(zone))
+    berlin = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc).astimezone(real("Europe/Berlin"))
+    loads(pickle.dumps(record(start_time=berlin, end_time=berlin)))
+    assert called  # the witness works
+    called.clear()
+    for protocol in PROTOCOLS:
+        data = pickle.dumps([berlin, Reduces(os.system, "echo")], protocol=protocol)
+        with pytest.raises(UnsafePickleError):
+            loads(data)
+    assert called == []
+
+
+def test_python_2_names_are_mapped_like_pickle_does() -> None:
+    with pytest.raises(StepInfoDecodeError, match="got a set"):
+        loads(P2 + g("__builtin__", "set") + b"]\x85R" + STOP)
+    with pytest.raises(UnsafePickleError, match=r"__builtin__.eval"):
+        loads(P2 + g("__builtin__", "eval") + u("1") + b"\x85R" + STOP)
+    with pytest.raises(UnsafePickleError, match=r"copy_reg.__newobj__"):
+        loads(P2 + g("copy_reg", "__newobj__") + STOP)
+
+
+def test_stack_global_and_extension_codes() -> None:
+    data = b"\x80\x04" + u("posix") + u("system") + b"\x93" + u("echo") + b"\x85R" + STOP
+    with pytest.raises(UnsafePickleError, match=r"posix.system"):
+        loads(data)
+    with pytest.raises(UnsafePickleError, match="extension"):
+        loads(P2 + b"\x82\x01" + STOP)
+
+
+# --- allowed callables with hostile arguments --------------------------------------------------
+
+
+def test_reconstructor_only_builds_records() -> None:
+    def recon(cls: bytes, base: bytes, state: bytes = b"N") -> bytes:
+        return b"(" + g("copy_reg", "_reconstructor") + b"(" + cls + base + state + b"tR" + STOP
+
+    stepinfo = g("tango.step_info", "StepInfo")
+    with pytest.raises(CorruptPickleError, match="_reconstructor"):
+        loads(recon(stepinfo, g("__builtin__", "dict")))
+    with pytest.raises(CorruptPickleError, match="_reconstructor"):
+        loads(recon(g("datetime", "timedelta"), g("__builtin__", "object")))
+    with pytest.raises(CorruptPickleError, match="_reconstructor"):
+        loads(recon(stepinfo, g("__builtin__", "object"), u("state")))
+
+
+def test_codecs_encode_only_writes_latin1() -> None:
+    def enc(*args: bytes) -> bytes:
+        return P2 + g("_codecs", "encode") + b"(" + b"".join(args) + b"tR" + STOP
+
+    for args in ([u("x"), u("rot13")], [u("x"), u("latin1"), u("strict")], [u("x")]):
+        with pytest.raises(CorruptPickleError, match=r"_codecs.encode"):
+            loads(enc(*args))
+
+
+def test_record_classes_are_never_initialised(probe_calls: List[str]) -> None:
+    # REDUCE StepInfo("a", "b", set(), True) would run __init__, whose defaults probe the machine
+    args = u("a") + u("b") + g("builtins", "set") + b")R" + b"\x88"
+    data = P2 + g("tango_stepinfo.step_info", "StepInfo") + b"(" + args + b"tR" + STOP
+    with pytest.raises(StepInfoDecodeError, match=r"^cacheable: expected a boolean, got null"):
+        loads(data)
+    assert probe_calls == []
+
+
+def test_state_can_only_be_given_to_records() -> None:
+    utc_zone = g("pytz", "_UTC") + b")R"
+    # BUILD on pytz's shared UTC object (dict state and slot state)
+    for state in (b"}" + u("zone") + u("EVIL") + b"s", b"N}" + u("zone") + u("EVIL") + b"s\x86"):
+        with pytest.raises(CorruptPickleError, match="only a record"):
+            loads(P2 + utc_zone + state + b"b" + STOP)
+    assert pytz.utc.zone == "UTC"
+    # BUILD on a StepState member, on a record class and on an allowed function
+    member = g("tango.step_info", "StepState") + u("failed") + b"\x85R"
+    for target in (member, g("tango.step_info", "StepInfo"), g("pytz", "_p")):
+        with pytest.raises(CorruptPickleError, match="only a record"):
+            loads(P2 + target + b"N}" + u("value") + u("x") + b"s\x86b" + STOP)
+    assert StepState.FAILED.value == "failed"
+
+
+def test_pytz_zones_are_checked() -> None:
+    def zone(*args: bytes) -> bytes:
+        return P2 + g("pytz", "_p") + b"(" + b"".join(args) + b"tR" + STOP
+
+    for bad in (u("../../../etc/passwd"), u("Mars/Olympus"), b"K\x05"):
+        with pytest.raises(CorruptPickleError):
+            loads(zone(bad))
+    berlin = pytz.timezone("Europe/Berlin")
+    before = dict(berlin._tzinfos)  # type: ignore[attr-defined]
+    # a state the zone never had: made for the value, not added to pytz's tables
+    with pytest.raises(StepInfoDecodeError):  # loads fine, but is not a record
+        loads(zone(u("Europe/Berlin"), b"J\x10\x0e\x00\x00", b"K\x00", u("XXX")))
+    assert berlin._tzinfos == before  # type: ignore[attr-defined]
+
+
+# --- corrupt bytes and limits ------------------------------------------------------------------
+
+
+def test_corrupt_bytes_raise_unpickling_errors() -> None:
+    good = pickle.dumps(record(), protocol=2)
+    bad = [
+        b"",
+        b"\x80",
+        good[:-1],
+        good[: len(good) // 2],
+        b"\x80\x09" + good[2:],  # unknown protocol
+        P2 + b"N\x85R" + STOP,  # REDUCE on None
+        P2 + g("datetime", "datetime") + u("x") + b"\x85R" + STOP,  # datetime with a bad state
+        P2 + b"h\x05" + STOP,  # memo index never stored
+        P2 + b"0" + STOP,  # pop from an empty stack
+        P2 + b"(t" * 3 + b"e" + STOP,  # APPENDS on a tuple
+        P2 + b"\xff" + STOP,  # no such opcode
+    ]
+    for data in bad:
+        with pytest.raises(pickle.UnpicklingError):
+            loads(data)
+
+
+def test_huge_memo_index_is_refused_before_allocating() -> None:
+    with pytest.raises(CorruptPickleError, match="memo index"):
+        loads(P2 + b"N" + b"r" + struct.pack("<I", 2**31) + STOP)
+
+
+def test_deep_nesting_is_refused_before_it_can_crash_the_interpreter() -> None:
+    # a 200 000-deep tuple as a dict key: hashing it overflows the C stack in plain pickle
+    data = P2 + b"}" + b")" + b"\x85" * 200_000 + b"Ns" + STOP
+    with pytest.raises(CorruptPickleError, match="levels deep"):
+        loads(data)
+    # nested lists, through MARK ... LIST
+    with pytest.raises(CorruptPickleError, match="levels deep"):
+        loads(P2 + b"(" * 600 + b"l" * 600 + STOP)
+    assert loads(pickle.dumps(record(config={"x": [[[[[[[[[[1]]]]]]]]]]}))).config["x"]
+
+
+def test_shared_references_cannot_expand_without_bound() -> None:
+    # a = [b, b], b = [c, c], ...: 2**40 values as a tree in a few hundred bytes
+    data = P2 + b"N"
+    for _ in range(40):
+        data += b"2\x86"  # DUP, TUPLE2
+    data += STOP
+    with pytest.raises(CorruptPickleError, match="expands"):
+        loads(data)
+    info = record(config={"x": [1, 2]})
+    info.metadata = {"again": info.config}  # legitimate sharing is fine
+    assert loads(pickle.dumps(info)) == info
+
+
+def test_reference_cycles_are_refused() -> None:
+    loop: List[Any] = []
+    loop.append(loop)
+    with pytest.raises(CorruptPickleError, match="cycle"):
+        loads(pickle.dumps(record(config={"loop": loop})))
+
+
+# --- results that are not records --------------------------------------------------------------
+
+
+def test_results_must_be_records() -> None:
+    for value, message in [
+        (5, "got a int"),
+        ("x", "got a str"),
+        (dt.datetime(2024, 1, 1), "got a datetime"),
+        ({1, 2}, "got a set"),
+    ]:
+        with pytest.raises(StepInfoDecodeError, match=message):
+            loads(pickle.dumps(value))
+    with pytest.raises(StepInfoDecodeError, match=r"^\[1\]: expected a record"):
+        loads(pickle.dumps([record(), 5]))
+    with pytest.raises(StepInfoDecodeError, match=r"^\['b'\]: expected a record"):
+        loads(pickle.dumps({"a": record(), "b": None}))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_records_with_wrong_field_types_name_the_field(protocol: int) -> None:
+    bad = record(step_name=5)
+    with pytest.raises(StepInfoDecodeError, match=r"^step_name: expected a string or null"):
+        loads(pickle.dumps(bad, protocol=protocol))
+    with pytest.raises(StepInfoDecodeError, match=r"^\[0\]\.step_name: "):
+        loads(pickle.dumps([bad], protocol=protocol))
+    env = record().environment
+    env.git = GitMetadata(commit=5)  # type: ignore[arg-type]
+    with pytest.raises(StepInfoDecodeError, match=r"^git\.commit: "):
+        loads(pickle.dumps(env, protocol=protocol))
+
+
+def test_every_record_class_is_allowed() -> None:
+    info = record()
+    for value in (
+        info.platform,
+        info.environment,
+        GitMetadata("c" * 40, "https://h/x", "main", True),
+        TangoMetadata("1.0"),
+        PlatformMetadata("os", None, "u", "h"),
+    ):
+        assert isinstance(
+            value, (PlatformMetadata, EnvironmentMetadata, GitMetadata, TangoMetadata)
+        )
+        for protocol in PROTOCOLS:
+            assert loads(pickle.dumps(value, protocol=protocol)) == value
