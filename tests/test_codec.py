@@ -533,6 +533,14 @@ def test_old_pickle_missing_probed_fields_come_back_none(probe_calls: List[str])
     assert probe_calls == []
 
 
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("record", [GitMetadata(), TangoMetadata(), GitMetadata(dirty=False)])
+def test_records_with_only_none_fields_pickle_at_every_protocol(record: Any, protocol: int) -> None:
+    back = pickle.loads(pickle.dumps(record, protocol=protocol))
+    assert back == record
+    assert set(back.__dict__) == set(record.__dict__)
+
+
 def test_copy_and_deepcopy() -> None:
     info = full_record()
     assert copy.copy(info) == info

@@ -5,9 +5,12 @@ Switch ``from tango.step_info import StepInfo, StepState`` to
 JSON and pickle without loss.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._probe import clear_cache
 from ._version import __version__
 from .errors import (
+    CorruptPickleError,
     InvalidStepStateError,
     StepInfoDecodeError,
     StepInfoEncodeError,
@@ -17,7 +20,11 @@ from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata, TangoM
 from .redact import redact_command, redact_url
 from .step_info import StepInfo, StepLike, StepState
 
+if TYPE_CHECKING:
+    from .pickling import load, loads
+
 __all__ = [
+    "CorruptPickleError",
     "EnvironmentMetadata",
     "GitMetadata",
     "InvalidStepStateError",
@@ -31,6 +38,17 @@ __all__ = [
     "UnsafePickleError",
     "__version__",
     "clear_cache",
+    "load",
+    "loads",
     "redact_command",
     "redact_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The safe loader is imported on first use: most processes only write records.
+    if name in ("load", "loads"):
+        from . import pickling
+
+        return getattr(pickling, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -897,6 +897,9 @@ class Record:
             value = state.get(name)
             if type(value) is list and all(type(row) is tuple and len(row) == 2 for row in value):
                 state[name] = tuple(itertools.chain.from_iterable(value))
+        if not state and plan.pickle_fill:
+            # Protocols 0 and 1 drop an empty state, and then __setstate__ is never called.
+            state[plan.pickle_fill[0][0]] = None
         return state
 
     def __setstate__(self, state: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pickle import UnpicklingError
 
 __all__ = [
+    "CorruptPickleError",
     "InvalidStepStateError",
     "StepInfoDecodeError",
     "StepInfoEncodeError",
@@ -76,3 +77,11 @@ class UnsafePickleError(UnpicklingError):
 
     def __reduce__(self) -> tuple[type[UnsafePickleError], tuple[str]]:
         return type(self), (self.name,)
+
+
+class CorruptPickleError(UnpicklingError):
+    """The safe loader was given bytes that are not a well-formed pickle of records, or that go
+    past its limits (nesting depth, size of the loaded value).
+
+    The message says what was wrong; the original exception, if any, is the ``__cause__``.
+    """
