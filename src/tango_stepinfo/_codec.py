@@ -657,72 +657,71 @@ def _inline_check(tp: Any, var: str) -> str | None:
     return None
 
 
-def _generate(name: str, lines: List[str], namespace: Dict[str, Any]) -> Convert:
-    exec("\n".join(lines), namespace)  # our own generated source, as dataclasses does
-    return typing.cast(Convert, namespace[name])
+def _generate(
+    signature: str,
+    head: List[str],
+    fields: List[Tuple[str, str, Any, Convert]],
+    result: List[str],
+    namespace: Dict[str, Any],
+) -> Convert:
+    """Generate a record converter: ``head``, then inside ``try`` one load per field, the inline
+    checks, and ``result`` with ``{fields}`` replaced by the converted ``name: value`` pairs.
 
-
-def _generate_encoder(plan: _Plan) -> Convert:
-    namespace: Dict[str, Any] = {"_Bad": _Bad, "slow": lambda r: _encode_fields(plan, r)}
+    ``fields`` holds ``(load expression, field name, type hint, converter)``. Any failed check,
+    ``_Bad`` or missing key hands the input to ``slow`` (the careful path) in ``namespace``.
+    """
     loads, checks, items = [], [], []
-    for i, (name, tp, enc) in enumerate(plan.encode_fields):
-        loads.append(f"        v{i} = d[{name!r}]")
+    for i, (load, name, tp, convert) in enumerate(fields):
+        loads.append(f"        v{i} = {load}")
         check = _inline_check(tp, f"v{i}")
         if check is None:
-            namespace[f"c{i}"] = enc
+            namespace[f"c{i}"] = convert
             items.append(f"{name!r}: c{i}(v{i})")
         else:
             checks.append(check)
             items.append(f"{name!r}: v{i}")
-    lines = ["def encode(record):", "    d = record.__dict__", "    try:", *loads]
+    arg = signature[signature.index("(") + 1 : -1]
+    lines = [f"def {signature}:", *head, "    try:", *loads]
     if checks:
         lines += [f"        if not ({' and '.join(checks)}):", "            raise _Bad('')"]
-    lines += [
-        f"        return {{{', '.join(items)}}}",
-        "    except (KeyError, _Bad):",
-        "        return slow(record)",
-    ]
-    return _generate("encode", lines, namespace)
+    lines += [f"        {line}".replace("{fields}", ", ".join(items)) for line in result]
+    lines += ["    except (KeyError, _Bad):", f"        return slow({arg})"]
+    namespace["_Bad"] = _Bad
+    exec("\n".join(lines), namespace)  # our own generated source, as dataclasses does
+    return typing.cast(Convert, namespace[signature[: signature.index("(")]])
+
+
+def _generate_encoder(plan: _Plan) -> Convert:
+    fields = [(f"d[{name!r}]", name, tp, enc) for name, tp, enc in plan.encode_fields]
+    return _generate(
+        "encode(record)",
+        ["    d = record.__dict__"],
+        fields,
+        ["return {{fields}}"],
+        {"slow": lambda record: _encode_fields(plan, record)},
+    )
 
 
 def _generate_decoder(plan: _Plan) -> Convert:
     namespace: Dict[str, Any] = {
-        "_Bad": _Bad,
         "slow": lambda data: _decode_fields(plan, data),
         "cls": plan.cls,
         "new": object.__new__,
     }
-    loads, checks, items = [], [], []
+    fields = []
     for i, (name, tp, dec, default) in enumerate(plan.decode_fields):
-        if default is None:
-            loads.append(f"        v{i} = data[{name!r}]")
-        else:
+        load = f"data[{name!r}]"
+        if default is not None:
             namespace[f"d{i}"] = default
-            loads.append(f"        v{i} = data[{name!r}] if {name!r} in data else d{i}()")
-        check = _inline_check(tp, f"v{i}")
-        if check is None:
-            namespace[f"c{i}"] = dec
-            items.append(f"{name!r}: c{i}(v{i})")
-        else:
-            checks.append(check)
-            items.append(f"{name!r}: v{i}")
-    lines = [
-        "def decode(data):",
-        "    if type(data) is not dict:",
-        "        return slow(data)",
-        "    try:",
-        *loads,
-    ]
-    if checks:
-        lines += [f"        if not ({' and '.join(checks)}):", "            raise _Bad('')"]
-    lines += [
-        "        record = new(cls)",
-        f"        record.__dict__.update({{{', '.join(items)}}})",
-        "        return record",
-        "    except (KeyError, _Bad):",
-        "        return slow(data)",
-    ]
-    return _generate("decode", lines, namespace)
+            load += f" if {name!r} in data else d{i}()"
+        fields.append((load, name, tp, dec))
+    return _generate(
+        "decode(data)",
+        ["    if type(data) is not dict:", "        return slow(data)"],
+        fields,
+        ["record = new(cls)", "record.__dict__.update({{fields}})", "return record"],
+        namespace,
+    )
 
 
 def _constant(value: Any) -> Callable[[], Any]:
