@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict
 
 from hypothesis import strategies as st
 
@@ -106,6 +107,24 @@ def step_infos(draw: Any, times: st.SearchStrategy[dt.datetime] = aware_times) -
         platform=draw(platform_metadata),
         environment=draw(environment_metadata),
     )
+
+
+DELETE = object()
+"""Passed as ``value`` to :func:`changed`: delete the key instead."""
+
+
+def changed(data: Dict[str, Any], path: str, value: Any) -> Dict[str, Any]:
+    """A deep copy of a record's JSON with the value at dotted ``path`` replaced (or deleted)."""
+    out = copy.deepcopy(data)
+    *parents, last = path.split(".")
+    target: Any = out
+    for part in parents:
+        target = target[part]
+    if value is DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return out
 
 
 def full_record(n_packages: int = 70) -> StepInfo:

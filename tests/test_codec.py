@@ -31,7 +31,7 @@ from tango_stepinfo import (
 from tango_stepinfo._codec import parse_time
 
 from .conftest import TANGO_DATA
-from .strategies import full_record, naive_times, step_infos
+from .strategies import DELETE, changed, full_record, naive_times, step_infos
 
 UTC = dt.timezone.utc
 TANGO_JSON = sorted((TANGO_DATA / "json").glob("*.json"))
@@ -277,16 +277,7 @@ def test_missing_plain_defaults_take_them() -> None:
 
 
 def mutated(path: str, value: Any) -> Dict[str, Any]:
-    data = full_record(n_packages=3).to_json_dict()
-    *parents, last = path.split(".")
-    target: Any = data
-    for part in parents:
-        target = target[part]
-    if value is KeyError:
-        del target[last]
-    else:
-        target[last] = value
-    return data
+    return changed(full_record(n_packages=3).to_json_dict(), path, value)
 
 
 @pytest.mark.parametrize(
@@ -295,9 +286,9 @@ def mutated(path: str, value: Any) -> Dict[str, Any]:
         (None, "expected an object, got null"),
         ([1, 2], "expected an object, got a list"),
         ("record", "expected an object, got 'record'"),
-        (mutated("unique_id", KeyError), "unique_id: required field is missing"),
-        (mutated("cacheable", KeyError), "cacheable: required field is missing"),
-        (mutated("environment.python", KeyError), "environment.python: required field is missing"),
+        (mutated("unique_id", DELETE), "unique_id: required field is missing"),
+        (mutated("cacheable", DELETE), "cacheable: required field is missing"),
+        (mutated("environment.python", DELETE), "environment.python: required field is missing"),
         (
             mutated("environment.git.commit", 5),
             "environment.git.commit: expected a string or null, got 5",

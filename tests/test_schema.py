@@ -3,7 +3,6 @@ with the decoder on what is not a record."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from typing import Any, Dict, List, Optional
@@ -24,7 +23,7 @@ from tango_stepinfo._codec import Record
 from tango_stepinfo._schema import DIALECT, schema
 
 from .conftest import TANGO_DATA
-from .strategies import full_record, json_values, naive_times, step_infos
+from .strategies import DELETE, changed, full_record, json_values, naive_times, step_infos
 
 SCHEMA = schema()
 VALIDATOR = Draft202012Validator(SCHEMA)
@@ -185,21 +184,6 @@ def test_tango_fixtures_are_there() -> None:
     assert len(TANGO_JSON) >= 5
 
 
-def _set(data: Dict[str, Any], path: str, value: Any) -> Dict[str, Any]:
-    out = copy.deepcopy(data)
-    *parents, last = path.split(".")
-    target = out
-    for part in parents:
-        target = target[part]
-    if value is _DELETE:
-        del target[last]
-    else:
-        target[last] = value
-    return out
-
-
-_DELETE = object()
-
 BAD = [
     ("unique_id", 5),
     ("unique_id", None),
@@ -228,10 +212,10 @@ BAD = [
     ("environment.git.commit", 5),
     ("environment.git.dirty", "no"),
     ("environment.tango.version", 1.3),
-    ("unique_id", _DELETE),
-    ("platform", _DELETE),
-    ("platform.user", _DELETE),
-    ("environment.packages", _DELETE),
+    ("unique_id", DELETE),
+    ("platform", DELETE),
+    ("platform.user", DELETE),
+    ("environment.packages", DELETE),
 ]
 
 
@@ -239,7 +223,7 @@ BAD = [
 def test_wrong_records_fail_validation_and_decoding(path: str, value: Any) -> None:
     good = full_record(n_packages=3).to_json_dict()
     assert VALIDATOR.is_valid(good)
-    bad = _set(good, path, value)
+    bad = changed(good, path, value)
     assert not VALIDATOR.is_valid(bad)
     assert not decodes(bad)
 
@@ -262,7 +246,7 @@ def test_schema_accepts_whatever_the_decoder_accepts(path: str, value: Any) -> N
     # The schema is never stricter than the decoder: a value the decoder takes is valid. (It is
     # looser in two places: it does not check that a date exists, and JSON Schema counts 1.0
     # as an integer.)
-    data = _set(full_record(n_packages=2).to_json_dict(), path, value)
+    data = changed(full_record(n_packages=2).to_json_dict(), path, value)
     if decodes(data):
         assert VALIDATOR.is_valid(data)
     else:
