@@ -9,19 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._probe import clear_cache
 from ._version import __version__
-from .errors import (
-    CorruptPickleError,
-    InvalidStepStateError,
-    StepInfoDecodeError,
-    StepInfoEncodeError,
-    UnsafePickleError,
-)
+from .errors import InvalidStepStateError, StepInfoDecodeError, StepInfoEncodeError
 from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata, TangoMetadata
 from .redact import redact_command, redact_url
 from .step_info import StepInfo, StepLike, StepState
 
 if TYPE_CHECKING:
-    from .pickling import load, loads
+    from .pickling import CorruptPickleError, UnsafePickleError, load, loads
 
 __all__ = [
     "CorruptPickleError",
@@ -46,8 +40,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The safe loader is imported on first use: most processes only write records.
-    if name in ("load", "loads"):
+    # The safe loader (and pickle) is imported on first use: most processes only write records.
+    if name in ("CorruptPickleError", "UnsafePickleError", "load", "loads"):
         from . import pickling
 
         return getattr(pickling, name)

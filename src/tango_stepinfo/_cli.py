@@ -21,7 +21,7 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from ._codec import _show
 from ._version import __version__
-from .errors import InvalidStepStateError, StepInfoDecodeError, UnsafePickleError
+from .errors import InvalidStepStateError, StepInfoDecodeError
 from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata
 from .step_info import StepInfo
 
@@ -90,9 +90,7 @@ def _json_problem(e: Exception) -> str:
 
 
 def _unpickle(name: str, data: bytes) -> Any:
-    import pickle
-
-    from .pickling import loads
+    from .pickling import CorruptPickleError, UnsafePickleError, loads
 
     try:
         return loads(data)
@@ -100,7 +98,7 @@ def _unpickle(name: str, data: bytes) -> Any:
         raise InputError(name, f"unsafe pickle: {e}") from None
     except StepInfoDecodeError as e:
         raise InputError(name, f"not a record: {e}") from None
-    except pickle.UnpicklingError as e:  # CorruptPickleError: truncated, corrupt, past a limit
+    except CorruptPickleError as e:  # truncated, corrupt, past a limit
         raise InputError(name, f"not a valid pickle: {e}") from None
 
 

@@ -74,11 +74,12 @@ def _show(value: Any) -> str:
 
 # --- times -------------------------------------------------------------------------------------
 
-_TIME = re.compile(
+# The ISO 8601 times the decoder reads (compiled on first use: importing stays cheap).
+TIME_PATTERN = (
     r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,6}))?"
-    r"(?:(Z|z)|([+-])(\d\d):?(\d\d)(?::?(\d\d))?)?",
-    re.ASCII,
+    r"(?:(Z|z)|([+-])(\d\d):?(\d\d)(?::?(\d\d))?)?"
 )
+_time_re: re.Pattern[str] | None = None
 
 
 def parse_time(text: str) -> _dt.datetime:
@@ -89,7 +90,10 @@ def parse_time(text: str) -> _dt.datetime:
 
     :raises ValueError: for anything else, or a date that does not exist.
     """
-    m = _TIME.fullmatch(text)
+    global _time_re
+    if _time_re is None:
+        _time_re = re.compile(TIME_PATTERN, re.ASCII)
+    m = _time_re.fullmatch(text)
     if m is None:
         raise ValueError("not an ISO 8601 time")
     if len(text) == 19 or (len(text) == 32 and text.endswith("+00:00")):
@@ -311,12 +315,15 @@ def _describe(tp: Any, python: bool = False) -> str:
     return "a JSON value"
 
 
-class _Mode(enum.Enum):
+class _Mode:
+    """What JSON a plan writes: ours, or what ai2-tango 1.3.2 reads (plain strings: no enum
+    class to build at import)."""
+
     NATIVE = "native"
     TANGO = "tango"
 
 
-def _converters(tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
+def _converters(tp: Any, mode: str) -> Tuple[Convert, Convert]:
     """Build the ``(encode, decode)`` pair for a type hint."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -419,7 +426,7 @@ def _fast_sequence(item_tp: Any, is_set: bool) -> Tuple[Convert | None, Convert 
     return None, None
 
 
-def _sequence_converters(origin: Any, item_tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
+def _sequence_converters(origin: Any, item_tp: Any, mode: str) -> Tuple[Convert, Convert]:
     item_enc, item_dec = _converters(item_tp, mode)
     is_set = origin in (set, frozenset)
     build: Callable[[List[Any]], Any] = origin if origin is not list else list
@@ -477,7 +484,7 @@ def _sequence_converters(origin: Any, item_tp: Any, mode: _Mode) -> Tuple[Conver
     return enc, dec
 
 
-def _tuple_converters(args: Tuple[Any, ...], mode: _Mode) -> Tuple[Convert, Convert]:
+def _tuple_converters(args: Tuple[Any, ...], mode: str) -> Tuple[Convert, Convert]:
     pairs = [_converters(a, mode) for a in args]
     size = len(pairs)
     # The common case, Tuple[str, str] (package name and version), gets a fast path.
@@ -518,7 +525,7 @@ def _tuple_converters(args: Tuple[Any, ...], mode: _Mode) -> Tuple[Convert, Conv
     return enc, dec
 
 
-def _dict_converters(value_tp: Any, mode: _Mode) -> Tuple[Convert, Convert]:
+def _dict_converters(value_tp: Any, mode: str) -> Tuple[Convert, Convert]:
     if value_tp is Any:
         # Free-form JSON object (config, metadata): sorted and copied at every level.
         def enc_free(value: Any) -> Any:
@@ -592,7 +599,7 @@ class _Plan:
         "set_fields",
     )
 
-    def __init__(self, cls: type, mode: _Mode) -> None:
+    def __init__(self, cls: type, mode: str) -> None:
         hints = typing.get_type_hints(cls)
         self.cls = cls
         # (name, type hint, encode); sorted by name so that output keys are sorted like Tango's.
@@ -732,17 +739,17 @@ def _none() -> None:
     return None
 
 
-_PLANS: Dict[Tuple[type, _Mode], _Plan] = {}
+_PLANS: Dict[Tuple[type, str], _Plan] = {}
 
 
-def _plan(cls: type, mode: _Mode = _Mode.NATIVE) -> _Plan:
+def _plan(cls: type, mode: str = _Mode.NATIVE) -> _Plan:
     plan = _PLANS.get((cls, mode))
     if plan is None:
         plan = _PLANS[(cls, mode)] = _Plan(cls, mode)
     return plan
 
 
-def _record_converters(cls: type, mode: _Mode) -> Tuple[Convert, Convert]:
+def _record_converters(cls: type, mode: str) -> Tuple[Convert, Convert]:
     # Nested plans are looked up on first call, not while compiling: a record type may refer to
     # itself or to one that is not fully defined yet.
     def enc(value: Any) -> Any:

@@ -24,7 +24,7 @@ import typing
 from pathlib import PurePath
 from typing import Any, Dict, List, Optional
 
-from ._codec import _TIME
+from ._codec import TIME_PATTERN
 
 __all__ = ["DIALECT", "schema"]
 
@@ -32,7 +32,7 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 """The ``$schema`` URI of the dialect the schemas are written in."""
 
 # The codec's own time pattern, anchored: ECMA 262 and Python read it the same way.
-_TIME_PATTERN = f"^(?:{_TIME.pattern})$"
+_TIME_PATTERN = f"^(?:{TIME_PATTERN})$"
 
 _SCALARS: Dict[Any, str] = {str: "string", int: "integer", bool: "boolean", float: "number"}
 

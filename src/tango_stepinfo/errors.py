@@ -1,20 +1,15 @@
 """Exceptions raised by :mod:`tango_stepinfo`.
 
 Every error a caller can trigger with bad input is one of these, and each one subclasses the
-builtin exception a Tango user would already catch.
+builtin exception a Tango user would already catch. The safe loader's two errors,
+:class:`~tango_stepinfo.UnsafePickleError` and
+:class:`~tango_stepinfo.CorruptPickleError`, live in :mod:`tango_stepinfo.pickling`
+beside it, so that a process that only writes records never imports :mod:`pickle`.
 """
 
 from __future__ import annotations
 
-from pickle import UnpicklingError
-
-__all__ = [
-    "CorruptPickleError",
-    "InvalidStepStateError",
-    "StepInfoDecodeError",
-    "StepInfoEncodeError",
-    "UnsafePickleError",
-]
+__all__ = ["InvalidStepStateError", "StepInfoDecodeError", "StepInfoEncodeError"]
 
 
 class StepInfoDecodeError(ValueError):
@@ -60,28 +55,4 @@ class InvalidStepStateError(RuntimeError):
 
     Tango raises a plain :class:`RuntimeError` here, so this subclasses it; the message names the
     fields that disagree.
-    """
-
-
-class UnsafePickleError(UnpicklingError):
-    """The safe loader refused a pickle because it names a global outside the allow list.
-
-    Raised before anything named by the pickle is called.
-
-    :ivar name: the refused global as ``module.qualname``.
-    """
-
-    def __init__(self, name: str, reason: str = "not on the allow list") -> None:
-        self.name = name
-        super().__init__(f"refused to load global {name!r}: {reason}")
-
-    def __reduce__(self) -> tuple[type[UnsafePickleError], tuple[str]]:
-        return type(self), (self.name,)
-
-
-class CorruptPickleError(UnpicklingError):
-    """The safe loader was given bytes that are not a well-formed pickle of records, or that go
-    past its limits (nesting depth, size of the loaded value).
-
-    The message says what was wrong; the original exception, if any, is the ``__cause__``.
     """

@@ -49,9 +49,34 @@ import pickle
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _codec
-from .errors import CorruptPickleError, StepInfoDecodeError, UnsafePickleError
+from .errors import StepInfoDecodeError
 from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata, TangoMetadata
 from .step_info import StepInfo, StepState
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The safe loader refused a pickle because it names a global outside the allow list.
+
+    Raised before anything named by the pickle is called.
+
+    :ivar name: the refused global as ``module.qualname``.
+    """
+
+    def __init__(self, name: str, reason: str = "not on the allow list") -> None:
+        self.name = name
+        super().__init__(f"refused to load global {name!r}: {reason}")
+
+    def __reduce__(self) -> tuple[type[UnsafePickleError], tuple[str]]:
+        return type(self), (self.name,)
+
+
+class CorruptPickleError(pickle.UnpicklingError):
+    """The safe loader was given bytes that are not a well-formed pickle of records, or that go
+    past its limits (nesting depth, size of the loaded value).
+
+    The message says what was wrong; the original exception, if any, is the ``__cause__``.
+    """
+
 
 __all__ = ["CorruptPickleError", "load", "loads"]
 
