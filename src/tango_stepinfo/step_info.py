@@ -53,21 +53,38 @@ class StepLike(Protocol):
     """
 
     @property
-    def unique_id(self) -> str: ...
+    def unique_id(self) -> str:
+        """The step's unique id; becomes :attr:`StepInfo.unique_id`."""
+
     @property
-    def name(self) -> Optional[str]: ...
+    def name(self) -> Optional[str]:
+        """The step's name, if it has one; becomes :attr:`StepInfo.step_name`."""
+
     @property
-    def class_name(self) -> str: ...
+    def class_name(self) -> str:
+        """The name of the step's class; becomes :attr:`StepInfo.step_class_name`."""
+
     @property
-    def VERSION(self) -> Optional[str]: ...
+    def VERSION(self) -> Optional[str]:
+        """The step's version; becomes :attr:`StepInfo.version`."""
+
     @property
-    def dependencies(self) -> Iterable[_HasUniqueId]: ...
+    def dependencies(self) -> Iterable[_HasUniqueId]:
+        """The steps this one needs (objects with a ``unique_id``); their ids become
+        :attr:`StepInfo.dependencies`."""
+
     @property
-    def cache_results(self) -> bool: ...
+    def cache_results(self) -> bool:
+        """Whether the step's results are cached; becomes :attr:`StepInfo.cacheable`."""
+
     @property
-    def config(self) -> Any: ...
+    def config(self) -> Any:
+        """The step's configuration, steps inside it replaced by references in
+        :attr:`StepInfo.config`; may raise :class:`ValueError` (then ``None``)."""
+
     @property
-    def metadata(self) -> Optional[Dict[str, Any]]: ...
+    def metadata(self) -> Optional[Dict[str, Any]]:
+        """Free-form metadata of the step; becomes :attr:`StepInfo.metadata`."""
 
 
 def _as_utc(value: _dt.datetime) -> _dt.datetime:
@@ -213,7 +230,7 @@ class StepInfo(Record):
 
         Reads the attributes of :class:`StepLike`; a ``config`` that raises :class:`ValueError`
         becomes ``None``, and steps inside the config become references (see
-        :func:`replace_steps_with_unique_id`).
+        :func:`~tango_stepinfo.step_info.replace_steps_with_unique_id`).
 
         :param step: a Tango ``Step`` or any object with the same attributes.
         :param kwargs: further fields, e.g. ``start_time`` or ``platform``.
