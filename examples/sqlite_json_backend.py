@@ -17,7 +17,8 @@ What makes concurrent writers safe here:
 - one short transaction per write: a single ``INSERT OR REPLACE`` in autocommit mode;
 - ``synchronous=NORMAL``: safe from corruption in WAL mode (see the comment where it is set).
 
-Only the standard library and ``tango_stepinfo`` are used.
+Only the standard library and ``tango_stepinfo`` are used. ``sqlite_pickle_backend.py`` reuses
+this store and engine, changing only how a record is encoded.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import sqlite3
 import sys
 import tempfile
 import traceback
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 from tango_stepinfo import StepInfo, StepState
 
@@ -42,7 +43,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS step_info (
     unique_id TEXT PRIMARY KEY,
     state     TEXT NOT NULL,
-    record    TEXT NOT NULL
+    record    {record_type} NOT NULL
 )
 """
 
@@ -51,8 +52,22 @@ class SqliteJsonStore:
     """Run records in one SQLite table, keyed by ``unique_id``, stored as JSON text.
 
     The ``state`` column is a copy of ``StepInfo.state`` so that queries such as "all failed
-    steps" need not decode every record.
+    steps" need not decode every record. Subclasses store another encoding by overriding
+    :meth:`encode`, :meth:`decode` and :attr:`RECORD_TYPE`.
     """
+
+    RECORD_TYPE = "TEXT"
+    """The SQL type of the ``record`` column."""
+
+    @staticmethod
+    def encode(info: StepInfo) -> Any:
+        """The stored form of a record: compact JSON text of :meth:`StepInfo.to_json_dict`."""
+        return json.dumps(info.to_json_dict(), separators=(",", ":"))
+
+    @staticmethod
+    def decode(data: Any) -> StepInfo:
+        """The record back from its stored form."""
+        return StepInfo.from_json_dict(json.loads(data))
 
     def __init__(self, path: str, *, create: bool = False) -> None:
         # isolation_level=None: autocommit, each statement is its own (short) transaction.
@@ -63,11 +78,11 @@ class SqliteJsonStore:
         self.connection.execute("PRAGMA synchronous=NORMAL")
         if create:
             self.connection.execute("PRAGMA journal_mode=WAL")
-            self.connection.execute(SCHEMA)
+            self.connection.execute(SCHEMA.format(record_type=self.RECORD_TYPE))
 
     def put(self, info: StepInfo) -> None:
         """Write ``info``, replacing the stored record of the same step."""
-        record = json.dumps(info.to_json_dict(), separators=(",", ":"))
+        record = self.encode(info)
         self.connection.execute(
             "INSERT OR REPLACE INTO step_info (unique_id, state, record) VALUES (?, ?, ?)",
             (info.unique_id, info.state.value, record),
@@ -78,13 +93,13 @@ class SqliteJsonStore:
         row = self.connection.execute(
             "SELECT record FROM step_info WHERE unique_id = ?", (unique_id,)
         ).fetchone()
-        return None if row is None else StepInfo.from_json_dict(json.loads(row[0]))
+        return None if row is None else self.decode(row[0])
 
     def __iter__(self) -> Iterator[StepInfo]:
         """Every record, in ``unique_id`` order."""
         rows = self.connection.execute("SELECT record FROM step_info ORDER BY unique_id")
         for (record,) in rows:
-            yield StepInfo.from_json_dict(json.loads(record))
+            yield self.decode(record)
 
     def count_by_state(self) -> Dict[str, int]:
         """How many records are in each state, from the ``state`` column."""
@@ -110,10 +125,12 @@ def run_step(worker: int, index: int) -> None:
         raise RuntimeError(f"step {index} of worker {worker} failed on purpose")
 
 
-def run_worker(path: str, worker: int, steps: int) -> List[Dict[str, Any]]:
-    """Run ``steps`` steps, recording each one in the store; return the final records as JSON."""
-    store = SqliteJsonStore(path)
-    made: List[Dict[str, Any]] = []
+def run_worker(
+    path: str, worker: int, steps: int, store_class: Type[SqliteJsonStore] = SqliteJsonStore
+) -> List[StepInfo]:
+    """Run ``steps`` steps, recording each one in the store; return the final records."""
+    store = store_class(path)
+    made: List[StepInfo] = []
     previous: Optional[StepInfo] = None
     try:
         for index in range(steps):
@@ -129,7 +146,7 @@ def run_worker(path: str, worker: int, steps: int) -> List[Dict[str, Any]]:
                 cacheable=True,
                 start_time=utc_now(),
                 config={"type": "example", "worker": worker, "index": index},
-                metadata={"example": "sqlite_json_backend"},
+                metadata={"example": store_class.__name__},
             )
             store.put(info)  # RUNNING
             try:
@@ -139,35 +156,37 @@ def run_worker(path: str, worker: int, steps: int) -> List[Dict[str, Any]]:
             info.end_time = utc_now()
             info.result_location = None if info.error else f"results/{unique_id}"
             store.put(info)  # COMPLETED or FAILED
-            made.append(info.to_json_dict())
+            made.append(info)
             previous = info
     finally:
         store.close()
     return made
 
 
-def create_store(path: str) -> None:
+def create_store(path: str, store_class: Type[SqliteJsonStore] = SqliteJsonStore) -> None:
     """Create the database file with its table, in WAL mode, before any worker starts."""
-    SqliteJsonStore(path, create=True).close()
+    store_class(path, create=True).close()
 
 
 def run_workers(
-    path: str, workers: int = 4, steps: int = 250
+    path: str,
+    workers: int = 4,
+    steps: int = 250,
+    store_class: Type[SqliteJsonStore] = SqliteJsonStore,
 ) -> Tuple[List[StepInfo], List[StepInfo]]:
     """Run the workers on the database at ``path``, then read it back.
 
     :returns: ``(made, stored)``: the records the workers reported, and the records read back
         from the database, both sorted by ``unique_id``.
     """
-    create_store(path)
+    create_store(path, store_class)
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers) as pool:
-        results = pool.starmap(run_worker, [(path, w, steps) for w in range(workers)])
-    made = sorted(
-        (StepInfo.from_json_dict(record) for batch in results for record in batch),
-        key=lambda info: info.unique_id,
-    )
-    store = SqliteJsonStore(path)
+        jobs = [(path, w, steps, store_class) for w in range(workers)]
+        results = pool.starmap(run_worker, jobs)
+    # The pool sends the records back with plain pickle: a trusted channel, our own children.
+    made = sorted((info for batch in results for info in batch), key=lambda info: info.unique_id)
+    store = store_class(path)
     try:
         stored = list(store)
     finally:
@@ -175,16 +194,20 @@ def run_workers(
     return made, stored
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(
+    argv: Optional[Sequence[str]] = None, store_class: Type[SqliteJsonStore] = SqliteJsonStore
+) -> int:
     """Run the example and print a summary; exit status 1 when a record is missing or wrong."""
-    parser = argparse.ArgumentParser(description="A minimal SQLite workspace backend (JSON).")
+    parser = argparse.ArgumentParser(
+        description=f"A minimal SQLite workspace backend ({store_class.__name__})."
+    )
     parser.add_argument("--db", help="the SQLite file (default: a new temporary one)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--steps", type=int, default=250, help="steps per worker")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.db or os.path.join(tmp, "workspace.sqlite")
-        made, stored = run_workers(path, args.workers, args.steps)
+        made, stored = run_workers(path, args.workers, args.steps, store_class)
     states = {state.value: sum(info.state == state for info in stored) for state in StepState}
     print(f"{len(stored)} records read back from {len(made)} made")
     print(", ".join(f"{state}: {count}" for state, count in states.items() if count))

@@ -14,92 +14,21 @@ with :func:`pickle.loads`: a workspace file may come from anyone, and a crafted 
 on whoever opens it with plain :mod:`pickle`. The safe loader only ever builds records (it also
 reads pickles written by ai2-tango 1.3.2, e.g. from its ``stepinfo.sqlite``).
 
-What makes concurrent writers safe here:
-
-- WAL journal mode (set once, when the database is created; it is stored in the file), so
-  readers never block the writer and the writer never blocks readers;
-- a busy timeout on every connection, so a writer waits for the lock instead of failing;
-- one short transaction per write: a single ``INSERT OR REPLACE`` in autocommit mode;
-- ``synchronous=NORMAL``: safe from corruption in WAL mode (see the comment where it is set).
-
-Only the standard library and ``tango_stepinfo`` are used.
+The store, its concurrency settings and the toy engine are those of ``sqlite_json_backend.py``
+(read that one first); only the encoding of a record differs. Only the standard library and
+``tango_stepinfo`` are used.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import multiprocessing
-import os
 import pickle
-import sqlite3
 import sys
-import tempfile
-import traceback
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
+
+import sqlite_json_backend
 
 import tango_stepinfo
-from tango_stepinfo import StepInfo, StepState
-
-BUSY_TIMEOUT_S = 60.0
-"""How long a connection waits for another process's write lock before giving up."""
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS step_info (
-    unique_id TEXT PRIMARY KEY,
-    state     TEXT NOT NULL,
-    record    BLOB NOT NULL
-)
-"""
-
-
-class SqlitePickleStore:
-    """Run records in one SQLite table, keyed by ``unique_id``, stored as pickles.
-
-    The ``state`` column is a copy of ``StepInfo.state`` so that queries such as "all failed
-    steps" need not decode every record.
-    """
-
-    def __init__(self, path: str, *, create: bool = False) -> None:
-        # isolation_level=None: autocommit, each statement is its own (short) transaction.
-        self.connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        # In WAL mode, NORMAL syncs at checkpoints rather than at every commit: a crash of a
-        # process loses nothing, a power cut may lose the last commits but never corrupts the
-        # file. Use FULL if every state change must survive a power cut (about 3x slower here).
-        self.connection.execute("PRAGMA synchronous=NORMAL")
-        if create:
-            self.connection.execute("PRAGMA journal_mode=WAL")
-            self.connection.execute(SCHEMA)
-
-    def put(self, info: StepInfo) -> None:
-        """Write ``info``, replacing the stored record of the same step."""
-        record = pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL)
-        self.connection.execute(
-            "INSERT OR REPLACE INTO step_info (unique_id, state, record) VALUES (?, ?, ?)",
-            (info.unique_id, info.state.value, record),
-        )
-
-    def get(self, unique_id: str) -> Optional[StepInfo]:
-        """The record of the step ``unique_id``, or ``None``."""
-        row = self.connection.execute(
-            "SELECT record FROM step_info WHERE unique_id = ?", (unique_id,)
-        ).fetchone()
-        return None if row is None else load_record(row[0])
-
-    def __iter__(self) -> Iterator[StepInfo]:
-        """Every record, in ``unique_id`` order."""
-        rows = self.connection.execute("SELECT record FROM step_info ORDER BY unique_id")
-        for (record,) in rows:
-            yield load_record(record)
-
-    def count_by_state(self) -> Dict[str, int]:
-        """How many records are in each state, from the ``state`` column."""
-        rows = self.connection.execute("SELECT state, COUNT(*) FROM step_info GROUP BY state")
-        return dict(rows.fetchall())
-
-    def close(self) -> None:
-        """Close the connection."""
-        self.connection.close()
+from tango_stepinfo import StepInfo
 
 
 def load_record(data: bytes) -> StepInfo:
@@ -115,101 +44,37 @@ def load_record(data: bytes) -> StepInfo:
     return info
 
 
-# --- a toy workflow engine ---------------------------------------------------------------------
+class SqlitePickleStore(sqlite_json_backend.SqliteJsonStore):
+    """Run records in one SQLite table, keyed by ``unique_id``, stored as pickles."""
 
+    RECORD_TYPE = "BLOB"
 
-def utc_now() -> dt.datetime:
-    """The current time as an aware UTC datetime (what records should hold)."""
-    return dt.datetime.now(dt.timezone.utc)
+    @staticmethod
+    def encode(info: StepInfo) -> Any:
+        """The stored form of a record: its pickle at the highest protocol."""
+        return pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL)
 
-
-def run_step(worker: int, index: int) -> None:
-    """The step's work: every 7th step fails."""
-    if index % 7 == 6:
-        raise RuntimeError(f"step {index} of worker {worker} failed on purpose")
-
-
-def run_worker(path: str, worker: int, steps: int) -> List[StepInfo]:
-    """Run ``steps`` steps, recording each one in the store; return the final records."""
-    store = SqlitePickleStore(path)
-    made: List[StepInfo] = []
-    previous: Optional[StepInfo] = None
-    try:
-        for index in range(steps):
-            unique_id = f"Worker{worker}Step-{index:04d}"
-            # The step starts: create its record. The first one in this process probes the
-            # machine; later ones reuse the cached probes (a few microseconds each).
-            info = StepInfo(
-                unique_id=unique_id,
-                step_class_name="ExampleStep",
-                step_name=f"step-{index}",
-                version="001",
-                dependencies=set() if previous is None else {previous.unique_id},
-                cacheable=True,
-                start_time=utc_now(),
-                config={"type": "example", "worker": worker, "index": index},
-                metadata={"example": "sqlite_pickle_backend"},
-            )
-            store.put(info)  # RUNNING
-            try:
-                run_step(worker, index)
-            except Exception:
-                info.error = traceback.format_exc()
-            info.end_time = utc_now()
-            info.result_location = None if info.error else f"results/{unique_id}"
-            store.put(info)  # COMPLETED or FAILED
-            made.append(info)
-            previous = info
-    finally:
-        store.close()
-    return made
+    @staticmethod
+    def decode(data: Any) -> StepInfo:
+        """The record back from its pickle, through the safe loader."""
+        return load_record(data)
 
 
 def create_store(path: str) -> None:
     """Create the database file with its table, in WAL mode, before any worker starts."""
-    SqlitePickleStore(path, create=True).close()
+    sqlite_json_backend.create_store(path, SqlitePickleStore)
 
 
 def run_workers(
     path: str, workers: int = 4, steps: int = 250
 ) -> Tuple[List[StepInfo], List[StepInfo]]:
-    """Run the workers on the database at ``path``, then read it back.
-
-    :returns: ``(made, stored)``: the records the workers reported, and the records read back
-        from the database, both sorted by ``unique_id``.
-    """
-    create_store(path)
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers) as pool:
-        results = pool.starmap(run_worker, [(path, w, steps) for w in range(workers)])
-    # The pool sends the records back with plain pickle: a trusted channel, our own children.
-    made = sorted((info for batch in results for info in batch), key=lambda info: info.unique_id)
-    store = SqlitePickleStore(path)
-    try:
-        stored = list(store)
-    finally:
-        store.close()
-    return made, stored
+    """Run the workers on the database at ``path``, then read it back (see the JSON example)."""
+    return sqlite_json_backend.run_workers(path, workers, steps, SqlitePickleStore)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the example and print a summary; exit status 1 when a record is missing or wrong."""
-    parser = argparse.ArgumentParser(description="A minimal SQLite workspace backend (pickles).")
-    parser.add_argument("--db", help="the SQLite file (default: a new temporary one)")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=250, help="steps per worker")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = args.db or os.path.join(tmp, "workspace.sqlite")
-        made, stored = run_workers(path, args.workers, args.steps)
-    states = {state.value: sum(info.state == state for info in stored) for state in StepState}
-    print(f"{len(stored)} records read back from {len(made)} made")
-    print(", ".join(f"{state}: {count}" for state, count in states.items() if count))
-    if stored != made:
-        print("MISMATCH: the database does not hold what the workers made", file=sys.stderr)
-        return 1
-    print("every record read back equals the one its worker made")
-    return 0
+    return sqlite_json_backend.main(argv, SqlitePickleStore)
 
 
 if __name__ == "__main__":
