@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import platform
 import socket
@@ -27,6 +28,8 @@ def probe_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
     targets: Dict[str, tuple] = {
         "os.getcwd": (os, "getcwd"),
         "os.cpu_count": (os, "cpu_count"),
+        "os.uname": (os, "uname"),
+        "getpass.getuser": (getpass, "getuser"),
         "platform.platform": (platform, "platform"),
         "socket.gethostname": (socket, "gethostname"),
     }

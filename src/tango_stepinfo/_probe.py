@@ -1,82 +1,702 @@
 """Probes of the machine and the process, behind the metadata default factories.
 
-Simple first version: each probe reads its fact directly. Every probe returns a value of its
-field's type and never raises.
+Every probe returns a value of its field's type and never raises: a failure falls back as listed
+below, and the reason is logged at ``DEBUG`` on the ``tango_stepinfo`` logger. Each probe is a
+chain of small functions, ``_a() or _b() or fallback``, each catching only the errors it expects.
+
+============================  ===============================================================
+probe                         value, then its fallbacks in order
+============================  ===============================================================
+:func:`operating_system`      ``platform.platform()`` (computed from ``os.uname()`` on Linux,
+                              the same string without importing :mod:`platform`), else
+                              ``"unknown"``
+:func:`cpu_count`             ``os.cpu_count()``; ``None`` when unknown
+:func:`user`                  ``getpass.getuser()``; the numeric uid as a string when that
+                              fails (no passwd entry and no ``LOGNAME``/``USER``/``LNAME``/
+                              ``USERNAME``); ``"unknown"`` without uids
+:func:`host`                  ``os.uname().nodename`` (what ``socket.gethostname()`` returns
+                              on POSIX), ``socket.gethostname()``, ``platform.node()``, then
+                              ``"unknown"``
+:func:`python`                ``platform.python_version()`` (parsed from ``sys.version``, the
+                              same string)
+:func:`executable`            ``sys.executable``; when empty (embedded interpreters) the
+                              target of ``/proc/self/exe``, else ``Path("python")``
+:func:`command`               ``shlex.join(sys.argv)`` with secrets redacted by
+                              :func:`tango_stepinfo.redact.redact_command`; ``""`` when
+                              ``sys.argv`` is missing or empty
+:func:`root`                  ``os.getcwd()``; when the folder was deleted, the target of
+                              ``/proc/self/cwd`` without its `` (deleted)`` mark, then ``$PWD``
+                              if absolute, then ``Path(".")``
+:func:`packages`              every distribution on ``sys.path`` (see :func:`packages`);
+                              ``None`` only when ``sys.path`` is not a list
+:func:`git`                   see :mod:`tango_stepinfo._git`; ``None`` outside a repository
+============================  ===============================================================
+
+Caching. Facts fixed for the life of a process (OS string, CPU count, user, host, Python,
+executable) are probed once, exactly once even when many threads race for them. Facts that can
+change are re-checked for every record, cheaply: the working directory (one ``getcwd``; ``root``
+and ``git`` follow it), the command line (compared with the ``sys.argv`` it was built from), the
+package list (re-scanned only when ``sys.path`` or the ``stat`` of one of its folders changed, so
+a ``pip install`` during the run shows up in later records) and git (see :mod:`._git`). Every
+value handed out is immutable or a fresh copy, so mutating one record never changes another.
+The first probe of a process (and the first after :func:`clear_cache`) probes every fixed fact
+at once: it starts the two child processes a first record needs, the ``git status`` of the dirty
+check and ``uname -p``, then probes the rest while they run. :func:`clear_cache` (public as
+``tango_stepinfo.clear_cache()``) drops every cached fact; ``StepInfo.refresh()`` calls it.
+
+Settings: the environment variable ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git status``
+behind ``GitMetadata.dirty`` (for huge repositories); ``dirty`` is then ``None``.
+
+Nothing heavy is imported at module import: :mod:`logging`, :mod:`getpass`, :mod:`select`,
+:mod:`subprocess`, :mod:`socket` and :mod:`platform` are loaded only by the probe that needs them,
+and only on the path that needs them (on Linux, none of :mod:`subprocess`, :mod:`socket`,
+:mod:`platform` or :mod:`importlib.metadata` is ever loaded).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, cast
+
+from . import redact
 
 GitFacts = Tuple[Optional[str], Optional[str], Optional[str], Optional[bool]]
+"""``(commit, remote, branch, dirty)``, the fields of ``GitMetadata`` in order."""
+
+Package = Tuple[str, str]
+
+# --- logging and running commands, shared with _git ----------------------------------------------
 
 
-def operating_system() -> str:
-    import platform
+def debug(message: str, *args: object) -> None:
+    """Log ``message % args`` at DEBUG on the ``tango_stepinfo`` logger.
 
-    return platform.platform()
+    :mod:`logging` costs milliseconds to import, so it is loaded on the first fallback only.
+    """
+    import logging
 
-
-def cpu_count() -> Optional[int]:
-    return os.cpu_count()
-
-
-def user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+    logging.getLogger("tango_stepinfo").debug(message, *args)
 
 
-def host() -> str:
-    import socket
-
-    return socket.gethostname()
-
-
-def python() -> str:
-    import platform
-
-    return platform.python_version()
-
-
-def executable() -> Path:
-    return Path(sys.executable)
-
-
-def command() -> str:
-    from .redact import redact_command
-
-    return redact_command(getattr(sys, "argv", None) or [])
-
-
-def root() -> Path:
-    try:
-        return Path(os.getcwd())
-    except OSError:
-        return Path(os.environ.get("PWD", "/"))
-
-
-def packages() -> Optional[List[Tuple[str, str]]]:
-    import importlib.metadata
-    import re
-
-    found = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found.setdefault(re.sub(r"[-_.]+", "-", name).lower(), dist.version)
-    return sorted(found.items())
-
-
-def git() -> Optional[GitFacts]:
+def which(name: str) -> Optional[str]:
+    """Return the full path of the executable ``name`` on ``$PATH``, or ``None``."""
+    exts = [""]
+    if os.name == "nt":  # pragma: no cover - POSIX CI
+        exts += os.environ.get("PATHEXT", ".EXE;.BAT;.CMD").lower().split(";")
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        if not folder:
+            continue
+        for ext in exts:
+            candidate = os.path.join(folder, name + ext)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
     return None
 
 
+def run(
+    argv: Sequence[str], timeout: float, env: Optional[Mapping[str, str]] = None
+) -> Optional[Tuple[int, bytes]]:
+    """Run ``argv`` (``argv[0]`` a full path) and return its exit status and standard output.
+
+    Standard input and error are ``/dev/null``. The child is killed after ``timeout`` seconds.
+    Uses :func:`os.posix_spawn` where there is one, so that :mod:`subprocess` (milliseconds to
+    import) is not needed; :mod:`subprocess` elsewhere.
+
+    :returns: ``(status, stdout)``; ``None`` when the command could not be started or timed out
+        (the reason is logged). The status is negative for a child killed by a signal.
+    """
+    if hasattr(os, "posix_spawn"):
+        child = _spawn(argv, env)
+        return None if child is None else _collect(argv[0], child, timeout)
+    return _run_subprocess(argv, timeout, env)
+
+
+def _spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tuple[int, int]]:
+    """Start ``argv`` with :func:`os.posix_spawn`; ``(pid, fd of its stdout)``, or ``None``."""
+    read_end, write_end = os.pipe()  # both non-inheritable: the child keeps only its dup2 copy
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            pid = os.posix_spawn(
+                argv[0],
+                list(argv),
+                os.environ if env is None else env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, write_end, 1),
+                    (os.POSIX_SPAWN_DUP2, devnull, 2),
+                ],
+            )
+        finally:
+            os.close(devnull)
+    except OSError as e:
+        os.close(read_end)
+        debug("could not run %s: %s", argv[0], e)
+        return None
+    finally:
+        os.close(write_end)
+    return pid, read_end
+
+
+def _collect(name: str, child: Tuple[int, int], timeout: float) -> Optional[Tuple[int, bytes]]:
+    """Read a child's output to its end and reap it; kill it after ``timeout`` seconds."""
+    import select
+
+    pid, read_end = child
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                debug("%s took more than %s s and was killed", name, timeout)
+                return None
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+    return code, b"".join(chunks)
+
+
+def _run_subprocess(
+    argv: Sequence[str], timeout: float, env: Optional[Mapping[str, str]]
+) -> Optional[Tuple[int, bytes]]:
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        debug("%s took more than %s s and was killed", argv[0], timeout)
+        return None
+    except OSError as e:
+        debug("could not run %s: %s", argv[0], e)
+        return None
+    return done.returncode, done.stdout
+
+
+# --- the cache of facts fixed for the process ----------------------------------------------------
+
+_lock = threading.Lock()
+_fixed: Dict[str, Any] = {}
+
+
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _fact(name: str) -> Any:
+    """Return the fact ``name``, fixed for the process; the first call probes them all."""
+    try:
+        return _fixed[name]
+    except KeyError:
+        pass
+    with _lock:
+        if name not in _fixed:
+            _fixed.update(_probe_fixed_facts())
+        return _fixed[name]
+
+
+def _probe_fixed_facts() -> Dict[str, Any]:
+    """Probe every fact fixed for the process, in one place, while two children run.
+
+    The two slow parts of a first record are child processes: the ``git status`` of the dirty
+    check (started by :func:`_prefetch_git`, read by the git probe) and ``uname -p`` for the OS
+    string. Both are started first; the other facts are probed, and the package scan warmed up,
+    while they run.
+    """
+    _prefetch_git()
+    parts = _linux_parts()
+    processor = _start_uname_p() if parts is not None else None
+    facts: Dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "user": _user_getpass() or _user_uid() or "unknown",
+        "host": _host_uname() or _host_socket() or _host_platform() or "unknown",
+        "python": _python_version(),
+        "executable": _executable_sys() or _executable_proc() or Path("python"),
+    }
+    packages()  # the first scan, cached for the record being made
+    linux = None if parts is None or processor is None else _os_linux(parts, processor())
+    facts["operating_system"] = linux or _os_platform() or "unknown"
+    return facts
+
+
+def _prefetch_git() -> None:
+    """Start ``git status`` without waiting for it, to overlap with the first probes."""
+    from . import _git
+
+    _git.prefetch(cwd())
+
+
+# --- operating system --------------------------------------------------------------------------
+
+
+def _linux_parts() -> Optional[Tuple[str, str, str, str]]:
+    """``(system, release, machine, libc)`` on Linux with glibc; ``None`` elsewhere.
+
+    ``platform.platform()`` costs 7 ms (importing :mod:`platform` and :mod:`subprocess`, and
+    running ``uname -p``); on Linux with glibc its parts are these plus ``uname -p``, which
+    :func:`_start_uname_p` runs without :mod:`subprocess`. Elsewhere ``platform.platform()``
+    itself is asked.
+    """
+    if sys.platform != "linux":
+        return None
+    try:
+        system, _node, release, _version, machine = os.uname()
+        libc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, ValueError, OSError) as e:
+        debug("os.uname() or os.confstr() failed (%s), asking platform.platform()", e)
+        return None
+    if system != "Linux" or not libc or len(libc.split()) != 2:
+        return None  # not glibc: platform.libc_ver() reads the interpreter binary instead
+    return system, release, machine, "".join(libc.split())
+
+
+def _start_uname_p() -> Callable[[], Optional[Tuple[int, bytes]]]:
+    """Start ``uname -p``, as ``platform`` runs it; return a function waiting for its result."""
+    uname = which("uname")
+    if uname is None:
+        return lambda: None
+    if hasattr(os, "posix_spawn"):
+        child = _spawn([uname, "-p"], None)
+        return lambda: None if child is None else _collect(uname, child, 2.0)
+    return lambda: _run_subprocess([uname, "-p"], 2.0, None)
+
+
+def _os_linux(parts: Tuple[str, str, str, str], uname_p: Optional[Tuple[int, bytes]]) -> str:
+    """Format the parts exactly as ``platform.platform()`` and ``platform._platform`` do."""
+    system, release, machine, libc = parts
+    processor = ""
+    if uname_p is not None and uname_p[0] == 0:
+        processor = uname_p[1].decode("utf-8", "replace").strip()
+    if processor == machine:
+        processor = ""
+    text = "-".join(x.strip() for x in (system, release, machine, processor, "with", libc) if x)
+    for bad in ' /\\:;"()':
+        text = text.replace(bad, "_" if bad == " " else "-")
+    text = text.replace("unknown", "")
+    while "--" in text:
+        text = text.replace("--", "-")
+    return text.rstrip("-")
+
+
+def _os_platform() -> Optional[str]:
+    import platform
+
+    try:
+        return platform.platform() or None
+    except OSError as e:
+        debug("platform.platform() failed: %s", e)
+        return None
+
+
+def operating_system() -> str:
+    """The operating system as ``platform.platform()`` names it; ``"unknown"`` if that fails."""
+    return cast(str, _fact("operating_system"))
+
+
+# --- cpu count, user, host, python, executable --------------------------------------------------
+
+
+def cpu_count() -> Optional[int]:
+    """``os.cpu_count()``: the number of CPUs, ``None`` when unknown."""
+    return cast(Optional[int], _fact("cpu_count"))
+
+
+def _user_getpass() -> Optional[str]:
+    import getpass
+
+    try:
+        return getpass.getuser() or None
+    except (KeyError, OSError, ImportError) as e:
+        # KeyError before 3.13 and OSError from 3.13 on: a uid with no passwd entry and no
+        # LOGNAME/USER/LNAME/USERNAME; ImportError: no pwd module (Windows before 3.13).
+        debug("getpass.getuser() failed (%r), recording the uid", e)
+        return None
+
+
+def _user_uid() -> Optional[str]:
+    getuid = getattr(os, "getuid", None)
+    return None if getuid is None else str(getuid())
+
+
+def user() -> str:
+    """The login name; the numeric uid when the user has no name; ``"unknown"`` without uids."""
+    return cast(str, _fact("user"))
+
+
+def _host_uname() -> Optional[str]:
+    # On POSIX, socket.gethostname() is the nodename of uname(2); asking os saves importing
+    # socket (2 ms).
+    uname = getattr(os, "uname", None)
+    if uname is None:
+        return None
+    try:
+        return str(uname().nodename) or None
+    except OSError as e:
+        debug("os.uname() failed: %s", e)
+        return None
+
+
+def _host_socket() -> Optional[str]:
+    import socket
+
+    try:
+        return socket.gethostname() or None
+    except OSError as e:
+        debug("socket.gethostname() failed: %s", e)
+        return None
+
+
+def _host_platform() -> Optional[str]:
+    import platform
+
+    try:
+        return platform.node() or None
+    except OSError as e:
+        debug("platform.node() failed: %s", e)
+        return None
+
+
+def host() -> str:
+    """The host name; ``"unknown"`` when no way of asking for it works."""
+    return cast(str, _fact("host"))
+
+
+def _python_version() -> str:
+    # platform.python_version() is the leading [\w.+]+ run of sys.version, padded to x.y.z.
+    head = sys.version.split(None, 1)[0] if sys.version else ""
+    version = ""
+    for ch in head:
+        if not (ch.isalnum() or ch in "._+"):
+            break
+        version += ch
+    if not version:
+        return ".".join(str(v) for v in sys.version_info[:3])
+    parts = version.split(".")
+    if len(parts) == 2:
+        parts.append("0")
+    return ".".join(parts)
+
+
+def python() -> str:
+    """The Python version, as ``platform.python_version()`` gives it (e.g. ``3.11.7``)."""
+    return cast(str, _fact("python"))
+
+
+def _executable_sys() -> Optional[Path]:
+    exe = getattr(sys, "executable", None)
+    return Path(exe) if exe else None
+
+
+def _executable_proc() -> Optional[Path]:
+    debug("sys.executable is empty, reading /proc/self/exe")
+    try:
+        return Path(os.readlink("/proc/self/exe"))
+    except OSError as e:
+        debug("cannot read /proc/self/exe (%s), recording 'python'", e)
+        return None
+
+
+def executable() -> Path:
+    """The interpreter: ``sys.executable``, else ``/proc/self/exe``, else ``Path("python")``."""
+    return cast(Path, _fact("executable"))
+
+
+# --- command line --------------------------------------------------------------------------------
+
+_argv: Tuple[List[Any], str] = ([], "")
+
+
+def command() -> str:
+    """The command line of the process: ``sys.argv`` shell-quoted, with secrets redacted.
+
+    ``""`` when ``sys.argv`` is missing or empty. Re-built only when ``sys.argv`` changed.
+    """
+    global _argv
+    argv = getattr(sys, "argv", None)
+    if not isinstance(argv, list) or not argv:
+        if argv is None or not isinstance(argv, (list, tuple)):
+            debug("sys.argv is missing or not a list (%r), recording ''", type(argv).__name__)
+            return ""
+        argv = list(argv)
+    cached = _argv
+    if argv == cached[0]:
+        return cached[1]
+    copy = [a if isinstance(a, str) else str(a) for a in argv]
+    text = redact.redact_command(copy)
+    _argv = (copy, text)
+    return text
+
+
+# --- working directory ---------------------------------------------------------------------------
+
+
+def _cwd_getcwd() -> Optional[str]:
+    try:
+        return os.getcwd()
+    except OSError as e:
+        debug("os.getcwd() failed (%s), the working directory was probably deleted", e)
+        return None
+
+
+def _cwd_proc() -> Optional[str]:
+    try:
+        target = os.readlink("/proc/self/cwd")
+    except OSError:
+        return None
+    return target[: -len(" (deleted)")] if target.endswith(" (deleted)") else target
+
+
+def _cwd_pwd() -> Optional[str]:
+    pwd = os.environ.get("PWD", "")
+    if os.path.isabs(pwd):
+        debug("recording $PWD as the working directory")
+        return pwd
+    debug("$PWD is not an absolute path, recording '.' as the working directory")
+    return None
+
+
+def cwd() -> str:
+    """The working directory as a string, with the fallbacks of :func:`root`."""
+    try:
+        return os.getcwd()  # the fast path of _cwd_getcwd, without its call
+    except OSError:
+        pass
+    return _cwd_getcwd() or _cwd_proc() or _cwd_pwd() or "."
+
+
+_root: Tuple[str, Path] = ("", Path("."))
+
+
+def root() -> Path:
+    """The working directory; when it was deleted, the fallbacks in the module docstring."""
+    global _root
+    where = cwd()
+    cached = _root
+    if where == cached[0]:
+        return cached[1]
+    path = Path(where)
+    _root = (where, path)
+    return path
+
+
+# --- packages ------------------------------------------------------------------------------------
+
+Sig = Optional[Tuple[int, int, int, int]]
+
+
+def sig(path: str) -> Sig:
+    """The ``(mtime_ns, size, inode, links)`` of ``path``; ``None`` when it cannot be stat'ed.
+
+    Git and pip replace files by renaming new ones into place, so a file's inode changes on
+    every update even within one tick of the file-system clock; a folder's link count changes
+    when a sub-folder (a ``.dist-info``) is added or removed, within one tick too.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino, st.st_nlink
+
+
+_packages: Optional[Tuple[List[Any], List[Sig], List[Package]]] = None
+
+
+def _normalise(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _read_headers(path: str) -> Optional[Dict[str, str]]:
+    """The ``Name`` and ``Version`` headers of a core metadata file; ``None`` if unreadable."""
+    found: Dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, colon, value = line.partition(":")
+                key = key.strip().lower()
+                if colon and key in ("name", "version") and key not in found:
+                    found[key] = value.strip()
+                    if len(found) == 2:
+                        break
+    except OSError as e:
+        debug("skipping %s: %s", path, e)
+        return None
+    return found
+
+
+def _metadata_file(path: str, is_dist_info: bool) -> Optional[str]:
+    """The non-empty metadata file of a ``.dist-info``/``.egg-info`` entry, or ``None``."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        debug("skipping %s: %s", path, e)
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return path if not is_dist_info and st.st_size > 0 else None  # an .egg-info file
+    names = ("METADATA", "PKG-INFO") if is_dist_info else ("PKG-INFO",)
+    for name in names:
+        candidate = os.path.join(path, name)
+        try:
+            st = os.stat(candidate)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            debug("skipping %s: %s", path, e)
+            return None
+        if st.st_size > 0 and stat.S_ISREG(st.st_mode):
+            return candidate
+    debug("skipping %s: no metadata, or empty", path)
+    return None
+
+
+def _distribution(path: str, stem: str, is_dist_info: bool) -> Optional[Package]:
+    """``(normalised name, version)`` of one metadata entry, or ``None`` if it is broken."""
+    meta = _metadata_file(path, is_dist_info)
+    if meta is None:
+        return None
+    if is_dist_info:
+        name, dash, version = stem.partition("-")
+        if dash and name and version and "-" not in version:
+            return _normalise(name), version  # the wheel spec puts name and version here
+    headers = _read_headers(meta)
+    if headers is None:
+        return None
+    if "name" not in headers or "version" not in headers:
+        debug("skipping %s: no Name or Version in %s", path, meta)
+        return None
+    return _normalise(headers["name"]), headers["version"]
+
+
+def _scan_folder(folder: str, found: Dict[str, str]) -> None:
+    """Add the distributions of one ``sys.path`` entry to ``found``, keeping earlier ones."""
+    try:
+        entries = sorted(os.listdir(folder or "."))
+    except NotADirectoryError:
+        debug("not scanning %s for packages: not a folder (zip files are not read)", folder)
+        return
+    except OSError:
+        return  # a missing sys.path entry, like pythonXY.zip, is normal
+    is_egg = folder.lower().endswith(".egg")  # an unzipped egg: metadata in EGG-INFO
+    for entry in entries:
+        low = entry.lower()
+        path = os.path.join(folder, entry)
+        if low.endswith(".dist-info"):
+            dist = _distribution(path, entry[: -len(".dist-info")], True)
+        elif low.endswith(".egg-info") or (is_egg and low == "egg-info"):
+            dist = _distribution(path, "", False)
+        else:
+            continue
+        if dist is not None and dist[0] not in found:
+            found[dist[0]] = dist[1]
+
+
+def packages() -> Optional[List[Package]]:
+    """Every distribution visible on ``sys.path``, as sorted ``(name, version)`` pairs.
+
+    Names are normalised as PEP 503 does; the first distribution of a name on ``sys.path`` wins,
+    as import does. Found by listing each ``sys.path`` folder for ``*.dist-info`` and
+    ``*.egg-info`` entries (and reading an unzipped ``*.egg`` on ``sys.path``); the version comes
+    from a ``.dist-info`` folder's name, and metadata files are read only when the name does not
+    carry it. Entries with no or empty metadata, or that cannot be read, are skipped (and logged);
+    zip files on ``sys.path`` are not read. Re-scanned only when ``sys.path`` or the ``stat`` of
+    one of its entries changed. ``None`` when ``sys.path`` is not a list.
+    """
+    global _packages
+    entries = getattr(sys, "path", None)
+    if not isinstance(entries, list):
+        debug("sys.path is not a list, recording packages as None")
+        return None
+    cached = _packages
+    if cached is not None and cached[0] == entries:
+        # The fast path of every record: one stat per sys.path entry, nothing else.
+        stat_, access, exists = os.stat, os.access, os.F_OK
+        for entry, old in zip(entries, cached[1]):
+            if old is None:  # missing before (like pythonXY.zip): still missing? (no exception)
+                if isinstance(entry, str) and access(entry or ".", exists):
+                    break
+                continue
+            try:
+                st = stat_(entry or ".")
+            except OSError:
+                break
+            if old != (st.st_mtime_ns, st.st_size, st.st_ino, st.st_nlink):
+                break
+        else:
+            return list(cached[2])
+    entries = list(entries)
+    sigs = [sig(e or ".") if isinstance(e, str) else None for e in entries]
+    found: Dict[str, str] = {}
+    for entry in entries:
+        if isinstance(entry, str):
+            _scan_folder(entry, found)
+    result = sorted(found.items())
+    _packages = (entries, sigs, result)
+    return list(result)
+
+
+# --- git -----------------------------------------------------------------------------------------
+
+
+_git_module: Any = None
+
+
+def git() -> Optional[GitFacts]:
+    """The git checkout around the working directory; ``None`` outside one.
+
+    See :mod:`tango_stepinfo._git` for what is read, the fallbacks and how it is cached.
+    """
+    global _git_module
+    if _git_module is None:
+        from . import _git
+
+        _git_module = _git
+    return _git_module.facts(cwd())  # type: ignore[no-any-return]
+
+
+# --- cache control -------------------------------------------------------------------------------
+
+
 def clear_cache() -> None:
-    """Drop every cached fact (nothing is cached yet)."""
+    """Drop every cached fact, so that the next record probes everything afresh.
+
+    Facts fixed for the process (OS, CPU count, user, host, Python, executable) are probed
+    again, the package list is re-scanned, and the git repository is found and read again,
+    ``git status`` included. ``StepInfo.refresh()`` calls this.
+    """
+    global _argv, _root, _packages
+    with _lock:
+        _fixed.clear()
+        _argv = ([], "")
+        _root = ("", Path("."))
+        _packages = None
+        git_module = sys.modules.get(__name__.rpartition(".")[0] + "._git")
+        if git_module is not None:
+            git_module.clear()

@@ -1,0 +1,567 @@
+"""The git checkout around the working directory, read from its ``.git`` files.
+
+No git binary and no subprocess is needed for ``commit``, ``remote`` and ``branch``:
+
+- The repository is found as git finds it: walking up from the working directory to the first
+  folder with a ``.git`` folder or ``.git`` file (``gitdir: <path>``, as in worktrees and
+  submodules; a ``commondir`` file there points at the shared repository), or that is itself a
+  bare repository. The walk stops at a ``$GIT_CEILING_DIRECTORIES`` entry and, unless
+  ``$GIT_DISCOVERY_ACROSS_FILESYSTEM`` is true, at a file-system boundary.
+- ``commit`` is ``HEAD`` resolved: a detached hash, or a symbolic ref (``ref: refs/heads/x``,
+  followed through symbolic refs) read from its loose file, else from ``packed-refs``; ``None``
+  on an unborn branch (a repository with no commits).
+- ``branch`` is the checked-out branch (``x`` for ``refs/heads/x``, the full name of any other
+  ref), kept on an unborn branch, ``None`` when ``HEAD`` is detached.
+- ``remote`` is ``remote.origin.url`` from the repository's ``config`` (and the files its
+  ``[include]`` sections name), else the URL of the first remote there, else ``None``; user
+  names and passwords are removed by :func:`tango_stepinfo.redact.redact_url`. The URL is the
+  configured one: ``url.<base>.insteadOf`` rewriting and remotes defined in the user's or the
+  system's config are not applied.
+- ``dirty`` asks ``git status --porcelain --untracked-files=no`` (with ``GIT_OPTIONAL_LOCKS=0``
+  and ``GIT_TERMINAL_PROMPT=0``, a 2 s timeout) whether tracked files differ from ``HEAD``; only
+  when a ``git`` binary is on ``$PATH``, and at most once per repository and commit in a
+  process. ``None`` when there is no binary, git fails or times out, or the environment
+  variable ``TANGO_STEPINFO_GIT_DIRTY`` is ``0``/``false``/``no``/``off``.
+
+Not handled (each gives ``commit``/``branch`` ``None`` or skips the feature, logged at DEBUG):
+the reftable ref format, ``core.worktree``, ``$GIT_DIR`` (ignored, as Tango ignores it) and
+``[includeIf]`` sections.
+
+Caching: the repository found for a working directory is remembered until the working
+directory changes; ``commit``, ``branch`` and ``remote`` are re-read only when the ``stat`` of a
+file they were read from (``HEAD``, the ref, ``packed-refs``, ``config``) changed, so each
+record costs a few ``stat`` calls. The first probe of a process starts ``git status`` as a
+child process without waiting for it (:func:`prefetch`), so that it runs while the other fields
+are probed; the git probe then reads its answer. :func:`clear` drops it all.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from typing import Dict, List, Optional, Tuple
+
+from . import redact
+from ._probe import GitFacts, Sig, _collect, _spawn, debug, run, sig, which
+
+__all__ = ["Repo", "clear", "facts", "find", "parse_config", "prefetch", "read"]
+
+GIT_TIMEOUT = 2.0
+"""Seconds ``git status`` may take before it is killed and ``dirty`` recorded as ``None``."""
+
+_PER_WORKTREE = ("refs/bisect/", "refs/worktree/", "refs/rewritten/")
+
+Deps = Tuple[Tuple[str, Sig], ...]
+
+
+class Repo:
+    """Where a repository's files are.
+
+    :ivar gitdir: the folder holding ``HEAD`` (``.git``, or ``.git/worktrees/<name>``).
+    :ivar commondir: the folder holding ``refs``, ``packed-refs`` and ``config``.
+    :ivar worktree: the top of the checkout, ``None`` for a bare repository.
+    """
+
+    __slots__ = ("commondir", "gitdir", "worktree")
+
+    def __init__(self, gitdir: str, commondir: str, worktree: Optional[str]) -> None:
+        self.gitdir = gitdir
+        self.commondir = commondir
+        self.worktree = worktree
+
+    def __repr__(self) -> str:
+        return f"Repo({self.gitdir!r}, {self.commondir!r}, {self.worktree!r})"
+
+
+# --- finding the repository ----------------------------------------------------------------------
+
+
+def _read_text(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_gitdir(path: str) -> bool:
+    """Whether ``path`` looks like a git directory, as git checks it (HEAD, objects, refs)."""
+    if not os.path.isfile(os.path.join(path, "HEAD")):
+        return False
+    common = _commondir(path)
+    return _is_dir(os.path.join(common, "objects")) and _is_dir(os.path.join(common, "refs"))
+
+
+def _commondir(gitdir: str) -> str:
+    text = _read_text(os.path.join(gitdir, "commondir"))
+    if not text or not text.strip():
+        return gitdir
+    return os.path.normpath(os.path.join(gitdir, text.strip()))
+
+
+def _gitfile(path: str) -> Optional[str]:
+    """The git directory a ``.git`` file points at, or ``None`` if it is not valid."""
+    text = _read_text(path)
+    if text is None or not text.startswith("gitdir:"):
+        debug("%s is not a valid gitfile", path)
+        return None
+    target = os.path.join(os.path.dirname(path), text[len("gitdir:") :].strip())
+    target = os.path.normpath(target)
+    if not _is_gitdir(target):
+        debug("%s points at %s, which is not a git directory", path, target)
+        return None
+    return target
+
+
+def _ceilings() -> List[str]:
+    value = os.environ.get("GIT_CEILING_DIRECTORIES", "")
+    return [os.path.normpath(p) for p in value.split(os.pathsep) if os.path.isabs(p)]
+
+
+def find(start: str) -> Optional[Repo]:
+    """Find the repository around ``start`` as git does; ``None`` when there is none."""
+    if not os.path.isabs(start):
+        debug("the working directory is unknown, so is the git repository")
+        return None
+    ceilings = _ceilings()
+    across = os.environ.get("GIT_DISCOVERY_ACROSS_FILESYSTEM", "").lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    )
+    here = os.path.abspath(start)
+    try:
+        device = os.stat(here).st_dev
+    except OSError:
+        device = None
+    while True:
+        dotgit = os.path.join(here, ".git")
+        try:
+            st = os.stat(dotgit)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode) and _is_gitdir(dotgit):
+            return Repo(dotgit, _commondir(dotgit), here)
+        if st is not None and stat.S_ISREG(st.st_mode):
+            gitdir = _gitfile(dotgit)
+            return None if gitdir is None else Repo(gitdir, _commondir(gitdir), here)
+        if _is_gitdir(here):
+            return Repo(here, _commondir(here), None)  # a bare repository, or inside .git
+        parent = os.path.dirname(here)
+        if parent == here or parent in ceilings:
+            return None
+        if not across and device is not None:
+            try:
+                if os.stat(parent).st_dev != device:
+                    return None
+            except OSError:
+                return None
+        here = parent
+
+
+# --- reading HEAD, refs and config ---------------------------------------------------------------
+
+
+def _is_hash(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
+
+
+def _packed_ref(commondir: str, ref: str) -> Optional[str]:
+    text = _read_text(os.path.join(commondir, "packed-refs"))
+    if text is None:
+        return None
+    for line in text.splitlines():
+        if not line or line[0] in "#^":
+            continue
+        value, _, name = line.partition(" ")
+        if name.strip() == ref:
+            return value.strip()
+    return None
+
+
+def _resolve(repo: Repo, deps: List[Tuple[str, Sig]]) -> Tuple[Optional[str], Optional[str]]:
+    """``(commit, branch)`` of ``HEAD``; every file consulted is added to ``deps``."""
+    head_path = os.path.join(repo.gitdir, "HEAD")
+    deps.append((head_path, sig(head_path)))
+    text = _read_text(head_path)
+    if text is None:
+        debug("cannot read %s", head_path)
+        return None, None
+    text = text.strip()
+    if not text.startswith("ref:"):
+        if _is_hash(text):
+            return text, None  # detached
+        debug("%s holds neither a hash nor a ref", head_path)
+        return None, None
+    ref = text[len("ref:") :].strip()
+    branch = ref[len("refs/heads/") :] if ref.startswith("refs/heads/") else ref
+    if ref == "refs/heads/.invalid":
+        debug("%s uses the reftable format, which is not read", repo.commondir)
+        return None, None
+    for _ in range(10):  # a ref may itself be symbolic
+        base = repo.gitdir if ref.startswith(_PER_WORKTREE) else repo.commondir
+        loose = os.path.join(base, *ref.split("/"))
+        loose_sig = sig(loose)
+        deps.append((loose, loose_sig))
+        value = _read_text(loose) if loose_sig is not None else None
+        if value is None:
+            packed = os.path.join(repo.commondir, "packed-refs")
+            deps.append((packed, sig(packed)))
+            value = _packed_ref(repo.commondir, ref)
+            if value is None:
+                return None, branch  # an unborn branch: no commits yet
+        value = value.strip()
+        if value.startswith("ref:"):
+            ref = value[len("ref:") :].strip()
+            continue
+        if _is_hash(value):
+            return value, branch
+        debug("%s holds neither a hash nor a ref", loose)
+        return None, branch
+    debug("%s: symbolic refs nested too deeply", head_path)
+    return None, branch
+
+
+def _config_value(text: str, i: int) -> Tuple[str, int]:
+    """Parse a config value starting at ``text[i]``; return it and the index after its line."""
+    out: List[str] = []
+    spaces = 0
+    quoted = False
+    n = len(text)
+    while i < n:
+        c = text[i]
+        i += 1
+        if c == "\n":
+            if quoted:
+                break  # git rejects this; keep what was read
+            break
+        if not quoted and c in ";#":
+            while i < n and text[i] != "\n":
+                i += 1
+            break
+        if not quoted and c in " \t\r":
+            if out:
+                spaces += 1
+            continue
+        if spaces:
+            out.append(" " * spaces)
+            spaces = 0
+        if c == '"':
+            quoted = not quoted
+        elif c == "\\" and i < n:
+            e = text[i]
+            i += 1
+            if e == "\n":
+                continue  # line continuation
+            if e == "\r" and i < n and text[i] == "\n":
+                i += 1
+                continue
+            out.append({"n": "\n", "t": "\t", "b": "\b"}.get(e, e))
+        else:
+            out.append(c)
+    return "".join(out), i
+
+
+def _section(header: str) -> str:
+    """``remote.origin`` for ``remote "origin"``, ``remote.old`` for ``remote.Old``."""
+    name, _, sub = header.strip().partition(" ")
+    sub = sub.strip()
+    if sub.startswith('"') and sub.endswith('"') and len(sub) >= 2:
+        sub = sub[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return f"{name.lower()}.{sub}"
+    if "." in name and not sub:  # the deprecated [section.subsection]
+        head, _, tail = name.partition(".")
+        return f"{head.lower()}.{tail.lower()}"
+    return name.lower()
+
+
+def parse_config(text: str) -> List[Tuple[str, str, str]]:
+    """The entries of a git config file as ``(section, key, value)``, in file order.
+
+    ``section`` is the lower-cased section name, then ``.`` and the subsection as written when
+    there is one (``remote.origin``); ``key`` is lower-cased. A key without ``=`` has the value
+    ``"true"``. Malformed lines are skipped.
+    """
+    entries: List[Tuple[str, str, str]] = []
+    section = ""
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] in " \t\r\n":
+            i += 1
+        if i >= n:
+            break
+        c = text[i]
+        if c in ";#":
+            i = text.find("\n", i)
+            i = n if i < 0 else i + 1
+            continue
+        if c == "[":
+            end = text.find("]", i)
+            line_end = text.find("\n", i)
+            if end < 0 or (0 <= line_end < end):
+                i = n if line_end < 0 else line_end + 1
+                continue
+            section = _section(text[i + 1 : end])
+            i = end + 1
+            continue
+        j = i
+        while j < n and (text[j].isalnum() or text[j] == "-"):
+            j += 1
+        key = text[i:j].lower()
+        k = j
+        while k < n and text[k] in " \t":
+            k += 1
+        if not key:
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl + 1
+            continue
+        if k < n and text[k] == "=":
+            value, i = _config_value(text, k + 1)
+        else:
+            nl = text.find("\n", k)
+            i = n if nl < 0 else nl + 1
+            value = "true"
+        entries.append((section, key, value))
+    return entries
+
+
+def _read_config(path: str, deps: List[Tuple[str, Sig]], depth: int = 0) -> List[Tuple[str, str]]:
+    """``(remote name, url)`` pairs of ``path`` and its includes, in order; adds to ``deps``."""
+    path_sig = sig(path)
+    deps.append((path, path_sig))
+    text = _read_text(path) if path_sig is not None else None
+    if text is None:
+        return []
+    remotes: List[Tuple[str, str]] = []
+    for section, key, value in parse_config(text):
+        if section.startswith("remote.") and key == "url":
+            remotes.append((section[len("remote.") :], value))
+        elif section == "include" and key == "path" and depth < 10:
+            target = os.path.expanduser(value)
+            if not os.path.isabs(target):
+                target = os.path.join(os.path.dirname(path), target)
+            remotes.extend(_read_config(target, deps, depth + 1))
+        elif section.startswith("includeif.") and depth == 0:
+            debug("%s: [includeIf] sections are not read", path)
+    return remotes
+
+
+def _remote(repo: Repo, deps: List[Tuple[str, Sig]]) -> Optional[str]:
+    remotes = _read_config(os.path.join(repo.commondir, "config"), deps)
+    if not remotes:
+        return None
+    url = dict(reversed(remotes)).get("origin", remotes[0][1])  # first url of each remote
+    return redact.redact_url(url)
+
+
+def read(repo: Repo) -> Tuple[Optional[str], Optional[str], Optional[str], Deps]:
+    """Read ``(commit, remote, branch)`` from the files of ``repo``, and the files' ``stat``."""
+    deps: List[Tuple[str, Sig]] = []
+    commit, branch = _resolve(repo, deps)
+    remote = _remote(repo, deps)
+    return commit, remote, branch, tuple(deps)
+
+
+# --- dirty ---------------------------------------------------------------------------------------
+
+Key = Tuple[str, Optional[str]]  # (gitdir, commit)
+Child = Tuple[int, int]  # (pid, fd of its stdout)
+
+
+def _dirty_enabled() -> bool:
+    value = os.environ.get("TANGO_STEPINFO_GIT_DIRTY", "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def _status_command(repo: Repo) -> Optional[Tuple[List[str], Dict[str, str]]]:
+    """The ``git status`` command line and environment for ``repo``; ``None`` if there is none."""
+    if repo.worktree is None:
+        return None  # a bare repository has no checkout to compare
+    git = which("git")
+    if git is None:
+        debug("no git binary on $PATH, recording dirty as None")
+        return None
+    env = dict(os.environ)
+    env["GIT_OPTIONAL_LOCKS"] = "0"
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    argv = [
+        git,
+        "--git-dir=" + repo.gitdir,
+        "--work-tree=" + repo.worktree,
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ]
+    return argv, env
+
+
+def _answer(repo: Repo, done: Optional[Tuple[int, bytes]]) -> Optional[bool]:
+    if done is None:
+        return None
+    code, out = done
+    if code != 0:
+        debug("git status exited with %s in %s, recording dirty as None", code, repo.worktree)
+        return None
+    return bool(out.strip())
+
+
+def _status(repo: Repo) -> Optional[bool]:
+    """Ask ``git status`` whether tracked files differ from ``HEAD``; ``None`` if unknown."""
+    command = _status_command(repo)
+    return None if command is None else _answer(repo, run(command[0], GIT_TIMEOUT, command[1]))
+
+
+# --- the cached facts ----------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_found: Optional[Tuple[str, Optional[Repo]]] = None
+_state: Optional[Tuple[Repo, Deps, Optional[str], Optional[str], Optional[str]]] = None
+_dirty: Dict[Key, Optional[bool]] = {}
+# A git status started ahead of need by prefetch(): key, repo, child, when it started.
+_pending: Optional[Tuple[Key, Repo, Child, float]] = None
+
+
+def _discard_pending() -> None:
+    """Kill and reap the git status started ahead of need, if any (the lock is held)."""
+    global _pending
+    if _pending is not None:
+        pid, fd = _pending[2]
+        _pending = None
+        os.close(fd)
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass  # already gone
+
+
+def _after_fork() -> None:
+    # A child process must not read or reap its parent's git status, and a fork copies a lock
+    # held by another thread as held.
+    global _lock, _pending
+    _lock = threading.Lock()
+    if _pending is not None:
+        os.close(_pending[2][1])
+        _pending = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def clear() -> None:
+    """Forget the repository found, the facts read from it and every ``dirty`` answer."""
+    global _found, _state
+    with _lock:
+        _found = None
+        _state = None
+        _dirty.clear()
+        _discard_pending()
+
+
+def _valid(deps: Deps) -> bool:
+    stat_ = os.stat
+    for path, old in deps:
+        try:
+            st = stat_(path)
+        except OSError:
+            if old is not None:
+                return False
+            continue
+        if old != (st.st_mtime_ns, st.st_size, st.st_ino, st.st_nlink):
+            return False
+    return True
+
+
+def _start_pending(repo: Repo, key: Key) -> None:
+    """Start ``git status`` for ``key`` without waiting for it (the lock is held)."""
+    global _pending
+    if _pending is not None or not hasattr(os, "posix_spawn"):
+        return
+    command = _status_command(repo)
+    child = None if command is None else _spawn(command[0], command[1])
+    if child is not None:
+        _pending = (key, repo, child, time.monotonic())
+    else:
+        _dirty[key] = None  # no git binary, or it cannot be started: the answer is known
+
+
+def _finish_pending() -> None:
+    """Wait for the git status started ahead of need and record its answer (the lock is held)."""
+    global _pending
+    if _pending is not None:
+        key, repo, child, started = _pending
+        _pending = None
+        left = max(GIT_TIMEOUT - (time.monotonic() - started), 0.01)
+        _dirty[key] = _answer(repo, _collect("git", child, left))
+
+
+def _dirty_for(repo: Repo, commit: Optional[str], wait: bool = True) -> Optional[bool]:
+    key = (repo.gitdir, commit)
+    try:
+        return _dirty[key]
+    except KeyError:
+        pass
+    if not _dirty_enabled():
+        return None
+    with _lock:
+        if not wait:
+            if key not in _dirty:
+                _start_pending(repo, key)
+            return None
+        _finish_pending()
+        if key not in _dirty:
+            _dirty[key] = _status(repo)
+        return _dirty[key]
+
+
+def _current(cwd: str) -> Optional[Tuple[Repo, Optional[str], Optional[str], Optional[str]]]:
+    """``(repo, commit, remote, branch)`` around ``cwd``, from the cache while still true."""
+    global _found, _state
+    found = _found
+    if found is None or found[0] != cwd:
+        found = _found = (cwd, find(cwd))
+    repo = found[1]
+    if repo is None:
+        return None
+    state = _state
+    if state is None or state[0] is not repo or not _valid(state[1]):
+        commit, remote, branch, deps = read(repo)
+        if commit is None and branch is None and sig(deps[0][0]) is None:
+            # HEAD is gone: the repository was removed or moved; look again next time.
+            _found = None
+            return None
+        state = _state = (repo, deps, commit, remote, branch)
+    return repo, state[2], state[3], state[4]
+
+
+def prefetch(cwd: str) -> None:
+    """Start the ``git status`` of the repository around ``cwd``, without waiting for it.
+
+    Called by the first probe of a process, so that ``git status`` runs while the other fields
+    are probed; :func:`facts` then reads its answer. Does nothing outside a repository, when the
+    answer is known, when the check is turned off, or without :func:`os.posix_spawn`. A child no
+    record reads is reaped by the next git probe, or killed by :func:`clear`.
+    """
+    current = _current(cwd)
+    if current is not None:
+        _dirty_for(current[0], current[1], wait=False)
+
+
+def facts(cwd: str) -> Optional[GitFacts]:
+    """``(commit, remote, branch, dirty)`` of the repository around ``cwd``; ``None`` outside."""
+    current = _current(cwd)
+    if current is None:
+        return None
+    repo, commit, remote, branch = current
+    return commit, remote, branch, _dirty_for(repo, commit)

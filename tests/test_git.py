@@ -1,0 +1,508 @@
+"""The git probe, against real repositories made with the git CLI in ``tmp_path``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+import pytest
+
+import tango_stepinfo
+from tango_stepinfo import GitMetadata, StepInfo, _git, _probe
+
+GIT = shutil.which("git")
+pytestmark = pytest.mark.skipif(GIT is None, reason="the git CLI makes the test repositories")
+
+
+@pytest.fixture(autouse=True)
+def clean_git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No user or system git config, a fixed identity, no cached facts before or after."""
+    empty = tmp_path / "empty-gitconfig"
+    empty.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_CEILING_DIRECTORIES", "TANGO_STEPINFO_GIT_DIRTY"):
+        monkeypatch.delenv(key, raising=False)
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.com")
+    tango_stepinfo.clear_cache()
+    yield
+    tango_stepinfo.clear_cache()
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run the real git CLI and return its stripped output."""
+    done = subprocess.run([str(GIT), *args], cwd=cwd, check=True, capture_output=True)
+    return done.stdout.decode().strip()
+
+
+def make_repo(path: Path, *, commit: bool = True, branch: str = "main") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", branch)
+    if commit:
+        (path / "file.txt").write_text("one\n")
+        git(path, "add", "file.txt")
+        git(path, "commit", "-q", "-m", "first")
+    return path
+
+
+def probe(where: Path, monkeypatch: pytest.MonkeyPatch) -> Optional[GitMetadata]:
+    monkeypatch.chdir(where)
+    return GitMetadata.check_for_repo()
+
+
+def fake_bin(folder: Path, name: str, script: str) -> Path:
+    """A one-entry PATH folder holding a fake executable (distro style)."""
+    folder.mkdir(exist_ok=True)
+    exe = folder / name
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(0o755)
+    return folder
+
+
+def test_plain_repo_matches_git_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "remote", "add", "origin", "https://example.com/org/x.git")
+    meta = probe(repo, monkeypatch)
+    assert meta == GitMetadata(
+        commit=git(repo, "rev-parse", "HEAD"),
+        remote=git(repo, "remote", "get-url", "origin"),
+        branch=git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
+        dirty=False,
+    )
+
+
+def test_step_info_records_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    monkeypatch.chdir(repo)
+    info = StepInfo(unique_id="a", step_class_name="A", dependencies=set(), cacheable=True)
+    assert info.environment.git is not None
+    assert info.environment.git.commit == git(repo, "rev-parse", "HEAD")
+    assert info.environment.root == repo.resolve()
+
+
+def test_subdirectory_of_a_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    deep = repo / "a" / "b"
+    deep.mkdir(parents=True)
+    meta = probe(deep, monkeypatch)
+    assert meta is not None
+    assert meta.commit == git(deep, "rev-parse", "HEAD")
+    assert meta.branch == "main"
+
+
+def test_not_in_a_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    with pytest.raises(subprocess.CalledProcessError):
+        git(outside, "rev-parse", "HEAD")
+    assert probe(outside, monkeypatch) is None
+    assert StepInfo("a", "A", set(), True).environment.git is None
+
+
+def test_ceiling_directories_stop_the_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    sub = repo / "sub"
+    sub.mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(repo))
+    with pytest.raises(subprocess.CalledProcessError):
+        git(sub, "rev-parse", "HEAD")
+    assert probe(sub, monkeypatch) is None
+
+
+def test_detached_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "checkout", "-q", "--detach")
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert meta.commit == git(repo, "rev-parse", "HEAD")
+    assert meta.branch is None
+
+
+def test_packed_refs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "branch", "other")
+    git(repo, "pack-refs", "--all")
+    assert not (repo / ".git" / "refs" / "heads" / "main").exists()
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert meta.commit == git(repo, "rev-parse", "HEAD")
+    assert meta.branch == "main"
+
+
+def test_empty_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo", commit=False, branch="trunk")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert meta.commit is None
+    assert meta.remote is None
+    assert meta.branch == git(repo, "symbolic-ref", "--short", "HEAD") == "trunk"
+
+
+def test_no_origin_takes_the_first_remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "remote", "add", "upstream", "https://example.com/up.git")
+    git(repo, "remote", "add", "fork", "https://example.com/fork.git")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert meta.remote == git(repo, "remote", "get-url", "upstream")
+
+
+def test_origin_wins_over_earlier_remotes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "remote", "add", "upstream", "https://example.com/up.git")
+    git(repo, "remote", "add", "origin", "git@example.com:org/origin.git")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert (
+        meta.remote == git(repo, "remote", "get-url", "origin") == "git@example.com:org/origin.git"
+    )
+
+
+def test_credentials_are_removed_from_the_remote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "remote", "add", "origin", "https://user:s3cret@example.com/org/x.git")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert meta.remote == "https://example.com/org/x.git"
+    info = StepInfo("a", "A", set(), True)
+    assert "s3cret" not in repr(info.to_json_dict())
+
+
+def test_worktree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "remote", "add", "origin", "https://example.com/x.git")
+    tree = tmp_path / "tree"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(tree))
+    (tree / "file.txt").write_text("changed\n")
+    git(tree, "commit", "-q", "-am", "on feature")
+    (tree / "file.txt").write_text("dirty\n")
+    assert (tree / ".git").is_file()
+    meta = probe(tree, monkeypatch)
+    assert meta == GitMetadata(
+        commit=git(tree, "rev-parse", "HEAD"),
+        remote=git(tree, "remote", "get-url", "origin"),
+        branch=git(tree, "rev-parse", "--abbrev-ref", "HEAD"),
+        dirty=True,
+    )
+    assert meta.commit != git(repo, "rev-parse", "HEAD")
+    main = probe(repo, monkeypatch)
+    assert main is not None
+    assert (main.branch, main.dirty) == ("main", False)
+
+
+def test_submodule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inner = make_repo(tmp_path / "inner")
+    outer = make_repo(tmp_path / "outer")
+    git(outer, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(inner), "sub")
+    sub = outer / "sub"
+    assert (sub / ".git").is_file()
+    meta = probe(sub, monkeypatch)
+    assert meta is not None
+    assert meta.commit == git(sub, "rev-parse", "HEAD") == git(inner, "rev-parse", "HEAD")
+    assert meta.remote == git(sub, "remote", "get-url", "origin") == str(inner)
+    assert meta.branch == git(sub, "rev-parse", "--abbrev-ref", "HEAD")
+    assert meta.dirty is False
+    git(outer, "commit", "-q", "-m", "add sub")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(outer), str(clone))
+    git(clone, "-c", "protocol.file.allow=always", "submodule", "update", "-q", "--init")
+    assert (clone / ".git" / "modules" / "sub" / "HEAD").is_file()
+    detached = probe(clone / "sub", monkeypatch)
+    assert detached is not None
+    assert git(clone / "sub", "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"
+    assert (detached.commit, detached.branch) == (meta.commit, None)
+
+
+def test_bare_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_repo(tmp_path / "src")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(src), str(bare))
+    meta = probe(bare, monkeypatch)
+    assert meta is not None
+    assert meta.commit == git(bare, "rev-parse", "HEAD")
+    assert meta.dirty is None  # no checkout to compare
+
+
+def test_sha256_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main", "--object-format=sha256")
+    (repo / "f").write_text("x")
+    git(repo, "add", "f")
+    git(repo, "commit", "-q", "-m", "x")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert meta.commit == git(repo, "rev-parse", "HEAD")
+    assert meta.commit is not None and len(meta.commit) == 64
+
+
+def test_invalid_gitfile_is_no_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tango_stepinfo")
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / ".git").write_text("gitdir: ../nowhere\n")
+    assert probe(folder, monkeypatch) is None
+    assert "not a git directory" in caplog.text
+
+
+def test_changes_show_up_without_clearing_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    first = probe(repo, monkeypatch)
+    assert first is not None
+    (repo / "file.txt").write_text("two\n")
+    git(repo, "commit", "-q", "-am", "second")
+    second = GitMetadata.check_for_repo()
+    assert second is not None
+    assert second.commit == git(repo, "rev-parse", "HEAD") != first.commit
+    git(repo, "checkout", "-q", "-b", "topic")
+    assert GitMetadata.check_for_repo() == GitMetadata(second.commit, None, "topic", False)
+    git(repo, "remote", "add", "origin", "https://example.com/new.git")
+    third = GitMetadata.check_for_repo()
+    assert third is not None and third.remote == "https://example.com/new.git"
+    git(repo, "pack-refs", "--all")
+    (repo / "file.txt").write_text("three\n")
+    git(repo, "commit", "-q", "-am", "third")
+    fourth = GitMetadata.check_for_repo()
+    assert fourth is not None and fourth.commit == git(repo, "rev-parse", "HEAD")
+    shutil.rmtree(repo / ".git")
+    assert GitMetadata.check_for_repo() is None
+
+
+def test_working_directory_changes_are_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = make_repo(tmp_path / "one")
+    two = make_repo(tmp_path / "two", branch="other")
+    a = probe(one, monkeypatch)
+    b = probe(two, monkeypatch)
+    assert a is not None and b is not None
+    assert (a.branch, b.branch) == ("main", "other")
+
+
+# --- dirty ---------------------------------------------------------------------------------------
+
+
+def no_posix_spawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make this a platform without ``os.posix_spawn`` (subprocess checks its own flag)."""
+    monkeypatch.delattr(os, "posix_spawn", raising=False)
+    monkeypatch.setattr(subprocess, "_USE_POSIX_SPAWN", False, raising=False)
+
+
+def counting_git(folder: Path, log: Path) -> Path:
+    return fake_bin(folder, "git", f'echo run >> "{log}"\nexec "{GIT}" "$@"\n')
+
+
+def test_dirty_tracks_tracked_files_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "untracked.txt").write_text("new\n")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and meta.dirty is False
+    (repo / "file.txt").write_text("changed\n")
+    tango_stepinfo.clear_cache()
+    meta = GitMetadata.check_for_repo()
+    assert meta is not None and meta.dirty is True
+
+
+def test_dirty_runs_once_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    log = tmp_path / "git-runs"
+    monkeypatch.setenv("PATH", str(counting_git(tmp_path / "bin", log)))
+    monkeypatch.chdir(repo)
+    for _ in range(5):
+        StepInfo("a", "A", set(), True)
+    assert log.read_text().count("run") == 1
+    (repo / "file.txt").write_text("two\n")
+    git(repo, "commit", "-q", "-am", "second")
+    meta = GitMetadata.check_for_repo()
+    GitMetadata.check_for_repo()
+    assert meta is not None and meta.dirty is False
+    assert log.read_text().count("run") == 2
+    tango_stepinfo.clear_cache()
+    GitMetadata.check_for_repo()
+    assert log.read_text().count("run") == 3
+
+
+def test_dirty_check_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    log = tmp_path / "git-runs"
+    monkeypatch.setenv("PATH", str(counting_git(tmp_path / "bin", log)))
+    monkeypatch.setenv("TANGO_STEPINFO_GIT_DIRTY", "0")
+    meta = probe(repo, monkeypatch)
+    StepInfo("a", "A", set(), True)
+    assert meta is not None
+    assert meta.commit == git(repo, "rev-parse", "HEAD")
+    assert meta.dirty is None
+    assert not log.exists()
+
+
+def test_no_git_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tango_stepinfo")
+    repo = make_repo(tmp_path / "repo")
+    git(repo, "remote", "add", "origin", "https://example.com/x.git")
+    expected = git(repo, "rev-parse", "HEAD")
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    info = probe(repo, monkeypatch)
+    assert info == GitMetadata(expected, "https://example.com/x.git", "main", None)
+    assert "no git binary" in caplog.text
+
+
+def test_git_status_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tango_stepinfo")
+    repo = make_repo(tmp_path / "repo")
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", "echo oops; exit 128\n")))
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and meta.dirty is None
+    assert "exited with 128" in caplog.text
+
+
+@pytest.mark.parametrize("spawn", [True, False], ids=["posix_spawn", "subprocess"])
+def test_git_status_hanging_is_killed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    spawn: bool,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="tango_stepinfo")
+    if not spawn:
+        no_posix_spawn(monkeypatch)
+    repo = make_repo(tmp_path / "repo")
+    monkeypatch.setenv(
+        "PATH", str(fake_bin(tmp_path / "bin", "git", f"exec {shutil.which('sleep')} 30\n"))
+    )
+    monkeypatch.setattr(_git, "GIT_TIMEOUT", 0.2)
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert meta.commit == git(repo, "rev-parse", "HEAD")
+    assert meta.dirty is None
+    assert "was killed" in caplog.text
+
+
+def test_subprocess_runner_gives_the_same_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    no_posix_spawn(monkeypatch)
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and meta.dirty is True
+
+
+def test_git_status_gets_no_locks_and_no_prompts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    out = tmp_path / "env"
+    script = f'{shutil.which("env")} > "{out}"\necho "$@" >> "{out}"\n'
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
+    probe(repo, monkeypatch)
+    seen = out.read_text()
+    assert "GIT_OPTIONAL_LOCKS=0" in seen
+    assert "GIT_TERMINAL_PROMPT=0" in seen
+    assert "status --porcelain --untracked-files=no" in seen
+
+
+# --- config parsing ------------------------------------------------------------------------------
+
+TRICKY_CONFIG = r"""
+# comment
+[core]
+	bare = false
+[remote "fancy"]  ; trailing comment
+	URL = "https://example.com/a b.git" # comment
+	fetch = +refs/heads/*:refs/remotes/fancy/*
+[Remote "Other"] url = https://example.com/other\
+.git
+[remote.old]
+	url = https://example.com/old.git
+[remote "quote\"d"]
+	url = "semi;colon#hash"
+	url = https://example.com/second-url.git
+[include]
+	path = extra.config
+"""
+
+
+def test_config_parsing_matches_git(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    config = repo / ".git" / "config"
+    config.write_text(config.read_text() + TRICKY_CONFIG)
+    (repo / ".git" / "extra.config").write_text('[remote "included"]\n\turl = /srv/inc.git\n')
+    deps: List[Tuple[str, _probe.Sig]] = []
+    remotes = _git._read_config(str(config), deps)
+    names = [name for name, _ in remotes]
+    assert names == ["fancy", "Other", "old", 'quote"d', 'quote"d', "included"]
+    for name, url in remotes:
+        if name == 'quote"d' and url != "semi;colon#hash":
+            continue  # git remote get-url gives the first url only
+        assert url == git(repo, "config", "--get-all", f"remote.{name}.url").splitlines()[0]
+    assert [d[0] for d in deps] == [str(config), str(repo / ".git" / "extra.config")]
+
+
+def test_parse_config_entries() -> None:
+    entries = _git.parse_config('[a "B"]\n\tflag\n\tkey = "x\\ty" ; c\n[c.D]\nk=v')
+    assert entries == [("a.B", "flag", "true"), ("a.B", "key", "x\ty"), ("c.d", "k", "v")]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_forked_child_still_gets_dirty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child forked while ``git status`` runs in a thread of the parent asks again."""
+    import warnings
+
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    monkeypatch.chdir(repo)
+    tango_stepinfo.PlatformMetadata()  # the first probe starts git status in a thread
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 2
+        try:
+            meta = GitMetadata.check_for_repo()
+            code = 0 if meta is not None and meta.dirty is True else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    meta = GitMetadata.check_for_repo()
+    assert meta is not None and meta.dirty is True
+
+
+def test_clear_cache_kills_a_git_status_nobody_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    pid_file = tmp_path / "pid"
+    script = f'echo $$ > "{pid_file}"\nexec {shutil.which("sleep")} 30\n'
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
+    monkeypatch.chdir(repo)
+    tango_stepinfo.PlatformMetadata()  # starts git status and does not wait for it
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text().strip():
+            break
+        threading.Event().wait(0.01)
+    pid = int(pid_file.read_text())
+    tango_stepinfo.clear_cache()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

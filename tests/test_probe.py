@@ -1,0 +1,606 @@
+"""The probes behind the metadata defaults: values, every fallback made to happen, the cache."""
+
+from __future__ import annotations
+
+import getpass
+import importlib.metadata
+import logging
+import os
+import platform
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Tuple
+
+import pytest
+
+import tango_stepinfo
+from tango_stepinfo import EnvironmentMetadata, PlatformMetadata, StepInfo, _probe, redact
+
+# importlib.metadata loads parts of itself (and email) lazily; load them now, while sys.path is
+# still whole, since some tests below replace it.
+PYTEST_VERSION = importlib.metadata.version("pytest")
+
+LINUX_GLIBC = sys.platform == "linux" and bool(os.confstr("CS_GNU_LIBC_VERSION") or "")
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    tango_stepinfo.clear_cache()
+    yield
+    tango_stepinfo.clear_cache()
+
+
+@pytest.fixture
+def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="tango_stepinfo")
+    return caplog
+
+
+@pytest.fixture
+def outside_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Work in an empty folder outside any repository, so no git status runs."""
+    where = tmp_path / "work"
+    where.mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.chdir(where)
+    return where
+
+
+def raising(error: BaseException) -> Callable[..., object]:
+    def fail(*args: object, **kwargs: object) -> object:
+        raise error
+
+    return fail
+
+
+def run_python(code: str, env: Dict[str, str]) -> str:
+    done = subprocess.run([sys.executable, "-c", code], env=env, check=True, stdout=subprocess.PIPE)
+    return done.stdout.decode().strip()
+
+
+def fake_bin(folder: Path, name: str, script: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    exe = folder / name
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(0o755)
+    return folder
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+def test_import_loads_no_heavy_module() -> None:
+    code = (
+        "import sys, tango_stepinfo\n"
+        "heavy = ['subprocess', 'importlib.metadata', 'email', 'socket', 'logging']\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))"
+    )
+    assert run_python(code, dict(os.environ)) == ""
+
+
+@pytest.mark.skipif(not LINUX_GLIBC, reason="the import-free paths are Linux/glibc ones")
+@pytest.mark.parametrize("in_repo", [False, True], ids=["outside-git", "in-a-git-repo"])
+def test_probing_on_linux_loads_no_heavy_module(tmp_path: Path, in_repo: bool) -> None:
+    where = tmp_path / "work"
+    where.mkdir()
+    if in_repo:
+        git = shutil.which("git")
+        if git is None:
+            pytest.skip("the git CLI makes the test repository")
+        subprocess.run([git, "init", "-q"], cwd=where, check=True)
+    code = (
+        "import sys, tango_stepinfo\n"
+        "info = tango_stepinfo.StepInfo('a', 'A', set(), True)\n"
+        "assert (info.environment.git is not None) == " + repr(in_repo) + "\n"
+        "heavy = ['subprocess', 'importlib.metadata', 'email', 'socket', 'platform', 'logging']\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))"
+    )
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
+    assert run_python(f"import os; os.chdir({str(where)!r})\n" + code, env) == ""
+
+
+# --- operating system ----------------------------------------------------------------------------
+
+
+def test_operating_system_is_platform_platform() -> None:
+    assert _probe.operating_system() == platform.platform()
+
+
+@pytest.mark.skipif(not LINUX_GLIBC, reason="the uname -p path is the Linux/glibc one")
+@pytest.mark.parametrize("processor", ["unknown", "x86_64", "Weird CPU (tm) 3.0GHz", None])
+def test_operating_system_matches_platform_with_any_uname(tmp_path: Path, processor: str) -> None:
+    """With a fake ``uname`` (or none) on a one-entry PATH, both agree in fresh processes."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if processor is not None:
+        fake_bin(bin_dir, "uname", f"echo '{processor}'\n")
+    env = dict(os.environ, PATH=str(bin_dir), GIT_CEILING_DIRECTORIES=str(tmp_path))
+    ours = run_python("from tango_stepinfo import _probe; print(_probe.operating_system())", env)
+    theirs = run_python("import platform; print(platform.platform())", env)
+    assert ours == theirs
+    if processor == "Weird CPU (tm) 3.0GHz":
+        assert "Weird_CPU_-tm-_3.0GHz" in ours
+
+
+def test_operating_system_falls_back_to_platform(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    expected = platform.platform()
+    monkeypatch.setattr(os, "confstr", raising(ValueError("unrecognized configuration name")))
+    assert _probe.operating_system() == expected
+    if sys.platform == "linux":
+        assert "asking platform.platform()" in debug_log.text
+
+
+def test_operating_system_unknown_when_everything_fails(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(os, "uname", raising(OSError("no uname")), raising=False)
+    monkeypatch.setattr(platform, "platform", raising(OSError("no platform")))
+    assert _probe.operating_system() == "unknown"
+    assert "platform.platform() failed" in debug_log.text
+
+
+# --- cpu count -----------------------------------------------------------------------------------
+
+
+def test_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _probe.cpu_count() == os.cpu_count()
+    tango_stepinfo.clear_cache()
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert _probe.cpu_count() is None
+    assert PlatformMetadata().cpu_count is None
+
+
+# --- user ----------------------------------------------------------------------------------------
+
+LOGIN_VARS = ("LOGNAME", "USER", "LNAME", "USERNAME")
+
+
+def test_user_is_getpass_getuser() -> None:
+    assert _probe.user() == getpass.getuser()
+
+
+def test_user_without_passwd_entry_or_login_variables(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    """What ``docker run -u 1234`` gives: KeyError before 3.13, OSError from 3.13 on."""
+    for var in LOGIN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", raising(KeyError("getpwuid(): uid not found: 1234")))
+    with pytest.raises((KeyError, OSError)):
+        getpass.getuser()
+    assert _probe.user() == str(os.getuid())
+    assert PlatformMetadata().user == str(os.getuid())
+    assert "getpass.getuser() failed" in debug_log.text
+
+
+def test_user_when_getpass_raises_oserror(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(getpass, "getuser", raising(OSError("No username set in the environment")))
+    assert _probe.user() == str(os.getuid())
+    assert "getpass.getuser() failed" in debug_log.text
+
+
+def test_user_unknown_without_uids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(getpass, "getuser", raising(KeyError("no user")))
+    monkeypatch.delattr(os, "getuid")
+    assert _probe.user() == "unknown"
+
+
+def test_user_from_login_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGNAME", "someone")
+    assert _probe.user() == "someone"
+
+
+# --- host ----------------------------------------------------------------------------------------
+
+
+def test_host_is_socket_gethostname() -> None:
+    assert _probe.host() == socket.gethostname()
+
+
+def test_host_falls_back_to_socket(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    expected = socket.gethostname()
+    monkeypatch.setattr(os, "uname", raising(OSError("uname failed")), raising=False)
+    assert _probe.host() == expected
+    if hasattr(os, "uname"):
+        assert "os.uname() failed" in debug_log.text
+
+
+def test_host_falls_back_to_platform_node(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(os, "uname", raising(OSError("uname failed")), raising=False)
+    monkeypatch.setattr(socket, "gethostname", raising(OSError("no host name")))
+    monkeypatch.setattr(platform, "node", lambda: "from-platform")
+    assert _probe.host() == "from-platform"
+    assert "socket.gethostname() failed" in debug_log.text
+
+
+def test_host_unknown_when_everything_fails(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(os, "uname", raising(OSError("uname failed")), raising=False)
+    monkeypatch.setattr(socket, "gethostname", raising(OSError("no host name")))
+    monkeypatch.setattr(platform, "node", raising(OSError("no node")))
+    assert _probe.host() == "unknown"
+    assert "platform.node() failed" in debug_log.text
+
+
+# --- python and executable -----------------------------------------------------------------------
+
+
+def test_python_is_platform_python_version() -> None:
+    assert _probe.python() == platform.python_version()
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("3.13.0rc1 (main, Oct  1 2024) [GCC 12]", "3.13.0rc1"),
+        ("3.12 (default) [GCC]", "3.12.0"),
+        ("3.9.18+ (heads/3.9:abc, Jan 1 2024) [Clang]", "3.9.18+"),
+    ],
+)
+def test_python_version_parsing(
+    monkeypatch: pytest.MonkeyPatch, version: str, expected: str
+) -> None:
+    monkeypatch.setattr(sys, "version", version)
+    assert _probe.python() == expected
+
+
+def test_executable() -> None:
+    assert _probe.executable() == Path(sys.executable)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/exe"), reason="needs /proc")
+def test_executable_empty_falls_back_to_proc(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", "")
+    assert _probe.executable() == Path(os.readlink("/proc/self/exe"))
+    assert "sys.executable is empty" in debug_log.text
+
+
+def test_executable_last_resort(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", None)
+    monkeypatch.setattr(os, "readlink", raising(OSError("no /proc")))
+    assert _probe.executable() == Path("python")
+    assert "recording 'python'" in debug_log.text
+
+
+# --- command -------------------------------------------------------------------------------------
+
+
+def test_command_is_redacted_shell_quoted_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["run.py", "two words", "--remote=https://user:tok@host/x.git", "it's"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert _probe.command() == redact.redact_command(argv)
+    assert "tok@" not in _probe.command()
+    assert "'two words'" in _probe.command()
+
+
+def test_command_follows_argv_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["a.py"])
+    assert _probe.command() == "a.py"
+    sys.argv.append("--flag")  # changed in place
+    assert _probe.command() == "a.py --flag"
+    monkeypatch.setattr(sys, "argv", ["b.py"])
+    assert _probe.command() == "b.py"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [([], ""), (None, ""), ("missing", ""), (("t.py", "x"), "t.py x"), (["p.py", 3], "p.py 3")],
+)
+def test_command_with_odd_argv(
+    monkeypatch: pytest.MonkeyPatch,
+    debug_log: pytest.LogCaptureFixture,
+    argv: object,
+    expected: str,
+) -> None:
+    if argv == "missing":
+        monkeypatch.delattr(sys, "argv")
+    else:
+        monkeypatch.setattr(sys, "argv", argv)
+    assert _probe.command() == expected
+    assert EnvironmentMetadata().command == expected
+    if argv in (None, "missing"):
+        assert "sys.argv is missing" in debug_log.text
+
+
+# --- root ----------------------------------------------------------------------------------------
+
+
+def test_root_is_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _probe.root() == Path(os.getcwd())
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    assert _probe.root() == Path(os.getcwd())  # followed without clearing the cache
+
+
+def removed_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(OSError):
+        os.getcwd()
+    return gone
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/cwd"), reason="needs /proc")
+def test_root_of_a_removed_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    gone = removed_cwd(tmp_path, monkeypatch)
+    assert _probe.root() == gone
+    info = StepInfo("a", "A", set(), True)  # nothing raises, git included
+    assert info.environment.root == gone
+    assert "os.getcwd() failed" in debug_log.text
+
+
+def test_root_of_a_removed_directory_without_proc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    removed_cwd(tmp_path, monkeypatch)
+    monkeypatch.setattr(os, "readlink", raising(OSError("no /proc")))
+    monkeypatch.setenv("PWD", "/somewhere/else")
+    assert _probe.root() == Path("/somewhere/else")
+    monkeypatch.setenv("PWD", "relative")
+    assert _probe.root() == Path(".")
+    assert "recording '.'" in debug_log.text
+
+
+# --- packages ------------------------------------------------------------------------------------
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def importlib_packages(path: List[str]) -> List[Tuple[str, str]]:
+    """What importlib.metadata sees on ``path``, first of each name winning."""
+    found: Dict[str, str] = {}
+    for folder in path:
+        for dist in importlib.metadata.distributions(path=[folder]):
+            names = dist.metadata.get_all("Name") or []
+            if names and names[0]:
+                found.setdefault(normalise(names[0]), dist.version)
+    return sorted(found.items())
+
+
+def test_packages_match_importlib_metadata() -> None:
+    ours = _probe.packages()
+    assert ours == importlib_packages(sys.path)
+    assert ours is not None and ("pytest", PYTEST_VERSION) in ours
+
+
+def dist_info(folder: Path, dirname: str, name: str, version: str) -> Path:
+    path = folder / dirname
+    path.mkdir(parents=True)
+    (path / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nx\n"
+    )
+    return path
+
+
+def test_a_new_distribution_shows_up_in_the_next_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    first = StepInfo("a", "A", set(), True).environment.packages
+    assert first is not None and not any(name == "brand-new" for name, _ in first)
+    dist_info(site, "Brand_New-1.2.3.dist-info", "Brand_New", "1.2.3")
+    second = StepInfo("b", "B", set(), True).environment.packages
+    assert second is not None and ("brand-new", "1.2.3") in second
+    shutil.rmtree(site / "Brand_New-1.2.3.dist-info")
+    third = StepInfo("c", "C", set(), True).environment.packages
+    assert third == first
+
+
+def test_packages_layouts_and_broken_entries(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    debug_log: pytest.LogCaptureFixture,
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    dist_info(site, "Good.Name-1.0.dist-info", "Good.Name", "1.0")
+    dist_info(site, "odd-name-2.0.dist-info", "odd-name", "2.0")  # not wheel style: read METADATA
+    dist_info(site, "nover.dist-info", "NoVer", "3.0")
+    egg_dir = site / "eggy.egg-info"
+    egg_dir.mkdir()
+    (egg_dir / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: Eggy\nVersion: 0.5\n")
+    (site / "Legacy-0.1-py3.9.egg-info").write_text(
+        "Metadata-Version: 1.0\nName: legacy\nVersion: 0.1\n"
+    )
+    (site / "nometa-1.0.dist-info").mkdir()
+    empty = site / "emptymeta-1.0.dist-info"
+    empty.mkdir()
+    (empty / "METADATA").write_text("")
+    unreadable = dist_info(site, "locked-1.0.dist-info", "locked", "1.0")
+    noname = site / "noname.egg-info"
+    noname.mkdir()
+    (noname / "PKG-INFO").write_text("Metadata-Version: 1.0\nVersion: 1\n")
+    egg = tmp_path / "Unzipped-4.0-py3.9.egg"
+    (egg / "EGG-INFO").mkdir(parents=True)
+    (egg / "EGG-INFO" / "PKG-INFO").write_text(
+        "Metadata-Version: 1.0\nName: unzipped\nVersion: 4.0\n"
+    )
+    archive = tmp_path / "lib.zip"
+    archive.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+
+    real_stat = os.stat
+
+    def stat(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if str(path).startswith(str(unreadable)):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(sys, "path", [str(site), str(egg), str(archive), str(tmp_path / "none")])
+    assert _probe.packages() == [
+        ("eggy", "0.5"),
+        ("good-name", "1.0"),
+        ("legacy", "0.1"),
+        ("nover", "3.0"),
+        ("odd-name", "2.0"),
+        ("unzipped", "4.0"),
+    ]
+    monkeypatch.setattr(os, "stat", real_stat)
+    valid = [str(site), str(egg)]
+    expected = importlib_packages(valid)
+    shutil.rmtree(unreadable)
+    assert _probe.packages() == [p for p in expected if p[0] != "locked"]
+    for text in ("nometa-1.0.dist-info", "emptymeta-1.0.dist-info", "locked-1.0.dist-info"):
+        assert text in debug_log.text
+    assert "no Name or Version" in debug_log.text
+    assert "zip files are not read" in debug_log.text
+
+
+def test_a_sys_path_folder_created_later_is_scanned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = tmp_path / "later"
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "missing.zip"), str(later)])
+    assert _probe.packages() == []
+    dist_info(later, "late-1.0.dist-info", "late", "1.0")
+    assert _probe.packages() == [("late", "1.0")]
+
+
+def test_first_on_sys_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    dist_info(first, "dup-2.0.dist-info", "dup", "2.0")
+    dist_info(second, "dup-1.0.dist-info", "dup", "1.0")
+    dist_info(second, "only_here-1.0.dist-info", "only_here", "1.0")
+    monkeypatch.setattr(sys, "path", [str(first), str(second)])
+    assert _probe.packages() == [("dup", "2.0"), ("only-here", "1.0")]
+    monkeypatch.setattr(sys, "path", [str(second), str(first)])
+    assert _probe.packages() == [("dup", "1.0"), ("only-here", "1.0")]
+
+
+def test_empty_sys_path_entry_is_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist_info(tmp_path, "here-1.0.dist-info", "here", "1.0")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [""])
+    assert _probe.packages() == [("here", "1.0")]
+
+
+def test_packages_none_when_sys_path_is_not_a_list(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "path", None)
+    assert _probe.packages() is None
+    assert "sys.path is not a list" in debug_log.text
+
+
+def test_each_record_gets_its_own_packages(outside_git: Path) -> None:
+    one = StepInfo("a", "A", set(), True)
+    two = StepInfo("b", "B", set(), True)
+    assert one.environment.packages is not None and two.environment.packages is not None
+    assert one.environment.packages is not two.environment.packages
+    before = list(two.environment.packages)
+    one.environment.packages.append(("mine", "1"))
+    one.environment.packages.clear()
+    assert two.environment.packages == before
+    assert StepInfo("c", "C", set(), True).environment.packages == before
+
+
+# --- the cache -----------------------------------------------------------------------------------
+
+
+def counting(monkeypatch: pytest.MonkeyPatch, owner: object, attr: str, calls: List[str]) -> None:
+    real = getattr(owner, attr)
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        calls.append(attr)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, attr, wrapper)
+
+
+def test_fixed_facts_are_probed_once_by_16_racing_threads(
+    monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    calls: List[str] = []
+    counting(monkeypatch, os, "cpu_count", calls)
+    counting(monkeypatch, getpass, "getuser", calls)
+    if hasattr(os, "uname"):
+        counting(monkeypatch, os, "uname", calls)  # operating_system and host, once each
+    barrier = threading.Barrier(16)
+    results: List[object] = []
+
+    def work() -> None:
+        barrier.wait()
+        results.append(PlatformMetadata())
+        results.append(EnvironmentMetadata().python)
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 32
+    assert sorted(calls) == sorted(
+        ["cpu_count", "getuser"] + (["uname", "uname"] if hasattr(os, "uname") else [])
+    )
+    assert len({repr(r) for r in results if isinstance(r, PlatformMetadata)}) == 1
+
+
+def test_later_records_do_not_reprobe_and_clear_cache_does(
+    monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    calls: List[str] = []
+    counting(monkeypatch, os, "cpu_count", calls)
+    counting(monkeypatch, getpass, "getuser", calls)
+    for _ in range(3):
+        StepInfo("a", "A", set(), True)
+    assert calls == ["cpu_count", "getuser"]
+    tango_stepinfo.clear_cache()
+    StepInfo("a", "A", set(), True)
+    assert calls == ["cpu_count", "getuser"] * 2
+
+
+def test_refresh_reprobes(monkeypatch: pytest.MonkeyPatch, outside_git: Path) -> None:
+    info = StepInfo("a", "A", set(), True)
+    monkeypatch.setattr(os, "cpu_count", lambda: 12345)
+    assert StepInfo("b", "B", set(), True).platform.cpu_count != 12345  # cached
+    info.refresh()
+    assert info.platform.cpu_count == 12345
+
+
+def test_git_probe_of_a_step_info_outside_a_repo(outside_git: Path) -> None:
+    assert _probe.git() is None
+
+
+def test_run_reports_a_missing_program(debug_log: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    assert _probe.run([str(tmp_path / "missing")], 1.0) is None
+    assert "could not run" in debug_log.text
+
+
+def test_which(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = fake_bin(tmp_path / "bin", "tool", "exit 0\n")
+    (bin_dir / "plain").write_text("not executable")
+    monkeypatch.setenv("PATH", os.pathsep.join(["", str(tmp_path / "nothing"), str(bin_dir)]))
+    assert _probe.which("tool") == str(bin_dir / "tool")
+    assert _probe.which("plain") is None
+    assert _probe.which("absent") is None
