@@ -25,8 +25,9 @@ import enum
 import itertools
 import re
 import typing
+from collections.abc import Mapping
 from pathlib import Path, PurePath
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Tuple, TypeVar
+from typing import Any, Callable, ClassVar, Dict, List, Tuple, TypeVar
 
 from .errors import StepInfoDecodeError, StepInfoEncodeError
 
@@ -161,10 +162,18 @@ def _enc_any(value: Any) -> Any:
     t = type(value)
     if t is str or t is int or t is float or t is bool or value is None:
         return value
+    if t is dict and set(map(type, value)) <= _STR_TYPES:
+        # The common case first; on any error the careful loop below says where.
+        if set(map(type, value.values())) <= _JSON_SCALAR_TYPES:
+            return {key: value[key] for key in sorted(value)}
+        try:
+            return {key: _enc_any(value[key]) for key in sorted(value)}
+        except _Bad:
+            pass
     if t is dict or isinstance(value, Mapping):
-        out = {}
         keys = value.keys()
         plain = set(map(type, keys)) <= _STR_TYPES
+        out = {}
         for key in sorted(keys) if plain else sorted(keys, key=_any_key_order):
             if not isinstance(key, str):
                 raise _Bad(f"object keys must be strings, got {_show(key)}")
@@ -382,6 +391,7 @@ def _or_null(error: _Bad, expected: str, value: Any) -> None:
 
 
 _STR_TYPES = frozenset({str})
+_JSON_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
 _ROW_TYPES = frozenset({list, tuple})
 
 
@@ -529,7 +539,7 @@ def _dict_converters(value_tp: Any, mode: str) -> Tuple[Convert, Convert]:
     if value_tp is Any:
         # Free-form JSON object (config, metadata): sorted and copied at every level.
         def enc_free(value: Any) -> Any:
-            if not isinstance(value, Mapping):
+            if type(value) is not dict and not isinstance(value, Mapping):
                 raise _Bad(f"expected an object, got {_show(value)}")
             return _enc_any(value)
 
@@ -752,13 +762,22 @@ def _plan(cls: type, mode: str = _Mode.NATIVE) -> _Plan:
 def _record_converters(cls: type, mode: str) -> Tuple[Convert, Convert]:
     # Nested plans are looked up on first call, not while compiling: a record type may refer to
     # itself or to one that is not fully defined yet.
+    encode: Convert | None = None
+    decode: Convert | None = None
+
     def enc(value: Any) -> Any:
+        nonlocal encode
         if not isinstance(value, cls):
             raise _Bad(f"expected {_describe(cls, python=True)}, got {_show(value)}")
-        return _plan(cls, mode).encode(value)
+        if encode is None:
+            encode = _plan(cls, mode).encode
+        return encode(value)
 
     def dec(value: Any) -> Any:
-        return _plan(cls).decode(value)
+        nonlocal decode
+        if decode is None:
+            decode = _plan(cls).decode
+        return decode(value)
 
     return enc, dec
 
