@@ -14,6 +14,7 @@ import pytz
 
 from tango_stepinfo import (
     EnvironmentMetadata,
+    GitMetadata,
     InvalidStepStateError,
     PlatformMetadata,
     StepInfo,
@@ -314,3 +315,25 @@ def test_records_are_mutable_and_compare_by_value() -> None:
     b.end_time = a.end_time
     b.environment.git.branch = "other"  # type: ignore[union-attr]
     assert a != b
+
+
+@pytest.mark.parametrize(
+    "record",
+    [full_record(n_packages=2), full_record().platform, GitMetadata("abc", None, "main", True)],
+    ids=["StepInfo", "PlatformMetadata", "GitMetadata"],
+)
+def test_eq_repr_and_hash_behave_as_dataclass_generated_ones(record: Any) -> None:
+    cls = type(record)
+    fields = [(f.name, f.type) for f in dataclasses.fields(cls)]
+    reference_cls = dataclasses.make_dataclass(cls.__name__, fields)
+    reference_cls.__qualname__ = cls.__qualname__
+    values = {name: getattr(record, name) for name, _ in fields}
+    assert repr(record) == repr(reference_cls(**values))
+    twin = dataclasses.replace(record)
+    assert record == twin
+    assert (record != twin) is False
+    changed = dataclasses.replace(record, **{fields[0][0]: "other"})
+    assert record != changed
+    assert record.__eq__(reference_cls(**values)) is NotImplemented
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(record)

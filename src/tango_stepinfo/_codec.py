@@ -23,6 +23,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import itertools
+import operator
 import re
 import typing
 from collections.abc import Mapping
@@ -861,10 +862,50 @@ def check(record: Any) -> None:
 # --- the base class ----------------------------------------------------------------------------
 
 
+_FIELD_VALUES: Dict[type, Callable[[Dict[str, Any]], Any]] = {}
+
+
+def _field_values(cls: type) -> Callable[[Dict[str, Any]], Any]:
+    """A fast getter of a record's field values, in field order, from its ``__dict__``."""
+    getter = _FIELD_VALUES.get(cls)
+    if getter is None:
+        names = [f.name for f in dataclasses.fields(cls)]
+        getter = _FIELD_VALUES[cls] = operator.itemgetter(*names)
+    return getter
+
+
 class Record:
-    """Base of the record dataclasses: JSON and pickle support derived from their fields."""
+    """Base of the record dataclasses: JSON and pickle support derived from their fields, and
+    the ``==`` and ``repr`` that ``@dataclass`` would generate.
+
+    The record classes are declared ``@dataclass(eq=False, repr=False)`` and get those two
+    methods from here: one generic implementation instead of two generated and compiled per
+    class, which keeps ``import tango_stepinfo`` about 1 ms cheaper. They behave as the
+    generated ones: ``==`` compares the fields in order between records of the same class (else
+    ``NotImplemented``), records are unhashable (they are mutable), and ``repr`` is
+    ``Name(field=value, ...)``.
+    """
 
     __dataclass_fields__: ClassVar[Dict[str, dataclasses.Field[Any]]]
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        values = _field_values(self.__class__)
+        try:
+            return bool(values(self.__dict__) == values(other.__dict__))
+        except KeyError:  # a field deleted from one of them
+            names = [f.name for f in dataclasses.fields(self)]
+            return [getattr(self, n, _MISSING) for n in names] == [
+                getattr(other, n, _MISSING) for n in names
+            ]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{f.name}={getattr(self, f.name, '<missing>')!r}" for f in dataclasses.fields(self)
+        )
+        return f"{self.__class__.__qualname__}({fields})"
 
     def to_json_dict(self, *, tango_compat: bool = False) -> Dict[str, Any]:
         """Return a JSON-safe dict of this record: deterministic and lossless.

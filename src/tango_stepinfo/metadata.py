@@ -24,7 +24,7 @@ _PROBED: Any = {"probe": True}
 _OURS: Any = {"tango": False}
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # == and repr come from Record
 class GitMetadata(Record):
     """The git checkout the step ran in.
 
@@ -52,7 +52,7 @@ class GitMetadata(Record):
         return None if facts is None else cls(*facts)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # == and repr come from Record
 class TangoMetadata(Record):
     """The library that wrote the record.
 
@@ -62,7 +62,7 @@ class TangoMetadata(Record):
     version: str = __version__
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # == and repr come from Record
 class PlatformMetadata(Record):
     """The machine a step ran on. Each field defaults to a probe of this machine.
 
@@ -86,7 +86,7 @@ def _probe_tango() -> Optional[TangoMetadata]:
     return TangoMetadata()
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # == and repr come from Record
 class EnvironmentMetadata(Record):
     """The Python environment a step ran in. Each field defaults to a probe of this process.
 

@@ -119,7 +119,7 @@ def replace_steps_with_unique_id(value: Any) -> Any:
     return value
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # == and repr come from Record
 class StepInfo(Record):
     """The run record of one step: what it is, when and where it ran, and how it ended.
 
