@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import copyreg
 import datetime as dt
+import io
+import pickle
 from pathlib import Path
 from typing import Any, Dict
 
@@ -125,6 +128,21 @@ def changed(data: Dict[str, Any], path: str, value: Any) -> Dict[str, Any]:
     else:
         target[last] = value
     return out
+
+
+def old_pickle(cls: type, state: Dict[str, Any], protocol: int = 4) -> bytes:
+    """A pickle of a ``cls`` with exactly ``state``: what an older version would have written."""
+    obj = object.__new__(cls)
+    buffer = io.BytesIO()
+
+    class OldPickler(pickle.Pickler):
+        def reducer_override(self, o: Any) -> Any:
+            if o is obj:
+                return (copyreg.__newobj__, (cls,), state)
+            return NotImplemented
+
+    OldPickler(buffer, protocol=protocol).dump(obj)
+    return buffer.getvalue()
 
 
 def full_record(n_packages: int = 70) -> StepInfo:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import collections
 import copy
-import copyreg
 import datetime as dt
-import io
 import json
 import multiprocessing
 import pickle
+import zoneinfo
 from pathlib import Path
 from typing import Any, Dict, List
 
 import cloudpickle
 import dill
 import pytest
+import pytz
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,7 +32,7 @@ from tango_stepinfo import (
 from tango_stepinfo._codec import parse_time
 
 from .conftest import TANGO_DATA
-from .strategies import DELETE, changed, full_record, naive_times, step_infos
+from .strategies import DELETE, changed, full_record, naive_times, old_pickle, step_infos
 
 UTC = dt.timezone.utc
 TANGO_JSON = sorted((TANGO_DATA / "json").glob("*.json"))
@@ -399,6 +400,8 @@ def test_encode_errors_name_the_field(change: Dict[str, Any], message: str) -> N
         ("2024-03-10 06:59:58.5", dt.datetime(2024, 3, 10, 6, 59, 58, 500000, tzinfo=UTC)),
         ("2024-03-10T06:59:58.123456+00:00", dt.datetime(2024, 3, 10, 6, 59, 58, 123456, UTC)),
         ("2024-03-10T06:59:58Z", dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=UTC)),
+        ("2024-03-10T06:59:58,123456+00:00", dt.datetime(2024, 3, 10, 6, 59, 58, 123456, UTC)),
+        ("2024-03-10 06:59:58.123456+00:00", dt.datetime(2024, 3, 10, 6, 59, 58, 123456, UTC)),
         ("2024-03-10T01:59:58-05:00", dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=UTC)),
         ("2024-03-10T12:29:58+0530", dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=UTC)),
     ],
@@ -406,7 +409,7 @@ def test_encode_errors_name_the_field(change: Dict[str, Any], message: str) -> N
 def test_parse_time(text: str, expected: dt.datetime) -> None:
     value = parse_time(text)
     assert value == expected
-    assert value.tzinfo is UTC
+    assert value.tzinfo is pytz.utc  # as in the records Tango makes
 
 
 @pytest.mark.parametrize(
@@ -468,21 +471,6 @@ def test_unpickling_never_probes(probe_calls: List[str]) -> None:
     data = pickle.dumps(full_record())
     pickle.loads(data)
     assert probe_calls == []
-
-
-def old_pickle(cls: type, state: Dict[str, Any], protocol: int = 4) -> bytes:
-    """A pickle of a ``cls`` with exactly ``state``: what an older version would have written."""
-    obj = object.__new__(cls)
-    buffer = io.BytesIO()
-
-    class OldPickler(pickle.Pickler):
-        def reducer_override(self, o: Any) -> Any:
-            if o is obj:
-                return (copyreg.__newobj__, (cls,), state)
-            return NotImplemented
-
-    OldPickler(buffer, protocol=protocol).dump(obj)
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize("protocol", [2, 5])
@@ -582,3 +570,50 @@ def test_pickles_written_by_0_1_0_still_load(path: Path) -> None:
 
 def test_0_1_0_pickles_are_all_there() -> None:
     assert len(list(OUR_0_1_0.glob("*.pickle"))) == 4 * 6
+
+
+def test_packages_given_as_a_tuple_of_pairs_survive_pickling() -> None:
+    env = full_record(n_packages=0).environment
+    env.packages = (("a", "1"), ("b", "2"))  # type: ignore[assignment]
+    back = pickle.loads(pickle.dumps(env))
+    assert back.packages == (("a", "1"), ("b", "2"))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_numbers_have_no_json_form(value: float) -> None:
+    info = full_record()
+    info.config = {"lr": value}
+    with pytest.raises(StepInfoEncodeError, match=r"^config\.lr: .* has no JSON form$"):
+        info.to_json_dict()
+    info.config = {"deep": [1, {"x": value}]}
+    with pytest.raises(StepInfoEncodeError, match=r"^config\.deep\[1\]\.x: "):
+        info.to_json_dict()
+    data = full_record().to_json_dict()
+    data["metadata"] = {"loss": value}
+    with pytest.raises(StepInfoDecodeError, match=r"^metadata\.loss: expected a JSON value"):
+        StepInfo.from_json_dict(data)
+
+
+def test_integral_floats_are_integers() -> None:
+    # JSON cannot tell 4.0 from 4 (and JSON Schema's "integer" accepts both).
+    data = full_record().to_json_dict()
+    data["platform"]["cpu_count"] = 4.0
+    info = StepInfo.from_json_dict(data)
+    assert info.platform.cpu_count == 4 and type(info.platform.cpu_count) is int
+
+
+def test_dict_subclasses_are_read_as_objects() -> None:
+    data = full_record().to_json_dict()
+    ordered = collections.OrderedDict(data)
+    ordered["platform"] = collections.OrderedDict(data["platform"])
+    assert StepInfo.from_json_dict(ordered) == full_record()
+
+
+def test_times_in_any_zone_pickle_as_the_same_instant() -> None:
+    info = full_record()
+    info.start_time = dt.datetime(2024, 7, 1, 12, 0, 0, 5, zoneinfo.ZoneInfo("America/New_York"))
+    info.end_time = dt.datetime(2024, 7, 1, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    back = pickle.loads(pickle.dumps(info))
+    assert back == info
+    assert back.start_time.utcoffset() == dt.timedelta(0)  # converted: zoneinfo is not allowed
+    assert back.end_time.utcoffset() == dt.timedelta(hours=2)  # a fixed offset is kept

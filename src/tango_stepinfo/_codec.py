@@ -23,6 +23,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import itertools
+import math
 import operator
 import re
 import typing
@@ -78,10 +79,27 @@ def _show(value: Any) -> str:
 
 # The ISO 8601 times the decoder reads (compiled on first use: importing stays cheap).
 TIME_PATTERN = (
-    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,6}))?"
-    r"(?:(Z|z)|([+-])(\d\d):?(\d\d)(?::?(\d\d))?)?"
+    r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]"
+    r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])(?:[.,]([0-9]{1,6}))?"
+    r"(?:(Z|z)|([+-])([01][0-9]|2[0-3]):?([0-5][0-9])(?::?([0-5][0-9]))?)?"
 )
+"""The ISO 8601 times the decoder reads; ASCII digits and in-range fields only, so that the JSON
+Schema (which uses it too) and the decoder agree (a day past the month's end is the decoder's
+alone to refuse)."""
 _time_re: re.Pattern[str] | None = None
+
+
+_pytz_utc: _dt.tzinfo | None = None
+
+
+def _decoded_utc() -> _dt.tzinfo:
+    """The UTC of decoded times: ``pytz.utc``, as Tango's own times (imported on first use)."""
+    global _pytz_utc
+    if _pytz_utc is None:
+        import pytz
+
+        _pytz_utc = pytz.utc
+    return _pytz_utc
 
 
 def parse_time(text: str) -> _dt.datetime:
@@ -89,6 +107,8 @@ def parse_time(text: str) -> _dt.datetime:
 
     Accepts ``2024-03-10T06:59:58`` (Tango: no offset, meaning UTC), an optional fraction of up to
     six digits, and ``Z`` or a ``+hh:mm`` offset. The same strings are accepted on every Python.
+    The result's time zone is ``pytz.utc``, as in the records Tango makes: it pickles smaller
+    than :data:`datetime.timezone.utc` and compares equal to the same instant in any zone.
 
     :raises ValueError: for anything else, or a date that does not exist.
     """
@@ -98,29 +118,32 @@ def parse_time(text: str) -> _dt.datetime:
     m = _time_re.fullmatch(text)
     if m is None:
         raise ValueError("not an ISO 8601 time")
-    if len(text) == 19 or (len(text) == 32 and text.endswith("+00:00")):
+    utc = _pytz_utc or _decoded_utc()
+    if len(text) == 19 or (len(text) == 32 and text[19] == "." and text.endswith("+00:00")):
         # The shapes Tango and this library write; the stdlib parses them alike on every Python.
-        value = _dt.datetime.fromisoformat(text)
-        return value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+        return _dt.datetime.fromisoformat(text).replace(tzinfo=utc)
     y, mo, d, h, mi, s, frac, _z, sign, oh, om, os_ = m.groups()
     micro = int(frac.ljust(6, "0")) if frac else 0
-    tz = _UTC
+    value = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, utc)
     if sign:
         offset = _dt.timedelta(hours=int(oh), minutes=int(om), seconds=int(os_ or 0))
-        if offset >= _dt.timedelta(days=1):
-            raise ValueError("UTC offset out of range")
-        tz = _dt.timezone(-offset if sign == "-" else offset)
-    value = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tz)
-    return value if tz is _UTC else value.astimezone(_UTC)
+        value -= -offset if sign == "-" else offset  # wall time at that offset -> UTC
+    return value
 
 
-def _as_utc(value: _dt.datetime) -> _dt.datetime:
-    """``value`` as an aware UTC datetime; a naive one is taken to be UTC already."""
-    if value.tzinfo is _UTC:
+def _safe_tz(tz: _dt.tzinfo | None) -> bool:
+    """Whether ``tz`` pickles as something the safe loader reads: none, a fixed offset, pytz."""
+    return tz is None or type(tz) is _dt.timezone or type(tz).__module__.startswith("pytz")
+
+
+def _as_utc(value: _dt.datetime, utc: _dt.tzinfo = _UTC) -> _dt.datetime:
+    """``value`` in UTC (kept as it is if it already is); a naive one is taken as UTC."""
+    tz = value.tzinfo
+    if tz is None or value.utcoffset() is None:
+        return value.replace(tzinfo=utc)
+    if tz is _UTC or tz is _pytz_utc:
         return value
-    if value.tzinfo is None or value.utcoffset() is None:
-        return value.replace(tzinfo=_UTC)
-    return value.astimezone(_UTC)
+    return value.astimezone(utc)
 
 
 def _enc_time(value: Any) -> str:
@@ -149,7 +172,7 @@ def _dec_time(value: Any) -> _dt.datetime:
             raise _Bad(f"expected an ISO 8601 time, got {_show(value)} ({e})") from None
     if isinstance(value, _dt.datetime):
         try:
-            return _as_utc(value)
+            return _as_utc(value, _pytz_utc or _decoded_utc()).replace(tzinfo=_pytz_utc)
         except OverflowError:
             raise _Bad(f"{value!r} is out of range in UTC") from None
     raise _Bad(f"expected an ISO 8601 time, got {_show(value)}")
@@ -161,11 +184,16 @@ def _dec_time(value: Any) -> _dt.datetime:
 def _enc_any(value: Any) -> Any:
     """A JSON-safe, deterministic copy of ``value``: dict keys sorted, sets sorted."""
     t = type(value)
-    if t is str or t is int or t is float or t is bool or value is None:
+    if t is str or t is int or t is bool or value is None:
         return value
+    if t is float:
+        if math.isfinite(value):
+            return value
+        raise _Bad(f"{value!r} has no JSON form")
     if t is dict and set(map(type, value)) <= _STR_TYPES:
         # The common case first; on any error the careful loop below says where.
-        if set(map(type, value.values())) <= _JSON_SCALAR_TYPES:
+        types = set(map(type, value.values()))
+        if types <= _JSON_SCALAR_TYPES and (float not in types or _all_finite(value.values())):
             return {key: value[key] for key in sorted(value)}
         try:
             return {key: _enc_any(value[key]) for key in sorted(value)}
@@ -191,9 +219,8 @@ def _enc_any(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return _enc_any(value.value)
     if isinstance(value, (str, int, float)):  # subclasses: str/int/float enums, numpy-free ints
-        return (str if isinstance(value, str) else float if isinstance(value, float) else int)(
-            value
-        )
+        kind = str if isinstance(value, str) else float if isinstance(value, float) else int
+        return _enc_any(kind(value))
     if isinstance(value, (list, tuple)):
         return _enc_list(value)
     if isinstance(value, _dt.datetime):
@@ -201,6 +228,10 @@ def _enc_any(value: Any) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     raise _Bad(f"{_show(value)} has no JSON form")
+
+
+def _all_finite(values: Any) -> bool:
+    return all(math.isfinite(v) for v in values if type(v) is float)
 
 
 def _any_key_order(value: Any) -> Tuple[str, str]:
@@ -220,11 +251,16 @@ def _enc_list(items: Any) -> List[Any]:
 
 
 def _dec_any(value: Any) -> Any:
-    """A deep copy of a JSON value; anything that is not JSON is refused."""
+    """A deep copy of a JSON value; anything that is not JSON (NaN and infinities included) is
+    refused."""
     t = type(value)
-    if t is str or t is int or t is float or t is bool or value is None:
+    if t is str or t is int or t is bool or value is None:
         return value
-    if t is dict:
+    if t is float:
+        if math.isfinite(value):
+            return value
+        raise _Bad(f"expected a JSON value, got {value!r}")
+    if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             if type(key) is not str:
@@ -265,6 +301,8 @@ def _scalar(kind: type, expected: str) -> Tuple[Convert, Convert]:
             return value
         if kind is float and type(value) is int:
             return float(value)
+        if kind is int and type(value) is float and value.is_integer():
+            return int(value)  # 4.0: JSON does not tell it from 4 (nor does JSON Schema)
         raise _Bad(f"expected {expected}, got {_show(value)}")
 
     return enc, dec
@@ -545,7 +583,7 @@ def _dict_converters(value_tp: Any, mode: str) -> Tuple[Convert, Convert]:
             return _enc_any(value)
 
         def dec_free(value: Any) -> Any:
-            if type(value) is not dict:
+            if not isinstance(value, dict):
                 raise _Bad(f"expected an object, got {_show(value)}")
             return _dec_any(value)
 
@@ -568,7 +606,7 @@ def _dict_converters(value_tp: Any, mode: str) -> Tuple[Convert, Convert]:
         return out
 
     def dec(value: Any) -> Any:
-        if type(value) is not dict:
+        if not isinstance(value, dict):
             raise _Bad(f"expected an object, got {_show(value)}")
         out = {}
         for key, item in value.items():
@@ -608,6 +646,7 @@ class _Plan:
         "pair_fields",
         "pickle_fill",
         "set_fields",
+        "time_fields",
     )
 
     def __init__(self, cls: type, mode: str) -> None:
@@ -622,6 +661,7 @@ class _Plan:
         self.pickle_fill: List[Tuple[str, Callable[[], Any]]] = []
         self.set_fields: List[str] = []
         self.pair_fields: List[str] = []
+        self.time_fields: List[str] = []
         for f in dataclasses.fields(cls):
             if not f.init:
                 continue
@@ -631,15 +671,9 @@ class _Plan:
                 self.set_fields.append(f.name)
             if _is_pair_list(tp):
                 self.pair_fields.append(f.name)
-            default: Callable[[], Any] | None
-            if f.default is None:
-                default = _none
-            elif f.default is not _MISSING:
-                default = _constant(f.default)
-            elif f.default_factory is not _MISSING and not f.metadata.get("probe"):
-                default = f.default_factory
-            else:
-                default = None
+            default = field_default(f)
+            if tp is _dt.datetime or _optional_of(tp) is _dt.datetime:
+                self.time_fields.append(f.name)
             self.decode_fields.append((f.name, tp, dec, default))
             self.pickle_fill.append((f.name, default or _none))
             if mode is _Mode.TANGO and f.metadata.get("tango") is False:
@@ -650,14 +684,35 @@ class _Plan:
         self.decode = _generate_decoder(self)
 
 
+def field_default(f: dataclasses.Field[Any]) -> Callable[[], Any] | None:
+    """What a field missing from a record's JSON takes: its plain default (as a function), the
+    result of a factory that does not probe, or ``None`` when the field is required (no default,
+    or a default that would probe this machine). The JSON Schema's ``required`` follows this.
+    """
+    if f.default is None:
+        return _none
+    if f.default is not _MISSING:
+        return _constant(f.default)
+    if f.default_factory is not _MISSING and not f.metadata.get("probe"):
+        return f.default_factory
+    return None
+
+
+def _optional_of(tp: Any) -> Any:
+    """``X`` for ``Optional[X]``, else ``None``."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is typing.Union and len(args) == 2 and args[1] is type(None):
+        return args[0]
+    return None
+
+
 _SCALARS = (str, int, bool, float)
 
 
 def _is_pair_list(tp: Any) -> bool:
     """Whether ``tp`` is ``List[Tuple[X, Y]]`` or ``Optional`` of it (such as ``packages``)."""
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) is typing.Union and len(args) == 2 and args[1] is type(None):
-        return _is_pair_list(args[0])
+    if _optional_of(tp) is not None:
+        return _is_pair_list(_optional_of(tp))
     if typing.get_origin(tp) is not list:
         return False
     item = typing.get_args(tp)[0]
@@ -668,10 +723,9 @@ def _inline_check(tp: Any, var: str) -> str | None:
     """Python source that is true when ``var`` is a plain, valid value of ``tp``; None if none."""
     if tp in _SCALARS:
         return f"type({var}) is {tp.__name__}"
-    args = typing.get_args(tp)
-    optional = typing.get_origin(tp) is typing.Union and len(args) == 2 and args[1] is type(None)
-    if optional and args[0] in _SCALARS:
-        return f"({var} is None or type({var}) is {args[0].__name__})"
+    inner = _optional_of(tp)
+    if inner in _SCALARS:
+        return f"({var} is None or type({var}) is {inner.__name__})"
     return None
 
 
@@ -802,7 +856,7 @@ def _encode_fields(plan: _Plan, record: Any) -> Dict[str, Any]:
 
 def _decode_fields(plan: _Plan, data: Any) -> Any:
     """Decode field by field, reporting the first error with its path (the careful path)."""
-    if type(data) is not dict:
+    if not isinstance(data, dict):
         raise _Bad(f"expected an object, got {_show(data)}")
     record: Any = object.__new__(plan.cls)
     values = record.__dict__
@@ -843,20 +897,49 @@ def decode(cls: type[_T], data: Any) -> _T:
         raise StepInfoDecodeError("", "the value is nested too deeply") from None
 
 
-def check(record: Any) -> None:
+def check(record: Any, *, unpickled: bool = False) -> None:
     """Check that every field of ``record`` has a value of its declared type, at every depth.
 
+    :param unpickled: the record comes from a pickle, which may predate some of its fields:
+        accept ``None`` wherever :meth:`Record.__setstate__` fills in ``None`` for a missing field
+        (a required field, or one whose default would probe).
     :raises StepInfoDecodeError: naming the first field at fault. Used on records that did not
         come through :func:`decode`, such as unpickled ones.
     """
     try:
         if not isinstance(record, Record):
             raise _Bad(f"expected a record, got {_show(record)}")
-        _encode_fields(_plan(type(record)), record)
+        if unpickled:
+            _check_unpickled(record)
+        else:
+            _encode_fields(_plan(type(record)), record)
     except _Bad as e:
         raise StepInfoDecodeError(e.path(), e.problem) from None
     except RecursionError:
         raise StepInfoDecodeError("", "the value is nested too deeply") from None
+
+
+def _check_unpickled(record: Any) -> None:
+    plan = _plan(type(record))
+    fills = dict(plan.pickle_fill)
+    values = record.__dict__
+    for name, tp, enc in plan.encode_fields:
+        value = values.get(name, _MISSING)
+        try:
+            if value is _MISSING:
+                raise _Bad("the attribute is missing")
+            if value is None and fills[name] is _none:
+                continue
+            kind = _optional_of(tp) or tp
+            if isinstance(kind, type) and issubclass(kind, Record) and value is not None:
+                if not isinstance(value, kind):
+                    raise _Bad(f"expected {_describe(kind, python=True)}, got {_show(value)}")
+                _check_unpickled(value)
+            else:
+                enc(value)
+        except _Bad as e:
+            e.parts.append(name)
+            raise
 
 
 # --- the base class ----------------------------------------------------------------------------
@@ -937,12 +1020,17 @@ class Record:
         return decode(cls, json_dict)
 
     def __getstate__(self) -> Dict[str, Any]:
-        """The pickled state: fields by name, ``None`` fields left out, sets as sorted lists, and
-        lists of pairs (``packages``) flattened into one tuple ``(name, version, name, ...)``.
+        """The pickled state: fields by name, ``None`` fields left out, sets as sorted lists,
+        lists of pairs (``packages``) flattened into one tuple ``(name, version, name, ...)``,
+        and aware times whose zone is neither a fixed offset nor a pytz zone in UTC.
 
         Leaving out what a reader fills back in by itself and flattening pairs keep pickles small
-        (smaller than Tango's for the same record); sorting sets keeps them byte-for-byte
-        deterministic. :meth:`__setstate__` reads this and every earlier form.
+        (smaller than Tango's for a record with a real package list); sorting sets keeps them
+        byte-for-byte deterministic; a time in another zone (``zoneinfo``, ``dateutil``) is stored
+        as the same instant in UTC, which compares equal and loads with nothing but ``datetime``
+        and ``pytz`` (a ``zoneinfo`` zone pickles as a call to ``getattr``, which the safe loader
+        refuses). :meth:`__setstate__` reads
+        this and every earlier form.
         """
         plan = _plan(type(self))
         values = self.__dict__
@@ -961,8 +1049,16 @@ class Record:
                     state[name] = sorted(value, key=_any_key_order)
         for name in plan.pair_fields:
             value = state.get(name)
-            if type(value) is list and all(type(row) is tuple and len(row) == 2 for row in value):
+            if type(value) is list and all(
+                type(row) is tuple and len(row) == 2 and type(row[0]) is str is type(row[1])
+                for row in value
+            ):
                 state[name] = tuple(itertools.chain.from_iterable(value))
+        for name in plan.time_fields:
+            value = state.get(name)
+            if isinstance(value, _dt.datetime) and not _safe_tz(value.tzinfo):
+                with contextlib.suppress(OverflowError):  # out of range in UTC: kept as it is
+                    state[name] = _as_utc(value, _pytz_utc or _decoded_utc())
         if not state and plan.pickle_fill:
             # Protocols 0 and 1 drop an empty state, and then __setstate__ is never called.
             state[plan.pickle_fill[0][0]] = None
@@ -992,6 +1088,6 @@ class Record:
                     values[name] = set(value)
         for name in plan.pair_fields:
             value = values[name]
-            if type(value) is tuple and len(value) % 2 == 0:
+            if type(value) is tuple and len(value) % 2 == 0 and all(type(x) is str for x in value):
                 items = iter(value)
                 values[name] = list(zip(items, items))

@@ -24,14 +24,14 @@ import typing
 from pathlib import PurePath
 from typing import Any, Dict, List, Optional
 
-from ._codec import TIME_PATTERN
+from ._codec import TIME_PATTERN, field_default
 
 __all__ = ["DIALECT", "schema"]
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 """The ``$schema`` URI of the dialect the schemas are written in."""
 
-# The codec's own time pattern, anchored: ECMA 262 and Python read it the same way.
+# The codec's own time pattern, anchored (ASCII digits only: ECMA 262 and Python agree on it).
 _TIME_PATTERN = f"^(?:{TIME_PATTERN})$"
 
 _SCALARS: Dict[Any, str] = {str: "string", int: "integer", bool: "boolean", float: "number"}
@@ -59,14 +59,6 @@ def _summary(cls: type) -> str:
     """The first paragraph of ``cls``'s docstring, on one line."""
     doc = inspect.getdoc(cls) or ""
     return " ".join(doc.split("\n\n", 1)[0].split())
-
-
-def _is_required(f: dataclasses.Field[Any]) -> bool:
-    if f.default is not dataclasses.MISSING:
-        return False
-    if f.default_factory is not dataclasses.MISSING:
-        return bool(f.metadata.get("probe"))
-    return True
 
 
 class _Builder:
@@ -144,7 +136,7 @@ class _Builder:
             if f.default is None or isinstance(f.default, (str, int, float, bool)):
                 prop = {**prop, "default": f.default}
             properties[f.name] = prop
-            if _is_required(f):
+            if field_default(f) is None:  # required in JSON, exactly as the decoder says
                 required.append(f.name)
         out: Dict[str, Any] = {"title": cls.__name__}
         summary = _summary(cls)

@@ -12,7 +12,19 @@ from __future__ import annotations
 __all__ = ["InvalidStepStateError", "StepInfoDecodeError", "StepInfoEncodeError"]
 
 
-class StepInfoDecodeError(ValueError):
+class _PathError(Exception):
+    """An error about the value at a dotted field path; the message is ``path: problem``."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path else problem)
+
+    def __reduce__(self) -> tuple[type[_PathError], tuple[str, str]]:
+        return type(self), (self.path, self.problem)
+
+
+class StepInfoDecodeError(_PathError, ValueError):
     """A record could not be decoded.
 
     The message starts with the dotted path of the field at fault, then says what was wrong,
@@ -22,16 +34,8 @@ class StepInfoDecodeError(ValueError):
     :ivar problem: what was wrong, without the path.
     """
 
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}" if path else problem)
 
-    def __reduce__(self) -> tuple[type[StepInfoDecodeError], tuple[str, str]]:
-        return type(self), (self.path, self.problem)
-
-
-class StepInfoEncodeError(TypeError):
+class StepInfoEncodeError(_PathError, TypeError):
     """A record holds a value that cannot be written as JSON.
 
     Raised by ``to_json_dict`` for a field of the wrong type (``step_name=5``) or a value in
@@ -40,14 +44,6 @@ class StepInfoEncodeError(TypeError):
     :ivar path: the dotted field path.
     :ivar problem: what was wrong, without the path.
     """
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}" if path else problem)
-
-    def __reduce__(self) -> tuple[type[StepInfoEncodeError], tuple[str, str]]:
-        return type(self), (self.path, self.problem)
 
 
 class InvalidStepStateError(RuntimeError):

@@ -78,14 +78,6 @@ class PlatformMetadata(Record):
     host: str = field(default_factory=_probe.host, metadata=_PROBED)
 
 
-def _probe_git() -> Optional[GitMetadata]:
-    return GitMetadata.check_for_repo()
-
-
-def _probe_tango() -> Optional[TangoMetadata]:
-    return TangoMetadata()
-
-
 @dataclass(eq=False, repr=False)  # == and repr come from Record
 class EnvironmentMetadata(Record):
     """The Python environment a step ran in. Each field defaults to a probe of this process.
@@ -107,5 +99,5 @@ class EnvironmentMetadata(Record):
     packages: Optional[List[Tuple[str, str]]] = field(
         default_factory=_probe.packages, metadata=_PROBED
     )
-    git: Optional[GitMetadata] = field(default_factory=_probe_git, metadata=_PROBED)
-    tango: Optional[TangoMetadata] = field(default_factory=_probe_tango, metadata=_PROBED)
+    git: Optional[GitMetadata] = field(default_factory=GitMetadata.check_for_repo, metadata=_PROBED)
+    tango: Optional[TangoMetadata] = field(default_factory=TangoMetadata, metadata=_PROBED)

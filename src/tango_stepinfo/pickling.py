@@ -78,7 +78,7 @@ class CorruptPickleError(pickle.UnpicklingError):
     """
 
 
-__all__ = ["CorruptPickleError", "load", "loads"]
+__all__ = ["CorruptPickleError", "UnsafePickleError", "load", "loads"]
 
 MAX_DEPTH = 500
 """How deep values in a pickle may nest."""
@@ -509,10 +509,10 @@ def _check_item(value: Any, path: str) -> None:
         return
     if type(value) not in _RECORDS:
         raise StepInfoDecodeError(
-            path, f"expected a record or a StepState, got a {type(value).__name__}"
+            path, f"expected a record or a StepState, got {_codec._show(value)}"
         )
     try:
-        _codec.check(value)
+        _codec.check(value, unpickled=True)
     except StepInfoDecodeError as e:
         if not path:
             raise
@@ -533,7 +533,7 @@ def _check_result(value: Any) -> None:
         raise StepInfoDecodeError(
             "",
             "expected a record, a StepState, or a list, tuple or dict of them, "
-            f"got a {type(value).__name__}",
+            f"got {_codec._show(value)}",
         )
 
 

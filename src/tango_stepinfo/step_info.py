@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, Iterable, Optional, Protocol, Set, Type, TypeVar
 
-from ._codec import Record
+from . import _probe
+from ._codec import Record, _as_utc
 from .errors import InvalidStepStateError
 from .metadata import EnvironmentMetadata, PlatformMetadata
 
-__all__ = ["StepInfo", "StepLike", "StepState"]
+__all__ = ["StepInfo", "StepLike", "StepState", "replace_steps_with_unique_id"]
 
 _S = TypeVar("_S", bound="StepInfo")
 
@@ -85,10 +86,6 @@ class StepLike(Protocol):
     @property
     def metadata(self) -> Optional[Dict[str, Any]]:
         """Free-form metadata of the step; becomes :attr:`StepInfo.metadata`."""
-
-
-def _as_utc(value: _dt.datetime) -> _dt.datetime:
-    return value.replace(tzinfo=_dt.timezone.utc) if value.tzinfo is None else value
 
 
 def _local(value: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
@@ -218,8 +215,6 @@ class StepInfo(Record):
 
     def refresh(self) -> None:
         """Re-probe :attr:`platform` and :attr:`environment` from scratch, in place."""
-        from . import _probe
-
         _probe.clear_cache()
         self.platform = PlatformMetadata()
         self.environment = EnvironmentMetadata()
