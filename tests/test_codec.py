@@ -617,3 +617,19 @@ def test_times_in_any_zone_pickle_as_the_same_instant() -> None:
     assert back == info
     assert back.start_time.utcoffset() == dt.timedelta(0)  # converted: zoneinfo is not allowed
     assert back.end_time.utcoffset() == dt.timedelta(hours=2)  # a fixed offset is kept
+
+
+def test_repeated_package_lists_encode_to_fresh_equal_lists() -> None:
+    info = full_record(n_packages=3)
+    first = info.to_json_dict()["environment"]["packages"]
+    first[0][1] = "changed"
+    first.append(["x", "1"])
+    second = info.to_json_dict()["environment"]["packages"]
+    assert second == [["package-00", "1.0.0"], ["package-01", "1.1.0"], ["package-02", "1.2.0"]]
+    assert info.environment.packages is not None
+    info.environment.packages[1] = ("package-01", "9.9")
+    third = info.to_json_dict()["environment"]["packages"]
+    assert third[1] == ["package-01", "9.9"]
+    info.environment.packages[1] = ("package-01", 9)  # type: ignore[call-overload]
+    with pytest.raises(StepInfoEncodeError, match=r"^environment\.packages\[1\]\[1\]: "):
+        info.to_json_dict()

@@ -450,14 +450,26 @@ def _fast_sequence(item_tp: Any, is_set: bool) -> Tuple[Convert | None, Convert 
 
         return enc_strs, None
     if typing.get_origin(item_tp) is tuple and typing.get_args(item_tp) == (str, str):
+        # Every record of a process carries the same package list: the last one encoded is
+        # kept (a copy of it, and its rows) and an equal list is answered with fresh copies.
+        last: List[Any] = [None, None]
 
         def enc_pairs(value: Any) -> Any:
-            if type(value) is list and set(map(type, value)) <= _ROW_TYPES:
+            if type(value) is not list:
+                return None
+            snapshot, rows = last
+            try:
+                if value == snapshot:
+                    return list(map(list.copy, rows))
+            except Exception:  # a row whose == raises: not the plain shape
+                return None
+            if set(map(type, value)) <= _ROW_TYPES:
                 try:
                     out = [[a, b] for a, b in value if type(a) is str and type(b) is str]
                 except ValueError:
                     return None
                 if len(out) == len(value):
+                    last[:] = [list(value), list(map(list.copy, out))]
                     return out
             return None
 
