@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
@@ -506,3 +507,55 @@ def test_clear_cache_kills_a_git_status_nobody_read(
     tango_stepinfo.clear_cache()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+REAPED = """
+import os, tango_stepinfo
+tango_stepinfo.PlatformMetadata()  # starts git status and does not wait for it
+open("go", "w").close()  # git status may end now
+os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)  # until it has exited, without reaping it
+tango_stepinfo.PlatformMetadata()  # a later probe
+try:
+    left = os.waitpid(-1, os.WNOHANG)  # a zombie would be reaped here, and show up
+except ChildProcessError:
+    left = None  # no child at all
+meta = tango_stepinfo.GitMetadata.check_for_repo()
+print(left, meta.dirty)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "waitid"), reason="os.waitid(WNOWAIT) is POSIX")
+def test_a_git_status_nobody_reads_is_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``PlatformMetadata()`` alone starts ``git status``; the next probe after it ended reaps
+    it, and keeps its answer for the git probe."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    log = tmp_path / "git-runs"
+    wait = f"while [ ! -e go ]; do {shutil.which('sleep')} 0.01; done\n"  # go: made in the repo
+    script = f'echo run >> "{log}"\n{wait}exec "{GIT}" "$@"\n'
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))  # and no uname
+    done = subprocess.run(
+        [sys.executable, "-c", REAPED], cwd=repo, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "True"]
+    assert log.read_text().count("run") == 1
+
+
+def test_a_nul_byte_in_a_git_file_does_not_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paths read from ``.git`` files reach os.stat and open: a NUL byte makes them raise."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / ".git" / "commondir").write_text("x\0y\n")
+    (repo / ".git" / "config").write_text("[include]\n\tpath = in\0clude\n")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    assert probe(repo, monkeypatch) is None  # no refs or objects where commondir points
+    (repo / ".git" / "commondir").unlink()
+    tango_stepinfo.clear_cache()  # the repository found is remembered for the directory
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/ma\0in\n")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert (meta.commit, meta.branch, meta.remote) == (None, "ma\0in", None)

@@ -388,6 +388,27 @@ def test_show_reads_standard_input() -> None:
     assert result.stdout == FAILED_SHOWN
 
 
+@pytest.mark.skipif(shutil.which("sh") is None, reason="sh makes the redirections")
+@pytest.mark.parametrize("command", ["show", "check"])
+@pytest.mark.parametrize(
+    ("redirect", "problem"),
+    [("<&-", "standard input is closed"), ("0>stdin-w", "cannot read: Bad file descriptor")],
+    ids=["closed", "write-only"],
+)
+def test_standard_input_that_cannot_be_read(
+    tmp_path: Path, command: str, redirect: str, problem: str
+) -> None:
+    """``<&-`` starts Python with ``sys.stdin`` None; ``0>file`` makes reading it fail (EBADF)."""
+    script = f'exec "$0" -m tango_stepinfo "$@" {redirect}'
+    result = run(
+        command, "-", program=[str(shutil.which("sh")), "-c", script, sys.executable], cwd=tmp_path
+    )
+    if command == "show":
+        assert fails_cleanly(result) == f"tango-stepinfo: -: {problem}"
+    else:  # check reports each file on standard output
+        assert (result.returncode, result.stdout, result.stderr) == (2, f"-: {problem}\n", "")
+
+
 def test_show_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:
     many = tmp_path / "many.json"
     write(many, [full_record(n_packages=1)] * 3000)

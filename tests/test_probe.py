@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import getpass
 import importlib.metadata
+import json
 import logging
 import os
 import platform
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -604,3 +606,155 @@ def test_which(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _probe.which("tool") == str(bin_dir / "tool")
     assert _probe.which("plain") is None
     assert _probe.which("absent") is None
+
+
+# --- hostile processes -----------------------------------------------------------------------
+
+
+def make_dirty_repo(path: Path) -> Tuple[str, Dict[str, str]]:
+    """A repository with one commit and a changed tracked file, made with the git CLI.
+
+    :returns: the commit, and the environment that keeps the user's git config out.
+    """
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("the git CLI makes the test repository")
+    empty = path.parent / "empty-gitconfig"
+    empty.write_text("")
+    env = dict(os.environ, GIT_CONFIG_GLOBAL=str(empty), GIT_CONFIG_NOSYSTEM="1")
+    for role in ("AUTHOR", "COMMITTER"):
+        env[f"GIT_{role}_NAME"] = "Test"
+        env[f"GIT_{role}_EMAIL"] = "test@example.com"
+    path.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["add", "f.txt"], ["commit", "-q", "-m", "one"]):
+        (path / "f.txt").write_text("one\n")
+        subprocess.run([git, *args], cwd=path, env=env, check=True)
+    (path / "f.txt").write_text("changed\n")
+    done = subprocess.run([git, "rev-parse", "HEAD"], cwd=path, env=env, check=True, stdout=-1)
+    return done.stdout.decode().strip(), env
+
+
+FILE_DESCRIPTORS_PAST_1024 = """
+import json, os, resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+want = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+import tango_stepinfo
+
+def lowest_free_fd():
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.close(fd)
+    return fd
+
+before = lowest_free_fd()
+assert before >= 1024, before  # every pipe the probes open is past select()'s limit
+tango_stepinfo.clear_cache()
+one = tango_stepinfo.StepInfo("a", "A", set(), True)
+two = tango_stepinfo.StepInfo("b", "B", set(), True)
+try:
+    zombie = os.waitpid(-1, os.WNOHANG)
+except ChildProcessError:
+    zombie = None
+print(json.dumps({
+    "os": [one.platform.operating_system, two.platform.operating_system],
+    "git": [one.environment.git.to_json_dict(), two.environment.git.to_json_dict()],
+    "leaked": lowest_free_fd() - before,
+    "zombie": zombie,
+}))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE and fds are POSIX")
+@pytest.mark.parametrize("has_poll", [True, False], ids=["poll", "select-only"])
+def test_probes_with_file_descriptors_past_1024(tmp_path: Path, has_poll: bool) -> None:
+    """A process holding 1100 files (Docker raises RLIMIT_NOFILE): pipes get fds >= 1024.
+
+    ``select.select`` refuses those. With ``select.poll`` the probes run both children
+    (``uname -p`` and ``git status``) as usual; on a platform with ``select`` only, waiting
+    fails, and each child is killed, reaped and its pipe closed, ``dirty`` recorded as unknown.
+    """
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the hard RLIMIT_NOFILE is {hard}, below 2048: no fd can reach 1024 here")
+    commit, env = make_dirty_repo(tmp_path / "repo")
+    env["GIT_CEILING_DIRECTORIES"] = str(tmp_path)
+    setup = f"import os; os.chdir({str(tmp_path / 'repo')!r})\n"
+    if not has_poll:
+        setup += "import logging, select; del select.poll; logging.basicConfig(level='DEBUG')\n"
+    done = subprocess.run(
+        [sys.executable, "-c", setup + FILE_DESCRIPTORS_PAST_1024],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    expected_git = {"commit": commit, "remote": None, "branch": "main", "dirty": has_poll or None}
+    assert json.loads(done.stdout) == {
+        "os": [platform.platform()] * 2,
+        "git": [expected_git] * 2,
+        "leaked": 0,
+        "zombie": None,
+    }
+    if not has_poll:
+        assert "filedescriptor out of range in select()" in done.stderr
+        assert "it was killed" in done.stderr
+
+
+@pytest.mark.parametrize("bad", ["/x\0y", "/x\ud800y"], ids=["nul-byte", "lone-surrogate"])
+def test_a_sys_path_entry_no_file_can_have_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, outside_git: Path, bad: str
+) -> None:
+    """``sys.path.append("/x\\0y")``: os.stat and os.listdir raise ValueError for it."""
+    expected = _probe.packages()
+    tango_stepinfo.clear_cache()
+    with pytest.raises(ValueError):
+        os.stat(bad)
+    monkeypatch.setattr(sys, "path", [*sys.path, bad])
+    first = StepInfo("a", "A", set(), True)  # scans sys.path
+    second = StepInfo("b", "B", set(), True)  # re-validates it with one stat per entry
+    assert first.environment.packages == second.environment.packages == expected
+    assert first.platform.operating_system == platform.platform()
+
+
+def test_unchanged_follows_replacement_creation_and_removal(tmp_path: Path) -> None:
+    kept, replaced, created, removed = (str(tmp_path / n) for n in ("kept", "rep", "new", "gone"))
+    for path in (kept, replaced, removed):
+        Path(path).write_text("x")
+    deps = tuple((p, _probe.sig(p)) for p in (kept, replaced, created, removed, "/x\0y"))
+    assert deps[2][1] is None and deps[4][1] is None
+    assert _probe.unchanged(deps)
+    Path(replaced + ".tmp").write_text("y")  # same size, likely the same mtime tick: a new inode
+    os.replace(replaced + ".tmp", replaced)
+    assert not _probe.unchanged(deps)
+    assert _probe.unchanged(tuple((p, _probe.sig(p)) for p, _ in deps))
+    Path(created).write_text("")
+    assert not _probe.unchanged(deps[2:3])
+    os.remove(removed)
+    assert not _probe.unchanged(deps[3:4])
+
+
+@pytest.mark.parametrize(
+    ("name", "normalized"),
+    [("Foo.Bar_baz--x", "foo-bar-baz-x"), ("zope.interface", "zope-interface"), ("A", "a")],
+)
+def test_normalize_name_is_pep_503(name: str, normalized: str) -> None:
+    assert _probe.normalize_name(name) == normalized
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGCHLD"), reason="SIGCHLD is POSIX")
+def test_probes_when_sigchld_is_ignored(tmp_path: Path) -> None:
+    """With SIGCHLD ignored the system reaps children itself: waitpid() finds no child."""
+    commit, env = make_dirty_repo(tmp_path / "repo")
+    env["GIT_CEILING_DIRECTORIES"] = str(tmp_path)
+    code = (
+        f"import os, signal; os.chdir({str(tmp_path / 'repo')!r})\n"
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+        "import tango_stepinfo\n"
+        "info = tango_stepinfo.StepInfo('a', 'A', set(), True)\n"
+        "print(info.environment.git.commit, info.environment.git.dirty)\n"
+    )
+    assert run_python(code, env).split() == [commit, "None"]

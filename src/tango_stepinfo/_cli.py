@@ -15,11 +15,11 @@ import datetime as _dt
 import io
 import json
 import os
-import re
 import sys
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from ._codec import _show
+from ._probe import normalize_name
 from ._version import __version__
 from .errors import InvalidStepStateError, StepInfoDecodeError
 from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata
@@ -67,9 +67,20 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 # --- reading records ---------------------------------------------------------------------------
 
 
+def _read_stdin() -> bytes:
+    stdin = sys.stdin
+    if stdin is None or getattr(stdin, "closed", False):  # None: started with fd 0 closed
+        raise InputError("-", "standard input is closed", unreadable=True)
+    try:
+        data = getattr(stdin, "buffer", stdin).read()
+    except OSError as e:
+        raise InputError("-", f"cannot read: {e.strerror or e}", unreadable=True) from None
+    return data.encode("utf-8", "surrogateescape") if isinstance(data, str) else bytes(data)
+
+
 def _read(name: str) -> bytes:
     if name == "-":
-        return sys.stdin.buffer.read()
+        return _read_stdin()
     try:
         with open(name, "rb") as f:
             return f.read()
@@ -367,8 +378,6 @@ _NOT_IN_TANGO = {
     f.name for f in dataclasses.fields(GitMetadata) if f.metadata.get("tango") is False
 }
 
-_PEP503 = re.compile(r"[-_.]+")
-
 
 def _facts(platform: Any, environment: Any) -> Dict[str, Dict[str, Any]]:
     """The compared facts as JSON values, by group; a fact a record lacks is ``None``."""
@@ -392,7 +401,7 @@ def _package_map(packages: Any) -> Dict[str, Tuple[str, str]]:
     """Normalised name -> (name as recorded, version); repeated names keep every version."""
     out: Dict[str, Tuple[str, str]] = {}
     for name, version in packages:
-        key = _PEP503.sub("-", name).lower()
+        key = normalize_name(name)
         if key in out:
             out[key] = (out[key][0], f"{out[key][1]}, {version}")
         else:

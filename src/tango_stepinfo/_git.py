@@ -44,16 +44,27 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from . import redact
-from ._probe import GitFacts, Sig, _collect, _spawn, debug, run, sig, which
+from ._probe import (
+    Deps,
+    GitFacts,
+    Sig,
+    _collect,
+    _spawn,
+    debug,
+    kill,
+    readable,
+    run,
+    sig,
+    unchanged,
+    which,
+)
 
-__all__ = ["Repo", "clear", "facts", "find", "parse_config", "prefetch", "read"]
+__all__ = ["Repo", "clear", "facts", "find", "parse_config", "prefetch", "read", "reap_pending"]
 
 GIT_TIMEOUT = 2.0
 """Seconds ``git status`` may take before it is killed and ``dirty`` recorded as ``None``."""
 
 _PER_WORKTREE = ("refs/bisect/", "refs/worktree/", "refs/rewritten/")
-
-Deps = Tuple[Tuple[str, Sig], ...]
 
 
 class Repo:
@@ -82,14 +93,14 @@ def _read_text(path: str) -> Optional[str]:
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
             return f.read()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in a path read from a file
         return None
 
 
 def _is_dir(path: str) -> bool:
     try:
         return stat.S_ISDIR(os.stat(path).st_mode)
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -142,13 +153,13 @@ def find(start: str) -> Optional[Repo]:
     here = os.path.abspath(start)
     try:
         device = os.stat(here).st_dev
-    except OSError:
+    except (OSError, ValueError):
         device = None
     while True:
         dotgit = os.path.join(here, ".git")
         try:
             st = os.stat(dotgit)
-        except OSError:
+        except (OSError, ValueError):
             st = None
         if st is not None and stat.S_ISDIR(st.st_mode) and _is_gitdir(dotgit):
             return Repo(dotgit, _commondir(dotgit), here)
@@ -164,7 +175,7 @@ def find(start: str) -> Optional[Repo]:
             try:
                 if os.stat(parent).st_dev != device:
                     return None
-            except OSError:
+            except (OSError, ValueError):
                 return None
         here = parent
 
@@ -438,11 +449,7 @@ def _discard_pending() -> None:
         pid, fd = _pending[2]
         _pending = None
         os.close(fd)
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except OSError:
-            pass  # already gone
+        kill(pid)
 
 
 def _after_fork() -> None:
@@ -469,20 +476,6 @@ def clear() -> None:
         _discard_pending()
 
 
-def _valid(deps: Deps) -> bool:
-    stat_ = os.stat
-    for path, old in deps:
-        try:
-            st = stat_(path)
-        except OSError:
-            if old is not None:
-                return False
-            continue
-        if old != (st.st_mtime_ns, st.st_size, st.st_ino, st.st_nlink):
-            return False
-    return True
-
-
 def _start_pending(repo: Repo, key: Key) -> None:
     """Start ``git status`` for ``key`` without waiting for it (the lock is held)."""
     global _pending
@@ -494,6 +487,29 @@ def _start_pending(repo: Repo, key: Key) -> None:
         _pending = (key, repo, child, time.monotonic())
     else:
         _dirty[key] = None  # no git binary, or it cannot be started: the answer is known
+
+
+def reap_pending() -> None:
+    """Record the answer of the ``git status`` started ahead of need, once it has ended.
+
+    Called by every probe of a fact fixed for the process, so that a child no git probe reads
+    (a process making only ``PlatformMetadata``) is reaped instead of staying a zombie. Costs a
+    ``poll`` of its output while it runs; does nothing when another thread holds the lock.
+    """
+    pending = _pending
+    if pending is None or not _lock.acquire(blocking=False):
+        return
+    try:
+        if _pending is not pending:
+            return  # finished by another thread meanwhile
+        try:
+            ended = readable(pending[2][1], 0.0)  # it wrote its answer, or exited
+        except (OSError, ValueError):
+            ended = True  # _finish_pending reports it
+        if ended or time.monotonic() - pending[3] > GIT_TIMEOUT:
+            _finish_pending()
+    finally:
+        _lock.release()
 
 
 def _finish_pending() -> None:
@@ -535,7 +551,7 @@ def _current(cwd: str) -> Optional[Tuple[Repo, Optional[str], Optional[str], Opt
     if repo is None:
         return None
     state = _state
-    if state is None or state[0] is not repo or not _valid(state[1]):
+    if state is None or state[0] is not repo or not unchanged(state[1]):
         commit, remote, branch, deps = read(repo)
         if commit is None and branch is None and sig(deps[0][0]) is None:
             # HEAD is gone: the repository was removed or moved; look again next time.
@@ -551,7 +567,8 @@ def prefetch(cwd: str) -> None:
     Called by the first probe of a process, so that ``git status`` runs while the other fields
     are probed; :func:`facts` then reads its answer. Does nothing outside a repository, when the
     answer is known, when the check is turned off, or without :func:`os.posix_spawn`. A child no
-    record reads is reaped by the next git probe, or killed by :func:`clear`.
+    record reads is reaped by the first probe after it ended (:func:`reap_pending`), or killed
+    by :func:`clear`.
     """
     current = _current(cwd)
     if current is not None:

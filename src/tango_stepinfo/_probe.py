@@ -134,7 +134,7 @@ def _spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tu
             )
         finally:
             os.close(devnull)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
         os.close(read_end)
         debug("could not run %s: %s", argv[0], e)
         return None
@@ -143,28 +143,63 @@ def _spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tu
     return pid, read_end
 
 
-def _collect(name: str, child: Tuple[int, int], timeout: float) -> Optional[Tuple[int, bytes]]:
-    """Read a child's output to its end and reap it; kill it after ``timeout`` seconds."""
+def readable(fd: int, seconds: float) -> bool:
+    """Whether ``fd`` has data or end-of-file to read within ``seconds`` (``0``: right now).
+
+    Uses :func:`select.poll` where there is one: :func:`select.select` refuses descriptors of
+    1024 and more, which a process with many open files (and a raised ``RLIMIT_NOFILE``, as
+    Docker gives) hands out.
+
+    :raises OSError: or :class:`ValueError` when ``fd`` cannot be waited for.
+    """
     import select
 
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(max(seconds, 0.0) * 1000.0))
+    return bool(select.select([fd], [], [], max(seconds, 0.0))[0])  # pragma: no cover - Windows
+
+
+def kill(pid: int) -> None:
+    """Kill the child ``pid`` and reap it; nothing if it is already gone."""
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass  # already reaped, or reaped by the system (SIGCHLD ignored)
+
+
+def _collect(name: str, child: Tuple[int, int], timeout: float) -> Optional[Tuple[int, bytes]]:
+    """Read a child's output to its end and reap it; kill it after ``timeout`` seconds.
+
+    Never raises: when the output cannot be read the child is killed, and ``None`` returned.
+    """
     pid, read_end = child
     chunks = []
     deadline = time.monotonic() + timeout
     try:
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([read_end], [], [], left)[0]:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
+            if left <= 0 or not readable(read_end, left):
+                kill(pid)
                 debug("%s took more than %s s and was killed", name, timeout)
                 return None
             chunk = os.read(read_end, 65536)
             if not chunk:
                 break
             chunks.append(chunk)
+    except (OSError, ValueError) as e:
+        kill(pid)
+        debug("cannot read the output of %s (%s), it was killed", name, e)
+        return None
     finally:
         os.close(read_end)
-    _, status = os.waitpid(pid, 0)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except OSError as e:  # ChildProcessError: SIGCHLD is ignored, so nobody gets the status
+        debug("cannot get the exit status of %s: %s", name, e)
+        return None
     code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
     return code, b"".join(chunks)
 
@@ -187,7 +222,7 @@ def _run_subprocess(
     except subprocess.TimeoutExpired:
         debug("%s took more than %s s and was killed", argv[0], timeout)
         return None
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
         debug("could not run %s: %s", argv[0], e)
         return None
     return done.returncode, done.stdout
@@ -197,6 +232,7 @@ def _run_subprocess(
 
 _lock = threading.Lock()
 _fixed: Dict[str, Any] = {}
+_git_module: Any = None  # tango_stepinfo._git, once a probe has needed it
 
 
 def _after_fork() -> None:
@@ -209,7 +245,13 @@ if hasattr(os, "register_at_fork"):
 
 
 def _fact(name: str) -> Any:
-    """Return the fact ``name``, fixed for the process; the first call probes them all."""
+    """Return the fact ``name``, fixed for the process; the first call probes them all.
+
+    Also reaps the ``git status`` started ahead of need once it has ended, so that a process
+    making only :class:`PlatformMetadata` leaves no zombie child behind.
+    """
+    if _git_module is not None:
+        _git_module.reap_pending()
     try:
         return _fixed[name]
     except KeyError:
@@ -246,8 +288,10 @@ def _probe_fixed_facts() -> Dict[str, Any]:
 
 def _prefetch_git() -> None:
     """Start ``git status`` without waiting for it, to overlap with the first probes."""
+    global _git_module
     from . import _git
 
+    _git_module = _git
     _git.prefetch(cwd())
 
 
@@ -482,10 +526,6 @@ def _cwd_pwd() -> Optional[str]:
 
 def cwd() -> str:
     """The working directory as a string, with the fallbacks of :func:`root`."""
-    try:
-        return os.getcwd()  # the fast path of _cwd_getcwd, without its call
-    except OSError:
-        pass
     return _cwd_getcwd() or _cwd_proc() or _cwd_pwd() or "."
 
 
@@ -507,6 +547,8 @@ def root() -> Path:
 # --- packages ------------------------------------------------------------------------------------
 
 Sig = Optional[Tuple[int, int, int, int]]
+Deps = Tuple[Tuple[str, Sig], ...]
+"""Paths and their :func:`sig` when a cached value was read from them."""
 
 
 def sig(path: str) -> Sig:
@@ -514,19 +556,41 @@ def sig(path: str) -> Sig:
 
     Git and pip replace files by renaming new ones into place, so a file's inode changes on
     every update even within one tick of the file-system clock; a folder's link count changes
-    when a sub-folder (a ``.dist-info``) is added or removed, within one tick too.
+    when a sub-folder (a ``.dist-info``) is added or removed, within one tick too. A path that
+    no file can have (a NUL byte, a lone surrogate) is ``None`` as a missing file is.
     """
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):
         return None
     return st.st_mtime_ns, st.st_size, st.st_ino, st.st_nlink
 
 
-_packages: Optional[Tuple[List[Any], List[Sig], List[Package]]] = None
+def unchanged(deps: Deps) -> bool:
+    """Whether every path in ``deps`` still has the :func:`sig` recorded with it.
+
+    The check behind every cached fact that files can change: one ``stat`` per path. A path
+    missing before is asked with :func:`os.access`, which says "still missing" without the cost
+    of an exception.
+    """
+    access, exists = os.access, os.F_OK
+    for path, old in deps:
+        if old is None:
+            try:
+                if access(path, exists):
+                    return False
+            except ValueError:  # a path no file can have: still missing
+                pass
+        elif sig(path) != old:
+            return False
+    return True
 
 
-def _normalise(name: str) -> str:
+_packages: Optional[Tuple[List[Any], Deps, List[Package]]] = None
+
+
+def normalize_name(name: str) -> str:
+    """A distribution name normalised as PEP 503 does: runs of ``-_.`` become ``-``, lower case."""
     import re
 
     return re.sub(r"[-_.]+", "-", name).lower()
@@ -546,7 +610,7 @@ def _read_headers(path: str) -> Optional[Dict[str, str]]:
                     found[key] = value.strip()
                     if len(found) == 2:
                         break
-    except OSError as e:
+    except (OSError, ValueError) as e:
         debug("skipping %s: %s", path, e)
         return None
     return found
@@ -556,7 +620,7 @@ def _metadata_file(path: str, is_dist_info: bool) -> Optional[str]:
     """The non-empty metadata file of a ``.dist-info``/``.egg-info`` entry, or ``None``."""
     try:
         st = os.stat(path)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         debug("skipping %s: %s", path, e)
         return None
     if not stat.S_ISDIR(st.st_mode):
@@ -568,7 +632,7 @@ def _metadata_file(path: str, is_dist_info: bool) -> Optional[str]:
             st = os.stat(candidate)
         except FileNotFoundError:
             continue
-        except OSError as e:
+        except (OSError, ValueError) as e:
             debug("skipping %s: %s", path, e)
             return None
         if st.st_size > 0 and stat.S_ISREG(st.st_mode):
@@ -585,14 +649,14 @@ def _distribution(path: str, stem: str, is_dist_info: bool) -> Optional[Package]
     if is_dist_info:
         name, dash, version = stem.partition("-")
         if dash and name and version and "-" not in version:
-            return _normalise(name), version  # the wheel spec puts name and version here
+            return normalize_name(name), version  # the wheel spec puts name and version here
     headers = _read_headers(meta)
     if headers is None:
         return None
     if "name" not in headers or "version" not in headers:
         debug("skipping %s: no Name or Version in %s", path, meta)
         return None
-    return _normalise(headers["name"]), headers["version"]
+    return normalize_name(headers["name"]), headers["version"]
 
 
 def _scan_folder(folder: str, found: Dict[str, str]) -> None:
@@ -604,6 +668,9 @@ def _scan_folder(folder: str, found: Dict[str, str]) -> None:
         return
     except OSError:
         return  # a missing sys.path entry, like pythonXY.zip, is normal
+    except ValueError as e:  # a NUL byte or a lone surrogate: no folder has that name
+        debug("not scanning %r for packages: %s", folder, e)
+        return
     is_egg = folder.lower().endswith(".egg")  # an unzipped egg: metadata in EGG-INFO
     for entry in entries:
         low = entry.lower()
@@ -635,37 +702,20 @@ def packages() -> Optional[List[Package]]:
         debug("sys.path is not a list, recording packages as None")
         return None
     cached = _packages
-    if cached is not None and cached[0] == entries:
-        # The fast path of every record: one stat per sys.path entry, nothing else.
-        stat_, access, exists = os.stat, os.access, os.F_OK
-        for entry, old in zip(entries, cached[1]):
-            if old is None:  # missing before (like pythonXY.zip): still missing? (no exception)
-                if isinstance(entry, str) and access(entry or ".", exists):
-                    break
-                continue
-            try:
-                st = stat_(entry or ".")
-            except OSError:
-                break
-            if old != (st.st_mtime_ns, st.st_size, st.st_ino, st.st_nlink):
-                break
-        else:
-            return list(cached[2])
+    if cached is not None and cached[0] == entries and unchanged(cached[1]):
+        return list(cached[2])  # the fast path of every record: one stat per sys.path entry
     entries = list(entries)
-    sigs = [sig(e or ".") if isinstance(e, str) else None for e in entries]
+    folders = [e or "." for e in entries if isinstance(e, str)]
+    deps = tuple((folder, sig(folder)) for folder in folders)
     found: Dict[str, str] = {}
-    for entry in entries:
-        if isinstance(entry, str):
-            _scan_folder(entry, found)
+    for folder in folders:
+        _scan_folder(folder, found)
     result = sorted(found.items())
-    _packages = (entries, sigs, result)
+    _packages = (entries, deps, result)
     return list(result)
 
 
 # --- git -----------------------------------------------------------------------------------------
-
-
-_git_module: Any = None
 
 
 def git() -> Optional[GitFacts]:
