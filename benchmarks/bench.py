@@ -168,7 +168,12 @@ class Runner:
             imp.append(self.run("import")["seconds"])
             info = self.run("first")
             first.append(info["seconds"])
-        steady = self.run("steady")
+        # Steady-state figures: the median over several warm processes, not one.
+        steadies = [self.run("steady") for _ in range(min(runs, 7))]
+        steady = {
+            key: statistics.median(s[key] for s in steadies)
+            for key in ("later", "to_json", "from_json", "pickle")
+        }
         return {
             "import": statistics.median(imp) - statistics.median(base),
             "import_total": statistics.median(imp),

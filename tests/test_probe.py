@@ -417,6 +417,31 @@ def test_a_new_distribution_shows_up_in_the_next_record(
     assert third == first
 
 
+def test_standard_library_folders_without_distributions_are_not_rechecked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    # A stand-in standard library (os.__file__'s folder) and its lib-dynload, on sys.path.
+    stdlib = tmp_path / "lib" / "python3"
+    (stdlib / "lib-dynload").mkdir(parents=True)
+    monkeypatch.setattr(os, "__file__", str(stdlib / "os.py"))
+    monkeypatch.syspath_prepend(str(stdlib / "lib-dynload"))
+    monkeypatch.syspath_prepend(str(stdlib))
+    tango_stepinfo.clear_cache()
+    before = StepInfo("a", "A", set(), True).environment.packages
+    assert before is not None
+    # Installers never write there; a record made after such a write does not stat them again...
+    dist_info(stdlib, "Odd-1.0.dist-info", "Odd", "1.0")
+    assert StepInfo("b", "B", set(), True).environment.packages == before
+    # ... until the cache is dropped.
+    tango_stepinfo.clear_cache()
+    after = StepInfo("c", "C", set(), True).environment.packages
+    assert after is not None and ("odd", "1.0") in after
+    # A standard library folder that holds distributions is checked for every record.
+    dist_info(stdlib, "Later-2.0.dist-info", "Later", "2.0")
+    latest = StepInfo("d", "D", set(), True).environment.packages
+    assert latest is not None and ("later", "2.0") in latest
+
+
 def test_packages_layouts_and_broken_entries(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

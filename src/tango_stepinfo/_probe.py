@@ -659,18 +659,22 @@ def _distribution(path: str, stem: str, is_dist_info: bool) -> Optional[Package]
     return normalize_name(headers["name"]), headers["version"]
 
 
-def _scan_folder(folder: str, found: Dict[str, str]) -> None:
-    """Add the distributions of one ``sys.path`` entry to ``found``, keeping earlier ones."""
+def _scan_folder(folder: str, found: Dict[str, str]) -> bool:
+    """Add the distributions of one ``sys.path`` entry to ``found``, keeping earlier ones.
+
+    :returns: whether the folder holds any distribution entry at all.
+    """
     try:
         entries = sorted(os.listdir(folder or "."))
     except NotADirectoryError:
         debug("not scanning %s for packages: not a folder (zip files are not read)", folder)
-        return
+        return False
     except OSError:
-        return  # a missing sys.path entry, like pythonXY.zip, is normal
+        return False  # a missing sys.path entry, like pythonXY.zip, is normal
     except ValueError as e:  # a NUL byte or a lone surrogate: no folder has that name
         debug("not scanning %r for packages: %s", folder, e)
-        return
+        return False
+    any_dist = False
     is_egg = folder.lower().endswith(".egg")  # an unzipped egg: metadata in EGG-INFO
     for entry in entries:
         low = entry.lower()
@@ -681,8 +685,10 @@ def _scan_folder(folder: str, found: Dict[str, str]) -> None:
             dist = _distribution(path, "", False)
         else:
             continue
+        any_dist = True
         if dist is not None and dist[0] not in found:
             found[dist[0]] = dist[1]
+    return any_dist
 
 
 def packages() -> Optional[List[Package]]:
@@ -694,7 +700,10 @@ def packages() -> Optional[List[Package]]:
     from a ``.dist-info`` folder's name, and metadata files are read only when the name does not
     carry it. Entries with no or empty metadata, or that cannot be read, are skipped (and logged);
     zip files on ``sys.path`` are not read. Re-scanned only when ``sys.path`` or the ``stat`` of
-    one of its entries changed. ``None`` when ``sys.path`` is not a list.
+    one of its entries changed; the standard library's folders (``os.__file__``'s folder and its
+    ``lib-dynload``), where installers never put distributions, are not stat'ed again unless the
+    first scan found distributions in them (:func:`clear_cache` rescans everything). ``None``
+    when ``sys.path`` is not a list.
     """
     global _packages
     entries = getattr(sys, "path", None)
@@ -706,10 +715,16 @@ def packages() -> Optional[List[Package]]:
         return list(cached[2])  # the fast path of every record: one stat per sys.path entry
     entries = list(entries)
     folders = [e or "." for e in entries if isinstance(e, str)]
-    deps = tuple((folder, sig(folder)) for folder in folders)
+    sigs = [sig(folder) for folder in folders]
     found: Dict[str, str] = {}
-    for folder in folders:
-        _scan_folder(folder, found)
+    holds = [_scan_folder(folder, found) for folder in folders]
+    stdlib = os.path.dirname(getattr(os, "__file__", "") or "") or None
+    fixed = {stdlib, os.path.join(stdlib, "lib-dynload")} if stdlib else set()
+    deps = tuple(
+        (folder, folder_sig)
+        for folder, folder_sig, has in zip(folders, sigs, holds)
+        if has or folder not in fixed
+    )
     result = sorted(found.items())
     _packages = (entries, deps, result)
     return list(result)
