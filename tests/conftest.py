@@ -17,6 +17,15 @@ DATA = Path(__file__).parent / "data"
 TANGO_DATA = DATA / "tango_1_3_2"
 
 
+def fake_bin(folder: Path, name: str, script: str) -> Path:
+    """A one-entry PATH folder holding a fake executable ``name`` running ``script`` (sh)."""
+    folder.mkdir(exist_ok=True)
+    exe = folder / name
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(0o755)
+    return folder
+
+
 @pytest.fixture
 def probe_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
     """Count calls to the stdlib functions the probes read, with every cached fact dropped.

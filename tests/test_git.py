@@ -16,6 +16,8 @@ import pytest
 import tango_stepinfo
 from tango_stepinfo import GitMetadata, StepInfo, _git, _probe
 
+from .conftest import fake_bin
+
 GIT = shutil.which("git")
 pytestmark = pytest.mark.skipif(GIT is None, reason="the git CLI makes the test repositories")
 
@@ -56,15 +58,6 @@ def make_repo(path: Path, *, commit: bool = True, branch: str = "main") -> Path:
 def probe(where: Path, monkeypatch: pytest.MonkeyPatch) -> Optional[GitMetadata]:
     monkeypatch.chdir(where)
     return GitMetadata.check_for_repo()
-
-
-def fake_bin(folder: Path, name: str, script: str) -> Path:
-    """A one-entry PATH folder holding a fake executable (distro style)."""
-    folder.mkdir(exist_ok=True)
-    exe = folder / name
-    exe.write_text("#!/bin/sh\n" + script)
-    exe.chmod(0o755)
-    return folder
 
 
 def test_plain_repo_matches_git_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

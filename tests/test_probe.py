@@ -24,6 +24,8 @@ import pytest
 import tango_stepinfo
 from tango_stepinfo import EnvironmentMetadata, PlatformMetadata, StepInfo, _probe, redact
 
+from .conftest import fake_bin
+
 # importlib.metadata loads parts of itself (and email) lazily; load them now, while sys.path is
 # still whole, since some tests below replace it.
 PYTEST_VERSION = importlib.metadata.version("pytest")
@@ -64,14 +66,6 @@ def raising(error: BaseException) -> Callable[..., object]:
 def run_python(code: str, env: Dict[str, str]) -> str:
     done = subprocess.run([sys.executable, "-c", code], env=env, check=True, stdout=subprocess.PIPE)
     return done.stdout.decode().strip()
-
-
-def fake_bin(folder: Path, name: str, script: str) -> Path:
-    folder.mkdir(exist_ok=True)
-    exe = folder / name
-    exe.write_text("#!/bin/sh\n" + script)
-    exe.chmod(0o755)
-    return folder
 
 
 # --- import ----------------------------------------------------------------------------------

@@ -390,28 +390,10 @@ def _converters(tp: Any, mode: str) -> Tuple[Convert, Convert]:
         if len(rest) != 1:
             raise TypeError(f"unsupported type hint {tp!r}")
         inner_enc, inner_dec = _converters(rest[0], mode)
-        expected = _describe(rest[0]) + " or null"
-        expected_py = _describe(rest[0], python=True) + " or null"
-
-        def enc_opt(value: Any) -> Any:
-            if value is None:
-                return None
-            try:
-                return inner_enc(value)
-            except _Bad as e:
-                _or_null(e, expected_py, value)
-                raise
-
-        def dec_opt(value: Any) -> Any:
-            if value is None:
-                return None
-            try:
-                return inner_dec(value)
-            except _Bad as e:
-                _or_null(e, expected, value)
-                raise
-
-        return enc_opt, dec_opt
+        return (
+            _or_none(inner_enc, _describe(rest[0], python=True) + " or null"),
+            _or_none(inner_dec, _describe(rest[0]) + " or null"),
+        )
     if origin in (list, set, frozenset) or (origin is tuple and args[-1:] == (Ellipsis,)):
         return _sequence_converters(origin, args[0], mode)
     if origin is tuple:
@@ -423,10 +405,21 @@ def _converters(tp: Any, mode: str) -> Tuple[Convert, Convert]:
     raise TypeError(f"unsupported type hint {tp!r}")
 
 
-def _or_null(error: _Bad, expected: str, value: Any) -> None:
-    """Say "or null" in a type error about the value of an ``Optional`` field itself."""
-    if not error.parts and error.problem.startswith("expected "):
-        error.problem = f"expected {expected}, got {_show(value)}"
+def _or_none(inner: Convert, expected: str) -> Convert:
+    """The converter of ``Optional[X]``: ``None`` as it is, else ``inner``; a type error about the
+    value itself says ``expected`` (``"a string or null"``)."""
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return inner(value)
+        except _Bad as e:
+            if not e.parts and e.problem.startswith("expected "):
+                e.problem = f"expected {expected}, got {_show(value)}"
+            raise
+
+    return convert
 
 
 _STR_TYPES = frozenset({str})
