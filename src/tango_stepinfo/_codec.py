@@ -332,33 +332,71 @@ def _dec_path(value: Any) -> Path:
     raise _Bad(f"expected a path string, got {_show(value)}")
 
 
+_SCALARS = (str, int, bool, float)
+
+
+def classify(tp: Any) -> Tuple[str, Any]:
+    """The shape of a supported type hint, as ``(kind, detail)``: the one reading of type hints
+    that the converters, the error messages and the JSON Schema all follow.
+
+    ``("any", None)``, ``("scalar", str|int|bool|float)``, ``("time", None)``, ``("path", None)``,
+    ``("record", cls)``, ``("optional", X)``, ``("sequence", (origin, X))`` for ``List[X]``,
+    ``Set[X]``, ``FrozenSet[X]`` and ``Tuple[X, ...]``, ``("tuple", (X, Y, ...))`` and
+    ``("dict", X)`` for ``Dict[str, X]``.
+
+    :raises TypeError: for any other hint.
+    """
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return "any", None
+    if tp in _SCALARS:
+        return "scalar", tp
+    if tp is _dt.datetime:
+        return "time", None
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        return "path", None
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return "record", tp
+    if origin is typing.Union and len(args) == 2 and args[1] is type(None):
+        return "optional", args[0]
+    if origin in (list, set, frozenset) or (origin is tuple and args[-1:] == (Ellipsis,)):
+        return "sequence", (origin, args[0])
+    if origin is tuple:
+        return "tuple", args
+    if origin is dict and args[0] is str:
+        return "dict", args[1]
+    raise TypeError(f"unsupported type hint {tp!r}")
+
+
+def _optional_of(tp: Any) -> Any:
+    """``X`` for ``Optional[X]``, else ``None``."""
+    kind, detail = classify(tp)
+    return detail if kind == "optional" else None
+
+
+_JSON_NAMES = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
+
+
 def _describe(tp: Any, python: bool = False) -> str:
     """How an error message names ``tp``: its JSON form, or with ``python`` its Python type."""
-    origin = typing.get_origin(tp)
-    if python:
-        if tp is _dt.datetime:
-            return "a datetime"
-        if isinstance(tp, type) and issubclass(tp, PurePath):
-            return "a path"
-        if origin in (set, frozenset):
-            return "a set"
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            return f"an {tp.__name__}" if tp.__name__[0] in "AEIOU" else f"a {tp.__name__}"
-    if tp is str:
-        return "a string"
-    if tp is bool:
-        return "a boolean"
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a number"
-    if tp is _dt.datetime:
-        return "an ISO 8601 time"
-    if isinstance(tp, type) and issubclass(tp, PurePath):
-        return "a path string"
-    if origin in (list, set, frozenset, tuple):
+    kind, detail = classify(tp)
+    if kind == "scalar":
+        return _JSON_NAMES[detail]
+    if kind == "time":
+        return "a datetime" if python else "an ISO 8601 time"
+    if kind == "path":
+        return "a path" if python else "a path string"
+    if kind == "record":
+        name = detail.__name__
+        if not python:
+            return "an object"
+        return f"an {name}" if name[0] in "AEIOU" else f"a {name}"
+    if kind == "sequence" and python and detail[0] in (set, frozenset):
+        return "a set"
+    if kind in ("sequence", "tuple"):
         return "a list"
-    if origin is dict or (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+    if kind == "dict":
         return "an object"
     return "a JSON value"
 
@@ -373,36 +411,28 @@ class _Mode:
 
 def _converters(tp: Any, mode: str) -> Tuple[Convert, Convert]:
     """Build the ``(encode, decode)`` pair for a type hint."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
+    kind, detail = classify(tp)
+    if kind == "any":
         return _enc_any, _dec_any
-    if tp in (str, int, bool, float):
-        return _scalar(tp, _describe(tp))
-    if tp is _dt.datetime:
+    if kind == "scalar":
+        return _scalar(detail, _describe(detail))
+    if kind == "time":
         return (_enc_time_tango if mode is _Mode.TANGO else _enc_time), _dec_time
-    if isinstance(tp, type) and issubclass(tp, PurePath):
+    if kind == "path":
         return _enc_path, _dec_path
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _record_converters(tp, mode)
-    if origin is typing.Union and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) != 1:
-            raise TypeError(f"unsupported type hint {tp!r}")
-        inner_enc, inner_dec = _converters(rest[0], mode)
+    if kind == "record":
+        return _record_converters(detail, mode)
+    if kind == "optional":
+        inner_enc, inner_dec = _converters(detail, mode)
         return (
-            _or_none(inner_enc, _describe(rest[0], python=True) + " or null"),
-            _or_none(inner_dec, _describe(rest[0]) + " or null"),
+            _or_none(inner_enc, _describe(detail, python=True) + " or null"),
+            _or_none(inner_dec, _describe(detail) + " or null"),
         )
-    if origin in (list, set, frozenset) or (origin is tuple and args[-1:] == (Ellipsis,)):
-        return _sequence_converters(origin, args[0], mode)
-    if origin is tuple:
-        return _tuple_converters(args, mode)
-    if origin is dict:
-        if args[0] is not str:
-            raise TypeError(f"unsupported type hint {tp!r}: keys must be str")
-        return _dict_converters(args[1], mode)
-    raise TypeError(f"unsupported type hint {tp!r}")
+    if kind == "sequence":
+        return _sequence_converters(detail[0], detail[1], mode)
+    if kind == "tuple":
+        return _tuple_converters(detail, mode)
+    return _dict_converters(detail, mode)
 
 
 def _or_none(inner: Convert, expected: str) -> Convert:
@@ -703,25 +733,15 @@ def field_default(f: dataclasses.Field[Any]) -> Callable[[], Any] | None:
     return None
 
 
-def _optional_of(tp: Any) -> Any:
-    """``X`` for ``Optional[X]``, else ``None``."""
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) is typing.Union and len(args) == 2 and args[1] is type(None):
-        return args[0]
-    return None
-
-
-_SCALARS = (str, int, bool, float)
-
-
 def _is_pair_list(tp: Any) -> bool:
     """Whether ``tp`` is ``List[Tuple[X, Y]]`` or ``Optional`` of it (such as ``packages``)."""
-    if _optional_of(tp) is not None:
-        return _is_pair_list(_optional_of(tp))
-    if typing.get_origin(tp) is not list:
+    kind, detail = classify(tp)
+    if kind == "optional":
+        return _is_pair_list(detail)
+    if kind != "sequence" or detail[0] is not list:
         return False
-    item = typing.get_args(tp)[0]
-    return typing.get_origin(item) is tuple and len(typing.get_args(item)) == 2
+    item_kind, item_detail = classify(detail[1])
+    return item_kind == "tuple" and len(item_detail) == 2
 
 
 def _inline_check(tp: Any, var: str) -> str | None:

@@ -17,14 +17,12 @@ and the fields Tango does not write are optional.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import inspect
 import re
 import typing
-from pathlib import PurePath
 from typing import Any, Dict, List, Optional
 
-from ._codec import TIME_PATTERN, field_default
+from ._codec import TIME_PATTERN, classify, field_default
 
 __all__ = ["DIALECT", "schema"]
 
@@ -68,50 +66,42 @@ class _Builder:
         self.defs: Dict[str, Dict[str, Any]] = {}
 
     def of_type(self, tp: Any) -> Dict[str, Any]:
-        """The schema of the JSON form of the type hint ``tp``."""
-        origin = typing.get_origin(tp)
-        args = typing.get_args(tp)
-        if tp is Any:
+        """The schema of the JSON form of the type hint ``tp`` (read as the codec reads it)."""
+        kind, detail = classify(tp)
+        if kind == "any":
             return {}
-        if tp in _SCALARS:
-            return {"type": _SCALARS[tp]}
-        if tp is _dt.datetime:
+        if kind == "scalar":
+            return {"type": _SCALARS[detail]}
+        if kind == "time":
             return {
                 "type": "string",
                 "pattern": _TIME_PATTERN,
                 "description": "ISO 8601 time; without an offset it means UTC",
             }
-        if isinstance(tp, type) and issubclass(tp, PurePath):
+        if kind == "path":
             return {"type": "string"}
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            return self.of_record(tp)
-        if origin is typing.Union and type(None) in args:
-            rest = [a for a in args if a is not type(None)]
-            if len(rest) != 1:
-                raise TypeError(f"unsupported type hint {tp!r}")
-            inner = self.of_type(rest[0])
+        if kind == "record":
+            return self.of_record(detail)
+        if kind == "optional":
+            inner = self.of_type(detail)
             if isinstance(inner.get("type"), str):
                 # Keywords for one JSON type ignore the others, so merging the types is exact.
                 return {**inner, "type": [inner["type"], "null"]}
             return {"anyOf": [inner, {"type": "null"}]}
-        if origin in (list, set, frozenset) or (origin is tuple and args[-1:] == (Ellipsis,)):
+        if kind == "sequence":
             # Sets too: they are written without repeats, and readers accept repeats.
-            return {"type": "array", "items": self.of_type(args[0])}
-        if origin is tuple:
+            return {"type": "array", "items": self.of_type(detail[1])}
+        if kind == "tuple":
             return {
                 "type": "array",
-                "prefixItems": [self.of_type(a) for a in args],
+                "prefixItems": [self.of_type(a) for a in detail],
                 "items": False,
-                "minItems": len(args),
-                "maxItems": len(args),
+                "minItems": len(detail),
+                "maxItems": len(detail),
             }
-        if origin is dict:
-            if args[0] is not str:
-                raise TypeError(f"unsupported type hint {tp!r}: keys must be str")
-            if args[1] is Any:
-                return {"type": "object"}
-            return {"type": "object", "additionalProperties": self.of_type(args[1])}
-        raise TypeError(f"unsupported type hint {tp!r}")
+        if detail is Any:  # kind == "dict"
+            return {"type": "object"}
+        return {"type": "object", "additionalProperties": self.of_type(detail)}
 
     def of_record(self, cls: type) -> Dict[str, Any]:
         """A ``$ref`` to ``cls``'s entry in ``$defs``, building the entry on first use."""
