@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import datetime as dt
 import json
 import multiprocessing
 import pickle
 import zoneinfo
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Set
 
 import cloudpickle
 import dill
@@ -29,7 +30,7 @@ from tango_stepinfo import (
     TangoMetadata,
     _codec,
 )
-from tango_stepinfo._codec import parse_time
+from tango_stepinfo._codec import Record, parse_time
 
 from .conftest import TANGO_DATA
 from .strategies import DELETE, changed, full_record, naive_times, old_pickle, step_infos
@@ -633,3 +634,22 @@ def test_repeated_package_lists_encode_to_fresh_equal_lists() -> None:
     info.environment.packages[1] = ("package-01", 9)  # type: ignore[call-overload]
     with pytest.raises(StepInfoEncodeError, match=r"^environment\.packages\[1\]\[1\]: "):
         info.to_json_dict()
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class Tagged(Record):
+    """A record type with fields the shipped ones do not have: ``Optional`` sets and times."""
+
+    tags: Optional[Set[str]] = None
+    seen: Optional[dt.datetime] = None
+
+
+def test_optional_sets_and_times_get_the_same_pickled_form_as_plain_ones() -> None:
+    record = Tagged(
+        {"b", "a", "c"}, dt.datetime(2024, 7, 1, tzinfo=zoneinfo.ZoneInfo("Europe/Paris"))
+    )
+    state = record.__getstate__()
+    assert state["tags"] == ["a", "b", "c"]  # sorted: the same bytes every time
+    assert state["seen"].utcoffset() == dt.timedelta(0)  # a zoneinfo zone is stored as UTC
+    back = pickle.loads(pickle.dumps(record))
+    assert back == record and back.tags == {"a", "b", "c"}

@@ -369,12 +369,6 @@ def classify(tp: Any) -> Tuple[str, Any]:
     raise TypeError(f"unsupported type hint {tp!r}")
 
 
-def _optional_of(tp: Any) -> Any:
-    """``X`` for ``Optional[X]``, else ``None``."""
-    kind, detail = classify(tp)
-    return detail if kind == "optional" else None
-
-
 _JSON_NAMES = {str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
 
 
@@ -475,12 +469,12 @@ def _fast_sequence(item_tp: Any, is_set: bool) -> Tuple[Convert | None, Convert 
     if typing.get_origin(item_tp) is tuple and typing.get_args(item_tp) == (str, str):
         # Every record of a process carries the same package list: the last one encoded is
         # kept (a copy of it, and its rows) and an equal list is answered with fresh copies.
-        last: List[Any] = [None, None]
+        last: List[Any] = [(None, None)]  # [(copy of the list, its encoded rows)]
 
         def enc_pairs(value: Any) -> Any:
             if type(value) is not list:
                 return None
-            snapshot, rows = last
+            snapshot, rows = last[0]  # one tuple, replaced whole: safe between threads
             try:
                 if value == snapshot:
                     return list(map(list.copy, rows))
@@ -492,7 +486,7 @@ def _fast_sequence(item_tp: Any, is_set: bool) -> Tuple[Convert | None, Convert 
                 except ValueError:
                     return None
                 if len(out) == len(value):
-                    last[:] = [list(value), list(map(list.copy, out))]
+                    last[0] = (list(value), list(map(list.copy, out)))
                     return out
             return None
 
@@ -575,7 +569,7 @@ def _tuple_converters(args: Tuple[Any, ...], mode: str) -> Tuple[Convert, Conver
     all_str = all(a is str for a in args)
 
     def enc(value: Any) -> Any:
-        if type(value) is tuple or isinstance(value, (tuple, list)):
+        if isinstance(value, (tuple, list)):
             if len(value) == size:
                 if all_str and all(type(v) is str for v in value):
                     return list(value)
@@ -682,6 +676,7 @@ class _Plan:
         "pickle_fill",
         "set_fields",
         "time_fields",
+        "unpickled_checks",
     )
 
     def __init__(self, cls: type, mode: str) -> None:
@@ -694,23 +689,31 @@ class _Plan:
         self.decode_fields: List[Tuple[str, Any, Convert, Callable[[], Any] | None]] = []
         # (name, fill for a field missing from a pickle's state)
         self.pickle_fill: List[Tuple[str, Callable[[], Any]]] = []
+        # Fields whose pickled state is transformed (with or without ``Optional``).
         self.set_fields: List[str] = []
         self.pair_fields: List[str] = []
         self.time_fields: List[str] = []
+        # What the safe loader checks on an unpickled record, per field: (name, nested record
+        # class or None, encode, whether a missing field's None is accepted).
+        self.unpickled_checks: List[Tuple[str, type | None, Convert, bool]] = []
         for f in dataclasses.fields(cls):
             if not f.init:
                 continue
             tp = hints[f.name]
             enc, dec = _converters(tp, mode)
-            if typing.get_origin(tp) in (set, frozenset):
+            kind, detail = _bare(tp)
+            if kind == "sequence" and detail[0] in (set, frozenset):
                 self.set_fields.append(f.name)
-            if _is_pair_list(tp):
+            if kind == "sequence" and detail[0] is list and _is_pair(detail[1]):
                 self.pair_fields.append(f.name)
-            default = field_default(f)
-            if tp is _dt.datetime or _optional_of(tp) is _dt.datetime:
+            if kind == "time":
                 self.time_fields.append(f.name)
+            default = field_default(f)
             self.decode_fields.append((f.name, tp, dec, default))
             self.pickle_fill.append((f.name, default or _none))
+            self.unpickled_checks.append(
+                (f.name, detail if kind == "record" else None, enc, default is None)
+            )
             if mode is _Mode.TANGO and f.metadata.get("tango") is False:
                 continue
             self.encode_fields.append((f.name, tp, enc))
@@ -733,24 +736,25 @@ def field_default(f: dataclasses.Field[Any]) -> Callable[[], Any] | None:
     return None
 
 
-def _is_pair_list(tp: Any) -> bool:
-    """Whether ``tp`` is ``List[Tuple[X, Y]]`` or ``Optional`` of it (such as ``packages``)."""
+def _bare(tp: Any) -> Tuple[str, Any]:
+    """:func:`classify` of ``tp``, or of ``X`` when ``tp`` is ``Optional[X]``."""
     kind, detail = classify(tp)
-    if kind == "optional":
-        return _is_pair_list(detail)
-    if kind != "sequence" or detail[0] is not list:
-        return False
-    item_kind, item_detail = classify(detail[1])
-    return item_kind == "tuple" and len(item_detail) == 2
+    return classify(detail) if kind == "optional" else (kind, detail)
+
+
+def _is_pair(tp: Any) -> bool:
+    """Whether ``tp`` is a two-item ``Tuple[X, Y]`` (a row of ``packages``)."""
+    kind, detail = classify(tp)
+    return kind == "tuple" and len(detail) == 2
 
 
 def _inline_check(tp: Any, var: str) -> str | None:
     """Python source that is true when ``var`` is a plain, valid value of ``tp``; None if none."""
-    if tp in _SCALARS:
-        return f"type({var}) is {tp.__name__}"
-    inner = _optional_of(tp)
-    if inner in _SCALARS:
-        return f"({var} is None or type({var}) is {inner.__name__})"
+    kind, detail = classify(tp)
+    if kind == "scalar":
+        return f"type({var}) is {detail.__name__}"
+    if kind == "optional" and detail in _SCALARS:
+        return f"({var} is None or type({var}) is {detail.__name__})"
     return None
 
 
@@ -945,20 +949,17 @@ def check(record: Any, *, unpickled: bool = False) -> None:
 
 
 def _check_unpickled(record: Any) -> None:
-    plan = _plan(type(record))
-    fills = dict(plan.pickle_fill)
     values = record.__dict__
-    for name, tp, enc in plan.encode_fields:
+    for name, record_cls, enc, none_ok in _plan(type(record)).unpickled_checks:
         value = values.get(name, _MISSING)
         try:
             if value is _MISSING:
                 raise _Bad("the attribute is missing")
-            if value is None and fills[name] is _none:
+            if value is None and none_ok:
                 continue
-            kind = _optional_of(tp) or tp
-            if isinstance(kind, type) and issubclass(kind, Record) and value is not None:
-                if not isinstance(value, kind):
-                    raise _Bad(f"expected {_describe(kind, python=True)}, got {_show(value)}")
+            if record_cls is not None and value is not None:
+                if not isinstance(value, record_cls):
+                    raise _Bad(f"expected {_describe(record_cls, python=True)}, got {_show(value)}")
                 _check_unpickled(value)
             else:
                 enc(value)
@@ -1054,8 +1055,7 @@ class Record:
         byte-for-byte deterministic; a time in another zone (``zoneinfo``, ``dateutil``) is stored
         as the same instant in UTC, which compares equal and loads with nothing but ``datetime``
         and ``pytz`` (a ``zoneinfo`` zone pickles as a call to ``getattr``, which the safe loader
-        refuses). :meth:`__setstate__` reads
-        this and every earlier form.
+        refuses). :meth:`__setstate__` reads this and every earlier form.
         """
         plan = _plan(type(self))
         values = self.__dict__
