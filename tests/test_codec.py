@@ -653,3 +653,36 @@ def test_optional_sets_and_times_get_the_same_pickled_form_as_plain_ones() -> No
     assert state["seen"].utcoffset() == dt.timedelta(0)  # a zoneinfo zone is stored as UTC
     back = pickle.loads(pickle.dumps(record))
     assert back == record and back.tags == {"a", "b", "c"}
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class _Grown(Record):
+    """A record class that grew: one original field, one plain and one probed addition."""
+
+    name: str
+    extra: Optional[str] = dataclasses.field(default="x", metadata={"since": "9.9"})
+    probed: Optional[int] = dataclasses.field(
+        default_factory=lambda: 1 / 0, metadata={"since": "9.9", "probe": True}
+    )
+
+
+def test_a_field_declared_since_a_version_is_none_when_missing_from_json_or_pickle() -> None:
+    assert _Grown.from_json_dict({"name": "a"}).__dict__ == {
+        "name": "a",
+        "extra": None,
+        "probed": None,
+    }
+    state_only_name = old_pickle(_Grown, {"name": "a"})
+    assert pickle.loads(state_only_name).__dict__ == {"name": "a", "extra": None, "probed": None}
+    grown = _Grown("a", "y", 3)
+    assert grown.to_json_dict() == {"name": "a", "extra": "y", "probed": 3}
+    assert grown.to_json_dict(tango_compat=True) == {"name": "a"}
+
+
+def test_a_field_declared_since_a_version_needs_a_default() -> None:
+    @dataclasses.dataclass(eq=False, repr=False)
+    class NoDefault(Record):
+        name: Optional[str] = dataclasses.field(metadata={"since": "9.9"})
+
+    with pytest.raises(TypeError, match="'name' is declared 'since'"):
+        NoDefault.from_json_dict({})

@@ -374,9 +374,7 @@ _GROUPS: List[Tuple[str, str, str, List[Tuple[str, str]]]] = [
 _ORDER = ("python", "packages", "git", "platform", "command")
 
 # Fields Tango does not record: a record without them says nothing, so None there is no change.
-_NOT_IN_TANGO = {
-    f.name for f in dataclasses.fields(GitMetadata) if f.metadata.get("tango") is False
-}
+_NOT_IN_TANGO = {f.name for f in dataclasses.fields(GitMetadata) if "since" in f.metadata}
 
 
 def _facts(platform: Any, environment: Any) -> Dict[str, Dict[str, Any]]:

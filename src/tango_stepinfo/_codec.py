@@ -10,7 +10,9 @@ Field metadata understood by the plans:
 
 - ``"probe": True``: the default factory probes the machine, so decoding must never call it: the
   field is required in JSON, and an old pickle that lacks it gets ``None``.
-- ``"tango": False``: the field is our addition and is left out of the Tango-compatible JSON.
+- ``"since": "<version>"``: the field was added by this library in that version. A JSON dict or
+  a pickle state that lacks it gives ``None`` (never probed, never an error), and the
+  Tango-compatible JSON leaves it out. Such a field must have a default or a default factory.
 
 Errors travel as :class:`_Bad` from the innermost value outwards; every container on the way
 prepends its part of the path, so the happy path pays nothing for error reporting.
@@ -714,7 +716,7 @@ class _Plan:
             self.unpickled_checks.append(
                 (f.name, detail if kind == "record" else None, enc, default is None)
             )
-            if mode is _Mode.TANGO and f.metadata.get("tango") is False:
+            if mode is _Mode.TANGO and "since" in f.metadata:
                 continue
             self.encode_fields.append((f.name, tp, enc))
         self.encode_fields.sort(key=lambda item: item[0])
@@ -723,10 +725,17 @@ class _Plan:
 
 
 def field_default(f: dataclasses.Field[Any]) -> Callable[[], Any] | None:
-    """What a field missing from a record's JSON takes: its plain default (as a function), the
+    """What a field missing from a record's JSON or pickle state takes: ``None`` for a field
+    added by this library (metadata ``"since"``), else its plain default (as a function), the
     result of a factory that does not probe, or ``None`` when the field is required (no default,
     or a default that would probe this machine). The JSON Schema's ``required`` follows this.
+
+    :raises TypeError: a field declared ``since`` a version has neither default nor factory.
     """
+    if "since" in f.metadata:
+        if f.default is _MISSING and f.default_factory is _MISSING:
+            raise TypeError(f"field {f.name!r} is declared 'since' a version but has no default")
+        return _none
     if f.default is None:
         return _none
     if f.default is not _MISSING:

@@ -21,7 +21,6 @@ from ._version import __version__
 __all__ = ["EnvironmentMetadata", "GitMetadata", "PlatformMetadata", "TangoMetadata"]
 
 _PROBED: Any = {"probe": True}
-_OURS: Any = {"tango": False}
 
 
 @dataclass(eq=False, repr=False)  # == and repr come from Record
@@ -38,8 +37,8 @@ class GitMetadata(Record):
 
     commit: Optional[str] = None
     remote: Optional[str] = None
-    branch: Optional[str] = field(default=None, metadata=_OURS)
-    dirty: Optional[bool] = field(default=None, metadata=_OURS)
+    branch: Optional[str] = field(default=None, metadata={"since": "0.1.0"})
+    dirty: Optional[bool] = field(default=None, metadata={"since": "0.1.0"})
 
     @classmethod
     def check_for_repo(cls) -> Optional[GitMetadata]:
