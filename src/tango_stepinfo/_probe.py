@@ -757,8 +757,11 @@ def clear_cache() -> None:
     ``git status`` included. ``StepInfo.refresh()`` calls this.
     """
     global _argv, _root, _packages
+    from . import _fallbacks
+
     with _lock:
         _fixed.clear()
+        _fallbacks.clear()
         _argv = ([], "")
         _root = ("", Path("."))
         _packages = None
