@@ -727,6 +727,8 @@ def test_names_that_are_not_strings() -> None:
         ("KeyError: 'token'", "KeyError: 'token'"),
         ("TokenError: bad token", "TokenError: bad token"),
         ("tokens: 512, max_tokens=1024", "tokens: 512, max_tokens=1024"),
+        ("authority=x,password=pw", "authority=x,password=***"),  # a pair inside a value
+        ("AccountKey=abc==;EndpointSuffix=x", "AccountKey=***;EndpointSuffix=x"),
         ("", ""),
     ],
 )  # fmt: skip
@@ -795,3 +797,19 @@ def test_work_grows_linearly(unit: str) -> None:
     ):
         a, b = _work(function, wrap(small)), _work(function, wrap(big))
         assert b <= 8 * a + 200, (unit, function.__name__, a, b)
+
+
+@given(st.text(max_size=60))
+def test_any_text_gives_a_string(text: str) -> None:
+    assert isinstance(redact_text(text), str)
+    assert isinstance(redact_url(text), str)
+
+
+@given(
+    st.sampled_from(["password", "api_key", "X-Auth-Token", "client_secret", "PGPASSWORD"]),
+    st.sampled_from(["=", ": ", '": "', "="]),
+    secret_values.filter(lambda v: not set(v) & set("\"';&<> ")),
+)
+def test_secret_values_in_pairs_never_appear(name: str, separator: str, value: str) -> None:
+    text = f'{{"{name}{separator}{value}"}}' if separator == '": "' else f"{name}{separator}{value}"
+    assert value not in redact_text(text)

@@ -6,14 +6,14 @@ that commonly carry credentials are cleaned when they are captured: ``environmen
 ``config`` and ``metadata`` are the user's own data and are never changed. Engines may apply
 the functions to their own strings (:func:`redact_text` for free text such as a traceback or an
 environment variable's value; :func:`is_secret_name` to decide whether a variable may be
-recorded at all). None of them ever raises. A redacted value becomes ``***`` (:data:`MASK`).
+recorded at all). None of them ever raises. A redacted value becomes ``***`` (``MASK``).
 The rules, with examples of what is redacted and what is kept, are one table in the security
 page of the documentation; in brief:
 
 **Secret-looking names** (:func:`is_secret_name`). A name is split into lowercase words at
 every ASCII character that is not a letter or digit, between letters and digits, and at case
 changes (``apiKey`` and ``APIKey`` give ``api`` + ``key``). It is secret-looking when a word is
-one of :data:`_SECRET_WORDS` (``token``, ``auth``, ``credentials`` ...), or holds ``password``,
+one of ``_SECRET_WORDS`` (``token``, ``auth``, ``credentials`` ...), or holds ``password``,
 ``passwd`` or ``secret``, or ends with ``token``, or is ``pass`` / ``pwd`` as the last word
 (``DB_PASS``, ``MYSQL_PWD``; ``PWD`` alone is the working directory), or is ``key`` after a
 word that does not name a data field (``--wandb-key``, ``AZURE_STORAGE_KEY``; not ``--key``,
@@ -213,16 +213,16 @@ _SOURCES = {
     # credentials in a URL: "://", then the authority up to its last "@" (the authority cannot
     # hold "/", so the runs scanned from two "://" never overlap)
     "credentials": r"""://[^/?#\s"'<>\\]*@""",
-    # a NAME holding a stem, followed by = or : (quoted or not, after up to two dashes), and its
-    # value: quoted (group 2 or 3), an object (no group), after ": " up to the end of the line (4),
-    # or one token (5). Starts only where a name cannot continue, so a run of name characters is
-    # scanned from one start only.
+    # a NAME holding a stem, followed by = or : (quoted or not, after up to two dashes). Starts
+    # only where a name cannot continue, so a run of name characters is scanned from one start.
+    # The value is read after the match, so that the value of a name that is not secret-looking
+    # is searched for pairs too (each character is read once).
     "pair": r"""(?<![A-Za-z0-9_.\-])"""
     + _STEM_CHECK
-    + r"""(-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*)(?:\\?["'])?[ \t]*(?:"""
-    r"""[=:][ \t]*\\?"([^"\r\n]*)|[=:][ \t]*\\?'([^'\r\n]*)|(?=[=:][ \t]*[{\[])"""
-    r"""|:[ \t]+([^\r\n"'}]*)"""
-    r"""|[=:]((?i:basic|bearer|token|digest)[ \t]+[^\s;&"'<>]+|[^\s;&"'<>]*))""",
+    + r"""(-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*)(?:\\?["'])?[ \t]*([=:])([ \t]*)""",
+    # a value after ": " (to the end of the line), or a scheme and a token, or a token
+    "line": r"""[^\r\n"'}]*""",
+    "token": r"""(?i:basic|bearer|token|digest)[ \t]+[^\s;&"'<>]+|[^\s;&"'<>]*""",
     # an option whose name holds a stem, in an embedded command line, with its value
     "option": r"""(?<![^\s"'`(;&|])([\-\u2010-\u2015\u2212]{1,2})"""
     + _STEM_CHECK
@@ -231,6 +231,7 @@ _SOURCES = {
     r"""|[ \t]+(\\?"[^"]*"|\\?'[^']*'|[^\s"';&|\-\u2010-\u2015\u2212][^\s"';&|]*))?""",
     # a shell word of an embedded command line (quotes kept), or a lone quote
     "word": r"""((?:[^\s"']+|"[^"]*"|'[^']*')+|["'])""",
+    "space": r"(\s+)",
     "segment": r"""([^"']+)|"([^"]*)"|'([^']*)'|(["'])""",
 }
 # Well-known key shapes (from the gitleaks and detect-secrets rule sets): a literal prefix, then
@@ -317,29 +318,47 @@ def _redact_pem(text: str) -> str:
     return "".join(pieces)
 
 
-def _hide_pair(m: Match[str]) -> str:
-    """The replacement of a ``NAME=value`` / ``NAME: value`` pair whose name holds a stem."""
-    group = m.lastindex or 1  # the groups of the value are alternatives: the last one matched
-    value = m.group(group)
-    if group == 1 or not value or value == MASK:
-        return m.group(0)
-    name = m.group(1).lstrip("-")
-    kind = _kinds.get(name)
-    if kind is None:
-        kind = _secret_kind(name)
-    if kind == _NOT_SECRET or (kind == _CREDENTIALS and _is_path(value)):
-        return m.group(0)
-    whole = m.group(0)
-    offset = m.start()
-    start, end = m.start(group) - offset, m.end(group) - offset
-    if group >= 4:  # "Name: value" to the end of the line, or a scheme and a token
-        end = start + len(value.rstrip())
-        scheme, space, _ = value.replace("\t", " ").partition(" ")
-        if space and scheme.lower() in _AUTH_SCHEMES and "auth" in name.lower():
-            start += len(scheme) + 1  # Authorization: Bearer ***
-    elif group < 4 and value.endswith("\\"):
-        end -= 1  # the backslash of an escaped closing quote
-    return whole[:start] + MASK + whole[end:]
+def _redact_pairs(text: str) -> str:
+    """Hide the values of ``NAME=value``, ``NAME: value`` and ``"NAME": "value"`` pairs."""
+    pieces: List[str] = []
+    last = 0
+    for m in _pattern("pair").finditer(text):
+        if m.start() < last:
+            continue  # inside a value already hidden
+        name = m.group(1).lstrip("-")
+        kind = _kinds.get(name)
+        if kind is None:
+            kind = _secret_kind(name)
+        if kind == _NOT_SECRET:
+            continue
+        start = m.end()
+        quote = text[start : start + 2] if text.startswith("\\", start) else text[start : start + 1]
+        if quote in ('"', "'", '\\"', "\\'"):
+            start += len(quote)
+            end = text.find(quote, start)
+            if end == -1:
+                end = text.find("\n", start)
+                end = len(text) if end == -1 else end
+        elif text.startswith(("{", "["), start):
+            continue  # an object: its own pairs are found on their own
+        else:
+            line = m.group(2) == ":" and m.group(3)  # "Name: value", as in a header or YAML
+            end = _pattern("line" if line else "token").match(text, start).end()  # type: ignore[union-attr]
+            value = text[start:end].rstrip()
+            end = start + len(value)
+            scheme, space, _ = value.replace("\t", " ").partition(" ")
+            if space and scheme.lower() in _AUTH_SCHEMES and "auth" in name.lower():
+                start += len(scheme) + 1  # Authorization: Bearer ***
+        value = text[start:end]
+        if not value or value == MASK or (kind == _CREDENTIALS and _is_path(value)):
+            continue
+        pieces.append(text[last:start])
+        pieces.append(MASK)
+        last = end
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 def _redact_text(text: str) -> str:
@@ -354,7 +373,7 @@ def _redact_text(text: str) -> str:
     if "=" in text or ":" in text:
         low = text.lower()
         if any(stem in low for stem in _STEMS):
-            text = _pattern("pair").sub(_hide_pair, text)
+            text = _redact_pairs(text)
     return text
 
 
@@ -364,9 +383,9 @@ def redact_text(text: str) -> str:
     Replaces credentials in URLs and secret query parameters, the values of ``password=...``,
     ``"password": "..."`` and ``Authorization: ...`` pairs with a secret-looking name,
     well-known key shapes (GitHub, GitLab, Slack, AWS, OpenAI, Hugging Face, Google, JWTs ...)
-    and the bodies of PEM private key blocks with :data:`MASK`. Linear in the length of
+    and the bodies of PEM private key blocks with ``***``. Linear in the length of
     ``text``. Never raises: anything that is not a string is returned unchanged, and should a
-    rule fail, the result is :data:`MASK` alone.
+    rule fail, the result is ``***`` alone.
 
     :param text: any text.
     :returns: the text with every secret found replaced.
@@ -385,8 +404,8 @@ def redact_url(url: str) -> str:
     ``https://user:token@host/x.git`` becomes ``https://host/x.git``; scp-style
     ``git@host:org/x.git`` is returned as it is (it names a user but holds no secret). Secret
     query parameters (``?token=***``, ``&sig=***``, ``X-Amz-Signature=***``) and key shapes are
-    hidden as :func:`redact_text` hides them. Never raises; anything that is not a string is
-    returned unchanged.
+    hidden as :func:`~tango_stepinfo.redact.redact_text` hides them. Never raises; anything
+    that is not a string is returned unchanged.
 
     :param url: a URL, such as a git remote.
     :returns: the URL without credentials.
@@ -397,7 +416,6 @@ def redact_url(url: str) -> str:
 # --- the command line ----------------------------------------------------------------------------
 
 _DASHES = "-\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
-_DASH_START = tuple(_DASHES)
 _MAX_NESTING = 3
 _SHELL_SEPARATORS = frozenset((";", "&&", "||", "|", "&", "(", ")", "{", "}", "do", "then"))
 
@@ -453,7 +471,7 @@ def _hidden(value: str, how: int) -> str:
 
 def _option(word: str) -> Optional[Tuple[str, str, str, str]]:
     """``(dashes, name, "=" or "", value)`` of an option, or None."""
-    n = 2 if word[1:2] in _DASH_START else 1
+    n = 2 if len(word) > 1 and word[1] in _DASHES else 1
     rest = word[n:]
     if not rest or rest[0] in _DASHES:
         return None
@@ -580,7 +598,7 @@ def _redact_words(words: List[str], depth: int) -> List[str]:
     for word in words:
         if ctx.hide:
             how, ctx.hide = ctx.hide, 0
-            if not word.startswith(_DASH_START):
+            if not (word and word[0] in _DASHES):
                 out.append(_hidden(word, how))
                 ctx.positional("")
                 continue
@@ -588,7 +606,7 @@ def _redact_words(words: List[str], depth: int) -> List[str]:
             ctx.positional(word)
             out.append(word)
             continue
-        new = _redact_option(word, depth, ctx) if word.startswith(_DASH_START) else None
+        new = _redact_option(word, depth, ctx) if word and word[0] in _DASHES else None
         if new is None:
             ctx.positional(word.rpartition("/")[2])
             if depth < _MAX_NESTING and _has_space(word):  # NAME=x cmd ...: a command line
@@ -648,16 +666,19 @@ def _redact_embedded(text: str, depth: int) -> str:
 
 
 def _redact_shell_words(text: str, depth: int) -> str:
-    pieces = _pattern("word").split(text)  # separators at even indexes, words at odd ones
-    raw = pieces[1::2]
-    words = [_unquote(w) for w in raw] if ("'" in text or '"' in text) else raw
-    new = _redact_words(words, depth)
+    quoted = "'" in text or '"' in text
+    if quoted:  # separators at even indexes, words at odd ones
+        pieces, first = _pattern("word").split(text), 1
+    else:  # words at even indexes (empty at either end), separators at odd ones
+        pieces, first = _pattern("space").split(text), 0
+    raw = pieces[first::2]
+    words = [_unquote(w) for w in raw] if quoted else raw
     changed = False
-    for i, after in enumerate(new):
+    for i, after in enumerate(_redact_words(words, depth)):
         word = words[i]
         if after is not word and after != word:
             before = raw[i]
-            pieces[2 * i + 1] = _quote(after) if before != word else after
+            pieces[2 * i + first] = _quote(after) if before != word else after
             changed = True
     return "".join(pieces) if changed else text
 
