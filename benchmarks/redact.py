@@ -111,7 +111,8 @@ def main() -> None:
     parser.add_argument("--first-call-only", action="store_true")
     args = parser.parse_args()
 
-    print(f"Python {sys.version.split()[0]}, src {args.src}")
+    where = "this checkout" if args.src == SRC else args.src
+    print(f"Python {sys.version.split()[0]}, src: {where}")
     print("first redact_command() of a process (median of fresh processes):")
     for label, argv in (("typical", TYPICAL), ("with secrets", WITH_SECRETS)):
         print(f"  {label:13} {first_call(argv, args.runs, args.src) * 1e3:6.3f} ms")

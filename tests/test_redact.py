@@ -558,6 +558,7 @@ COMMAND_LINES = [
     (["x", "--token=a=b"], "x '--token=***'"),
     # values with spaces and quotes
     (["x", "--password", "two words"], "x --password '***'"),
+    (["env", "DB_PASSWORD=two words", "x"], "env 'DB_PASSWORD=***' x"),
     (["x", "--api-key='sk abc'"], "x '--api-key=***'"),
     # URL credentials, anywhere
     (
@@ -813,3 +814,10 @@ def test_any_text_gives_a_string(text: str) -> None:
 def test_secret_values_in_pairs_never_appear(name: str, separator: str, value: str) -> None:
     text = f'{{"{name}{separator}{value}"}}' if separator == '": "' else f"{name}{separator}{value}"
     assert value not in redact_text(text)
+
+
+@given(st.text(max_size=30))
+def test_quoting_is_shlex_quote(word: str) -> None:
+    from tango_stepinfo.redact import _quote
+
+    assert _quote(word) == shlex.quote(word)

@@ -35,14 +35,18 @@ the bodies of PEM private key blocks.
 
 **The command line** (:func:`redact_command`), argument by argument: ``--name=VALUE`` and
 ``--name VALUE`` with a secret-looking name (one or two dashes, typographic dashes too) hide
-the value, unless the next argument starts with ``-``; ``NAME=VALUE`` with a secret-looking
+the value, unless the next argument starts with ``-`` (a secret-looking switch hides the
+argument after it: the safe direction); ``NAME=VALUE`` with a secret-looking
 name hides the value, also inside an option (``--env=DB_PASS=***``); the password options of
-well-known tools are hidden (``mysql -p***``, ``sshpass -p ***``, ``curl -u user:***``);
+well-known tools are hidden (``mysql -p***``, ``sshpass -p ***``, ``curl -u user:***``),
+other one-letter options never are (``-p 8080``);
 a credentials file given as a path is kept (``GOOGLE_APPLICATION_CREDENTIALS=/path``); an
 argument holding whitespace is read as an embedded command line (``bash -c "..."``, up to
-three levels deep) and only its words at fault are replaced. Arguments that are not strings
-are converted with :func:`os.fsdecode` (bytes, paths) or :class:`str`. The result is the
-arguments shell-quoted and joined with spaces, as :func:`shlex.join` gives them.
+three levels deep) and only its words at fault are replaced (``NAME=two words`` is one value,
+unless it reads as a command line: `` -``, ``;``, ``&&``, ``|`` or a newline in it).
+Arguments that are not strings are converted with :func:`os.fsdecode` (bytes, paths) or
+:class:`str`. The result is the arguments shell-quoted and joined with spaces, as
+:func:`shlex.join` gives them.
 
 All of it runs in time linear in the input: the few regular expressions are compiled on
 first use, start only at token boundaries and never rescan a run of characters they failed on.
@@ -503,6 +507,11 @@ def _assignment(word: str) -> Optional[str]:
     return f"{name}={MASK}"
 
 
+def _looks_like_command(text: str) -> bool:
+    """Whether text holding whitespace reads as a command line rather than one value."""
+    return " -" in text or ";" in text or "&&" in text or "|" in text or "\n" in text
+
+
 def _has_space(text: str) -> bool:
     return " " in text or "\n" in text or "\t" in text or "\r" in text
 
@@ -609,13 +618,13 @@ def _redact_words(words: List[str], depth: int) -> List[str]:
         new = _redact_option(word, depth, ctx) if word and word[0] in _DASHES else None
         if new is None:
             ctx.positional(word.rpartition("/")[2])
-            if depth < _MAX_NESTING and _has_space(word):  # NAME=x cmd ...: a command line
+            new = _assignment(word) if "=" in word else None
+            if new is not None and not (_has_space(word) and _looks_like_command(word)):
+                out.append(new)  # NAME=***, also when the value holds spaces
+                continue
+            if depth < _MAX_NESTING and _has_space(word):  # NAME=x cmd -o ...: a command line
                 new = _redact_embedded(word, depth + 1)
             else:
-                new = _assignment(word) if "=" in word else None
-                if new is not None:
-                    out.append(new)
-                    continue
                 new = word
         out.append(_redact_text(new) if depth == 0 else new)
     return out
