@@ -140,6 +140,27 @@ LEAKS: List[Tuple[str, Any, Any]] = [
         ["smbclient", "//h/s", "-U", "ada%***"],
     ),
     ("unzip-P", ["unzip", "-P", "pw", "a.zip"], ["unzip", "-P", MASK, "a.zip"]),
+    (
+        "az-login-p",
+        ["az", "login", "-u", "app", "-p", "pw", "-t", "t"],
+        ["az", "login", "-u", "app", "-p", MASK, "-t", "t"],
+    ),
+    (
+        "wandb-login",
+        ["wandb", "login", "0123456789abcdef0123456789abcdef01234567"],
+        ["wandb", "login", MASK],
+    ),
+    (
+        "aws-configure-set",
+        ["aws", "configure", "set", "aws_secret_access_key", "wJalr"],
+        ["aws", "configure", "set", "aws_secret_access_key", MASK],
+    ),
+    ("pwd-option", ["x", "--pwd", "hunter2"], ["x", "--pwd", MASK]),
+    (
+        "cookie-header",
+        ["curl", "-H", "Cookie: session=abc", "u"],
+        ["curl", "-H", "Cookie: ***", "u"],
+    ),
     # NAME=value with secret-looking names, Java properties
     ("MYSQL_PWD", ["env", "MYSQL_PWD=x", "mysql"], ["env", "MYSQL_PWD=***", "mysql"]),
     ("DB_PASS", ["env", "DB_PASS=x"], ["env", "DB_PASS=***"]),
@@ -460,6 +481,10 @@ KEEPS: List[Tuple[str, Any]] = [
     ("bash-c", ["bash", "-c", "echo $PATH && ls -la"]),
     ("bash-c-tokenizer", ["bash", "-c", "python t.py --tokenizer bert --max-tokens 512"]),
     ("lr", ["x", "--learning-rate=3e-4", "--warmup", "100"]),
+    ("key-field", ["python", "train.py", "dataset.key_field=text"]),
+    ("cookie-jar", ["curl", "--cookie-jar", "jar.txt", "u"]),
+    ("az-deployment-p", ["az", "deployment", "group", "create", "-p", "params.json"]),
+    ("aws-configure-region", ["aws", "configure", "set", "region", "eu-west-1"]),
     ("url", "https://github.com/org/repo.git"),
     ("url-at-in-query", "https://host/x?next=a@b&page=2"),
     ("url-port", "ssh://host:2222/x.git"),

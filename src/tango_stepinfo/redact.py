@@ -70,6 +70,7 @@ _SECRET_WORDS = frozenset(
         "authorization", "credential", "credentials", "creds", "bearer", "sig", "signature",
         "apikey", "accesskey", "secretkey", "privatekey", "authkey", "masterkey", "accountkey",
         "encryptionkey", "licensekey", "passkey", "storepass", "keypass", "passin", "passout",
+        "cookie",
         "contrasena", "contraseña",
     )
 )  # fmt: skip
@@ -83,7 +84,8 @@ _HARMLESS_TAILS = frozenset(
         "kind", "limit", "limits", "count", "length", "len", "size", "mode", "method", "methods",
         "scheme", "url", "uri", "endpoint", "host", "port", "format", "ttl", "timeout", "expiry",
         "expires", "expiration", "lifetime", "version", "level", "helper", "store", "provider",
-        "prefix", "algorithm", "error", "exception", "warning", "enabled", "disabled",
+        "prefix", "algorithm", "error", "exception", "warning", "enabled", "disabled", "field",
+        "fields", "column", "columns", "col", "jar",
     )
 )  # fmt: skip
 # A first word that makes the option a switch.
@@ -109,7 +111,9 @@ _FIELD_WORDS = frozenset(
     )
 )  # fmt: skip
 # Cheap first test: a name holding none of these (lowercased) is never secret-looking.
-_STEMS = ("pass", "pwd", "secret", "token", "auth", "key", "cred", "bearer", "sig", "contrase")
+_STEMS = (
+    "pass", "pwd", "secret", "token", "auth", "key", "cred", "bearer", "sig", "contrase", "cookie",
+)  # fmt: skip
 _NOT_SECRET, _SECRET, _CREDENTIALS = 0, 1, 2
 _LONG_NAME = 200  # longer names holding a stem are taken as secret-looking without splitting
 
@@ -212,7 +216,9 @@ def is_secret_name(name: str) -> bool:
 # Compiled on first use (importing tango_stepinfo must stay cheap; a typical command line needs
 # none of them): about 0.1 to 0.3 ms each on a 2-CPU VM.
 _patterns: Dict[str, Pattern[str]] = {}
-_STEM_CHECK = r"(?=[A-Za-z0-9_.\-]*?(?i:pass|pwd|secret|token|auth|key|cred|bearer|sig|contrase))"
+_STEM_CHECK = (
+    r"(?=[A-Za-z0-9_.\-]*?(?i:pass|pwd|secret|token|auth|key|cred|bearer|sig|contrase|cookie))"
+)
 _SOURCES = {
     # credentials in a URL: "://", then the authority up to its last "@" (the authority cannot
     # hold "/", so the runs scanned from two "://" never overlap)
@@ -459,7 +465,9 @@ def _tools() -> Dict[str, Dict[str, int]]:
 
 
 _tool_table: Dict[str, Dict[str, int]] = {}
-_LOGIN_PROGRAMS = frozenset(("docker", "podman", "nerdctl", "buildah", "skopeo", "helm", "oras"))
+_LOGIN_PROGRAMS = frozenset(
+    ("docker", "podman", "nerdctl", "buildah", "skopeo", "helm", "oras", "az", "wandb", "aws")
+)
 _LOGIN_OPTIONS = {"-p": _HIDE}
 
 
@@ -530,12 +538,13 @@ def _redact_value(value: str, depth: int) -> str:
 class _Context:
     """What the words read so far of one command line say about the next one."""
 
-    __slots__ = ("hide", "program", "tool")
+    __slots__ = ("before", "hide", "last", "program", "tool")
 
     def __init__(self) -> None:
         self.hide = 0  # how to hide the next word (0: it is not hidden)
         self.program: Optional[str] = None
         self.tool: Optional[Dict[str, int]] = None  # the password options of a known program
+        self.last = self.before = ""  # the last two words that were not options
 
     def positional(self, word: str) -> None:
         """Note a word that is not an option."""
@@ -545,10 +554,19 @@ class _Context:
             self.program, self.tool = word, None
         elif word == "login" and self.program in _LOGIN_PROGRAMS:
             self.tool = _LOGIN_OPTIONS
+            if self.program == "wandb":  # wandb login KEY
+                self.hide = _HIDE
         elif word in _SHELL_SEPARATORS or word.endswith(";"):
             self.program = self.tool = None
         elif self.tool is not None and "" in self.tool:  # sshpass -p X COMMAND ...
             self.tool = None
+        elif (
+            (self.before, self.last) == ("configure", "set")
+            and self.program == "aws"
+            and _secret_kind(word) != _NOT_SECRET
+        ):  # aws configure set NAME VALUE
+            self.hide = _HIDE
+        self.before, self.last = self.last, word
 
 
 def _redact_tool_option(word: str, dashes: str, name: str, ctx: _Context) -> Optional[str]:
@@ -574,6 +592,16 @@ def _redact_tool_option(word: str, dashes: str, name: str, ctx: _Context) -> Opt
     return word
 
 
+def _option_kind(name: str) -> int:
+    """The kind of an option's name: ``--pwd`` is a password too, one letter never is."""
+    if len(name) < 2:
+        return _NOT_SECRET
+    kind = _kinds.get(name)
+    if kind is None:
+        kind = _secret_kind(name)
+    return _SECRET if kind == _NOT_SECRET and name.lower() == "pwd" else kind
+
+
 def _redact_option(word: str, depth: int, ctx: _Context) -> Optional[str]:
     """``word`` with its secret hidden when it is an option (``ctx`` notes a value to hide)."""
     option = _option(word)
@@ -583,7 +611,7 @@ def _redact_option(word: str, depth: int, ctx: _Context) -> Optional[str]:
     done = _redact_tool_option(word, dashes, name, ctx)
     if done is not None:
         return done
-    kind = _secret_kind(name) if len(name) > 1 else _NOT_SECRET
+    kind = _option_kind(name)
     if kind == _NOT_SECRET:
         return f"{dashes}{name}={_redact_value(value, depth)}" if value else word
     if not equals:
@@ -642,11 +670,9 @@ def _hide_option(m: Match[str]) -> str:
     group = m.lastindex or 1  # 3 (after "=") or 4 (after spaces): alternatives
     value = m.group(group)
     name = m.group(2)
-    if group < 3 or not value or value == MASK or len(name) < 2:
+    if group < 3 or not value or value == MASK:
         return m.group(0)
-    kind = _kinds.get(name)
-    if kind is None:
-        kind = _secret_kind(name)
+    kind = _option_kind(name)
     if kind == _NOT_SECRET or (kind == _CREDENTIALS and _is_path(value.strip("\\\"'"))):
         return m.group(0)
     return m.group(0)[: m.start(group) - m.start()] + MASK
