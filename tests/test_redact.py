@@ -354,6 +354,12 @@ LEAKS: List[Tuple[str, Any, Any]] = [
         ["bash", "-c", "docker login -u ada -p *** ghcr.io"],
     ),
     (
+        "bash-separator",
+        ["bash", "-c", "mysql -pX; curl -u a:b h && f --token t | g"],
+        ["bash", "-c", "mysql -p***; curl -u a:*** h && f --token *** | g"],
+    ),
+    ("bash-subshell", ["bash", "-c", "echo $(mysql -pX)"], ["bash", "-c", "echo $(mysql -p***)"]),
+    (
         "bash-url",
         ["bash", "-c", "git clone https://ada:pw@host/r.git"],
         ["bash", "-c", "git clone https://host/r.git"],
@@ -481,6 +487,9 @@ KEEPS: List[Tuple[str, Any]] = [
     ("bash-c", ["bash", "-c", "echo $PATH && ls -la"]),
     ("bash-c-tokenizer", ["bash", "-c", "python t.py --tokenizer bert --max-tokens 512"]),
     ("lr", ["x", "--learning-rate=3e-4", "--warmup", "100"]),
+    ("use_auth_token-True", ["run.py", "--use_auth_token", "True", "--trust_remote_code"]),
+    ("use-auth-token=false", ["run.py", "--use-auth-token=false"]),
+    ("hf-ml-options", ["run.py", "--special_tokens_map", "m.json", "--key_column", "text"]),
     ("key-field", ["python", "train.py", "dataset.key_field=text"]),
     ("cookie-jar", ["curl", "--cookie-jar", "jar.txt", "u"]),
     ("az-deployment-p", ["az", "deployment", "group", "create", "-p", "params.json"]),

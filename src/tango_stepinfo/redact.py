@@ -35,18 +35,18 @@ the bodies of PEM private key blocks.
 
 **The command line** (:func:`redact_command`), argument by argument: ``--name=VALUE`` and
 ``--name VALUE`` with a secret-looking name (one or two dashes, typographic dashes too) hide
-the value, unless the next argument starts with ``-`` (a secret-looking switch hides the
-argument after it: the safe direction); ``NAME=VALUE`` with a secret-looking
-name hides the value, also inside an option (``--env=DB_PASS=***``); the password options of
-well-known tools are hidden (``mysql -p***``, ``sshpass -p ***``, ``curl -u user:***``),
-other one-letter options never are (``-p 8080``);
-a credentials file given as a path is kept (``GOOGLE_APPLICATION_CREDENTIALS=/path``); an
-argument holding whitespace is read as an embedded command line (``bash -c "..."``, up to
-three levels deep) and only its words at fault are replaced (``NAME=two words`` is one value,
-unless it reads as a command line: `` -``, ``;``, ``&&``, ``|`` or a newline in it).
-Arguments that are not strings are converted with :func:`os.fsdecode` (bytes, paths) or
-:class:`str`. The result is the arguments shell-quoted and joined with spaces, as
-:func:`shlex.join` gives them.
+the value, unless the next argument starts with ``-`` or is a boolean (``True``, ``no`` ...;
+any other argument after a secret-looking switch is hidden: the safe direction);
+``NAME=VALUE`` with a secret-looking name hides the value, also inside an option
+(``--env=DB_PASS=***``); the password options of well-known tools are hidden
+(``mysql -p***``, ``sshpass -p ***``, ``curl -u user:***``), other one-letter options never
+are (``-p 8080``); a credentials file given as a path is kept
+(``GOOGLE_APPLICATION_CREDENTIALS=/path``); an argument holding whitespace is read as an
+embedded command line (``bash -c "..."``, up to three levels deep) and only its words at
+fault are replaced (``NAME=two words`` is one value, unless it reads as a command line:
+`` -``, ``;``, ``&&``, ``|`` or a newline in it). Arguments that are not strings are converted
+with :func:`os.fsdecode` (bytes, paths) or :class:`str`. The result is the arguments
+shell-quoted and joined with spaces, as :func:`shlex.join` gives them.
 
 All of it runs in time linear in the input: the few regular expressions are compiled on
 first use, start only at token boundaries and never rescan a run of characters they failed on.
@@ -332,36 +332,47 @@ def _redact_pairs(text: str) -> str:
     """Hide the values of ``NAME=value``, ``NAME: value`` and ``"NAME": "value"`` pairs."""
     pieces: List[str] = []
     last = 0
+    token, line = _pattern("token").match, _pattern("line").match
+    kinds = _kinds
     for m in _pattern("pair").finditer(text):
         if m.start() < last:
             continue  # inside a value already hidden
         name = m.group(1).lstrip("-")
-        kind = _kinds.get(name)
+        kind = kinds.get(name)
         if kind is None:
             kind = _secret_kind(name)
         if kind == _NOT_SECRET:
             continue
         start = m.end()
-        quote = text[start : start + 2] if text.startswith("\\", start) else text[start : start + 1]
-        if quote in ('"', "'", '\\"', "\\'"):
+        first = text[start : start + 1]
+        if first and first in "\"'\\":
+            quote = text[start : start + 2] if first == "\\" else first
+            if quote not in ('"', "'", '\\"', "\\'"):
+                continue  # a backslash, not an escaped quote
             start += len(quote)
             end = text.find(quote, start)
             if end == -1:
                 end = text.find("\n", start)
                 end = len(text) if end == -1 else end
-        elif text.startswith(("{", "["), start):
+        elif first in ("{", "["):
             continue  # an object: its own pairs are found on their own
         else:
-            line = m.group(2) == ":" and m.group(3)  # "Name: value", as in a header or YAML
-            end = _pattern("line" if line else "token").match(text, start).end()  # type: ignore[union-attr]
-            value = text[start:end].rstrip()
-            end = start + len(value)
-            scheme, space, _ = value.replace("\t", " ").partition(" ")
-            if space and scheme.lower() in _AUTH_SCHEMES and "auth" in name.lower():
-                start += len(scheme) + 1  # Authorization: Bearer ***
+            by_line = m.group(2) == ":" and m.group(3)  # "Name: value", as in a header or YAML
+            end = (line if by_line else token)(text, start).end()  # type: ignore[union-attr]
+            if by_line or " " in text[start:end] or "\t" in text[start:end]:
+                value = text[start:end].rstrip()
+                end = start + len(value)
+                scheme, space, _ = value.replace("\t", " ").partition(" ")
+                if space and scheme.lower() in _AUTH_SCHEMES and "auth" in name.lower():
+                    start += len(scheme) + 1  # Authorization: Bearer ***
         value = text[start:end]
-        if not value or value == MASK or (kind == _CREDENTIALS and _is_path(value)):
-            continue
+        if (
+            not value
+            or value == MASK
+            or (len(value) < 6 and value.lower() in _BOOLEANS)
+            or (kind == _CREDENTIALS and _is_path(value))
+        ):
+            continue  # empty, hidden already, a boolean, or a credentials file's path
         pieces.append(text[last:start])
         pieces.append(MASK)
         last = end
@@ -471,9 +482,18 @@ _LOGIN_PROGRAMS = frozenset(
 _LOGIN_OPTIONS = {"-p": _HIDE}
 
 
+def _how(kind: int) -> int:
+    """How to hide the value of a name of this kind."""
+    return _HIDE_UNLESS_PATH if kind == _CREDENTIALS else _HIDE
+
+
+# The value of a switch (``--use_auth_token True``), never a secret.
+_BOOLEANS = frozenset(("true", "false", "yes", "no", "on", "off", "none", "null"))
+
+
 def _hidden(value: str, how: int) -> str:
     """``value`` as the value of a secret option hides it."""
-    if how == _HIDE_UNLESS_PATH and _is_path(value):
+    if (how == _HIDE_UNLESS_PATH and _is_path(value)) or value.lower() in _BOOLEANS:
         return value
     if how in (_HIDE_PASSWORD, _HIDE_SMB_PASSWORD):
         user, sep, password = value.partition(":" if how == _HIDE_PASSWORD else "%")
@@ -615,46 +635,56 @@ def _redact_option(word: str, depth: int, ctx: _Context) -> Optional[str]:
     if kind == _NOT_SECRET:
         return f"{dashes}{name}={_redact_value(value, depth)}" if value else word
     if not equals:
-        ctx.hide = _HIDE if kind == _SECRET else _HIDE_UNLESS_PATH
+        ctx.hide = _how(kind)
         return word
-    if value and not (kind == _CREDENTIALS and _is_path(value)):
+    if value and _hidden(value, _how(kind)) != value:
         return f"{dashes}{name}={MASK}"
     return word
+
+
+def _redact_word(word: str, depth: int, ctx: _Context) -> str:
+    """One word of a command line, read in the context of the words before it."""
+    if ctx.hide:
+        how, ctx.hide = ctx.hide, 0
+        if not (word and word[0] in _DASHES):
+            ctx.positional("")
+            return _hidden(word, how)
+    if len(word) < _MIN_KEY and word.isalnum():  # the common case: nothing to look at
+        ctx.positional(word)
+        return word
+    new = _redact_option(word, depth, ctx) if word and word[0] in _DASHES else None
+    if new is None:
+        ctx.positional(word.rpartition("/")[2].lstrip("$(`"))  # /usr/bin/mysql, $(mysql
+        new = _assignment(word) if "=" in word else None
+        if new is not None and not (_has_space(word) and _looks_like_command(word)):
+            return new  # NAME=***, also when the value holds spaces
+        if depth < _MAX_NESTING and _has_space(word):  # NAME=x cmd -o ...: a command line
+            new = _redact_embedded(word, depth + 1)
+        else:
+            new = word
+    return _redact_text(new) if depth == 0 else new
 
 
 def _redact_words(words: List[str], depth: int) -> List[str]:
     """Apply the command-line rules to a list of words, returning the new words.
 
     At depth 0 (the arguments themselves) the free-text rules are applied to each argument
-    too; deeper, the caller applies them to the whole embedded command line.
+    too; deeper, the caller applies them to the whole embedded command line, where a word's
+    trailing ``;``, ``&``, ``|`` or ``)`` ends a command and is kept as it is.
     """
     if not _tool_table:
         _tool_table.update(_tools())
     out: List[str] = []
     ctx = _Context()
     for word in words:
-        if ctx.hide:
-            how, ctx.hide = ctx.hide, 0
-            if not (word and word[0] in _DASHES):
-                out.append(_hidden(word, how))
-                ctx.positional("")
+        if depth and word[-1:] in (";", "&", "|", ")"):
+            core = word.rstrip(";&|)")
+            if core:
+                out.append(_redact_word(core, depth, ctx) + word[len(core) :])
+                ctx.program = ctx.tool = None
+                ctx.hide = 0
                 continue
-        if len(word) < _MIN_KEY and word.isalnum():  # the common case: nothing to look at
-            ctx.positional(word)
-            out.append(word)
-            continue
-        new = _redact_option(word, depth, ctx) if word and word[0] in _DASHES else None
-        if new is None:
-            ctx.positional(word.rpartition("/")[2])
-            new = _assignment(word) if "=" in word else None
-            if new is not None and not (_has_space(word) and _looks_like_command(word)):
-                out.append(new)  # NAME=***, also when the value holds spaces
-                continue
-            if depth < _MAX_NESTING and _has_space(word):  # NAME=x cmd -o ...: a command line
-                new = _redact_embedded(word, depth + 1)
-            else:
-                new = word
-        out.append(_redact_text(new) if depth == 0 else new)
+        out.append(_redact_word(word, depth, ctx))
     return out
 
 
@@ -673,7 +703,8 @@ def _hide_option(m: Match[str]) -> str:
     if group < 3 or not value or value == MASK:
         return m.group(0)
     kind = _option_kind(name)
-    if kind == _NOT_SECRET or (kind == _CREDENTIALS and _is_path(value.strip("\\\"'"))):
+    bare = value.strip("\\\"'")
+    if kind == _NOT_SECRET or _hidden(bare, _how(kind)) == bare:
         return m.group(0)
     return m.group(0)[: m.start(group) - m.start()] + MASK
 
@@ -700,20 +731,30 @@ def _redact_embedded(text: str, depth: int) -> str:
     return _pattern("option").sub(_hide_option, text)
 
 
+def _single_spaced(text: str) -> bool:
+    """Whether the words of ``text`` are separated by single spaces only."""
+    return not ("  " in text or "\t" in text or "\n" in text or "\r" in text)
+
+
 def _redact_shell_words(text: str, depth: int) -> str:
-    quoted = "'" in text or '"' in text
-    if quoted:  # separators at even indexes, words at odd ones
-        pieces, first = _pattern("word").split(text), 1
+    if "'" in text or '"' in text:  # separators at even indexes, words at odd ones
+        pieces = _pattern("word").split(text)
+        raw = pieces[1::2]
+        words = [_unquote(w) for w in raw]
+    elif _single_spaced(text.strip(" ")):  # the common case, split in C ten times faster
+        core = text.strip(" ")
+        start = text.index(core) if core else 0
+        new = " ".join(_redact_words(core.split(" "), depth))
+        return text[:start] + new + text[start + len(core) :]
     else:  # words at even indexes (empty at either end), separators at odd ones
-        pieces, first = _pattern("space").split(text), 0
-    raw = pieces[first::2]
-    words = [_unquote(w) for w in raw] if quoted else raw
+        pieces = _pattern("space").split(text)
+        words = raw = pieces[0::2]
     changed = False
+    first = 1 if raw is not words else 0
     for i, after in enumerate(_redact_words(words, depth)):
         word = words[i]
         if after is not word and after != word:
-            before = raw[i]
-            pieces[2 * i + first] = _quote(after) if before != word else after
+            pieces[2 * i + first] = _quote(after) if raw[i] != word else after
             changed = True
     return "".join(pieces) if changed else text
 
