@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
-import typing
 import platform
 import socket
+import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
