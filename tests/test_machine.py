@@ -172,7 +172,7 @@ def test_a_malformed_cpu_max_is_ignored_with_a_reason(
     assert _machine.cpu_usable() == 64
     reasons = _fallbacks.collect(["cpu_usable"])
     assert reasons is not None
-    assert reasons["cpu_usable"].startswith("cannot read /sys/fs/cgroup/cpu.max (")
+    assert reasons["cpu_usable"].startswith("cannot read the cpu limit in /sys/fs/cgroup (")
     assert reasons["cpu_usable"].endswith("); ignored it")
 
 
@@ -184,8 +184,8 @@ def test_a_malformed_memory_limit_is_ignored_with_a_reason(
     (root / user / "memory.max").write_text("4G\n")
     assert _machine.memory() == MEMTOTAL
     assert _fallbacks.collect(["memory"]) == {
-        "memory": f"cannot read /{user}/memory.max (invalid literal for int() with base 10: "
-        "'4G'); ignored it"
+        "memory": f"cannot read the memory limit in /{user} (invalid literal for int() with "
+        "base 10: '4G'); ignored it"
     }
 
 
@@ -251,7 +251,9 @@ def test_cgroup_dirs_go_up_to_the_mount_point(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_root(tmp_path, monkeypatch, "v1-slurm")
-    found = _machine.cgroup_dirs("memory")
+    groups, why = _machine.cgroups()
+    assert why is None
+    found = _machine.cgroup_dirs("memory", groups)
     assert found == (
         1,
         [
@@ -263,18 +265,19 @@ def test_cgroup_dirs_go_up_to_the_mount_point(
             "/sys/fs/cgroup/memory",
         ],
     )
-    assert _machine.cgroup_dirs("cpu") is not None
-    assert _machine.cgroup_dirs("pids") is None  # in no such hierarchy here
+    assert _machine.cgroup_dirs("cpu", groups) is not None
+    assert _machine.cgroup_dirs("pids", groups) is None  # in no such hierarchy here
 
 
 def test_a_hybrid_system_reads_v1_controllers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_root(tmp_path, monkeypatch, "hybrid")
-    found = _machine.cgroup_dirs("memory")
+    groups = _machine.cgroups()[0]
+    found = _machine.cgroup_dirs("memory", groups)
     assert found is not None and found[0] == 1
     assert found[1][0] == "/sys/fs/cgroup/memory/process_api/5579ab60734c4c5f96e851f4712c328d"
-    assert _machine.cgroup_dirs("io") == (2, ["/sys/fs/cgroup/unified"])
+    assert _machine.cgroup_dirs("io", groups) == (2, ["/sys/fs/cgroup/unified"])
 
 
 # --- container ---------------------------------------------------------------------------------
@@ -364,8 +367,8 @@ def test_machine_facts_are_probed_once_by_16_racing_threads(
     for t in threads:
         t.join()
     assert len(results) == 16 and len({repr(r) for r in results}) == 1
-    # cpu_usable and memory read the cgroup files once each, and meminfo once.
-    assert calls.count("/proc/self/cgroup") == 2
+    # cpu_usable and memory read the cgroup files once for both, and meminfo once.
+    assert calls.count("/proc/self/cgroup") == 1
     assert calls.count("/proc/meminfo") == 1
     calls.clear()
     PlatformMetadata()

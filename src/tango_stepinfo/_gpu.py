@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _fallbacks
 from ._machine import path, problem, read
 
-GpuFacts = Tuple[str, Optional[str], Optional[str], Optional[str], Optional[int]]
-"""``(name, uuid, bus, driver, memory)``, the fields of ``GpuMetadata`` in order."""
+if TYPE_CHECKING:  # type aliases only for the checker: subscripting typing costs at import
+    GpuFacts = Tuple[str, Optional[str], Optional[str], Optional[str], Optional[int]]
+    """``(name, uuid, bus, driver, memory)``, the fields of ``GpuMetadata`` in order."""
 
 NVML_LIBRARY = "libnvidia-ml.so.1"
 """The NVML library :mod:`ctypes` loads (a file name searched as ``dlopen`` does, or a path)."""

@@ -27,13 +27,14 @@ Reading the environment cannot fail, so this probe never falls back: no job is `
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Mapping, Optional, Tuple
 
 from . import _fallbacks
 from .redact import redact_url
 
-JobFacts = Tuple[str, str, Optional[str], Optional[str], Optional[str]]
-"""``(system, id, name, url, attempt)``, the fields of ``JobMetadata`` in order."""
+if TYPE_CHECKING:  # type aliases only for the checker: subscripting typing costs at import
+    JobFacts = Tuple[str, str, Optional[str], Optional[str], Optional[str]]
+    """``(system, id, name, url, attempt)``, the fields of ``JobMetadata`` in order."""
 
 
 def _slurm(env: Mapping[str, str]) -> Optional[JobFacts]:

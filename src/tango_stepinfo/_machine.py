@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
 
 from . import _fallbacks
 
@@ -138,21 +138,37 @@ def _join(mount_root: str, mount_point: str, cgroup: str) -> str:
     return mount_point.rstrip("/") + "/" + relative if relative else mount_point
 
 
-def cgroup_dirs(controller: str) -> Optional[Tuple[int, List[str]]]:
-    """The cgroup folders limiting ``controller`` for this process: ``(version, folders)``.
+if TYPE_CHECKING:  # type aliases only for the checker: subscripting typing costs at import
+    Cgroups = Tuple[List[Tuple[List[str], str]], List[Tuple[str, str, str, List[str]]]]
+    """The lines of ``/proc/self/cgroup`` and the cgroup mounts of ``/proc/self/mountinfo``."""
 
-    The folders go from the process's cgroup up to the root of the mounted hierarchy (limits of
-    ancestors apply too). ``None`` when the process is in no such hierarchy, or it is not
-    mounted.
+    Found = Tuple[Optional[Cgroups], Optional[str]]
+    """:data:`Cgroups`, or ``None`` without cgroups; and the problem when they cannot be read."""
 
-    :raises OSError: when ``/proc/self/cgroup`` or ``/proc/self/mountinfo`` cannot be read for
-        another reason than not existing.
-    """
+
+def cgroups() -> Found:
+    """Read the process's cgroups and the hierarchies' mounts (both probes use one reading)."""
     try:
         memberships = list(_memberships(read("/proc/self/cgroup")))
         mounts = list(_mounts(read("/proc/self/mountinfo")))
     except FileNotFoundError:
-        return None  # no cgroups (or no /proc): absence
+        return None, None  # no cgroups (or no /proc): absence
+    except OSError as e:
+        return None, problem(e)
+    return (memberships, mounts), None
+
+
+def cgroup_dirs(controller: str, found: Optional[Cgroups]) -> Optional[Tuple[int, List[str]]]:
+    """The cgroup folders that may limit ``controller`` for this process: ``(version, folders)``.
+
+    The folders go from the process's cgroup up to the mount point (limits of ancestors apply
+    too). The mount point is read too: inside a cgroup namespace it is the container's own
+    cgroup, though it looks like the hierarchy's root. ``None`` when the process is in no such
+    hierarchy, or it is not mounted.
+    """
+    if found is None:
+        return None
+    memberships, mounts = found
     for version, fs_type in ((1, "cgroup"), (2, "cgroup2")):
         for controllers, cgroup in memberships:
             if (version == 1) != (controller in controllers):
@@ -172,36 +188,34 @@ def _ancestors(folder: str, top: str) -> List[str]:
 
 
 def _lowest(
-    key: str, controller: str, files: Callable[[int], Tuple[str, ...]], limit: Callable[..., object]
+    key: str, controller: str, limit: Callable[[int, str], Optional[int]], found: Found
 ) -> Optional[int]:
     """The lowest limit of ``controller`` over the process's cgroup and its ancestors.
 
-    ``files(version)`` names the files to read in each folder and ``limit(*texts)`` turns their
-    texts into a limit (``None`` for none), raising :class:`ValueError` when they make no sense.
-    A problem is noted under ``key``; the limit is then left out.
+    ``limit(version, folder)`` reads one folder's limit (``None`` for none), raising
+    :class:`OSError` or :class:`ValueError`. A problem is noted under ``key``, and that limit
+    left out.
     """
-    try:
-        found = cgroup_dirs(controller)
-    except OSError as e:
-        _fallbacks.note(key, f"cannot read the process's cgroups ({problem(e)}); ignored limits")
+    groups, why = found
+    if why is not None:
+        _fallbacks.note(key, f"cannot read the process's cgroups ({why}); ignored limits")
+    dirs = cgroup_dirs(controller, groups)
+    if dirs is None:
         return None
-    if found is None:
-        return None
-    version, folders = found
+    version, folders = dirs
     lowest: Optional[int] = None
     for folder in folders:
-        names = files(version)
         try:
-            texts = [read(os.path.join(folder, name)) for name in names]
-            value = limit(*texts)
+            value = limit(version, folder)
         except FileNotFoundError:
-            continue  # no limit set at this level (the root has none)
+            continue  # no such limit at this level
         except (OSError, ValueError) as e:
-            why = problem(e) if isinstance(e, OSError) else str(e)
-            where = os.path.join(folder, names[0])
-            _fallbacks.note(key, f"cannot read {where} ({why}); ignored it")
+            what = problem(e) if isinstance(e, OSError) else str(e)
+            _fallbacks.note(
+                key, f"cannot read the {controller} limit in {folder} ({what}); ignored it"
+            )
             continue
-        if isinstance(value, int) and (lowest is None or value < lowest):
+        if value is not None and (lowest is None or value < lowest):
             lowest = value
     return lowest
 
@@ -209,24 +223,24 @@ def _lowest(
 # --- usable CPUs -------------------------------------------------------------------------------
 
 
-def _cpu_files(version: int) -> Tuple[str, ...]:
-    return ("cpu.max",) if version == 2 else ("cpu.cfs_quota_us", "cpu.cfs_period_us")
-
-
-def _cpu_limit(*texts: str) -> Optional[int]:
-    """CPUs allowed by a quota: ``ceil(quota / period)``; ``None`` for no quota."""
-    if len(texts) == 1:
-        words = texts[0].split()  # v2: "max 100000" or "150000 100000"
+def _cpu_limit(version: int, folder: str) -> Optional[int]:
+    """CPUs allowed by the folder's quota, ``ceil(quota / period)``; ``None`` for no quota."""
+    if version == 2:
+        text = read(folder + "/cpu.max")
+        words = text.split()  # "max 100000" or "150000 100000"
         if len(words) != 2:
-            raise ValueError(f"expected '$MAX $PERIOD', got {texts[0].strip()!r}")
+            raise ValueError(f"cpu.max is {text.strip()!r}, not '$MAX $PERIOD'")
         quota, period = words
+        if quota == "max":
+            return None
     else:
-        quota, period = texts[0].strip(), texts[1].strip()  # v1: -1 for no quota
-    if quota == "max" or quota.startswith("-"):
-        return None
+        quota = read(folder + "/cpu.cfs_quota_us").strip()
+        if quota.startswith("-"):  # -1: no quota
+            return None
+        period = read(folder + "/cpu.cfs_period_us").strip()
     q, p = int(quota), int(period)
     if q <= 0 or p <= 0:
-        raise ValueError(f"quota {q} over period {p}")
+        raise ValueError(f"a quota of {q} over a period of {p}")
     return -(-q // p)
 
 
@@ -243,11 +257,14 @@ def _affinity() -> Optional[int]:
         return None
 
 
-def cpu_usable() -> Optional[int]:
-    """The CPUs this process may use: its affinity, lowered by its cgroup's CPU quota."""
+def cpu_usable(found: Optional[Found] = None) -> Optional[int]:
+    """The CPUs this process may use: its affinity, lowered by its cgroup's CPU quota.
+
+    :param found: the process's :func:`cgroups`, when the caller has read them already.
+    """
     _fallbacks.note("cpu_usable", None)
     count = _affinity() or os.cpu_count()
-    quota = _lowest("cpu_usable", "cpu", _cpu_files, _cpu_limit)
+    quota = _lowest("cpu_usable", "cpu", _cpu_limit, found or cgroups())
     if count is None or quota is None:
         return quota if count is None else count
     return min(count, quota)
@@ -256,13 +273,9 @@ def cpu_usable() -> Optional[int]:
 # --- memory ------------------------------------------------------------------------------------
 
 
-def _memory_files(version: int) -> Tuple[str, ...]:
-    return ("memory.max",) if version == 2 else ("memory.limit_in_bytes",)
-
-
-def _memory_limit(text: str) -> Optional[int]:
-    value = text.strip()
-    return None if value == "max" else int(value)
+def _memory_limit(version: int, folder: str) -> Optional[int]:
+    text = read(folder + ("/memory.max" if version == 2 else "/memory.limit_in_bytes")).strip()
+    return None if text == "max" else int(text)
 
 
 def _meminfo() -> Optional[int]:
@@ -290,11 +303,14 @@ def _sysconf() -> Optional[int]:
     return pages * size if pages > 0 and size > 0 else None
 
 
-def memory() -> Optional[int]:
-    """Bytes of memory this process may use: the machine's, lowered by its cgroup's limit."""
+def memory(found: Optional[Found] = None) -> Optional[int]:
+    """Bytes of memory this process may use: the machine's, lowered by its cgroup's limit.
+
+    :param found: the process's :func:`cgroups`, when the caller has read them already.
+    """
     _fallbacks.note("memory", None)
     total = _meminfo() or _sysconf()
-    limit = _lowest("memory", "memory", _memory_files, _memory_limit)
+    limit = _lowest("memory", "memory", _memory_limit, found or cgroups())
     if total is None or limit is None:
         return limit if total is None else total
     return min(total, limit)

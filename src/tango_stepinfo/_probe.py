@@ -262,6 +262,16 @@ def _fact(name: str) -> Any:
         return _fixed[name]
 
 
+def _cached(name: str) -> Any:
+    """The fact ``name`` as :func:`_fact` gives it, without the reaping :func:`_fact` does for
+    every call: the newer facts' fields leave that to the record's first fields (each later
+    record then pays one dict lookup per field)."""
+    try:
+        return _fixed[name]
+    except KeyError:
+        return _fact(name)
+
+
 def _probe_fixed_facts() -> Dict[str, Any]:
     """Probe every fact fixed for the process, in one place, while two children run.
 
@@ -276,6 +286,7 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     parts = _linux_parts()
     processor = _start_uname_p() if parts is not None else None
     gpus = _gpu.start()  # NVML, when there is a driver, answers in a thread meanwhile
+    cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
     facts: Dict[str, Any] = {
         "cpu_count": _cpu_count(),
         "user": _user(),
@@ -283,8 +294,8 @@ def _probe_fixed_facts() -> Dict[str, Any]:
         "python": _python_version(),
         "executable": _executable(),
         "cpu_model": _machine.cpu_model(),
-        "cpu_usable": _machine.cpu_usable(),
-        "memory": _machine.memory(),
+        "cpu_usable": _machine.cpu_usable(cgroups),
+        "memory": _machine.memory(cgroups),
         "container": _machine.container(),
         "implementation": sys.implementation.name,
         "job": _job.job(),
@@ -534,38 +545,59 @@ def executable() -> Path:
 
 def cpu_model() -> Optional[str]:
     """The CPU's model name (see :mod:`._machine`); ``None`` when unknown."""
-    return cast(Optional[str], _fact("cpu_model"))
+    try:
+        return cast(
+            Optional[str], _fixed["cpu_model"]
+        )  # the path of every later record: one lookup
+    except KeyError:
+        return cast(Optional[str], _fact("cpu_model"))
 
 
 def cpu_usable() -> Optional[int]:
     """The CPUs this process may use (see :mod:`._machine`); ``None`` when unknown."""
-    return cast(Optional[int], _fact("cpu_usable"))
+    try:
+        return cast(
+            Optional[int], _fixed["cpu_usable"]
+        )  # the path of every later record: one lookup
+    except KeyError:
+        return cast(Optional[int], _fact("cpu_usable"))
 
 
 def memory() -> Optional[int]:
     """Bytes of memory this process may use (see :mod:`._machine`); ``None`` when unknown."""
-    return cast(Optional[int], _fact("memory"))
+    try:
+        return cast(Optional[int], _fixed["memory"])  # the path of every later record: one lookup
+    except KeyError:
+        return cast(Optional[int], _fact("memory"))
 
 
 def container() -> Optional[str]:
     """The container runtime detected (see :mod:`._machine`); ``None`` outside one."""
-    return cast(Optional[str], _fact("container"))
+    try:
+        return cast(
+            Optional[str], _fixed["container"]
+        )  # the path of every later record: one lookup
+    except KeyError:
+        return cast(Optional[str], _fact("container"))
 
 
 def gpus() -> Optional[List[Any]]:
     """The GPUs visible, as ``GpuMetadata`` field tuples (see :mod:`._gpu`); a fresh list."""
-    found = _fact("gpus")
+    found = _cached("gpus")
     return None if found is None else list(found)
 
 
 def implementation() -> str:
     """``sys.implementation.name``: ``"cpython"``, ``"pypy"``..."""
-    return cast(str, _fact("implementation"))
+    try:
+        return cast(str, _fixed["implementation"])  # the path of every later record: one lookup
+    except KeyError:
+        return cast(str, _fact("implementation"))
 
 
 def job() -> Optional[Tuple[Any, ...]]:
     """The batch job or CI run, as ``JobMetadata`` field tuple (see :mod:`._job`)."""
-    return cast(Optional[Tuple[Any, ...]], _fact("job"))
+    return cast(Optional[Tuple[Any, ...]], _cached("job"))
 
 
 # --- command line --------------------------------------------------------------------------------
