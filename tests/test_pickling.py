@@ -161,6 +161,16 @@ def test_round_trip_of_any_record(info: StepInfo, protocol: int) -> None:
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_gpu_and_job_records_load_safely(protocol: int) -> None:
+    info = full_record()
+    assert info.platform.gpus and info.environment.job is not None
+    back = loads(pickle.dumps(info, protocol=protocol))
+    assert back == info
+    assert type(back.platform.gpus[0]).__name__ == "GpuMetadata"
+    assert loads(pickle.dumps(info.environment.job, protocol=protocol)) == info.environment.job
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_records_with_an_empty_state(protocol: int) -> None:
     # protocols 0 and 1 leave out a state that is empty (every field None): still a full record
     assert loads(pickle.dumps(GitMetadata(), protocol=protocol)) == GitMetadata()

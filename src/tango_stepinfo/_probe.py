@@ -30,19 +30,30 @@ probe                         value, then its fallbacks in order
 :func:`packages`              every distribution on ``sys.path`` (see :func:`packages`);
                               ``None`` only when ``sys.path`` is not a list
 :func:`git`                   see :mod:`tango_stepinfo._git`; ``None`` outside a repository
+:func:`cpu_model`             see :mod:`tango_stepinfo._machine`
+:func:`cpu_usable`            see :mod:`tango_stepinfo._machine`
+:func:`memory`                see :mod:`tango_stepinfo._machine`
+:func:`container`             see :mod:`tango_stepinfo._machine`
+:func:`gpus`                  see :mod:`tango_stepinfo._gpu`
+:func:`implementation`        ``sys.implementation.name``
+:func:`job`                   see :mod:`tango_stepinfo._job`
 ============================  ===============================================================
 
+Every probe notes why it fell back with :func:`tango_stepinfo._fallbacks.note` (one line, kept
+for the records' ``fallbacks`` fields), and notes ``None`` when it did not.
+
 Caching. Facts fixed for the life of a process (OS string, CPU count, user, host, Python,
-executable) are probed once, exactly once even when many threads race for them. Facts that can
-change are re-checked for every record, cheaply: the working directory (one ``getcwd``; ``root``
-and ``git`` follow it), the command line (compared with the ``sys.argv`` it was built from), the
-package list (re-scanned only when ``sys.path`` or the ``stat`` of one of its folders changed, so
-a ``pip install`` during the run shows up in later records) and git (see :mod:`._git`). Every
-value handed out is immutable or a fresh copy, so mutating one record never changes another.
-The first probe of a process (and the first after :func:`clear_cache`) probes every fixed fact
-at once: it starts the two child processes a first record needs, the ``git status`` of the dirty
-check and ``uname -p``, then probes the rest while they run. :func:`clear_cache` (public as
-``tango_stepinfo.clear_cache()``) drops every cached fact; ``StepInfo.refresh()`` calls it.
+executable, and the machine, GPU and job facts) are probed once, exactly once even when many
+threads race for them. Facts that can change are re-checked for every record, cheaply: the working
+directory (one ``getcwd``; ``root`` and ``git`` follow it), the command line (compared with the
+``sys.argv`` it was built from), the package list (re-scanned only when ``sys.path`` or the
+``stat`` of one of its folders changed, so a ``pip install`` during the run shows up in later
+records) and git (see :mod:`._git`). Every value handed out is immutable or a fresh copy, so
+mutating one record never changes another. The first probe of a process (and the first after
+:func:`clear_cache`) probes every fixed fact at once: it starts the two child processes a first
+record needs, the ``git status`` of the dirty check and ``uname -p``, then probes the rest while
+they run. :func:`clear_cache` (public as ``tango_stepinfo.clear_cache()``) drops every cached fact;
+``StepInfo.refresh()`` calls it.
 
 Settings: the environment variable ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git status``
 behind ``GitMetadata.dirty`` (for huge repositories); ``dirty`` is then ``None``.
