@@ -762,6 +762,7 @@ def test_names_that_are_not_strings() -> None:
         ("KeyError: 'token'", "KeyError: 'token'"),
         ("TokenError: bad token", "TokenError: bad token"),
         ("tokens: 512, max_tokens=1024", "tokens: 512, max_tokens=1024"),
+        ("xoxb-1234567890", "***"),  # the shortest key shape
         ("authority=x,password=pw", "authority=x,password=***"),  # a pair inside a value
         ("AccountKey=abc==;EndpointSuffix=x", "AccountKey=***;EndpointSuffix=x"),
         ("", ""),

@@ -273,7 +273,7 @@ _KEY_SHAPES = {
     "eyJ": r"[A-Za-z0-9_\-]{7,}\.eyJ[A-Za-z0-9_\-]{7,}\.[A-Za-z0-9_\-]*",  # JWTs
     "SG.": r"[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}",  # SendGrid
 }
-_MIN_KEY = 20  # no key shape is shorter
+_MIN_KEY = 15  # no key shape is shorter (xoxb- and xapp- with 10 characters)
 _AUTH_SCHEMES = frozenset(
     ("basic", "bearer", "token", "digest", "negotiate", "ntlm", "oauth", "bot", "aws4-hmac-sha256")
 )
