@@ -323,3 +323,18 @@ def test_platform_metadata_gpus(
         }
     ]
     assert PlatformMetadata.from_json_dict(data) == one
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1" * 5000, []),  # past Python's int-to-str limit: out of range, not a crash
+        ("0," + "0" * 5000 + "3", ["1a", "61"]),  # leading zeros are still 3
+        ("-" + "0" * 5000, ["1a"]),  # -0 is 0, as strtoul reads it
+    ],
+)
+def test_cuda_visible_devices_with_huge_numbers(
+    node: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: List[str]
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+    assert buses(_gpu.gpus()) == expected

@@ -132,9 +132,10 @@ def _strtoul(entry: str) -> Optional[int]:
         if not ch.isdigit() or not ch.isascii():
             break
         digits += ch
-    if not digits or (sign == "-" and int(digits) != 0):
+    digits = digits.lstrip("0") or ("0" if digits else "")
+    if not digits or (sign == "-" and digits != "0"):
         return None
-    return int(digits)
+    return int(digits) if len(digits) < 20 else 1 << 64  # past any GPU; int() stops at 4300
 
 
 def _by_uuid(entry: str, uuids: Sequence[Optional[str]]) -> Optional[int]:
