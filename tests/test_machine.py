@@ -568,3 +568,8 @@ def test_huge_and_negative_memory_limits(
     assert _machine.memory() is None
     reasons = _fallbacks.collect(["memory"]) or {}
     assert ("negative" in reasons.get("memory", "")) == (expected == "negative")
+
+
+def test_a_cgroup_name_starting_with_two_dots_is_below_the_mount() -> None:
+    assert _machine._join("/", "/sys/fs/cgroup", "/job/..x") == "/sys/fs/cgroup/job/..x"
+    assert _machine._join("/", "/sys/fs/cgroup", "/job/../x") == "/sys/fs/cgroup"

@@ -16,8 +16,8 @@ probe                value, then its fallbacks
                      ``cpu.cfs_quota_us / cpu.cfs_period_us``), rounded up
 :func:`memory`       ``MemTotal`` of ``/proc/meminfo`` (else ``SC_PHYS_PAGES * SC_PAGE_SIZE``),
                      lowered by the memory limit of the cgroup and its ancestors (v2
-                     ``memory.max``, v1 ``memory.limit_in_bytes``); ``max`` or a value above
-                     the machine's memory is no limit
+                     ``memory.max``, v1 ``memory.limit_in_bytes``); ``max``, a value of at
+                     least 2**62 (v1's "no limit") or above the machine's memory is no limit
 :func:`container`    ``"kubernetes"`` (``$KUBERNETES_SERVICE_HOST`` set), ``"apptainer"``
                      (``$APPTAINER_CONTAINER`` or ``$SINGULARITY_CONTAINER``), ``"podman"``
                      (``/run/.containerenv``), ``"docker"`` (``/.dockerenv``), the first that
@@ -149,7 +149,7 @@ def _memberships(text: str) -> Iterator[Tuple[List[str], str]]:
 
 def _join(mount_root: str, mount_point: str, cgroup: str) -> str:
     """The folder of ``cgroup`` in a hierarchy whose folder ``mount_root`` is at ``mount_point``."""
-    if "/.." in cgroup or cgroup.startswith(".."):
+    if ".." in cgroup and ".." in cgroup.split("/"):
         relative = ""  # above the cgroup namespace's root: not below the mount either
     elif mount_root == "/":
         relative = cgroup
