@@ -227,7 +227,7 @@ def _is_capture(value: Any) -> bool:
 
 def _pick(name: str, records: List[StepInfo], step: Optional[str]) -> StepInfo:
     """The one record of ``records`` that ``diff`` compares: the only one, or ``step``'s."""
-    if step is not None:
+    if step is not None and len(records) != 1:
         found = [r for r in records if r.unique_id == step] or [
             r for r in records if r.step_name == step
         ]
@@ -846,6 +846,7 @@ removes it. Run it with the Python of the environment Tango is installed in.
 'status' exits 0 when on, 1 when off.
 
 examples:
+  {prog} tango-alias status
   python -m tango_stepinfo tango-alias on
   python -m tango_stepinfo tango-alias off
 """
@@ -896,7 +897,9 @@ def _parser() -> _Parser:
     diff.add_argument("b", metavar="B", help="the second record file")
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
     diff.add_argument(
-        "--step", metavar="ID", help="in a store, the record with this unique id or step name"
+        "--step",
+        metavar="ID",
+        help="in a side holding several records, the one with this unique id or step name",
     )
 
     ls = add("ls", "list the records of stores and files, one a line", _LS_EPILOG)
@@ -922,7 +925,7 @@ def _parser() -> _Parser:
     alias = add(
         "tango-alias",
         "make Tango in this environment use tango_stepinfo, or stop",
-        _ALIAS_EPILOG.format(pth=PTH_NAME),
+        _ALIAS_EPILOG.format(pth=PTH_NAME, prog=PROG),
     )
     alias.add_argument("action", choices=["on", "off", "status"])
     alias.add_argument("--site", metavar="DIR", help="the site-packages folder to act on")

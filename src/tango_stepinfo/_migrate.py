@@ -142,7 +142,7 @@ def _tango_path(value: Any) -> Any:
 def _tango_state(record: Record) -> Dict[str, Any]:
     """The state Tango's class of ``record`` has: its fields in order, as Tango types them."""
     state = {}
-    for name in TANGO_FIELDS[type(record)]:
+    for name in _fields(record):
         value = getattr(record, name, None)
         if name in ("start_time", "end_time"):
             value = _tango_time(value)
@@ -160,27 +160,47 @@ def _tango_state(record: Record) -> Dict[str, Any]:
 _PythonPickler: Any = pickle._Pickler
 
 
+def _is_record_class(cls: Any) -> bool:
+    # By name as well as identity: a class object may be a second copy of ours (a test run that
+    # imported the package twice), and the pickle names the class anyway.
+    return cls in TANGO_FIELDS or (
+        isinstance(cls, type)
+        and cls.__module__ in _OUR_MODULES
+        and any(c.__name__ == cls.__name__ for c in TANGO_FIELDS)
+    )
+
+
+def _fields(record: Any) -> Tuple[str, ...]:
+    for cls, names in TANGO_FIELDS.items():
+        if cls.__name__ == type(record).__name__:
+            return names
+    raise TypeError(f"not a record: {type(record).__name__}")  # pragma: no cover
+
+
 class _TangoPickler(_PythonPickler):  # type: ignore[misc]
     """The pure-Python pickler, naming our record classes as Tango's.
 
     The C pickler checks that a class it names can be imported under that name, which Tango's
-    cannot here; the Python one lets :meth:`save_global` write any name. Slower (about 10x), which
-    does not matter for a one-off rewrite.
+    cannot here; the Python one lets :meth:`save_global` write any name. Classes and records are
+    caught in :meth:`reducer_override`, which runs before any dispatch table (other libraries,
+    such as dill, change the pure-Python pickler's tables when imported). Slower than the C
+    pickler, which does not matter for a one-off rewrite.
     """
 
     def __init__(self, file: io.BytesIO) -> None:
         super().__init__(file, protocol=PROTOCOL)
-        table: Dict[type, Any] = dict(copyreg.dispatch_table)
-        for cls in TANGO_FIELDS:
-            table[cls] = self._reduce_record
-        self.dispatch_table = table
 
-    @staticmethod
-    def _reduce_record(record: Record) -> Tuple[Any, ...]:
-        return (copyreg.__newobj__, (type(record),), _tango_state(record))  # type: ignore[attr-defined]
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, type):
+            if _is_record_class(obj) or obj.__module__ == "pathlib._local":
+                return obj.__qualname__  # a string: save_global(obj, name) below
+            return NotImplemented
+        if _is_record_class(type(obj)):
+            return (copyreg.__newobj__, (type(obj),), _tango_state(obj))  # type: ignore[attr-defined]
+        return NotImplemented
 
     def save_global(self, obj: Any, name: Optional[str] = None) -> None:
-        if obj in TANGO_FIELDS:
+        if _is_record_class(obj):
             module, qualname = TANGO_MODULE, obj.__name__
         elif getattr(obj, "__module__", None) == "pathlib._local":  # Python 3.13+
             module, qualname = "pathlib", obj.__qualname__
@@ -202,7 +222,7 @@ def dumps_for_tango(record: StepInfo) -> bytes:
 
 def for_tango(record: Any) -> Any:
     """A copy of ``record`` with only what Tango keeps: what loading its Tango pickle gives."""
-    if type(record) not in TANGO_FIELDS:
+    if not _is_record_class(type(record)):
         return record
     state = {name: for_tango(value) for name, value in _tango_state(record).items()}
     copy = object.__new__(type(record))
@@ -212,7 +232,7 @@ def for_tango(record: Any) -> Any:
 
 def _lost(before: Any, after: Any, path: str = "") -> List[str]:
     """The dotted paths of the fields that differ between ``before`` and ``after``."""
-    if type(before) in TANGO_FIELDS and type(after) is type(before):
+    if _is_record_class(type(before)) and type(after) is type(before):
         out = []
         for f in before.__dataclass_fields__:
             out += _lost(getattr(before, f), getattr(after, f), f"{path}{f}.")
