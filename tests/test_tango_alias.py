@@ -103,16 +103,23 @@ def test_a_stale_pth_file_is_silent_when_the_library_is_gone(tmp_path: Path) -> 
     assert (done.stdout, done.stderr) == ("fine\n", "")
 
 
-def test_the_pth_line_imports_nothing_heavy(tmp_path: Path) -> None:
+def test_the_pth_line_imports_nothing_until_tango_step_info(
+    fake_tango: Path, tmp_path: Path
+) -> None:
     site = tmp_path / "site"
     site.mkdir()
     enable(site)
     code = f"import site, sys; site.addsitedir({str(site)!r})\n"
-    code += "print(sorted(m for m in sys.modules if m.startswith(('tango', 'pickle', 'sqlite3'))))"
-    done = python(code, tmp_path)
+    code += "import tango_stepinfo_is_not_a_module_name_here\n"
+    done = python(code, fake_tango)
+    assert "ModuleNotFoundError" in done.stderr  # other names go on to the usual finders
+    code = f"import site, sys; site.addsitedir({str(site)!r})\n"
+    code += "print([m for m in sys.modules if m.startswith('tango')])\n"
+    code += "import tango.workspace\n"
+    code += "print('tango_stepinfo._tango_alias' in sys.modules)"
+    done = python(code, fake_tango)
     assert done.returncode == 0, done.stderr
-    assert "'tango'" not in done.stdout and "pickle" not in done.stdout
-    assert "'tango_stepinfo._tango_alias'" in done.stdout
+    assert done.stdout.splitlines() == ["[]", "True"]
 
 
 def test_tango_location_imports_nothing(fake_tango: Path) -> None:

@@ -9,9 +9,9 @@ nothing else in Tango changes. Tango's own file is left on disk untouched.
 The hook is installed in every interpreter of an environment by a ``.pth`` file in its
 site-packages (:data:`PTH_NAME`), the mechanism setuptools uses for ``distutils-precedence.pth``:
 Python runs its one ``import`` line at start-up. That covers ``tango run`` and the ``tango``
-processes Tango's multicore executor starts for each step. The line imports nothing else until
+processes Tango's multicore executor starts for each step. The line imports nothing until
 ``tango.step_info`` is imported, and does nothing when this library has been uninstalled.
-Removing the file undoes it.
+Removing the file undoes it. :func:`install` does the same in the running process only.
 
 Inside an aliased process ``TANGO_STEPINFO_JSON`` defaults to ``tango``, so records that Tango's
 remote workspaces store as JSON (``to_json_dict()`` without arguments) stay readable by
@@ -29,19 +29,26 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence
 
-__all__ = ["PTH_NAME", "disable", "enable", "install", "pth_path", "status"]
+__all__ = ["PTH_NAME", "disable", "enable", "install", "pth_path", "spec", "status"]
 
 ALIASED = "tango.step_info"
 
 PTH_NAME = "tango_stepinfo_tango_alias.pth"
 """The file :func:`enable` writes into site-packages."""
 
-# One line: .pth lines starting with "import" are executed by the site module at start-up. It
-# must not fail when this library is gone (a stale file would print a traceback in every Python
-# started in that environment), hence the try; everything else happens in install().
+# One line: .pth lines starting with "import" are executed by the site module at start-up, in
+# every Python of the environment. It imports nothing (not even this package: importing it costs
+# more than all the rest of start-up on a busy machine); it puts a finder on sys.meta_path that
+# only compares names, and imports this module the first time "tango.step_info" is imported. When
+# this library has been uninstalled the finder steps aside, so a left-over file is harmless.
 PTH_LINE = (
-    'import sys; exec("try:\\n import tango_stepinfo._tango_alias as m\\n'
-    'except ImportError:\\n pass\\nelse:\\n m.install()")\n'
+    'import sys; exec("def _tango_stepinfo_alias(name, path=None, target=None):\\n'
+    " if name != 'tango.step_info':\\n  return None\\n"
+    " try:\\n  from tango_stepinfo._tango_alias import spec\\n"
+    " except ImportError:\\n  return None\\n"
+    " return spec(name)\\n"
+    "sys.meta_path.insert(0, type('TangoStepinfoAlias', (), "
+    "{'find_spec': staticmethod(_tango_stepinfo_alias)})())\")\n"
 )
 
 # What tango.step_info exports that Tango and its users import.
@@ -69,15 +76,18 @@ class _Loader(Loader):
         module.__all__ = list(_EXPORTS)  # type: ignore[attr-defined]
 
 
+def spec(fullname: str) -> ModuleSpec:
+    """The spec of the module served as ``fullname`` (``tango.step_info``): our classes."""
+    return ModuleSpec(fullname, _Loader(), origin="tango_stepinfo")
+
+
 class _Finder(MetaPathFinder):
     """Answers for ``tango.step_info`` only; every other import goes on as usual."""
 
     def find_spec(
         self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None
     ) -> Optional[ModuleSpec]:
-        if fullname != ALIASED:
-            return None
-        return ModuleSpec(fullname, _Loader(), origin="tango_stepinfo")
+        return spec(fullname) if fullname == ALIASED else None
 
     def __repr__(self) -> str:
         return "<tango_stepinfo alias for tango.step_info>"
