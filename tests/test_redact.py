@@ -38,6 +38,11 @@ AMZ_REDACTED = (
 # as they are, unquoted.
 LEAKS: List[Tuple[str, Any, Any]] = [
     # review: tools and URL shapes that leaked
+    (
+        "slack-webhook-no-scheme",
+        ["x", "SLACK_WEBHOOK_URL=hooks.slack.com/workflows/T0/A0/123/abcXYZ"],
+        ["x", "SLACK_WEBHOOK_URL=hooks.slack.com/workflows/***"],
+    ),
     ("sqlplus", ["sqlplus", "scott/tiger@db"], ["sqlplus", "scott/***@db"]),
     (
         "sqlplus-S-ezconnect",

@@ -396,8 +396,8 @@ def _redact_text(text: str) -> str:
         text = _redact_pem(text)
     if "://" in text:
         text = _strip_url_credentials(text)
-        if "hooks.slack.com/" in text or "webhook" in text:
-            text = _pattern("webhook").sub(r"\1" + MASK, text)
+    if "hooks.slack.com/" in text or "webhook" in text:  # with or without a scheme
+        text = _pattern("webhook").sub(r"\1" + MASK, text)
     if len(text) >= _MIN_KEY:
         for prefix in _KEY_SHAPES:
             if prefix in text:
