@@ -939,3 +939,32 @@ def test_quoting_is_shlex_quote(word: str) -> None:
     from tango_stepinfo.redact import _quote
 
     assert _quote(word) == shlex.quote(word)
+
+
+# The public functions turn an internal exception into ``***`` (or ``""``): a bug would then
+# mangle silently. These call the rules themselves, on text made of the pieces they look for.
+_PIECES = st.sampled_from(
+    [
+        *"ab-=:/@\"'\\ \t\n;&|()$`{}[]?#%._0",
+        "\u2013", "\x00", "\udc80", "password", "token", "://", "mysql", "-p", "sqlplus", "curl",
+        "-b", "gh secret set", "config set", "npm", "login", "vault", "git", "webhook",
+        "hooks.slack.com/services/", "discord.com/api/webhooks/1/", "-----BEGIN PRIVATE KEY-----",
+        "ghp_", "sk-", "eyJ", "Authorization: Bearer ", "AKIA", "bash -c ",
+    ]
+)  # fmt: skip
+_RULE_TEXT = st.lists(_PIECES, max_size=30).map("".join)
+
+
+@given(_RULE_TEXT)
+def test_the_free_text_rules_never_raise(text: str) -> None:
+    from tango_stepinfo import redact
+
+    assert isinstance(redact._redact_text(text), str)
+
+
+@given(st.lists(_RULE_TEXT, max_size=8))
+def test_the_command_line_rules_never_raise(words: List[str]) -> None:
+    from tango_stepinfo import redact
+
+    assert len(redact._redact_words(words, 0)) == len(words)
+    assert isinstance(redact._redact_embedded(" ".join(words), 1), str)
