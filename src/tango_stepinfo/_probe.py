@@ -21,7 +21,9 @@ probe                         value, then its fallbacks in order
                               same string)
 :func:`executable`            ``sys.executable``; when empty (embedded interpreters) the
                               target of ``/proc/self/exe``, else ``Path("python")``
-:func:`command`               ``shlex.join(sys.argv)`` with secrets redacted by
+:func:`command`               ``$TANGO_STEPINFO_COMMAND`` when set and not empty, else
+                              ``shlex.join(sys.argv)`` (``sys.orig_argv`` under
+                              ``python -m``), secrets redacted by
                               :func:`tango_stepinfo.redact.redact_command`; ``""`` when
                               ``sys.argv`` is missing or empty
 :func:`root`                  ``os.getcwd()``; when the folder was deleted, the target of
@@ -472,15 +474,63 @@ def executable() -> Path:
 
 # --- command line --------------------------------------------------------------------------------
 
-_argv: Tuple[List[Any], str] = ([], "")
+_argv: Tuple[List[Any], Any, str] = ([], None, "")
+_env_line: Tuple[str, str] = ("", "")
+_PY_FLAGS = frozenset("bBdEiIOPqRsSuvx")  # interpreter flags that take no argument
+
+
+def _typed_argv(argv: List[Any]) -> List[Any]:
+    """What was typed to start the process: ``sys.orig_argv`` under ``python -m``, else ``argv``.
+
+    Under ``python [options] -m module args`` (also ``-mmodule`` and flags joined before the
+    ``m``, such as ``-Im``), ``sys.argv`` is the module's file path and ``args``; when
+    ``sys.orig_argv`` (Python 3.10+) has that shape and ends with the same ``args``, it is
+    returned whole: interpreter, options, ``-m``, module and arguments as typed. Anything else
+    (a script, ``-c``, a ``sys.argv`` the program changed, Python 3.9) gives ``argv``.
+    """
+    orig = getattr(sys, "orig_argv", None)
+    if not isinstance(orig, list) or not argv or argv[0] == "-c":
+        return argv
+    head = len(orig) - (len(argv) - 1)
+    if head < 2 or orig[head:] != argv[1:]:
+        return argv
+    for word, joined in ((orig[head - 1], True), (orig[head - 2] if head >= 3 else "", False)):
+        if isinstance(word, str) and word.startswith("-") and not word.startswith("--"):
+            flags, m, module = word[1:].partition("m")
+            if m and set(flags) <= _PY_FLAGS and bool(module) is joined:
+                return orig
+    return argv
 
 
 def command() -> str:
-    """The command line of the process: ``sys.argv`` shell-quoted, with secrets redacted.
+    """The command line of the process, shell-quoted, with secrets redacted.
 
-    ``""`` when ``sys.argv`` is missing or empty. Re-built only when ``sys.argv`` changed.
+    ``$TANGO_STEPINFO_COMMAND``, when set and not empty, is the command: a shell-quoted line
+    that an engine hands down to its workers; it is split with :func:`shlex.split` and redacted
+    with :func:`~tango_stepinfo.redact.redact_command` (so it is re-quoted the same way), or, when
+    it cannot be split (an unclosed quote), redacted as text with
+    :func:`~tango_stepinfo.redact.redact_text`. Otherwise the command is ``sys.argv``, or what
+    was typed under ``python -m`` (see :func:`_typed_argv`), redacted with
+    :func:`~tango_stepinfo.redact.redact_command`; ``""`` when ``sys.argv`` is missing or empty.
+
+    Cached: the variable's line is redacted again only when it changes, ``sys.argv`` only when
+    it (or ``sys.orig_argv``) changes; a record pays one environment lookup and one comparison.
     """
-    global _argv
+    global _argv, _env_line
+    line = os.environ.get("TANGO_STEPINFO_COMMAND")
+    if line:
+        cached_line = _env_line
+        if line == cached_line[0]:
+            return cached_line[1]
+        import shlex
+
+        try:
+            text = redact.redact_command(shlex.split(line))
+        except ValueError as e:
+            debug("TANGO_STEPINFO_COMMAND cannot be split (%s), redacting it as text", e)
+            text = redact.redact_text(line)
+        _env_line = (line, text)
+        return text
     argv = getattr(sys, "argv", None)
     if not isinstance(argv, list) or not argv:
         if argv is None or not isinstance(argv, (list, tuple)):
@@ -488,11 +538,13 @@ def command() -> str:
             return ""
         argv = list(argv)
     cached = _argv
-    if argv == cached[0]:
-        return cached[1]
+    orig = getattr(sys, "orig_argv", None)
+    if argv == cached[0] and orig is cached[1]:
+        return cached[2]
     copy = [a if isinstance(a, str) else str(a) for a in argv]
-    text = redact.redact_command(copy)
-    _argv = (copy, text)
+    typed = [a if isinstance(a, str) else str(a) for a in _typed_argv(copy)]
+    text = redact.redact_command(typed)
+    _argv = (copy, orig, text)
     return text
 
 
@@ -730,6 +782,31 @@ def packages() -> Optional[List[Package]]:
     return list(result)
 
 
+_tango: Tuple[Any, Optional[str]] = (None, None)
+
+
+def tango_version(rescan: bool = True) -> Optional[str]:
+    """The version of the ``ai2-tango`` distribution in the package scan; ``None`` without one.
+
+    :param rescan: re-validate the scan first, as :func:`packages` does (one ``stat`` per
+        ``sys.path`` folder). ``False`` reads the latest scan as it is, for a record whose
+        ``packages`` field was probed just before (the scan is validated once per record);
+        it still scans when there was none yet.
+    """
+    global _tango
+    if rescan or _packages is None:
+        packages()
+    scan = _packages
+    if scan is None:  # sys.path is not a list
+        return None
+    cached = _tango
+    if cached[0] is scan:  # the same scan as last time: a new scan is a new tuple
+        return cached[1]
+    version = dict(scan[2]).get("ai2-tango")
+    _tango = (scan, version)
+    return version
+
+
 # --- git -----------------------------------------------------------------------------------------
 
 
@@ -756,13 +833,15 @@ def clear_cache() -> None:
     again, the package list is re-scanned, and the git repository is found and read again,
     ``git status`` included. ``StepInfo.refresh()`` calls this.
     """
-    global _argv, _root, _packages
-    from . import _fallbacks
+    global _argv, _env_line, _root, _packages
+    from . import _fallbacks, _json_default
 
     with _lock:
         _fixed.clear()
         _fallbacks.clear()
-        _argv = ([], "")
+        _json_default.clear()
+        _argv = ([], None, "")
+        _env_line = ("", "")
         _root = ("", Path("."))
         _packages = None
         git_module = sys.modules.get(__name__.rpartition(".")[0] + "._git")
