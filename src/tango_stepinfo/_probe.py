@@ -482,14 +482,16 @@ _PY_FLAGS = frozenset("bBdEiIOPqRsSuvx")  # interpreter flags that take no argum
 def _typed_argv(argv: List[Any]) -> List[Any]:
     """What was typed to start the process: ``sys.orig_argv`` under ``python -m``, else ``argv``.
 
-    Under ``python [options] -m module args`` (also ``-mmodule`` and flags joined before the
-    ``m``, such as ``-Im``), ``sys.argv`` is the module's file path and ``args``; when
-    ``sys.orig_argv`` (Python 3.10+) has that shape and ends with the same ``args``, it is
-    returned whole: interpreter, options, ``-m``, module and arguments as typed. Anything else
-    (a script, ``-c``, a ``sys.argv`` the program changed, Python 3.9) gives ``argv``.
+    Under ``python [options] -m module args`` (also ``-mmodule``, and flags joined before the
+    ``m`` as in ``-Im``), ``sys.argv`` is the module's file and ``args``. When ``sys.orig_argv``
+    (Python 3.10+) has that shape, ends with the same ``args``, and ``sys.argv[0]`` is that
+    module's file (``module/path.py``, ``module/path/__main__.py``, or ``-m`` while it is being
+    found), ``sys.orig_argv`` is returned whole: interpreter, options, ``-m``, module and
+    arguments as typed. Anything else (a script, ``-c``, a ``sys.argv`` the program changed,
+    Python 3.9) gives ``argv``.
     """
     orig = getattr(sys, "orig_argv", None)
-    if not isinstance(orig, list) or not argv or argv[0] == "-c":
+    if not isinstance(orig, list) or not argv:
         return argv
     head = len(orig) - (len(argv) - 1)
     if head < 2 or orig[head:] != argv[1:]:
@@ -497,9 +499,26 @@ def _typed_argv(argv: List[Any]) -> List[Any]:
     for word, joined in ((orig[head - 1], True), (orig[head - 2] if head >= 3 else "", False)):
         if isinstance(word, str) and word.startswith("-") and not word.startswith("--"):
             flags, m, module = word[1:].partition("m")
-            if m and set(flags) <= _PY_FLAGS and bool(module) is joined:
+            if not m or not set(flags) <= _PY_FLAGS or bool(module) is not joined:
+                continue
+            module = module or orig[head - 1]
+            if isinstance(module, str) and _is_module_file(argv[0], module):
                 return orig
     return argv
+
+
+def _is_module_file(path: str, module: str) -> bool:
+    """Whether ``path`` (``sys.argv[0]``) is what ``python -m module`` puts there."""
+    if path == "-m":
+        return True
+    stem, dot, ext = path.rpartition(".")
+    if not dot or ext not in ("py", "pyc") or not module:
+        return False
+    parts = module.split(".")
+    for tail in (parts, [*parts, "__main__"]):
+        if stem.replace(os.sep, "/").split("/")[-len(tail) :] == tail:
+            return True
+    return False
 
 
 def command() -> str:
