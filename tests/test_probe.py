@@ -489,7 +489,10 @@ def importlib_packages(path: List[str]) -> List[Tuple[str, str]]:
     found: Dict[str, str] = {}
     for folder in path:
         for dist in importlib.metadata.distributions(path=[folder]):
-            names = dist.metadata.get_all("Name") or []
+            # None for an entry without metadata, from the finder importlib_metadata adds to
+            # sys.meta_path on Python < 3.10 once imported (dask imports it).
+            meta = dist.metadata
+            names = (meta.get_all("Name") if meta is not None else None) or []
             if names and names[0]:
                 found.setdefault(normalise(names[0]), dist.version)
     return sorted(found.items())
