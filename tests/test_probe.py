@@ -488,11 +488,12 @@ def importlib_packages(path: List[str]) -> List[Tuple[str, str]]:
     """What importlib.metadata sees on ``path``, first of each name winning."""
     found: Dict[str, str] = {}
     for folder in path:
-        for dist in importlib.metadata.distributions(path=[folder]):
-            # None for an entry without metadata, from the finder importlib_metadata adds to
-            # sys.meta_path on Python < 3.10 once imported (dask imports it).
-            meta = dist.metadata
-            names = (meta.get_all("Name") if meta is not None else None) or []
+        # The standard library's finder, asked directly: the importlib_metadata backport, once
+        # imported (dask imports it), replaces it on sys.meta_path by its own, which reads broken
+        # entries differently.
+        context = importlib.metadata.DistributionFinder.Context(path=[folder])
+        for dist in importlib.metadata.MetadataPathFinder.find_distributions(context):
+            names = dist.metadata.get_all("Name") or []
             if names and names[0]:
                 found.setdefault(normalise(names[0]), dist.version)
     return sorted(found.items())
