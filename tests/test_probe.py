@@ -343,6 +343,16 @@ def test_command_from_the_environment_variable(monkeypatch: pytest.MonkeyPatch) 
     assert _probe.command() == "worker.py --internal-flag"
 
 
+def test_a_redacted_command_handed_down_is_recorded_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    argv = ["train.py", "--api-key", "sk-1", "HF_TOKEN=x", "https://u:p@h/r", "a b", "it's"]
+    monkeypatch.setattr(sys, "argv", argv)
+    client_side = _probe.command()
+    monkeypatch.setenv("TANGO_STEPINFO_COMMAND", client_side)
+    assert _probe.command() == client_side  # redacting twice changes nothing
+
+
 def test_command_from_the_variable_is_requoted_as_any_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -47,7 +47,9 @@ check and ``uname -p``, then probes the rest while they run. :func:`clear_cache`
 ``tango_stepinfo.clear_cache()``) drops every cached fact; ``StepInfo.refresh()`` calls it.
 
 Settings: the environment variable ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git status``
-behind ``GitMetadata.dirty`` (for huge repositories); ``dirty`` is then ``None``.
+behind ``GitMetadata.dirty`` (for huge repositories); ``dirty`` is then ``None``. When
+``TANGO_STEPINFO_COMMAND`` is set and not empty, it is the recorded command (see
+:func:`command`).
 
 Nothing heavy is imported at module import: :mod:`logging`, :mod:`getpass`, :mod:`select`,
 :mod:`subprocess`, :mod:`socket` and :mod:`platform` are loaded only by the probe that needs them,

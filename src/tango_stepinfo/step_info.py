@@ -179,6 +179,10 @@ class StepInfo(Record):
     properties and methods. ``platform`` and ``environment`` default to probes of this machine;
     passing them explicitly probes nothing.
 
+    Not in Tango: the lifecycle helpers :meth:`mark_started`, :meth:`mark_completed`,
+    :meth:`mark_failed` and :meth:`running`, which set the times and error from one UTC clock
+    and refuse transitions that make no sense (the table is in the docs' engine page).
+
     :ivar unique_id: the step's unique id.
     :ivar step_class_name: the name of the step's class.
     :ivar dependencies: the unique ids of the steps this one depends on.
@@ -335,7 +339,7 @@ class StepInfo(Record):
         An exception is stored as Tango's workspaces store it, formatted with its traceback
         (``traceback.format_exception``, chained exceptions included); a string is stored as it
         is. Either way, secret shapes (credentials in URLs, ``password=...``) are redacted with
-        :func:`tango_stepinfo.redact.redact_text`.
+        ``tango_stepinfo.redact.redact_text``.
 
         :param error: the exception the step failed with, or a text describing the failure.
         :raises InvalidStepStateError: the step is not running (never started, or already
