@@ -852,7 +852,8 @@ def clear_cache() -> None:
 
     Facts fixed for the process (OS, CPU count, user, host, Python, executable) are probed
     again, the package list is re-scanned, and the git repository is found and read again,
-    ``git status`` included. ``StepInfo.refresh()`` calls this.
+    ``git status`` included; ``$TANGO_STEPINFO_JSON`` is read again by the next
+    ``to_json_dict()``. ``StepInfo.refresh()`` calls this.
     """
     global _argv, _env_line, _root, _packages
     from . import _fallbacks, _json_default
