@@ -805,25 +805,3 @@ def redact_command(argv: Sequence[str]) -> str:
         return " ".join([_quote(word) for word in _redact_words(words, 0)])
     except Exception:
         return ""
-
-
-# minimal version; replaced by the redaction work
-def redact_text(text: str) -> str:
-    """Return free text (a traceback, a log line) with secret shapes redacted.
-
-    Credentials in URLs are removed, and the value of every ``name=value`` or ``name: value``
-    whose name is secret-looking (see the module documentation) becomes ``***``. Never raises;
-    anything that is not a string is returned unchanged.
-    """
-    if not isinstance(text, str):
-        return text
-    import re
-
-    def mask(m: re.Match[str]) -> str:
-        return f"{m.group(1)}{m.group(2)}{MASK}" if _is_secret_name(m.group(1)) else m.group(0)
-
-    try:
-        text = _strip_url_credentials(text)
-        return re.sub(r"([A-Za-z_][\w.-]*)(['\"]?\s*[=:]\s*['\"]?)([^\s'\",;]+)", mask, text)
-    except Exception:
-        return text

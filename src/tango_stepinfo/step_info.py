@@ -339,7 +339,7 @@ class StepInfo(Record):
         An exception is stored as Tango's workspaces store it, formatted with its traceback
         (``traceback.format_exception``, chained exceptions included); a string is stored as it
         is. Either way, secret shapes (credentials in URLs, ``password=...``) are redacted with
-        ``tango_stepinfo.redact.redact_text``.
+        :func:`tango_stepinfo.redact.redact_text`.
 
         :param error: the exception the step failed with, or a text describing the failure.
         :raises InvalidStepStateError: the step is not running (never started, or already
