@@ -466,6 +466,24 @@ def test_the_end_is_never_before_the_start(monkeypatch: pytest.MonkeyPatch) -> N
     assert info.duration == dt.timedelta(0)
 
 
+@pytest.mark.parametrize(
+    "start",
+    [
+        dt.datetime(2999, 1, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=1))),  # in the future
+        dt.datetime(2999, 1, 1),  # naive: UTC
+    ],
+)
+def test_a_start_set_by_hand_in_another_zone_is_compared_in_utc(start: dt.datetime) -> None:
+    info = record(start_time=start)
+    info.mark_completed()
+    assert info.end_time is not None and info.end_time.tzinfo is pytz.utc
+    assert info.end_time == start.replace(tzinfo=start.tzinfo or UTC)
+    assert info.duration == dt.timedelta(0)
+    earlier = record(start_time=dt.datetime(2000, 1, 1))
+    earlier.mark_completed()
+    assert earlier.duration is not None and earlier.duration > dt.timedelta(days=9000)
+
+
 def test_the_real_clock_gives_aware_utc_times_with_microseconds() -> None:
     info = record()
     before = dt.datetime.now(UTC)

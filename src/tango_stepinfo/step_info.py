@@ -293,9 +293,11 @@ class StepInfo(Record):
         """Now, but never before :attr:`start_time` (a wall clock stepped back in between)."""
         end = _clock.now()
         start = self.start_time
-        if start is not None and end < _as_utc(start):
-            return _as_utc(start, end.tzinfo)  # type: ignore[arg-type]
-        return end
+        if start is None:
+            return end
+        if start.tzinfo is not end.tzinfo:  # set by hand: compared in UTC, naive taken as UTC
+            start = _as_utc(start, end.tzinfo)  # type: ignore[arg-type]
+        return start if end < start else end
 
     def mark_started(self) -> None:
         """Mark the step as started now: :attr:`start_time` becomes the current time, and
