@@ -189,10 +189,10 @@ def test_time_zones(protocol: int) -> None:
     for time in times:
         info = record(start_time=time, end_time=time)
         back = loads(pickle.dumps(info, protocol=protocol))
-        if time.tzinfo is None:  # a naive time is UTC, as from_json_dict reads it
-            time = time.replace(tzinfo=pytz.utc)
-        assert back.start_time == time
-        assert back.start_time.utcoffset() == time.utcoffset()
+        # a naive time is UTC, as from_json_dict reads it
+        want = time if time.tzinfo is not None else time.replace(tzinfo=pytz.utc)
+        assert back.start_time == want
+        assert back.start_time.utcoffset() == want.utcoffset()
         assert StepInfo.from_json_dict(back.to_json_dict()) == back
 
 
@@ -363,7 +363,9 @@ def test_record_classes_are_never_initialised(probe_calls: List[str]) -> None:
     # REDUCE StepInfo("a", "b", set(), True) would run __init__, whose defaults probe the machine
     args = u("a") + u("b") + g("builtins", "set") + b")R" + b"\x88"
     state = b"}" + u("unique_id") + u("u") + b"s"
-    data = P2 + g("tango_stepinfo.step_info", "StepInfo") + b"(" + args + b"tR" + state + b"b" + STOP
+    data = (
+        P2 + g("tango_stepinfo.step_info", "StepInfo") + b"(" + args + b"tR" + state + b"b" + STOP
+    )
     info = loads(data)
     # A bare record, as from a pickle with no state: nothing called, nothing probed, the
     # arguments ignored, every field at its default or None.

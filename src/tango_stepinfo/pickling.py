@@ -408,6 +408,7 @@ def _string(start: int, size: int, how: int = _UTF8) -> int:
         return start << 10 | size
     return _BIG | how | start << _POS | size
 
+
 # kinds of list cells: values ...
 _LIST, _DICT, _SET, _TUPLE, _FROZENSET, _RECORD = 1, 2, 3, 4, 5, 6
 # ... and the allowed callables, as find_class hands them out
