@@ -999,15 +999,40 @@ def _check_loaded(value: Any) -> None:
         _usable(value, "")
 
 
+_REQUIRED: Dict[type, Tuple[str, ...]] = {}
+
+
+def _required(cls: type) -> Tuple[str, ...]:
+    """The fields of ``cls`` that may not be ``None`` (their JSON may not be null)."""
+    names = _REQUIRED.get(cls)
+    if names is None:
+        import dataclasses
+        import typing
+
+        hints = typing.get_type_hints(cls)
+        names = _REQUIRED[cls] = tuple(
+            f.name
+            for f in dataclasses.fields(cls)
+            if _codec.classify(hints[f.name])[0] != "optional"
+        )
+    return names
+
+
 def _usable(record: Any, path: str) -> None:
     if type(record) not in _RECORDS:
         return
     values = record.__dict__
+    for name in _required(type(record)):
+        if values.get(name) is None:
+            # a pickle from before the field existed: to_json_dict could not write it
+            raise StepInfoDecodeError(
+                f"{path}.{name}" if path else name, "required field is missing"
+            )
     for name, value in values.items():
-        here = f"{path}.{name}" if path else name
         kind = type(value)
         if kind is str or value is None or kind is bool:
             continue
+        here = f"{path}.{name}" if path else name
         if kind is int:
             if not -_limits.MAX_INT < value < _limits.MAX_INT:
                 raise CorruptPickleError(
