@@ -26,7 +26,7 @@ cannot unfold into a huge document). See :mod:`tango_stepinfo.pickling` for how 
 JSON_BYTES_FLOOR = 1 << 20
 """See :data:`JSON_BYTES_PER_PICKLE_BYTE` (1 MiB)."""
 
-CONTAINER_BYTES = 32
+CONTAINER_BYTES = 64
 """What each list, dict, set or tuple counts in the estimated JSON size: more than its brackets,
-so that the bound also bounds how many containers the checks after loading walk (each costs
-about as much to check as 32 bytes of string)."""
+so that the bound also bounds how many containers the loader makes and the checks after loading
+walk (each costs about as much time as 64 bytes of string)."""

@@ -487,21 +487,22 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
     memoize = memo.append
     holes = 0  # empty memo slots: MEMOIZE stores at the count of filled ones, as C counts
     unbuilt = 0
+    # Each container counts CONTAINER_BYTES in the bound: so many may be made at most, refused
+    # as soon as they are made (not when the last of a million is put into a list).
+    containers = 0
+    max_containers = limit // _limits.CONTAINER_BYTES
+    too_many = f"more than {max_containers} lists, dicts, sets and tuples (the JSON size bound)"
     i = 0
 
-    def made(kind: int, items: Sequence[Any]) -> List[Any]:
-        """A new container cell of ``kind`` holding ``items`` (which are now placed)."""
-        size = _limits.CONTAINER_BYTES + _SEP * len(items)
-        depth = 0
-        flags = 0
+    def measure(items: Sequence[Any], in_tuple: bool) -> Tuple[int, int, int]:
+        """The JSON size, depth and flags that ``items`` add to a container (now placed)."""
         if set(map(type, items)) <= _INT_ONLY and (not items or max(items) < _COMPACT):
             # compact cells only, the common case (package lists): in C loops
-            size += sum(map(_SMALL.__and__, items))
-            if items and min(items) < 1024:
-                flags = _NONSTR
-            cell = [size, 1, kind, flags, tuple(items) if len(items) <= 3 else None]
-            check(cell)
-            return cell
+            size = sum(map(_SMALL.__and__, items)) + _SEP * len(items)
+            return size, 0, _NONSTR if items and min(items) < 1024 else 0
+        size = _SEP * len(items)
+        depth = 0
+        flags = 0
         for c in items:
             if type(c) is int:
                 size += _size_of(c)
@@ -511,8 +512,23 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 size += c[0]
                 depth = max(depth, c[1])
                 c[3] |= _PLACED
-                flags |= _NONSTR | (c[3] & _SETBAD if kind == _TUPLE else 0)
-        cell = [size, depth + 1, kind, flags, tuple(items) if len(items) <= 3 else None]
+                flags |= _NONSTR | (c[3] & _SETBAD if in_tuple else 0)
+        return size, depth, flags
+
+    def made(kind: int, items: Sequence[Any]) -> List[Any]:
+        """A new container cell of ``kind`` holding ``items`` (which are now placed)."""
+        nonlocal containers
+        containers += 1
+        if containers > max_containers:
+            raise _Refused(too_many)
+        size, depth, flags = measure(items, kind == _TUPLE)
+        cell = [
+            _limits.CONTAINER_BYTES + size,
+            depth + 1,
+            kind,
+            flags,
+            tuple(items) if len(items) <= 3 else None,
+        ]
         check(cell)
         return cell
 
@@ -537,12 +553,13 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             raise _Refused(f"{what} on something that is not a new {_KIND_NAMES[kind]}")
         if target[3] & _PLACED:
             raise _Refused(f"{what} on a {_KIND_NAMES[kind]} that was already used")
-        if id(target) in set(map(id, items)):
-            raise _Refused("a container put into itself (reference cycles are not allowed)")
-        add = made(_LIST, items)  # size, depth and flags of the items, as a list would hold
-        target[0] += add[0] - _limits.CONTAINER_BYTES
-        target[1] = max(target[1], add[1])
-        target[3] |= add[3] & _NONSTR
+        size, depth, flags = measure(items, False)
+        if depth:
+            if id(target) in set(map(id, items)):
+                raise _Refused("a container put into itself (reference cycles are not allowed)")
+            target[1] = max(target[1], depth + 1)
+        target[0] += size
+        target[3] |= flags & _NONSTR
         check(target)
 
     def put(index: int, cell: Any) -> None:
@@ -736,10 +753,15 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 push(made(_TUPLE, items))
                 i += 1
             elif op in (0x5D, 0x7D, 0x29, 0x8F):  # EMPTY_ LIST DICT ...
-                kind = (
-                    _LIST if op == 0x5D else _DICT if op == 0x7D else _TUPLE if op == 0x29 else _SET
-                )
-                push(made(kind, ()))
+                containers += 1
+                if containers > max_containers:
+                    raise _Refused(too_many)
+                if op == 0x5D:
+                    push([_limits.CONTAINER_BYTES, 1, _LIST, 0, None])
+                elif op == 0x7D:
+                    push([_limits.CONTAINER_BYTES, 1, _DICT, 0, None])
+                else:
+                    push([_limits.CONTAINER_BYTES, 1, _TUPLE if op == 0x29 else _SET, 0, ()])
                 i += 1
             elif op in (0x52, 0x81):  # REDUCE, NEWOBJ
                 if len(stack) - 2 < fence:
