@@ -65,7 +65,7 @@ def hostile_inputs() -> Dict[str, Callable[[], bytes]]:
         ),
         "1,000,000 empty lists in a list": lambda: P2 + b"(" + b"]" * (MB - 5) + b"l" + STOP,
         "1,000,000 None in a list": lambda: P2 + b"(" + b"N" * (MB - 5) + b"l" + STOP,
-        "record with a 1 MB config of small lists": lambda: _record_with_config(),
+        "record with a 1 MB config of small lists": _record_with_config,
     }
 
 
