@@ -10,8 +10,9 @@ Usage (from the repository root, with the package installed in the running Pytho
    alternately, ``--rounds`` times, and the best time of each is kept: on a shared machine the
    best is the least disturbed.
 2. Each hostile input (up to 1 MB) is loaded in a fresh interpreter, which prints how long
-   ``loads`` took, how it ended, and how far its peak resident memory rose above the baseline
-   measured just before (``ru_maxrss``, Linux).
+   ``loads`` took, how it ended, and the peak of memory allocated during a second, traced run
+   (``tracemalloc``: everything allocated through Python's allocators, the C unpickler's
+   objects included).
 """
 
 from __future__ import annotations
@@ -78,19 +79,22 @@ def _record_with_config() -> bytes:
 
 
 CHILD = """
-import resource, sys, time
+import sys, time, tracemalloc
 from tango_stepinfo import loads
 data = open(sys.argv[1], "rb").read()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def run():
+    try:
+        loads(data)
+        return "loaded"
+    except Exception as e:
+        return type(e).__name__ + ": " + str(e)[:70]
 start = time.perf_counter()
-try:
-    loads(data)
-    outcome = "loaded"
-except Exception as e:
-    outcome = type(e).__name__ + ": " + str(e)[:70]
+outcome = run()
 took = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(f"{took:.3f}\\t{(peak - base) / 1024:.1f}\\t{outcome}")
+tracemalloc.start()  # a second run, traced: the peak of memory allocated above the baseline
+run()
+peak = tracemalloc.get_traced_memory()[1]
+print(f"{took:.3f}\t{peak / 1e6:.1f}\t{outcome}")
 """
 
 

@@ -47,6 +47,7 @@ import datetime as _dt
 import io
 import os
 import pickle
+import re
 from pathlib import Path, PurePath
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -425,6 +426,7 @@ _SCALAR_BYTES = 64  # JSON of a value an allowed function makes (a time: 32), be
 _EXPAND = 7  # JSON bytes per byte when a call turns a string into items: '"a", ' ...
 
 _INT_ONLY = frozenset((int,))
+_CONSTANTS = re.compile(b"[N\x88\x89]+")
 _SET_FIELDS: Optional[frozenset[Optional[str]]] = None
 
 
@@ -683,6 +685,11 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     raise _Refused("truncated string")
                 push(_string(start, length + 2))
                 i = start + length
+            elif op in (0x4E, 0x88, 0x89) and data[i + 1] in (0x4E, 0x88, 0x89):
+                # a run of None, True, False: pushed at once (5: "false", the longest)
+                run = _CONSTANTS.match(data, i).end() - i  # type: ignore[union-attr]
+                stack.extend([5] * run)
+                i += run
             elif op == 0x4B:  # BININT1
                 push(3)
                 i += 2
