@@ -53,7 +53,14 @@ from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _codec, _limits
 from .errors import StepInfoDecodeError
-from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata, TangoMetadata
+from .metadata import (
+    EnvironmentMetadata,
+    GitMetadata,
+    GpuMetadata,
+    JobMetadata,
+    PlatformMetadata,
+    TangoMetadata,
+)
 from .step_info import StepInfo, StepState
 
 
@@ -89,6 +96,8 @@ _RECORDS: Tuple[type, ...] = (
     EnvironmentMetadata,
     GitMetadata,
     TangoMetadata,
+    GpuMetadata,
+    JobMetadata,
 )
 
 
@@ -1069,6 +1078,10 @@ def _usable(record: Any, path: str) -> None:
                 )
         elif kind in _RECORDS:
             _usable(value, here)
+        elif kind is list:  # a list of records (gpus)
+            for j, item in enumerate(value):
+                if type(item) in _RECORDS:
+                    _usable(item, f"{here}[{j}]")
         elif isinstance(value, _dt.datetime):
             values[name] = _real_time(value, here)
         elif isinstance(value, PurePath) and type(value) is not _NATIVE_PATH:
