@@ -177,3 +177,34 @@ def full_record(n_packages: int = 70) -> StepInfo:
             tango=TangoMetadata("1.3.2"),
         ),
     )
+
+
+json_leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.floats()
+
+
+@st.composite
+def mutated_records(draw: Any) -> Any:
+    """A valid record's JSON with one value somewhere replaced by an arbitrary one."""
+    data = draw(step_infos()).to_json_dict()
+    target: Any = data
+    for _ in range(draw(st.integers(0, 3))):
+        if isinstance(target, dict) and target:
+            key = draw(st.sampled_from(sorted(target)))
+            if not isinstance(target[key], (dict, list)) or not target[key]:
+                break
+            target = target[key]
+        elif isinstance(target, list) and target:
+            index = draw(st.integers(0, len(target) - 1))
+            if not isinstance(target[index], (dict, list)) or not target[index]:
+                break
+            target = target[index]
+    new = draw(json_leaves | st.lists(json_leaves, max_size=3) | st.just({}))
+    if isinstance(target, dict) and target:
+        key = draw(st.sampled_from(sorted(target)))
+        if draw(st.booleans()):
+            target[key] = new
+        else:
+            del target[key]
+    elif isinstance(target, list) and target:
+        target[draw(st.integers(0, len(target) - 1))] = new
+    return data

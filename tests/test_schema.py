@@ -20,8 +20,9 @@ from tango_stepinfo import (
     StepInfo,
     StepInfoDecodeError,
 )
-from tango_stepinfo._codec import TIME_PATTERN, Record
+from tango_stepinfo._record import Record
 from tango_stepinfo._schema import DIALECT, schema
+from tango_stepinfo._times import TIME_PATTERN
 
 from .conftest import TANGO_DATA
 from .strategies import DELETE, changed, full_record, json_values, naive_times, step_infos

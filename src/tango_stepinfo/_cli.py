@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
-from ._codec import _show
+from ._errors import show as _show
 from ._probe import normalize_name
 from ._version import __version__
 from .errors import InvalidStepStateError, StepInfoDecodeError

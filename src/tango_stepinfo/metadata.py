@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 from . import _probe
-from ._codec import Record
+from ._record import Record
 from ._version import __version__
 
 __all__ = ["EnvironmentMetadata", "GitMetadata", "PlatformMetadata", "TangoMetadata"]

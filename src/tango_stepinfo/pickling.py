@@ -7,8 +7,9 @@ arguments, and check the result before handing it out.
 
 **Allowed globals** (anything else raises :class:`~tango_stepinfo.UnsafePickleError` naming it):
 
-- the record classes ``StepInfo``, ``PlatformMetadata``, ``EnvironmentMetadata``,
-  ``GitMetadata``, ``TangoMetadata`` and the enum ``StepState``, under
+- the record classes (``StepInfo``, ``PlatformMetadata``, ``EnvironmentMetadata``,
+  ``GitMetadata``, ``TangoMetadata`` and any other subclass of ``Record`` in this package) and
+  the enum ``StepState``, under
   ``tango_stepinfo.step_info`` / ``tango_stepinfo.metadata`` and under Tango's
   ``tango.step_info`` (mapped onto ours). Creating a record never calls its ``__init__`` (which
   would probe the machine); its state goes through ``Record.__setstate__``, which fills fields
@@ -48,10 +49,10 @@ import os
 import pickle
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
-from . import _codec
+from . import _record
+from ._errors import show
 from .errors import StepInfoDecodeError
-from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata, TangoMetadata
-from .step_info import StepInfo, StepState
+from .step_info import StepState
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -86,13 +87,9 @@ MAX_DEPTH = 500
 EXPANSION = 16
 """How many values per byte of pickle the result may hold, counting shared ones each time."""
 
-_RECORDS: Tuple[type, ...] = (
-    StepInfo,
-    PlatformMetadata,
-    EnvironmentMetadata,
-    GitMetadata,
-    TangoMetadata,
-)
+_RECORDS = _record.RECORDS
+"""The record classes: each is registered by its own class statement (see :mod:`._record`);
+importing :mod:`.step_info` above has defined them all."""
 
 
 # --- what find_class hands out -----------------------------------------------------------------
@@ -508,11 +505,9 @@ def _check_item(value: Any, path: str) -> None:
     if type(value) is StepState:
         return
     if type(value) not in _RECORDS:
-        raise StepInfoDecodeError(
-            path, f"expected a record or a StepState, got {_codec._show(value)}"
-        )
+        raise StepInfoDecodeError(path, f"expected a record or a StepState, got {show(value)}")
     try:
-        _codec.check(value, unpickled=True)
+        _record.check(value)
     except StepInfoDecodeError as e:
         if not path:
             raise
@@ -532,8 +527,7 @@ def _check_result(value: Any) -> None:
     else:
         raise StepInfoDecodeError(
             "",
-            "expected a record, a StepState, or a list, tuple or dict of them, "
-            f"got {_codec._show(value)}",
+            f"expected a record, a StepState, or a list, tuple or dict of them, got {show(value)}",
         )
 
 

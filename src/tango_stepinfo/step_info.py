@@ -12,7 +12,8 @@ from enum import Enum
 from typing import Any, Dict, Iterable, Optional, Protocol, Set, Type, TypeVar
 
 from . import _probe
-from ._codec import Record, _as_utc
+from ._record import Record
+from ._times import as_utc as _as_utc
 from .errors import InvalidStepStateError
 from .metadata import EnvironmentMetadata, PlatformMetadata
 
