@@ -343,7 +343,7 @@ def mutated(path: str, value: Any) -> Dict[str, Any]:
             mutated("environment.executable", 3),
             "environment.executable: expected a path string, got 3",
         ),
-        (mutated("platform", None), "platform: expected an object, got null"),
+        (mutated("platform", 5), "platform: expected an object or null, got 5"),
         (mutated("config", [1]), "config: expected an object or null, got a list"),
         (
             mutated("start_time", "yesterday"),
@@ -390,7 +390,7 @@ def test_decode_error_carries_path_and_problem() -> None:
     [
         ({"step_name": 5}, "step_name: expected a string or null, got 5"),
         ({"dependencies": ["a"]}, "dependencies: expected a set, got a list"),
-        ({"environment": None}, "environment: expected an EnvironmentMetadata, got null"),
+        ({"environment": 5}, "environment: expected an EnvironmentMetadata or null, got 5"),
         (
             {"platform": PlatformMetadata("os", "2", "u", "h")},
             "platform.cpu_count: expected an integer or null, got '2'",
@@ -702,3 +702,68 @@ def test_a_field_declared_since_a_version_needs_a_default() -> None:
 
     with pytest.raises(TypeError, match="'name' is declared 'since'"):
         NoDefault.from_json_dict({})
+
+
+# --- platform and environment may be None; paths may be strings -------------------------------
+
+
+@pytest.mark.parametrize("name", ["platform", "environment"])
+def test_platform_and_environment_may_be_null(name: str, probe_calls: List[str]) -> None:
+    info = full_record()
+    setattr(info, name, None)
+    data = info.to_json_dict()
+    assert data[name] is None
+    assert info.to_json_dict(tango_compat=True)[name] is None
+    back = StepInfo.from_json_dict(json.loads(json.dumps(data)))
+    assert getattr(back, name) is None and back == info
+    assert pickle.loads(pickle.dumps(info)) == info
+    from tango_stepinfo import loads
+
+    assert loads(pickle.dumps(info)) == info
+    assert probe_calls == []
+
+
+def test_tango_records_with_null_platform_and_environment_read_and_export() -> None:
+    data = json.loads((TANGO_DATA / "json" / "completed.json").read_text("utf-8"))
+    data["platform"] = data["environment"] = None
+    info = StepInfo.from_json_dict(data)
+    assert info.platform is None and info.environment is None
+    assert info.to_json_dict()["platform"] is None
+    # An old Tango pickle without them (documented to load with None) now exports too.
+    old = pickle.loads(
+        old_pickle(
+            StepInfo,
+            {"unique_id": "u", "step_class_name": "S", "dependencies": set(), "cacheable": True},
+        )
+    )
+    assert old.to_json_dict()["environment"] is None
+
+
+class _FsPath:
+    """An os.PathLike that is not a pathlib path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["/opt/conda/bin/python", Path("/opt/conda/bin/python"), _FsPath("/opt/conda/bin/python")],
+)
+def test_any_path_like_or_string_in_a_path_field_encodes_as_that_path(value: Any) -> None:
+    info = full_record()
+    info.environment.executable = value
+    assert info.to_json_dict()["environment"]["executable"] == "/opt/conda/bin/python"
+    assert StepInfo.from_json_dict(info.to_json_dict()).environment.executable == Path(
+        "/opt/conda/bin/python"
+    )
+
+
+def test_a_bytes_path_like_is_refused_with_its_field() -> None:
+    info = full_record()
+    info.environment.root = _FsPath(b"/x")  # type: ignore[arg-type]
+    with pytest.raises(StepInfoEncodeError, match=r"^environment\.root: expected a path"):
+        info.to_json_dict()

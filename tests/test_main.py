@@ -23,7 +23,7 @@ from tango_stepinfo import (
     StepInfo,
     TangoMetadata,
 )
-from tango_stepinfo._cli import capture_summary, human_duration
+from tango_stepinfo._show import capture_summary, human_duration
 
 from .conftest import TANGO_DATA
 from .strategies import full_record
@@ -310,7 +310,10 @@ def test_show_our_json_with_microseconds_and_dirty_git(tmp_path: Path) -> None:
     assert "  started:    2024-03-10 06:59:58+00:00\n" in result.stdout
     assert "  duration:   42m 05s\n" in result.stdout
     assert "  error:      KeyError: 'lr'\n" in result.stdout
-    assert "  git commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e (dirty)\n" in result.stdout
+    assert (
+        "  git commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e\n  git dirty:  yes\n"
+        in result.stdout
+    )
 
 
 def test_show_a_list_of_records(tmp_path: Path) -> None:
@@ -323,8 +326,8 @@ def test_show_a_list_of_records(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     blocks = result.stdout.split("\n\n")
     assert [block.splitlines()[0] for block in blocks] == ["TrainStep-abc123", "EvalStep-def456"]
-    assert "  name:       -\n" in blocks[1]
-    assert "  git commit: -\n" in blocks[1]
+    assert "  name:     -\n" in blocks[1]
+    assert "  git:      not a git repository\n" in blocks[1]
     assert "==>" not in result.stdout  # one file: no file headers
 
 
@@ -675,8 +678,8 @@ def test_diff_each_field(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout.split("\n", 2)[2] == (
         "Git\n"
-        "  branch: main -> fix\n"
         "  remote: https://github.com/example/project.git -> (none)\n"
+        "  branch: main -> fix\n"
         "Platform\n"
         "  user: researcher -> someone\n"
         "Command\n"
@@ -698,8 +701,11 @@ def test_diff_tango_record_against_ours_ignores_what_tango_does_not_record(
     assert result.returncode == 0, result.stdout
     result = run("diff", str(TANGO_JSON / "completed.json"), str(TANGO_JSON / "git_null.json"))
     assert result.returncode == 1
-    assert "Git\n  commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e -> (none)\n" in result.stdout
-    assert "remote: https://github.com/example/project.git -> (none)" in result.stdout
+    assert (
+        "Git\n  commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e -> not a git repository\n"
+        in result.stdout
+    )
+    assert "remote: https://github.com/example/project.git -> not a git repository" in result.stdout
 
 
 def test_diff_packages_not_recorded(tmp_path: Path) -> None:

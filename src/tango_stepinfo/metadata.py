@@ -21,6 +21,11 @@ from ._version import __version__
 __all__ = ["EnvironmentMetadata", "GitMetadata", "PlatformMetadata", "TangoMetadata"]
 
 _PROBED: Any = {"probe": True}
+# Field metadata for the command line (see _facts.py and docs/format.rst, "Adding a field"):
+# "label" names a field in show, diff and the capture summary ("diff_label" inside its diff
+# group); "group" is the diff section it is listed under; "none" is how None prints;
+# "show": False leaves it out of show; "cli": False out of all three.
+_HIDDEN: Any = {"probe": True, "show": False}
 
 
 @dataclass(eq=False, repr=False)  # == and repr come from Record
@@ -35,10 +40,12 @@ class GitMetadata(Record):
         binary, the check timed out or is turned off). Not in Tango.
     """
 
-    commit: Optional[str] = None
-    remote: Optional[str] = None
-    branch: Optional[str] = field(default=None, metadata={"since": "0.1.0"})
-    dirty: Optional[bool] = field(default=None, metadata={"since": "0.1.0"})
+    commit: Optional[str] = field(default=None, metadata={"none": "(no commits)"})
+    remote: Optional[str] = field(default=None, metadata={"show": False})
+    branch: Optional[str] = field(
+        default=None, metadata={"since": "0.1.0", "show": False, "none": "(detached)"}
+    )
+    dirty: Optional[bool] = field(default=None, metadata={"since": "0.1.0", "none": "unknown"})
 
     @classmethod
     def check_for_repo(cls) -> Optional[GitMetadata]:
@@ -71,9 +78,13 @@ class PlatformMetadata(Record):
     :ivar host: the host name.
     """
 
-    operating_system: str = field(default_factory=_probe.operating_system, metadata=_PROBED)
-    cpu_count: Optional[int] = field(default_factory=_probe.cpu_count, metadata=_PROBED)
-    user: str = field(default_factory=_probe.user, metadata=_PROBED)
+    operating_system: str = field(
+        default_factory=_probe.operating_system, metadata={**_HIDDEN, "label": "OS"}
+    )
+    cpu_count: Optional[int] = field(
+        default_factory=_probe.cpu_count, metadata={**_HIDDEN, "label": "CPUs", "none": "unknown"}
+    )
+    user: str = field(default_factory=_probe.user, metadata=_HIDDEN)
     host: str = field(default_factory=_probe.host, metadata=_PROBED)
 
 
@@ -91,12 +102,23 @@ class EnvironmentMetadata(Record):
     :ivar tango: the library that wrote the record.
     """
 
-    python: str = field(default_factory=_probe.python, metadata=_PROBED)
-    executable: Path = field(default_factory=_probe.executable, metadata=_PROBED)
-    command: str = field(default_factory=_probe.command, metadata=_PROBED)
-    root: Path = field(default_factory=_probe.root, metadata=_PROBED)
-    packages: Optional[List[Tuple[str, str]]] = field(
-        default_factory=_probe.packages, metadata=_PROBED
+    python: str = field(
+        default_factory=_probe.python,
+        metadata={**_HIDDEN, "label": "Python", "group": "Python", "diff_label": "version"},
     )
-    git: Optional[GitMetadata] = field(default_factory=GitMetadata.check_for_repo, metadata=_PROBED)
-    tango: Optional[TangoMetadata] = field(default_factory=TangoMetadata, metadata=_PROBED)
+    executable: Path = field(
+        default_factory=_probe.executable, metadata={**_HIDDEN, "group": "Python"}
+    )
+    command: str = field(default_factory=_probe.command, metadata={**_HIDDEN, "group": "Command"})
+    root: Path = field(default_factory=_probe.root, metadata={**_HIDDEN, "group": "Command"})
+    packages: Optional[List[Tuple[str, str]]] = field(
+        default_factory=_probe.packages,
+        metadata={**_HIDDEN, "group": "Packages", "none": "unknown"},
+    )
+    git: Optional[GitMetadata] = field(
+        default_factory=GitMetadata.check_for_repo,
+        metadata={"probe": True, "group": "Git", "none": "not a git repository"},
+    )
+    tango: Optional[TangoMetadata] = field(
+        default_factory=TangoMetadata, metadata={"probe": True, "cli": False}
+    )

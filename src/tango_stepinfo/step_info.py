@@ -137,8 +137,9 @@ class StepInfo(Record):
     :ivar result_location: where the result is stored, a path or URL.
     :ivar config: the step's configuration, steps replaced by references.
     :ivar metadata: free-form metadata of the step.
-    :ivar platform: the machine it ran on.
-    :ivar environment: the Python environment it ran in.
+    :ivar platform: the machine it ran on; ``None`` when unknown (Tango writes ``null`` there,
+        and its old pickles may lack it).
+    :ivar environment: the Python environment it ran in; ``None`` when unknown.
     """
 
     unique_id: str
@@ -153,9 +154,27 @@ class StepInfo(Record):
     result_location: Optional[str] = None
     config: Optional[Dict[str, Any]] = None
     metadata: Optional[Dict[str, Any]] = None
-    platform: PlatformMetadata = field(default_factory=PlatformMetadata, metadata={"probe": True})
+    # May be None (null in JSON), as in Tango's records and in its old pickles. For the command
+    # line: their fields are listed without a prefix, each in its group (see _facts.py).
+    platform: PlatformMetadata = field(
+        default_factory=PlatformMetadata,
+        metadata={
+            "probe": True,
+            "nullable": True,
+            "group": "Platform",
+            "label": "",
+            "none": "unknown",
+        },
+    )
     environment: EnvironmentMetadata = field(
-        default_factory=EnvironmentMetadata, metadata={"probe": True}
+        default_factory=EnvironmentMetadata,
+        metadata={
+            "probe": True,
+            "nullable": True,
+            "group": "Environment",
+            "label": "",
+            "none": "unknown",
+        },
     )
 
     @property
