@@ -117,6 +117,14 @@ def replace_steps_with_unique_id(value: Any) -> Any:
     return value
 
 
+def _platform() -> PlatformMetadata:
+    """Probe the platform for a new :class:`StepInfo`, which probes its environment next: start
+    the environment's ``git status`` first, so that it runs meanwhile (a ``PlatformMetadata``
+    alone never starts ``git``)."""
+    _probe.prefetch_git()
+    return PlatformMetadata()
+
+
 @dataclass(eq=False, repr=False)  # == and repr come from Record
 class StepInfo(Record):
     """The run record of one step: what it is, when and where it ran, and how it ended.
@@ -157,7 +165,7 @@ class StepInfo(Record):
     # May be None (null in JSON), as in Tango's records and in its old pickles. For the command
     # line: their fields are listed without a prefix, each in its group (see _facts.py).
     platform: PlatformMetadata = field(
-        default_factory=PlatformMetadata,
+        default_factory=_platform,
         metadata={
             "probe": True,
             "nullable": True,
