@@ -113,6 +113,7 @@ def _walk(
     out: List[Fact],
     *,
     label: str = "",
+    name: str = "",
     key: str = "",
     group: str = "",
     absent: Optional[str] = None,
@@ -124,8 +125,9 @@ def _walk(
         if (only is not None and f.name not in only) or meta.get("cli", True) is False:
             continue
         own = meta.get("label", f.name.replace("_", " "))
-        short = meta.get("diff_label", own)
         full = f"{label} {own}".strip()
+        # Names inside a diff group, like keys, are relative to the field that names the group.
+        short = meta.get("diff_label", own) if "group" in meta else f"{name} {own}".strip()
         # Keys in diff's JSON are relative to the field that names the group.
         f_key = f.name if "group" in meta else (f"{key}.{f.name}" if key else f.name)
         common = {
@@ -156,6 +158,7 @@ def _walk(
                 inner,
                 out,
                 label=full,
+                name="" if "group" in meta else short,
                 key=sub_key,
                 group=common["group"],
                 absent=gone,
@@ -169,6 +172,7 @@ def _walk(
                     getattr(item, "__dict__", None),
                     out,
                     label=f"{full}[{i}]",
+                    name=f"{short}[{i}]",
                     key=item_key,
                     group=common["group"],
                     absent=absent,
