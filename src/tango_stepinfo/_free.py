@@ -20,7 +20,11 @@ from ._errors import Bad, show
 __all__ = ["decode", "encode", "key_order"]
 
 _STR_TYPES = frozenset({str})
-_JSON_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+# No separate fast path for flat dicts of scalars: measured in CPU time (timeit with
+# time.process_time, medians of 15 runs of 4000 calls), one that checked the value types first
+# took 22 us instead of 17 us on a realistic nested Tango config (4 levels, about 40 values),
+# and 2.6 us instead of 1.9 us on a flat dict of 6 scalars: the checks cost more than they save.
 
 
 def encode(value: Any) -> Any:
@@ -32,15 +36,6 @@ def encode(value: Any) -> Any:
         if math.isfinite(value):
             return value
         raise Bad(f"{value!r} has no JSON form")
-    if t is dict and set(map(type, value)) <= _STR_TYPES:
-        # The common case first; on any error the careful loop below says where.
-        types = set(map(type, value.values()))
-        if types <= _JSON_SCALAR_TYPES and (float not in types or _all_finite(value.values())):
-            return {key: value[key] for key in sorted(value)}
-        try:
-            return {key: encode(value[key]) for key in sorted(value)}
-        except Bad:
-            pass
     if t is dict or isinstance(value, Mapping):
         keys = value.keys()
         plain = set(map(type, keys)) <= _STR_TYPES
@@ -69,10 +64,6 @@ def encode(value: Any) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     raise Bad(f"{show(value)} has no JSON form")
-
-
-def _all_finite(values: Any) -> bool:
-    return all(math.isfinite(v) for v in values if type(v) is float)
 
 
 def key_order(value: Any) -> Tuple[str, str]:
