@@ -337,9 +337,10 @@ examples:
 
 _DIFF_EPILOG = f"""\
 A and B are records (JSON or pickle, one record each) or what '{PROG} --json'
-printed. Compares Python version and executable, packages, git commit, branch, dirty
-and remote, OS, CPUs, host, user, command and root; prints only what differs. Git branch
-and dirty are compared only when both records have them (Tango does not record them).
+printed. Compares every fact of the platform and environment (Python version and
+executable, packages, git commit, remote, branch and dirty, OS, CPUs, user, host,
+command and root, and any field added later); prints only what differs. Fields Tango
+does not record (git branch and dirty) are compared only when both records have them.
 Exit status: 0 no difference, 1 some difference, 2 trouble.
 
 examples:
