@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from tango_stepinfo import (
     EnvironmentMetadata,
     GitMetadata,
+    GpuMetadata,
+    JobMetadata,
     PlatformMetadata,
     StepInfo,
     TangoMetadata,
@@ -175,7 +177,26 @@ def full_record(n_packages: int = 70) -> StepInfo:
         result_location="/data/ws/cache/TrainStep-abc123",
         config={"type": "train", "lr": 0.001, "data": {"type": "ref", "ref": "DataStep-111"}},
         metadata={"owner": "nlp-team"},
-        platform=PlatformMetadata("Linux-5.15.0-x86_64-with-glibc2.35", 32, "researcher", "gpu-7"),
+        platform=PlatformMetadata(
+            "Linux-5.15.0-x86_64-with-glibc2.35",
+            32,
+            "researcher",
+            "gpu-7",
+            cpu_model="Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz",
+            cpu_usable=8,
+            memory=68719476736,
+            gpus=[
+                GpuMetadata(
+                    "NVIDIA GeForce RTX 2080 Ti",
+                    "GPU-5d49bdf4-b8d0-21ce-9260-a89c66748d92",
+                    "0000:1a:00.0",
+                    "465.19.01",
+                    11554717696,
+                )
+            ],
+            container="docker",
+            fallbacks=None,
+        ),
         environment=EnvironmentMetadata(
             python="3.10.12",
             executable=Path("/opt/conda/bin/python"),
@@ -189,6 +210,9 @@ def full_record(n_packages: int = 70) -> StepInfo:
                 dirty=False,
             ),
             tango=TangoMetadata("1.3.2"),
+            implementation="cpython",
+            job=JobMetadata("slurm", "4242_7", "train", None, "0"),
+            fallbacks=None,
         ),
     )
 

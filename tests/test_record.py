@@ -106,7 +106,7 @@ def grown(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, type]]:
             "PlatformMetadata",
             "rack",
             Optional[str],
-            "gpus",
+            "accelerators",
             Optional[List[gpu]],  # type: ignore[valid-type]
             [gpu("A100", 80)],
         ),
@@ -115,7 +115,7 @@ def grown(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, type]]:
             "EnvironmentMetadata",
             "venv",
             Optional[str],
-            "job",
+            "labels",
             Optional[Dict[str, str]],
             {"id": "42", "queue": "gpu"},
         ),
@@ -218,29 +218,28 @@ def test_our_0_1_0_pickles_load_through_grown_classes(grown: Dict[str, type], pa
         assert type(value) is grown["StepInfo"]
         _assert_grown_fields_are_none(value)
         data = value.to_json_dict()
-        assert data["runner"] is None and data["platform"]["gpus"] is None
-        for name in ("attempt", "runner"):
-            del data[name]
-        for part, names in (
-            (data["platform"], ("rack", "gpus")),
-            (data["environment"], ("venv", "job")),
-            (data["environment"]["tango"], ("build", "extras")),
-        ):
-            for name in names:
-                del part[name]
-        if data["environment"]["git"] is not None:
-            for name in ("signed", "tag"):
-                del data["environment"]["git"][name]
-        assert data == expected[path.name.split(".")[0]]
+        assert data["runner"] is None and data["platform"]["accelerators"] is None
+        want = expected[path.name.split(".")[0]]
+        _drop_added(data, want)  # every field 0.1.0 did not have is null
+        assert data == want
     assert PROBED == []
+
+
+def _drop_added(data: Dict[str, Any], old: Dict[str, Any]) -> None:
+    """Remove from ``data`` the keys ``old`` lacks, checking that each is null."""
+    for key in list(data):
+        if key not in old:
+            assert data.pop(key) is None, key
+        elif isinstance(data[key], dict) and isinstance(old[key], dict):
+            _drop_added(data[key], old[key])
 
 
 def _full(grown: Dict[str, type]) -> Any:
     """Tango's completed record, grown, with every added field set (nothing probed)."""
     base = json.loads((TANGO_DATA / "json" / "completed.json").read_text("utf-8"))
     base["attempt"], base["runner"] = 2, "ci-7"
-    base["platform"].update(rack="r1", gpus=[{"name": "A100", "memory": 80}])
-    base["environment"].update(venv="/v", job={"id": "42", "queue": "gpu"})
+    base["platform"].update(rack="r1", accelerators=[{"name": "A100", "memory": 80}])
+    base["environment"].update(venv="/v", labels={"id": "42", "queue": "gpu"})
     base["environment"]["git"].update(signed=True, tag="v1")
     base["environment"]["tango"].update(build="b", extras=["a"])
     return grown["StepInfo"].from_json_dict(base)
@@ -250,33 +249,35 @@ def test_grown_records_round_trip_and_their_fields_are_in_the_schema(
     grown: Dict[str, type],
 ) -> None:
     info = _full(grown)
-    assert info.platform.gpus == [grown["GpuLike"]("A100", 80)]
-    assert info.environment.job == {"id": "42", "queue": "gpu"}
+    assert info.platform.accelerators == [grown["GpuLike"]("A100", 80)]
+    assert info.environment.labels == {"id": "42", "queue": "gpu"}
     assert grown["StepInfo"].from_json_dict(info.to_json_dict()) == info
     assert pickle.loads(pickle.dumps(info)) == info
     assert pickling.loads(pickle.dumps(info)) == info
     out = schema(grown["StepInfo"])
     platform = out["$defs"]["PlatformMetadata"]["properties"]
-    assert platform["gpus"]["type"] == ["array", "null"]
-    assert platform["gpus"]["items"] == {"$ref": "#/$defs/GpuLike"}
+    assert platform["accelerators"]["type"] == ["array", "null"]
+    assert platform["accelerators"]["items"] == {"$ref": "#/$defs/GpuLike"}
     env = out["$defs"]["EnvironmentMetadata"]["properties"]
-    assert env["job"] == {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
-    assert "job" not in out["$defs"]["EnvironmentMetadata"]["required"]
+    assert env["labels"] == {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
+    assert "labels" not in out["$defs"]["EnvironmentMetadata"]["required"]
     # Wrong values are named with their path, at every depth of the new kinds.
     data = info.to_json_dict()
-    data["platform"]["gpus"][0]["memory"] = "lots"
-    with pytest.raises(ValueError, match=r"^platform\.gpus\[0\]\.memory: expected an integer"):
+    data["platform"]["accelerators"][0]["memory"] = "lots"
+    with pytest.raises(
+        ValueError, match=r"^platform\.accelerators\[0\]\.memory: expected an integer"
+    ):
         grown["StepInfo"].from_json_dict(data)
-    info.platform.gpus[0].name = 5
-    with pytest.raises(ValueError, match=r"^platform\.gpus\[0\]\.name: expected a string"):
+    info.platform.accelerators[0].name = 5
+    with pytest.raises(ValueError, match=r"^platform\.accelerators\[0\]\.name: expected a string"):
         pickling.loads(pickle.dumps(info))
     assert PROBED == []
 
 
 def test_a_new_grown_record_probes_its_added_probed_fields(grown: Dict[str, type]) -> None:
     platform = grown["PlatformMetadata"]()
-    assert platform.gpus == [grown["GpuLike"]("A100", 80)] and platform.rack is None
-    assert "gpus" in PROBED
+    assert platform.accelerators == [grown["GpuLike"]("A100", 80)] and platform.rack is None
+    assert "accelerators" in PROBED
 
 
 def test_show_diff_and_summary_list_the_added_fields(grown: Dict[str, type]) -> None:
@@ -286,37 +287,37 @@ def test_show_diff_and_summary_list_the_added_fields(grown: Dict[str, type]) -> 
         "  attempt:",
         "  runner:",
         "  rack:",
-        "  gpus[0] name:",
-        "  gpus[0] memory:",
+        "  accelerators[0] name:",
+        "  accelerators[0] memory:",
         "  venv:",
-        "  job id:",
-        "  job queue:",
+        "  labels id:",
+        "  labels queue:",
         "  git signed:",
         "  git tag:",
     ):
         assert line in shown, shown
     summary = capture_summary(info.platform, info.environment)
-    for line in ("rack:", "gpus[0] name:", "job queue:", "git tag:", "venv:"):
+    for line in ("rack:", "accelerators[0] name:", "labels queue:", "git tag:", "venv:"):
         assert f"\n{line}" in summary, summary
     other = _full(grown)
-    other.platform.gpus[0].memory = 40
-    other.environment.job["queue"] = "cpu"
+    other.platform.accelerators[0].memory = 40
+    other.environment.labels["queue"] = "cpu"
     other.environment.git.tag = "v2"
     other.platform.rack = "r2"
     a, b = (info.platform, info.environment), (other.platform, other.environment)
     differences = compare(a, b)
-    assert differences["platform"]["gpus[0].memory"] == {"a": 80, "b": 40}
+    assert differences["platform"]["accelerators[0].memory"] == {"a": 80, "b": 40}
     assert differences["platform"]["rack"] == {"a": "r1", "b": "r2"}
-    assert differences["environment"]["job.queue"] == {"a": "gpu", "b": "cpu"}
+    assert differences["environment"]["labels.queue"] == {"a": "gpu", "b": "cpu"}
     assert differences["git"]["tag"] == {"a": "v1", "b": "v2"}
     text = diff_text("a", "b", differences, a, b)
-    assert "  gpus[0] memory: 80 -> 40\n" in text
-    assert "Environment\n  job queue: gpu -> cpu\n" in text
+    assert "  accelerators[0] memory: 80 -> 40\n" in text
+    assert "Environment\n  labels queue: gpu -> cpu\n" in text
     # A record without the added fields (Tango's, 0.1.0's) says nothing about them.
     old = grown["StepInfo"].from_json_dict(
         json.loads((TANGO_DATA / "json" / "completed.json").read_text("utf-8"))
     )
-    assert "gpus" not in show_record(old) and "runner" not in show_record(old)
+    assert "accelerators" not in show_record(old) and "runner" not in show_record(old)
     assert compare((old.platform, old.environment), (old.platform, old.environment)) == {}
     mixed = compare((old.platform, old.environment), a)
     assert "rack" not in mixed.get("platform", {})

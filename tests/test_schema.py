@@ -46,6 +46,7 @@ def test_schema_is_valid_draft_2020_12() -> None:
     assert SCHEMA["title"] == "StepInfo"
     # Every registered record class but the root is defined once.
     assert sorted(SCHEMA["$defs"]) == sorted(c.__name__ for c in RECORDS if c is not StepInfo)
+    assert {"GpuMetadata", "JobMetadata"} <= set(SCHEMA["$defs"])
 
 
 def test_schema_is_json_and_deterministic() -> None:
