@@ -15,12 +15,27 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from typing import Any, Callable, ClassVar, Dict, List, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Tuple, TypeVar
 
-from . import _plans
 from ._errors import Bad, show
-from ._kinds import Convert, checker
 from .errors import StepInfoDecodeError
+
+if TYPE_CHECKING:
+    from ._kinds import Convert
+
+# The codec (kinds and plans) is imported on first use, not with the package: importing it costs
+# about as much as the rest of the package.
+_plans: Any = None
+
+
+def _codec() -> Any:
+    global _plans
+    if _plans is None:
+        from . import _plans as plans
+
+        _plans = plans
+    return _plans
+
 
 __all__ = ["RECORDS", "Record", "check", "check_fields"]
 
@@ -36,17 +51,21 @@ class _State:
     """How one record class goes into and out of a pickle's state, and how a loaded one is
     checked; read from its fields once."""
 
-    __slots__ = ("checks", "fill", "restore", "store")
+    __slots__ = ("checks", "fill", "none", "restore", "store")
 
     def __init__(self, cls: type) -> None:
-        fields = _plans.fields(cls)
+        from ._kinds import checker
+
+        plans = _plans or _codec()
+        fields = plans.fields(cls)
         # (name, fill for a field missing from a pickle's state: None when there is no plain
         # default, since the default might probe)
         self.fill: List[Tuple[str, Callable[[], Any]]] = [
-            (f.name, f.default or _plans.none) for f in fields
+            (f.name, f.default or plans.none) for f in fields
         ]
         self.store: List[Tuple[str, Convert]] = []
         self.restore: List[Tuple[str, Convert]] = []
+        self.none = plans.none
         # (name, check, whether None is accepted: a pickle may predate the field)
         self.checks: List[Tuple[str, Convert, bool]] = []
         for f in fields:
@@ -170,7 +189,7 @@ class Record:
         :raises StepInfoEncodeError: a field holds a value of the wrong type, or ``config`` /
             ``metadata`` holds a value with no JSON form; the message names the field path.
         """
-        return _plans.encode(self, tango_compat=tango_compat)
+        return (_plans or _codec()).encode(self, tango_compat=tango_compat)  # type: ignore[no-any-return]
 
     @classmethod
     def from_json_dict(cls: type[_T], json_dict: Any) -> _T:
@@ -184,7 +203,7 @@ class Record:
         :raises StepInfoDecodeError: the input is not a record; the message gives the field path
             and the problem, e.g. ``environment.git.commit: expected a string or null, got 5``.
         """
-        return _plans.decode(cls, json_dict)
+        return (_plans or _codec()).decode(cls, json_dict)  # type: ignore[no-any-return]
 
     def __getstate__(self) -> Dict[str, Any]:
         """The pickled state: fields by name, ``None`` fields left out, sets as sorted lists,
@@ -203,7 +222,7 @@ class Record:
         state = {}
         for name, fill in rules.fill:
             value = values.get(name)
-            if value is None and fill is _plans.none:
+            if value is None and fill is rules.none:
                 continue
             state[name] = value
         for name, store in rules.store:
