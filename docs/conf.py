@@ -68,7 +68,7 @@ _STDLIB = [
 _ROLES = ("py:class", "py:data", "py:obj", "py:func", "py:exc", "py:mod")
 nitpick_ignore = [(role, name) for name in _STDLIB for role in _ROLES]
 nitpick_ignore += [
-    ("py:class", "tango_stepinfo._codec._T"),
+    ("py:class", "tango_stepinfo._record._T"),
     ("py:class", "tango_stepinfo.step_info._S"),
     ("py:class", "tango_stepinfo.step_info._HasUniqueId"),
 ]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import copyreg
+import dataclasses
 import datetime as dt
 import io
 import pickle
-from pathlib import Path
+import typing
+from pathlib import Path, PurePath
 from typing import Any, Dict
 
 from hypothesis import strategies as st
@@ -65,79 +67,65 @@ naive_times = st.datetimes(min_value=dt.datetime(1900, 1, 2), max_value=dt.datet
 paths = texts.filter(lambda t: "\x00" not in t).map(Path)
 packages = st.lists(st.tuples(texts, texts), max_size=8)
 
-git_metadata = st.builds(
-    GitMetadata,
-    commit=st.none() | texts,
-    remote=st.none() | texts,
-    branch=st.none() | texts,
-    dirty=st.none() | st.booleans(),
-)
-tango_metadata = st.builds(TangoMetadata, version=texts)
-gpu_metadata = st.builds(
-    GpuMetadata,
-    name=texts,
-    uuid=st.none() | texts,
-    bus=st.none() | texts,
-    driver=st.none() | texts,
-    memory=st.none() | st.integers(min_value=0, max_value=2**50),
-)
-job_metadata = st.builds(
-    JobMetadata,
-    system=texts,
-    id=texts,
-    name=st.none() | texts,
-    url=st.none() | texts,
-    attempt=st.none() | texts,
-)
-fallbacks = st.none() | st.dictionaries(texts, texts, min_size=1, max_size=3)
 
-platform_metadata = st.builds(
-    PlatformMetadata,
-    operating_system=texts,
-    cpu_count=st.none() | st.integers(min_value=0, max_value=4096),
-    user=texts,
-    host=texts,
-    cpu_model=st.none() | texts,
-    cpu_usable=st.none() | st.integers(min_value=1, max_value=4096),
-    memory=st.none() | st.integers(min_value=0, max_value=2**50),
-    gpus=st.none() | st.lists(gpu_metadata, max_size=3),
-    container=st.none() | texts,
-    fallbacks=fallbacks,
-)
-environment_metadata = st.builds(
-    EnvironmentMetadata,
-    python=texts,
-    executable=paths,
-    command=texts,
-    root=paths,
-    packages=st.none() | packages,
-    git=st.none() | git_metadata,
-    tango=st.none() | tango_metadata,
-    implementation=st.none() | texts,
-    job=st.none() | job_metadata,
-    fallbacks=fallbacks,
-)
+def of_type(tp: Any, times: st.SearchStrategy[dt.datetime] = aware_times) -> Any:
+    """A strategy for values of the type hint ``tp``, for the kinds record fields use."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is str:
+        return texts
+    if tp is bool:
+        return st.booleans()
+    if tp is int:
+        return st.integers(min_value=-(2**63), max_value=2**63)
+    if tp is float:
+        return st.floats(allow_nan=False, allow_infinity=False)
+    if tp is dt.datetime:
+        return times
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        return paths
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return records(tp, times)
+    if origin is typing.Union and type(None) in args:
+        inner = next(a for a in args if a is not type(None))
+        return st.none() | of_type(inner, times)
+    if origin in (set, frozenset):
+        return st.sets(of_type(args[0], times), max_size=5).map(origin)
+    if origin is list:
+        return st.lists(of_type(args[0], times), max_size=8)
+    if origin is tuple:
+        return st.tuples(*(of_type(a, times) for a in args))
+    if origin is dict and args[1] is Any:
+        return json_objects
+    if origin is dict:
+        return st.dictionaries(texts, of_type(args[1], times), max_size=4)
+    raise TypeError(f"no strategy for {tp!r}")
 
 
-@st.composite
-def step_infos(draw: Any, times: st.SearchStrategy[dt.datetime] = aware_times) -> StepInfo:
+def records(cls: type, times: st.SearchStrategy[dt.datetime] = aware_times) -> Any:
+    """Any record of class ``cls``, built from its fields (never probes this machine): a new
+    field needs no change here. Fields that may be ``None`` (``Optional``, ``"nullable"``,
+    ``"since"``) are sometimes ``None``."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        strategy = of_type(hints[f.name], times)
+        if f.metadata.get("nullable") or "since" in f.metadata:
+            strategy = st.none() | strategy
+        kwargs[f.name] = strategy
+    return st.builds(cls, **kwargs)
+
+
+git_metadata = records(GitMetadata)
+tango_metadata = records(TangoMetadata)
+platform_metadata = records(PlatformMetadata)
+environment_metadata = records(EnvironmentMetadata)
+
+
+def step_infos(times: st.SearchStrategy[dt.datetime] = aware_times) -> Any:
     """Any StepInfo whose config and metadata are JSON values; never probes this machine."""
-    return StepInfo(
-        unique_id=draw(texts),
-        step_class_name=draw(texts),
-        dependencies=draw(st.sets(texts, max_size=5)),
-        cacheable=draw(st.booleans()),
-        step_name=draw(st.none() | texts),
-        version=draw(st.none() | texts),
-        start_time=draw(st.none() | times),
-        end_time=draw(st.none() | times),
-        error=draw(st.none() | texts),
-        result_location=draw(st.none() | texts),
-        config=draw(st.none() | json_objects),
-        metadata=draw(st.none() | json_objects),
-        platform=draw(platform_metadata),
-        environment=draw(environment_metadata),
-    )
+    return records(StepInfo, times)
 
 
 DELETE = object()
@@ -227,3 +215,34 @@ def full_record(n_packages: int = 70) -> StepInfo:
             fallbacks=None,
         ),
     )
+
+
+json_leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.floats()
+
+
+@st.composite
+def mutated_records(draw: Any) -> Any:
+    """A valid record's JSON with one value somewhere replaced by an arbitrary one."""
+    data = draw(step_infos()).to_json_dict()
+    target: Any = data
+    for _ in range(draw(st.integers(0, 3))):
+        if isinstance(target, dict) and target:
+            key = draw(st.sampled_from(sorted(target)))
+            if not isinstance(target[key], (dict, list)) or not target[key]:
+                break
+            target = target[key]
+        elif isinstance(target, list) and target:
+            index = draw(st.integers(0, len(target) - 1))
+            if not isinstance(target[index], (dict, list)) or not target[index]:
+                break
+            target = target[index]
+    new = draw(json_leaves | st.lists(json_leaves, max_size=3) | st.just({}))
+    if isinstance(target, dict) and target:
+        key = draw(st.sampled_from(sorted(target)))
+        if draw(st.booleans()):
+            target[key] = new
+        else:
+            del target[key]
+    elif isinstance(target, list) and target:
+        target[draw(st.integers(0, len(target) - 1))] = new
+    return data

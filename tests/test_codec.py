@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import multiprocessing
 import pickle
+import traceback
 import zoneinfo
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
@@ -28,13 +29,23 @@ from tango_stepinfo import (
     StepInfoDecodeError,
     StepInfoEncodeError,
     TangoMetadata,
-    _codec,
+    _plans,
     _probe,
 )
-from tango_stepinfo._codec import Record, parse_time
+from tango_stepinfo._errors import Bad
+from tango_stepinfo._record import Record
+from tango_stepinfo._times import parse_time
 
 from .conftest import TANGO_DATA, since_none, with_since_none
-from .strategies import DELETE, changed, full_record, naive_times, old_pickle, step_infos
+from .strategies import (
+    DELETE,
+    changed,
+    full_record,
+    mutated_records,
+    naive_times,
+    old_pickle,
+    step_infos,
+)
 
 UTC = dt.timezone.utc
 TANGO_JSON = sorted((TANGO_DATA / "json").glob("*.json"))
@@ -125,54 +136,59 @@ def test_config_values_without_json_form_are_converted_deterministically() -> No
     assert list(out) == ["a", "b", "p", "t"]
 
 
-json_leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.floats()
-
-
-@st.composite
-def mutated_records(draw: Any) -> Any:
-    """A valid record's JSON with one value somewhere replaced by an arbitrary one."""
-    data = draw(step_infos()).to_json_dict()
-    target: Any = data
-    for _ in range(draw(st.integers(0, 3))):
-        if isinstance(target, dict) and target:
-            key = draw(st.sampled_from(sorted(target)))
-            if not isinstance(target[key], (dict, list)) or not target[key]:
-                break
-            target = target[key]
-        elif isinstance(target, list) and target:
-            index = draw(st.integers(0, len(target) - 1))
-            if not isinstance(target[index], (dict, list)) or not target[index]:
-                break
-            target = target[index]
-    new = draw(json_leaves | st.lists(json_leaves, max_size=3) | st.just({}))
-    if isinstance(target, dict) and target:
-        key = draw(st.sampled_from(sorted(target)))
-        if draw(st.booleans()):
-            target[key] = new
+def _at(data: Any, parts: List[str]) -> Any:
+    """The value at an error's path (``parts`` innermost first), or DELETE where a key is
+    missing at the end."""
+    target = data
+    for part in reversed(parts):
+        if part.startswith("[") and isinstance(target, list):
+            target = target[int(part[1:-1])]
+        elif part in target:
+            target = target[part]
         else:
-            del target[key]
-    elif isinstance(target, list) and target:
-        target[draw(st.integers(0, len(target) - 1))] = new
-    return data
-
-
-def outcome(fn: Any, *args: Any) -> Any:
-    try:
-        return ("ok", fn(*args))
-    except _codec._Bad as e:
-        return ("error", e.path(), e.problem)
+            return DELETE
+    return target
 
 
 @given(mutated_records())
-def test_generated_decoder_agrees_with_the_careful_one(data: Any) -> None:
-    plan = _codec._plan(StepInfo)
-    assert outcome(plan.decode, data) == outcome(_codec._decode_fields, plan, data)
+def test_decode_errors_point_at_the_bad_value_in_the_input(data: Any) -> None:
+    # One generated decoder per class is the only path: its errors must still say where.
+    try:
+        _plans.plan(StepInfo).decode(data)
+    except Bad as e:
+        found = _at(data, e.parts)
+        if found is DELETE:
+            assert e.problem == "required field is missing"
+        else:
+            assert "got" in e.problem or "cannot" in e.problem or "range" in e.problem
+        with pytest.raises(StepInfoDecodeError) as raised:
+            StepInfo.from_json_dict(data)
+        assert (raised.value.path, raised.value.problem) == (e.path(), e.problem)
 
 
-@given(step_infos(), st.booleans())
-def test_generated_encoder_agrees_with_the_careful_one(info: StepInfo, tango: bool) -> None:
-    plan = _codec._plan(StepInfo, _codec._Mode.TANGO if tango else _codec._Mode.NATIVE)
-    assert plan.encode(info) == _codec._encode_fields(plan, info)
+@given(step_infos(), st.sampled_from(["step_name", "platform", "dependencies", "config"]))
+def test_encode_errors_name_any_bad_field(info: StepInfo, name: str) -> None:
+    setattr(info, name, {1j: 2} if name == "config" else 5)
+    with pytest.raises(StepInfoEncodeError) as raised:
+        info.to_json_dict()
+    assert raised.value.path == name or raised.value.path.startswith(name)
+
+
+def test_generated_code_is_in_linecache_for_tracebacks() -> None:
+    import linecache
+
+    for mode in ("native", "tango"):
+        plan = _plans.plan(StepInfo, mode)
+        for function in (plan.encode, plan.decode):
+            filename = function.__code__.co_filename
+            assert linecache.getline(filename, 1).startswith(f"def {function.__name__}(")
+    info = full_record()
+    info.step_name = 5  # type: ignore[assignment]
+    with pytest.raises(Bad) as raised:
+        _plans.plan(StepInfo).encode(info)
+    lines = "".join(traceback.format_tb(raised.value.__traceback__)).splitlines()
+    at = [i for i, line in enumerate(lines) if "<tango_stepinfo encode" in line]
+    assert at and all(lines[i + 1].strip() and "File" not in lines[i + 1] for i in at)
 
 
 # --- reading Tango's files, writing Tango's format ---------------------------------------------
@@ -339,7 +355,7 @@ def mutated(path: str, value: Any) -> Dict[str, Any]:
             mutated("environment.executable", 3),
             "environment.executable: expected a path string, got 3",
         ),
-        (mutated("platform", None), "platform: expected an object, got null"),
+        (mutated("platform", 5), "platform: expected an object or null, got 5"),
         (mutated("config", [1]), "config: expected an object or null, got a list"),
         (
             mutated("start_time", "yesterday"),
@@ -386,7 +402,7 @@ def test_decode_error_carries_path_and_problem() -> None:
     [
         ({"step_name": 5}, "step_name: expected a string or null, got 5"),
         ({"dependencies": ["a"]}, "dependencies: expected a set, got a list"),
-        ({"environment": None}, "environment: expected an EnvironmentMetadata, got null"),
+        ({"environment": 5}, "environment: expected an EnvironmentMetadata or null, got 5"),
         (
             {"platform": PlatformMetadata("os", "2", "u", "h")},
             "platform.cpu_count: expected an integer or null, got '2'",
@@ -705,3 +721,68 @@ def test_a_field_declared_since_a_version_needs_a_default() -> None:
 
     with pytest.raises(TypeError, match="'name' is declared 'since'"):
         NoDefault.from_json_dict({})
+
+
+# --- platform and environment may be None; paths may be strings -------------------------------
+
+
+@pytest.mark.parametrize("name", ["platform", "environment"])
+def test_platform_and_environment_may_be_null(name: str, probe_calls: List[str]) -> None:
+    info = full_record()
+    setattr(info, name, None)
+    data = info.to_json_dict()
+    assert data[name] is None
+    assert info.to_json_dict(tango_compat=True)[name] is None
+    back = StepInfo.from_json_dict(json.loads(json.dumps(data)))
+    assert getattr(back, name) is None and back == info
+    assert pickle.loads(pickle.dumps(info)) == info
+    from tango_stepinfo import loads
+
+    assert loads(pickle.dumps(info)) == info
+    assert probe_calls == []
+
+
+def test_tango_records_with_null_platform_and_environment_read_and_export() -> None:
+    data = json.loads((TANGO_DATA / "json" / "completed.json").read_text("utf-8"))
+    data["platform"] = data["environment"] = None
+    info = StepInfo.from_json_dict(data)
+    assert info.platform is None and info.environment is None
+    assert info.to_json_dict()["platform"] is None
+    # An old Tango pickle without them (documented to load with None) now exports too.
+    old = pickle.loads(
+        old_pickle(
+            StepInfo,
+            {"unique_id": "u", "step_class_name": "S", "dependencies": set(), "cacheable": True},
+        )
+    )
+    assert old.to_json_dict()["environment"] is None
+
+
+class _FsPath:
+    """An os.PathLike that is not a pathlib path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["/opt/conda/bin/python", Path("/opt/conda/bin/python"), _FsPath("/opt/conda/bin/python")],
+)
+def test_any_path_like_or_string_in_a_path_field_encodes_as_that_path(value: Any) -> None:
+    info = full_record()
+    info.environment.executable = value
+    assert info.to_json_dict()["environment"]["executable"] == "/opt/conda/bin/python"
+    assert StepInfo.from_json_dict(info.to_json_dict()).environment.executable == Path(
+        "/opt/conda/bin/python"
+    )
+
+
+def test_a_bytes_path_like_is_refused_with_its_field() -> None:
+    info = full_record()
+    info.environment.root = _FsPath(b"/x")  # type: ignore[arg-type]
+    with pytest.raises(StepInfoEncodeError, match=r"^environment\.root: expected a path"):
+        info.to_json_dict()

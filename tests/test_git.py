@@ -491,7 +491,7 @@ def test_clear_cache_kills_a_git_status_nobody_read(
     script = f'echo $$ > "{pid_file}"\nexec {shutil.which("sleep")} 30\n'
     monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
     monkeypatch.chdir(repo)
-    tango_stepinfo.PlatformMetadata()  # starts git status and does not wait for it
+    _probe.prefetch_git()  # starts git status and does not wait for it (as StepInfo() does)
     for _ in range(200):
         if pid_file.exists() and pid_file.read_text().strip():
             break
@@ -504,7 +504,7 @@ def test_clear_cache_kills_a_git_status_nobody_read(
 
 REAPED = """
 import os, tango_stepinfo
-tango_stepinfo.PlatformMetadata()  # starts git status and does not wait for it
+tango_stepinfo._probe.prefetch_git()  # starts git status without waiting, as StepInfo() does
 open("go", "w").close()  # git status may end now
 os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)  # until it has exited, without reaping it
 tango_stepinfo.PlatformMetadata()  # a later probe
@@ -521,8 +521,8 @@ print(left, meta.dirty)
 def test_a_git_status_nobody_reads_is_reaped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``PlatformMetadata()`` alone starts ``git status``; the next probe after it ended reaps
-    it, and keeps its answer for the git probe."""
+    """A ``git status`` started ahead of need (``StepInfo()`` starts it before probing the
+    platform): the next probe after it ended reaps it, and keeps its answer for the git probe."""
     repo = make_repo(tmp_path / "repo")
     (repo / "file.txt").write_text("changed\n")
     log = tmp_path / "git-runs"

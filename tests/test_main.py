@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
 import pickle
 import platform
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -24,7 +26,7 @@ from tango_stepinfo import (
     StepInfo,
     TangoMetadata,
 )
-from tango_stepinfo._cli import capture_summary, human_duration
+from tango_stepinfo._show import capture_summary, human_duration
 
 from .conftest import TANGO_DATA
 from .strategies import full_record
@@ -80,17 +82,19 @@ def fails_cleanly(result: subprocess.CompletedProcess[str], status: int = 2) -> 
 
 
 def other_environment() -> StepInfo:
-    """``full_record()`` after an upgrade on another machine."""
+    """``full_record()`` after an upgrade on another machine (the facts not named here kept)."""
     record = full_record(n_packages=4)
-    record.platform = PlatformMetadata(
-        "Linux-6.1.0-x86_64-with-glibc2.36", 8, "researcher", "laptop"
+    record.platform = dataclasses.replace(
+        record.platform,
+        operating_system="Linux-6.1.0-x86_64-with-glibc2.36",
+        cpu_count=8,
+        host="laptop",
     )
     env = record.environment
-    record.environment = EnvironmentMetadata(
+    record.environment = dataclasses.replace(
+        env,
         python="3.11.7",
         executable=Path("/usr/bin/python3"),
-        command=env.command,
-        root=env.root,
         packages=[
             ("package-00", "1.0.0"),
             ("Package_01", "2.0.0"),  # same project as package-01, another version
@@ -106,6 +110,12 @@ def other_environment() -> StepInfo:
         tango=TangoMetadata("1.3.2"),
     )
     return record
+
+
+def squeezed(text: str) -> str:
+    """``text`` with the padding after each ``label:`` removed: the width of the label column
+    follows the longest label, which grows with the record's fields."""
+    return re.sub(r"^( *[^:\n]+:) +", r"\1 ", text, flags=re.M)
 
 
 # --- capture (no command) ----------------------------------------------------------------------
@@ -154,17 +164,19 @@ def test_capture_summary_shows_git(tmp_path: Path) -> None:
     env = full_record().environment
     env.git = git
     out = capture_summary(full_record().platform, env)
-    assert "git commit: 3f9c2d1e\n" in out
-    assert "git branch: main\n" in out
-    assert "git dirty:  yes\n" in out
-    assert "git remote: https://example.com/x.git\n" in out
+    assert squeezed("git commit: 3f9c2d1e\n") in squeezed(out)
+    assert squeezed("git branch: main\n") in squeezed(out)
+    assert squeezed("git dirty:  yes\n") in squeezed(out)
+    assert squeezed("git remote: https://example.com/x.git\n") in squeezed(out)
     env.git = GitMetadata(None, None, None, None)
     out = capture_summary(full_record().platform, env)
-    assert "git commit: (no commits)\n" in out
-    assert "git branch: (detached)\n" in out
-    assert "git dirty:  unknown\n" in out
+    assert squeezed("git commit: (no commits)\n") in squeezed(out)
+    assert squeezed("git branch: (detached)\n") in squeezed(out)
+    assert squeezed("git dirty:  unknown\n") in squeezed(out)
     env.git = None
-    assert "git:        not a git repository\n" in capture_summary(full_record().platform, env)
+    assert squeezed("git:        not a git repository\n") in squeezed(
+        capture_summary(full_record().platform, env)
+    )
 
 
 def test_capture_summary_in_a_git_repository(
@@ -194,10 +206,12 @@ def test_capture_summary_in_a_git_repository(
 def test_capture_summary_without_packages() -> None:
     env = full_record().environment
     env.packages = None
-    assert "packages:   unknown\n" in capture_summary(full_record().platform, env)
+    assert squeezed("packages:   unknown\n") in squeezed(
+        capture_summary(full_record().platform, env)
+    )
     env.packages = [("a", "1")]
     out = capture_summary(full_record().platform, env)
-    assert out.endswith("packages:   1\n            a 1\n")
+    assert out.endswith("packages:       1\n                a 1\n")
     assert "more" not in out
 
 
@@ -308,10 +322,12 @@ def test_show_our_json_with_microseconds_and_dirty_git(tmp_path: Path) -> None:
     record.error = "Traceback (most recent call last):\n  File x\nKeyError: 'lr'\n\n   \n"
     result = run("show", write(tmp_path / "r.json", record))
     assert result.returncode == 0, result.stderr
-    assert "  started:    2024-03-10 06:59:58+00:00\n" in result.stdout
-    assert "  duration:   42m 05s\n" in result.stdout
-    assert "  error:      KeyError: 'lr'\n" in result.stdout
-    assert "  git commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e (dirty)\n" in result.stdout
+    assert squeezed("  started:    2024-03-10 06:59:58+00:00\n") in squeezed(result.stdout)
+    assert squeezed("  duration:   42m 05s\n") in squeezed(result.stdout)
+    assert squeezed("  error:      KeyError: 'lr'\n") in squeezed(result.stdout)
+    assert squeezed(
+        "  git commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e\n  git dirty:  yes\n"
+    ) in squeezed(result.stdout)
 
 
 def test_show_a_list_of_records(tmp_path: Path) -> None:
@@ -324,8 +340,8 @@ def test_show_a_list_of_records(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     blocks = result.stdout.split("\n\n")
     assert [block.splitlines()[0] for block in blocks] == ["TrainStep-abc123", "EvalStep-def456"]
-    assert "  name:       -\n" in blocks[1]
-    assert "  git commit: -\n" in blocks[1]
+    assert squeezed("  name:     -\n") in squeezed(blocks[1])
+    assert squeezed("  git:      not a git repository\n") in squeezed(blocks[1])
     assert "==>" not in result.stdout  # one file: no file headers
 
 
@@ -340,12 +356,12 @@ def test_show_invalid_state_prints_the_reason(tmp_path: Path) -> None:
     record.start_time = None
     result = run("show", write(tmp_path / "r.json", record))
     assert result.returncode == 0, result.stderr
-    assert (
+    assert squeezed(
         "  state:      StepInfo 'TrainStep-abc123' is in an invalid state: end_time is set but "
         "start_time is not\n"
-    ) in result.stdout
-    assert "  started:    -\n" in result.stdout
-    assert "  duration:   -\n" in result.stdout
+    ) in squeezed(result.stdout)
+    assert squeezed("  started:    -\n") in squeezed(result.stdout)
+    assert squeezed("  duration:   -\n") in squeezed(result.stdout)
 
 
 def test_show_escapes_control_characters(tmp_path: Path) -> None:
@@ -357,7 +373,7 @@ def test_show_escapes_control_characters(tmp_path: Path) -> None:
     assert "\x1b" not in result.stdout
     assert "\x07" not in result.stdout
     assert result.stdout.startswith("\\x1b[2Jevil\\x07\n")
-    assert "  error:      boom\\x1b]0;title\\x07\n" in result.stdout
+    assert squeezed("  error:      boom\\x1b]0;title\\x07\n") in squeezed(result.stdout)
 
 
 def test_show_json_prints_our_format(tmp_path: Path) -> None:
@@ -715,8 +731,8 @@ def test_diff_each_field(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout.split("\n", 2)[2] == (
         "Git\n"
-        "  branch: main -> fix\n"
         "  remote: https://github.com/example/project.git -> (none)\n"
+        "  branch: main -> fix\n"
         "Platform\n"
         "  user: researcher -> someone\n"
         "Command\n"
@@ -738,8 +754,11 @@ def test_diff_tango_record_against_ours_ignores_what_tango_does_not_record(
     assert result.returncode == 0, result.stdout
     result = run("diff", str(TANGO_JSON / "completed.json"), str(TANGO_JSON / "git_null.json"))
     assert result.returncode == 1
-    assert "Git\n  commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e -> (none)\n" in result.stdout
-    assert "remote: https://github.com/example/project.git -> (none)" in result.stdout
+    assert (
+        "Git\n  commit: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e -> not a git repository\n"
+        in result.stdout
+    )
+    assert "remote: https://github.com/example/project.git -> not a git repository" in result.stdout
 
 
 def test_diff_packages_not_recorded(tmp_path: Path) -> None:
@@ -846,7 +865,7 @@ def test_console_script_is_the_same_program(tmp_path: Path) -> None:
     assert result.stdout == FAILED_SHOWN
     summary = run(program=[script], cwd=tmp_path)
     assert summary.returncode == 0
-    assert f"\ncommand:    {script}\n" in summary.stdout
+    assert squeezed(f"\ncommand:    {script}\n") in squeezed(summary.stdout)
     assert run("nope", program=[script]).returncode == 2
 
 

@@ -818,20 +818,6 @@ def test_git_probe_of_a_step_info_outside_a_repo(outside_git: Path) -> None:
     assert _probe.git() is None
 
 
-def test_run_reports_a_missing_program(debug_log: pytest.LogCaptureFixture, tmp_path: Path) -> None:
-    assert _probe.run([str(tmp_path / "missing")], 1.0) is None
-    assert "could not run" in debug_log.text
-
-
-def test_which(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bin_dir = fake_bin(tmp_path / "bin", "tool", "exit 0\n")
-    (bin_dir / "plain").write_text("not executable")
-    monkeypatch.setenv("PATH", os.pathsep.join(["", str(tmp_path / "nothing"), str(bin_dir)]))
-    assert _probe.which("tool") == str(bin_dir / "tool")
-    assert _probe.which("plain") is None
-    assert _probe.which("absent") is None
-
-
 # --- hostile processes -----------------------------------------------------------------------
 
 
@@ -944,23 +930,6 @@ def test_a_sys_path_entry_no_file_can_have_is_skipped(
     assert first.platform.operating_system == platform.platform()
 
 
-def test_unchanged_follows_replacement_creation_and_removal(tmp_path: Path) -> None:
-    kept, replaced, created, removed = (str(tmp_path / n) for n in ("kept", "rep", "new", "gone"))
-    for path in (kept, replaced, removed):
-        Path(path).write_text("x")
-    deps = tuple((p, _probe.sig(p)) for p in (kept, replaced, created, removed, "/x\0y"))
-    assert deps[2][1] is None and deps[4][1] is None
-    assert _probe.unchanged(deps)
-    Path(replaced + ".tmp").write_text("y")  # same size, likely the same mtime tick: a new inode
-    os.replace(replaced + ".tmp", replaced)
-    assert not _probe.unchanged(deps)
-    assert _probe.unchanged(tuple((p, _probe.sig(p)) for p, _ in deps))
-    Path(created).write_text("")
-    assert not _probe.unchanged(deps[2:3])
-    os.remove(removed)
-    assert not _probe.unchanged(deps[3:4])
-
-
 @pytest.mark.parametrize(
     ("name", "normalized"),
     [("Foo.Bar_baz--x", "foo-bar-baz-x"), ("zope.interface", "zope-interface"), ("A", "a")],
@@ -982,6 +951,48 @@ def test_probes_when_sigchld_is_ignored(tmp_path: Path) -> None:
         "print(info.environment.git.commit, info.environment.git.dirty)\n"
     )
     assert run_python(code, env).split() == [commit, "None"]
+
+
+# --- when git status starts ------------------------------------------------------------------
+
+
+@pytest.fixture
+def logging_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Work in a real repository whose ``git`` (alone on PATH) notes each call in a file."""
+    make_dirty_repo(tmp_path / "repo")
+    calls = tmp_path / "git-calls"
+    bin_dir = fake_bin(tmp_path / "bin", "git", f'echo "$@" >> "{calls}"\n')
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "repo")
+    tango_stepinfo.clear_cache()
+    return calls
+
+
+def test_platform_metadata_alone_never_starts_git(logging_git: Path) -> None:
+    PlatformMetadata()
+    PlatformMetadata()
+    assert not logging_git.exists()
+    EnvironmentMetadata()
+    assert "status" in logging_git.read_text()
+
+
+def test_a_step_info_starts_git_status_before_probing_its_platform(
+    logging_git: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tango_stepinfo import _git
+
+    started = []
+    real = _probe._linux_parts
+
+    def first_platform_probe() -> object:
+        started.append(_git._pending is not None or logging_git.exists())
+        return real()
+
+    monkeypatch.setattr(_probe, "_linux_parts", first_platform_probe)
+    info = StepInfo("a", "A", set(), True)
+    assert started == [True]  # running while the platform is probed, as before the split
+    assert info.environment.git is not None and info.environment.git.dirty is False
 
 
 # --- fallback reasons: every fallback, its one-line reason in the record -----------------------

@@ -69,7 +69,9 @@ def test_fields_names_order_and_defaults_match_tango() -> None:
     ]
     assert required == ["unique_id", "step_class_name", "dependencies", "cacheable"]
     assert all(f.default is None for f in fields[4:12])
-    assert fields[12].default_factory is PlatformMetadata
+    # StepInfo's platform factory also starts the environment's git status ahead of need.
+    assert fields[12].default_factory.__name__ == "_platform"
+    assert fields[12].metadata["probe"] is True
     assert fields[13].default_factory is EnvironmentMetadata
 
 

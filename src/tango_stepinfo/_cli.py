@@ -11,21 +11,24 @@ errors and input that cannot be read or decoded.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as _dt
 import io
 import json
 import os
 import stat
 import sys
-from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 
-from ._codec import _show
-from ._probe import normalize_name
+from ._diff import compare, diff_text
+from ._errors import show as _show
+from ._show import capture_summary, human_duration, local_time, show_record, text_or_dash
+from ._show import clean as _clean
 from ._version import __version__
 from .errors import InvalidStepStateError, StepInfoDecodeError
-from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata
+from .metadata import EnvironmentMetadata, PlatformMetadata
 from .step_info import StepInfo, StepState
+
+__all__ = ["capture_summary", "compare", "diff_text", "human_duration", "main", "show_record"]
 
 PROG = "tango-stepinfo"
 
@@ -333,17 +336,7 @@ def _read_snapshot(name: str, step: Optional[str] = None) -> Tuple[Any, Any]:
     return record.platform, record.environment
 
 
-# --- formatting --------------------------------------------------------------------------------
-
-
-def _clean(text: str) -> str:
-    """``text`` with control characters escaped, so that output cannot drive the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(
-        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
-        for c in text
-    )
+# --- formatting (show and the capture summary: _show.py; diff: _diff.py) ----------------------
 
 
 def _clean_lines(text: str) -> str:
@@ -353,280 +346,8 @@ def _clean_lines(text: str) -> str:
     return "\n".join(_clean(line).replace("\\t", "\t") for line in text.split("\n"))
 
 
-def _text(value: Any, missing: str = "-") -> str:
-    if value is None:
-        return missing
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return _clean(str(value))
-
-
-def _table(rows: Rows, indent: str = "") -> str:
-    """``label: value`` rows with the values aligned; a label ``""`` continues the row above."""
-    width = max((len(label) for label, _ in rows), default=0) + 2
-    lines = []
-    for label, value in rows:
-        head = f"{label}:" if label else ""
-        lines.append(f"{indent}{head:<{width}}{value}".rstrip())
-    return "\n".join(lines) + "\n"
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True) + "\n"
-
-
-def human_duration(delta: _dt.timedelta) -> str:
-    """``delta`` for people: ``3.2s``, ``4m 05s``, ``1h 02m 03s``, ``2d 03h 00m 00s``.
-
-    Under a minute, tenths of a second (truncated, never rounded up); above, whole seconds.
-    """
-    micros = delta // _dt.timedelta(microseconds=1)
-    sign = "-" if micros < 0 else ""
-    micros = abs(micros)
-    if micros < 60_000_000:
-        tenths = micros // 100_000
-        return f"{sign}{tenths // 10}.{tenths % 10}s"
-    minutes, seconds = divmod(micros // 1_000_000, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{sign}{days}d {hours:02d}h {minutes:02d}m {seconds:02d}s"
-    if hours:
-        return f"{sign}{hours}h {minutes:02d}m {seconds:02d}s"
-    return f"{sign}{minutes}m {seconds:02d}s"
-
-
-def _time(value: Optional[_dt.datetime]) -> str:
-    return "-" if value is None else value.isoformat(sep=" ", timespec="seconds")
-
-
-def _last_line(error: Optional[str]) -> str:
-    if error is None:
-        return "-"
-    lines = [line.strip() for line in error.splitlines() if line.strip()]
-    return _clean(lines[-1]) if lines else "(empty)"
-
-
-def _git_commit(environment: Any) -> str:
-    git = getattr(environment, "git", None)
-    commit = getattr(git, "commit", None)
-    if commit is None:
-        return "-"
-    return _clean(commit) + (" (dirty)" if getattr(git, "dirty", None) else "")
-
-
-def _local(record: StepInfo, which: str, utc: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
-    try:
-        local: Optional[_dt.datetime] = getattr(record, which)
-    except (OverflowError, OSError, ValueError):  # out of the platform's local-time range
-        return utc
-    return local
-
-
-def show_record(record: StepInfo) -> str:
-    """The text ``show`` prints for one record."""
-    try:
-        state = str(record.state)
-    except InvalidStepStateError as e:
-        state = _clean(str(e))
-    duration = record.duration
-    rows: Rows = [
-        ("name", _text(record.step_name)),
-        ("class", _text(record.step_class_name)),
-        ("state", state),
-        ("started", _time(_local(record, "start_time_local", record.start_time))),
-        ("ended", _time(_local(record, "end_time_local", record.end_time))),
-        ("duration", "-" if duration is None else human_duration(duration)),
-        ("error", _last_line(record.error)),
-        ("host", _text(getattr(record.platform, "host", None))),
-        ("git commit", _git_commit(record.environment)),
-    ]
-    return _clean(record.unique_id) + "\n" + _table(rows, "  ")
-
-
-_FIRST_PACKAGES = 5
-
-
-def capture_summary(platform: PlatformMetadata, environment: EnvironmentMetadata) -> str:
-    """The aligned summary printed by ``tango-stepinfo`` with no arguments."""
-    rows: Rows = [
-        ("OS", _text(platform.operating_system)),
-        ("CPUs", _text(platform.cpu_count, "unknown")),
-        ("user", _text(platform.user)),
-        ("host", _text(platform.host)),
-        ("Python", _text(environment.python)),
-        ("executable", _text(environment.executable)),
-        ("command", _text(environment.command)),
-        ("root", _text(environment.root)),
-    ]
-    git = environment.git
-    if git is None:
-        rows.append(("git", "not a git repository"))
-    else:
-        rows += [
-            ("git commit", _text(git.commit, "(no commits)")),
-            ("git branch", _text(git.branch, "(detached)")),
-            ("git dirty", _text(git.dirty, "unknown")),
-            ("git remote", _text(git.remote, "(none)")),
-        ]
-    packages = environment.packages
-    if packages is None:
-        rows.append(("packages", "unknown"))
-    else:
-        rows.append(("packages", str(len(packages))))
-        rows += [("", f"{_clean(n)} {_clean(v)}") for n, v in packages[:_FIRST_PACKAGES]]
-        if len(packages) > _FIRST_PACKAGES:
-            rows.append(("", f"... and {len(packages) - _FIRST_PACKAGES} more (--json lists all)"))
-    return _table(rows)
-
-
-# --- diff --------------------------------------------------------------------------------------
-
-# (group, title, the record part the fields are read from, [(field, label)]): what diff compares,
-# in the order it prints it; packages come after Python and are compared apart.
-_GROUPS: List[Tuple[str, str, str, List[Tuple[str, str]]]] = [
-    ("python", "Python", "environment", [("python", "version"), ("executable", "executable")]),
-    (
-        "git",
-        "Git",
-        "git",
-        [("commit", "commit"), ("branch", "branch"), ("dirty", "dirty"), ("remote", "remote")],
-    ),
-    (
-        "platform",
-        "Platform",
-        "platform",
-        [("operating_system", "OS"), ("cpu_count", "CPUs"), ("host", "host"), ("user", "user")],
-    ),
-    ("command", "Command", "environment", [("command", "command"), ("root", "root")]),
-]
-_ORDER = ("python", "packages", "git", "platform", "command")
-
-# Fields Tango does not record: a record without them says nothing, so None there is no change.
-_NOT_IN_TANGO = {f.name for f in dataclasses.fields(GitMetadata) if "since" in f.metadata}
-
-
-def _facts(platform: Any, environment: Any) -> Dict[str, Dict[str, Any]]:
-    """The compared facts as JSON values, by group; a fact a record lacks is ``None``."""
-
-    def get(obj: Any, name: str) -> Any:
-        value = getattr(obj, name, None)
-        return value if value is None or isinstance(value, (str, int, bool)) else str(value)
-
-    parts = {
-        "platform": platform,
-        "environment": environment,
-        "git": getattr(environment, "git", None),
-    }
-    return {
-        group: {key: get(parts[part], key) for key, _ in fields}
-        for group, _, part, fields in _GROUPS
-    }
-
-
-def _package_map(packages: Any) -> Dict[str, Tuple[str, str]]:
-    """Normalised name -> (name as recorded, version); repeated names keep every version."""
-    out: Dict[str, Tuple[str, str]] = {}
-    for name, version in packages:
-        key = normalize_name(name)
-        if key in out:
-            out[key] = (out[key][0], f"{out[key][1]}, {version}")
-        else:
-            out[key] = (name, version)
-    return out
-
-
-def compare(a: Tuple[Any, Any], b: Tuple[Any, Any]) -> Dict[str, Any]:
-    """What differs between two ``(platform, environment)`` pairs, as ``diff --json`` prints it.
-
-    Only groups and fields that differ are present; an empty dict means no difference.
-    """
-    out: Dict[str, Any] = {}
-    facts_a, facts_b = _facts(*a), _facts(*b)
-    for group, _, _, fields in _GROUPS:
-        changed = {}
-        for key, _label in fields:
-            va, vb = facts_a[group][key], facts_b[group][key]
-            if group == "git" and key in _NOT_IN_TANGO and (va is None or vb is None):
-                continue
-            if va != vb:
-                changed[key] = {"a": va, "b": vb}
-        if changed:
-            out[group] = changed
-    pa = getattr(a[1], "packages", None)
-    pb = getattr(b[1], "packages", None)
-    if pa is None or pb is None:
-        if (pa is None) != (pb is None):
-            out["packages"] = {"recorded": {"a": pa is not None, "b": pb is not None}}
-    else:
-        ma, mb = _package_map(pa), _package_map(pb)
-        packages: Dict[str, Any] = {}
-        added = {mb[k][0]: mb[k][1] for k in sorted(mb.keys() - ma.keys())}
-        removed = {ma[k][0]: ma[k][1] for k in sorted(ma.keys() - mb.keys())}
-        changed_versions = {
-            mb[k][0]: {"a": ma[k][1], "b": mb[k][1]}
-            for k in sorted(ma.keys() & mb.keys())
-            if ma[k][1] != mb[k][1]
-        }
-        for kind, items in (
-            ("added", added),
-            ("removed", removed),
-            ("changed", changed_versions),
-        ):
-            if items:
-                packages[kind] = items
-        if packages:
-            out["packages"] = packages
-    return {group: out[group] for group in _ORDER if group in out}
-
-
-def _diff_value(key: str, value: Any) -> str:
-    if value is None:
-        return "unknown" if key in ("dirty", "cpu_count") else "(none)"
-    return _text(value)
-
-
-def diff_text(name_a: str, name_b: str, differences: Dict[str, Any]) -> str:
-    """The text ``diff`` prints for the result of :func:`compare`."""
-    if not differences:
-        return "No differences in platform or environment.\n"
-    out = [f"--- {_clean(name_a)}\n+++ {_clean(name_b)}\n"]
-    titles = {group: (title, dict(fields)) for group, title, _, fields in _GROUPS}
-    for group, changes in differences.items():
-        if group == "packages":
-            out.append(_packages_text(changes))
-            continue
-        title, labels = titles[group]
-        rows: Rows = [
-            (labels[key], f"{_diff_value(key, ab['a'])} -> {_diff_value(key, ab['b'])}")
-            for key, ab in changes.items()
-        ]
-        out.append(title + "\n" + _table(rows, "  "))
-    return "".join(out)
-
-
-def _packages_text(changes: Dict[str, Any]) -> str:
-    if "recorded" in changes:
-        side = "A" if not changes["recorded"]["a"] else "B"
-        return f"Packages\n  not recorded in {side}\n"
-    added = changes.get("added", {})
-    removed = changes.get("removed", {})
-    changed = changes.get("changed", {})
-    counts = [
-        f"{len(d)} {kind}"
-        for kind, d in (("added", added), ("removed", removed), ("changed", changed))
-        if d
-    ]
-    names = [*added, *removed, *changed]
-    width = max(len(_clean(n)) for n in names)
-    lines = [f"Packages: {', '.join(counts)}"]
-    lines += [f"  + {_clean(n):<{width}}  {_clean(v)}" for n, v in added.items()]
-    lines += [f"  - {_clean(n):<{width}}  {_clean(v)}" for n, v in removed.items()]
-    lines += [
-        f"  ~ {_clean(n):<{width}}  {_clean(ab['a'])} -> {_clean(ab['b'])}"
-        for n, ab in changed.items()
-    ]
-    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -733,7 +454,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(_dumps({"a": args.a, "b": args.b, "differences": differences}))
     else:
-        sys.stdout.write(diff_text(args.a, args.b, differences))
+        sys.stdout.write(diff_text(args.a, args.b, differences, *snapshots))
     return 1 if differences else 0
 
 
@@ -759,7 +480,7 @@ def ls_lines(records: Sequence[StepInfo]) -> str:
     """
     rows = []
     for r in sorted(records, key=_ls_key):
-        start = _local(r, "start_time_local", r.start_time)
+        start = local_time(r, "start_time_local", r.start_time)
         duration = r.duration
         rows.append(
             (
@@ -767,7 +488,7 @@ def ls_lines(records: Sequence[StepInfo]) -> str:
                 _state(r),
                 "-" if start is None else start.isoformat(timespec="seconds"),
                 "-" if duration is None else human_duration(duration),
-                _text(getattr(r.platform, "host", None)),
+                text_or_dash(getattr(r.platform, "host", None)),
             )
         )
     if not rows:
@@ -899,9 +620,10 @@ examples:
 
 _DIFF_EPILOG = f"""\
 A and B are records (JSON or pickle, one record each) or what '{PROG} --json'
-printed. Compares Python version and executable, packages, git commit, branch, dirty
-and remote, OS, CPUs, host, user, command and root; prints only what differs. Git branch
-and dirty are compared only when both records have them (Tango does not record them).
+printed. Compares every fact of the platform and environment (Python version and
+executable, packages, git commit, remote, branch and dirty, OS, CPUs, user, host,
+command and root, and any field added later); prints only what differs. Fields Tango
+does not record (git branch and dirty) are compared only when both records have them.
 Exit status: 0 no difference, 1 some difference, 2 trouble.
 
 examples:

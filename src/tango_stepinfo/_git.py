@@ -44,22 +44,24 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from . import redact
-from ._probe import (
-    Deps,
-    GitFacts,
-    Sig,
-    _collect,
-    _spawn,
-    debug,
-    kill,
-    readable,
-    run,
-    sig,
-    unchanged,
-    which,
-)
+from ._proc import Deps, Sig, debug, kill, readable, run, sig, unchanged, which
+from ._proc import collect as _collect
+from ._proc import spawn as _spawn
 
-__all__ = ["Repo", "clear", "facts", "find", "parse_config", "prefetch", "read", "reap_pending"]
+GitFacts = Tuple[Optional[str], Optional[str], Optional[str], Optional[bool]]
+"""``(commit, remote, branch, dirty)``, the fields of ``GitMetadata`` in order."""
+
+__all__ = [
+    "GitFacts",
+    "Repo",
+    "clear",
+    "facts",
+    "find",
+    "parse_config",
+    "prefetch",
+    "read",
+    "reap_pending",
+]
 
 GIT_TIMEOUT = 2.0
 """Seconds ``git status`` may take before it is killed and ``dirty`` recorded as ``None``."""

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from . import _stores
-from ._codec import Record
+from ._record import Record
 from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata, TangoMetadata
 from .step_info import StepInfo
 

@@ -74,174 +74,19 @@ import os
 import stat
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, cast
 
 from . import _fallbacks, redact
+from ._proc import Deps, debug, sig, unchanged, which
+from ._proc import collect as _collect
+from ._proc import run_subprocess as _run_subprocess
+from ._proc import spawn as _spawn
 
-GitFacts = Tuple[Optional[str], Optional[str], Optional[str], Optional[bool]]
-"""``(commit, remote, branch, dirty)``, the fields of ``GitMetadata`` in order."""
+if TYPE_CHECKING:
+    from ._git import GitFacts
 
 Package = Tuple[str, str]
-
-# --- logging and running commands, shared with _git ----------------------------------------------
-
-
-def debug(message: str, *args: object) -> None:
-    """Log ``message % args`` at DEBUG on the ``tango_stepinfo`` logger.
-
-    :mod:`logging` costs milliseconds to import, so it is loaded on the first fallback only.
-    """
-    import logging
-
-    logging.getLogger("tango_stepinfo").debug(message, *args)
-
-
-def which(name: str) -> Optional[str]:
-    """Return the full path of the executable ``name`` on ``$PATH``, or ``None``."""
-    exts = [""]
-    if os.name == "nt":  # pragma: no cover - POSIX CI
-        exts += os.environ.get("PATHEXT", ".EXE;.BAT;.CMD").lower().split(";")
-    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        if not folder:
-            continue
-        for ext in exts:
-            candidate = os.path.join(folder, name + ext)
-            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                return candidate
-    return None
-
-
-def run(
-    argv: Sequence[str], timeout: float, env: Optional[Mapping[str, str]] = None
-) -> Optional[Tuple[int, bytes]]:
-    """Run ``argv`` (``argv[0]`` a full path) and return its exit status and standard output.
-
-    Standard input and error are ``/dev/null``. The child is killed after ``timeout`` seconds.
-    Uses :func:`os.posix_spawn` where there is one, so that :mod:`subprocess` (milliseconds to
-    import) is not needed; :mod:`subprocess` elsewhere.
-
-    :returns: ``(status, stdout)``; ``None`` when the command could not be started or timed out
-        (the reason is logged). The status is negative for a child killed by a signal.
-    """
-    if hasattr(os, "posix_spawn"):
-        child = _spawn(argv, env)
-        return None if child is None else _collect(argv[0], child, timeout)
-    return _run_subprocess(argv, timeout, env)
-
-
-def _spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tuple[int, int]]:
-    """Start ``argv`` with :func:`os.posix_spawn`; ``(pid, fd of its stdout)``, or ``None``."""
-    read_end, write_end = os.pipe()  # both non-inheritable: the child keeps only its dup2 copy
-    try:
-        devnull = os.open(os.devnull, os.O_RDWR)
-        try:
-            pid = os.posix_spawn(
-                argv[0],
-                list(argv),
-                os.environ if env is None else env,
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, devnull, 0),
-                    (os.POSIX_SPAWN_DUP2, write_end, 1),
-                    (os.POSIX_SPAWN_DUP2, devnull, 2),
-                ],
-            )
-        finally:
-            os.close(devnull)
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
-        os.close(read_end)
-        debug("could not run %s: %s", argv[0], e)
-        return None
-    finally:
-        os.close(write_end)
-    return pid, read_end
-
-
-def readable(fd: int, seconds: float) -> bool:
-    """Whether ``fd`` has data or end-of-file to read within ``seconds`` (``0``: right now).
-
-    Uses :func:`select.poll` where there is one: :func:`select.select` refuses descriptors of
-    1024 and more, which a process with many open files (and a raised ``RLIMIT_NOFILE``, as
-    Docker gives) hands out.
-
-    :raises OSError: or :class:`ValueError` when ``fd`` cannot be waited for.
-    """
-    import select
-
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(max(seconds, 0.0) * 1000.0))
-    return bool(select.select([fd], [], [], max(seconds, 0.0))[0])  # pragma: no cover - Windows
-
-
-def kill(pid: int) -> None:
-    """Kill the child ``pid`` and reap it; nothing if it is already gone."""
-    try:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    except OSError:
-        pass  # already reaped, or reaped by the system (SIGCHLD ignored)
-
-
-def _collect(name: str, child: Tuple[int, int], timeout: float) -> Optional[Tuple[int, bytes]]:
-    """Read a child's output to its end and reap it; kill it after ``timeout`` seconds.
-
-    Never raises: when the output cannot be read the child is killed, and ``None`` returned.
-    """
-    pid, read_end = child
-    chunks = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not readable(read_end, left):
-                kill(pid)
-                debug("%s took more than %s s and was killed", name, timeout)
-                return None
-            chunk = os.read(read_end, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    except (OSError, ValueError) as e:
-        kill(pid)
-        debug("cannot read the output of %s (%s), it was killed", name, e)
-        return None
-    finally:
-        os.close(read_end)
-    try:
-        _, status = os.waitpid(pid, 0)
-    except OSError as e:  # ChildProcessError: SIGCHLD is ignored, so nobody gets the status
-        debug("cannot get the exit status of %s: %s", name, e)
-        return None
-    code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
-    return code, b"".join(chunks)
-
-
-def _run_subprocess(
-    argv: Sequence[str], timeout: float, env: Optional[Mapping[str, str]]
-) -> Optional[Tuple[int, bytes]]:
-    import subprocess
-
-    try:
-        done = subprocess.run(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        debug("%s took more than %s s and was killed", argv[0], timeout)
-        return None
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
-        debug("could not run %s: %s", argv[0], e)
-        return None
-    return done.returncode, done.stdout
-
 
 # --- the cache of facts fixed for the process ----------------------------------------------------
 
@@ -290,14 +135,14 @@ def _cached(name: str) -> Any:
 def _probe_fixed_facts() -> Dict[str, Any]:
     """Probe every fact fixed for the process, in one place, while two children run.
 
-    The two slow parts of a first record are child processes: the ``git status`` of the dirty
-    check (started by :func:`_prefetch_git`, read by the git probe) and ``uname -p`` for the OS
-    string. Both are started first; the other facts are probed, and the package scan warmed up,
-    while they run.
+    The slow parts of a first record are child processes: ``uname -p`` for the OS string, and
+    the ``git status`` of the dirty check (started by :func:`prefetch_git` before this when a
+    ``StepInfo`` is made, read by the git probe). The other facts are probed, and the package
+    scan warmed up, while they run. Nothing here starts ``git``: a ``PlatformMetadata`` alone
+    never does.
     """
     from . import _gpu, _job, _machine
 
-    _prefetch_git()
     parts = _linux_parts()
     processor = _start_uname_p() if parts is not None else None
     gpus = _gpu.start()  # NVML, when there is a driver, answers in a thread meanwhile
@@ -322,9 +167,20 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     return facts
 
 
-def _prefetch_git() -> None:
-    """Start ``git status`` without waiting for it, to overlap with the first probes."""
-    global _git_module
+_git_prefetched = False
+
+
+def prefetch_git() -> None:
+    """Start ``git status`` without waiting for it, once per process (until :func:`clear_cache`).
+
+    Called by the first probe of an environment (:func:`python`), and by ``StepInfo`` before it
+    probes its platform, so that the child runs while the other facts are probed; the git probe
+    then reads its answer. Later calls cost one check of a flag.
+    """
+    global _git_module, _git_prefetched
+    if _git_prefetched:
+        return
+    _git_prefetched = True
     from . import _git
 
     _git_module = _git
@@ -521,6 +377,7 @@ def _python_version() -> str:
 
 def python() -> str:
     """The Python version, as ``platform.python_version()`` gives it (e.g. ``3.11.7``)."""
+    prefetch_git()  # the first fact of an environment: its git probe comes later
     return cast(str, _fact("python"))
 
 
@@ -778,46 +635,6 @@ def root() -> Path:
 
 # --- packages ------------------------------------------------------------------------------------
 
-Sig = Optional[Tuple[int, int, int, int]]
-Deps = Tuple[Tuple[str, Sig], ...]
-"""Paths and their :func:`sig` when a cached value was read from them."""
-
-
-def sig(path: str) -> Sig:
-    """The ``(mtime_ns, size, inode, links)`` of ``path``; ``None`` when it cannot be stat'ed.
-
-    Git and pip replace files by renaming new ones into place, so a file's inode changes on
-    every update even within one tick of the file-system clock; a folder's link count changes
-    when a sub-folder (a ``.dist-info``) is added or removed, within one tick too. A path that
-    no file can have (a NUL byte, a lone surrogate) is ``None`` as a missing file is.
-    """
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return st.st_mtime_ns, st.st_size, st.st_ino, st.st_nlink
-
-
-def unchanged(deps: Deps) -> bool:
-    """Whether every path in ``deps`` still has the :func:`sig` recorded with it.
-
-    The check behind every cached fact that files can change: one ``stat`` per path. A path
-    missing before is asked with :func:`os.access`, which says "still missing" without the cost
-    of an exception.
-    """
-    access, exists = os.access, os.F_OK
-    for path, old in deps:
-        if old is None:
-            try:
-                if access(path, exists):
-                    return False
-            except ValueError:  # a path no file can have: still missing
-                pass
-        elif sig(path) != old:
-            return False
-    return True
-
-
 _packages: Optional[Tuple[List[Any], Deps, List[Package]]] = None
 
 
@@ -1016,11 +833,12 @@ def clear_cache() -> None:
     ``git status`` included; ``$TANGO_STEPINFO_JSON`` is read again by the next
     ``to_json_dict()``. ``StepInfo.refresh()`` calls this.
     """
-    global _argv, _env_line, _root, _packages
+    global _argv, _env_line, _root, _packages, _git_prefetched
     from . import _fallbacks, _json_default
 
     with _lock:
         _fixed.clear()
+        _git_prefetched = False
         _fallbacks.clear()
         _json_default.clear()
         _argv = ([], None, "")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _probe
-from ._codec import Record
+from ._record import Record
 from ._version import __version__
 
 __all__ = [
@@ -29,6 +29,11 @@ __all__ = [
 ]
 
 _PROBED: Any = {"probe": True}
+# Field metadata for the command line (see _facts.py and docs/format.rst, "Adding a field"):
+# "label" names a field in show, diff and the capture summary ("diff_label" inside its diff
+# group); "group" is the diff section it is listed under; "none" is how None prints;
+# "show": False leaves it out of show; "cli": False out of all three.
+_HIDDEN: Any = {"probe": True, "show": False}
 _PROBED_SINCE_0_2: Any = {"since": "0.2.0", "probe": True}
 
 
@@ -61,10 +66,12 @@ class GitMetadata(Record):
         binary, the check timed out or is turned off). Not in Tango.
     """
 
-    commit: Optional[str] = None
-    remote: Optional[str] = None
-    branch: Optional[str] = field(default=None, metadata={"since": "0.1.0"})
-    dirty: Optional[bool] = field(default=None, metadata={"since": "0.1.0"})
+    commit: Optional[str] = field(default=None, metadata={"none": "(no commits)"})
+    remote: Optional[str] = field(default=None, metadata={"show": False})
+    branch: Optional[str] = field(
+        default=None, metadata={"since": "0.1.0", "show": False, "none": "(detached)"}
+    )
+    dirty: Optional[bool] = field(default=None, metadata={"since": "0.1.0", "none": "unknown"})
 
     @classmethod
     def check_for_repo(cls) -> Optional[GitMetadata]:
@@ -177,12 +184,20 @@ class PlatformMetadata(Record):
         what was recorded instead; ``None`` when every probe succeeded.
     """
 
-    operating_system: str = field(default_factory=_probe.operating_system, metadata=_PROBED)
-    cpu_count: Optional[int] = field(default_factory=_probe.cpu_count, metadata=_PROBED)
-    user: str = field(default_factory=_probe.user, metadata=_PROBED)
+    operating_system: str = field(
+        default_factory=_probe.operating_system, metadata={**_HIDDEN, "label": "OS"}
+    )
+    cpu_count: Optional[int] = field(
+        default_factory=_probe.cpu_count, metadata={**_HIDDEN, "label": "CPUs", "none": "unknown"}
+    )
+    user: str = field(default_factory=_probe.user, metadata=_HIDDEN)
     host: str = field(default_factory=_probe.host, metadata=_PROBED)
-    cpu_model: Optional[str] = field(default_factory=_probe.cpu_model, metadata=_PROBED_SINCE_0_2)
-    cpu_usable: Optional[int] = field(default_factory=_probe.cpu_usable, metadata=_PROBED_SINCE_0_2)
+    cpu_model: Optional[str] = field(
+        default_factory=_probe.cpu_model, metadata={**_PROBED_SINCE_0_2, "label": "CPU model"}
+    )
+    cpu_usable: Optional[int] = field(
+        default_factory=_probe.cpu_usable, metadata={**_PROBED_SINCE_0_2, "label": "CPUs usable"}
+    )
     memory: Optional[int] = field(default_factory=_probe.memory, metadata=_PROBED_SINCE_0_2)
     gpus: Optional[List[GpuMetadata]] = field(default_factory=_gpus, metadata=_PROBED_SINCE_0_2)
     container: Optional[str] = field(default_factory=_probe.container, metadata=_PROBED_SINCE_0_2)
@@ -211,15 +226,26 @@ class EnvironmentMetadata(Record):
         one line saying why and what was recorded instead; ``None`` when every probe succeeded.
     """
 
-    python: str = field(default_factory=_probe.python, metadata=_PROBED)
-    executable: Path = field(default_factory=_probe.executable, metadata=_PROBED)
-    command: str = field(default_factory=_probe.command, metadata=_PROBED)
-    root: Path = field(default_factory=_probe.root, metadata=_PROBED)
-    packages: Optional[List[Tuple[str, str]]] = field(
-        default_factory=_probe.packages, metadata=_PROBED
+    python: str = field(
+        default_factory=_probe.python,
+        metadata={**_HIDDEN, "label": "Python", "group": "Python", "diff_label": "version"},
     )
-    git: Optional[GitMetadata] = field(default_factory=GitMetadata.check_for_repo, metadata=_PROBED)
-    tango: Optional[TangoMetadata] = field(default_factory=_tango_in_environment, metadata=_PROBED)
+    executable: Path = field(
+        default_factory=_probe.executable, metadata={**_HIDDEN, "group": "Python"}
+    )
+    command: str = field(default_factory=_probe.command, metadata={**_HIDDEN, "group": "Command"})
+    root: Path = field(default_factory=_probe.root, metadata={**_HIDDEN, "group": "Command"})
+    packages: Optional[List[Tuple[str, str]]] = field(
+        default_factory=_probe.packages,
+        metadata={**_HIDDEN, "group": "Packages", "none": "unknown"},
+    )
+    git: Optional[GitMetadata] = field(
+        default_factory=GitMetadata.check_for_repo,
+        metadata={"probe": True, "group": "Git", "none": "not a git repository"},
+    )
+    tango: Optional[TangoMetadata] = field(
+        default_factory=_tango_in_environment, metadata={"probe": True, "cli": False}
+    )
     implementation: Optional[str] = field(
         default_factory=_probe.implementation, metadata=_PROBED_SINCE_0_2
     )

@@ -7,8 +7,9 @@ arguments, and check the result before handing it out.
 
 **Allowed globals** (anything else raises :class:`~tango_stepinfo.UnsafePickleError` naming it):
 
-- the record classes ``StepInfo``, ``PlatformMetadata``, ``EnvironmentMetadata``,
-  ``GitMetadata``, ``TangoMetadata`` and the enum ``StepState``, under
+- the record classes (``StepInfo``, ``PlatformMetadata``, ``EnvironmentMetadata``,
+  ``GitMetadata``, ``TangoMetadata`` and any other subclass of ``Record`` in this package) and
+  the enum ``StepState``, under
   ``tango_stepinfo.step_info`` / ``tango_stepinfo.metadata`` and under Tango's
   ``tango.step_info`` (mapped onto ours). Creating a record never calls its ``__init__`` (which
   would probe the machine); its state goes through ``Record.__setstate__``, which fills fields
@@ -51,17 +52,10 @@ import re
 from pathlib import Path, PurePath
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import _codec, _limits
+from . import _limits, _record, _times
+from ._errors import show
 from .errors import StepInfoDecodeError
-from .metadata import (
-    EnvironmentMetadata,
-    GitMetadata,
-    GpuMetadata,
-    JobMetadata,
-    PlatformMetadata,
-    TangoMetadata,
-)
-from .step_info import StepInfo, StepState
+from .step_info import StepState
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -90,15 +84,9 @@ class CorruptPickleError(pickle.UnpicklingError):
 
 __all__ = ["CorruptPickleError", "UnsafePickleError", "load", "loads"]
 
-_RECORDS: Tuple[type, ...] = (
-    StepInfo,
-    PlatformMetadata,
-    EnvironmentMetadata,
-    GitMetadata,
-    TangoMetadata,
-    GpuMetadata,
-    JobMetadata,
-)
+_RECORDS = _record.RECORDS
+"""The record classes: each is registered by its own class statement (see :mod:`._record`);
+importing :mod:`.step_info` above has defined them all."""
 
 
 # --- what find_class hands out -----------------------------------------------------------------
@@ -444,7 +432,15 @@ def _set_fields() -> frozenset[Optional[str]]:
     key whose text the scan does not read might be one."""
     global _SET_FIELDS
     if _SET_FIELDS is None:
-        names = {name for cls in _RECORDS for name in _codec._plan(cls).set_fields}
+        from ._kinds import kind_of
+
+        names = {
+            f.name
+            for cls in _RECORDS
+            for f in _plans().fields(cls)
+            if kind_of(f.tp)[0].name == "set"
+            or any(kind_of(t)[0].name == "set" for t in f.kind.inner(f.detail))
+        }
         _SET_FIELDS = frozenset((None, *names))
     return _SET_FIELDS
 
@@ -982,11 +978,9 @@ def _check_item(value: Any, path: str) -> None:
     if type(value) is StepState:
         return
     if type(value) not in _RECORDS:
-        raise StepInfoDecodeError(
-            path, f"expected a record or a StepState, got {_codec._show(value)}"
-        )
+        raise StepInfoDecodeError(path, f"expected a record or a StepState, got {show(value)}")
     try:
-        _codec.check(value, unpickled=True)
+        _record.check(value)
     except StepInfoDecodeError as e:
         if not path:
             raise
@@ -1006,8 +1000,7 @@ def _check_result(value: Any) -> None:
     else:
         raise StepInfoDecodeError(
             "",
-            "expected a record, a StepState, or a list, tuple or dict of them, "
-            f"got {_codec._show(value)}",
+            f"expected a record, a StepState, or a list, tuple or dict of them, got {show(value)}",
         )
 
 
@@ -1044,14 +1037,8 @@ def _required(cls: type) -> Tuple[str, ...]:
     """The fields of ``cls`` that may not be ``None`` (their JSON may not be null)."""
     names = _REQUIRED.get(cls)
     if names is None:
-        import dataclasses
-        import typing
-
-        hints = typing.get_type_hints(cls)
         names = _REQUIRED[cls] = tuple(
-            f.name
-            for f in dataclasses.fields(cls)
-            if _codec.classify(hints[f.name])[0] != "optional"
+            f.name for f in _plans().fields(cls) if f.kind.name != "optional"
         )
     return names
 
@@ -1085,13 +1072,25 @@ def _usable(record: Any, path: str) -> None:
         elif isinstance(value, _dt.datetime):
             values[name] = _real_time(value, here)
         elif isinstance(value, PurePath) and type(value) is not _NATIVE_PATH:
-            values[name] = _codec._dec_path(str(value))
+            values[name] = _kinds_dec_path(str(value))
         elif kind is dict and name in _FREE_JSON:
             try:
                 values[name] = _json_value(value, 1)
             except _Where as e:
                 inner = "".join(reversed(e.parts))
                 raise CorruptPickleError(f"{here}{inner}: {e.problem}") from None
+
+
+def _plans() -> Any:
+    from . import _plans as plans
+
+    return plans
+
+
+def _kinds_dec_path(text: str) -> Path:
+    from ._kinds import converters
+
+    return converters(Path)[1](text)  # type: ignore[no-any-return]
 
 
 _FREE_JSON = frozenset(("config", "metadata"))
@@ -1115,8 +1114,8 @@ def _real_time(value: _dt.datetime, path: str) -> _dt.datetime:
             fold=value.fold,
         )
         if value.tzinfo is None or value.utcoffset() is None:
-            value = value.replace(tzinfo=_codec._decoded_utc())
-        _codec._as_utc(value).isoformat()  # the offset can be computed and stays in range
+            value = value.replace(tzinfo=_times.decoded_utc())
+        _times.as_utc(value).isoformat()  # the offset can be computed and stays in range
     except Exception as e:  # ValueError, OverflowError, or whatever a zone's utcoffset raises
         raise CorruptPickleError(f"{path}: not a real date and time ({e})"[:300]) from None
     return value
@@ -1159,7 +1158,7 @@ def _json_value(value: Any, depth: int) -> Any:
         return sorted(value)
     if isinstance(value, _dt.datetime):
         try:
-            return _codec._enc_time(_real_time(value, ""))
+            return _times.encode(_real_time(value, ""))
         except CorruptPickleError as e:
             raise _Where(str(e).lstrip(": ")) from None
     if isinstance(value, PurePath):

@@ -24,7 +24,8 @@ from typing import (
 )
 
 from . import _clock, _probe
-from ._codec import Record, _as_utc
+from ._record import Record
+from ._times import as_utc as _as_utc
 from .errors import InvalidStepStateError
 from .metadata import EnvironmentMetadata, PlatformMetadata
 
@@ -171,6 +172,14 @@ def replace_steps_with_unique_id(value: Any) -> Any:
     return value
 
 
+def _platform() -> PlatformMetadata:
+    """Probe the platform for a new :class:`StepInfo`, which probes its environment next: start
+    the environment's ``git status`` first, so that it runs meanwhile (a ``PlatformMetadata``
+    alone never starts ``git``)."""
+    _probe.prefetch_git()
+    return PlatformMetadata()
+
+
 @dataclass(eq=False, repr=False)  # == and repr come from Record
 class StepInfo(Record):
     """The run record of one step: what it is, when and where it ran, and how it ended.
@@ -195,8 +204,9 @@ class StepInfo(Record):
     :ivar result_location: where the result is stored, a path or URL.
     :ivar config: the step's configuration, steps replaced by references.
     :ivar metadata: free-form metadata of the step.
-    :ivar platform: the machine it ran on.
-    :ivar environment: the Python environment it ran in.
+    :ivar platform: the machine it ran on; ``None`` when unknown (Tango writes ``null`` there,
+        and its old pickles may lack it).
+    :ivar environment: the Python environment it ran in; ``None`` when unknown.
     """
 
     unique_id: str
@@ -211,9 +221,27 @@ class StepInfo(Record):
     result_location: Optional[str] = None
     config: Optional[Dict[str, Any]] = None
     metadata: Optional[Dict[str, Any]] = None
-    platform: PlatformMetadata = field(default_factory=PlatformMetadata, metadata={"probe": True})
+    # May be None (null in JSON), as in Tango's records and in its old pickles. For the command
+    # line: their fields are listed without a prefix, each in its group (see _facts.py).
+    platform: PlatformMetadata = field(
+        default_factory=_platform,
+        metadata={
+            "probe": True,
+            "nullable": True,
+            "group": "Platform",
+            "label": "",
+            "none": "unknown",
+        },
+    )
     environment: EnvironmentMetadata = field(
-        default_factory=EnvironmentMetadata, metadata={"probe": True}
+        default_factory=EnvironmentMetadata,
+        metadata={
+            "probe": True,
+            "nullable": True,
+            "group": "Environment",
+            "label": "",
+            "none": "unknown",
+        },
     )
 
     @property

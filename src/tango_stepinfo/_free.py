@@ -1,0 +1,112 @@
+"""Free-form JSON values (``config``, ``metadata``): deterministic copies in, checked copies out.
+
+Encoding sorts dict keys and sets at every level, turns tuples into lists, enums into their
+values, times and paths into strings, and refuses anything else with no JSON form (NaN and
+infinities included). Decoding deep-copies a JSON value and refuses anything that is not one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import math
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any, List, Tuple
+
+from . import _times
+from ._errors import Bad, show
+
+__all__ = ["decode", "encode", "key_order"]
+
+_STR_TYPES = frozenset({str})
+
+# No separate fast path for flat dicts of scalars: measured in CPU time (timeit with
+# time.process_time, medians of 15 runs of 4000 calls), one that checked the value types first
+# took 22 us instead of 17 us on a realistic nested Tango config (4 levels, about 40 values),
+# and 2.6 us instead of 1.9 us on a flat dict of 6 scalars: the checks cost more than they save.
+
+
+def encode(value: Any) -> Any:
+    """A JSON-safe, deterministic copy of ``value``: dict keys sorted, sets sorted."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is float:
+        if math.isfinite(value):
+            return value
+        raise Bad(f"{value!r} has no JSON form")
+    if t is dict or isinstance(value, Mapping):
+        keys = value.keys()
+        plain = set(map(type, keys)) <= _STR_TYPES
+        out = {}
+        for key in sorted(keys) if plain else sorted(keys, key=key_order):
+            if not isinstance(key, str):
+                raise Bad(f"object keys must be strings, got {show(key)}")
+            try:
+                out[key] = encode(value[key])
+            except Bad as e:
+                raise e.inside(key) from None
+        return out
+    if t is list or t is tuple:
+        return _encode_list(value)
+    if isinstance(value, (set, frozenset)):
+        return _encode_list(sorted(value, key=key_order))
+    if isinstance(value, enum.Enum):
+        return encode(value.value)
+    if isinstance(value, (str, int, float)):  # subclasses: str/int/float enums, numpy-free ints
+        kind = str if isinstance(value, str) else float if isinstance(value, float) else int
+        return encode(kind(value))
+    if isinstance(value, (list, tuple)):
+        return _encode_list(value)
+    if isinstance(value, _dt.datetime):
+        return _times.encode(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    raise Bad(f"{show(value)} has no JSON form")
+
+
+def key_order(value: Any) -> Tuple[str, str]:
+    """Sort key that orders mixed types deterministically (by type name, then text)."""
+    return (type(value).__name__, value if isinstance(value, str) else repr(value))
+
+
+def _encode_list(items: Any) -> List[Any]:
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(encode(item))
+        except Bad as e:
+            raise e.inside(f"[{i}]") from None
+    return out
+
+
+def decode(value: Any) -> Any:
+    """A deep copy of a JSON value; anything that is not JSON (NaN and infinities included) is
+    refused."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is float:
+        if math.isfinite(value):
+            return value
+        raise Bad(f"expected a JSON value, got {value!r}")
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise Bad(f"object keys must be strings, got {show(key)}")
+            try:
+                out[key] = decode(item)
+            except Bad as e:
+                raise e.inside(key) from None
+        return out
+    if t is list or t is tuple:
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(decode(item))
+            except Bad as e:
+                raise e.inside(f"[{i}]") from None
+        return items
+    raise Bad(f"expected a JSON value, got {show(value)}")

@@ -1,0 +1,855 @@
+"""The kinds of field types a record may have: one registry, one entry per kind.
+
+Each kind says in one place how a value of it is encoded to JSON and decoded from it (for each
+:class:`Mode`), how error messages name it, what it looks like in the JSON Schema, how it goes
+into and out of a pickle's state, and how the safe loader checks it after loading. The record
+plans (:mod:`._plans`), the pickle state rules (:mod:`._record`) and the JSON Schema
+(:mod:`._schema`) all ask :func:`kind_of`; a new kind is one more entry in :data:`KINDS`.
+
+The kinds: ``Any`` (a free JSON value), ``str``, ``int``, ``bool``, ``float``, ``datetime``,
+paths, enums, nested records, ``Optional[X]``, ``Set[X]`` / ``FrozenSet[X]``, ``List[X]`` /
+``Tuple[X, ...]``, ``List[Tuple[str, str]]`` (name/version pairs, kept flat in pickles), fixed
+``Tuple[X, Y, ...]``, ``Dict[str, Any]`` (a free JSON object) and ``Dict[str, X]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import enum
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path, PurePath
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import _free, _times
+from ._errors import Bad, show
+
+__all__ = ["KINDS", "Kind", "Mode", "checker", "converters", "describe", "kind_of"]
+
+Convert = Callable[[Any], Any]
+NO = object()
+"""What :meth:`Kind.match` returns for a type hint that is not of its kind."""
+
+
+class Mode:
+    """What JSON an encoder writes: ours, or what ai2-tango 1.3.2 reads (plain strings: no enum
+    class to build at import)."""
+
+    NATIVE = "native"
+    TANGO = "tango"
+
+
+class Kind:
+    """One kind of field type. Subclasses override what differs from these defaults."""
+
+    name = ""
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        """The kind's detail for type hint ``tp`` (e.g. the item type), or :data:`NO`."""
+        raise NotImplementedError
+
+    def inner(self, detail: Any) -> Tuple[Any, ...]:
+        """The type hints nested inside (item or value types)."""
+        return ()
+
+    def describe(self, detail: Any, python: bool) -> str:
+        """How an error message names the kind: its JSON form, or with ``python`` its type."""
+        raise NotImplementedError
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        """``(encode, decode)``: each returns the converted value or raises :class:`Bad`."""
+        raise NotImplementedError
+
+    def inline(self, detail: Any, var: str) -> Optional[str]:
+        """Python source true when ``var`` needs no conversion either way (generated code)."""
+        return None
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        """The JSON Schema of the JSON form; ``builder`` gives ``of_type`` and ``of_record``."""
+        raise NotImplementedError
+
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        """How a (non-None) value goes into a pickle's state; ``None``: as it is."""
+        return None
+
+    def from_state(self, detail: Any) -> Optional[Convert]:
+        """How a (non-None) value comes out of a pickle's state; ``None``: as it is."""
+        return None
+
+    def check(self, detail: Any) -> Convert:
+        """The safe loader's check of a loaded value (raises :class:`Bad`): by default its
+        encoder, which checks the type at every depth."""
+        return self.converters(detail, Mode.NATIVE)[0]
+
+
+KINDS: List[Kind] = []
+"""The registry, in the order kinds are tried."""
+
+_FOUND: Dict[Any, Tuple[Kind, Any]] = {}
+
+
+def kind_of(tp: Any) -> Tuple[Kind, Any]:
+    """The kind of the type hint ``tp`` and its detail.
+
+    :raises TypeError: no kind handles ``tp``.
+    """
+    try:
+        return _FOUND[tp]
+    except (KeyError, TypeError):
+        pass
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    for kind in KINDS:
+        detail = kind.match(tp, origin, args)
+        if detail is not NO:
+            with contextlib.suppress(TypeError):  # an unhashable hint is not kept
+                _FOUND[tp] = (kind, detail)
+            return kind, detail
+    raise TypeError(f"unsupported type hint {tp!r}")
+
+
+def describe(tp: Any, python: bool = False) -> str:
+    """How an error message names ``tp``: its JSON form, or with ``python`` its Python type."""
+    kind, detail = kind_of(tp)
+    return kind.describe(detail, python)
+
+
+def converters(tp: Any, mode: str = Mode.NATIVE) -> Tuple[Convert, Convert]:
+    """The ``(encode, decode)`` pair of a type hint."""
+    kind, detail = kind_of(tp)
+    return kind.converters(detail, mode)
+
+
+def checker(tp: Any) -> Convert:
+    """The safe loader's check of a loaded value of type ``tp``."""
+    kind, detail = kind_of(tp)
+    return kind.check(detail)
+
+
+def holds_records(tp: Any) -> bool:
+    """Whether values of ``tp`` may hold records (which loaded pickles check differently)."""
+    kind, detail = kind_of(tp)
+    return isinstance(kind, _RecordKind) or any(holds_records(t) for t in kind.inner(detail))
+
+
+# --- scalars, free values, times, paths, enums -------------------------------------------------
+
+
+class _Free(Kind):
+    name = "any"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return None if tp is Any else NO
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return "a JSON value"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        return _free.encode, _free.decode
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return {}
+
+
+class _Scalar(Kind):
+    def __init__(self, cls: type, json_name: str, schema_type: str) -> None:
+        self.cls = cls
+        self.name = cls.__name__
+        self.json_name = json_name
+        self.schema_type = schema_type
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return None if tp is self.cls else NO
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return self.json_name
+
+    def inline(self, detail: Any, var: str) -> Optional[str]:
+        return f"type({var}) is {self.name}"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        cls, expected = self.cls, self.json_name
+
+        def enc(value: Any) -> Any:
+            if type(value) is cls:
+                return value
+            if cls is not bool and isinstance(value, cls) and not isinstance(value, bool):
+                return cls(value)
+            if cls is float and type(value) is int:
+                return value
+            raise Bad(f"expected {expected}, got {show(value)}")
+
+        def dec(value: Any) -> Any:
+            if type(value) is cls:
+                return value
+            if cls is float and type(value) is int:
+                return float(value)
+            if cls is int and type(value) is float and value.is_integer():
+                return int(value)  # 4.0: JSON does not tell it from 4 (nor does JSON Schema)
+            raise Bad(f"expected {expected}, got {show(value)}")
+
+        return enc, dec
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return {"type": self.schema_type}
+
+
+class _Time(Kind):
+    name = "datetime"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return None if tp is _dt.datetime else NO
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return "a datetime" if python else "an ISO 8601 time"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        return (_times.encode_tango if mode is Mode.TANGO else _times.encode), _times.decode
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return {
+            "type": "string",
+            "pattern": f"^(?:{_times.TIME_PATTERN})$",
+            "description": "ISO 8601 time; without an offset it means UTC",
+        }
+
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        return _times.to_state
+
+
+# Paths are immutable and records repeat the same few (executable, root), while building one
+# costs microseconds: decoded paths are shared through this small cache.
+_PATHS: Dict[str, Path] = {}
+
+
+def _enc_path(value: Any) -> str:
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, str):  # Tango writes strings into path fields
+        return str(value)
+    if isinstance(value, os.PathLike):
+        text = os.fspath(value)
+        if isinstance(text, str):
+            return text
+    raise Bad(f"expected a path, got {show(value)}")
+
+
+def _dec_path(value: Any) -> Path:
+    if type(value) is str:
+        path = _PATHS.get(value)
+        if path is None:
+            if len(_PATHS) >= 256:
+                _PATHS.clear()
+            path = _PATHS[value] = Path(value)
+        return path
+    if isinstance(value, PurePath):
+        return Path(value)
+    raise Bad(f"expected a path string, got {show(value)}")
+
+
+class _Path(Kind):
+    name = "path"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return None if isinstance(tp, type) and issubclass(tp, PurePath) else NO
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return "a path" if python else "a path string"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        return _enc_path, _dec_path
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return {"type": "string"}
+
+
+class _Enum(Kind):
+    """An enum: its value in JSON and in pickles (so that loading needs no enum class)."""
+
+    name = "enum"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return tp if isinstance(tp, type) and issubclass(tp, enum.Enum) else NO
+
+    def describe(self, detail: Any, python: bool) -> str:
+        if python:
+            return f"a {detail.__name__}"
+        return "one of " + ", ".join(show(m.value) for m in detail)
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        expected_member = self.describe(detail, True)
+        expected_value = self.describe(detail, False)
+
+        def enc(value: Any) -> Any:
+            if isinstance(value, detail):
+                return _free.encode(value.value)
+            raise Bad(f"expected {expected_member}, got {show(value)}")
+
+        def dec(value: Any) -> Any:
+            if isinstance(value, detail):
+                return value
+            try:
+                return detail(value)
+            except (ValueError, TypeError):
+                raise Bad(f"expected {expected_value}, got {show(value)}") from None
+
+        return enc, dec
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return {"enum": [m.value for m in detail]}
+
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        return lambda value: value.value if isinstance(value, detail) else value
+
+    def from_state(self, detail: Any) -> Optional[Convert]:
+        def restore(value: Any) -> Any:
+            try:
+                return detail(value)
+            except (ValueError, TypeError):  # left as it is for the check to report
+                return value
+
+        return restore
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+class _RecordKind(Kind):
+    name = "record"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else NO
+
+    def describe(self, detail: Any, python: bool) -> str:
+        if not python:
+            return "an object"
+        name = detail.__name__
+        return f"an {name}" if name[0] in "AEIOU" else f"a {name}"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        # Nested plans are looked up on first call, not while compiling: a record type may
+        # refer to itself or to one that is not fully defined yet.
+        cls = detail
+        expected = self.describe(cls, True)
+        encode: Optional[Convert] = None
+        decode: Optional[Convert] = None
+
+        def enc(value: Any) -> Any:
+            nonlocal encode
+            if not isinstance(value, cls):
+                raise Bad(f"expected {expected}, got {show(value)}")
+            if encode is None:
+                from ._plans import plan
+
+                encode = plan(cls, mode).encode
+            return encode(value)
+
+        def dec(value: Any) -> Any:
+            nonlocal decode
+            if decode is None:
+                from ._plans import plan
+
+                decode = plan(cls).decode
+            return decode(value)
+
+        return enc, dec
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return typing.cast(Dict[str, Any], builder.of_record(detail))
+
+    def check(self, detail: Any) -> Convert:
+        cls = detail
+        expected = self.describe(cls, True)
+
+        def check(value: Any) -> Any:
+            if not isinstance(value, cls):
+                raise Bad(f"expected {expected}, got {show(value)}")
+            from ._record import check_fields
+
+            check_fields(value)
+
+        return check
+
+
+# --- Optional ----------------------------------------------------------------------------------
+
+
+class _Optional(Kind):
+    name = "optional"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        if origin is typing.Union and len(args) == 2 and args[1] is type(None):
+            return args[0]
+        return NO
+
+    def inner(self, detail: Any) -> Tuple[Any, ...]:
+        return (detail,)
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return describe(detail, python) + " or null"
+
+    def inline(self, detail: Any, var: str) -> Optional[str]:
+        kind, inner = kind_of(detail)
+        check = kind.inline(inner, var)
+        return None if check is None else f"({var} is None or {check})"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        enc, dec = converters(detail, mode)
+        return (
+            _or_none(enc, self.describe(detail, True)),
+            _or_none(dec, self.describe(detail, False)),
+        )
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        inner = builder.of_type(detail)
+        if isinstance(inner.get("type"), str):
+            # Keywords for one JSON type ignore the others, so merging the types is exact.
+            return {**inner, "type": [inner["type"], "null"]}
+        return {"anyOf": [inner, {"type": "null"}]}
+
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        kind, inner = kind_of(detail)
+        return kind.to_state(inner)
+
+    def from_state(self, detail: Any) -> Optional[Convert]:
+        kind, inner = kind_of(detail)
+        return kind.from_state(inner)
+
+    def check(self, detail: Any) -> Convert:
+        return _or_none(checker(detail), self.describe(detail, True))
+
+
+def _or_none(inner: Convert, expected: str) -> Convert:
+    """``None`` as it is, else ``inner``; a type error about the value itself says ``expected``
+    (``"a string or null"``)."""
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return inner(value)
+        except Bad as e:
+            if not e.parts and e.problem.startswith("expected "):
+                e.problem = f"expected {expected}, got {show(value)}"
+            raise
+
+    return convert
+
+
+# --- sequences ---------------------------------------------------------------------------------
+
+_STR_TYPES = frozenset({str})
+_ROW_TYPES = frozenset({list, tuple})
+
+
+def _sequence(origin: Any, item_tp: Any, mode: str) -> Tuple[Convert, Convert]:
+    item_enc, item_dec = converters(item_tp, mode)
+    is_set = origin in (set, frozenset)
+    build: Callable[[List[Any]], Any] = origin if origin is not list else list
+    expected = "a set" if is_set else "a list"
+    shapes = (set, frozenset) if is_set else (list, tuple)
+    strs = item_tp is str  # the hot shape (dependencies): one pass over the types
+
+    def enc(value: Any) -> Any:
+        if strs and type(value) in shapes and set(map(type, value)) <= _STR_TYPES:
+            return sorted(value) if is_set else list(value)
+        if not isinstance(value, shapes):
+            raise Bad(f"expected {expected}, got {show(value)}")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(item_enc(item))
+            except Bad as e:
+                raise e.inside(f"[{i}]") from None
+        if is_set:
+            try:
+                out.sort()
+            except TypeError:
+                out.sort(key=_free.key_order)
+        return out
+
+    def dec(value: Any) -> Any:
+        if type(value) is not list and not isinstance(value, (tuple, set, frozenset)):
+            raise Bad(f"expected a list, got {show(value)}")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(item_dec(item))
+            except Bad as e:
+                raise e.inside(f"[{i}]") from None
+        try:
+            return build(out)
+        except TypeError:  # unhashable members of a set
+            raise Bad("the members cannot form a set") from None
+
+    return enc, dec
+
+
+def _check_items(item_tp: Any, shapes: Tuple[type, ...], expected: str) -> Convert:
+    item_check = checker(item_tp)
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, shapes):
+            raise Bad(f"expected {expected}, got {show(value)}")
+        items: Any = value
+        for i, item in enumerate(items):
+            try:
+                item_check(item)
+            except Bad as e:
+                raise e.inside(f"[{i}]") from None
+
+    return check
+
+
+class _Set(Kind):
+    """``Set[X]`` and ``FrozenSet[X]``: sorted lists in JSON and in pickles (deterministic)."""
+
+    name = "set"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return (origin, args[0]) if origin in (set, frozenset) else NO
+
+    def inner(self, detail: Any) -> Tuple[Any, ...]:
+        return (detail[1],)
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return "a set" if python else "a list"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        return _sequence(detail[0], detail[1], mode)
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        # Written without repeats; readers accept repeats.
+        return {"type": "array", "items": builder.of_type(detail[1])}
+
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        def out(value: Any) -> Any:
+            if isinstance(value, (set, frozenset)):
+                try:
+                    return sorted(value)
+                except TypeError:
+                    return sorted(value, key=_free.key_order)
+            return value
+
+        return out
+
+    def from_state(self, detail: Any) -> Optional[Convert]:
+        build = detail[0]
+
+        def restore(value: Any) -> Any:
+            if isinstance(value, (list, tuple, set, frozenset)) and type(value) is not build:
+                try:
+                    return build(value)
+                except TypeError:  # unhashable: left as it is for the check to report
+                    return value
+            return value
+
+        return restore
+
+
+class _List(Kind):
+    """``List[X]`` and ``Tuple[X, ...]``."""
+
+    name = "list"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        if origin is list or (origin is tuple and args[-1:] == (Ellipsis,)):
+            return (origin, args[0])
+        return NO
+
+    def inner(self, detail: Any) -> Tuple[Any, ...]:
+        return (detail[1],)
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return "a list"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        return _sequence(detail[0], detail[1], mode)
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return {"type": "array", "items": builder.of_type(detail[1])}
+
+    def check(self, detail: Any) -> Convert:
+        if not holds_records(detail[1]):
+            return super().check(detail)
+        return _check_items(detail[1], (list, tuple), "a list")
+
+
+_PAIR = Tuple[str, str]
+
+
+class _Pairs(Kind):
+    """``List[Tuple[str, str]]`` (``packages``): fast paths, and one flat tuple in pickles."""
+
+    name = "string pairs"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return None if origin is list and args == (_PAIR,) else NO
+
+    def inner(self, detail: Any) -> Tuple[Any, ...]:
+        return (_PAIR,)
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return "a list"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        slow_enc, slow_dec = _sequence(list, _PAIR, mode)
+        # Every record of a process carries the same package list: the last one encoded is
+        # kept (a copy of it, and its rows) and an equal list is answered with fresh copies.
+        last: List[Any] = [(None, None)]  # [(copy of the list, its encoded rows)]
+
+        def enc(value: Any) -> Any:
+            if type(value) is list:
+                snapshot, rows = last[0]  # one tuple, replaced whole: safe between threads
+                try:
+                    if value == snapshot:
+                        return list(map(list.copy, rows))
+                except Exception:  # a row whose == raises: not the plain shape
+                    return slow_enc(value)
+                if set(map(type, value)) <= _ROW_TYPES:
+                    try:
+                        out = [[a, b] for a, b in value if type(a) is str and type(b) is str]
+                    except ValueError:
+                        return slow_enc(value)
+                    if len(out) == len(value):
+                        last[0] = (list(value), list(map(list.copy, out)))
+                        return out
+            return slow_enc(value)
+
+        def dec(value: Any) -> Any:
+            if type(value) is list and set(map(type, value)) <= _ROW_TYPES:
+                try:
+                    out = [(a, b) for a, b in value if type(a) is str and type(b) is str]
+                except ValueError:
+                    return slow_dec(value)
+                if len(out) == len(value):
+                    return out
+            return slow_dec(value)
+
+        return enc, dec
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return {"type": "array", "items": builder.of_type(_PAIR)}
+
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        def out(value: Any) -> Any:
+            if type(value) is list and all(
+                type(row) is tuple and len(row) == 2 and type(row[0]) is str is type(row[1])
+                for row in value
+            ):
+                return tuple(item for row in value for item in row)
+            return value
+
+        return out
+
+    def from_state(self, detail: Any) -> Optional[Convert]:
+        def restore(value: Any) -> Any:
+            if type(value) is tuple and len(value) % 2 == 0 and all(type(x) is str for x in value):
+                items = iter(value)
+                return list(zip(items, items))
+            return value
+
+        return restore
+
+
+class _Tuple(Kind):
+    """A fixed-length ``Tuple[X, Y, ...]``: a list of that many items in JSON."""
+
+    name = "tuple"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return args if origin is tuple else NO
+
+    def inner(self, detail: Any) -> Tuple[Any, ...]:
+        return tuple(detail)
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return "a list"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        pairs = [converters(a, mode) for a in detail]
+        size = len(pairs)
+        all_str = all(a is str for a in detail)  # Tuple[str, str]: a package row
+
+        def convert(value: Any, index: int) -> Any:
+            out = []
+            for i, (pair, item) in enumerate(zip(pairs, value)):
+                try:
+                    out.append(pair[index](item))
+                except Bad as e:
+                    raise e.inside(f"[{i}]") from None
+            return out
+
+        def enc(value: Any) -> Any:
+            if isinstance(value, (tuple, list)):
+                if len(value) == size:
+                    if all_str and all(type(v) is str for v in value):
+                        return list(value)
+                    return convert(value, 0)
+                raise Bad(f"expected {size} items, got {len(value)}")
+            raise Bad(f"expected a list of {size} items, got {show(value)}")
+
+        def dec(value: Any) -> Any:
+            if type(value) is list or type(value) is tuple:
+                if len(value) == size:
+                    if all_str and all(type(v) is str for v in value):
+                        return tuple(value)
+                    return tuple(convert(value, 1))
+                raise Bad(f"expected a list of {size} items, got {len(value)}")
+            raise Bad(f"expected a list of {size} items, got {show(value)}")
+
+        return enc, dec
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return {
+            "type": "array",
+            "prefixItems": [builder.of_type(a) for a in detail],
+            "items": False,
+            "minItems": len(detail),
+            "maxItems": len(detail),
+        }
+
+    def check(self, detail: Any) -> Convert:
+        if not any(holds_records(a) for a in detail):
+            return super().check(detail)
+        checks = [checker(a) for a in detail]
+
+        def check(value: Any) -> Any:
+            if not isinstance(value, (tuple, list)) or len(value) != len(checks):
+                raise Bad(f"expected a list of {len(checks)} items, got {show(value)}")
+            for i, (item_check, item) in enumerate(zip(checks, value)):
+                try:
+                    item_check(item)
+                except Bad as e:
+                    raise e.inside(f"[{i}]") from None
+
+        return check
+
+
+# --- dicts -------------------------------------------------------------------------------------
+
+
+class _FreeObject(Kind):
+    """``Dict[str, Any]`` (``config``, ``metadata``): a free JSON object."""
+
+    name = "free object"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return None if origin is dict and args == (str, Any) else NO
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return "an object"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        def enc(value: Any) -> Any:
+            if type(value) is not dict and not isinstance(value, Mapping):
+                raise Bad(f"expected an object, got {show(value)}")
+            return _free.encode(value)
+
+        def dec(value: Any) -> Any:
+            if not isinstance(value, dict):
+                raise Bad(f"expected an object, got {show(value)}")
+            return _free.decode(value)
+
+        return enc, dec
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return {"type": "object"}
+
+
+class _Dict(Kind):
+    """``Dict[str, X]``: an object in JSON, keys sorted."""
+
+    name = "dict"
+
+    def match(self, tp: Any, origin: Any, args: Tuple[Any, ...]) -> Any:
+        return args[1] if origin is dict and args[0] is str else NO
+
+    def inner(self, detail: Any) -> Tuple[Any, ...]:
+        return (detail,)
+
+    def describe(self, detail: Any, python: bool) -> str:
+        return "a dict" if python else "an object"
+
+    def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
+        item_enc, item_dec = converters(detail, mode)
+        strs = detail is str  # Dict[str, str]: one pass over the types
+
+        def enc(value: Any) -> Any:
+            if (
+                strs
+                and type(value) is dict
+                and set(map(type, value)) <= _STR_TYPES
+                and set(map(type, value.values())) <= _STR_TYPES
+            ):
+                return {key: value[key] for key in sorted(value)}
+            if not isinstance(value, Mapping):
+                raise Bad(f"expected an object, got {show(value)}")
+            out = {}
+            for key in sorted(value, key=_free.key_order):
+                if not isinstance(key, str):
+                    raise Bad(f"object keys must be strings, got {show(key)}")
+                try:
+                    out[key] = item_enc(value[key])
+                except Bad as e:
+                    raise e.inside(key) from None
+            return out
+
+        def dec(value: Any) -> Any:
+            if not isinstance(value, dict):
+                raise Bad(f"expected an object, got {show(value)}")
+            out = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise Bad(f"object keys must be strings, got {show(key)}")
+                try:
+                    out[key] = item_dec(item)
+                except Bad as e:
+                    raise e.inside(key) from None
+            return out
+
+        return enc, dec
+
+    def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        return {"type": "object", "additionalProperties": builder.of_type(detail)}
+
+    def check(self, detail: Any) -> Convert:
+        if not holds_records(detail):
+            return super().check(detail)
+        item_check = checker(detail)
+
+        def check(value: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise Bad(f"expected an object, got {show(value)}")
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise Bad(f"object keys must be strings, got {show(key)}")
+                try:
+                    item_check(item)
+                except Bad as e:
+                    raise e.inside(key) from None
+
+        return check
+
+
+KINDS += [
+    _Free(),
+    _Scalar(str, "a string", "string"),
+    _Scalar(bool, "a boolean", "boolean"),
+    _Scalar(int, "an integer", "integer"),
+    _Scalar(float, "a number", "number"),
+    _Time(),
+    _Path(),
+    _Enum(),
+    _RecordKind(),
+    _Optional(),
+    _Set(),
+    _Pairs(),
+    _List(),
+    _Tuple(),
+    _FreeObject(),
+    _Dict(),
+]

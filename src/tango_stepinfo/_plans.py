@@ -1,0 +1,222 @@
+"""Record plans: how each record class is encoded to JSON and decoded from it.
+
+Nothing here names a field of a particular class: each record dataclass is read once, on first
+use, from ``dataclasses.fields``, ``typing.get_type_hints`` and the field metadata into a list
+of :class:`Field` (kind, converters, default), and compiled into one encoder and one decoder,
+generated as straight-line code the way ``dataclasses`` generates ``__init__`` (its source is
+registered with :mod:`linecache`, so tracebacks show it). The generated code is the only path:
+it keeps the name of the field it is at, and adds it to the path of any error.
+
+Field metadata read here (see the record-format page of the docs):
+
+- ``"probe": True``: the default factory probes the machine, so decoding never calls it: the
+  field is required in JSON, and an old pickle that lacks it gets ``None``.
+- ``"since": "<version>"``: the field was added by this library in that version. A JSON dict or
+  a pickle state that lacks it gives ``None`` (never probed, never an error), and the
+  Tango-compatible JSON leaves it out. Such a field must have a default or a default factory.
+- ``"nullable": True``: the field may hold ``None`` (``null`` in JSON) although its type says
+  otherwise, as in Tango's records (``platform`` and ``environment``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import linecache
+import typing
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+
+from ._errors import Bad, show
+from ._kinds import Convert, Kind, Mode, kind_of
+from .errors import StepInfoDecodeError, StepInfoEncodeError
+
+__all__ = ["Field", "Plan", "decode", "encode", "field_default", "fields", "none", "plan"]
+
+_T = TypeVar("_T")
+_MISSING = dataclasses.MISSING
+
+
+def none() -> None:
+    """The default of a field that is ``None`` when missing."""
+    return None
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
+
+
+def field_default(f: dataclasses.Field[Any]) -> Optional[Callable[[], Any]]:
+    """What a field missing from a record's JSON or pickle state takes: ``None`` for a field
+    added by this library (metadata ``"since"``), else its plain default (as a function), the
+    result of a factory that does not probe, or ``None`` when the field is required (no default,
+    or a default that would probe this machine). The JSON Schema's ``required`` follows this.
+
+    :raises TypeError: a field declared ``since`` a version has neither default nor factory.
+    """
+    if "since" in f.metadata:
+        if f.default is _MISSING and f.default_factory is _MISSING:
+            raise TypeError(f"field {f.name!r} is declared 'since' a version but has no default")
+        return none
+    if f.default is None:
+        return none
+    if f.default is not _MISSING:
+        return _constant(f.default)
+    if f.default_factory is not _MISSING and not f.metadata.get("probe"):
+        return f.default_factory
+    return None
+
+
+class Field:
+    """One field of a record class as the codecs see it."""
+
+    __slots__ = ("default", "detail", "field", "kind", "name", "tp")
+
+    def __init__(self, f: dataclasses.Field[Any], tp: Any) -> None:
+        self.field = f
+        self.name = f.name
+        if f.metadata.get("nullable") or "since" in f.metadata:
+            tp = Optional[tp]  # None when missing from old records, or null where Tango has it
+        self.tp = tp
+        self.kind: Kind
+        self.kind, self.detail = kind_of(tp)
+        # For a key missing from JSON or pickle state: a zero-argument callable, or None when
+        # the field is required.
+        self.default = field_default(f)
+
+    @property
+    def since(self) -> Optional[str]:
+        """The version of this library that added the field (``None``: it is Tango's)."""
+        return typing.cast(Optional[str], self.field.metadata.get("since"))
+
+
+_FIELDS: Dict[type, List[Field]] = {}
+
+
+def fields(cls: type) -> List[Field]:
+    """The fields of record class ``cls`` (those ``__init__`` takes), in declaration order."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = [Field(f, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
+        _FIELDS[cls] = found
+    return found
+
+
+class Plan:
+    """The generated encoder and decoder of one record class, in one JSON mode."""
+
+    __slots__ = ("cls", "decode", "encode")
+
+    def __init__(self, cls: type, mode: str) -> None:
+        self.cls = cls
+        every = fields(cls)
+        # Sorted by name, so that output keys are sorted like Tango's.
+        written = sorted(
+            (f for f in every if mode is not Mode.TANGO or f.since is None), key=lambda f: f.name
+        )
+        self.encode = _encoder(cls, mode, written)
+        self.decode = _decoder(cls, every)
+
+
+def _compile(cls: type, name: str, lines: List[str], namespace: Dict[str, Any]) -> Convert:
+    """Compile generated source, registered with linecache so that tracebacks show it."""
+    source = "\n".join(lines) + "\n"
+    filename = f"<tango_stepinfo {name} {cls.__module__}.{cls.__qualname__}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)  # our own generated source
+    return typing.cast(Convert, namespace[name])
+
+
+def _encoder(cls: type, mode: str, written: List[Field]) -> Convert:
+    """``encode(record)``: one converter call per field; scalars checked inline."""
+    namespace: Dict[str, Any] = {"Bad": Bad}
+    lines = ["def encode(record):", "    d = record.__dict__", "    n = ''", "    try:"]
+    items = []
+    for i, f in enumerate(written):
+        namespace[f"c{i}"] = f.kind.converters(f.detail, mode)[0]
+        check = f.kind.inline(f.detail, f"v{i}")
+        lines += [f"        n = {f.name!r}", f"        v{i} = d[n]"]
+        if check is None:
+            lines.append(f"        v{i} = c{i}(v{i})")
+        else:
+            lines.append(f"        if not {check}: v{i} = c{i}(v{i})")
+        items.append(f"{f.name!r}: v{i}")
+    lines += [
+        f"        return {{{', '.join(items)}}}",
+        "    except Bad as e:",
+        "        raise e.inside(n)",
+        "    except KeyError:",
+        "        raise Bad('the attribute is missing', n) from None",
+    ]
+    return _compile(cls, "encode", lines, namespace)
+
+
+def _decoder(cls: type, every: List[Field]) -> Convert:
+    """``decode(data)``: one converter call per field, defaults for missing optional keys."""
+    namespace: Dict[str, Any] = {"Bad": Bad, "show": show, "cls": cls, "new": object.__new__}
+    lines = [
+        "def decode(data):",
+        "    if not isinstance(data, dict):",
+        "        raise Bad(f'expected an object, got {show(data)}')",
+        "    n = ''",
+        "    try:",
+    ]
+    items = []
+    for i, f in enumerate(every):
+        namespace[f"c{i}"] = f.kind.converters(f.detail, Mode.NATIVE)[1]
+        check = f.kind.inline(f.detail, f"v{i}")
+        convert = f"v{i} = c{i}(v{i})" if check is None else f"if not {check}: v{i} = c{i}(v{i})"
+        lines.append(f"        n = {f.name!r}")
+        if f.default is None:
+            lines += [f"        v{i} = data[n]", f"        {convert}"]
+        else:
+            namespace[f"d{i}"] = f.default
+            lines += [
+                "        if n in data:",
+                f"            v{i} = data[n]",
+                f"            {convert}",
+                "        else:",
+                f"            v{i} = d{i}()",
+            ]
+        items.append(f"{f.name!r}: v{i}")
+    lines += [
+        "        record = new(cls)",
+        f"        record.__dict__.update({{{', '.join(items)}}})",
+        "        return record",
+        "    except Bad as e:",
+        "        raise e.inside(n)",
+        "    except KeyError:",
+        "        raise Bad('required field is missing', n) from None",
+    ]
+    return _compile(cls, "decode", lines, namespace)
+
+
+_PLANS: Dict[Tuple[type, str], Plan] = {}
+
+
+def plan(cls: type, mode: str = Mode.NATIVE) -> Plan:
+    """The plan of record class ``cls`` in ``mode``, built on first use."""
+    found = _PLANS.get((cls, mode))
+    if found is None:
+        found = _PLANS[(cls, mode)] = Plan(cls, mode)
+    return found
+
+
+def encode(record: Any, *, tango_compat: bool = False) -> Dict[str, Any]:
+    """Encode a record into a new JSON-safe dict (see :meth:`Record.to_json_dict`)."""
+    found = plan(type(record), Mode.TANGO if tango_compat else Mode.NATIVE)
+    try:
+        return typing.cast(Dict[str, Any], found.encode(record))
+    except Bad as e:
+        raise StepInfoEncodeError(e.path(), e.problem) from None
+    except RecursionError:
+        raise StepInfoEncodeError("", "the value is nested too deeply") from None
+
+
+def decode(cls: type[_T], data: Any) -> _T:
+    """Decode ``data`` into a new ``cls`` (see :meth:`Record.from_json_dict`)."""
+    try:
+        return typing.cast(_T, plan(cls).decode(data))
+    except Bad as e:
+        raise StepInfoDecodeError(e.path(), e.problem) from None
+    except RecursionError:
+        raise StepInfoDecodeError("", "the value is nested too deeply") from None

@@ -1,0 +1,223 @@
+"""Running commands and watching files, for the probes (:mod:`._probe`) and git (:mod:`._git`).
+
+Small helpers both use, in a module of their own so that neither imports the other: logging at
+DEBUG, finding and running executables without :mod:`subprocess` (:func:`os.posix_spawn`), and
+the ``stat`` signatures behind every cached fact that files can change. Nothing heavy is
+imported at module import (:mod:`logging`, :mod:`select`, :mod:`subprocess` on first use).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Mapping, Optional, Sequence, Tuple
+
+__all__ = [
+    "Deps",
+    "Sig",
+    "collect",
+    "debug",
+    "kill",
+    "readable",
+    "run",
+    "run_subprocess",
+    "sig",
+    "spawn",
+    "unchanged",
+    "which",
+]
+
+
+def debug(message: str, *args: object) -> None:
+    """Log ``message % args`` at DEBUG on the ``tango_stepinfo`` logger.
+
+    :mod:`logging` costs milliseconds to import, so it is loaded on the first fallback only.
+    """
+    import logging
+
+    logging.getLogger("tango_stepinfo").debug(message, *args)
+
+
+def which(name: str) -> Optional[str]:
+    """Return the full path of the executable ``name`` on ``$PATH``, or ``None``."""
+    exts = [""]
+    if os.name == "nt":  # pragma: no cover - POSIX CI
+        exts += os.environ.get("PATHEXT", ".EXE;.BAT;.CMD").lower().split(";")
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        if not folder:
+            continue
+        for ext in exts:
+            candidate = os.path.join(folder, name + ext)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+    return None
+
+
+def run(
+    argv: Sequence[str], timeout: float, env: Optional[Mapping[str, str]] = None
+) -> Optional[Tuple[int, bytes]]:
+    """Run ``argv`` (``argv[0]`` a full path) and return its exit status and standard output.
+
+    Standard input and error are ``/dev/null``. The child is killed after ``timeout`` seconds.
+    Uses :func:`os.posix_spawn` where there is one, so that :mod:`subprocess` (milliseconds to
+    import) is not needed; :mod:`subprocess` elsewhere.
+
+    :returns: ``(status, stdout)``; ``None`` when the command could not be started or timed out
+        (the reason is logged). The status is negative for a child killed by a signal.
+    """
+    if hasattr(os, "posix_spawn"):
+        child = spawn(argv, env)
+        return None if child is None else collect(argv[0], child, timeout)
+    return run_subprocess(argv, timeout, env)
+
+
+def spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tuple[int, int]]:
+    """Start ``argv`` with :func:`os.posix_spawn`; ``(pid, fd of its stdout)``, or ``None``."""
+    read_end, write_end = os.pipe()  # both non-inheritable: the child keeps only its dup2 copy
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            pid = os.posix_spawn(
+                argv[0],
+                list(argv),
+                os.environ if env is None else env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, write_end, 1),
+                    (os.POSIX_SPAWN_DUP2, devnull, 2),
+                ],
+            )
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
+        os.close(read_end)
+        debug("could not run %s: %s", argv[0], e)
+        return None
+    finally:
+        os.close(write_end)
+    return pid, read_end
+
+
+def readable(fd: int, seconds: float) -> bool:
+    """Whether ``fd`` has data or end-of-file to read within ``seconds`` (``0``: right now).
+
+    Uses :func:`select.poll` where there is one: :func:`select.select` refuses descriptors of
+    1024 and more, which a process with many open files (and a raised ``RLIMIT_NOFILE``, as
+    Docker gives) hands out.
+
+    :raises OSError: or :class:`ValueError` when ``fd`` cannot be waited for.
+    """
+    import select
+
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(max(seconds, 0.0) * 1000.0))
+    return bool(select.select([fd], [], [], max(seconds, 0.0))[0])  # pragma: no cover - Windows
+
+
+def kill(pid: int) -> None:
+    """Kill the child ``pid`` and reap it; nothing if it is already gone."""
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass  # already reaped, or reaped by the system (SIGCHLD ignored)
+
+
+def collect(name: str, child: Tuple[int, int], timeout: float) -> Optional[Tuple[int, bytes]]:
+    """Read a child's output to its end and reap it; kill it after ``timeout`` seconds.
+
+    Never raises: when the output cannot be read the child is killed, and ``None`` returned.
+    """
+    pid, read_end = child
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not readable(read_end, left):
+                kill(pid)
+                debug("%s took more than %s s and was killed", name, timeout)
+                return None
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (OSError, ValueError) as e:
+        kill(pid)
+        debug("cannot read the output of %s (%s), it was killed", name, e)
+        return None
+    finally:
+        os.close(read_end)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except OSError as e:  # ChildProcessError: SIGCHLD is ignored, so nobody gets the status
+        debug("cannot get the exit status of %s: %s", name, e)
+        return None
+    code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+    return code, b"".join(chunks)
+
+
+def run_subprocess(
+    argv: Sequence[str], timeout: float, env: Optional[Mapping[str, str]]
+) -> Optional[Tuple[int, bytes]]:
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        debug("%s took more than %s s and was killed", argv[0], timeout)
+        return None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
+        debug("could not run %s: %s", argv[0], e)
+        return None
+    return done.returncode, done.stdout
+
+
+Sig = Optional[Tuple[int, int, int, int]]
+Deps = Tuple[Tuple[str, Sig], ...]
+"""Paths and their :func:`sig` when a cached value was read from them."""
+
+
+def sig(path: str) -> Sig:
+    """The ``(mtime_ns, size, inode, links)`` of ``path``; ``None`` when it cannot be stat'ed.
+
+    Git and pip replace files by renaming new ones into place, so a file's inode changes on
+    every update even within one tick of the file-system clock; a folder's link count changes
+    when a sub-folder (a ``.dist-info``) is added or removed, within one tick too. A path that
+    no file can have (a NUL byte, a lone surrogate) is ``None`` as a missing file is.
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino, st.st_nlink
+
+
+def unchanged(deps: Deps) -> bool:
+    """Whether every path in ``deps`` still has the :func:`sig` recorded with it.
+
+    The check behind every cached fact that files can change: one ``stat`` per path. A path
+    missing before is asked with :func:`os.access`, which says "still missing" without the cost
+    of an exception.
+    """
+    access, exists = os.access, os.F_OK
+    for path, old in deps:
+        if old is None:
+            try:
+                if access(path, exists):
+                    return False
+            except ValueError:  # a path no file can have: still missing
+                pass
+        elif sig(path) != old:
+            return False
+    return True

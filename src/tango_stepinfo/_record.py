@@ -1,0 +1,263 @@
+"""The base of the record classes: JSON methods, ``==`` and ``repr``, the pickled state and the
+safe loader's check of a loaded record, and the registry of record classes.
+
+Every direct subclass of :class:`Record` defined in this package is registered in
+:data:`RECORDS` when its class statement runs: that is the one place a record class is
+registered. The safe loader
+(:mod:`tango_stepinfo.pickling`) allows exactly these classes, under their own module and under
+Tango's ``tango.step_info``, and checks each loaded one with :func:`check_fields`.
+
+The pickled state and the post-load check follow from the fields' kinds (:mod:`._kinds`): each
+kind says how its values go into and out of a pickle's state and how a loaded value is checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Optional, Tuple, TypeVar
+
+from . import _json_default
+from ._errors import Bad, show
+from .errors import StepInfoDecodeError
+
+if TYPE_CHECKING:
+    from ._kinds import Convert
+
+# The codec (kinds and plans) is imported on first use, not with the package: importing it costs
+# about as much as the rest of the package.
+_plans: Any = None
+
+
+def _codec() -> Any:
+    global _plans
+    if _plans is None:
+        from . import _plans as plans
+
+        _plans = plans
+    return _plans
+
+
+__all__ = ["RECORDS", "Record", "check", "check_fields"]
+
+_T = TypeVar("_T", bound="Record")
+_MISSING = dataclasses.MISSING
+
+RECORDS: Dict[type, None] = {}
+"""The record classes of the format (an ordered set): the direct subclasses of :class:`Record`
+defined in this package, in the order they were defined."""
+
+
+class _State:
+    """How one record class goes into and out of a pickle's state, and how a loaded one is
+    checked; read from its fields once."""
+
+    __slots__ = ("checks", "fill", "none", "restore", "store")
+
+    def __init__(self, cls: type) -> None:
+        from ._kinds import checker
+
+        plans = _plans or _codec()
+        fields = plans.fields(cls)
+        # (name, fill for a field missing from a pickle's state: None when there is no plain
+        # default, since the default might probe)
+        self.fill: List[Tuple[str, Callable[[], Any]]] = [
+            (f.name, f.default or plans.none) for f in fields
+        ]
+        self.store: List[Tuple[str, Convert]] = []
+        self.restore: List[Tuple[str, Convert]] = []
+        self.none = plans.none
+        # (name, check, whether None is accepted: a pickle may predate the field)
+        self.checks: List[Tuple[str, Convert, bool]] = []
+        for f in fields:
+            out = f.kind.to_state(f.detail)
+            back = f.kind.from_state(f.detail)
+            if out is not None:
+                self.store.append((f.name, out))
+            if back is not None:
+                self.restore.append((f.name, back))
+            self.checks.append((f.name, checker(f.tp), f.default is None))
+
+
+_STATES: Dict[type, _State] = {}
+
+
+def _state(cls: type) -> _State:
+    found = _STATES.get(cls)
+    if found is None:
+        found = _STATES[cls] = _State(cls)
+    return found
+
+
+def check_fields(record: Any) -> None:
+    """Check that every field of a loaded ``record`` holds a value of its type, at every depth.
+
+    ``None`` is accepted where :meth:`Record.__setstate__` fills it in for a field missing from
+    an old pickle (a required field, or one whose default would probe).
+
+    :raises Bad: naming the first field at fault.
+    """
+    values = record.__dict__
+    for name, check_value, none_ok in _state(type(record)).checks:
+        value = values.get(name, _MISSING)
+        try:
+            if value is _MISSING:
+                raise Bad("the attribute is missing")
+            if value is None and none_ok:
+                continue
+            check_value(value)
+        except Bad as e:
+            raise e.inside(name) from None
+
+
+def check(record: Any) -> None:
+    """The safe loader's check of a loaded record (see :func:`check_fields`).
+
+    :raises StepInfoDecodeError: naming the first field at fault.
+    """
+    try:
+        if type(record) not in RECORDS:
+            raise Bad(f"expected a record, got {show(record)}")
+        check_fields(record)
+    except Bad as e:
+        raise StepInfoDecodeError(e.path(), e.problem) from None
+    except RecursionError:
+        raise StepInfoDecodeError("", "the value is nested too deeply") from None
+
+
+_FIELD_VALUES: Dict[type, Callable[[Dict[str, Any]], Any]] = {}
+
+
+def _field_values(cls: type) -> Callable[[Dict[str, Any]], Any]:
+    """A fast getter of a record's field values, in field order, from its ``__dict__``."""
+    getter = _FIELD_VALUES.get(cls)
+    if getter is None:
+        names = [f.name for f in dataclasses.fields(cls)]
+        getter = _FIELD_VALUES[cls] = operator.itemgetter(*names)
+    return getter
+
+
+class Record:
+    """Base of the record dataclasses: JSON and pickle support derived from their fields, and
+    the ``==`` and ``repr`` that ``@dataclass`` would generate.
+
+    The record classes are declared ``@dataclass(eq=False, repr=False)`` and get those two
+    methods from here: one generic implementation instead of two generated and compiled per
+    class, which keeps ``import tango_stepinfo`` about 1 ms cheaper. They behave as the
+    generated ones: ``==`` compares the fields in order between records of the same class (else
+    ``NotImplemented``), records are unhashable (they are mutable), and ``repr`` is
+    ``Name(field=value, ...)``.
+    """
+
+    __dataclass_fields__: ClassVar[Dict[str, dataclasses.Field[Any]]]
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Only the package's own classes (not tests', not the safe loader's stand-ins, which
+        # subclass a record class).
+        if Record in cls.__bases__ and cls.__module__.startswith("tango_stepinfo."):
+            RECORDS[cls] = None
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        values = _field_values(self.__class__)
+        try:
+            return bool(values(self.__dict__) == values(other.__dict__))
+        except KeyError:  # a field deleted from one of them
+            names = [f.name for f in dataclasses.fields(self)]
+            return [getattr(self, n, _MISSING) for n in names] == [
+                getattr(other, n, _MISSING) for n in names
+            ]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{f.name}={getattr(self, f.name, '<missing>')!r}" for f in dataclasses.fields(self)
+        )
+        return f"{self.__class__.__qualname__}({fields})"
+
+    def to_json_dict(self, *, tango_compat: Optional[bool] = None) -> Dict[str, Any]:
+        """Return a JSON-safe dict of this record: deterministic and lossless.
+
+        Keys are sorted at every level, sets are written as sorted lists, tuples as lists, paths
+        as strings and times as ISO 8601 in UTC with microseconds and offset
+        (``2024-03-10T06:59:58.123456+00:00``). The result shares no mutable object with the
+        record.
+
+        :param tango_compat: write what ai2-tango 1.3.2 writes and reads instead: times in UTC
+            to the second without an offset, and none of the fields this library added. When
+            omitted, ``$TANGO_STEPINFO_JSON`` decides (``tango``: true; unset: false).
+        :raises StepInfoEncodeError: a field holds a value of the wrong type, or ``config`` /
+            ``metadata`` holds a value with no JSON form; the message names the field path.
+        :raises InvalidSettingError: ``tango_compat`` is omitted and ``$TANGO_STEPINFO_JSON``
+            holds an unknown value.
+        """
+        if tango_compat is None:
+            tango_compat = _json_default.tango_compat(None)
+        return (_plans or _codec()).encode(self, tango_compat=tango_compat)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_json_dict(cls: type[_T], json_dict: Any) -> _T:
+        """Build a record from a dict made by :meth:`to_json_dict` or by ai2-tango 1.3.2.
+
+        Never changes ``json_dict`` and shares no mutable object with it. Never probes this
+        machine: a missing field with a plain default takes it, a missing required or probed
+        field is an error. Keys this version does not know are ignored.
+
+        :param json_dict: the decoded JSON object.
+        :raises StepInfoDecodeError: the input is not a record; the message gives the field path
+            and the problem, e.g. ``environment.git.commit: expected a string or null, got 5``.
+        """
+        return (_plans or _codec()).decode(cls, json_dict)  # type: ignore[no-any-return]
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """The pickled state: fields by name, ``None`` fields left out, sets as sorted lists,
+        lists of pairs (``packages``) flattened into one tuple ``(name, version, name, ...)``,
+        and aware times whose zone is neither a fixed offset nor a pytz zone in UTC.
+
+        Leaving out what a reader fills back in by itself and flattening pairs keep pickles small
+        (smaller than Tango's for a record with a real package list); sorting sets keeps them
+        byte-for-byte deterministic; a time in another zone (``zoneinfo``, ``dateutil``) is stored
+        as the same instant in UTC, which compares equal and loads with nothing but ``datetime``
+        and ``pytz`` (a ``zoneinfo`` zone pickles as a call to ``getattr``, which the safe loader
+        refuses). :meth:`__setstate__` reads this and every earlier form.
+        """
+        rules = _STATES.get(type(self)) or _state(type(self))
+        values = self.__dict__
+        state = {}
+        for name, fill in rules.fill:
+            value = values.get(name)
+            if value is None and fill is rules.none:
+                continue
+            state[name] = value
+        for name, store in rules.store:
+            value = state.get(name)
+            if value is not None:
+                state[name] = store(value)
+        if not state and rules.fill:
+            # Protocols 0 and 1 drop an empty state, and then __setstate__ is never called.
+            state[rules.fill[0][0]] = None
+        return state
+
+    def __setstate__(self, state: Any) -> None:
+        """Restore from a pickled state written by any version of this library or by Tango.
+
+        Fields missing from ``state`` (added after the pickle was written) take their plain
+        default, or ``None`` when the default would probe the machine or there is none;
+        attributes this version does not know are dropped. Never probes.
+        """
+        if isinstance(state, tuple) and len(state) == 2:  # (dict state, slots state)
+            state = state[0]
+        if not isinstance(state, dict):
+            raise StepInfoDecodeError(
+                type(self).__name__, f"expected a dict as pickled state, got {show(state)}"
+            )
+        rules = _STATES.get(type(self)) or _state(type(self))
+        values = self.__dict__
+        for name, fill in rules.fill:
+            values[name] = state[name] if name in state else fill()
+        for name, restore in rules.restore:
+            value = values[name]
+            if value is not None:
+                values[name] = restore(value)

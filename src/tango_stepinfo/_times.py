@@ -1,0 +1,129 @@
+"""Times in records: the ISO 8601 forms the JSON codec reads and writes, and UTC conversion.
+
+Decoded times are in ``pytz.utc``, as the times of Tango's own records (it pickles smaller than
+:data:`datetime.timezone.utc` and compares equal to the same instant in any zone). ``pytz`` and
+the time pattern are loaded on first use, so that importing the package stays cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from typing import Any
+
+from ._errors import Bad, show
+
+__all__ = ["TIME_PATTERN", "as_utc", "decode", "encode", "encode_tango", "parse_time", "safe_tz"]
+
+UTC = _dt.timezone.utc
+
+TIME_PATTERN = (
+    r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]"
+    r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])(?:[.,]([0-9]{1,6}))?"
+    r"(?:(Z|z)|([+-])([01][0-9]|2[0-3]):?([0-5][0-9])(?::?([0-5][0-9]))?)?"
+)
+"""The ISO 8601 times the decoder reads; ASCII digits and in-range fields only, so that the JSON
+Schema (which uses it too) and the decoder agree (a day past the month's end is the decoder's
+alone to refuse)."""
+_time_re: re.Pattern[str] | None = None
+
+_pytz_utc: _dt.tzinfo | None = None
+
+
+def decoded_utc() -> _dt.tzinfo:
+    """The UTC of decoded times: ``pytz.utc``, as Tango's own times (imported on first use)."""
+    global _pytz_utc
+    if _pytz_utc is None:
+        import pytz
+
+        _pytz_utc = pytz.utc
+    return _pytz_utc
+
+
+def parse_time(text: str) -> _dt.datetime:
+    """Parse an ISO 8601 time as Tango or this library writes it into an aware UTC datetime.
+
+    Accepts ``2024-03-10T06:59:58`` (Tango: no offset, meaning UTC), an optional fraction of up to
+    six digits, and ``Z`` or a ``+hh:mm`` offset. The same strings are accepted on every Python.
+    The result's time zone is ``pytz.utc``, as in the records Tango makes: it pickles smaller
+    than :data:`datetime.timezone.utc` and compares equal to the same instant in any zone.
+
+    :raises ValueError: for anything else, or a date that does not exist.
+    """
+    global _time_re
+    if _time_re is None:
+        _time_re = re.compile(TIME_PATTERN, re.ASCII)
+    m = _time_re.fullmatch(text)
+    if m is None:
+        raise ValueError("not an ISO 8601 time")
+    utc = _pytz_utc or decoded_utc()
+    if len(text) == 19 or (len(text) == 32 and text[19] == "." and text.endswith("+00:00")):
+        # The shapes Tango and this library write; the stdlib parses them alike on every Python.
+        return _dt.datetime.fromisoformat(text).replace(tzinfo=utc)
+    y, mo, d, h, mi, s, frac, _z, sign, oh, om, os_ = m.groups()
+    micro = int(frac.ljust(6, "0")) if frac else 0
+    value = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, utc)
+    if sign:
+        offset = _dt.timedelta(hours=int(oh), minutes=int(om), seconds=int(os_ or 0))
+        value -= -offset if sign == "-" else offset  # wall time at that offset -> UTC
+    return value
+
+
+def safe_tz(tz: _dt.tzinfo | None) -> bool:
+    """Whether ``tz`` pickles as something the safe loader reads: none, a fixed offset, pytz."""
+    return tz is None or type(tz) is _dt.timezone or type(tz).__module__.startswith("pytz")
+
+
+def as_utc(value: _dt.datetime, utc: _dt.tzinfo = UTC) -> _dt.datetime:
+    """``value`` in UTC (kept as it is if it already is); a naive one is taken as UTC."""
+    tz = value.tzinfo
+    if tz is None or value.utcoffset() is None:
+        return value.replace(tzinfo=utc)
+    if tz is UTC or tz is _pytz_utc:
+        return value
+    return value.astimezone(utc)
+
+
+def encode(value: Any) -> str:
+    """Our JSON form: UTC with microseconds and offset (``2024-03-10T06:59:58.123456+00:00``)."""
+    if not isinstance(value, _dt.datetime):
+        raise Bad(f"expected a datetime, got {show(value)}")
+    try:
+        return as_utc(value).isoformat(timespec="microseconds")
+    except OverflowError:
+        raise Bad(f"{value!r} is out of range in UTC") from None
+
+
+def encode_tango(value: Any) -> str:
+    """Tango's JSON form: UTC to the second, without an offset (``2024-03-10T06:59:58``)."""
+    if not isinstance(value, _dt.datetime):
+        raise Bad(f"expected a datetime, got {show(value)}")
+    try:
+        return as_utc(value).replace(tzinfo=None).isoformat(timespec="seconds")
+    except OverflowError:
+        raise Bad(f"{value!r} is out of range in UTC") from None
+
+
+def decode(value: Any) -> _dt.datetime:
+    """A time from its JSON form (or a datetime), in ``pytz.utc``."""
+    if type(value) is str:
+        try:
+            return parse_time(value)
+        except (ValueError, OverflowError) as e:
+            raise Bad(f"expected an ISO 8601 time, got {show(value)} ({e})") from None
+    if isinstance(value, _dt.datetime):
+        try:
+            return as_utc(value, _pytz_utc or decoded_utc()).replace(tzinfo=_pytz_utc)
+        except OverflowError:
+            raise Bad(f"{value!r} is out of range in UTC") from None
+    raise Bad(f"expected an ISO 8601 time, got {show(value)}")
+
+
+def to_state(value: Any) -> Any:
+    """A time as pickled: a zone the safe loader would refuse becomes the same instant in UTC."""
+    if isinstance(value, _dt.datetime) and not safe_tz(value.tzinfo):
+        try:
+            return as_utc(value, _pytz_utc or decoded_utc())
+        except OverflowError:  # out of range in UTC: kept as it is
+            return value
+    return value

@@ -1,0 +1,337 @@
+"""A record class grows by one line: the field-history rule, through every stored fixture.
+
+Each record class gets a variant with one added plain field and one added probed field (of the
+kinds the coming fields use: ``Optional[List[<record>]]``, ``Optional[Dict[str, str]]``, plus a
+new nested record class), declared only with ``dataclasses.field(metadata={"since": ...})``.
+The variants replace the shipped classes in their modules, and every stored fixture (Tango
+1.3.2's JSON, pickles and SQLite workspace, tango_stepinfo 0.1.0's pickles) is loaded through
+them, by ``from_json_dict``, ``pickle.loads`` and the safe loader. No codec, pickle, schema or
+CLI code is touched: the new fields are ``None`` in old records, never probed, left out of
+Tango's JSON, in the JSON Schema, and shown by ``show``, ``diff`` and the capture summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+
+from tango_stepinfo import _record, metadata, pickling, step_info
+from tango_stepinfo._diff import compare, diff_text
+from tango_stepinfo._record import Record
+from tango_stepinfo._schema import schema
+from tango_stepinfo._show import capture_summary, show_record
+
+from .conftest import DATA, TANGO_DATA
+
+OURS_0_1_0 = DATA / "tango_stepinfo_0_1_0"
+
+PROBED: List[str] = []  # the names of added probed fields whose factory ran
+
+
+def _probe(name: str, value: Any) -> Any:
+    def factory() -> Any:
+        PROBED.append(name)
+        return value
+
+    return factory
+
+
+def _variant(cls: type, added: List[Any], namespace: Optional[Dict[str, Any]] = None) -> type:
+    """``cls`` with the fields ``added`` (``(name, type, field)``), in ``cls``'s module."""
+    fields = [
+        (
+            f.name,
+            f.type,
+            dataclasses.field(
+                default=f.default, default_factory=f.default_factory, metadata=f.metadata
+            ),
+        )
+        for f in dataclasses.fields(cls)
+    ]
+    ns = {"__module__": cls.__module__, "__qualname__": cls.__name__, "__doc__": cls.__doc__}
+    names = {f.name for f in dataclasses.fields(cls)}
+    # The class's own methods and properties (StepInfo.state, GitMetadata.check_for_repo, ...).
+    ns.update({k: v for k, v in vars(cls).items() if not k.startswith("__") and k not in names})
+    ns.update(namespace or {})
+    extra: Dict[str, Any] = {"module": cls.__module__} if sys.version_info >= (3, 12) else {}
+    return dataclasses.make_dataclass(
+        cls.__name__,
+        fields + added,
+        bases=(Record,),
+        namespace=ns,
+        eq=False,
+        repr=False,
+        **extra,
+    )
+
+
+def _since(**kw: Any) -> Any:
+    return dataclasses.field(**kw)
+
+
+@pytest.fixture
+def grown(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, type]]:
+    """Variants of every record class, each with an added plain and an added probed field, put
+    where the shipped classes are (modules, registry, safe loader) for one test."""
+    saved = dict(_record.RECORDS)
+    PROBED.clear()
+    plain = {"since": "9.0"}
+    probed = {"since": "9.0", "probe": True}
+    gpu = dataclasses.make_dataclass(
+        "GpuLike",
+        [
+            ("name", str),
+            ("memory", Optional[int], dataclasses.field(default=None)),
+        ],
+        bases=(Record,),
+        namespace={"__module__": "tango_stepinfo.metadata", "__doc__": "A GPU.\n\n:ivar name: x"},
+        eq=False,
+        repr=False,
+        **({"module": "tango_stepinfo.metadata"} if sys.version_info >= (3, 12) else {}),
+    )
+    classes: Dict[str, type] = {"GpuLike": gpu}
+    monkeypatch.setattr(metadata, "GpuLike", gpu, raising=False)
+    specs = [
+        (metadata, "GitMetadata", "signed", Optional[bool], "tag", Optional[str], "v1"),
+        (metadata, "TangoMetadata", "build", Optional[str], "extras", Optional[List[str]], ["a"]),
+        (
+            metadata,
+            "PlatformMetadata",
+            "rack",
+            Optional[str],
+            "accelerators",
+            Optional[List[gpu]],  # type: ignore[valid-type]
+            [gpu("A100", 80)],
+        ),
+        (
+            metadata,
+            "EnvironmentMetadata",
+            "venv",
+            Optional[str],
+            "labels",
+            Optional[Dict[str, str]],
+            {"id": "42", "queue": "gpu"},
+        ),
+        (step_info, "StepInfo", "attempt", Optional[int], "runner", Optional[str], "ci-7"),
+    ]
+    for module, name, plain_name, plain_tp, probed_name, probed_tp, value in specs:
+        original = getattr(module, name)
+        variant = _variant(
+            original,
+            [
+                (plain_name, plain_tp, _since(default=None, metadata=plain)),
+                (
+                    probed_name,
+                    probed_tp,
+                    _since(default_factory=_probe(probed_name, value), metadata=probed),
+                ),
+            ],
+        )
+        classes[name] = variant
+        monkeypatch.setattr(module, name, variant)
+        if name in ("PlatformMetadata", "EnvironmentMetadata"):
+            monkeypatch.setattr(step_info, name, variant)  # StepInfo's hints name them there
+    # The safe loader's tables are rebuilt with the variants.
+    monkeypatch.setattr(pickling, "_ALLOWED", None)
+    monkeypatch.setattr(pickling, "_FOUND", {})
+    monkeypatch.setattr(pickling, "_KINDS", {})
+    monkeypatch.setattr(pickling, "_SET_FIELDS", None)
+    monkeypatch.setattr(pickling, "_REQUIRED", {})
+    yield classes
+    _record.RECORDS.clear()
+    _record.RECORDS.update(saved)
+
+
+def _added(cls: type) -> List[str]:
+    return [f.name for f in dataclasses.fields(cls) if "since" in f.metadata]
+
+
+def _walk(record: Any) -> Iterator[Any]:
+    yield record
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _walk(value)
+
+
+def _assert_grown_fields_are_none(record: Any) -> None:
+    for part in _walk(record):
+        for name in _added(type(part)):
+            if name not in ("branch", "dirty"):
+                assert getattr(part, name) is None, (type(part).__name__, name)
+
+
+def test_the_variants_replace_the_shipped_classes(grown: Dict[str, type]) -> None:
+    info = step_info.StepInfo.from_json_dict(
+        json.loads((TANGO_DATA / "json" / "completed.json").read_text("utf-8"))
+    )
+    assert type(info) is grown["StepInfo"]
+    assert type(info.platform) is grown["PlatformMetadata"]
+    assert type(info.environment.git) is grown["GitMetadata"]
+
+
+@pytest.mark.parametrize("path", sorted((TANGO_DATA / "json").glob("*.json")), ids=str)
+def test_tango_json_loads_through_grown_classes(grown: Dict[str, type], path: Path) -> None:
+    data = json.loads(path.read_text("utf-8"))
+    info = grown["StepInfo"].from_json_dict(data)
+    _assert_grown_fields_are_none(info)
+    # Tango's JSON written back is what Tango wrote, the added fields left out.
+    again = info.to_json_dict(tango_compat=True)
+    assert "runner" not in again and "attempt" not in again
+    assert grown["StepInfo"].from_json_dict(again) == info
+    assert PROBED == []
+
+
+@pytest.mark.parametrize("path", sorted((TANGO_DATA / "pickle").glob("*.pickle")), ids=str)
+def test_tango_pickles_load_through_grown_classes(grown: Dict[str, type], path: Path) -> None:
+    value = pickling.loads(path.read_bytes())
+    assert type(value).__name__ in grown
+    assert type(value) is grown[type(value).__name__]
+    _assert_grown_fields_are_none(value)
+    back = pickle.loads(pickle.dumps(value))
+    assert back == value
+    assert PROBED == []
+
+
+def test_tango_sqlite_workspace_loads_through_grown_classes(grown: Dict[str, type]) -> None:
+    for db in ("stepinfo", "stepinfo_rerun"):
+        con = sqlite3.connect(f"file:{TANGO_DATA / 'sqlite' / (db + '.sqlite')}?mode=ro", uri=True)
+        try:
+            rows = con.execute('SELECT key, value FROM "unnamed"').fetchall()
+        finally:
+            con.close()
+        assert rows
+        for key, blob in rows:
+            value = pickling.loads(bytes(blob))
+            assert type(value) is grown["StepInfo"] and value.unique_id == key
+            _assert_grown_fields_are_none(value)
+    assert PROBED == []
+
+
+@pytest.mark.parametrize("path", sorted(OURS_0_1_0.glob("*.pickle")), ids=str)
+def test_our_0_1_0_pickles_load_through_grown_classes(grown: Dict[str, type], path: Path) -> None:
+    expected = json.loads((OURS_0_1_0 / "expected.json").read_text("utf-8"))
+    for load in (pickle.loads, pickling.loads):
+        value = load(path.read_bytes())
+        assert type(value) is grown["StepInfo"]
+        _assert_grown_fields_are_none(value)
+        data = value.to_json_dict()
+        assert data["runner"] is None and data["platform"]["accelerators"] is None
+        want = expected[path.name.split(".")[0]]
+        _drop_added(data, want)  # every field 0.1.0 did not have is null
+        assert data == want
+    assert PROBED == []
+
+
+def _drop_added(data: Dict[str, Any], old: Dict[str, Any]) -> None:
+    """Remove from ``data`` the keys ``old`` lacks, checking that each is null."""
+    for key in list(data):
+        if key not in old:
+            assert data.pop(key) is None, key
+        elif isinstance(data[key], dict) and isinstance(old[key], dict):
+            _drop_added(data[key], old[key])
+
+
+def _full(grown: Dict[str, type]) -> Any:
+    """Tango's completed record, grown, with every added field set (nothing probed)."""
+    base = json.loads((TANGO_DATA / "json" / "completed.json").read_text("utf-8"))
+    base["attempt"], base["runner"] = 2, "ci-7"
+    base["platform"].update(rack="r1", accelerators=[{"name": "A100", "memory": 80}])
+    base["environment"].update(venv="/v", labels={"id": "42", "queue": "gpu"})
+    base["environment"]["git"].update(signed=True, tag="v1")
+    base["environment"]["tango"].update(build="b", extras=["a"])
+    return grown["StepInfo"].from_json_dict(base)
+
+
+def test_grown_records_round_trip_and_their_fields_are_in_the_schema(
+    grown: Dict[str, type],
+) -> None:
+    info = _full(grown)
+    assert info.platform.accelerators == [grown["GpuLike"]("A100", 80)]
+    assert info.environment.labels == {"id": "42", "queue": "gpu"}
+    assert grown["StepInfo"].from_json_dict(info.to_json_dict()) == info
+    assert pickle.loads(pickle.dumps(info)) == info
+    assert pickling.loads(pickle.dumps(info)) == info
+    out = schema(grown["StepInfo"])
+    platform = out["$defs"]["PlatformMetadata"]["properties"]
+    assert platform["accelerators"]["type"] == ["array", "null"]
+    assert platform["accelerators"]["items"] == {"$ref": "#/$defs/GpuLike"}
+    env = out["$defs"]["EnvironmentMetadata"]["properties"]
+    assert env["labels"] == {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
+    assert "labels" not in out["$defs"]["EnvironmentMetadata"]["required"]
+    # Wrong values are named with their path, at every depth of the new kinds.
+    data = info.to_json_dict()
+    data["platform"]["accelerators"][0]["memory"] = "lots"
+    with pytest.raises(
+        ValueError, match=r"^platform\.accelerators\[0\]\.memory: expected an integer"
+    ):
+        grown["StepInfo"].from_json_dict(data)
+    info.platform.accelerators[0].name = 5
+    with pytest.raises(ValueError, match=r"^platform\.accelerators\[0\]\.name: expected a string"):
+        pickling.loads(pickle.dumps(info))
+    assert PROBED == []
+
+
+def test_a_new_grown_record_probes_its_added_probed_fields(grown: Dict[str, type]) -> None:
+    platform = grown["PlatformMetadata"]()
+    assert platform.accelerators == [grown["GpuLike"]("A100", 80)] and platform.rack is None
+    assert "accelerators" in PROBED
+
+
+def test_show_diff_and_summary_list_the_added_fields(grown: Dict[str, type]) -> None:
+    info = _full(grown)
+    shown = show_record(info)
+    for line in (
+        "  attempt:",
+        "  runner:",
+        "  rack:",
+        "  accelerators[0] name:",
+        "  accelerators[0] memory:",
+        "  venv:",
+        "  labels id:",
+        "  labels queue:",
+        "  git signed:",
+        "  git tag:",
+    ):
+        assert line in shown, shown
+    summary = capture_summary(info.platform, info.environment)
+    for line in ("rack:", "accelerators[0] name:", "labels queue:", "git tag:", "venv:"):
+        assert f"\n{line}" in summary, summary
+    other = _full(grown)
+    other.platform.accelerators[0].memory = 40
+    other.environment.labels["queue"] = "cpu"
+    other.environment.git.tag = "v2"
+    other.platform.rack = "r2"
+    a, b = (info.platform, info.environment), (other.platform, other.environment)
+    differences = compare(a, b)
+    assert differences["platform"]["accelerators[0].memory"] == {"a": 80, "b": 40}
+    assert differences["platform"]["rack"] == {"a": "r1", "b": "r2"}
+    assert differences["environment"]["labels.queue"] == {"a": "gpu", "b": "cpu"}
+    assert differences["git"]["tag"] == {"a": "v1", "b": "v2"}
+    text = diff_text("a", "b", differences, a, b)
+    assert "  accelerators[0] memory: 80 -> 40\n" in text
+    assert "Environment\n  labels queue: gpu -> cpu\n" in text
+    # A record without the added fields (Tango's, 0.1.0's) says nothing about them.
+    old = grown["StepInfo"].from_json_dict(
+        json.loads((TANGO_DATA / "json" / "completed.json").read_text("utf-8"))
+    )
+    assert "accelerators" not in show_record(old) and "runner" not in show_record(old)
+    assert compare((old.platform, old.environment), (old.platform, old.environment)) == {}
+    mixed = compare((old.platform, old.environment), a)
+    assert "rack" not in mixed.get("platform", {})
+    assert PROBED == []
+
+
+def test_fields_without_since_are_required_from_old_records(grown: Dict[str, type]) -> None:
+    # The rule is "since": a probed field without it stays required, as Tango's own are.
+    data = json.loads((TANGO_DATA / "json" / "completed.json").read_text("utf-8"))
+    del data["platform"]["host"]
+    with pytest.raises(ValueError, match=r"^platform\.host: required field is missing"):
+        grown["StepInfo"].from_json_dict(data)
