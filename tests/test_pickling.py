@@ -70,7 +70,7 @@ def native(values: Dict[str, Any]) -> Dict[str, Any]:
     out = {k: v for k, v in values.items() if k not in ("state", "extra_attributes")}
     git = out["environment"]["git"]
     if git is not None:
-        out["environment"]["git"] = {**git, "branch": None, "dirty": None}
+        out["environment"]["git"] = {**git, "branch": None, "dirty": None, "diff": None}
     return out
 
 
@@ -103,9 +103,9 @@ def test_tango_pickles_load_to_the_expected_values(name: str, expected: Dict[str
         assert type(value).__name__ == kind
         want = dict(expected["values"])
         if kind == "GitMetadata":
-            want.update(branch=None, dirty=None)
+            want.update(branch=None, dirty=None, diff=None)
         if kind == "EnvironmentMetadata" and want["git"] is not None:
-            want["git"] = {**want["git"], "branch": None, "dirty": None}
+            want["git"] = {**want["git"], "branch": None, "dirty": None, "diff": None}
         assert value.to_json_dict() == want
         return
     assert type(value) is StepInfo

@@ -33,12 +33,18 @@ class GitMetadata(Record):
     :ivar branch: the checked-out branch, ``None`` when ``HEAD`` is detached. Not in Tango.
     :ivar dirty: whether tracked files differ from ``HEAD``; ``None`` when unknown (no ``git``
         binary, the check timed out or is turned off). Not in Tango.
+    :ivar diff: what the tracked files hold that ``HEAD`` does not: the SHA-256 (lowercase hex) of
+        the output of ``git diff --binary --no-color --no-ext-diff --no-textconv --no-renames
+        --src-prefix=a/ --dst-prefix=b/ HEAD``. ``None`` when the tree is clean, when there are
+        no commits, or when it could not be computed. Untracked files are not part of it. Set
+        exactly when ``dirty`` is true (when both are known). Not in Tango.
     """
 
     commit: Optional[str] = None
     remote: Optional[str] = None
     branch: Optional[str] = field(default=None, metadata={"since": "0.1.0"})
     dirty: Optional[bool] = field(default=None, metadata={"since": "0.1.0"})
+    diff: Optional[str] = field(default=None, metadata={"since": "0.2.0"})
 
     @classmethod
     def check_for_repo(cls) -> Optional[GitMetadata]:
