@@ -69,6 +69,7 @@ git_metadata = st.builds(
     remote=st.none() | texts,
     branch=st.none() | texts,
     dirty=st.none() | st.booleans(),
+    diff=st.none() | texts,
 )
 tango_metadata = st.builds(TangoMetadata, version=texts)
 
@@ -88,6 +89,8 @@ environment_metadata = st.builds(
     packages=st.none() | packages,
     git=st.none() | git_metadata,
     tango=st.none() | tango_metadata,
+    variables=st.none() | st.dictionaries(texts, texts, max_size=5),
+    privacy=st.none() | st.just("anonymous"),
 )
 
 
@@ -175,5 +178,7 @@ def full_record(n_packages: int = 70) -> StepInfo:
                 dirty=False,
             ),
             tango=TangoMetadata("1.3.2"),
+            variables={"CUDA_VISIBLE_DEVICES": "0,1", "OMP_NUM_THREADS": "8"},
+            privacy=None,
         ),
     )

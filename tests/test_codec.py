@@ -564,6 +564,7 @@ def with_fields_since_0_2_0(record: Dict[str, Any]) -> Dict[str, Any]:
     out = copy.deepcopy(record)
     if out["environment"]["git"] is not None:
         out["environment"]["git"]["diff"] = None
+    out["environment"].update(variables=None, privacy=None)
     return out
 
 

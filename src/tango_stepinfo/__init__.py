@@ -7,9 +7,15 @@ JSON and pickle without loss.
 
 from typing import TYPE_CHECKING, Any
 
+from ._privacy import anonymize
 from ._probe import clear_cache
 from ._version import __version__
-from .errors import InvalidStepStateError, StepInfoDecodeError, StepInfoEncodeError
+from .errors import (
+    InvalidSettingError,
+    InvalidStepStateError,
+    StepInfoDecodeError,
+    StepInfoEncodeError,
+)
 from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata, TangoMetadata
 from .redact import redact_command, redact_url
 from .step_info import StepInfo, StepLike, StepState
@@ -21,6 +27,7 @@ __all__ = [
     "CorruptPickleError",
     "EnvironmentMetadata",
     "GitMetadata",
+    "InvalidSettingError",
     "InvalidStepStateError",
     "PlatformMetadata",
     "StepInfo",
@@ -31,6 +38,7 @@ __all__ = [
     "TangoMetadata",
     "UnsafePickleError",
     "__version__",
+    "anonymize",
     "clear_cache",
     "load",
     "loads",

@@ -63,7 +63,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
-from . import redact
+from . import _privacy, redact
 
 GitFacts = Tuple[Optional[str], Optional[str], Optional[str], Optional[bool], Optional[str]]
 """``(commit, remote, branch, dirty, diff)``, the fields of ``GitMetadata`` in order."""
@@ -350,6 +350,7 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     string. Both are started first; the other facts are probed, and the package scan warmed up,
     while they run.
     """
+    policy = _privacy.current()  # an unknown mode raises here, before any child is started
     _prefetch_git()
     parts = _linux_parts()
     processor = _start_uname_p() if parts is not None else None
@@ -360,6 +361,9 @@ def _probe_fixed_facts() -> Dict[str, Any]:
         "python": _python_version(),
         "executable": _executable_sys() or _executable_proc() or Path("python"),
     }
+    if policy is not None:  # hidden as probed: the values seen are never kept
+        facts["user"], facts["host"] = policy.hide(facts["user"]), policy.hide(facts["host"])
+        facts["executable"] = Path(_privacy.shorten(str(facts["executable"])))
     packages()  # the first scan, cached for the record being made
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
     facts["operating_system"] = linux or _os_platform() or "unknown"
@@ -550,6 +554,31 @@ def executable() -> Path:
     return cast(Path, _fact("executable"))
 
 
+def variables() -> Optional[Dict[str, str]]:
+    """The environment variables chosen by ``TANGO_STEPINFO_VARIABLES`` (see :mod:`._variables`).
+
+    Read once per process, on its own (it reads only ``os.environ``: a record whose other
+    fields are given probes nothing else); each call returns a fresh copy.
+    """
+    try:
+        found = _fixed["variables"]
+    except KeyError:
+        from . import _variables
+
+        policy = _privacy.current()
+        with _lock:
+            found = _fixed.setdefault("variables", _variables.read(policy))
+    return None if found is None else dict(found)
+
+
+def privacy() -> Optional[str]:
+    """``"anonymous"`` when ``TANGO_STEPINFO_PRIVACY=anonymous`` applies, else ``None``.
+
+    :raises InvalidSettingError: the variable names no known mode (see :mod:`._privacy`).
+    """
+    return None if _privacy.current() is None else _privacy.ANONYMOUS
+
+
 # --- command line --------------------------------------------------------------------------------
 
 _argv: Tuple[List[Any], str] = ([], "")
@@ -571,7 +600,8 @@ def command() -> str:
     if argv == cached[0]:
         return cached[1]
     copy = [a if isinstance(a, str) else str(a) for a in argv]
-    text = redact.redact_command(copy)
+    policy = _privacy.current()
+    text = redact.redact_command(copy if policy is None else _privacy.shorten_words(copy))
     _argv = (copy, text)
     return text
 
@@ -619,7 +649,8 @@ def root() -> Path:
     cached = _root
     if where == cached[0]:
         return cached[1]
-    path = Path(where)
+    policy = _privacy.current()
+    path = Path(where if policy is None else policy.hide(where))
     _root = (where, path)
     return path
 
@@ -823,7 +854,11 @@ def git() -> Optional[GitFacts]:
         from . import _git
 
         _git_module = _git
-    return _git_module.facts(cwd())  # type: ignore[no-any-return]
+    facts: Optional[GitFacts] = _git_module.facts(cwd())
+    policy = _privacy.current()
+    if policy is not None and facts is not None and facts[1] is not None:
+        facts = (facts[0], policy.hide(facts[1]), facts[2], facts[3], facts[4])
+    return facts
 
 
 # --- cache control -------------------------------------------------------------------------------
@@ -842,6 +877,7 @@ def clear_cache() -> None:
     with _lock:
         _fixed.clear()
         _fallbacks.clear()
+        _privacy.clear()
         _argv = ([], "")
         _root = ("", Path("."))
         _packages = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import _probe
 from ._codec import Record
@@ -95,6 +95,13 @@ class EnvironmentMetadata(Record):
         normalised as PEP 503 does.
     :ivar git: the git checkout around the working directory; ``None`` outside one.
     :ivar tango: the library that wrote the record.
+    :ivar variables: the environment variables chosen by ``TANGO_STEPINFO_VARIABLES`` (by
+        default a short list of settings that change results, such as ``CUDA_VISIBLE_DEVICES``
+        and ``OMP_NUM_THREADS``), secret-looking names left out and values redacted; ``None``
+        when the setting is empty. Not in Tango.
+    :ivar privacy: ``"anonymous"`` when the record was made (or copied by
+        :func:`tango_stepinfo.anonymize`) with user, host, paths and remote hidden; ``None``
+        otherwise. Not in Tango.
     """
 
     python: str = field(default_factory=_probe.python, metadata=_PROBED)
@@ -106,3 +113,9 @@ class EnvironmentMetadata(Record):
     )
     git: Optional[GitMetadata] = field(default_factory=GitMetadata.check_for_repo, metadata=_PROBED)
     tango: Optional[TangoMetadata] = field(default_factory=TangoMetadata, metadata=_PROBED)
+    variables: Optional[Dict[str, str]] = field(
+        default_factory=_probe.variables, metadata={"since": "0.2.0", "probe": True}
+    )
+    privacy: Optional[str] = field(
+        default_factory=_probe.privacy, metadata={"since": "0.2.0", "probe": True}
+    )

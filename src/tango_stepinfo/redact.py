@@ -211,3 +211,46 @@ def redact_command(argv: Sequence[str]) -> str:
         return shlex.join(_redact_words(words, 0))
     except Exception:
         return ""
+
+
+# minimal versions; replaced by the redaction work
+
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "credential")
+_TOKEN_SHAPES: Optional[Pattern[str]] = None
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether the name of an option or an environment variable looks like it holds a secret.
+
+    The word rules of the module documentation, plus names glued into one word or ending in
+    a key: a word holding ``password``, ``passwd``, ``passphrase``, ``secret`` or
+    ``credential`` (``PGPASSWORD``), a word ending in ``token`` (``HFTOKEN``, not
+    ``TOKENIZERS``), or a last word ``key`` or ``pwd`` after another word (``SSH_KEY``,
+    ``MYSQL_PWD``).
+    """
+    if _is_secret_name(name):
+        return True
+    words = [w.lower() for w in _compiled()[0].findall(name)]
+    if any(part in word for word in words for part in _SECRET_PARTS):
+        return True
+    if any(word.endswith("token") for word in words):
+        return True
+    return len(words) > 1 and words[-1] in ("key", "pwd")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with credentials in URLs removed and well-known token shapes masked.
+
+    Token shapes: GitHub (``ghp_...``, ``github_pat_...``), GitLab (``glpat-...``), Slack
+    (``xoxb-...``), OpenAI-style ``sk-...``, Hugging Face ``hf_...`` and AWS access key ids
+    (``AKIA...``) become ``***``. Never raises; anything that is not a string is returned as is.
+    """
+    global _TOKEN_SHAPES
+    if not isinstance(text, str):
+        return text
+    if _TOKEN_SHAPES is None:
+        _TOKEN_SHAPES = re.compile(
+            r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|glpat-[\w-]{20,}"
+            r"|xox[abprs]-[\w-]{10,}|sk-[\w-]{20,}|hf_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16})\b"
+        )
+    return _TOKEN_SHAPES.sub(MASK, _strip_url_credentials(text))
