@@ -68,7 +68,7 @@ def build(repo: Path, files: int, env: Dict[str, str]) -> None:
         if i % 1000 == 0:
             folder.mkdir()
         (folder / f"f{i}.txt").write_text(f"line {i}\n")
-    for args in (["add", "-A"], ["commit", "-q", "-m", "files"], ["gc", "-q"]):
+    for args in (["add", "-A"], ["-c", "gc.auto=0", "commit", "-q", "-m", "files"], ["gc", "-q"]):
         subprocess.run(["git", *args], cwd=repo, env=env, check=True)
 
 

@@ -17,11 +17,18 @@ No git binary and no subprocess is needed for ``commit``, ``remote`` and ``branc
   names and passwords are removed by :func:`tango_stepinfo.redact.redact_url`. The URL is the
   configured one: ``url.<base>.insteadOf`` rewriting and remotes defined in the user's or the
   system's config are not applied.
-- ``dirty`` asks ``git status --porcelain --untracked-files=no`` (with ``GIT_OPTIONAL_LOCKS=0``
-  and ``GIT_TERMINAL_PROMPT=0``, a 2 s timeout) whether tracked files differ from ``HEAD``; only
+- ``dirty`` asks ``git status --porcelain --untracked-files=no`` (``GIT_TERMINAL_PROMPT=0``, a
+  2 s timeout) whether tracked files differ from ``HEAD``; when they do, ``diff`` is the
+  SHA-256 of the output of ``git diff`` with :data:`DIFF_OPTIONS` against the commit, hashed
+  chunk by chunk (the one extra child), and ``dirty`` follows it (an empty diff is clean). Only
   when a ``git`` binary is on ``$PATH``, and at most once per repository and commit in a
-  process. ``None`` when there is no binary, git fails or times out, or the environment
-  variable ``TANGO_STEPINFO_GIT_DIRTY`` is ``0``/``false``/``no``/``off``.
+  process. Both ``None`` when there is no binary, git fails or times out (the reason is noted
+  as ``git.dirty`` and ``git.diff``), or ``TANGO_STEPINFO_GIT_DIRTY`` is
+  ``0``/``false``/``no``/``off``; ``diff`` is ``None`` in a repository with no commits.
+- ``git status`` runs with ``GIT_OPTIONAL_LOCKS=0`` (it never takes ``index.lock``), except when
+  the index looks stale, as in a copied checkout (:func:`_index_is_stale`): then it runs as a
+  plain ``git status`` and refreshes the index under git's own lock, once, unless
+  ``TANGO_STEPINFO_GIT_REFRESH`` is off. ``git diff`` never writes the index.
 
 Not handled (each gives ``commit``/``branch`` ``None`` or skips the feature, logged at DEBUG):
 the reftable ref format, ``core.worktree``, ``$GIT_DIR`` (ignored, as Tango ignores it) and

@@ -42,7 +42,7 @@ WITHHELD = "the probe fell back; its reason is withheld in an anonymous record"
 
 _HIDDEN_REASONS = ("user", "host", "root", "executable", "command", "variables", "git.remote")
 
-R = TypeVar("R")
+_R = TypeVar("_R")
 
 
 class Policy:
@@ -209,8 +209,6 @@ def _apply(record: Any, policy: Policy) -> None:
                 new = shorten_command(value)
             elif name == "variables" and isinstance(value, dict):
                 new = {k: shorten_value(v) if isinstance(v, str) else v for k, v in value.items()}
-            elif name == "privacy":
-                new = ANONYMOUS
         if name == "fallbacks":
             new = _reasons(value)
         if new is not value:
@@ -219,7 +217,7 @@ def _apply(record: Any, policy: Policy) -> None:
         record.privacy = ANONYMOUS
 
 
-def anonymize(record: R, key: Optional[str] = None) -> R:
+def anonymize(record: _R, key: Optional[str] = None) -> _R:
     """An anonymized copy of ``record``, by the rules of ``TANGO_STEPINFO_PRIVACY=anonymous``.
 
     For sharing records made in ``full`` mode (with a paper, a bug report). Works on any record

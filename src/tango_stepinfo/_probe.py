@@ -30,6 +30,11 @@ probe                         value, then its fallbacks in order
 :func:`packages`              every distribution on ``sys.path`` (see :func:`packages`);
                               ``None`` only when ``sys.path`` is not a list
 :func:`git`                   see :mod:`tango_stepinfo._git`; ``None`` outside a repository
+:func:`variables`             the variables ``TANGO_STEPINFO_VARIABLES`` names (see
+                              :mod:`._variables`); ``None`` when it is set but empty
+:func:`privacy`               ``"anonymous"`` or ``None``; an unknown mode raises
+                              :exc:`~tango_stepinfo.errors.InvalidSettingError` (the only
+                              probe that raises: a setting is wrong, see :mod:`._privacy`)
 ============================  ===============================================================
 
 Caching. Facts fixed for the life of a process (OS string, CPU count, user, host, Python,
@@ -44,8 +49,13 @@ at once: it starts the two child processes a first record needs, the ``git statu
 check and ``uname -p``, then probes the rest while they run. :func:`clear_cache` (public as
 ``tango_stepinfo.clear_cache()``) drops every cached fact; ``StepInfo.refresh()`` calls it.
 
-Settings: the environment variable ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git status``
-behind ``GitMetadata.dirty`` (for huge repositories); ``dirty`` is then ``None``.
+Settings (environment variables): ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git status``
+and ``git diff`` behind ``GitMetadata.dirty`` and ``diff`` (for huge repositories);
+``TANGO_STEPINFO_GIT_REFRESH=0`` never lets git refresh a stale index (see :mod:`._git`);
+``TANGO_STEPINFO_VARIABLES`` chooses ``EnvironmentMetadata.variables`` (:mod:`._variables`);
+``TANGO_STEPINFO_PRIVACY`` and ``TANGO_STEPINFO_PRIVACY_KEY`` make anonymous records
+(:mod:`._privacy`): user, host, executable, root, command and the git remote are hidden as they
+are probed, so the values seen are never kept.
 
 Nothing heavy is imported at module import: :mod:`logging`, :mod:`getpass`, :mod:`select`,
 :mod:`subprocess`, :mod:`socket` and :mod:`platform` are loaded only by the probe that needs them,
