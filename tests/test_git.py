@@ -835,3 +835,24 @@ def test_reasons_for_status_failures(tmp_path: Path, monkeypatch: pytest.MonkeyP
     meta = probe(repo, monkeypatch)
     assert meta is not None and meta.dirty is False
     assert git_reasons() is None  # a check that works again clears the reasons
+
+
+def test_a_refreshing_git_status_gets_the_longer_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping the one git status that refreshes a copied checkout's index would leave it
+    stale for every later process: it may take REFRESH_TIMEOUT, the others GIT_TIMEOUT."""
+    repo, copy = copied_repo(tmp_path)
+    slow = f'{shutil.which("sleep")} 0.5\nexec "{GIT}" "$@"\n'
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", slow)))
+    monkeypatch.setattr(_git, "GIT_TIMEOUT", 0.2)
+    monkeypatch.setattr(_git, "REFRESH_TIMEOUT", 20.0)
+    meta = probe(copy, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (False, None)
+    assert index_inode(copy, "f000.txt") == (copy / "f000.txt").stat().st_ino
+    meta = probe(repo, monkeypatch)  # a fresh index: the usual timeout
+    assert meta is not None and (meta.dirty, meta.diff) == (None, None)
+    assert git_reasons() == dict.fromkeys(
+        ["git.diff", "git.dirty"],
+        "git status timed out after 0.2 s; recorded dirty and diff as None",
+    )

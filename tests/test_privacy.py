@@ -23,6 +23,7 @@ from tango_stepinfo import (
     EnvironmentMetadata,
     GitMetadata,
     InvalidSettingError,
+    JobMetadata,
     PlatformMetadata,
     StepInfo,
     TangoMetadata,
@@ -186,7 +187,9 @@ def full_record() -> StepInfo:
         step_name="train",
         start_time=dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=dt.timezone.utc),
         config={"data": "/home/alice/data"},  # the user's own data: never changed
-        platform=PlatformMetadata("Linux", 8, "alice", "alice-laptop"),
+        platform=PlatformMetadata(
+            "Linux", 8, "alice", "alice-laptop", None, None, None, None, None, fallbacks=None
+        ),
         environment=EnvironmentMetadata(
             "3.11.7",
             Path("/home/alice/venv/bin/python"),
@@ -196,8 +199,11 @@ def full_record() -> StepInfo:
             [("torch", "2.2.0")],
             GitMetadata("3f9c2d1e", "https://github.com/alice/paper.git", "main", True, "ab" * 32),
             TangoMetadata("0.2.0"),
-            {"OMP_NUM_THREADS": "4", "HF_HOME": "/home/alice/.cache/hf"},
-            None,
+            implementation="cpython",
+            job=JobMetadata("github-actions", "42", "ci", "https://github.com/alice/x/runs/42"),
+            variables={"OMP_NUM_THREADS": "4", "HF_HOME": "/home/alice/.cache/hf"},
+            privacy=None,
+            fallbacks={"root": "the working directory was deleted; used /home/alice/proj"},
         ),
     )
 
@@ -216,6 +222,8 @@ def test_anonymize_a_step_info() -> None:
     assert (env.git.commit, env.git.diff) == ("3f9c2d1e", "ab" * 32)
     assert env.variables == {"OMP_NUM_THREADS": "4", "HF_HOME": ".../hf"}
     assert env.privacy == "anonymous"
+    assert env.job is not None and (env.job.id, env.job.url) == ("42", None)
+    assert env.fallbacks == {"root": WITHHELD}
     assert out.config == {"data": "/home/alice/data"}
     assert (out.unique_id, out.start_time, out.platform.cpu_count) == (
         info.unique_id,

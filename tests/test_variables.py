@@ -182,15 +182,18 @@ def test_json_round_trip_and_tango_compat() -> None:
         [],
         None,
         None,
-        {"OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "0"},
-        None,
+        implementation="cpython",
+        job=None,
+        variables={"OMP_NUM_THREADS": "4", "CUDA_VISIBLE_DEVICES": "0"},
+        privacy=None,
+        fallbacks=None,
     )
     data = env.to_json_dict()
     assert data["variables"] == {"CUDA_VISIBLE_DEVICES": "0", "OMP_NUM_THREADS": "4"}
     assert list(data["variables"]) == sorted(data["variables"])
     assert EnvironmentMetadata.from_json_dict(data) == env
     assert "variables" not in env.to_json_dict(tango_compat=True)
-    old = {k: v for k, v in data.items() if k not in ("variables", "privacy")}
+    old = {k: v for k, v in data.items() if k not in ("variables", "privacy", "fallbacks")}
     assert EnvironmentMetadata.from_json_dict(old).variables is None  # written before 0.2.0
     info = StepInfo("a", "A", set(), True, environment=env)
     assert StepInfo.from_json_dict(info.to_json_dict()).environment.variables == env.variables

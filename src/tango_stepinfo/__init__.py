@@ -16,7 +16,14 @@ from .errors import (
     StepInfoDecodeError,
     StepInfoEncodeError,
 )
-from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata, TangoMetadata
+from .metadata import (
+    EnvironmentMetadata,
+    GitMetadata,
+    GpuMetadata,
+    JobMetadata,
+    PlatformMetadata,
+    TangoMetadata,
+)
 from .redact import redact_command, redact_url
 from .step_info import StepInfo, StepLike, StepState
 
@@ -27,8 +34,10 @@ __all__ = [
     "CorruptPickleError",
     "EnvironmentMetadata",
     "GitMetadata",
+    "GpuMetadata",
     "InvalidSettingError",
     "InvalidStepStateError",
+    "JobMetadata",
     "PlatformMetadata",
     "StepInfo",
     "StepInfoDecodeError",

@@ -71,6 +71,11 @@ __all__ = ["Repo", "clear", "facts", "find", "parse_config", "prefetch", "read",
 GIT_TIMEOUT = 2.0
 """Seconds ``git status`` may take before it is killed and ``dirty`` recorded as ``None``."""
 
+REFRESH_TIMEOUT = 10.0
+"""Seconds a ``git status`` refreshing a stale index may take: once per copied checkout, and
+stopping it would leave the index stale for every later process (0.6 s at 100,000 files on an
+idle 2-core machine, several seconds when it is busy)."""
+
 _PER_WORKTREE = ("refs/bisect/", "refs/worktree/", "refs/rewritten/")
 
 
@@ -496,7 +501,7 @@ def _git_env(refresh: bool) -> Dict[str, str]:
 
 def _status_command(
     repo: Repo, commit: Optional[str]
-) -> Optional[Tuple[List[str], Dict[str, str]]]:
+) -> Optional[Tuple[List[str], Dict[str, str], float]]:
     """The ``git status`` command line and environment for ``repo``; ``None`` without ``git``.
 
     ``git status`` runs with ``GIT_OPTIONAL_LOCKS=0``, so that it never takes ``index.lock``
@@ -526,7 +531,7 @@ def _status_command(
         "--porcelain",
         "--untracked-files=no",
     ]
-    return argv, _git_env(refresh)
+    return argv, _git_env(refresh), REFRESH_TIMEOUT if refresh else GIT_TIMEOUT
 
 
 _NO_GIT: Tree = (None, None, "no git binary on $PATH; recorded dirty and diff as None")
@@ -541,11 +546,15 @@ def _failed(what: str, done: Optional[Tuple[int, bytes]], started: float, timeou
 
 
 def _answer(
-    repo: Repo, commit: Optional[str], done: Optional[Tuple[int, bytes]], started: float
+    repo: Repo,
+    commit: Optional[str],
+    done: Optional[Tuple[int, bytes]],
+    started: float,
+    timeout: float,
 ) -> Tree:
     """``(dirty, diff, reason)`` from the answer of ``git status``; runs ``git diff`` if dirty."""
     if done is None or done[0] != 0:
-        return None, None, _failed("status", done, started, GIT_TIMEOUT)
+        return None, None, _failed("status", done, started, timeout)
     if not done[1].strip():
         return False, None, None
     if commit is None:
@@ -601,8 +610,9 @@ def _status(repo: Repo, commit: Optional[str]) -> Tree:
     command = _status_command(repo, commit)
     if command is None:
         return _NO_GIT
+    argv, env, timeout = command
     started = time.monotonic()
-    return _answer(repo, commit, run(command[0], GIT_TIMEOUT, command[1]), started)
+    return _answer(repo, commit, run(argv, timeout, env), started, timeout)
 
 
 # --- the cached facts ----------------------------------------------------------------------------
@@ -612,7 +622,7 @@ _found: Optional[Tuple[str, Optional[Repo]]] = None
 _state: Optional[Tuple[Repo, Deps, Optional[str], Optional[str], Optional[str]]] = None
 _dirty: Dict[Key, Tree] = {}
 # A git status started ahead of need by prefetch(): key, repo, child, when it started.
-_pending: Optional[Tuple[Key, Repo, Child, float]] = None
+_pending: Optional[Tuple[Key, Repo, Child, float, float]] = None  # ..., started, timeout
 
 
 def _discard_pending() -> None:
@@ -661,12 +671,13 @@ def _start_pending(repo: Repo, key: Key) -> None:
     if command is None:
         _dirty[key] = _NO_GIT
         return
+    argv, env, timeout = command
     started = time.monotonic()
-    child = _spawn(command[0], command[1])
+    child = _spawn(argv, env)
     if child is not None:
-        _pending = (key, repo, child, started)
+        _pending = (key, repo, child, started, timeout)
     else:
-        _dirty[key] = (None, None, _failed("status", None, started, GIT_TIMEOUT))
+        _dirty[key] = (None, None, _failed("status", None, started, timeout))
 
 
 def reap_pending() -> None:
@@ -686,7 +697,7 @@ def reap_pending() -> None:
             ended = readable(pending[2][1], 0.0)  # it wrote its answer, or exited
         except (OSError, ValueError):
             ended = True  # _finish_pending reports it
-        if ended or time.monotonic() - pending[3] > GIT_TIMEOUT:
+        if ended or time.monotonic() - pending[3] > pending[4]:
             _finish_pending()
     finally:
         _lock.release()
@@ -696,10 +707,10 @@ def _finish_pending() -> None:
     """Wait for the git status started ahead of need and record its answer (the lock is held)."""
     global _pending
     if _pending is not None:
-        key, repo, child, started = _pending
+        key, repo, child, started, timeout = _pending
         _pending = None
-        left = max(GIT_TIMEOUT - (time.monotonic() - started), 0.01)
-        _dirty[key] = _answer(repo, key[1], _collect("git", child, left), started)
+        left = max(timeout - (time.monotonic() - started), 0.01)
+        _dirty[key] = _answer(repo, key[1], _collect("git", child, left), started, timeout)
 
 
 _UNKNOWN: Tree = (None, None, None)
