@@ -4,10 +4,12 @@
 matched case-sensitively against the names of the process's environment variables. Unset, the
 patterns are :data:`DEFAULT`; set but empty (or only commas and spaces), nothing is recorded
 and ``variables`` is ``None``. Whatever the patterns say, a variable whose name looks secret
-(:func:`tango_stepinfo.redact.is_secret_name`: ``HF_TOKEN``, ``PGPASSWORD``, ``AWS_SECRET_KEY``)
-is never recorded, and every value recorded passes :func:`tango_stepinfo.redact.redact_text`
-(credentials in URLs, well-known token shapes). In an anonymous record, values that are
-absolute paths keep their last component only (see :mod:`._privacy`).
+(:func:`tango_stepinfo.redact.is_secret_name`: ``HF_TOKEN``, ``PGPASSWORD``), or that
+ends in ``_KEY`` (``SSH_KEY``: in an environment, a key of any kind is more often a credential
+than not), is never recorded, and every value recorded passes
+:func:`tango_stepinfo.redact.redact_text` (credentials in URLs, well-known token shapes). In an
+anonymous record, values that are absolute paths keep their last component only (see
+:mod:`._privacy`).
 
 The variables are read once per process, at the first record (``clear_cache()`` and
 ``StepInfo.refresh()`` read them again): a run's settings are fixed when it starts, and a
@@ -80,7 +82,7 @@ def read(policy: Optional[Policy]) -> Optional[Dict[str, str]]:
         names.update(n for n in os.environ if any(fnmatch.fnmatchcase(n, g) for g in globs))
     found: Dict[str, str] = {}
     for name in sorted(names):
-        if redact.is_secret_name(name):
+        if redact.is_secret_name(name) or name.upper().endswith("_KEY"):
             continue  # never recorded, whatever the patterns say
         value = redact.redact_text(os.environ[name])
         found[name] = value if policy is None else shorten_value(value)
