@@ -117,7 +117,7 @@ environment_metadata = st.builds(
     implementation=st.none() | texts,
     job=st.none() | job_metadata,
     fallbacks=fallbacks,
-    variables=st.none() | st.dictionaries(texts, texts, max_size=5),
+    variables=st.none() | st.dictionaries(texts, texts, max_size=2),
     privacy=st.none() | st.just("anonymous"),
 )
 
