@@ -441,7 +441,8 @@ def _index_is_stale(repo: Repo, commit: str) -> bool:
     What a checkout copied with ``cp -a``, a Docker ``COPY`` or a CI cache restore looks like:
     every file has a new inode and change time, so git re-reads every file in every process
     until the index is refreshed. Reads the start of the index (format versions 2 to 4) and
-    ``lstat``s up to 16 files: about 50 us. ``False`` when anything is unexpected.
+    ``lstat``s up to 16 files: 0.2 to 0.3 ms on the busy 2-core development machine (load 7),
+    once per commit and process. ``False`` when anything is unexpected.
     """
     import struct
 
@@ -451,7 +452,7 @@ def _index_is_stale(repo: Repo, commit: str) -> bool:
     path = os.environ.get("GIT_INDEX_FILE") or os.path.join(repo.gitdir, "index")
     try:
         with open(path, "rb") as f:
-            data = f.read(16384)
+            data = f.read(16384)  # 16 entries, paths up to 1 KB
         if data[:4] != b"DIRC" or len(data) < 12:
             return False
         version, count = struct.unpack_from(">II", data, 4)
@@ -465,11 +466,13 @@ def _index_is_stale(repo: Repo, commit: str) -> bool:
             pos = offset + fixed + (2 if version >= 3 and flags & 0x4000 else 0)
             if version == 4:
                 strip, pos = _varint(data, pos)
-                end = data.index(b"\0", pos)
+            end = data.find(b"\0", pos)
+            if end < 0:
+                break  # a path past what was read: judge by the entries before it
+            if version == 4:
                 name = name[: len(name) - strip] + data[pos:end]
                 offset = end + 1
             else:
-                end = data.index(b"\0", pos)
                 name = data[pos:end]
                 offset += (end - offset + 8) & ~7  # padded with 1 to 8 NULs
             if mode >> 12 not in (0o10, 0o12):  # regular files and links, not submodules
