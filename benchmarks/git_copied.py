@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -72,14 +72,15 @@ def build(repo: Path, files: int, env: Dict[str, str]) -> None:
         subprocess.run(["git", *args], cwd=repo, env=env, check=True)
 
 
-def one_process(python: str, where: Path, env: Dict[str, str]) -> float:
+def one_process(python: str, where: Path, env: Dict[str, str]) -> Tuple[float, bool]:
+    """Milliseconds of the first ``StepInfo``, and whether the dirty check gave up (timed out)."""
     done = subprocess.run(
         [python, "-c", WORKER], cwd=where, env=env, capture_output=True, text=True, check=True
     )
     took, dirty = done.stdout.split()
-    if dirty != "False":
+    if dirty not in ("False", "None"):
         raise SystemExit(f"expected a clean checkout in {where}, got dirty={dirty}")
-    return float(took)
+    return float(took), dirty == "None"
 
 
 def main() -> None:
@@ -112,6 +113,7 @@ def main() -> None:
         for kind in ("copy", "clone", "unchanged"):
             for refresh in ("1", "0"):
                 runs: List[List[float]] = [[], [], []]
+                gave_up = [False, False, False]
                 for _ in range(args.repeat):
                     where = tmp / "checkout"
                     if kind == "copy":
@@ -124,12 +126,17 @@ def main() -> None:
                         where = repo
                     penv = dict(env, TANGO_STEPINFO_GIT_REFRESH=refresh)
                     for i in range(3):
-                        runs[i].append(one_process(args.python, where, penv))
+                        took, none = one_process(args.python, where, penv)
+                        runs[i].append(took)
+                        gave_up[i] = gave_up[i] or none
                     if where != repo:
                         shutil.rmtree(where)
-                cells = " ".join(f"{statistics.median(r):10.1f}" for r in runs)
+                cells = " ".join(
+                    f"{statistics.median(r):9.1f}{'*' if g else ' '}" for r, g in zip(runs, gave_up)
+                )
                 print(f"{kind:10} {refresh:8} {cells}", flush=True)
         print()
+        print("*: the dirty check gave up (git status timed out) in at least one repetition")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if args.keep is None:
