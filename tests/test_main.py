@@ -925,6 +925,74 @@ def test_corrupt_pickle(tmp_path: Path) -> None:
     assert line.startswith(f"tango-stepinfo: {path}: neither JSON (")
 
 
+# --- input that is not a record file (issue 10) ------------------------------------------------
+
+
+def special_files(tmp_path: Path) -> List[Any]:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")
+    return [(fifo, "a FIFO"), (zero, "a character device")]  # (folders are stores: test_stores)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev/zero (POSIX)")
+@pytest.mark.parametrize("command", ["show", "check", "diff"])
+def test_fifos_devices_and_folders_are_refused_without_blocking(
+    command: str, tmp_path: Path
+) -> None:
+    good = write(tmp_path / "good.json", full_record())
+    for path, kind in special_files(tmp_path):
+        args = [command, str(path)] + ([good] if command == "diff" else [])
+        result = run(*args)  # a FIFO without a writer would block forever; the run has a timeout
+        expected = f"{path}: not a regular file ({kind})"
+        if command == "check":
+            assert result.returncode == 2 and result.stdout == expected + "\n", result
+            assert result.stderr == ""
+        else:
+            assert fails_cleanly(result) == f"tango-stepinfo: {expected}"
+
+
+def test_files_past_the_size_cap_are_refused_unless_raised(tmp_path: Path) -> None:
+    path = write(tmp_path / "step.json", full_record())
+    size = Path(path).stat().st_size
+    line = fails_cleanly(run("show", "--max-size", str(size - 1), path))
+    assert line == (
+        f"tango-stepinfo: {path}: larger than {size - 1} bytes "
+        "(the size cap; --max-size BYTES raises it)"
+    )
+    assert run("show", "--max-size", str(size), path).returncode == 0
+    text = Path(path).read_text()
+    result = run("check", "--max-size", "100", "-", stdin=text)
+    assert (result.returncode, result.stdout) == (
+        2,
+        "-: larger than 100 bytes (the size cap; --max-size BYTES raises it)\n",
+    )
+    assert run("diff", "--max-size", "x", path, path).returncode == 2
+
+
+def test_argparse_messages_never_echo_control_characters() -> None:
+    result = run("show", "x.json", "--bogus\x1b]0;pwned\x07", "--\x1b[2J")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "unrecognized arguments: --bogus\\x1b]0;pwned\\x07 --\\x1b[2J" in result.stderr
+    assert result.stderr.count("\n") == 2  # usage line and error line, breaks kept
+    result = run("\x1b[31mred")
+    assert result.returncode == 2 and "\x1b" not in result.stderr
+    assert "\\x1b[31mred" in result.stderr
+
+
+def test_check_survives_the_deep_tuple_attack(tmp_path: Path) -> None:
+    from .test_pickling import deep_tuple_key_through_a_list_filled_after_use
+
+    path = tmp_path / "attack.pickle"
+    path.write_bytes(deep_tuple_key_through_a_list_filled_after_use(300_000))
+    result = run("check", str(path))
+    assert result.returncode == 1, result.stderr  # not SIGSEGV (-11)
+    assert result.stdout.startswith(f"{path}: not a valid pickle: corrupt pickle at byte")
+    assert "Traceback" not in result.stderr
+
+
 # --- stores: ls, show, check, diff on workspaces and folders; migrate; tango-alias -------------
 
 TANGO_DB = TANGO_DATA / "sqlite" / "stepinfo.sqlite"

@@ -25,7 +25,7 @@ import pytest
 import pytz
 from hypothesis import given, settings
 
-from tango_stepinfo import GitMetadata, StepInfo, _migrate, _stores, loads
+from tango_stepinfo import GitMetadata, StepInfo, __version__, _migrate, _stores, loads
 from tango_stepinfo._migrate import (
     TANGO_FIELDS,
     MigrateError,
@@ -456,6 +456,10 @@ def test_tango_over_and_back_with_real_tango(tmp_path: Path) -> None:
         )
     new = [r for k, r in second.items() if k not in first]
     assert [(r.step_name, str(r.state)) for r in new] == [("again", "completed")]
+    # made inside Tango by this library: Tango's version, and this library named beside it
+    tango_meta = new[0].environment.tango
+    assert tango_meta is not None and tango_meta.version == "1.3.2"
+    assert tango_meta.library == f"tango_stepinfo {__version__}"
 
     # 3. back: migrate, then unmodified Tango: every step a cache hit, no assertion error
     cli("migrate", str(run_dir / "ws"), "--to", "tango")

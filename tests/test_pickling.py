@@ -10,6 +10,7 @@ import pickle
 import sqlite3
 import struct
 import subprocess
+import sys
 import zoneinfo
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Dict, List
@@ -191,8 +192,11 @@ def test_time_zones(protocol: int) -> None:
     for time in times:
         info = record(start_time=time, end_time=time)
         back = loads(pickle.dumps(info, protocol=protocol))
-        assert back.start_time == time
-        assert back.start_time.utcoffset() == time.utcoffset()
+        # a naive time is UTC, as from_json_dict reads it
+        want = time if time.tzinfo is not None else time.replace(tzinfo=pytz.utc)
+        assert back.start_time == want
+        assert back.start_time.utcoffset() == want.utcoffset()
+        assert StepInfo.from_json_dict(back.to_json_dict()) == back
 
 
 def test_pickles_from_python_3_13_name_pathlib_local() -> None:
@@ -204,13 +208,14 @@ def test_pickles_from_python_3_13_name_pathlib_local() -> None:
     assert loads(data) == record()
 
 
-def test_paths_of_the_other_operating_system_load_as_pure_paths() -> None:
+def test_paths_of_the_other_operating_system_load_as_from_json_dict_reads_their_text() -> None:
     info = record()
     info.environment.executable = PureWindowsPath("C:/Python/python.exe")  # type: ignore[assignment]
     data = pickle.dumps(info, protocol=2).replace(b"PureWindowsPath", b"WindowsPath")
     back = loads(data)
-    expected = PureWindowsPath if os.name != "nt" else Path
-    assert isinstance(back.environment.executable, expected)
+    assert type(back.environment.executable) is type(Path())
+    assert str(back.environment.executable) == str(PureWindowsPath("C:/Python/python.exe"))
+    assert StepInfo.from_json_dict(back.to_json_dict()) == back
     info.environment.executable = PurePosixPath("/usr/bin/python")  # type: ignore[assignment]
     back = loads(pickle.dumps(info, protocol=4))
     assert str(back.environment.executable) == "/usr/bin/python"
@@ -336,7 +341,8 @@ def test_stack_global_and_extension_codes() -> None:
 
 def test_reconstructor_only_builds_records() -> None:
     def recon(cls: bytes, base: bytes, state: bytes = b"N") -> bytes:
-        return b"(" + g("copy_reg", "_reconstructor") + b"(" + cls + base + state + b"tR" + STOP
+        call = b"(" + g("copy_reg", "_reconstructor") + b"(" + cls + base + state + b"tR"
+        return call + b"(db" + STOP  # with a state: a record without one is refused first
 
     stepinfo = g("tango.step_info", "StepInfo")
     with pytest.raises(CorruptPickleError, match="_reconstructor"):
@@ -359,12 +365,14 @@ def test_codecs_encode_only_writes_latin1() -> None:
 def test_record_classes_are_never_initialised(probe_calls: List[str]) -> None:
     # REDUCE StepInfo("a", "b", set(), True) would run __init__, whose defaults probe the machine
     args = u("a") + u("b") + g("builtins", "set") + b")R" + b"\x88"
-    data = P2 + g("tango_stepinfo.step_info", "StepInfo") + b"(" + args + b"tR" + STOP
-    info = loads(data)
-    # A bare record, as from a pickle with no state: nothing called, nothing probed, the
-    # arguments ignored, every field at its default or None.
-    assert type(info) is StepInfo
-    assert (info.unique_id, info.cacheable, info.platform, info.environment) == (None,) * 4
+    state = b"}" + u("unique_id") + u("u") + b"s"
+    data = (
+        P2 + g("tango_stepinfo.step_info", "StepInfo") + b"(" + args + b"tR" + state + b"b" + STOP
+    )
+    # A bare record, given the pickle's state: the arguments ignored, nothing called or probed;
+    # then refused, since the state lacks required fields (had __init__ run, it would not).
+    with pytest.raises(StepInfoDecodeError, match=r"^step_class_name: required field is missing"):
+        loads(data)
     assert probe_calls == []
 
 
@@ -372,13 +380,13 @@ def test_state_can_only_be_given_to_records() -> None:
     utc_zone = g("pytz", "_UTC") + b")R"
     # BUILD on pytz's shared UTC object (dict state and slot state)
     for state in (b"}" + u("zone") + u("EVIL") + b"s", b"N}" + u("zone") + u("EVIL") + b"s\x86"):
-        with pytest.raises(CorruptPickleError, match="only a record"):
+        with pytest.raises(CorruptPickleError, match="only a new record"):
             loads(P2 + utc_zone + state + b"b" + STOP)
     assert pytz.utc.zone == "UTC"
     # BUILD on a StepState member, on a record class and on an allowed function
     member = g("tango.step_info", "StepState") + u("failed") + b"\x85R"
     for target in (member, g("tango.step_info", "StepInfo"), g("pytz", "_p")):
-        with pytest.raises(CorruptPickleError, match="only a record"):
+        with pytest.raises(CorruptPickleError, match="only a new record"):
             loads(P2 + target + b"N}" + u("value") + u("x") + b"s\x86b" + STOP)
     assert StepState.FAILED.value == "failed"
 
@@ -443,7 +451,7 @@ def test_shared_references_cannot_expand_without_bound() -> None:
     for _ in range(40):
         data += b"2\x86"  # DUP, TUPLE2
     data += STOP
-    with pytest.raises(CorruptPickleError, match="expands"):
+    with pytest.raises(CorruptPickleError, match="expand to more than"):
         loads(data)
     info = record(config={"x": [1, 2]})
     info.metadata = {"again": info.config}  # legitimate sharing is fine
@@ -465,7 +473,7 @@ def test_results_must_be_records() -> None:
         (5, "got 5$"),
         ("x", "got 'x'$"),
         (dt.datetime(2024, 1, 1), "got a value of type 'datetime'$"),
-        ({1, 2}, "got a value of type 'set'$"),
+        ({"a", "b"}, "got a value of type 'set'$"),
     ]:
         with pytest.raises(StepInfoDecodeError, match=message):
             loads(pickle.dumps(value))
@@ -508,27 +516,21 @@ def test_every_record_class_is_allowed() -> None:
 
 
 @pytest.mark.parametrize("protocol", [2, 5])
-def test_safe_loader_reads_old_pickles_missing_required_and_probed_fields(protocol: int) -> None:
+def test_old_pickles_missing_a_required_field_are_refused_naming_it(protocol: int) -> None:
+    # A record missing a field that to_json_dict needs would load unusable (show, show --json
+    # and diff fail on it), so it is refused; a missing optional field loads as None.
     platform = PlatformMetadata("Linux", 2, "me", "host", **since_none(PlatformMetadata))
-    # A StepInfo from before `cacheable` existed (the case Tango had to patch by hand) ...
     state = {"unique_id": "u", "step_class_name": "C", "dependencies": ["a"], "platform": platform}
-    info = loads(old_pickle(StepInfo, state, protocol))
-    assert isinstance(info, StepInfo)
-    assert (info.unique_id, info.dependencies, info.platform) == ("u", {"a"}, platform)
-    assert info.cacheable is None and info.environment is None
-    # ... and metadata from before `host` was recorded.
-    old_platform = loads(old_pickle(PlatformMetadata, {"user": "me", "cpu_count": 2}, protocol))
-    assert old_platform == PlatformMetadata(
-        None,  # type: ignore[arg-type]
-        2,
-        "me",
-        None,  # type: ignore[arg-type]
-        **since_none(PlatformMetadata),
-    )
+    with pytest.raises(StepInfoDecodeError, match=r"^cacheable: required field is missing$"):
+        loads(old_pickle(StepInfo, state, protocol))
+    with pytest.raises(StepInfoDecodeError, match=r"^\[0\]\.platform\.host: required field"):
+        loads(pickle.dumps([record(), record()]).replace(b"host", b"hast"))
+    old_git = loads(old_pickle(GitMetadata, {"commit": "c"}, protocol))
+    assert old_git == GitMetadata("c", None, None, None)
 
 
 def test_safe_loader_still_checks_the_fields_an_old_pickle_has() -> None:
-    data = old_pickle(StepInfo, {"unique_id": "u", "cacheable": "yes"}, 5)
+    data = old_pickle(StepInfo, {**record().__getstate__(), "cacheable": "yes"}, 5)
     with pytest.raises(StepInfoDecodeError, match=r"^cacheable: expected a boolean, got 'yes'$"):
         loads(data)
 
@@ -541,3 +543,234 @@ def test_times_in_a_zoneinfo_zone_load_through_the_safe_loader(protocol: int) ->
     back = loads(pickle.dumps(info, protocol=protocol))
     assert back == info
     assert back.start_time is not None and back.start_time.utcoffset() == dt.timedelta(0)
+
+
+# --- the attacks of issue 10, each refused ----------------------------------------------------
+
+
+def deep_tuple_key_through_a_list_filled_after_use(depth: int) -> bytes:
+    """A list put into tuple's argument tuple, filled afterwards, turned by the allowed
+    ``tuple`` into a tuple nested ``depth`` deep, used as a dict key (plain pickle: SIGSEGV)."""
+    level = b"q\x020" + b"h\x00]q\x01\x85" + b"h\x01h\x02a0" + b"R"
+    return P2 + b"}" + g("__builtin__", "tuple") + b"q\x000" + b")" + level * depth + b"Ns" + STOP
+
+
+def run_loads(tmp_path: Path, data: bytes) -> subprocess.CompletedProcess[str]:
+    """``loads`` on ``data`` in a fresh interpreter, so that a crash cannot kill the tests."""
+    path = tmp_path / "attack.pickle"
+    path.write_bytes(data)
+    code = (
+        "import sys\n"
+        "from tango_stepinfo import loads\n"
+        "try:\n"
+        f"    loads(open({str(path)!r}, 'rb').read())\n"
+        "except Exception as e:\n"
+        "    print(type(e).__name__, e)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_a_list_filled_after_use_cannot_make_a_deep_tuple_key(tmp_path: Path) -> None:
+    data = deep_tuple_key_through_a_list_filled_after_use(300_000)
+    assert len(data) > 4_000_000
+    done = run_loads(tmp_path, data)
+    assert done.returncode == 0, done.stderr  # no SIGSEGV
+    assert done.stdout.startswith("CorruptPickleError"), done.stdout
+    assert "already used" in done.stdout
+    with pytest.raises(CorruptPickleError, match="APPEND on a list that was already used"):
+        loads(deep_tuple_key_through_a_list_filled_after_use(3))
+
+
+def test_a_tuple_nested_a_million_deep_is_refused_in_the_scan(tmp_path: Path) -> None:
+    done = run_loads(tmp_path, P2 + b")" + b"\x85" * 1_000_000 + STOP)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("CorruptPickleError") and "levels deep" in done.stdout
+
+
+def test_a_nine_byte_memo_index_allocates_nothing() -> None:
+    data = b"N" + b"r" + struct.pack("<I", 2**27) + STOP  # 1 GiB of memo in the C unpickler
+    assert len(data) <= 9
+    with pytest.raises(CorruptPickleError, match="memo index 134217728 out of range"):
+        loads(data)
+
+
+def test_build_on_a_shared_object_never_runs_even_if_the_load_fails_later() -> None:
+    targets = [
+        g("pytz", "_UTC") + b")R",
+        g("tango.step_info", "StepState") + u("failed") + b"\x85R",
+        g("pytz", "_p") + u("Europe/Berlin") + b"\x85R",
+    ]
+    for target in targets:
+        state = b"}" + u("zone") + u("EVIL") + b"s"
+        for tail in (b"", g("os", "system")):
+            with pytest.raises(pickle.UnpicklingError):
+                loads(P2 + target + state + b"b" + tail + STOP)
+    assert pytz.utc.zone == "UTC" and pytz.timezone("Europe/Berlin").zone == "Europe/Berlin"
+    assert StepState.FAILED.value == "failed"
+
+
+def test_one_string_referenced_thousands_of_times_is_refused_before_building() -> None:
+    big = "x" * 1_000_000
+    data = P2 + u(big) + b"q\x00(" + b"h\x00" * 3000 + b"l" + STOP
+    with pytest.raises(CorruptPickleError, match="expand to more than"):
+        loads(data)
+    # the same through a record's config, written by pickle itself
+    info = record(config={f"k{i}": big for i in range(40)})
+    with pytest.raises(CorruptPickleError, match="expand to more than"):
+        loads(pickle.dumps(info))
+    info.config = {"a": big, "b": big}  # sharing within the bound loads
+    assert loads(pickle.dumps(info)) == info
+
+
+def colliding_ints(count: int) -> List[int]:
+    """Ints that all hash to 0 (multiples of the modulus of int hashing)."""
+    modulus = 2**61 - 1
+    return [modulus * (i + 1) for i in range(count)]
+
+
+def test_sets_and_dict_keys_hold_strings_only() -> None:
+    ints = colliding_ints(40_000)
+    assert {hash(i) for i in ints[:10]} == {0}
+    attacks = [
+        pickle.dumps(set(ints[:100]), protocol=4),  # EMPTY_SET, ADDITEMS
+        pickle.dumps(frozenset(ints[:100]), protocol=4),  # FROZENSET
+        pickle.dumps(set(ints[:100]), protocol=2),  # set([...]) through REDUCE
+        pickle.dumps({i: None for i in ints[:100]}, protocol=2),  # SETITEMS
+        pickle.dumps({i: None for i in ints[:100]}, protocol=0),  # DICT
+    ]
+    for data in attacks:
+        with pytest.raises(CorruptPickleError, match="may only be strings"):
+            loads(data)
+    # through a record's state: __setstate__ would turn the list into a set
+    info = record()
+    info.dependencies = ints  # type: ignore[assignment]
+    for protocol in PROTOCOLS:
+        with pytest.raises(CorruptPickleError, match="set field may only hold strings"):
+            loads(pickle.dumps(info, protocol=protocol))
+
+
+def test_a_record_without_state_is_refused() -> None:
+    stepinfo = g("tango_stepinfo.step_info", "StepInfo")
+    stateless = [
+        P2 + stepinfo + b")\x81" + STOP,  # NEWOBJ: 40 bytes; loaded with every field None
+        g("copy_reg", "_reconstructor")
+        + b"("
+        + stepinfo
+        + g("__builtin__", "object")
+        + b"NtR"
+        + STOP,
+        b"(" + b"i" + b"tango.step_info\nStepInfo\n" + STOP,  # INST
+        b"\x80\x04" + u("tango.step_info") + u("StepInfo") + b"\x93)\x81" + STOP,
+        P2 + b"(" + stepinfo + b")\x81" + pickle.dumps(record(), protocol=2)[2:-1] + b"l" + STOP,
+    ]
+    for data in stateless:
+        with pytest.raises(CorruptPickleError, match="a record without state"):
+            loads(data)
+
+
+def test_ints_past_4300_digits_are_refused_naming_the_field() -> None:
+    info = record()
+    info.platform.cpu_count = 10**5000
+    with pytest.raises(CorruptPickleError, match=r"^platform\.cpu_count: an int of more than 4300"):
+        loads(pickle.dumps(info))
+    with pytest.raises(CorruptPickleError, match=r"^\[0\]\.config\.x\[1\]: an int of more than"):
+        loads(pickle.dumps([record(config={"x": [1, -(10**4300)]})]))
+    edge = record(config={"x": 10**4300 - 1})  # 4300 digits: loads and encodes
+    assert loads(pickle.dumps(edge)).to_json_dict()["config"]["x"] == 10**4300 - 1
+    for opcode in (b"L", b"I"):  # as decimal text (protocols 0, 1): refused before parsing
+        with pytest.raises(CorruptPickleError, match="an int of more than 4300 digits"):
+            loads(opcode + b"9" * 5000 + b"\n" + STOP)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_times_must_be_real(protocol: int) -> None:
+    info = record(start_time=dt.datetime(2024, 1, 1, 7, tzinfo=dt.timezone.utc))
+    payload = dt.datetime(2024, 1, 1, 7).__reduce__()[1][0]
+    data = pickle.dumps(info, protocol=protocol)
+    if protocol >= 3:
+        bad = data.replace(payload, payload[:3] + b"\x00\xff" + payload[5:])  # day 0, hour 255
+    else:  # bytes written as latin-1 text through _codecs.encode: keep the text's length
+        text = payload.decode("latin-1")
+        bad = data.replace(text.encode(), (text[:3] + "\x00\x7f" + text[5:]).encode())
+    assert bad != data
+    with pytest.raises(CorruptPickleError, match=r"^start_time: not a real date and time"):
+        loads(bad)
+
+
+def test_zone_names_with_control_characters_are_refused() -> None:
+    def zone(*args: bytes) -> bytes:
+        return P2 + g("pytz", "_p") + b"(" + b"".join(args) + b"tR" + STOP
+
+    for args in (
+        [u("Europe/Berlin"), b"J\x11\x0e\x00\x00", b"K\x00", u("\x1b]0;pwned\x07")],
+        [u("\x1b[2J\x07")],
+    ):
+        with pytest.raises(CorruptPickleError, match="time zone"):
+            loads(zone(*args))
+    berlin = pytz.timezone("Europe/Berlin").localize(dt.datetime(2024, 7, 1))
+    back = loads(pickle.dumps(record(start_time=berlin)))
+    assert back.start_time == berlin and repr(back).isprintable()
+
+
+def test_config_nesting_is_bounded_by_the_json_depth_limit() -> None:
+    value: Any = 1
+    for _ in range(199):
+        value = [value]
+    assert loads(pickle.dumps(record(config={"x": value}))).config["x"] == value  # 200 levels
+    with pytest.raises(CorruptPickleError, match=r"^config\.x(\[0\])+: nested more than 200"):
+        loads(pickle.dumps(record(config={"x": [value]})))
+    # 600 levels (too deep for pickle.dumps): refused by the scan, before anything is built
+    data = pickle.dumps(record(config={"x": "PLACEHOLDER"}), protocol=2)
+    deep = data.replace(b"X\x0b\x00\x00\x00PLACEHOLDER", b"]" * 600 + b"a" * 599)
+    with pytest.raises(CorruptPickleError, match="levels deep"):
+        loads(deep)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_enum_members_pickled_through_getattr_load(protocol: int) -> None:
+    # how Python 3.11.0 to 3.11.4 (Debian 12's 3.11.2) pickle an enum member
+    def member(*args: bytes) -> bytes:
+        call = g("__builtin__", "getattr") + b"(" + b"".join(args) + b"tR"
+        return (b"\x80\x02" if protocol >= 2 else b"") + call + STOP
+
+    state = g("tango_stepinfo.step_info", "StepState")
+    assert loads(member(state, u("FAILED"))) is StepState.FAILED
+    assert loads(member(state, b"VRUNNING\n")) is StepState.RUNNING
+    refused = [
+        member(state, u("__class__")),
+        member(state, u("failed")),  # a value, not a member name
+        member(g("tango_stepinfo.step_info", "StepInfo"), u("refresh")),
+        member(state, u("FAILED"), u("default")),
+        member(g("pytz", "_UTC"), u("zone")),
+    ]
+    for data in refused:
+        with pytest.raises(UnsafePickleError, match="getattr"):
+            loads(data)
+
+
+def test_lists_tuples_and_str_keyed_dicts_of_records_are_usable() -> None:
+    from tango_stepinfo._cli import compare, show_record
+
+    info = record()
+    for value in ([info, info], (info,), {"a": info}):
+        back = loads(pickle.dumps(value))
+        for item in back.values() if isinstance(back, dict) else back:
+            assert StepInfo.from_json_dict(item.to_json_dict()) == item
+            assert repr(item).isprintable()
+            assert show_record(item)
+            assert (
+                compare((item.platform, item.environment), (item.platform, item.environment)) == {}
+            )
+
+
+def test_records_in_lists_are_checked_too() -> None:
+    from tango_stepinfo.metadata import GpuMetadata
+
+    info = record()
+    gpu = GpuMetadata.__new__(GpuMetadata)
+    gpu.__dict__.update(dict.fromkeys(f.name for f in GpuMetadata.__dataclass_fields__.values()))
+    info.platform.gpus = [gpu]
+    with pytest.raises(StepInfoDecodeError, match=r"^platform\.gpus\[0\]\.name: "):
+        loads(pickle.dumps(info))

@@ -16,6 +16,7 @@ import datetime as _dt
 import io
 import json
 import os
+import stat
 import sys
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
@@ -52,10 +53,16 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse, but exiting through :class:`_UsageError` and never writing a control character
+    raw: its messages echo arguments (``unrecognized arguments: ...``)."""
+
     def exit(self, status: int = 0, message: Optional[str] = None) -> NoReturn:
         if message:
-            sys.stderr.write(message)
+            sys.stderr.write(_clean_lines(message))
         raise _UsageError(status)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        super()._print_message(_clean_lines(message), file)
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -68,25 +75,84 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 # --- reading records ---------------------------------------------------------------------------
 
 
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+"""The largest input file ``show``, ``check`` and ``diff`` read (64 MiB); ``--max-size`` raises it.
+A record is a few kilobytes; the cap keeps a wrong argument (a disk image, ``/dev/zero`` behind a
+symlink) from filling memory."""
+
+_max_size = MAX_INPUT_BYTES  # this run's cap: set by main() from --max-size
+
+
+def _too_large(name: str) -> InputError:
+    return InputError(
+        name,
+        f"larger than {_max_size} bytes (the size cap; --max-size BYTES raises it)",
+        unreadable=True,
+    )
+
+
 def _read_stdin() -> bytes:
     stdin = sys.stdin
     if stdin is None or getattr(stdin, "closed", False):  # None: started with fd 0 closed
         raise InputError("-", "standard input is closed", unreadable=True)
     try:
-        data = getattr(stdin, "buffer", stdin).read()
+        data = getattr(stdin, "buffer", stdin).read(_max_size + 1)
     except OSError as e:
         raise InputError("-", f"cannot read: {e.strerror or e}", unreadable=True) from None
+    if len(data) > _max_size:
+        raise _too_large("-")
     return data.encode("utf-8", "surrogateescape") if isinstance(data, str) else bytes(data)
 
 
+def _not_a_regular_file(name: str, mode: int) -> Optional[InputError]:
+    """Why ``name``, of ``st_mode`` ``mode``, is not read; ``None`` for a regular file.
+
+    The one place that decides what kinds of file the commands read: a FIFO or a device would
+    block or never end, a directory holds no record.
+    """
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    kind = next((text for test, text in kinds if test(mode)), "not a regular file")
+    return InputError(name, f"not a regular file ({kind})", unreadable=True)
+
+
 def _read(name: str) -> bytes:
+    """The bytes of the regular file ``name`` (``-``: standard input), at most the size cap.
+
+    Opened without blocking (a FIFO would wait for a writer), then checked with ``fstat``, so
+    what is read is what was checked, even behind a symlink.
+    """
     if name == "-":
         return _read_stdin()
     try:
-        with open(name, "rb") as f:
-            return f.read()
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
+        raise InputError(
+            name, f"cannot read: {getattr(e, 'strerror', None) or e}", unreadable=True
+        ) from None
+    try:
+        info = os.fstat(fd)
+        problem = _not_a_regular_file(name, info.st_mode)
+        if problem is not None:
+            raise problem
+        if info.st_size > _max_size:
+            raise _too_large(name)
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read(_max_size + 1)  # the file may have grown since fstat
     except OSError as e:
         raise InputError(name, f"cannot read: {e.strerror or e}", unreadable=True) from None
+    finally:
+        os.close(fd)
+    if len(data) > _max_size:
+        raise _too_large(name)
+    return data
 
 
 def _json_problem(e: Exception) -> str:
@@ -278,6 +344,13 @@ def _clean(text: str) -> str:
         c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
         for c in text
     )
+
+
+def _clean_lines(text: str) -> str:
+    """``text`` with control characters escaped but its line breaks (and tabs) kept."""
+    if text.isprintable():
+        return text
+    return "\n".join(_clean(line).replace("\\t", "\t") for line in text.split("\n"))
 
 
 def _text(value: Any, missing: str = "-") -> str:
@@ -889,6 +962,12 @@ examples:
 """
 
 
+def _byte_count(text: str) -> int:
+    if not text.isdigit() or not text.isascii():
+        raise argparse.ArgumentTypeError(f"expected a number of bytes, got {text!r}")
+    return int(text)
+
+
 def _parser() -> _Parser:
     parser = _Parser(
         prog=PROG,
@@ -914,20 +993,32 @@ def _parser() -> _Parser:
             formatter_class=_Formatter,
         )
 
+    def max_size(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--max-size",
+            type=_byte_count,
+            default=MAX_INPUT_BYTES,
+            metavar="BYTES",
+            help=f"read files of up to BYTES bytes (default {MAX_INPUT_BYTES}, 64 MiB)",
+        )
+
     show = add("show", "print what ran, where, for how long and how it ended", _SHOW_EPILOG)
     show.add_argument("files", nargs="+", metavar="FILE", help="a record file or store, or '-'")
     show.add_argument("--json", action="store_true", help="print the records as a JSON list")
+    max_size(show)
 
     check = add("check", "check that files decode as records", _CHECK_EPILOG)
     check.add_argument("files", nargs="+", metavar="FILE", help="a record file or store, or '-'")
     check.add_argument(
         "--strict", action="store_true", help="also refuse fallbacks, a dirty tree and no git"
     )
+    max_size(check)
 
     diff = add("diff", "compare two records' platform and environment", _DIFF_EPILOG)
     diff.add_argument("a", metavar="A", help="the first record file")
     diff.add_argument("b", metavar="B", help="the second record file")
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    max_size(diff)
     diff.add_argument(
         "--step",
         metavar="ID",
@@ -989,6 +1080,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"--json goes after the command: {PROG} {args.command} --json ...")
     except _UsageError as e:
         return e.status
+    global _max_size
+    _max_size = getattr(args, "max_size", MAX_INPUT_BYTES)
     try:
         status = _COMMANDS[args.command](args)
         sys.stdout.flush()

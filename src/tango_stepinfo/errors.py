@@ -62,10 +62,9 @@ class InvalidStepStateError(RuntimeError):
 class InvalidSettingError(_PathError, ValueError):
     """An environment variable that configures this library holds a value it does not know.
 
-    Raised when the first record is made, never at import; the message starts with the
-    variable's name, e.g. ``TANGO_STEPINFO_PRIVACY: unknown privacy mode 'anonymus'; expected
-    'full' or 'anonymous'``.
+    The message starts with the variable's name, then says what was expected, e.g.
+    ``TANGO_STEPINFO_JSON: expected 'tango' or 'ours' (or unset), got 'tnago'``.
 
-    :ivar path: the name of the environment variable.
-    :ivar problem: what was wrong with its value.
+    :ivar path: the name of the variable.
+    :ivar problem: what was wrong, without the name.
     """

@@ -43,12 +43,15 @@ raises :class:`CorruptPickleError`, so callers catch :class:`pickle.UnpicklingEr
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import io
 import os
 import pickle
-from typing import IO, Any, Callable, Dict, List, Optional, Tuple
+import re
+from pathlib import Path, PurePath
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import _codec
+from . import _codec, _limits
 from .errors import StepInfoDecodeError
 from .metadata import (
     EnvironmentMetadata,
@@ -86,12 +89,6 @@ class CorruptPickleError(pickle.UnpicklingError):
 
 
 __all__ = ["CorruptPickleError", "UnsafePickleError", "load", "loads"]
-
-MAX_DEPTH = 500
-"""How deep values in a pickle may nest."""
-
-EXPANSION = 16
-"""How many values per byte of pickle the result may hold, counting shared ones each time."""
 
 _RECORDS: Tuple[type, ...] = (
     StepInfo,
@@ -173,7 +170,7 @@ _REAL: Dict[type, type] = {}  # stand-in -> real record class
 
 def _reconstructor(*args: Any) -> Any:
     """``copyreg._reconstructor`` for protocols 0 and 1, for records only."""
-    if len(args) == 3 and args[0] in _REAL and args[1] is object and args[2] is None:
+    if len(args) == 3 and type(args[0]) is _Frozen and args[1] is object and args[2] is None:
         return _bare(_REAL[args[0]])
     raise _bad_args("copyreg._reconstructor", args)
 
@@ -189,6 +186,19 @@ def _step_state(*args: Any) -> StepState:
     if len(args) == 1 and type(args[0]) is str:
         return StepState(args[0])
     raise _bad_args("StepState", args)
+
+
+def _enum_member(*args: Any) -> StepState:
+    """``getattr(StepState, name)``: how some Python 3.11 releases (3.11.2 among them) pickle
+    an enum member. Nothing else ``getattr`` could do is allowed (the scan checks it too)."""
+    if (
+        len(args) == 2
+        and args[0] is _allowed()[("tango_stepinfo.step_info", "StepState")]
+        and type(args[1]) is str
+        and args[1] in StepState.__members__
+    ):
+        return StepState[args[1]]
+    raise UnsafePickleError("builtins.getattr", "allowed only as getattr(StepState, member name)")
 
 
 def _pytz_utc(*args: Any) -> Any:
@@ -232,8 +242,18 @@ def _pytz_zone(*args: Any) -> Any:
     for candidate in tzinfos.values():
         if candidate._utcoffset == utcoffset and candidate._dst == dstoffset:
             return candidate
+    if tzname is not None and not (
+        (0 < len(tzname) <= 10 and tzname.isalnum()) or _OFFSET_NAME(tzname)
+    ):
+        # pytz shows the name raw in repr(): only what a zone abbreviation looks like
+        raise CorruptPickleError(f"pytz._p: {tzname[:20]!r} is not a time zone abbreviation")
     make: Any = type(zone)
     return make((utcoffset, dstoffset, tzname), tzinfos)
+
+
+def _OFFSET_NAME(name: str) -> bool:
+    """Whether ``name`` is an abbreviation of the form ``+0530`` / ``-03`` (tzdata uses them)."""
+    return 2 <= len(name) <= 5 and name[0] in "+-" and name[1:].isdigit() and name.isascii()
 
 
 def _pytz_fixed(*args: Any) -> Any:
@@ -291,12 +311,40 @@ def _allowed() -> Dict[Tuple[str, str], Any]:
             table[("builtins", kind.__name__)] = kind
         table[("copyreg", "_reconstructor")] = _Call("copyreg._reconstructor", _reconstructor)
         table[("_codecs", "encode")] = _Call("_codecs.encode", _encode)
+        table[("builtins", "getattr")] = _Call("builtins.getattr", _enum_member)
         _ALLOWED = table
+        kinds: Dict[int, Tuple[int, Any]] = {id(found): (_CALL, None) for found in table.values()}
+        for stand_in in _REAL:
+            kinds[id(stand_in)] = (_RECORD_CLASS, None)
+        kinds[id(table[("copyreg", "_reconstructor")])] = (_RECONSTRUCTOR, None)
+        kinds[id(table[("builtins", "getattr")])] = (_GETATTR, None)
+        kinds[id(state)] = (_ENUM, None)
+        for kind, result in ((list, _LIST), (dict, _DICT), (set, _SET), (tuple, _TUPLE)):
+            kinds[id(kind)] = (_CONTAINER_TYPE, result)
+        kinds[id(frozenset)] = (_CONTAINER_TYPE, _FROZENSET)
+        _KINDS.update(kinds)
     return _ALLOWED
 
 
+_KINDS: Dict[int, Tuple[int, Any]] = {}  # id of an allowed object -> (kind of cell, detail)
+
+
+def _kind_of(found: Any) -> Tuple[int, Any]:
+    return _KINDS[id(found)]
+
+
+_FOUND: Dict[Tuple[str, str], Any] = {}  # (module, name) as a pickle writes it -> allowed object
+
+
 def _resolve(module: str, name: str) -> Any:
-    """The allowed object a pickle's global names, or :class:`UnsafePickleError`."""
+    """The allowed object a pickle's global names, or :class:`UnsafePickleError`.
+
+    Found names are cached: a record names about ten globals, each looked up by the scan and
+    again by the unpickler, and the mapping of Python 2 names costs microseconds.
+    """
+    found = _FOUND.get((module, name))
+    if found is not None:
+        return found
     from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
     key = (module, name)
@@ -307,210 +355,627 @@ def _resolve(module: str, name: str) -> Any:
     found = _allowed().get(key)
     if found is None:
         raise UnsafePickleError(f"{module}.{name}")
+    if len(_FOUND) < 1000:
+        _FOUND[(module, name)] = found
     return found
 
 
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module_name: str, global_name: str) -> Any:
-        return _resolve(module_name, global_name)
+        found = _FOUND.get((module_name, global_name))
+        return _resolve(module_name, global_name) if found is None else found
 
 
 # --- reading the opcodes first -----------------------------------------------------------------
+#
+# The scan runs the pickle's opcodes on a model of the unpickler's stack and memo, byte by byte
+# (``pickletools.genops`` made a tuple per opcode and a list per value: 62% of the old loader's
+# time). A value of the model, a "cell", is either
+#
+# - an int, for a value that holds no other (string, number, None, a time, a path ...): its
+#   estimated JSON size in the low 32 bits; for a string, bits 32-33 say how its text is stored
+#   (:data:`_UTF8`, :data:`_RAW`, :data:`_OPAQUE`) and the bits above where it starts, so that
+#   names (``STACK_GLOBAL``, ``getattr``, dict keys) can be read without copying every string;
+# - a list ``[size, depth, kind, flags, items]`` for anything else (containers, records, allowed
+#   callables): the same list wherever the value is (stack, memo), so changes are seen everywhere.
+#
+# Sizes and depths are exact, whichever opcodes built the value: a container may be changed
+# (APPEND, SETITEM, ADDITEMS, BUILD) only before it is put into another value or passed to a
+# call. pickle itself never does otherwise (children are complete before their parent is), and
+# without that rule a list could be filled after it was counted, and a reference cycle be made.
 
-_STRINGS = frozenset(("UNICODE", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"))
-_IN_PLACE = frozenset(("APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"))
-_MAKES_RECORD = frozenset(("REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ"))
-_RECORD_CLASS = "record class"
-_RECONSTRUCTOR = "reconstructor"
-_RECORD = "record"
+# Two layouts of int cells. Compact cells (below 2**30: arithmetic on them is fastest, and most
+# cells are compact): the size in the low 10 bits and, for a string, where its UTF-8 text
+# starts above them (so a compact cell of 1024 or more is a string). Big cells, for the rest:
+# _BIG | how the text is stored | where it starts << _POS | size.
+_COMPACT = 1 << 30
+_SMALL = 1023
+_BIG = 1 << 80
+_SIZE = 0xFFFFFFFF
+_UTF8 = 1 << 32  # a string whose text is UTF-8 bytes at its position (BINUNICODE ...)
+_RAW = 2 << 32  # a string whose text is a raw-unicode-escape line at its position (UNICODE)
+_OPAQUE = 3 << 32  # a string whose text the scan does not read (Python 2 STRING ...)
+_TAGS = 3 << 32
+_POS = 34
 
-# A stack entry of the simulation: [depth, kind, text]. The same list object stands for the same
-# value wherever it is (stack, memo), so in-place changes are seen everywhere.
-_Cell = List[Any]
+
+def _size_of(cell: int) -> int:
+    return cell & _SMALL if cell < _COMPACT else cell & _SIZE
 
 
-def _kind_of(found: Any) -> Optional[str]:
-    if found in _REAL:
-        return _RECORD_CLASS
-    if found is _allowed()[("copyreg", "_reconstructor")]:
-        return _RECONSTRUCTOR
+def _is_str(cell: int) -> bool:
+    return cell >= 1024 if cell < _COMPACT else bool(cell & _TAGS)
+
+
+def _scalar(size: int) -> int:
+    """The cell of a value that is not a string, of estimated JSON ``size``."""
+    return size if size <= _SMALL else _BIG | min(size, _SIZE)
+
+
+def _string(start: int, size: int, how: int = _UTF8) -> int:
+    """The cell of a string whose text starts at ``start``, of estimated JSON ``size``."""
+    if how == _UTF8 and size <= _SMALL and start < 1 << 20:
+        return start << 10 | size
+    return _BIG | how | start << _POS | size
+
+
+# kinds of list cells: values ...
+_LIST, _DICT, _SET, _TUPLE, _FROZENSET, _RECORD = 1, 2, 3, 4, 5, 6
+# ... and the allowed callables, as find_class hands them out
+_CALL, _RECORD_CLASS, _RECONSTRUCTOR, _CONTAINER_TYPE, _GETATTR, _ENUM = 10, 11, 12, 13, 14, 15
+# flags
+_PLACED = 1  # put into another value or passed to a call: may not change any more
+_NONSTR = 2  # (list, tuple) holds something that is not a string
+_SETBAD = 4  # (dict, tuple) would give a record's set field something that is not a string
+_BUILT = 8  # (record) has been given its state
+
+_SEP = 4  # JSON bytes per item besides the item: ", " and, in a dict, ": "
+_RECORD_BYTES = 512  # JSON of a record besides its state (keys and nulls of absent fields)
+_SCALAR_BYTES = 64  # JSON of a value an allowed function makes (a time: 32), besides its args
+_EXPAND = 7  # JSON bytes per byte when a call turns a string into items: '"a", ' ...
+
+_INT_ONLY = frozenset((int,))
+_CONSTANTS = re.compile(b"[N\x88\x89]+")
+_SET_FIELDS: Optional[frozenset[Optional[str]]] = None
+
+
+def _set_fields() -> frozenset[Optional[str]]:
+    """The names of record fields that ``__setstate__`` turns into a ``set``, and ``None``: a
+    key whose text the scan does not read might be one."""
+    global _SET_FIELDS
+    if _SET_FIELDS is None:
+        names = {name for cls in _RECORDS for name in _codec._plan(cls).set_fields}
+        _SET_FIELDS = frozenset((None, *names))
+    return _SET_FIELDS
+
+
+def _text(data: bytes, cell: Any) -> Optional[str]:
+    """The text of a string cell, or None when the cell is not a string or the scan cannot read
+    its text."""
+    if type(cell) is not int:
+        return None
+    if 1024 <= cell < _COMPACT:
+        return data[cell >> 10 : (cell >> 10) + (cell & _SMALL) - 2].decode("utf-8", "replace")
+    how = cell & _TAGS
+    start = (cell >> _POS) & 0xFFFFFFFF
+    try:
+        if how == _UTF8:
+            return data[start : start + (cell & _SIZE) - 2].decode("utf-8")
+        if how == _RAW:
+            return data[start : data.index(b"\n", start)].decode("raw-unicode-escape")
+    except (UnicodeDecodeError, ValueError):
+        return None
     return None
+
+
+class _Refused(Exception):
+    """Internal: a scan failure, turned into :class:`CorruptPickleError` with the position."""
 
 
 def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode reads best)
     """Check the opcodes of the pickle in ``data`` without running it; return where it ends.
 
-    Simulates the unpickler's stack and memo with, for each value, how deep it nests when it is
-    made and whether it is a record (or a record class): the only values ``BUILD`` may give a
-    state to. A list or dict filled after it was put into another may end up nesting deeper
-    than recorded; that is harmless, since only tuples hash recursively (deep ones crash the
-    interpreter) and a tuple never changes after it is made.
-
-    :raises UnsafePickleError: a global that is not allowed, or a copyreg extension code.
-    :raises CorruptPickleError: anything the real unpickler would also refuse, and values
-        nested more than :data:`MAX_DEPTH` deep, implausible memo indexes, and ``BUILD`` on
-        something other than a record.
+    :raises UnsafePickleError: a global that is not allowed, ``getattr`` used for anything but
+        an enum member, or a copyreg extension code.
+    :raises CorruptPickleError: anything the real unpickler would also refuse, and: values
+        nested deeper than :data:`_limits.MAX_DEPTH` (plus the levels records add), an estimated
+        JSON size past the bound, ints of more than :data:`_limits.MAX_INT_DIGITS` digits,
+        implausible memo indexes, dict keys and set members that are not strings, a change to a
+        container after it was used, ``BUILD`` on anything but a new record, and a record that
+        is never given a state.
     """
-    import pickletools
-
-    stack: List[_Cell] = []
+    n = len(data)
+    if n >= 1 << 31:
+        raise CorruptPickleError("pickles of 2 GiB or more are not read")
+    limit = _limits.JSON_BYTES_PER_PICKLE_BYTE * n + _limits.JSON_BYTES_FLOOR
+    max_depth = _limits.MAX_DEPTH + 8  # the levels of records, their states and a list of them
+    stack: List[Any] = []
+    push = stack.append
+    pop = stack.pop
     marks: List[int] = []
-    memo: Dict[int, _Cell] = {}
-    count = 0
+    fence = 0
+    memo: List[Any] = []
+    memoize = memo.append
+    holes = 0  # empty memo slots: MEMOIZE stores at the count of filled ones, as C counts
+    unbuilt = 0
+    # Each container counts CONTAINER_BYTES in the bound: so many may be made at most, refused
+    # as soon as they are made (not when the last of a million is put into a list).
+    containers = 0
+    max_containers = limit // _limits.CONTAINER_BYTES
+    too_many = f"more than {max_containers} lists, dicts, sets and tuples (the JSON size bound)"
+    i = 0
 
-    def fail(problem: str, pos: int) -> CorruptPickleError:
-        return CorruptPickleError(f"corrupt pickle at byte {pos}: {problem}")
+    def measure(items: Sequence[Any], in_tuple: bool) -> Tuple[int, int, int]:
+        """The JSON size, depth and flags that ``items`` add to a container (now placed)."""
+        if set(map(type, items)) <= _INT_ONLY and (not items or max(items) < _COMPACT):
+            # compact cells only, the common case (package lists): in C loops
+            size = sum(map(_SMALL.__and__, items)) + _SEP * len(items)
+            return size, 0, _NONSTR if items and min(items) < 1024 else 0
+        size = _SEP * len(items)
+        depth = 0
+        flags = 0
+        for c in items:
+            if type(c) is int:
+                size += _size_of(c)
+                if not _is_str(c):
+                    flags |= _NONSTR
+            else:
+                size += c[0]
+                depth = max(depth, c[1])
+                c[3] |= _PLACED
+                flags |= _NONSTR | (c[3] & _SETBAD if in_tuple else 0)
+        return size, depth, flags
 
-    def pop(n: int, pos: int) -> List[_Cell]:
-        floor = marks[-1] if marks else 0
-        if len(stack) - n < floor:
-            raise fail("stack underflow", pos)
-        if n == 0:
-            return []
-        items = stack[-n:]
-        del stack[-n:]
-        return items
+    def made(kind: int, items: Sequence[Any]) -> List[Any]:
+        """A new container cell of ``kind`` holding ``items`` (which are now placed)."""
+        nonlocal containers
+        containers += 1
+        if containers > max_containers:
+            raise _Refused(too_many)
+        size, depth, flags = measure(items, kind == _TUPLE)
+        cell = [
+            _limits.CONTAINER_BYTES + size,
+            depth + 1,
+            kind,
+            flags,
+            tuple(items) if len(items) <= 3 else None,
+        ]
+        check(cell)
+        return cell
 
-    def pop_mark(pos: int) -> List[_Cell]:
-        if not marks:
-            raise fail("no MARK to pop to", pos)
-        at = marks.pop()
-        items = stack[at:]
-        del stack[at:]
-        return items
+    def check(cell: List[Any]) -> None:
+        if cell[0] > limit:
+            raise _Refused(
+                f"the value would expand to more than {limit} bytes of JSON "
+                f"({_limits.JSON_BYTES_PER_PICKLE_BYTE} per pickle byte plus "
+                f"{_limits.JSON_BYTES_FLOOR}), counting shared references each time"
+            )
+        if cell[1] > max_depth:
+            raise _Refused(f"values nest more than {max_depth} levels deep")
+
+    def strings_only(items: Sequence[Any], what: str) -> None:
+        for c in items:
+            if type(c) is not int or not _is_str(c):
+                raise _Refused(f"{what} may only be strings")
+
+    def grow(target: Any, items: Sequence[Any], kind: int, what: str) -> None:
+        """Add ``items`` to the container ``target`` in place (APPEND, SETITEM, ADDITEMS)."""
+        if type(target) is int or target[2] != kind:
+            raise _Refused(f"{what} on something that is not a new {_KIND_NAMES[kind]}")
+        if target[3] & _PLACED:
+            raise _Refused(f"{what} on a {_KIND_NAMES[kind]} that was already used")
+        size, depth, flags = measure(items, False)
+        if depth:
+            if id(target) in set(map(id, items)):
+                raise _Refused("a container put into itself (reference cycles are not allowed)")
+            target[1] = max(target[1], depth + 1)
+        target[0] += size
+        target[3] |= flags & _NONSTR
+        check(target)
+
+    def put(index: int, cell: Any) -> None:
+        nonlocal holes
+        if index > i:  # the C unpickler would allocate memory for every index up to it
+            raise _Refused(f"memo index {index} out of range")
+        if index >= len(memo):
+            holes += index - len(memo)
+            memo.extend([None] * (index - len(memo)))
+            memo.append(cell)
+            return
+        if memo[index] is None:
+            holes -= 1
+        memo[index] = cell
+
+    def call(fn: Any, args: Any, what: str) -> Any:
+        """The cell of what calling the allowed callable ``fn`` with the tuple ``args`` gives."""
+        nonlocal unbuilt
+        if type(fn) is int or fn[2] < _CALL:
+            raise _Refused(f"{what} of something that is not an allowed callable")
+        if type(args) is int or args[2] != _TUPLE:
+            raise _Refused(f"{what} with arguments that are not a tuple")
+        args[3] |= _PLACED
+        kind = fn[2]
+        items = args[4]
+        if kind in (_RECORD_CLASS, _RECONSTRUCTOR):
+            unbuilt += 1
+            return [_RECORD_BYTES, 1, _RECORD, 0, None]
+        if kind == _GETATTR:
+            if (
+                items is None
+                or len(items) != 2
+                or type(items[0]) is int
+                or items[0][2] != _ENUM
+                or _text(data, items[1]) not in StepState.__members__
+            ):
+                raise UnsafePickleError(
+                    "builtins.getattr", "allowed only as getattr(StepState, member name)"
+                )
+            return 16
+        if kind != _CONTAINER_TYPE:  # a time, a zone, a path, a StepState, bytes
+            return _scalar(args[0] + _SCALAR_BYTES)
+        result = fn[4]
+        if items is None or len(items) > 1:  # not a call the container types accept
+            size, depth, flags = _EXPAND * args[0], args[1], _NONSTR
+        elif not items:
+            size, depth, flags = _limits.CONTAINER_BYTES, 1, 0
+        elif type(items[0]) is int:  # a string or bytes, turned into items
+            size, depth = _limits.CONTAINER_BYTES + _EXPAND * _size_of(items[0]), 1
+            flags = 0 if _is_str(items[0]) else _NONSTR
+        elif items[0][2] in (_LIST, _TUPLE, _SET, _FROZENSET, _DICT):  # the same items
+            size, depth, flags = items[0][0], items[0][1], items[0][3] & _NONSTR
+        else:
+            size, depth, flags = _EXPAND * items[0][0], items[0][1] + 1, _NONSTR
+        if result in (_SET, _FROZENSET, _DICT) and flags & _NONSTR:
+            raise _Refused(f"{_KIND_NAMES[result]} members and keys may only be strings")
+        cell = [max(size, _limits.CONTAINER_BYTES), max(depth, 1), result, flags, None]
+        check(cell)
+        return cell
+
+    def global_cell(module: str, name: str) -> List[Any]:
+        kind, extra = _kind_of(_resolve(module, name))
+        return [0, 0, kind, 0, extra]
+
+    def line(start: int) -> bytes:
+        end = data.index(b"\n", start)
+        return data[start:end]
 
     try:
-        for op, found_arg, at in pickletools.genops(data):
-            arg: Any = found_arg
-            pos = at or 0
-            count += 1
-            name = op.name
-            if name in _STRINGS:
-                stack.append([0, None, arg])
-            elif name == "MARK":
-                marks.append(len(stack))
-            elif name == "STOP":
-                return pos + 1
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                index = len(memo) if name == "MEMOIZE" else int(arg)
-                if index > count:
-                    raise fail(f"memo index {index} out of range", pos)
-                if len(stack) <= (marks[-1] if marks else 0):
-                    raise fail("memo store with an empty stack", pos)
-                memo[index] = stack[-1]
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                if int(arg) not in memo:
-                    raise fail(f"memo index {arg} not stored", pos)
-                stack.append(memo[int(arg)])
-            elif name == "DUP":
-                stack.append(pop(1, pos)[0])
-                stack.append(stack[-1])
-            elif name == "POP":
+        while True:
+            op = data[i]
+            # the opcodes that make up most of a record's pickle come first
+            while op == 0x8C:  # SHORT_BINUNICODE, in runs, each followed by MEMOIZE
+                # (data[i] past the end raises IndexError: the string is truncated)
+                length = data[i + 1]
+                cell = (i + 2) << 10 | length + 2
+                if cell >= _COMPACT:
+                    cell = _string(i + 2, length + 2)
+                i += 2 + length
+                if data[i] == 0x94:
+                    if holes:
+                        put(len(memo) - holes, cell)
+                    else:
+                        memoize(cell)
+                    i += 1
+                push(cell)
+                op = data[i]
+            if op == 0x94:  # MEMOIZE
+                if len(stack) <= fence:
+                    raise _Refused("memo store with an empty stack")
+                if holes:
+                    put(len(memo) - holes, stack[-1])
+                else:
+                    memo.append(stack[-1])
+                i += 1
+            elif op in (0x71, 0x72):  # BINPUT, LONG_BINPUT
+                if len(stack) <= fence:
+                    raise _Refused("memo store with an empty stack")
+                if op == 0x71:
+                    index = data[i + 1]
+                    i += 2
+                else:
+                    index = int.from_bytes(data[i + 1 : i + 5], "little")
+                    i += 5
+                put(index, stack[-1])
+            elif op in (0x68, 0x6A):  # BINGET, LONG_BINGET
+                if op == 0x68:
+                    index = data[i + 1]
+                    i += 2
+                else:
+                    index = int.from_bytes(data[i + 1 : i + 5], "little")
+                    i += 5
+                if index >= len(memo) or memo[index] is None:
+                    raise _Refused(f"memo index {index} not stored")
+                push(memo[index])
+            elif op in (0x58, 0x8D):  # BINUNICODE, BINUNICODE8
+                width = 4 if op == 0x58 else 8
+                length = int.from_bytes(data[i + 1 : i + 1 + width], "little")
+                start = i + 1 + width
+                if start + length > n or len(data[i + 1 : start]) < width:
+                    raise _Refused("truncated string")
+                push(_string(start, length + 2))
+                i = start + length
+            elif op in (0x4E, 0x88, 0x89) and data[i + 1] in (0x4E, 0x88, 0x89):
+                # a run of None, True, False: pushed at once (5: "false", the longest)
+                run = _CONSTANTS.match(data, i).end() - i  # type: ignore[union-attr]
+                stack.extend([5] * run)
+                i += run
+            elif op == 0x4B:  # BININT1
+                push(3)
+                i += 2
+            elif op in (0x4E, 0x88):  # NONE, NEWTRUE
+                push(4)
+                i += 1
+            elif op == 0x89:  # NEWFALSE
+                push(5)
+                i += 1
+            elif op == 0x28:  # MARK
+                fence = len(stack)
+                marks.append(fence)
+                i += 1
+            elif op in (0x75, 0x73):  # SETITEMS, SETITEM
+                if op == 0x75:
+                    if not marks:
+                        raise _Refused("no MARK to pop to")
+                    at = marks.pop()
+                    fence = marks[-1] if marks else 0
+                    items = stack[at:]
+                    del stack[at:]
+                    if len(items) % 2:
+                        raise _Refused("odd number of items for SETITEMS")
+                else:
+                    if len(stack) - 2 < fence:
+                        raise _Refused("stack underflow")
+                    items = stack[-2:]
+                    del stack[-2:]
+                if not stack:
+                    raise _Refused("stack underflow")
+                if items:
+                    target = stack[-1]
+                    keys = items[0::2]
+                    strings_only(keys, "dict keys")
+                    grow(target, items, _DICT, "SETITEM")
+                    for key, value in zip(keys, items[1::2]):
+                        if (
+                            type(value) is not int
+                            and value[2] in (_LIST, _TUPLE)
+                            and value[3] & _NONSTR
+                            and _text(data, key) in _set_fields()
+                        ):
+                            target[3] |= _SETBAD
+                i += 1
+            elif op in (0x65, 0x61):  # APPENDS, APPEND
+                if op == 0x65:
+                    if not marks:
+                        raise _Refused("no MARK to pop to")
+                    at = marks.pop()
+                    fence = marks[-1] if marks else 0
+                    items = stack[at:]
+                    del stack[at:]
+                else:
+                    if len(stack) - 1 < fence:
+                        raise _Refused("stack underflow")
+                    items = [pop()]
+                if not stack:
+                    raise _Refused("stack underflow")
+                if items:
+                    grow(stack[-1], items, _LIST, "APPEND")
+                i += 1
+            elif 0x85 <= op <= 0x87:  # TUPLE1, TUPLE2, TUPLE3
+                count = op - 0x84
+                if len(stack) - count < fence:
+                    raise _Refused("stack underflow")
+                items = stack[-count:]
+                del stack[-count:]
+                push(made(_TUPLE, items))
+                i += 1
+            elif op in (0x5D, 0x7D, 0x29, 0x8F):  # EMPTY_ LIST DICT ...
+                containers += 1
+                if containers > max_containers:
+                    raise _Refused(too_many)
+                if op == 0x5D:
+                    push([_limits.CONTAINER_BYTES, 1, _LIST, 0, None])
+                elif op == 0x7D:
+                    push([_limits.CONTAINER_BYTES, 1, _DICT, 0, None])
+                else:
+                    push([_limits.CONTAINER_BYTES, 1, _TUPLE if op == 0x29 else _SET, 0, ()])
+                i += 1
+            elif op in (0x52, 0x81):  # REDUCE, NEWOBJ
+                if len(stack) - 2 < fence:
+                    raise _Refused("stack underflow")
+                args = pop()
+                push(call(pop(), args, "REDUCE" if op == 0x52 else "NEWOBJ"))
+                i += 1
+            elif op == 0x62:  # BUILD
+                if len(stack) - 2 < fence:
+                    raise _Refused("stack underflow")
+                state = pop()
+                target = stack[-1]
+                if type(target) is int or target[2] != _RECORD or target[3] & (_PLACED | _BUILT):
+                    raise _Refused("only a new record may be given a state (BUILD)")
+                if type(state) is not int:
+                    if state[3] & _SETBAD:
+                        raise _Refused("a record's set field may only hold strings")
+                    state[3] |= _PLACED
+                    target[0] += state[0]
+                    target[1] = max(target[1], state[1] + 1)
+                else:
+                    target[0] += _size_of(state)
+                target[3] |= _BUILT
+                unbuilt -= 1
+                check(target)
+                i += 1
+            elif op == 0x95:  # FRAME
+                i += 9
+            elif op == 0x2E:  # STOP
+                if len(stack) <= fence:
+                    raise _Refused("stack underflow")
+                if unbuilt:
+                    raise _Refused("a record without state (every record needs one)")
+                return i + 1
+            elif op == 0x80:  # PROTO
+                if data[i + 1] > pickle.HIGHEST_PROTOCOL:
+                    raise _Refused(f"unsupported pickle protocol {data[i + 1]}")
+                i += 2
+            elif op == 0x4D:  # BININT2
+                push(5)
+                i += 3
+            elif op == 0x4A:  # BININT
+                push(11)
+                i += 5
+            elif op == 0x47:  # BINFLOAT
+                push(24)
+                i += 9
+            elif op in (0x8A, 0x8B):  # LONG1, LONG4
+                width = 1 if op == 0x8A else 4
+                length = int.from_bytes(data[i + 1 : i + 1 + width], "little", signed=width == 4)
+                if length < 0:
+                    raise _Refused("negative byte count")
+                # (reading bytes into an int is linear: the digit limit is checked after
+                # loading, where the field is known)
+                push(_scalar(3 * length + 3))
+                i += 1 + width + length
+            elif op == 0x32:  # DUP
+                if len(stack) <= fence:
+                    raise _Refused("stack underflow")
+                push(stack[-1])
+                i += 1
+            elif op == 0x30:  # POP
                 if marks and marks[-1] == len(stack):
                     marks.pop()
+                    fence = marks[-1] if marks else 0
+                elif len(stack) <= fence:
+                    raise _Refused("stack underflow")
                 else:
-                    pop(1, pos)
-            elif name == "POP_MARK":
-                pop_mark(pos)
-            elif name in ("EXT1", "EXT2", "EXT4"):
-                raise UnsafePickleError(
-                    f"copyreg extension {arg}", "extension codes are not allowed"
-                )
-            elif name in ("GLOBAL", "INST"):
-                module, _, qualname = str(arg).partition(" ")
-                kind = _kind_of(_resolve(module, qualname))
-                if name == "INST":
-                    items = pop_mark(pos)
-                    depth = 1 + max((c[0] for c in items), default=-1)
-                    stack.append([depth, _RECORD if kind == _RECORD_CLASS else None, None])
+                    pop()
+                i += 1
+            elif op == 0x31:  # POP_MARK
+                if not marks:
+                    raise _Refused("no MARK to pop to")
+                del stack[marks.pop() :]
+                fence = marks[-1] if marks else 0
+                i += 1
+            elif op in (0x74, 0x6C, 0x64, 0x91, 0x90, 0x6F):  # TUPLE LIST DICT FROZENSET ...
+                if not marks:
+                    raise _Refused("no MARK to pop to")
+                at = marks.pop()
+                fence = marks[-1] if marks else 0
+                items = stack[at:]
+                del stack[at:]
+                if op == 0x74:
+                    push(made(_TUPLE, items))
+                elif op == 0x6C:
+                    push(made(_LIST, items))
+                elif op == 0x64:
+                    if len(items) % 2:
+                        raise _Refused("odd number of items for DICT")
+                    strings_only(items[0::2], "dict keys")
+                    push(made(_DICT, items))
+                elif op == 0x91:
+                    strings_only(items, "frozenset members")
+                    push(made(_FROZENSET, items))
+                elif op == 0x90:  # ADDITEMS
+                    if not stack:
+                        raise _Refused("stack underflow")
+                    if items:
+                        strings_only(items, "set members")
+                        grow(stack[-1], items, _SET, "ADDITEMS")
+                else:  # OBJ: class, then arguments
+                    if not items:
+                        raise _Refused("OBJ without a class")
+                    push(call(items[0], made(_TUPLE, items[1:]), "OBJ"))
+                i += 1
+            elif op == 0x93:  # STACK_GLOBAL
+                if len(stack) - 2 < fence:
+                    raise _Refused("stack underflow")
+                name = _text(data, pop())
+                module = _text(data, pop())
+                if module is None or name is None:
+                    raise _Refused("STACK_GLOBAL needs two strings")
+                push(global_cell(module, name))
+                i += 1
+            elif op in (0x63, 0x69):  # GLOBAL, INST
+                module_line = line(i + 1)
+                name_line = line(i + 2 + len(module_line))
+                i += 3 + len(module_line) + len(name_line)
+                fn = global_cell(module_line.decode("utf-8"), name_line.decode("utf-8"))
+                if op == 0x63:
+                    push(fn)
                 else:
-                    stack.append([0, kind, None])
-            elif name == "STACK_GLOBAL":
-                module_cell, name_cell = pop(2, pos)
-                if type(module_cell[2]) is not str or type(name_cell[2]) is not str:
-                    raise fail("STACK_GLOBAL needs two strings", pos)
-                stack.append([0, _kind_of(_resolve(module_cell[2], name_cell[2])), None])
-            elif name in _IN_PLACE:
-                if "mark" in [s.name for s in op.stack_before]:
-                    items = pop_mark(pos)
+                    if not marks:
+                        raise _Refused("no MARK to pop to")
+                    at = marks.pop()
+                    fence = marks[-1] if marks else 0
+                    items = stack[at:]
+                    del stack[at:]
+                    push(call(fn, made(_TUPLE, items), "INST"))
+            elif op in (0x43, 0x42, 0x8E, 0x96, 0x55, 0x54):  # bytes, Python 2 strings
+                width = 1 if op in (0x43, 0x55) else 4 if op in (0x42, 0x54) else 8
+                length = int.from_bytes(data[i + 1 : i + 1 + width], "little", signed=op == 0x54)
+                if length < 0 or i + 1 + width + length > n:
+                    raise _Refused("truncated or negative length")
+                if op in (0x55, 0x54):
+                    push(_string(0, length + 2, _OPAQUE))
                 else:
-                    items = pop(len(op.stack_before) - 1, pos)
-                target = pop(1, pos)[0]
-                if name == "BUILD" and target[1] != _RECORD:
-                    raise fail("only a record may be given a state (BUILD)", pos)
-                depth = 1 + max((c[0] for c in items), default=-1)
-                target[0] = max(target[0], depth)
-                stack.append(target)
+                    push(_scalar(length + 2))
+                i += 1 + width + length
+            elif op in (0x56, 0x53, 0x49, 0x4C, 0x46):  # UNICODE STRING INT LONG FLOAT (text)
+                text = line(i + 1)
+                if op in (0x49, 0x4C) and len(text) > _limits.MAX_INT_DIGITS + 2:
+                    raise _Refused(f"an int of more than {_limits.MAX_INT_DIGITS} digits")
+                if op == 0x56:
+                    push(_string(i + 1, 2 * len(text) + 2, _RAW))
+                elif op == 0x53:
+                    push(_string(0, 2 * len(text) + 2, _OPAQUE))
+                else:
+                    push(_scalar(max(len(text), 24)))
+                i += 2 + len(text)
+            elif op in (0x70, 0x67):  # PUT, GET (text)
+                text = line(i + 1)
+                i += 2 + len(text)
+                if not text.isdigit() or len(text) > 10:
+                    raise _Refused("bad memo index")
+                if op == 0x70:
+                    if len(stack) <= fence:
+                        raise _Refused("memo store with an empty stack")
+                    put(int(text), stack[-1])
+                else:
+                    index = int(text)
+                    if index >= len(memo) or memo[index] is None:
+                        raise _Refused(f"memo index {index} not stored")
+                    push(memo[index])
+            elif op == 0x92:  # NEWOBJ_EX: only without keyword arguments
+                if len(stack) - 3 < fence:
+                    raise _Refused("stack underflow")
+                kwargs = pop()
+                args = pop()
+                if type(kwargs) is int or kwargs[2] != _DICT or kwargs[0] > _limits.CONTAINER_BYTES:
+                    raise _Refused("NEWOBJ_EX with keyword arguments")
+                push(call(pop(), args, "NEWOBJ_EX"))
+                i += 1
+            elif 0x82 <= op <= 0x84:  # EXT1, EXT2, EXT4
+                raise UnsafePickleError("copyreg extension code", "extension codes are not allowed")
+            elif op in (0x50, 0x51):  # PERSID, BINPERSID
+                raise _Refused("persistent IDs are not supported")
+            elif op in (0x97, 0x98):  # NEXT_BUFFER, READONLY_BUFFER
+                raise _Refused("out-of-band buffers are not supported")
             else:
-                before = [s.name for s in op.stack_before]
-                if "mark" in before:
-                    items = pop_mark(pos)
-                    items = pop(before.index("mark"), pos) + items
-                else:
-                    items = pop(len(before), pos)
-                if not op.stack_after:
-                    continue
-                kind = None
-                if (
-                    name in _MAKES_RECORD
-                    and items
-                    and items[0][1] in (_RECORD_CLASS, _RECONSTRUCTOR)
-                ):
-                    kind = _RECORD
-                depth = 1 + max((c[0] for c in items), default=-1)
-                stack.append([depth, kind, None])
-            if stack and stack[-1][0] > MAX_DEPTH:
-                raise fail(f"values nest more than {MAX_DEPTH} levels deep", pos)
-    except (UnsafePickleError, CorruptPickleError):
-        raise
-    except Exception as e:  # what pickletools says about bytes it cannot read
-        raise CorruptPickleError(f"corrupt pickle: {e}") from e
-    raise CorruptPickleError("corrupt pickle: no STOP opcode")
+                raise _Refused(f"unknown opcode {bytes([op])!r}")
+    except _Refused as e:
+        raise CorruptPickleError(f"corrupt pickle at byte {i}: {e}") from None
+    except IndexError:
+        raise CorruptPickleError(f"corrupt pickle at byte {i}: truncated") from None
+    except (ValueError, UnicodeDecodeError) as e:  # a line without its end, bad text
+        raise CorruptPickleError(f"corrupt pickle at byte {i}: {e}") from None
 
 
-# --- checking the result -----------------------------------------------------------------------
-
-
-def _children(value: Any) -> Optional[List[Any]]:
-    kind = type(value)
-    if kind is dict:
-        return [*value.keys(), *value.values()]
-    if kind in (list, tuple, set, frozenset):
-        return list(value)
-    if kind in _RECORDS:
-        return list(vars(value).values())
-    return None
-
-
-def _check_expansion(root: Any, limit: int) -> None:
-    """Refuse reference cycles, and shared references that expand to more than ``limit`` values.
-
-    Later checks walk the result as a tree, so ``a = [b, b]; b = [c, c]; ...`` in a small
-    pickle would otherwise take forever.
-    """
-    sizes: Dict[int, int] = {}
-    active = set()
-    todo: List[Tuple[Any, bool]] = [(root, False)]
-    while todo:
-        value, finished = todo.pop()
-        children = _children(value)
-        if children is None:
-            continue
-        key = id(value)
-        if finished:
-            total = 1 + sum(sizes.get(id(child), 1) for child in children)
-            if total > limit:
-                raise CorruptPickleError(
-                    f"the pickle expands to more than {limit} values through shared references"
-                )
-            sizes[key] = total
-            active.discard(key)
-        elif key not in sizes:
-            if key in active:
-                raise CorruptPickleError("the pickle holds a reference cycle")
-            active.add(key)
-            todo.append((value, True))
-            todo.extend((child, False) for child in children)
+_KIND_NAMES = {
+    _LIST: "list",
+    _DICT: "dict",
+    _SET: "set",
+    _TUPLE: "tuple",
+    _FROZENSET: "frozenset",
+    _RECORD: "record",
+}
 
 
 def _check_item(value: Any, path: str) -> None:
@@ -546,6 +1011,173 @@ def _check_result(value: Any) -> None:
         )
 
 
+# --- checking the result: what only the loader checks ----------------------------------------
+# (kept apart from the field-type checks above: limits and normalisation of loaded values)
+
+
+def _check_loaded(value: Any) -> None:
+    """Make every record in the loaded ``value`` usable, or refuse it naming the path.
+
+    ``value`` has passed :func:`_check_result` (records whose fields have the declared types).
+    Times must be real dates and times and are made aware (a naive time is UTC, as the JSON
+    decoder reads it), ints stay within :data:`_limits.MAX_INT`, ``config`` and ``metadata`` nest at
+    most :data:`_limits.MAX_DEPTH` deep and become JSON values as ``to_json_dict`` writes them,
+    and paths become what ``from_json_dict`` makes of their text: so ``repr``, ``to_json_dict``
+    and ``from_json_dict(to_json_dict(x)) == x`` hold for what :func:`loads` returns.
+
+    :raises CorruptPickleError: ``path: problem``.
+    """
+    if type(value) in (list, tuple):
+        for i, item in enumerate(value):
+            _usable(item, f"[{i}]")
+    elif type(value) is dict:
+        for key, item in value.items():
+            _usable(item, f"[{key!r}]")
+    else:
+        _usable(value, "")
+
+
+_REQUIRED: Dict[type, Tuple[str, ...]] = {}
+
+
+def _required(cls: type) -> Tuple[str, ...]:
+    """The fields of ``cls`` that may not be ``None`` (their JSON may not be null)."""
+    names = _REQUIRED.get(cls)
+    if names is None:
+        import dataclasses
+        import typing
+
+        hints = typing.get_type_hints(cls)
+        names = _REQUIRED[cls] = tuple(
+            f.name
+            for f in dataclasses.fields(cls)
+            if _codec.classify(hints[f.name])[0] != "optional"
+        )
+    return names
+
+
+def _usable(record: Any, path: str) -> None:
+    if type(record) not in _RECORDS:
+        return
+    values = record.__dict__
+    for name in _required(type(record)):
+        if values.get(name) is None:
+            # a pickle from before the field existed: to_json_dict could not write it
+            raise StepInfoDecodeError(
+                f"{path}.{name}" if path else name, "required field is missing"
+            )
+    for name, value in values.items():
+        kind = type(value)
+        if kind is str or value is None or kind is bool:
+            continue
+        here = f"{path}.{name}" if path else name
+        if kind is int:
+            if not -_limits.MAX_INT < value < _limits.MAX_INT:
+                raise CorruptPickleError(
+                    f"{here}: an int of more than {_limits.MAX_INT_DIGITS} digits"
+                )
+        elif kind in _RECORDS:
+            _usable(value, here)
+        elif kind is list:  # a list of records (gpus)
+            for j, item in enumerate(value):
+                if type(item) in _RECORDS:
+                    _usable(item, f"{here}[{j}]")
+        elif isinstance(value, _dt.datetime):
+            values[name] = _real_time(value, here)
+        elif isinstance(value, PurePath) and type(value) is not _NATIVE_PATH:
+            values[name] = _codec._dec_path(str(value))
+        elif kind is dict and name in _FREE_JSON:
+            try:
+                values[name] = _json_value(value, 1)
+            except _Where as e:
+                inner = "".join(reversed(e.parts))
+                raise CorruptPickleError(f"{here}{inner}: {e.problem}") from None
+
+
+_FREE_JSON = frozenset(("config", "metadata"))
+_NATIVE_PATH = type(Path())
+
+
+def _real_time(value: _dt.datetime, path: str) -> _dt.datetime:
+    """``value`` if it is a real date and time (aware; a naive one taken as UTC), else refused.
+
+    A pickled datetime is built from its bytes unchecked: day 0 and hour 255 load.
+    """
+    try:
+        _dt.datetime(
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+            fold=value.fold,
+        )
+        if value.tzinfo is None or value.utcoffset() is None:
+            value = value.replace(tzinfo=_codec._decoded_utc())
+        _codec._as_utc(value).isoformat()  # the offset can be computed and stays in range
+    except Exception as e:  # ValueError, OverflowError, or whatever a zone's utcoffset raises
+        raise CorruptPickleError(f"{path}: not a real date and time ({e})"[:300]) from None
+    return value
+
+
+def _json_value(value: Any, depth: int) -> Any:
+    """``value`` as ``to_json_dict`` writes it (tuples and sets as lists, times and paths as
+    strings), checking depth, ints and times; recursion is bounded by the scan's depth limit.
+
+    :raises _Where: what is wrong and where (the path is built only then).
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None or kind is float:
+        return value
+    if kind is int:
+        if -_limits.MAX_INT < value < _limits.MAX_INT:
+            return value
+        raise _Where(f"an int of more than {_limits.MAX_INT_DIGITS} digits")
+    if depth > _limits.MAX_DEPTH:
+        raise _Where(f"nested more than {_limits.MAX_DEPTH} levels deep")
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            try:
+                out[key] = _json_value(item, depth + 1)
+            except _Where as e:
+                e.parts.append(f".{key}")
+                raise
+        return out
+    if kind is list or kind is tuple:
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(_json_value(item, depth + 1))
+            except _Where as e:
+                e.parts.append(f"[{i}]")
+                raise
+        return items
+    if kind is set or kind is frozenset:  # members are strings (the scan checks)
+        return sorted(value)
+    if isinstance(value, _dt.datetime):
+        try:
+            return _codec._enc_time(_real_time(value, ""))
+        except CorruptPickleError as e:
+            raise _Where(str(e).lstrip(": ")) from None
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, StepState):
+        return value.value
+    return value  # not JSON: already refused by the field checks
+
+
+class _Where(Exception):
+    """Internal: a problem inside a free JSON value; ``parts`` is the path, innermost first."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.parts: List[str] = []
+
+
 # --- public ------------------------------------------------------------------------------------
 
 
@@ -561,8 +1193,8 @@ def _load(data: Any) -> Tuple[Any, int]:
     except Exception as e:
         raise CorruptPickleError(f"corrupt pickle: {type(e).__name__}: {e}"[:300]) from e
     try:
-        _check_expansion(value, EXPANSION * len(data) + 1024)
         _check_result(value)
+        _check_loaded(value)
     except (CorruptPickleError, StepInfoDecodeError):
         raise
     except Exception as e:  # a value no check foresaw; never let it out as something else

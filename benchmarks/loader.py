@@ -1,0 +1,156 @@
+"""What the safe loader costs: ``tango_stepinfo.loads`` against ``pickle.loads``, and its time
+and memory on hostile inputs of up to 1 MB.
+
+Usage (from the repository root, with the package installed in the running Python)::
+
+    python benchmarks/loader.py [--rounds 40]
+
+1. The ratio ``loads / pickle.loads`` on one record with 70 packages
+   (``tests/strategies.py: full_record()``), pickled with the default protocol. Both are timed
+   alternately, ``--rounds`` times, and the best time of each is kept: on a shared machine the
+   best is the least disturbed.
+2. Each hostile input (up to 1 MB) is loaded in a fresh interpreter, which prints how long
+   ``loads`` took, how it ended, and the peak of memory allocated during a second, traced run
+   (``tracemalloc``: everything allocated through Python's allocators, the C unpickler's
+   objects included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import platform
+import struct
+import subprocess
+import sys
+import timeit
+from pathlib import Path
+from typing import Callable, Dict
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MB = 1_000_000
+P2 = b"\x80\x02"
+STOP = b"."
+
+
+def g(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def u(text: str) -> bytes:
+    data = text.encode()
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+def filled_after_use() -> bytes:
+    level = b"q\x020" + b"h\x00]q\x01\x85" + b"h\x01h\x02a0" + b"R"
+    n = (MB - 40) // len(level)
+    return P2 + b"}" + g("__builtin__", "tuple") + b"q\x000" + b")" + level * n + b"Ns" + STOP
+
+
+def hostile_inputs() -> Dict[str, Callable[[], bytes]]:
+    """The attacks of issue 10 at (up to) 1 MB, and the most containers 1 MB can make."""
+    modulus = 2**61 - 1
+    return {
+        "list filled after use -> deep tuple key": filled_after_use,
+        "tuple nested 1,000,000 deep": lambda: P2 + b")" + b"\x85" * (MB - 4) + STOP,
+        "9-byte memo index": lambda: b"N" + b"r" + struct.pack("<I", 2**27) + STOP,
+        "990 KB string referenced 3,000 times": lambda: (
+            P2 + u("x" * 990_000) + b"q\x00(" + b"h\x00" * 3000 + b"l" + STOP
+        ),
+        "ints hashing to 0 in a set (1 MB)": lambda: pickle.dumps(
+            {modulus * (i + 1) for i in range(MB // 11)}, protocol=4
+        ),
+        "1,000,000 empty lists in a list": lambda: P2 + b"(" + b"]" * (MB - 5) + b"l" + STOP,
+        "1,000,000 None in a list": lambda: P2 + b"(" + b"N" * (MB - 5) + b"l" + STOP,
+        "record with a 1 MB config of small lists": _record_with_config,
+    }
+
+
+def _record_with_config() -> bytes:
+    from tests.strategies import full_record
+
+    info = full_record()
+    info.config = {"rows": [[i, "x"] for i in range(MB // 14)]}
+    return pickle.dumps(info)
+
+
+CHILD = """
+import sys, time, tracemalloc
+from tango_stepinfo import loads
+data = open(sys.argv[1], "rb").read()
+def run():
+    try:
+        loads(data)
+        return "loaded"
+    except Exception as e:
+        return type(e).__name__ + ": " + str(e)[:70]
+start = time.perf_counter()
+outcome = run()
+took = time.perf_counter() - start
+tracemalloc.start()  # a second run, traced: the peak of memory allocated above the baseline
+run()
+peak = tracemalloc.get_traced_memory()[1]
+print(f"{took:.3f}\t{peak / 1e6:.1f}\t{outcome}")
+"""
+
+
+def ratio(rounds: int) -> None:
+    from tests.strategies import full_record
+
+    import tango_stepinfo
+
+    data = pickle.dumps(full_record(70))
+    tango_stepinfo.loads(data)
+    number = 200
+    best_plain = best_safe = float("inf")
+    for _ in range(rounds):
+        best_plain = min(best_plain, timeit.timeit(lambda: pickle.loads(data), number=number))
+        best_safe = min(best_safe, timeit.timeit(lambda: tango_stepinfo.loads(data), number=number))
+    plain, safe = best_plain / number * 1e6, best_safe / number * 1e6
+    print(
+        f"full_record(70), {len(data)} bytes: pickle.loads {plain:.1f} us, "
+        f"tango_stepinfo.loads {safe:.1f} us, ratio {safe / plain:.2f}",
+        flush=True,
+    )
+
+
+def hostile(folder: Path) -> None:
+    print("input                                      bytes   seconds  MB above base  outcome")
+    for name, make in hostile_inputs().items():
+        data = make()
+        path = folder / "input.pickle"
+        path.write_bytes(data)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            print(f"{name:<42} {len(data):>7}  CRASHED ({done.returncode}) {done.stderr[-200:]}")
+            continue
+        took, memory, outcome = done.stdout.strip().split("\t")
+        print(f"{name:<42} {len(data):>7}  {took:>7}  {memory:>13}  {outcome}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--ratio-only", action="store_true", help="skip the hostile inputs")
+    args = parser.parse_args()
+    print(f"Python {platform.python_version()} on {platform.platform()}", flush=True)
+    ratio(args.rounds)
+    if args.ratio_only:
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        hostile(Path(folder))
+
+
+if __name__ == "__main__":
+    main()
