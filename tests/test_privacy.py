@@ -290,3 +290,11 @@ def test_package_exports() -> None:
     assert tango_stepinfo.anonymize is anonymize
     assert "anonymize" in tango_stepinfo.__all__
     assert "InvalidSettingError" in tango_stepinfo.__all__
+
+
+def test_anonymous_shortens_a_command_given_by_the_environment(repo: Path) -> None:
+    extra = {
+        "TANGO_STEPINFO_PRIVACY": "anonymous",
+        "TANGO_STEPINFO_COMMAND": "/home/alice/x.py --out=/home/alice/y",
+    }
+    assert made(repo, extra)["environment"]["command"] == ".../x.py --out=.../y"
