@@ -45,6 +45,7 @@ _STDLIB = [
     "datetime",
     "datetime.datetime",
     "datetime.timedelta",
+    "fnmatch",
     "json.dumps",
     "json.loads",
     "os.fsdecode",
@@ -71,6 +72,7 @@ nitpick_ignore += [
     ("py:class", "tango_stepinfo._record._T"),
     ("py:class", "tango_stepinfo.step_info._S"),
     ("py:class", "tango_stepinfo.step_info._HasUniqueId"),
+    ("py:class", "tango_stepinfo._privacy._R"),
 ]
 
 autodoc_member_order = "bysource"

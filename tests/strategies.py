@@ -213,6 +213,8 @@ def full_record(n_packages: int = 70) -> StepInfo:
             implementation="cpython",
             job=JobMetadata("slurm", "4242_7", "train", None, "0"),
             fallbacks=None,
+            variables={"CUDA_VISIBLE_DEVICES": "0,1", "OMP_NUM_THREADS": "8"},
+            privacy=None,
         ),
     )
 

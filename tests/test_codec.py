@@ -110,6 +110,7 @@ def test_json_format_of_a_full_record() -> None:
     assert out["environment"]["git"] == {
         "branch": "main",
         "commit": "3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e",
+        "diff": None,
         "dirty": False,
         "remote": "https://github.com/example/project.git",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -14,7 +15,7 @@ from typing import Iterator, List, Optional, Tuple
 import pytest
 
 import tango_stepinfo
-from tango_stepinfo import GitMetadata, StepInfo, _git, _probe
+from tango_stepinfo import GitMetadata, StepInfo, _fallbacks, _git, _probe
 
 from .conftest import fake_bin
 
@@ -43,6 +44,26 @@ def git(cwd: Path, *args: str) -> str:
     """Run the real git CLI and return its stripped output."""
     done = subprocess.run([str(GIT), *args], cwd=cwd, check=True, capture_output=True)
     return done.stdout.decode().strip()
+
+
+DIFF_COMMAND = [
+    "diff",
+    "--binary",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--no-renames",
+    "--src-prefix=a/",
+    "--dst-prefix=b/",
+    "HEAD",
+]
+"""The command whose output ``GitMetadata.diff`` hashes, as the format documents it."""
+
+
+def diff_hash(cwd: Path) -> Optional[str]:
+    """What ``sha256sum`` says of the documented ``git diff`` command's output; None if empty."""
+    out = subprocess.run([str(GIT), *DIFF_COMMAND], cwd=cwd, check=True, capture_output=True)
+    return hashlib.sha256(out.stdout).hexdigest() if out.stdout else None
 
 
 def make_repo(path: Path, *, commit: bool = True, branch: str = "main") -> Path:
@@ -188,6 +209,7 @@ def test_worktree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         remote=git(tree, "remote", "get-url", "origin"),
         branch=git(tree, "rev-parse", "--abbrev-ref", "HEAD"),
         dirty=True,
+        diff=diff_hash(tree),
     )
     assert meta.commit != git(repo, "rev-parse", "HEAD")
     main = probe(repo, monkeypatch)
@@ -527,14 +549,14 @@ def test_a_git_status_nobody_reads_is_reaped(
     (repo / "file.txt").write_text("changed\n")
     log = tmp_path / "git-runs"
     wait = f"while [ ! -e go ]; do {shutil.which('sleep')} 0.01; done\n"  # go: made in the repo
-    script = f'echo run >> "{log}"\n{wait}exec "{GIT}" "$@"\n'
+    script = f'echo "$*" >> "{log}"\n{wait}exec "{GIT}" "$@"\n'
     monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))  # and no uname
     done = subprocess.run(
         [sys.executable, "-c", REAPED], cwd=repo, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["None", "True"]
-    assert log.read_text().count("run") == 1
+    assert log.read_text().count(" status ") == 1  # and one git diff, the tree being dirty
 
 
 def test_a_nul_byte_in_a_git_file_does_not_raise(
@@ -552,3 +574,285 @@ def test_a_nul_byte_in_a_git_file_does_not_raise(
     meta = probe(repo, monkeypatch)
     assert meta is not None
     assert (meta.commit, meta.branch, meta.remote) == (None, "ma\0in", None)
+
+
+# --- diff: the working tree's hash ---------------------------------------------------------------
+
+
+def git_reasons() -> Optional[dict]:
+    return _fallbacks.collect(["git"])
+
+
+def test_clean_tree_has_no_diff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "untracked.txt").write_text("not part of it\n")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert (meta.dirty, meta.diff) == (False, None)
+    assert git_reasons() is None
+
+
+@pytest.mark.parametrize("kind", ["unstaged", "staged", "both", "binary", "deleted", "large"])
+def test_diff_is_the_sha256_of_the_command_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "blob.bin").write_bytes(bytes(range(256)) * 4)
+    git(repo, "add", "blob.bin")
+    git(repo, "commit", "-q", "-m", "binary")
+    if kind in ("unstaged", "both"):
+        (repo / "file.txt").write_text("one\nchanged\n")
+    if kind in ("staged", "both"):
+        (repo / "new.txt").write_text("added\n")
+        git(repo, "add", "new.txt")
+    if kind == "binary":
+        (repo / "blob.bin").write_bytes(bytes(reversed(range(256))) * 4 + b"\0\1")
+    if kind == "deleted":
+        git(repo, "rm", "-q", "file.txt")
+    if kind == "large":  # several pipe buffers of output, hashed chunk by chunk
+        (repo / "file.txt").write_text("".join(f"line {i} {'x' * 60}\n" for i in range(60000)))
+    expected = diff_hash(repo)
+    assert expected is not None and len(expected) == 64
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert (meta.dirty, meta.diff) == (True, expected)
+    assert git_reasons() is None
+
+
+def test_subprocess_runner_streams_the_same_diff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("x" * 300_000)
+    no_posix_spawn(monkeypatch)
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (True, diff_hash(repo))
+
+
+def test_changes_undone_in_the_working_tree_are_clean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staged, then reverted in the working tree: git status lists it, git diff HEAD is empty;
+    dirty follows the diff, so that the two agree."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("two\n")
+    git(repo, "add", "file.txt")
+    (repo / "file.txt").write_text("one\n")
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == "MM file.txt"
+    assert diff_hash(repo) is None
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (False, None)
+
+
+def test_no_commits_has_no_diff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo", commit=False)
+    (repo / "a.txt").write_text("a\n")
+    git(repo, "add", "a.txt")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert (meta.commit, meta.dirty, meta.diff) == (None, True, None)
+    assert git_reasons() is None  # no commits is a fact, not a fallback
+
+
+def test_two_checkouts_with_the_same_edits_give_the_same_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin = make_repo(tmp_path / "origin")
+    hashes = []
+    for name in ("one", "two"):
+        clone = tmp_path / name
+        git(tmp_path, "clone", "-q", str(origin), str(clone))
+        (clone / "file.txt").write_text("one\nedited\n")
+        (clone / "staged.txt").write_text("new\n")
+        git(clone, "add", "staged.txt")
+        tango_stepinfo.clear_cache()
+        meta = probe(clone, monkeypatch)
+        assert meta is not None
+        hashes.append(meta.diff)
+    assert hashes[0] is not None and hashes[0] == hashes[1]
+    (tmp_path / "two" / "file.txt").write_text("one\nedited differently\n")
+    tango_stepinfo.clear_cache()
+    other = probe(tmp_path / "two", monkeypatch)
+    assert other is not None and other.diff not in (None, hashes[0])
+
+
+def index_inode(repo: Path, name: str) -> int:
+    """The inode git's index records for ``name`` (``git ls-files --debug``)."""
+    out = git(repo, "ls-files", "--debug", "--", name)
+    field = next(line for line in out.splitlines() if "ino:" in line)
+    return int(field.split("ino:")[1].split()[0])
+
+
+def copied_repo(tmp_path: Path, files: int = 40) -> Tuple[Path, Path]:
+    repo = make_repo(tmp_path / "repo")
+    for i in range(files):
+        (repo / f"f{i:03}.txt").write_text(f"{i}\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "files")
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(repo), str(copy)], check=True)
+    return repo, copy
+
+
+def test_a_copied_checkout_is_refreshed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, copy = copied_repo(tmp_path)
+    assert index_inode(copy, "f000.txt") != (copy / "f000.txt").stat().st_ino
+    assert _git._index_is_stale(_git.find(str(copy)), git(copy, "rev-parse", "HEAD"))  # type: ignore[arg-type]
+    log = tmp_path / "git-env"
+    script = f'echo "locks=${{GIT_OPTIONAL_LOCKS-unset}}" >> "{log}"\nexec "{GIT}" "$@"\n'
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
+    meta = probe(copy, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (False, None)
+    assert log.read_text() == "locks=unset\n"  # a plain git status, which refreshes
+    assert index_inode(copy, "f000.txt") == (copy / "f000.txt").stat().st_ino
+    assert not (copy / ".git" / "index.lock").exists()
+    log.unlink()
+    tango_stepinfo.clear_cache()  # as a new process: the index is fresh now
+    meta = probe(copy, monkeypatch)
+    assert meta is not None and meta.dirty is False
+    assert log.read_text() == "locks=0\n"
+
+
+def test_a_copied_checkout_with_edits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, copy = copied_repo(tmp_path)
+    for where in (repo, copy):
+        (where / "f005.txt").write_text("edited\n")
+    expected = diff_hash(repo)
+    meta = probe(copy, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (True, expected)
+    assert diff_hash(copy) == expected
+
+
+def test_the_refresh_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, copy = copied_repo(tmp_path)
+    monkeypatch.setenv("TANGO_STEPINFO_GIT_REFRESH", "0")
+    before = (copy / ".git" / "index").read_bytes()
+    meta = probe(copy, monkeypatch)
+    assert meta is not None and meta.dirty is False
+    assert (copy / ".git" / "index").read_bytes() == before
+    assert index_inode(copy, "f000.txt") != (copy / "f000.txt").stat().st_ino
+
+
+def test_a_fresh_checkout_is_not_stale(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    found = _git.find(str(repo))
+    assert found is not None
+    assert not _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
+    (repo / "file.txt").write_text("an edit is a change, and half of one file is not stale\n")
+    (repo / "other.txt").write_text("x\n")
+    git(repo, "add", "other.txt")
+    git(repo, "commit", "-q", "-m", "two")
+    (repo / "file.txt").write_text("edited again, one of two\n")
+    assert _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))  # half of the sample
+    git(repo, "update-index", "--index-version", "4")
+    (repo / "file.txt").write_text("one\n")
+    git(repo, "update-index", "--refresh")
+    assert not _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
+
+
+def test_index_version_4_copy_is_stale(tmp_path: Path) -> None:
+    repo, copy = copied_repo(tmp_path)
+    git(repo, "update-index", "--index-version", "4")
+    shutil.rmtree(copy)
+    subprocess.run(["cp", "-a", str(repo), str(copy)], check=True)
+    found = _git.find(str(copy))
+    assert found is not None
+    assert _git._index_is_stale(found, git(copy, "rev-parse", "HEAD"))
+
+
+def test_diff_runs_once_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    log = tmp_path / "git-runs"
+    monkeypatch.setenv("PATH", str(counting_git(tmp_path / "bin", log)))
+    monkeypatch.chdir(repo)
+    infos = [StepInfo("a", "A", set(), True) for _ in range(4)]
+    assert log.read_text().count("run") == 2  # git status, then git diff: one extra child
+    assert {i.environment.git.diff for i in infos if i.environment.git} == {diff_hash(repo)}
+
+
+def test_dirty_off_turns_diff_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    monkeypatch.setenv("TANGO_STEPINFO_GIT_DIRTY", "off")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (None, None)
+    assert git_reasons() is None  # a setting, not a fallback
+
+
+FAKE_STATUS_DIRTY = 'case "$*" in *" status "*) echo " M file.txt";; *) {diff};; esac\n'
+
+
+def test_git_diff_failing_leaves_both_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    script = FAKE_STATUS_DIRTY.format(diff="echo partial; exit 3")
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (None, None)
+    reason = "git diff exited with 3; recorded dirty and diff as None"
+    assert git_reasons() == {"git.diff": reason, "git.dirty": reason}
+
+
+def test_git_diff_hanging_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child gets SIGTERM first (git removes its lock files on it), SIGKILL after."""
+    repo = make_repo(tmp_path / "repo")
+    term = tmp_path / "term"
+    sleep = shutil.which("sleep")
+    hang = f"trap 'echo term > \"{term}\"; exit 1' TERM; while :; do {sleep} 0.02; done"
+    monkeypatch.setenv(
+        "PATH", str(fake_bin(tmp_path / "bin", "git", FAKE_STATUS_DIRTY.format(diff=hang)))
+    )
+    monkeypatch.setattr(_git, "GIT_TIMEOUT", 0.3)
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (None, None)
+    assert git_reasons() == dict.fromkeys(
+        ["git.diff", "git.dirty"], "git diff timed out after 0.3 s; recorded dirty and diff as None"
+    )
+    assert term.read_text().strip() == "term"
+
+
+def test_reasons_for_status_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_repo(tmp_path / "repo")
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    probe(repo, monkeypatch)
+    missing = "no git binary on $PATH; recorded dirty and diff as None"
+    assert git_reasons() == {"git.diff": missing, "git.dirty": missing}
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", "exit 128\n")))
+    tango_stepinfo.clear_cache()
+    probe(repo, monkeypatch)
+    failed = "git status exited with 128; recorded dirty and diff as None"
+    assert git_reasons() == {"git.diff": failed, "git.dirty": failed}
+    monkeypatch.setenv(
+        "PATH", os.environ["PATH"].replace(str(tmp_path / "bin"), str(Path(GIT).parent))
+    )  # type: ignore[arg-type]
+    tango_stepinfo.clear_cache()
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and meta.dirty is False
+    assert git_reasons() is None  # a check that works again clears the reasons
+
+
+def test_a_refreshing_git_status_gets_the_longer_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping the one git status that refreshes a copied checkout's index would leave it
+    stale for every later process: it may take REFRESH_TIMEOUT, the others GIT_TIMEOUT."""
+    repo, copy = copied_repo(tmp_path)
+    slow = f'{shutil.which("sleep")} 0.5\nexec "{GIT}" "$@"\n'
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", slow)))
+    monkeypatch.setattr(_git, "GIT_TIMEOUT", 0.2)
+    monkeypatch.setattr(_git, "REFRESH_TIMEOUT", 20.0)
+    meta = probe(copy, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (False, None)
+    assert index_inode(copy, "f000.txt") == (copy / "f000.txt").stat().st_ino
+    meta = probe(repo, monkeypatch)  # a fresh index: the usual timeout
+    assert meta is not None and (meta.dirty, meta.diff) == (None, None)
+    assert git_reasons() == dict.fromkeys(
+        ["git.diff", "git.dirty"],
+        "git status timed out after 0.2 s; recorded dirty and diff as None",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -902,7 +903,24 @@ def test_probes_with_file_descriptors_past_1024(tmp_path: Path, has_poll: bool) 
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    expected_git = {"commit": commit, "remote": None, "branch": "main", "dirty": has_poll or None}
+    diff = subprocess.run(
+        [
+            str(shutil.which("git")),
+            *("diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv"),
+            *("--no-renames", "--src-prefix=a/", "--dst-prefix=b/", "HEAD"),
+        ],
+        cwd=tmp_path / "repo",
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+    ).stdout
+    expected_git = {
+        "commit": commit,
+        "remote": None,
+        "branch": "main",
+        "dirty": has_poll or None,
+        "diff": hashlib.sha256(diff).hexdigest() if has_poll else None,
+    }
     assert json.loads(done.stdout) == {
         "os": [platform.platform()] * 2,
         "git": [expected_git] * 2,

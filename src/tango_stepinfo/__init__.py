@@ -7,6 +7,7 @@ JSON and pickle without loss.
 
 from typing import TYPE_CHECKING, Any
 
+from ._privacy import anonymize
 from ._probe import clear_cache
 from ._version import __version__
 from .errors import (
@@ -46,6 +47,7 @@ __all__ = [
     "TangoMetadata",
     "UnsafePickleError",
     "__version__",
+    "anonymize",
     "clear_cache",
     "load",
     "loads",

@@ -31,6 +31,9 @@ def note(key: str, reason: Optional[str]) -> None:
     if reason is None:
         _reasons.pop(key, None)
         return
+    from . import _privacy
+
+    reason = _privacy.reason(key, reason)  # anonymous records withhold reasons of hidden fields
     if _reasons.get(key) != reason:
         import logging  # milliseconds to import: only on a fallback
 

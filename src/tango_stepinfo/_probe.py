@@ -39,6 +39,11 @@ probe                         value, then its fallbacks in order
 :func:`gpus`                  see :mod:`tango_stepinfo._gpu`
 :func:`implementation`        ``sys.implementation.name``
 :func:`job`                   see :mod:`tango_stepinfo._job`
+:func:`variables`             the variables ``TANGO_STEPINFO_VARIABLES`` names (see
+                              :mod:`._variables`); ``None`` when it is set but empty
+:func:`privacy`               ``"anonymous"`` or ``None``; an unknown mode raises
+                              :exc:`~tango_stepinfo.errors.InvalidSettingError` (the only
+                              probe that raises: a setting is wrong, see :mod:`._privacy`)
 ============================  ===============================================================
 
 Every probe notes why it fell back with :func:`tango_stepinfo._fallbacks.note` (one line, kept
@@ -57,8 +62,13 @@ record needs, the ``git status`` of the dirty check and ``uname -p``, then probe
 they run. :func:`clear_cache` (public as ``tango_stepinfo.clear_cache()``) drops every cached fact;
 ``StepInfo.refresh()`` calls it.
 
-Settings: the environment variable ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git status``
-behind ``GitMetadata.dirty`` (for huge repositories); ``dirty`` is then ``None``. When
+Settings (environment variables): ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git status``
+and ``git diff`` behind ``GitMetadata.dirty`` and ``diff`` (for huge repositories);
+``TANGO_STEPINFO_GIT_REFRESH=0`` never lets git refresh a stale index (see :mod:`._git`);
+``TANGO_STEPINFO_VARIABLES`` chooses ``EnvironmentMetadata.variables`` (:mod:`._variables`);
+``TANGO_STEPINFO_PRIVACY`` and ``TANGO_STEPINFO_PRIVACY_KEY`` make anonymous records
+(:mod:`._privacy`): user, host, executable, root, command and the git remote are hidden as they
+are probed, so the values seen are never kept. When
 ``TANGO_STEPINFO_COMMAND`` is set and not empty, it is the recorded command (see
 :func:`command`).
 
@@ -77,7 +87,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, cast
 
-from . import _fallbacks, redact
+from . import _fallbacks, _privacy, redact
 from ._proc import Deps, debug, sig, unchanged, which
 from ._proc import collect as _collect
 from ._proc import run_subprocess as _run_subprocess
@@ -143,6 +153,7 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     """
     from . import _gpu, _job, _machine
 
+    policy = _privacy.current()  # an unknown mode raises here, before any child is started
     parts = _linux_parts()
     processor = _start_uname_p() if parts is not None else None
     gpus = _gpu.start()  # NVML, when there is a driver, answers in a thread meanwhile
@@ -160,6 +171,11 @@ def _probe_fixed_facts() -> Dict[str, Any]:
         "implementation": sys.implementation.name,
         "job": _job.job(),
     }
+    if policy is not None:  # hidden as probed: the values seen are never kept
+        facts["user"], facts["host"] = policy.hide(facts["user"]), policy.hide(facts["host"])
+        facts["executable"] = Path(_privacy.shorten(str(facts["executable"])))
+        if facts["job"] is not None:  # (system, id, name, url, attempt): the url is dropped
+            facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
     packages()  # the first scan, cached for the record being made
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
     facts["operating_system"] = _operating_system(linux)
@@ -472,6 +488,31 @@ def job() -> Optional[Tuple[Any, ...]]:
     return cast(Optional[Tuple[Any, ...]], _cached("job"))
 
 
+def variables() -> Optional[Dict[str, str]]:
+    """The environment variables chosen by ``TANGO_STEPINFO_VARIABLES`` (see :mod:`._variables`).
+
+    Read once per process, on its own (it reads only ``os.environ``: a record whose other
+    fields are given probes nothing else); each call returns a fresh copy.
+    """
+    try:
+        found = _fixed["variables"]
+    except KeyError:
+        from . import _variables
+
+        policy = _privacy.current()
+        with _lock:
+            found = _fixed.setdefault("variables", _variables.read(policy))
+    return None if found is None else dict(found)
+
+
+def privacy() -> Optional[str]:
+    """``"anonymous"`` when ``TANGO_STEPINFO_PRIVACY=anonymous`` applies, else ``None``.
+
+    :raises InvalidSettingError: the variable names no known mode (see :mod:`._privacy`).
+    """
+    return None if _privacy.current() is None else _privacy.ANONYMOUS
+
+
 # --- command line --------------------------------------------------------------------------------
 
 _argv: Tuple[List[Any], Any, str] = ([], None, "")
@@ -542,12 +583,17 @@ def command() -> str:
         if line != cached_line[0]:
             import shlex
 
+            policy = _privacy.current()
             try:
-                cached_line = (line, redact.redact_command(shlex.split(line)), None)
+                words = shlex.split(line)
+                words = words if policy is None else _privacy.shorten_words(words)
+                cached_line = (line, redact.redact_command(words), None)
             except ValueError as e:
                 debug("TANGO_STEPINFO_COMMAND cannot be split (%s), redacting it as text", e)
                 reason = "TANGO_STEPINFO_COMMAND is not a valid shell line; redacted it as text"
-                cached_line = (line, redact.redact_text(line), reason)
+                text = redact.redact_text(line)
+                text = text if policy is None else _privacy.shorten_command(text)
+                cached_line = (line, text, reason)
             _env_line = cached_line
         _fallbacks.note("command", cached_line[2])
         return cached_line[1]
@@ -565,7 +611,8 @@ def command() -> str:
         return cached[2]
     copy = [a if isinstance(a, str) else str(a) for a in argv]
     typed = [a if isinstance(a, str) else str(a) for a in _typed_argv(copy)]
-    text = redact.redact_command(typed)
+    policy = _privacy.current()
+    text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
     _argv = (copy, orig, text)
     return text
 
@@ -628,7 +675,8 @@ def root() -> Path:
     cached = _root
     if where == cached[0]:
         return cached[1]
-    path = Path(where)
+    policy = _privacy.current()
+    path = Path(where if policy is None else policy.hide(where))
     _root = (where, path)
     return path
 
@@ -819,7 +867,11 @@ def git() -> Optional[GitFacts]:
         from . import _git
 
         _git_module = _git
-    return _git_module.facts(cwd())  # type: ignore[no-any-return]
+    facts: Optional[GitFacts] = _git_module.facts(cwd())
+    policy = _privacy.current()
+    if policy is not None and facts is not None and facts[1] is not None:
+        facts = (facts[0], policy.hide(facts[1]), facts[2], facts[3], facts[4])
+    return facts
 
 
 # --- cache control -------------------------------------------------------------------------------
@@ -840,6 +892,7 @@ def clear_cache() -> None:
         _fixed.clear()
         _git_prefetched = False
         _fallbacks.clear()
+        _privacy.clear()
         _json_default.clear()
         _argv = ([], None, "")
         _env_line = ("", "", None)

@@ -9,12 +9,17 @@ imported at module import (:mod:`logging`, :mod:`select`, :mod:`subprocess` on f
 from __future__ import annotations
 
 import os
+import threading
 import time
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
+
+Sink = Callable[[bytes], None]
+"""Where a child's output goes chunk by chunk, instead of being kept (see :func:`run`)."""
 
 __all__ = [
     "Deps",
     "Sig",
+    "Sink",
     "collect",
     "debug",
     "kill",
@@ -54,7 +59,10 @@ def which(name: str) -> Optional[str]:
 
 
 def run(
-    argv: Sequence[str], timeout: float, env: Optional[Mapping[str, str]] = None
+    argv: Sequence[str],
+    timeout: float,
+    env: Optional[Mapping[str, str]] = None,
+    sink: Optional[Sink] = None,
 ) -> Optional[Tuple[int, bytes]]:
     """Run ``argv`` (``argv[0]`` a full path) and return its exit status and standard output.
 
@@ -62,13 +70,15 @@ def run(
     Uses :func:`os.posix_spawn` where there is one, so that :mod:`subprocess` (milliseconds to
     import) is not needed; :mod:`subprocess` elsewhere.
 
+    :param sink: when given, called with each chunk of the output as it is read, and the output
+        returned is ``b""``: output of any size is handled without holding it whole.
     :returns: ``(status, stdout)``; ``None`` when the command could not be started or timed out
         (the reason is logged). The status is negative for a child killed by a signal.
     """
     if hasattr(os, "posix_spawn"):
         child = spawn(argv, env)
-        return None if child is None else collect(argv[0], child, timeout)
-    return run_subprocess(argv, timeout, env)
+        return None if child is None else collect(argv[0], child, timeout, sink)
+    return run_subprocess(argv, timeout, env, sink)
 
 
 def spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tuple[int, int]]:
@@ -116,19 +126,35 @@ def readable(fd: int, seconds: float) -> bool:
     return bool(select.select([fd], [], [], max(seconds, 0.0))[0])  # pragma: no cover - Windows
 
 
-def kill(pid: int) -> None:
-    """Kill the child ``pid`` and reap it; nothing if it is already gone."""
+def kill(pid: int, grace: float = 0.5) -> None:
+    """Stop the child ``pid`` and reap it; nothing if it is already gone.
+
+    ``SIGTERM`` first, so that a ``git`` holding ``index.lock`` removes it (git does on that
+    signal; ``SIGKILL`` would leave it behind and make every later git command in the checkout
+    fail); ``SIGKILL`` when the child is still there after ``grace`` seconds.
+    """
+    import signal
+
     try:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.005)
     except OSError:
         pass  # already reaped, or reaped by the system (SIGCHLD ignored)
 
 
-def collect(name: str, child: Tuple[int, int], timeout: float) -> Optional[Tuple[int, bytes]]:
+def collect(
+    name: str, child: Tuple[int, int], timeout: float, sink: Optional[Sink] = None
+) -> Optional[Tuple[int, bytes]]:
     """Read a child's output to its end and reap it; kill it after ``timeout`` seconds.
 
     Never raises: when the output cannot be read the child is killed, and ``None`` returned.
+    With a ``sink``, each chunk is handed to it instead of being kept (see :func:`run`).
     """
     pid, read_end = child
     chunks = []
@@ -143,7 +169,10 @@ def collect(name: str, child: Tuple[int, int], timeout: float) -> Optional[Tuple
             chunk = os.read(read_end, 65536)
             if not chunk:
                 break
-            chunks.append(chunk)
+            if sink is None:
+                chunks.append(chunk)
+            else:
+                sink(chunk)
     except (OSError, ValueError) as e:
         kill(pid)
         debug("cannot read the output of %s (%s), it was killed", name, e)
@@ -160,10 +189,15 @@ def collect(name: str, child: Tuple[int, int], timeout: float) -> Optional[Tuple
 
 
 def run_subprocess(
-    argv: Sequence[str], timeout: float, env: Optional[Mapping[str, str]]
+    argv: Sequence[str],
+    timeout: float,
+    env: Optional[Mapping[str, str]],
+    sink: Optional[Sink] = None,
 ) -> Optional[Tuple[int, bytes]]:
     import subprocess
 
+    if sink is not None:
+        return _stream_subprocess(argv, timeout, env, sink)
     try:
         done = subprocess.run(
             list(argv),
@@ -181,6 +215,54 @@ def run_subprocess(
         debug("could not run %s: %s", argv[0], e)
         return None
     return done.returncode, done.stdout
+
+
+def _stream_subprocess(
+    argv: Sequence[str], timeout: float, env: Optional[Mapping[str, str]], sink: Sink
+) -> Optional[Tuple[int, bytes]]:
+    """:func:`_run_subprocess` handing the output to ``sink`` chunk by chunk."""
+    import subprocess
+
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
+        debug("could not run %s: %s", argv[0], e)
+        return None
+    fired: List[bool] = []
+
+    def expire() -> None:
+        fired.append(True)
+        proc.kill()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        while True:
+            chunk = proc.stdout.read(65536)
+            if not chunk:
+                break
+            sink(chunk)
+        code = proc.wait()
+    except OSError as e:
+        proc.kill()
+        proc.wait()
+        debug("cannot read the output of %s (%s), it was killed", argv[0], e)
+        return None
+    finally:
+        timer.cancel()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    if fired:
+        debug("%s took more than %s s and was killed", argv[0], timeout)
+        return None
+    return code, b""
 
 
 Sig = Optional[Tuple[int, int, int, int]]

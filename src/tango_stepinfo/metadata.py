@@ -64,6 +64,11 @@ class GitMetadata(Record):
     :ivar branch: the checked-out branch, ``None`` when ``HEAD`` is detached. Not in Tango.
     :ivar dirty: whether tracked files differ from ``HEAD``; ``None`` when unknown (no ``git``
         binary, the check timed out or is turned off). Not in Tango.
+    :ivar diff: what the tracked files hold that ``HEAD`` does not: the SHA-256 (lowercase hex) of
+        the output of ``git diff --binary --no-color --no-ext-diff --no-textconv --no-renames
+        --src-prefix=a/ --dst-prefix=b/ HEAD``. ``None`` when the tree is clean, when there are
+        no commits, or when it could not be computed. Untracked files are not part of it. Set
+        exactly when ``dirty`` is true (when both are known). Not in Tango.
     """
 
     commit: Optional[str] = field(default=None, metadata={"none": "(no commits)"})
@@ -72,6 +77,7 @@ class GitMetadata(Record):
         default=None, metadata={"since": "0.1.0", "show": False, "none": "(detached)"}
     )
     dirty: Optional[bool] = field(default=None, metadata={"since": "0.1.0", "none": "unknown"})
+    diff: Optional[str] = field(default=None, metadata={"since": "0.2.0", "show": False})
 
     @classmethod
     def check_for_repo(cls) -> Optional[GitMetadata]:
@@ -222,6 +228,13 @@ class EnvironmentMetadata(Record):
     :ivar implementation: the Python implementation, ``sys.implementation.name`` (``"cpython"``,
         ``"pypy"``). Not in Tango (as every field below).
     :ivar job: the batch job or CI run the process belongs to; ``None`` outside any.
+    :ivar variables: the environment variables chosen by ``TANGO_STEPINFO_VARIABLES`` (by
+        default a short list of settings that change results, such as ``CUDA_VISIBLE_DEVICES``
+        and ``OMP_NUM_THREADS``), secret-looking names left out and values redacted; ``None``
+        when the setting is empty. Not in Tango.
+    :ivar privacy: ``"anonymous"`` when the record was made (or copied by
+        :func:`tango_stepinfo.anonymize`) with user, host, paths and remote hidden; ``None``
+        otherwise. Not in Tango.
     :ivar fallbacks: for each field whose probe failed or fell back (``"root"``, ``"git.dirty"``),
         one line saying why and what was recorded instead; ``None`` when every probe succeeded.
     """
@@ -250,6 +263,10 @@ class EnvironmentMetadata(Record):
         default_factory=_probe.implementation, metadata=_PROBED_SINCE_0_2
     )
     job: Optional[JobMetadata] = field(default_factory=_job, metadata=_PROBED_SINCE_0_2)
+    variables: Optional[Dict[str, str]] = field(
+        default_factory=_probe.variables, metadata=_PROBED_SINCE_0_2
+    )
+    privacy: Optional[str] = field(default_factory=_probe.privacy, metadata=_PROBED_SINCE_0_2)
     # fallbacks stays the last field: its factory collects the reasons of the fields above.
     fallbacks: Optional[Dict[str, str]] = field(
         default_factory=_fallbacks_of("EnvironmentMetadata"), metadata=_PROBED_SINCE_0_2

@@ -1,0 +1,300 @@
+"""Anonymous records: the probes in fresh processes with a controlled environment, and
+``anonymize()`` on records already made."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pytest
+
+import tango_stepinfo
+from tango_stepinfo import (
+    EnvironmentMetadata,
+    GitMetadata,
+    InvalidSettingError,
+    JobMetadata,
+    PlatformMetadata,
+    StepInfo,
+    TangoMetadata,
+    anonymize,
+)
+from tango_stepinfo._privacy import WITHHELD
+
+GIT = shutil.which("git")
+
+RECORD = """
+import json, sys, tango_stepinfo
+from tango_stepinfo import _fallbacks
+info = tango_stepinfo.StepInfo("a", "A", set(), True)
+_fallbacks.note("user", "no passwd entry for uid 1234; recorded the uid")
+_fallbacks.note("gpus", "cannot read /proc/driver/nvidia/gpus")
+out = info.to_json_dict()
+out["reasons"] = _fallbacks.collect(["user", "gpus"])
+print(json.dumps(out))
+"""
+
+ARGS = ("/home/alice/proj/train.py", "--out=/home/alice/runs/7", "DATA=/srv/alice/d", "-v", "rel/x")
+
+
+def hidden(key: str, value: str) -> str:
+    return "anon:" + hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()[:12]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git checkout with an ``origin``, in which the records are made."""
+    if GIT is None:
+        pytest.skip("the git CLI makes the test repository")
+    where = tmp_path / "alice-project"
+    where.mkdir()
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["remote", "add", "origin", "https://user:pw@git.example.com/alice/secret-paper.git"],
+    ):
+        subprocess.run([GIT, *args], cwd=where, env=git_env(tmp_path), check=True)
+    return where
+
+
+def git_env(tmp_path: Path) -> Dict[str, str]:
+    empty = tmp_path / "empty-gitconfig"
+    empty.write_text("")
+    return {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "GIT_CONFIG_GLOBAL": str(empty),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CEILING_DIRECTORIES": str(tmp_path.parent),
+        "LC_ALL": "C.UTF-8",
+    }
+
+
+def record(repo: Path, extra: Dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", RECORD, *ARGS],
+        cwd=repo,
+        env={**git_env(repo.parent), **extra},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def made(repo: Path, extra: Dict[str, str]) -> Dict[str, Any]:
+    done = record(repo, extra)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_full_is_the_default(repo: Path) -> None:
+    for extra in ({}, {"TANGO_STEPINFO_PRIVACY": "full"}, {"TANGO_STEPINFO_PRIVACY": " "}):
+        out = made(repo, {"TANGO_STEPINFO_PRIVACY_KEY": "ignored in full mode", **extra})
+        env = out["environment"]
+        assert env["privacy"] is None
+        assert env["root"] == str(repo)
+        assert env["git"]["remote"] == "https://git.example.com/alice/secret-paper.git"
+        assert env["executable"] == sys.executable
+        assert "/home/alice/proj/train.py" in env["command"]
+        assert out["reasons"]["user"] == "no passwd entry for uid 1234; recorded the uid"
+
+
+def test_anonymous_hides_who_and_where(repo: Path) -> None:
+    full = made(repo, {})
+    out = made(repo, {"TANGO_STEPINFO_PRIVACY": "Anonymous", "TANGO_STEPINFO_VARIABLES": "MY_*"})
+    env, platform = out["environment"], out["platform"]
+    assert (platform["user"], platform["host"]) == ("anonymous", "anonymous")
+    assert env["root"] == "anonymous"
+    assert env["git"]["remote"] == "anonymous"
+    assert env["privacy"] == "anonymous"
+    assert env["executable"] == ".../" + Path(sys.executable).name
+    assert env["command"] == "-c .../train.py --out=.../7 DATA=.../d -v rel/x"
+    text = json.dumps(out)
+    for secret in ("alice", str(repo), full["platform"]["host"], "secret-paper"):
+        assert secret not in text
+    assert out["reasons"] == {
+        "gpus": "cannot read /proc/driver/nvidia/gpus",
+        "user": WITHHELD,  # the reason could name the uid or the user
+    }
+    assert platform["operating_system"] == full["platform"]["operating_system"]
+
+
+def test_a_key_gives_stable_pseudonyms(repo: Path) -> None:
+    full = made(repo, {})
+    extra = {"TANGO_STEPINFO_PRIVACY": "anonymous", "TANGO_STEPINFO_PRIVACY_KEY": "k3y"}
+    one, two = made(repo, extra), made(repo, extra)
+    assert one["platform"] == two["platform"]
+    assert one["platform"]["user"] == hidden("k3y", full["platform"]["user"])
+    assert one["platform"]["host"] == hidden("k3y", full["platform"]["host"])
+    assert one["environment"]["root"] == hidden("k3y", str(repo))
+    assert one["environment"]["git"]["remote"] == hidden(
+        "k3y", "https://git.example.com/alice/secret-paper.git"
+    )
+    other = made(repo, {**extra, "TANGO_STEPINFO_PRIVACY_KEY": "another"})
+    assert other["platform"]["user"] != one["platform"]["user"]
+
+
+@pytest.mark.parametrize("mode", ["anon", "none", "off", "Anonymised"])
+def test_an_unknown_mode_is_an_error_at_the_first_record(repo: Path, mode: str) -> None:
+    done = record(repo, {"TANGO_STEPINFO_PRIVACY": mode})
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "tango_stepinfo.errors.InvalidSettingError: TANGO_STEPINFO_PRIVACY: unknown privacy mode"
+        f" {mode!r}; expected 'full' or 'anonymous'"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", "import tango_stepinfo"],
+        env={**git_env(repo.parent), "TANGO_STEPINFO_PRIVACY": mode},
+        check=False,
+    )
+    assert imported.returncode == 0  # an error at the first record, not at import
+
+
+def test_unknown_mode_error_type() -> None:
+    assert issubclass(InvalidSettingError, ValueError)
+
+
+# --- anonymize() ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Job:
+    name: str
+    url: Optional[str]
+
+
+@dataclasses.dataclass
+class WithJob:
+    job: Job
+    platform: PlatformMetadata
+
+
+def full_record() -> StepInfo:
+    return StepInfo(
+        unique_id="TrainStep-1",
+        step_class_name="TrainStep",
+        dependencies={"DataStep-1"},
+        cacheable=True,
+        step_name="train",
+        start_time=dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=dt.timezone.utc),
+        config={"data": "/home/alice/data"},  # the user's own data: never changed
+        platform=PlatformMetadata(
+            "Linux", 8, "alice", "alice-laptop", None, None, None, None, None, fallbacks=None
+        ),
+        environment=EnvironmentMetadata(
+            "3.11.7",
+            Path("/home/alice/venv/bin/python"),
+            "/home/alice/proj/train.py --out=/home/alice/runs 'two words'"
+            " 'sh -c \"/home/alice/x\"'",
+            Path("/home/alice/proj"),
+            [("torch", "2.2.0")],
+            GitMetadata("3f9c2d1e", "https://github.com/alice/paper.git", "main", True, "ab" * 32),
+            TangoMetadata("0.2.0"),
+            implementation="cpython",
+            job=JobMetadata("github-actions", "42", "ci", "https://github.com/alice/x/runs/42"),
+            variables={"OMP_NUM_THREADS": "4", "HF_HOME": "/home/alice/.cache/hf"},
+            privacy=None,
+            fallbacks={"root": "the working directory was deleted; used /home/alice/proj"},
+        ),
+    )
+
+
+def test_anonymize_a_step_info() -> None:
+    info = full_record()
+    before = copy.deepcopy(info)
+    out = anonymize(info)
+    assert info == before  # the record given is left as it is
+    assert (out.platform.user, out.platform.host) == ("anonymous", "anonymous")
+    env = out.environment
+    assert env.root == Path("anonymous")
+    assert env.executable == Path(".../python")
+    assert env.command == """.../train.py --out=.../runs 'two words' 'sh -c ".../x"'"""
+    assert env.git is not None and env.git.remote == "anonymous"
+    assert (env.git.commit, env.git.diff) == ("3f9c2d1e", "ab" * 32)
+    assert env.variables == {"OMP_NUM_THREADS": "4", "HF_HOME": ".../hf"}
+    assert env.privacy == "anonymous"
+    assert env.job is not None and (env.job.id, env.job.url) == ("42", None)
+    assert env.fallbacks == {"root": WITHHELD}
+    assert out.config == {"data": "/home/alice/data"}
+    assert (out.unique_id, out.start_time, out.platform.cpu_count) == (
+        info.unique_id,
+        info.start_time,
+        8,
+    )
+    assert StepInfo.from_json_dict(out.to_json_dict()) == out
+    assert anonymize(out) == out  # anonymizing twice changes nothing
+
+
+def test_anonymize_with_a_key() -> None:
+    out = anonymize(full_record(), key="k3y")
+    assert out.platform.user == hidden("k3y", "alice")
+    assert out.platform.host == hidden("k3y", "alice-laptop")
+    assert out.environment.root == Path(hidden("k3y", "/home/alice/proj"))
+    assert out.environment.git is not None
+    assert out.environment.git.remote == hidden("k3y", "https://github.com/alice/paper.git")
+    assert anonymize(out, key="k3y") == out
+
+
+def test_anonymize_each_kind_of_record() -> None:
+    platform = anonymize(PlatformMetadata("Linux", 2, "alice", "box"))
+    assert (platform.user, platform.host, platform.operating_system) == (
+        "anonymous",
+        "anonymous",
+        "Linux",
+    )
+    git = anonymize(GitMetadata("abc", "git@github.com:alice/x.git", "main", False))
+    assert (git.commit, git.remote, git.branch, git.dirty) == ("abc", "anonymous", "main", False)
+    assert anonymize(GitMetadata("abc", None)).remote is None  # nothing to hide
+    assert anonymize(TangoMetadata("0.2.0")) == TangoMetadata("0.2.0")
+    holder = WithJob(Job("train", "https://ci.example.com/alice/42"), platform)
+    out = anonymize(holder)
+    assert out.job == Job("train", None)  # job.url dropped, whatever class holds it
+    with pytest.raises(TypeError, match="anonymize\\(\\) takes a record, got dict"):
+        anonymize({"user": "alice"})
+
+
+@dataclasses.dataclass
+class WithReasons:
+    user: str
+    fallbacks: Optional[Dict[str, str]]
+
+
+def test_anonymize_withholds_reasons_of_hidden_fields() -> None:
+    reasons = {
+        "user": "no passwd entry for uid 1234; recorded the uid",
+        "root": "the working directory was deleted; used /home/alice",
+        "git.remote": "x",
+        "job.url": "y",
+        "git.dirty": "git status timed out after 2 s; recorded dirty and diff as None",
+    }
+    out = anonymize(WithReasons("alice", dict(reasons)))
+    assert out.fallbacks == {
+        "user": WITHHELD,
+        "root": WITHHELD,
+        "git.remote": WITHHELD,
+        "job.url": WITHHELD,
+        "git.dirty": reasons["git.dirty"],
+    }
+
+
+def test_package_exports() -> None:
+    assert tango_stepinfo.anonymize is anonymize
+    assert "anonymize" in tango_stepinfo.__all__
+    assert "InvalidSettingError" in tango_stepinfo.__all__
+
+
+def test_anonymous_shortens_a_command_given_by_the_environment(repo: Path) -> None:
+    extra = {
+        "TANGO_STEPINFO_PRIVACY": "anonymous",
+        "TANGO_STEPINFO_COMMAND": "/home/alice/x.py --out=/home/alice/y",
+    }
+    assert made(repo, extra)["environment"]["command"] == ".../x.py --out=.../y"
