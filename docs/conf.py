@@ -233,6 +233,12 @@ def _is_record(obj: Any) -> bool:
 
 def _note_shared_methods(*args: Any) -> None:
     _app, what, _name, obj, _options, lines = args
+    if (
+        what == "class"
+        and obj.__qualname__ == "Record"
+        and obj.__module__.startswith("tango_stepinfo.")
+    ):
+        lines[:] = []  # how the base is implemented is for contributors; api.rst says what it is
     if what == "class" and _is_record(obj):
         lines += [
             "",
