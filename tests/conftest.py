@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import platform
 import socket
+import typing
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -15,6 +17,32 @@ import tango_stepinfo
 
 DATA = Path(__file__).parent / "data"
 TANGO_DATA = DATA / "tango_1_3_2"
+
+
+def since_none(cls: type) -> Dict[str, None]:
+    """``None`` for every field of ``cls`` added by this library since a version (keyword
+    arguments that make a record without probing the fields newer than Tango's)."""
+    return {f.name: None for f in dataclasses.fields(cls) if "since" in f.metadata}
+
+
+def _record_class(tp: Any) -> Optional[type]:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    inner = args[0] if typing.get_origin(tp) is typing.Union and len(args) == 1 else tp
+    return inner if dataclasses.is_dataclass(inner) and isinstance(inner, type) else None
+
+
+def with_since_none(cls: type, data: Dict[str, Any]) -> Dict[str, Any]:
+    """A record's JSON dict with ``None`` for each field added since a version that it lacks,
+    in nested records too: what a record read from an older file gives back."""
+    hints = typing.get_type_hints(cls)
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        if "since" in f.metadata:
+            out.setdefault(f.name, None)
+        inner = _record_class(hints[f.name])
+        if inner is not None and isinstance(out.get(f.name), dict):
+            out[f.name] = with_since_none(inner, out[f.name])
+    return out
 
 
 def fake_bin(folder: Path, name: str, script: str) -> Path:

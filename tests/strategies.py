@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from tango_stepinfo import (
     EnvironmentMetadata,
     GitMetadata,
+    GpuMetadata,
+    JobMetadata,
     PlatformMetadata,
     StepInfo,
     TangoMetadata,
@@ -71,6 +73,23 @@ git_metadata = st.builds(
     dirty=st.none() | st.booleans(),
 )
 tango_metadata = st.builds(TangoMetadata, version=texts)
+gpu_metadata = st.builds(
+    GpuMetadata,
+    name=texts,
+    uuid=st.none() | texts,
+    bus=st.none() | texts,
+    driver=st.none() | texts,
+    memory=st.none() | st.integers(min_value=0, max_value=2**50),
+)
+job_metadata = st.builds(
+    JobMetadata,
+    system=texts,
+    id=texts,
+    name=st.none() | texts,
+    url=st.none() | texts,
+    attempt=st.none() | texts,
+)
+fallbacks = st.none() | st.dictionaries(texts, texts, min_size=1, max_size=3)
 
 platform_metadata = st.builds(
     PlatformMetadata,
@@ -78,6 +97,12 @@ platform_metadata = st.builds(
     cpu_count=st.none() | st.integers(min_value=0, max_value=4096),
     user=texts,
     host=texts,
+    cpu_model=st.none() | texts,
+    cpu_usable=st.none() | st.integers(min_value=1, max_value=4096),
+    memory=st.none() | st.integers(min_value=0, max_value=2**50),
+    gpus=st.none() | st.lists(gpu_metadata, max_size=3),
+    container=st.none() | texts,
+    fallbacks=fallbacks,
 )
 environment_metadata = st.builds(
     EnvironmentMetadata,
@@ -88,6 +113,9 @@ environment_metadata = st.builds(
     packages=st.none() | packages,
     git=st.none() | git_metadata,
     tango=st.none() | tango_metadata,
+    implementation=st.none() | texts,
+    job=st.none() | job_metadata,
+    fallbacks=fallbacks,
 )
 
 
@@ -161,7 +189,26 @@ def full_record(n_packages: int = 70) -> StepInfo:
         result_location="/data/ws/cache/TrainStep-abc123",
         config={"type": "train", "lr": 0.001, "data": {"type": "ref", "ref": "DataStep-111"}},
         metadata={"owner": "nlp-team"},
-        platform=PlatformMetadata("Linux-5.15.0-x86_64-with-glibc2.35", 32, "researcher", "gpu-7"),
+        platform=PlatformMetadata(
+            "Linux-5.15.0-x86_64-with-glibc2.35",
+            32,
+            "researcher",
+            "gpu-7",
+            cpu_model="Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz",
+            cpu_usable=8,
+            memory=68719476736,
+            gpus=[
+                GpuMetadata(
+                    "NVIDIA GeForce RTX 2080 Ti",
+                    "GPU-5d49bdf4-b8d0-21ce-9260-a89c66748d92",
+                    "0000:1a:00.0",
+                    "465.19.01",
+                    11554717696,
+                )
+            ],
+            container="docker",
+            fallbacks=None,
+        ),
         environment=EnvironmentMetadata(
             python="3.10.12",
             executable=Path("/opt/conda/bin/python"),
@@ -175,5 +222,8 @@ def full_record(n_packages: int = 70) -> StepInfo:
                 dirty=False,
             ),
             tango=TangoMetadata("1.3.2"),
+            implementation="cpython",
+            job=JobMetadata("slurm", "4242_7", "train", None, "0"),
+            fallbacks=None,
         ),
     )

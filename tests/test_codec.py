@@ -32,7 +32,7 @@ from tango_stepinfo import (
 )
 from tango_stepinfo._codec import Record, parse_time
 
-from .conftest import TANGO_DATA
+from .conftest import TANGO_DATA, since_none, with_since_none
 from .strategies import DELETE, changed, full_record, naive_times, old_pickle, step_infos
 
 UTC = dt.timezone.utc
@@ -507,7 +507,13 @@ def test_old_pickle_missing_probed_fields_come_back_none(probe_calls: List[str])
     assert (back.packages, back.git, back.root) == (None, None, None)
     assert back.python == env.python
     platform_back = pickle.loads(old_pickle(PlatformMetadata, {"user": "me"}))
-    assert platform_back == PlatformMetadata(None, None, "me", None)  # type: ignore[arg-type]
+    assert platform_back == PlatformMetadata(
+        None,  # type: ignore[arg-type]
+        None,
+        "me",
+        None,  # type: ignore[arg-type]
+        **since_none(PlatformMetadata),
+    )
     info = pickle.loads(old_pickle(StepInfo, {"unique_id": "u", "cacheable": True}))
     assert info.platform is None and info.environment is None
     assert probe_calls == []
@@ -566,7 +572,7 @@ def test_pickles_written_by_0_1_0_still_load(path: Path) -> None:
     case = path.name.split(".")[0]
     back = pickle.loads(path.read_bytes())
     assert back == StepInfo.from_json_dict(expected[case])
-    assert back.to_json_dict() == expected[case]
+    assert back.to_json_dict() == with_since_none(StepInfo, expected[case])
 
 
 def test_0_1_0_pickles_are_all_there() -> None:

@@ -488,6 +488,42 @@ def test_check_unreadable_file_is_status_2(tmp_path: Path) -> None:
     assert result.stdout.splitlines()[1] == f"{missing}: cannot read: No such file or directory"
 
 
+def test_check_strict(tmp_path: Path) -> None:
+    clean = write(tmp_path / "clean.json", full_record())
+    dirty_record = full_record()
+    assert dirty_record.environment.git is not None
+    dirty_record.environment.git.dirty = True
+    dirty = write(tmp_path / "dirty.json", dirty_record)
+    no_git_record = full_record()
+    no_git_record.environment.git = None
+    no_git = write(tmp_path / "no-git.json", no_git_record)
+    fell_back = full_record()
+    fell_back.platform.fallbacks = {
+        "user": "no passwd entry and no login variable for uid 1234; recorded the uid"
+    }
+    fell_back.environment.fallbacks = {
+        "root": "the working directory was deleted; used $PWD",
+        "git.dirty": "git status timed out after 2 s",
+    }
+    fallbacks = write(tmp_path / "fallbacks.json", fell_back)
+    many = write(tmp_path / "many.json", [full_record(), dirty_record])
+    result = run("check", "--strict", clean, dirty, no_git, fallbacks, many)
+    assert result.returncode == 1
+    assert result.stdout == (
+        f"{clean}: OK\n"
+        f"{dirty}: environment.git.dirty: the working tree had uncommitted changes\n"
+        f"{no_git}: environment.git: no git repository was recorded\n"
+        f"{fallbacks}: platform.user: no passwd entry and no login variable for uid 1234; "
+        "recorded the uid\n"
+        f"{fallbacks}: environment.git.dirty: git status timed out after 2 s\n"
+        f"{fallbacks}: environment.root: the working directory was deleted; used $PWD\n"
+        f"{many}: [1].environment.git.dirty: the working tree had uncommitted changes\n"
+    )
+    # Without --strict the same files are all records.
+    assert run("check", clean, dirty, no_git, fallbacks, many).returncode == 0
+    assert run("check", "--strict", clean).returncode == 0
+
+
 # --- errors ------------------------------------------------------------------------------------
 
 

@@ -777,3 +777,126 @@ def test_probes_when_sigchld_is_ignored(tmp_path: Path) -> None:
         "print(info.environment.git.commit, info.environment.git.dirty)\n"
     )
     assert run_python(code, env).split() == [commit, "None"]
+
+
+# --- fallback reasons: every fallback, its one-line reason in the record -----------------------
+
+
+def platform_reasons() -> Dict[str, str]:
+    return PlatformMetadata().fallbacks or {}
+
+
+def environment_reasons() -> Dict[str, str]:
+    return EnvironmentMetadata().fallbacks or {}
+
+
+def test_no_fallback_no_reasons(outside_git: Path) -> None:
+    info = StepInfo("a", "A", set(), True)
+    assert info.platform.fallbacks is None or "user" not in info.platform.fallbacks
+    assert info.environment.fallbacks is None
+
+
+def test_reason_user_without_passwd_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in LOGIN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", raising(KeyError("getpwuid(): uid not found: 1234")))
+    assert platform_reasons()["user"] == (
+        f"no passwd entry and no login variable for uid {os.getuid()}; recorded the uid"
+    )
+
+
+def test_reason_user_unknown_without_uids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(getpass, "getuser", raising(KeyError("no user")))
+    monkeypatch.delattr(os, "getuid")
+    assert (
+        platform_reasons()["user"] == "no user name and no uids on this system; recorded 'unknown'"
+    )
+
+
+def test_reason_host_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "uname", raising(OSError("uname failed")), raising=False)
+    monkeypatch.setattr(socket, "gethostname", raising(OSError("no host name")))
+    monkeypatch.setattr(platform, "node", raising(OSError("no node")))
+    assert platform_reasons()["host"] == (
+        "no way of asking the host name worked; recorded 'unknown'"
+    )
+
+
+def test_reason_operating_system_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "uname", raising(OSError("no uname")), raising=False)
+    monkeypatch.setattr(platform, "platform", raising(OSError("no platform")))
+    reasons = platform_reasons()
+    assert reasons["operating_system"] == "platform.platform() failed; recorded 'unknown'"
+
+
+def test_reason_cpu_count_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert platform_reasons()["cpu_count"] == "os.cpu_count() could not tell; recorded None"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/exe"), reason="needs /proc")
+def test_reason_executable_from_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "")
+    assert environment_reasons()["executable"] == (
+        "sys.executable is empty; recorded the target of /proc/self/exe"
+    )
+
+
+def test_reason_executable_last_resort(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", None)
+    monkeypatch.setattr(os, "readlink", raising(OSError("no /proc")))
+    assert environment_reasons()["executable"] == (
+        "sys.executable is empty and /proc/self/exe unreadable; recorded 'python'"
+    )
+
+
+def test_reason_command_follows_each_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(sys, "argv")
+    assert environment_reasons()["command"] == "sys.argv is missing or not a list; recorded ''"
+    monkeypatch.setattr(sys, "argv", ["train.py"], raising=False)
+    assert "command" not in environment_reasons()  # checked again for every record
+
+
+def test_reason_packages_follows_each_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = list(sys.path)
+    monkeypatch.setattr(sys, "path", None)
+    assert environment_reasons()["packages"] == "sys.path is not a list; recorded None"
+    monkeypatch.setattr(sys, "path", path)
+    assert "packages" not in environment_reasons()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/cwd"), reason="needs /proc")
+def test_reason_root_of_a_removed_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    gone = removed_cwd(tmp_path, monkeypatch)
+    env = EnvironmentMetadata()
+    assert env.root == gone
+    assert env.fallbacks == {
+        "root": "the working directory was deleted; recorded its former path from /proc/self/cwd"
+    }
+    monkeypatch.chdir(tmp_path)
+    assert EnvironmentMetadata().fallbacks is None  # the reason went with the fallback
+
+
+def test_reason_root_from_pwd_then_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    removed_cwd(tmp_path, monkeypatch)
+    monkeypatch.setattr(os, "readlink", raising(OSError("no /proc")))
+    monkeypatch.setenv("PWD", "/somewhere/else")
+    assert environment_reasons()["root"] == "the working directory was deleted; used $PWD"
+    monkeypatch.setenv("PWD", "relative")
+    assert environment_reasons()["root"] == (
+        "the working directory was deleted and $PWD is not absolute; recorded '.'"
+    )
+
+
+def test_reasons_are_one_line_and_name_no_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(getpass, "getuser", raising(KeyError("secret-ish detail")))
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    monkeypatch.delattr(sys, "argv")
+    reasons = {**platform_reasons(), **environment_reasons()}
+    assert {"user", "cpu_count", "command"} <= set(reasons)
+    for reason in reasons.values():
+        assert "\n" not in reason and "Traceback" not in reason and "secret-ish" not in reason

@@ -46,6 +46,8 @@ def test_schema_is_valid_draft_2020_12() -> None:
     assert sorted(SCHEMA["$defs"]) == [
         "EnvironmentMetadata",
         "GitMetadata",
+        "GpuMetadata",
+        "JobMetadata",
         "PlatformMetadata",
         "TangoMetadata",
     ]

@@ -22,6 +22,7 @@ from tango_stepinfo import (
 )
 from tango_stepinfo.step_info import replace_steps_with_unique_id
 
+from .conftest import since_none
 from .strategies import full_record
 
 UTC = dt.timezone.utc
@@ -284,8 +285,10 @@ def test_replace_steps_keeps_plain_values() -> None:
 def test_explicit_platform_and_environment_never_probe(probe_calls: List[str]) -> None:
     base = full_record()
     StepInfo("u", "C", set(), True, platform=base.platform, environment=base.environment)
-    PlatformMetadata("os", 1, "me", "host")
-    EnvironmentMetadata("3.11", Path("/py"), "cmd", Path("/"), None, None, None)
+    PlatformMetadata("os", 1, "me", "host", **since_none(PlatformMetadata))
+    EnvironmentMetadata(
+        "3.11", Path("/py"), "cmd", Path("/"), None, None, None, **since_none(EnvironmentMetadata)
+    )
     assert probe_calls == []
 
 

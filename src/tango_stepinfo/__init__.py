@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 from ._probe import clear_cache
 from ._version import __version__
 from .errors import InvalidStepStateError, StepInfoDecodeError, StepInfoEncodeError
-from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata, TangoMetadata
+from .metadata import (
+    EnvironmentMetadata,
+    GitMetadata,
+    GpuMetadata,
+    JobMetadata,
+    PlatformMetadata,
+    TangoMetadata,
+)
 from .redact import redact_command, redact_url
 from .step_info import StepInfo, StepLike, StepState
 
@@ -21,7 +28,9 @@ __all__ = [
     "CorruptPickleError",
     "EnvironmentMetadata",
     "GitMetadata",
+    "GpuMetadata",
     "InvalidStepStateError",
+    "JobMetadata",
     "PlatformMetadata",
     "StepInfo",
     "StepInfoDecodeError",

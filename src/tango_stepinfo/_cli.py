@@ -552,9 +552,34 @@ def _cmd_check(args: argparse.Namespace) -> int:
             sys.stdout.write(_clean(str(e)) + "\n")
             status = max(status, 2 if e.unreadable else 1)
             continue
+        problems = _strict_problems(records) if args.strict else []
+        if problems:
+            sys.stdout.write("".join(f"{_clean(name)}: {_clean(p)}\n" for p in problems))
+            status = max(status, 1)
+            continue
         count = "" if len(records) == 1 else f" ({len(records)} records)"
         sys.stdout.write(f"{_clean(name)}: OK{count}\n")
     return status
+
+
+def strict_problems(record: StepInfo) -> List[str]:
+    """Why ``check --strict`` refuses a record, one line each: every probe that fell back
+    (``platform.fallbacks``, ``environment.fallbacks``), a dirty working tree, no git at all."""
+    problems = []
+    for part in ("platform", "environment"):
+        reasons = getattr(getattr(record, part, None), "fallbacks", None) or {}
+        problems += [f"{part}.{key}: {reasons[key]}" for key in sorted(reasons)]
+    git = getattr(record.environment, "git", None)
+    if git is None:
+        problems.append("environment.git: no git repository was recorded")
+    elif git.dirty:
+        problems.append("environment.git.dirty: the working tree had uncommitted changes")
+    return problems
+
+
+def _strict_problems(records: List[StepInfo]) -> List[str]:
+    many = len(records) > 1
+    return [f"[{i}].{p}" if many else p for i, r in enumerate(records) for p in strict_problems(r)]
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -609,10 +634,14 @@ examples:
 
 _CHECK_EPILOG = f"""\
 Prints 'FILE: OK' or 'FILE: the problem' (with the field path) for each file.
-Exit status: 0 all decode, 1 some file is not a record, 2 some file cannot be read.
+With --strict, a record whose probes fell back (its 'fallbacks'), whose working tree
+was dirty, or that ran outside git is refused too, one line per reason.
+Exit status: 0 all decode, 1 some file is not a record (or not clean with --strict),
+2 some file cannot be read.
 
 examples:
   {PROG} check step.json step.pickle
+  {PROG} check --strict results/*.json
 """
 
 _DIFF_EPILOG = f"""\
@@ -667,6 +696,9 @@ def _parser() -> _Parser:
 
     check = add("check", "check that files decode as records", _CHECK_EPILOG)
     check.add_argument("files", nargs="+", metavar="FILE", help="a record file, or '-'")
+    check.add_argument(
+        "--strict", action="store_true", help="also refuse fallbacks, a dirty tree and no git"
+    )
 
     diff = add("diff", "compare two records' platform and environment", _DIFF_EPILOG)
     diff.add_argument("a", metavar="A", help="the first record file")

@@ -43,6 +43,8 @@ def collect(keys: Iterable[str]) -> Optional[Dict[str, str]]:
 
     ``collect(["root", "git"])`` gives the reasons of ``root`` and of ``git.dirty``, ``git.diff``...
     """
+    if not _reasons:
+        return None  # the usual case, and the one every record asks about: no fallback at all
     wanted = tuple(keys)
     found = {
         key: reason

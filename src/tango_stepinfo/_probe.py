@@ -30,19 +30,30 @@ probe                         value, then its fallbacks in order
 :func:`packages`              every distribution on ``sys.path`` (see :func:`packages`);
                               ``None`` only when ``sys.path`` is not a list
 :func:`git`                   see :mod:`tango_stepinfo._git`; ``None`` outside a repository
+:func:`cpu_model`             see :mod:`tango_stepinfo._machine`
+:func:`cpu_usable`            see :mod:`tango_stepinfo._machine`
+:func:`memory`                see :mod:`tango_stepinfo._machine`
+:func:`container`             see :mod:`tango_stepinfo._machine`
+:func:`gpus`                  see :mod:`tango_stepinfo._gpu`
+:func:`implementation`        ``sys.implementation.name``
+:func:`job`                   see :mod:`tango_stepinfo._job`
 ============================  ===============================================================
 
+Every probe notes why it fell back with :func:`tango_stepinfo._fallbacks.note` (one line, kept
+for the records' ``fallbacks`` fields), and notes ``None`` when it did not.
+
 Caching. Facts fixed for the life of a process (OS string, CPU count, user, host, Python,
-executable) are probed once, exactly once even when many threads race for them. Facts that can
-change are re-checked for every record, cheaply: the working directory (one ``getcwd``; ``root``
-and ``git`` follow it), the command line (compared with the ``sys.argv`` it was built from), the
-package list (re-scanned only when ``sys.path`` or the ``stat`` of one of its folders changed, so
-a ``pip install`` during the run shows up in later records) and git (see :mod:`._git`). Every
-value handed out is immutable or a fresh copy, so mutating one record never changes another.
-The first probe of a process (and the first after :func:`clear_cache`) probes every fixed fact
-at once: it starts the two child processes a first record needs, the ``git status`` of the dirty
-check and ``uname -p``, then probes the rest while they run. :func:`clear_cache` (public as
-``tango_stepinfo.clear_cache()``) drops every cached fact; ``StepInfo.refresh()`` calls it.
+executable, and the machine, GPU and job facts) are probed once, exactly once even when many
+threads race for them. Facts that can change are re-checked for every record, cheaply: the working
+directory (one ``getcwd``; ``root`` and ``git`` follow it), the command line (compared with the
+``sys.argv`` it was built from), the package list (re-scanned only when ``sys.path`` or the
+``stat`` of one of its folders changed, so a ``pip install`` during the run shows up in later
+records) and git (see :mod:`._git`). Every value handed out is immutable or a fresh copy, so
+mutating one record never changes another. The first probe of a process (and the first after
+:func:`clear_cache`) probes every fixed fact at once: it starts the two child processes a first
+record needs, the ``git status`` of the dirty check and ``uname -p``, then probes the rest while
+they run. :func:`clear_cache` (public as ``tango_stepinfo.clear_cache()``) drops every cached fact;
+``StepInfo.refresh()`` calls it.
 
 Settings: the environment variable ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git status``
 behind ``GitMetadata.dirty`` (for huge repositories); ``dirty`` is then ``None``.
@@ -63,7 +74,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
-from . import redact
+from . import _fallbacks, redact
 
 GitFacts = Tuple[Optional[str], Optional[str], Optional[str], Optional[bool]]
 """``(commit, remote, branch, dirty)``, the fields of ``GitMetadata`` in order."""
@@ -262,6 +273,16 @@ def _fact(name: str) -> Any:
         return _fixed[name]
 
 
+def _cached(name: str) -> Any:
+    """The fact ``name`` as :func:`_fact` gives it, without the reaping :func:`_fact` does for
+    every call: the newer facts' fields leave that to the record's first fields (each later
+    record then pays one dict lookup per field)."""
+    try:
+        return _fixed[name]
+    except KeyError:
+        return _fact(name)
+
+
 def _probe_fixed_facts() -> Dict[str, Any]:
     """Probe every fact fixed for the process, in one place, while two children run.
 
@@ -270,19 +291,30 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     string. Both are started first; the other facts are probed, and the package scan warmed up,
     while they run.
     """
+    from . import _gpu, _job, _machine
+
     _prefetch_git()
     parts = _linux_parts()
     processor = _start_uname_p() if parts is not None else None
+    gpus = _gpu.start()  # NVML, when there is a driver, answers in a thread meanwhile
+    cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
     facts: Dict[str, Any] = {
-        "cpu_count": os.cpu_count(),
-        "user": _user_getpass() or _user_uid() or "unknown",
-        "host": _host_uname() or _host_socket() or _host_platform() or "unknown",
+        "cpu_count": _cpu_count(),
+        "user": _user(),
+        "host": _host(),
         "python": _python_version(),
-        "executable": _executable_sys() or _executable_proc() or Path("python"),
+        "executable": _executable(),
+        "cpu_model": _machine.cpu_model(),
+        "cpu_usable": _machine.cpu_usable(cgroups),
+        "memory": _machine.memory(cgroups),
+        "container": _machine.container(),
+        "implementation": sys.implementation.name,
+        "job": _job.job(),
     }
     packages()  # the first scan, cached for the record being made
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
-    facts["operating_system"] = linux or _os_platform() or "unknown"
+    facts["operating_system"] = _operating_system(linux)
+    facts["gpus"] = gpus()
     return facts
 
 
@@ -357,12 +389,26 @@ def _os_platform() -> Optional[str]:
         return None
 
 
+def _operating_system(linux: Optional[str]) -> str:
+    found = linux or _os_platform()
+    _fallbacks.note(
+        "operating_system", None if found else "platform.platform() failed; recorded 'unknown'"
+    )
+    return found or "unknown"
+
+
 def operating_system() -> str:
     """The operating system as ``platform.platform()`` names it; ``"unknown"`` if that fails."""
     return cast(str, _fact("operating_system"))
 
 
 # --- cpu count, user, host, python, executable --------------------------------------------------
+
+
+def _cpu_count() -> Optional[int]:
+    count = os.cpu_count()
+    _fallbacks.note("cpu_count", None if count else "os.cpu_count() could not tell; recorded None")
+    return count
 
 
 def cpu_count() -> Optional[int]:
@@ -385,6 +431,21 @@ def _user_getpass() -> Optional[str]:
 def _user_uid() -> Optional[str]:
     getuid = getattr(os, "getuid", None)
     return None if getuid is None else str(getuid())
+
+
+def _user() -> str:
+    name = _user_getpass()
+    if name is not None:
+        _fallbacks.note("user", None)
+        return name
+    uid = _user_uid()
+    _fallbacks.note(
+        "user",
+        f"no passwd entry and no login variable for uid {uid}; recorded the uid"
+        if uid is not None
+        else "no user name and no uids on this system; recorded 'unknown'",
+    )
+    return uid or "unknown"
 
 
 def user() -> str:
@@ -423,6 +484,14 @@ def _host_platform() -> Optional[str]:
     except OSError as e:
         debug("platform.node() failed: %s", e)
         return None
+
+
+def _host() -> str:
+    found = _host_uname() or _host_socket() or _host_platform()
+    _fallbacks.note(
+        "host", None if found else "no way of asking the host name worked; recorded 'unknown'"
+    )
+    return found or "unknown"
 
 
 def host() -> str:
@@ -465,9 +534,81 @@ def _executable_proc() -> Optional[Path]:
         return None
 
 
+def _executable() -> Path:
+    found = _executable_sys()
+    if found is not None:
+        _fallbacks.note("executable", None)
+        return found
+    found = _executable_proc()
+    _fallbacks.note(
+        "executable",
+        "sys.executable is empty; recorded the target of /proc/self/exe"
+        if found is not None
+        else "sys.executable is empty and /proc/self/exe unreadable; recorded 'python'",
+    )
+    return found or Path("python")
+
+
 def executable() -> Path:
     """The interpreter: ``sys.executable``, else ``/proc/self/exe``, else ``Path("python")``."""
     return cast(Path, _fact("executable"))
+
+
+def cpu_model() -> Optional[str]:
+    """The CPU's model name (see :mod:`._machine`); ``None`` when unknown."""
+    try:
+        return cast(
+            Optional[str], _fixed["cpu_model"]
+        )  # the path of every later record: one lookup
+    except KeyError:
+        return cast(Optional[str], _fact("cpu_model"))
+
+
+def cpu_usable() -> Optional[int]:
+    """The CPUs this process may use (see :mod:`._machine`); ``None`` when unknown."""
+    try:
+        return cast(
+            Optional[int], _fixed["cpu_usable"]
+        )  # the path of every later record: one lookup
+    except KeyError:
+        return cast(Optional[int], _fact("cpu_usable"))
+
+
+def memory() -> Optional[int]:
+    """Bytes of memory this process may use (see :mod:`._machine`); ``None`` when unknown."""
+    try:
+        return cast(Optional[int], _fixed["memory"])  # the path of every later record: one lookup
+    except KeyError:
+        return cast(Optional[int], _fact("memory"))
+
+
+def container() -> Optional[str]:
+    """The container runtime detected (see :mod:`._machine`); ``None`` outside one."""
+    try:
+        return cast(
+            Optional[str], _fixed["container"]
+        )  # the path of every later record: one lookup
+    except KeyError:
+        return cast(Optional[str], _fact("container"))
+
+
+def gpus() -> Optional[List[Any]]:
+    """The GPUs visible, as ``GpuMetadata`` field tuples (see :mod:`._gpu`); a fresh list."""
+    found = _cached("gpus")
+    return None if found is None else list(found)
+
+
+def implementation() -> str:
+    """``sys.implementation.name``: ``"cpython"``, ``"pypy"``..."""
+    try:
+        return cast(str, _fixed["implementation"])  # the path of every later record: one lookup
+    except KeyError:
+        return cast(str, _fact("implementation"))
+
+
+def job() -> Optional[Tuple[Any, ...]]:
+    """The batch job or CI run, as ``JobMetadata`` field tuple (see :mod:`._job`)."""
+    return cast(Optional[Tuple[Any, ...]], _cached("job"))
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -485,8 +626,10 @@ def command() -> str:
     if not isinstance(argv, list) or not argv:
         if argv is None or not isinstance(argv, (list, tuple)):
             debug("sys.argv is missing or not a list (%r), recording ''", type(argv).__name__)
+            _fallbacks.note("command", "sys.argv is missing or not a list; recorded ''")
             return ""
         argv = list(argv)
+    _fallbacks.note("command", None)
     cached = _argv
     if argv == cached[0]:
         return cached[1]
@@ -525,8 +668,23 @@ def _cwd_pwd() -> Optional[str]:
 
 
 def cwd() -> str:
-    """The working directory as a string, with the fallbacks of :func:`root`."""
-    return _cwd_getcwd() or _cwd_proc() or _cwd_pwd() or "."
+    """The working directory as a string, with the fallbacks of :func:`root` (noted as its)."""
+    where = _cwd_getcwd()
+    if where is not None:
+        _fallbacks.note("root", None)
+        return where
+    where = _cwd_proc()
+    if where is not None:
+        reason = "the working directory was deleted; recorded its former path from /proc/self/cwd"
+    else:
+        where = _cwd_pwd()
+        reason = (
+            "the working directory was deleted; used $PWD"
+            if where is not None
+            else "the working directory was deleted and $PWD is not absolute; recorded '.'"
+        )
+    _fallbacks.note("root", reason)
+    return where or "."
 
 
 _root: Tuple[str, Path] = ("", Path("."))
@@ -709,7 +867,9 @@ def packages() -> Optional[List[Package]]:
     entries = getattr(sys, "path", None)
     if not isinstance(entries, list):
         debug("sys.path is not a list, recording packages as None")
+        _fallbacks.note("packages", "sys.path is not a list; recorded None")
         return None
+    _fallbacks.note("packages", None)
     cached = _packages
     if cached is not None and cached[0] == entries and unchanged(cached[1]):
         return list(cached[2])  # the fast path of every record: one stat per sys.path entry

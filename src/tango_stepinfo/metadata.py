@@ -10,17 +10,43 @@ fallback). Passing a value explicitly never probes anything.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import _probe
+from . import _fallbacks, _probe
 from ._codec import Record
 from ._version import __version__
 
-__all__ = ["EnvironmentMetadata", "GitMetadata", "PlatformMetadata", "TangoMetadata"]
+__all__ = [
+    "EnvironmentMetadata",
+    "GitMetadata",
+    "GpuMetadata",
+    "JobMetadata",
+    "PlatformMetadata",
+    "TangoMetadata",
+]
 
 _PROBED: Any = {"probe": True}
+_PROBED_SINCE_0_2: Any = {"since": "0.2.0", "probe": True}
+
+
+def _fallbacks_of(cls_name: str) -> Callable[[], Optional[Dict[str, str]]]:
+    """The default factory of a ``fallbacks`` field: the reasons noted for the class's fields.
+
+    It runs after the other fields' factories (``fallbacks`` is the last field), so the reasons
+    are those of the values the record just got.
+    """
+    names: List[str] = []
+
+    def collect() -> Optional[Dict[str, str]]:
+        if not names:
+            cls = globals()[cls_name]
+            names.extend(f.name for f in dataclasses.fields(cls) if f.name != "fallbacks")
+        return _fallbacks.collect(names)
+
+    return collect
 
 
 @dataclass(eq=False, repr=False)  # == and repr come from Record
@@ -62,6 +88,53 @@ class TangoMetadata(Record):
 
 
 @dataclass(eq=False, repr=False)  # == and repr come from Record
+class GpuMetadata(Record):
+    """A GPU visible to the process (see :mod:`tango_stepinfo._gpu`). Not in Tango.
+
+    :ivar name: the model, the ``Model`` line of the driver's ``information`` file.
+    :ivar uuid: its ``GPU UUID`` (``GPU-...``).
+    :ivar bus: its PCI ``Bus Location`` (``domain:bus:device.function``).
+    :ivar driver: the version of the NVIDIA driver, from ``/proc/driver/nvidia/version``.
+    :ivar memory: its total memory in bytes, from NVML; ``None`` when NVML did not tell.
+    """
+
+    name: str
+    uuid: Optional[str] = None
+    bus: Optional[str] = None
+    driver: Optional[str] = None
+    memory: Optional[int] = None
+
+
+@dataclass(eq=False, repr=False)  # == and repr come from Record
+class JobMetadata(Record):
+    """The batch job or CI run a process belongs to (see :mod:`tango_stepinfo._job`).
+
+    :ivar system: ``"slurm"``, ``"beaker"``, ``"github-actions"``, ``"gitlab-ci"``, ``"pbs"``,
+        ``"lsf"`` or ``"sge"``.
+    :ivar id: the job's id (``<array job>_<task>`` for a Slurm array task).
+    :ivar name: the job's or workflow's name, where the system gives one.
+    :ivar url: the run's web page (GitHub Actions, GitLab CI), credentials removed.
+    :ivar attempt: which attempt this is (Slurm restart count, GitHub run attempt).
+    """
+
+    system: str
+    id: str
+    name: Optional[str] = None
+    url: Optional[str] = None
+    attempt: Optional[str] = None
+
+
+def _gpus() -> Optional[List[GpuMetadata]]:
+    facts = _probe.gpus()
+    return None if facts is None else [GpuMetadata(*gpu) for gpu in facts]
+
+
+def _job() -> Optional[JobMetadata]:
+    facts = _probe.job()
+    return None if facts is None else JobMetadata(*facts)
+
+
+@dataclass(eq=False, repr=False)  # == and repr come from Record
 class PlatformMetadata(Record):
     """The machine a step ran on. Each field defaults to a probe of this machine.
 
@@ -69,12 +142,33 @@ class PlatformMetadata(Record):
     :ivar cpu_count: ``os.cpu_count()``; ``None`` when unknown.
     :ivar user: the login name; the numeric uid when the user has no name.
     :ivar host: the host name.
+    :ivar cpu_model: the CPU's model name; ``None`` when unknown. Not in Tango (as every field
+        below).
+    :ivar cpu_usable: the CPUs this process may use: its CPU affinity, lowered by its cgroup's
+        CPU quota (containers, batch jobs).
+    :ivar memory: bytes of memory this process may use: the machine's, lowered by its cgroup's
+        limit.
+    :ivar gpus: the GPUs visible to the process, in CUDA's order for ``PCI_BUS_ID``; ``[]`` when
+        the NVIDIA driver is loaded but none is visible, ``None`` without NVIDIA driver.
+    :ivar container: ``"kubernetes"``, ``"apptainer"``, ``"podman"`` or ``"docker"``; ``None``
+        when none is detected.
+    :ivar fallbacks: for each field whose probe failed or fell back, one line saying why and
+        what was recorded instead; ``None`` when every probe succeeded.
     """
 
     operating_system: str = field(default_factory=_probe.operating_system, metadata=_PROBED)
     cpu_count: Optional[int] = field(default_factory=_probe.cpu_count, metadata=_PROBED)
     user: str = field(default_factory=_probe.user, metadata=_PROBED)
     host: str = field(default_factory=_probe.host, metadata=_PROBED)
+    cpu_model: Optional[str] = field(default_factory=_probe.cpu_model, metadata=_PROBED_SINCE_0_2)
+    cpu_usable: Optional[int] = field(default_factory=_probe.cpu_usable, metadata=_PROBED_SINCE_0_2)
+    memory: Optional[int] = field(default_factory=_probe.memory, metadata=_PROBED_SINCE_0_2)
+    gpus: Optional[List[GpuMetadata]] = field(default_factory=_gpus, metadata=_PROBED_SINCE_0_2)
+    container: Optional[str] = field(default_factory=_probe.container, metadata=_PROBED_SINCE_0_2)
+    # fallbacks stays the last field: its factory collects the reasons of the fields above.
+    fallbacks: Optional[Dict[str, str]] = field(
+        default_factory=_fallbacks_of("PlatformMetadata"), metadata=_PROBED_SINCE_0_2
+    )
 
 
 @dataclass(eq=False, repr=False)  # == and repr come from Record
@@ -89,6 +183,11 @@ class EnvironmentMetadata(Record):
         normalised as PEP 503 does.
     :ivar git: the git checkout around the working directory; ``None`` outside one.
     :ivar tango: the library that wrote the record.
+    :ivar implementation: the Python implementation, ``sys.implementation.name`` (``"cpython"``,
+        ``"pypy"``). Not in Tango (as every field below).
+    :ivar job: the batch job or CI run the process belongs to; ``None`` outside any.
+    :ivar fallbacks: for each field whose probe failed or fell back (``"root"``, ``"git.dirty"``),
+        one line saying why and what was recorded instead; ``None`` when every probe succeeded.
     """
 
     python: str = field(default_factory=_probe.python, metadata=_PROBED)
@@ -100,3 +199,11 @@ class EnvironmentMetadata(Record):
     )
     git: Optional[GitMetadata] = field(default_factory=GitMetadata.check_for_repo, metadata=_PROBED)
     tango: Optional[TangoMetadata] = field(default_factory=TangoMetadata, metadata=_PROBED)
+    implementation: Optional[str] = field(
+        default_factory=_probe.implementation, metadata=_PROBED_SINCE_0_2
+    )
+    job: Optional[JobMetadata] = field(default_factory=_job, metadata=_PROBED_SINCE_0_2)
+    # fallbacks stays the last field: its factory collects the reasons of the fields above.
+    fallbacks: Optional[Dict[str, str]] = field(
+        default_factory=_fallbacks_of("EnvironmentMetadata"), metadata=_PROBED_SINCE_0_2
+    )

@@ -50,7 +50,14 @@ from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _codec
 from .errors import StepInfoDecodeError
-from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata, TangoMetadata
+from .metadata import (
+    EnvironmentMetadata,
+    GitMetadata,
+    GpuMetadata,
+    JobMetadata,
+    PlatformMetadata,
+    TangoMetadata,
+)
 from .step_info import StepInfo, StepState
 
 
@@ -92,6 +99,8 @@ _RECORDS: Tuple[type, ...] = (
     EnvironmentMetadata,
     GitMetadata,
     TangoMetadata,
+    GpuMetadata,
+    JobMetadata,
 )
 
 

@@ -1,0 +1,263 @@
+"""The GPUs visible to this process, read from the NVIDIA driver's files: no subprocess, and no
+library but NVML (through :mod:`ctypes`) for the memory of each GPU.
+
+What is read (below :data:`tango_stepinfo._machine.ROOT`, as the machine probes read):
+
+- ``/proc/driver/nvidia/version``: present when the NVIDIA kernel driver is loaded; its first
+  line (``NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  ...``, or ``... Open
+  Kernel Module for x86_64  565.57.01  Release Build ...``) gives ``driver``, the first word
+  made of digits and dots. No such file: no NVIDIA driver, ``gpus`` is ``None``.
+- ``/proc/driver/nvidia/gpus/*/information``, one per GPU the driver serves (the format of
+  ``nv_procfs_read_gpu_info`` in the driver's ``nv-procfs.c``): ``Model`` gives ``name``,
+  ``GPU UUID`` ``uuid``, ``Bus Location`` ``bus``. GPUs marked ``GPU Excluded: Yes`` are left
+  out, as CUDA leaves them out.
+- ``memory``: ``nvmlDeviceGetMemoryInfo().total`` of ``libnvidia-ml.so.1``, loaded with
+  :mod:`ctypes` only when the driver is there. ``nvmlInit`` may take seconds on a node whose
+  GPUs are not in persistence mode, and may hang on a broken one, so NVML is asked in a daemon
+  thread, waited for at most :data:`NVML_TIMEOUT` (0.2 s); after that ``memory`` is ``None``
+  and the reason noted. The thread is started first and overlaps with the other first probes.
+
+Which GPUs, in which order. CUDA numbers GPUs by ``CUDA_DEVICE_ORDER``: its default,
+``FASTEST_FIRST``, puts the fastest first (ties by PCI bus id); ``PCI_BUS_ID`` orders them by
+PCI bus id, as ``nvidia-smi`` and NVML do. This module always orders by PCI bus id: on a node of
+identical GPUs (every multi-GPU training node) both orders are the same; on a node mixing
+models, the indices of ``CUDA_VISIBLE_DEVICES`` are read here as ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
+would read them, which is what such nodes should set. ``$CUDA_VISIBLE_DEVICES`` then filters
+and orders them as CUDA reads it:
+
+- unset: every GPU; empty, or ``-1``: none (``[]``);
+- a comma-separated list of entries, each an index (read as C's ``strtoul`` reads it, so
+  ``"1gpu"`` is ``1``), a ``GPU-`` UUID, or a prefix of one that matches exactly one GPU;
+- the first entry that is none of these (out of range, negative, unknown, ambiguous) ends the
+  list; a GPU named twice makes the whole list empty (CUDA sees no device then);
+- ``MIG-`` entries name MIG instances, which these files do not list: every GPU is recorded,
+  and the reason noted.
+
+AMD GPUs (``/sys/class/kfd``) are not read yet.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import _fallbacks
+from ._machine import path, problem, read
+
+if TYPE_CHECKING:  # type aliases only for the checker: subscripting typing costs at import
+    GpuFacts = Tuple[str, Optional[str], Optional[str], Optional[str], Optional[int]]
+    """``(name, uuid, bus, driver, memory)``, the fields of ``GpuMetadata`` in order."""
+
+NVML_LIBRARY = "libnvidia-ml.so.1"
+"""The NVML library :mod:`ctypes` loads (a file name searched as ``dlopen`` does, or a path)."""
+
+NVML_TIMEOUT = 0.2
+"""Seconds the first record waits for NVML's answer before recording no ``memory``."""
+
+
+# --- the driver's files ------------------------------------------------------------------------
+
+
+def _driver_version(text: str) -> Optional[str]:
+    """The version number of the first line of ``/proc/driver/nvidia/version``."""
+    for word in text.split("\n", 1)[0].split():
+        if "." in word and word.replace(".", "").isdigit():
+            return word
+    return None
+
+
+def _information(text: str) -> Dict[str, str]:
+    """The ``key: value`` lines of an ``information`` file."""
+    found: Dict[str, str] = {}
+    for line in text.splitlines():
+        key, colon, value = line.partition(":")
+        if colon:
+            found.setdefault(key.strip(), value.strip())
+    return found
+
+
+def _bus_order(bus: Optional[str]) -> Tuple[int, ...]:
+    """A PCI bus id ``domain:bus:device.function`` (hex) as numbers, to sort by; unknown last."""
+    try:
+        return tuple(int(part, 16) for part in (bus or "").replace(".", ":").split(":"))
+    except ValueError:
+        return (1 << 64,)
+
+
+def _nvidia_files() -> Optional[List[GpuFacts]]:
+    """Every GPU the driver serves, in PCI bus order, without memory; ``None`` without driver."""
+    try:
+        driver = _driver_version(read("/proc/driver/nvidia/version"))
+    except FileNotFoundError:
+        return None  # no NVIDIA driver: absence
+    except OSError as e:
+        _fallbacks.note("gpus", f"cannot read /proc/driver/nvidia/version ({problem(e)})")
+        driver = None
+    try:
+        entries = sorted(os.listdir(path("/proc/driver/nvidia/gpus")))
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        _fallbacks.note(
+            "gpus", f"cannot list /proc/driver/nvidia/gpus ({problem(e)}); recorded None"
+        )
+        return None
+    found: List[GpuFacts] = []
+    for entry in entries:
+        name = f"/proc/driver/nvidia/gpus/{entry}/information"
+        try:
+            info = _information(read(name))
+        except OSError as e:
+            _fallbacks.note("gpus", f"cannot read {name} ({problem(e)}); left that GPU out")
+            continue
+        if info.get("GPU Excluded") == "Yes":
+            continue
+        bus = info.get("Bus Location") or entry
+        model = info.get("Model") or "unknown"
+        found.append((model, info.get("GPU UUID") or None, bus, driver, None))
+    found.sort(key=lambda gpu: _bus_order(gpu[2]))
+    return found
+
+
+# --- CUDA_VISIBLE_DEVICES ----------------------------------------------------------------------
+
+
+def _strtoul(entry: str) -> Optional[int]:
+    """The number ``entry`` starts with, as C's ``strtoul`` reads it; ``None`` if none or < 0."""
+    text = entry.strip()
+    sign = text[:1] if text[:1] in "+-" else ""
+    digits = ""
+    for ch in text[len(sign) :]:
+        if not ch.isdigit() or not ch.isascii():
+            break
+        digits += ch
+    if not digits or (sign == "-" and int(digits) != 0):
+        return None
+    return int(digits)
+
+
+def _by_uuid(entry: str, uuids: Sequence[Optional[str]]) -> Optional[int]:
+    """The index of the one GPU whose UUID starts with ``entry``; ``None`` if none or several."""
+    matches = [i for i, uuid in enumerate(uuids) if uuid is not None and uuid.startswith(entry)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def visible(value: Optional[str], uuids: Sequence[Optional[str]]) -> Optional[List[int]]:
+    """The indices (into ``uuids``, in PCI bus order) of the GPUs ``CUDA_VISIBLE_DEVICES`` shows.
+
+    :param value: the variable's value, ``None`` when it is unset.
+    :param uuids: the GPUs' UUIDs (``GPU-...``) in PCI bus order.
+    :returns: the indices in CUDA's order; ``None`` when the value names MIG instances.
+    """
+    if value is None:
+        return list(range(len(uuids)))
+    shown: List[int] = []
+    for raw in value.split(","):
+        entry = raw.strip()
+        if entry.startswith("MIG-"):
+            return None
+        index = _by_uuid(entry, uuids) if entry.startswith("GPU-") else _strtoul(entry)
+        if index is None or index >= len(uuids):
+            break  # the first invalid entry ends the list
+        if index in shown:
+            return []  # a GPU named twice: CUDA sees none
+        shown.append(index)
+    return shown
+
+
+def _filtered(gpus: List[GpuFacts]) -> List[GpuFacts]:
+    order = visible(os.environ.get("CUDA_VISIBLE_DEVICES"), [gpu[1] for gpu in gpus])
+    if order is None:
+        _fallbacks.note(
+            "gpus",
+            "CUDA_VISIBLE_DEVICES names MIG instances, which the driver's files do not list; "
+            "recorded every GPU",
+        )
+        return gpus
+    return [gpus[i] for i in order]
+
+
+# --- NVML --------------------------------------------------------------------------------------
+
+
+def _nvml_totals(uuids: Sequence[str]) -> Tuple[Dict[str, int], Optional[str]]:
+    """Ask NVML the total memory of each GPU: ``({uuid: bytes}, problem or None)``."""
+    import ctypes
+
+    class Memory(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_ulonglong) for n in ("total", "free", "used")]
+
+    try:
+        nvml: Any = ctypes.CDLL(NVML_LIBRARY)
+        init, shutdown = nvml.nvmlInit_v2, nvml.nvmlShutdown
+        by_uuid, memory_info = nvml.nvmlDeviceGetHandleByUUID, nvml.nvmlDeviceGetMemoryInfo
+    except (OSError, AttributeError) as e:
+        return {}, f"cannot load {NVML_LIBRARY} ({e})"
+    status = init()
+    if status != 0:
+        return {}, f"nvmlInit failed with status {status}"
+    totals, failed = {}, []
+    try:
+        for uuid in uuids:
+            handle, memory = ctypes.c_void_p(), Memory()
+            status = by_uuid(uuid.encode(), ctypes.byref(handle))
+            if status == 0:
+                status = memory_info(handle, ctypes.byref(memory))
+            if status == 0:
+                totals[uuid] = int(memory.total)
+            else:
+                failed.append(f"{uuid} (status {status})")
+    finally:
+        shutdown()
+    return totals, f"NVML gave no memory for {', '.join(failed)}" if failed else None
+
+
+def _start_nvml(uuids: Sequence[str]) -> Callable[[], Tuple[Dict[str, int], Optional[str]]]:
+    """Ask NVML in a daemon thread; return a function waiting for the answer (bounded)."""
+    answer: List[Tuple[Dict[str, int], Optional[str]]] = []
+    thread = threading.Thread(
+        target=lambda: answer.append(_nvml_totals(uuids)), name="tango-stepinfo-nvml", daemon=True
+    )
+    thread.start()
+
+    def wait() -> Tuple[Dict[str, int], Optional[str]]:
+        thread.join(NVML_TIMEOUT)
+        if not answer:
+            return {}, f"NVML did not answer within {NVML_TIMEOUT} s"
+        return answer[0]
+
+    return wait
+
+
+# --- the probe ---------------------------------------------------------------------------------
+
+
+def start() -> Callable[[], Optional[List[GpuFacts]]]:
+    """Read the driver's files and start asking NVML; return a function giving the GPUs.
+
+    Called first among the probes of a first record, so that NVML's answer overlaps with them.
+    """
+    _fallbacks.note("gpus", None)
+    _fallbacks.note("gpus.memory", None)
+    gpus = _nvidia_files()
+    if gpus is None:
+        return lambda: None
+    gpus = _filtered(gpus)
+    uuids = [gpu[1] for gpu in gpus if gpu[1] is not None]
+    if not uuids:
+        return lambda: gpus
+    wait = _start_nvml(uuids)
+
+    def finish() -> List[GpuFacts]:
+        totals, why = wait()
+        if why is not None:
+            _fallbacks.note("gpus.memory", f"{why}; recorded no memory for those GPUs")
+        return [(n, u, b, d, totals.get(u or "")) for n, u, b, d, _ in gpus]
+
+    return finish
+
+
+def gpus() -> Optional[List[GpuFacts]]:
+    """The GPUs visible to this process; ``[]`` when none is, ``None`` without NVIDIA driver."""
+    return start()()

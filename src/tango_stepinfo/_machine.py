@@ -1,0 +1,333 @@
+"""The machine as this process sees it: CPU model, usable CPUs, memory and container.
+
+Every file is read below :data:`ROOT` (``"/"``), the one indirection tests point at a fake root
+built from real samples (``tests/data/machine``); :mod:`._gpu` reads through it too. Each probe
+is a chain of small functions catching only the errors they expect; none raises. A file that
+does not exist is absence (no cgroup limit, no container), not a fallback; a file that exists but
+cannot be read or parsed is noted with :func:`tango_stepinfo._fallbacks.note`.
+
+===================  ========================================================================
+probe                value, then its fallbacks
+===================  ========================================================================
+:func:`cpu_model`    the first ``model name`` of ``/proc/cpuinfo`` (Linux; ``None`` elsewhere,
+                     and on kernels that print none, as on ARM)
+:func:`cpu_usable`   ``len(os.sched_getaffinity(0))`` (else ``os.cpu_count()``), lowered by the
+                     CPU quota of the process's cgroup and its ancestors (v2 ``cpu.max``, v1
+                     ``cpu.cfs_quota_us / cpu.cfs_period_us``), rounded up
+:func:`memory`       ``MemTotal`` of ``/proc/meminfo`` (else ``SC_PHYS_PAGES * SC_PAGE_SIZE``),
+                     lowered by the memory limit of the cgroup and its ancestors (v2
+                     ``memory.max``, v1 ``memory.limit_in_bytes``); ``max`` or a value above
+                     the machine's memory is no limit
+:func:`container`    ``"kubernetes"`` (``$KUBERNETES_SERVICE_HOST`` set), ``"apptainer"``
+                     (``$APPTAINER_CONTAINER`` or ``$SINGULARITY_CONTAINER``), ``"podman"``
+                     (``/run/.containerenv``), ``"docker"`` (``/.dockerenv``), the first that
+                     matches; ``None`` when none does
+===================  ========================================================================
+
+Cgroups are found as the kernel documents them (``Documentation/admin-guide/cgroup-v1`` and
+``cgroup-v2.rst``): ``/proc/self/cgroup`` gives the process's cgroup in each hierarchy
+(``ID:controllers:path``, ``0::path`` for v2), ``/proc/self/mountinfo`` where each hierarchy is
+mounted (file system type ``cgroup`` with the controller among its super options, or
+``cgroup2``) and which folder of the hierarchy is its root. A controller bound to a v1 hierarchy
+is read there (v1 and hybrid systems), else in the v2 one. When the mount's root is not ``/``
+(a container seeing part of the hierarchy) the path is taken relative to it; when the path is
+outside it (a container without a cgroup namespace, moby/moby#34584), the mount point itself is
+the process's cgroup.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
+
+from . import _fallbacks
+
+ROOT = "/"
+"""The folder every probed path is read below; tests point it at a fake root."""
+
+
+def path(name: str) -> str:
+    """The path of the absolute ``name`` (``"/proc/cpuinfo"``) below :data:`ROOT`."""
+    return os.path.join(ROOT, name.lstrip("/"))
+
+
+def read(name: str) -> str:
+    """The text of the file ``name`` below :data:`ROOT` (at most 1 MiB).
+
+    :raises OSError: when it cannot be read (:class:`FileNotFoundError` when it does not exist).
+    """
+    with open(path(name), "rb") as f:
+        return f.read(1 << 20).decode("utf-8", "replace")
+
+
+def problem(e: OSError) -> str:
+    """An error as a short phrase for a reason: its message, never a traceback."""
+    return e.strerror or type(e).__name__
+
+
+# --- CPU model ---------------------------------------------------------------------------------
+
+
+def cpu_model() -> Optional[str]:
+    """The first ``model name`` of ``/proc/cpuinfo``; ``None`` when there is none.
+
+    Only the first lines are read (``/proc/cpuinfo`` of a 256-CPU machine is 300 kB and the
+    kernel makes it as it is read).
+    """
+    _fallbacks.note("cpu_model", None)
+    if sys.platform != "linux":
+        return None
+    try:
+        with open(path("/proc/cpuinfo"), "rb") as f:
+            for line in f:
+                key, colon, value = line.partition(b":")
+                if colon and key.strip() == b"model name":
+                    return value.strip().decode("utf-8", "replace") or None
+    except OSError as e:
+        _fallbacks.note("cpu_model", f"cannot read /proc/cpuinfo ({problem(e)}); recorded None")
+    return None
+
+
+# --- cgroups -----------------------------------------------------------------------------------
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path field with its octal escapes (``\\040`` for a space) decoded."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def _mounts(text: str) -> Iterator[Tuple[str, str, str, List[str]]]:
+    """``(root, mount point, fs type, super options)`` of each cgroup line of a mountinfo."""
+    for line in text.splitlines():
+        before, dash, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if not dash or len(fields) < 5 or len(tail) < 2 or not tail[0].startswith("cgroup"):
+            continue
+        options = tail[2].split(",") if len(tail) > 2 else []
+        yield _unescape(fields[3]), _unescape(fields[4]), tail[0], options
+
+
+def _memberships(text: str) -> Iterator[Tuple[List[str], str]]:
+    """``(controllers, path)`` of each line of ``/proc/self/cgroup`` (``[]`` for v2)."""
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            yield [c for c in parts[1].split(",") if c], parts[2]
+
+
+def _join(mount_root: str, mount_point: str, cgroup: str) -> str:
+    """The folder of ``cgroup`` in a hierarchy whose folder ``mount_root`` is at ``mount_point``."""
+    if mount_root == "/":
+        relative = cgroup
+    elif cgroup == mount_root or cgroup.startswith(mount_root.rstrip("/") + "/"):
+        relative = cgroup[len(mount_root) :]
+    else:
+        relative = ""  # outside the mount's root: the mount point is the process's cgroup
+    relative = relative.strip("/")
+    return mount_point.rstrip("/") + "/" + relative if relative else mount_point
+
+
+if TYPE_CHECKING:  # type aliases only for the checker: subscripting typing costs at import
+    Cgroups = Tuple[List[Tuple[List[str], str]], List[Tuple[str, str, str, List[str]]]]
+    """The lines of ``/proc/self/cgroup`` and the cgroup mounts of ``/proc/self/mountinfo``."""
+
+    Found = Tuple[Optional[Cgroups], Optional[str]]
+    """:data:`Cgroups`, or ``None`` without cgroups; and the problem when they cannot be read."""
+
+
+def cgroups() -> Found:
+    """Read the process's cgroups and the hierarchies' mounts (both probes use one reading)."""
+    try:
+        memberships = list(_memberships(read("/proc/self/cgroup")))
+        mounts = list(_mounts(read("/proc/self/mountinfo")))
+    except FileNotFoundError:
+        return None, None  # no cgroups (or no /proc): absence
+    except OSError as e:
+        return None, problem(e)
+    return (memberships, mounts), None
+
+
+def cgroup_dirs(controller: str, found: Optional[Cgroups]) -> Optional[Tuple[int, List[str]]]:
+    """The cgroup folders that may limit ``controller`` for this process: ``(version, folders)``.
+
+    The folders go from the process's cgroup up to the mount point (limits of ancestors apply
+    too). The mount point is read too: inside a cgroup namespace it is the container's own
+    cgroup, though it looks like the hierarchy's root. ``None`` when the process is in no such
+    hierarchy, or it is not mounted.
+    """
+    if found is None:
+        return None
+    memberships, mounts = found
+    for version, fs_type in ((1, "cgroup"), (2, "cgroup2")):
+        for controllers, cgroup in memberships:
+            if (version == 1) != (controller in controllers):
+                continue
+            for mount_root, mount_point, fs, options in mounts:
+                if fs == fs_type and (version == 2 or controller in options):
+                    return version, _ancestors(_join(mount_root, mount_point, cgroup), mount_point)
+    return None
+
+
+def _ancestors(folder: str, top: str) -> List[str]:
+    found = [folder]
+    while folder != top and folder.startswith(top.rstrip("/") + "/"):
+        folder = folder.rsplit("/", 1)[0] or "/"
+        found.append(folder)
+    return found
+
+
+def _lowest(
+    key: str, controller: str, limit: Callable[[int, str], Optional[int]], found: Found
+) -> Optional[int]:
+    """The lowest limit of ``controller`` over the process's cgroup and its ancestors.
+
+    ``limit(version, folder)`` reads one folder's limit (``None`` for none), raising
+    :class:`OSError` or :class:`ValueError`. A problem is noted under ``key``, and that limit
+    left out.
+    """
+    groups, why = found
+    if why is not None:
+        _fallbacks.note(key, f"cannot read the process's cgroups ({why}); ignored limits")
+    dirs = cgroup_dirs(controller, groups)
+    if dirs is None:
+        return None
+    version, folders = dirs
+    lowest: Optional[int] = None
+    for folder in folders:
+        try:
+            value = limit(version, folder)
+        except FileNotFoundError:
+            continue  # no such limit at this level
+        except (OSError, ValueError) as e:
+            what = problem(e) if isinstance(e, OSError) else str(e)
+            _fallbacks.note(
+                key, f"cannot read the {controller} limit in {folder} ({what}); ignored it"
+            )
+            continue
+        if value is not None and (lowest is None or value < lowest):
+            lowest = value
+    return lowest
+
+
+# --- usable CPUs -------------------------------------------------------------------------------
+
+
+def _cpu_limit(version: int, folder: str) -> Optional[int]:
+    """CPUs allowed by the folder's quota, ``ceil(quota / period)``; ``None`` for no quota."""
+    if version == 2:
+        text = read(folder + "/cpu.max")
+        words = text.split()  # "max 100000" or "150000 100000"
+        if len(words) != 2:
+            raise ValueError(f"cpu.max is {text.strip()!r}, not '$MAX $PERIOD'")
+        quota, period = words
+        if quota == "max":
+            return None
+    else:
+        quota = read(folder + "/cpu.cfs_quota_us").strip()
+        if quota.startswith("-"):  # -1: no quota
+            return None
+        period = read(folder + "/cpu.cfs_period_us").strip()
+    q, p = int(quota), int(period)
+    if q <= 0 or p <= 0:
+        raise ValueError(f"a quota of {q} over a period of {p}")
+    return -(-q // p)
+
+
+def _affinity() -> Optional[int]:
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    if getaffinity is None:
+        return None
+    try:
+        return len(getaffinity(0)) or None
+    except OSError as e:
+        _fallbacks.note(
+            "cpu_usable", f"os.sched_getaffinity(0) failed ({problem(e)}); used os.cpu_count()"
+        )
+        return None
+
+
+def cpu_usable(found: Optional[Found] = None) -> Optional[int]:
+    """The CPUs this process may use: its affinity, lowered by its cgroup's CPU quota.
+
+    :param found: the process's :func:`cgroups`, when the caller has read them already.
+    """
+    _fallbacks.note("cpu_usable", None)
+    count = _affinity() or os.cpu_count()
+    quota = _lowest("cpu_usable", "cpu", _cpu_limit, found or cgroups())
+    if count is None or quota is None:
+        return quota if count is None else count
+    return min(count, quota)
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+
+def _memory_limit(version: int, folder: str) -> Optional[int]:
+    text = read(folder + ("/memory.max" if version == 2 else "/memory.limit_in_bytes")).strip()
+    return None if text == "max" else int(text)
+
+
+def _meminfo() -> Optional[int]:
+    try:
+        text = read("/proc/meminfo")
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        _fallbacks.note("memory", f"cannot read /proc/meminfo ({problem(e)}); asked sysconf")
+        return None
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            words = line.split()
+            if len(words) >= 2 and words[1].isdigit():
+                return int(words[1]) * (1024 if words[2:3] == ["kB"] else 1)
+    _fallbacks.note("memory", "no MemTotal line in /proc/meminfo; asked sysconf")
+    return None
+
+
+def _sysconf() -> Optional[int]:
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf, or no such name here
+        return None
+    return pages * size if pages > 0 and size > 0 else None
+
+
+def memory(found: Optional[Found] = None) -> Optional[int]:
+    """Bytes of memory this process may use: the machine's, lowered by its cgroup's limit.
+
+    :param found: the process's :func:`cgroups`, when the caller has read them already.
+    """
+    _fallbacks.note("memory", None)
+    total = _meminfo() or _sysconf()
+    limit = _lowest("memory", "memory", _memory_limit, found or cgroups())
+    if total is None or limit is None:
+        return limit if total is None else total
+    return min(total, limit)
+
+
+# --- container ---------------------------------------------------------------------------------
+
+
+def container() -> Optional[str]:
+    """The container runtime this process runs in, first match in the documented order."""
+    env = os.environ
+    if "KUBERNETES_SERVICE_HOST" in env:
+        return "kubernetes"
+    if "APPTAINER_CONTAINER" in env or "SINGULARITY_CONTAINER" in env:
+        return "apptainer"
+    if os.path.exists(path("/run/.containerenv")):
+        return "podman"
+    if os.path.exists(path("/.dockerenv")):
+        return "docker"
+    return None

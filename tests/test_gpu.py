@@ -1,0 +1,325 @@
+"""The GPU probe: the NVIDIA driver's files of a real 8-GPU node, every CUDA_VISIBLE_DEVICES
+form, the PCI bus order, and NVML through a small real shared library built with the C compiler."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import pytest
+
+import tango_stepinfo
+from tango_stepinfo import PlatformMetadata, _fallbacks, _gpu, _machine
+
+from .conftest import DATA
+
+MACHINE = DATA / "machine"
+
+# The 8-GPU node of tests/data/machine (NVIDIA/nvidia-docker#1506), in PCI bus order.
+BUSES = ["1a", "1b", "60", "61", "b1", "b2", "da", "db"]
+UUIDS = [
+    "GPU-5d49bdf4-b8d0-21ce-9260-a89c66748d92",
+    "GPU-bb7b99c7-32ed-1a0e-197d-538ead68df4c",
+    "GPU-6773a289-bb4d-9bc7-b36b-4bafdff4addf",
+    "GPU-89626cb0-2987-b13c-7702-5d4e5d8b02ad",
+    "GPU-93198978-087a-6bd5-f939-2165d993b0da",
+    "GPU-d62c8052-4e87-31d9-51bd-3ebdc5760f08",
+    "GPU-10f93ec0-f9ed-4eee-bb40-cb1203d43849",
+    "GPU-a664610b-dc7d-1a19-30cd-2424a8f6f77e",
+]
+MODEL = "NVIDIA GeForce RTX 2080 Ti"
+
+FAKE_NVML = r"""
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+typedef struct { unsigned long long total, free, used; } memory_t;
+static int env(const char *name) { const char *v = getenv(name); return v ? atoi(v) : 0; }
+int nvmlInit_v2(void) { usleep(env("FAKE_NVML_SLEEP_MS") * 1000); return env("FAKE_NVML_INIT"); }
+int nvmlShutdown(void) { return 0; }
+int nvmlDeviceGetHandleByUUID(const char *uuid, void **handle) {
+    if (strstr(uuid, "d62c8052") && env("FAKE_NVML_LOSE_ONE")) return 6; /* NOT_FOUND */
+    *handle = (void *)strdup(uuid);
+    return 0;
+}
+int nvmlDeviceGetMemoryInfo(void *handle, memory_t *memory) {
+    const char *uuid = handle;
+    memory->total = 11811160064ULL + (unsigned char)uuid[strlen(uuid) - 1];
+    memory->free = memory->total;
+    memory->used = 0;
+    return 0;
+}
+"""
+
+
+def fake_total(uuid: str) -> int:
+    return 11811160064 + ord(uuid[-1])
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("CUDA_VISIBLE_DEVICES", "FAKE_NVML_SLEEP_MS", "FAKE_NVML_INIT"):
+        monkeypatch.delenv(name, raising=False)
+    tango_stepinfo.clear_cache()
+    yield
+    tango_stepinfo.clear_cache()
+
+
+@pytest.fixture
+def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The 8-GPU node's driver files under a fake root; no NVML library."""
+    root = tmp_path / "root"
+    shutil.copytree(MACHINE / "nvidia-8gpu", root)
+    monkeypatch.setattr(_machine, "ROOT", str(root))
+    monkeypatch.setattr(_gpu, "NVML_LIBRARY", str(tmp_path / "no-such-libnvidia-ml.so.1"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def fake_nvml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shared library with the four NVML functions the probe calls, built with ``cc``."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or sys.platform != "linux":
+        pytest.skip("needs a C compiler on Linux to build the fake NVML library")
+    folder = tmp_path_factory.mktemp("nvml")
+    (folder / "fake_nvml.c").write_text(FAKE_NVML)
+    lib = folder / "libfake-nvml.so"
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-o", str(lib), str(folder / "fake_nvml.c")], check=True
+    )
+    return lib
+
+
+def buses(gpus: Optional[List[_gpu.GpuFacts]]) -> List[str]:
+    assert gpus is not None
+    return [str(gpu[2])[5:7] for gpu in gpus]
+
+
+# --- the driver's files ------------------------------------------------------------------------
+
+
+def test_every_gpu_of_the_node_in_pci_bus_order(node: Path) -> None:
+    gpus = _gpu.gpus()
+    assert gpus == [
+        (MODEL, uuid, f"0000:{bus}:00.0", "384.98", None) for uuid, bus in zip(UUIDS, BUSES)
+    ]
+    reasons = _fallbacks.collect(["gpus"])
+    assert reasons is not None and set(reasons) == {"gpus.memory"}
+    assert reasons["gpus.memory"].startswith("cannot load ")
+    assert reasons["gpus.memory"].endswith("; recorded no memory for those GPUs")
+
+
+@pytest.mark.parametrize(
+    ("sample", "version"),
+    [
+        ("nvidia-8gpu/proc/driver/nvidia/version", "384.98"),
+        ("nvidia-open-version", "565.57.01"),
+        ("nvidia-jetson-version", "35.3.1"),
+    ],
+)
+def test_driver_version_of_real_files(sample: str, version: str) -> None:
+    assert _gpu._driver_version((MACHINE / sample).read_text()) == version
+
+
+def test_pci_bus_order_is_numeric_over_domains() -> None:
+    ids = ["0001:00:00.0", "0000:DB:00.0", "0000:1a:00.0", "0000:1a:00.1", "weird", None]
+    assert sorted(ids, key=_gpu._bus_order) == [
+        "0000:1a:00.0",
+        "0000:1a:00.1",
+        "0000:DB:00.0",
+        "0001:00:00.0",
+        "weird",
+        None,
+    ]
+
+
+def test_an_excluded_gpu_is_left_out(node: Path) -> None:
+    info = node / "proc/driver/nvidia/gpus/0000:60:00.0/information"
+    info.write_text(info.read_text().replace("GPU Excluded:\t No", "GPU Excluded:\t Yes"))
+    assert buses(_gpu.gpus()) == ["1a", "1b", "61", "b1", "b2", "da", "db"]
+
+
+def test_an_unreadable_information_file(node: Path) -> None:
+    info = node / "proc/driver/nvidia/gpus/0000:b1:00.0/information"
+    info.unlink()
+    info.mkdir()
+    assert buses(_gpu.gpus()) == ["1a", "1b", "60", "61", "b2", "da", "db"]
+    reasons = _fallbacks.collect(["gpus"]) or {}
+    assert reasons["gpus"] == (
+        "cannot read /proc/driver/nvidia/gpus/0000:b1:00.0/information (Is a directory); "
+        "left that GPU out"
+    )
+
+
+def test_an_unreadable_version_file(node: Path) -> None:
+    version = node / "proc/driver/nvidia/version"
+    version.unlink()
+    version.mkdir()
+    gpus = _gpu.gpus()
+    assert gpus is not None and len(gpus) == 8 and {gpu[3] for gpu in gpus} == {None}
+    reasons = _fallbacks.collect(["gpus"]) or {}
+    assert reasons["gpus"] == "cannot read /proc/driver/nvidia/version (Is a directory)"
+
+
+def test_driver_loaded_without_gpus_is_an_empty_list(node: Path) -> None:
+    shutil.rmtree(node / "proc/driver/nvidia/gpus")
+    assert _gpu.gpus() == []
+    assert _fallbacks.collect(["gpus"]) is None
+
+
+def test_an_unlistable_gpus_folder(node: Path) -> None:
+    gpus = node / "proc/driver/nvidia/gpus"
+    shutil.rmtree(gpus)
+    gpus.write_text("")  # listing a file: NotADirectoryError
+    assert _gpu.gpus() is None
+    reasons = _fallbacks.collect(["gpus"]) or {}
+    assert reasons["gpus"] == (
+        "cannot list /proc/driver/nvidia/gpus (Not a directory); recorded None"
+    )
+
+
+def test_no_driver_is_none_and_not_a_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_machine, "ROOT", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert _gpu.gpus() is None
+    assert _fallbacks.collect(["gpus"]) is None
+
+
+# --- CUDA_VISIBLE_DEVICES ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0,1,2,3,4,5,6,7", BUSES),
+        ("7,0", ["db", "1a"]),  # CUDA's order is the variable's
+        ("3", ["61"]),
+        (" 2 , 5 ", ["60", "b2"]),  # spaces around entries
+        ("1gpu,2ampere", ["1b", "60"]),  # strtoul reads the leading number
+        ("+4", ["b1"]),
+        ("", []),  # empty: none visible
+        ("-1", []),  # the usual way of hiding every GPU
+        ("-1,0", []),  # the invalid first entry ends the list
+        ("0,-1,1", ["1a"]),
+        ("0,8,1", ["1a"]),  # out of range ends the list
+        ("0,x,1", ["1a"]),  # not a number ends the list
+        ("0,,1", ["1a"]),  # an empty entry ends the list
+        ("0,1,0", []),  # a GPU named twice: none visible
+        (UUIDS[6], ["da"]),  # a full UUID
+        (f"{UUIDS[3]},{UUIDS[0]}", ["61", "1a"]),
+        ("GPU-d62c", ["b2"]),  # a unique prefix
+        ("GPU-6,GPU-a6", ["60", "db"]),  # GPU-6 is unique (6773a289), GPU-a6 too (a664610b)
+        ("GPU-", []),  # a prefix of all eight: ambiguous, ends the list at once
+        ("GPU-a664,GPU-", ["db"]),
+        ("GPU-ffff", []),  # no such GPU
+        ("GPU-bb7b,GPU-bb7b99c7", []),  # the same GPU twice
+        ("2,GPU-a664", ["60", "db"]),  # indices and UUIDs mix, entry by entry
+        ("5d49bdf4", ["b2"]),  # a UUID without GPU- is read as a number: 5
+    ],
+)
+def test_cuda_visible_devices(
+    node: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: List[str]
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+    assert buses(_gpu.gpus()) == expected
+    reasons = _fallbacks.collect(["gpus"]) or {}
+    assert "gpus" not in reasons  # a variable hiding GPUs is a fact, not a fallback
+
+
+def test_unset_cuda_visible_devices_shows_all(node: Path) -> None:
+    assert buses(_gpu.gpus()) == BUSES
+
+
+def test_mig_devices_record_every_gpu_with_a_reason(
+    node: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-5d49bdf4-b8d0-21ce-9260-a89c66748d92")
+    assert buses(_gpu.gpus()) == BUSES
+    reasons = _fallbacks.collect(["gpus"]) or {}
+    assert reasons["gpus"] == (
+        "CUDA_VISIBLE_DEVICES names MIG instances, which the driver's files do not list; "
+        "recorded every GPU"
+    )
+
+
+def test_visible_with_no_gpus() -> None:
+    assert _gpu.visible(None, []) == []
+    assert _gpu.visible("0", []) == []
+
+
+# --- NVML --------------------------------------------------------------------------------------
+
+
+def test_memory_from_nvml(node: Path, fake_nvml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_gpu, "NVML_LIBRARY", str(fake_nvml))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6,1")
+    gpus = _gpu.gpus()
+    assert gpus == [
+        (MODEL, UUIDS[6], "0000:da:00.0", "384.98", fake_total(UUIDS[6])),
+        (MODEL, UUIDS[1], "0000:1b:00.0", "384.98", fake_total(UUIDS[1])),
+    ]
+    assert _fallbacks.collect(["gpus"]) is None
+
+
+def test_nvml_slower_than_the_bound(
+    node: Path, fake_nvml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_gpu, "NVML_LIBRARY", str(fake_nvml))
+    monkeypatch.setattr(_gpu, "NVML_TIMEOUT", 0.05)
+    monkeypatch.setenv("FAKE_NVML_SLEEP_MS", "1000")
+    gpus = _gpu.gpus()
+    assert gpus is not None and len(gpus) == 8 and {gpu[4] for gpu in gpus} == {None}
+    assert _fallbacks.collect(["gpus"]) == {
+        "gpus.memory": "NVML did not answer within 0.05 s; recorded no memory for those GPUs"
+    }
+
+
+def test_nvml_init_failing(node: Path, fake_nvml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_gpu, "NVML_LIBRARY", str(fake_nvml))
+    monkeypatch.setenv("FAKE_NVML_INIT", "9")  # NVML_ERROR_DRIVER_NOT_LOADED
+    gpus = _gpu.gpus()
+    assert gpus is not None and {gpu[4] for gpu in gpus} == {None}
+    assert _fallbacks.collect(["gpus"]) == {
+        "gpus.memory": "nvmlInit failed with status 9; recorded no memory for those GPUs"
+    }
+
+
+def test_nvml_missing_one_gpu(node: Path, fake_nvml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_gpu, "NVML_LIBRARY", str(fake_nvml))
+    monkeypatch.setenv("FAKE_NVML_LOSE_ONE", "1")
+    gpus = _gpu.gpus()
+    assert gpus is not None
+    assert [gpu[4] is None for gpu in gpus] == [uuid == UUIDS[5] for uuid in UUIDS]
+    assert _fallbacks.collect(["gpus"]) == {
+        "gpus.memory": f"NVML gave no memory for {UUIDS[5]} (status 6); "
+        "recorded no memory for those GPUs"
+    }
+
+
+def test_platform_metadata_gpus(
+    node: Path, fake_nvml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_gpu, "NVML_LIBRARY", str(fake_nvml))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-a664")
+    one, two = PlatformMetadata(), PlatformMetadata()
+    assert one.gpus is not None and len(one.gpus) == 1
+    gpu = one.gpus[0]
+    assert (gpu.name, gpu.uuid, gpu.bus, gpu.driver) == (MODEL, UUIDS[7], "0000:db:00.0", "384.98")
+    assert gpu.memory == fake_total(UUIDS[7])
+    assert one.gpus == two.gpus and one.gpus is not two.gpus and one.gpus[0] is not two.gpus[0]
+    data = one.to_json_dict()
+    assert data["gpus"] == [
+        {
+            "name": MODEL,
+            "uuid": UUIDS[7],
+            "bus": "0000:db:00.0",
+            "driver": "384.98",
+            "memory": fake_total(UUIDS[7]),
+        }
+    ]
+    assert PlatformMetadata.from_json_dict(data) == one

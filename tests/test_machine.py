@@ -1,0 +1,430 @@
+"""The machine probes: CPU model, usable CPUs, memory and container, on fake roots built from
+real samples (tests/data/machine), every fallback made to happen, and on this machine's files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import pytest
+
+import tango_stepinfo
+from tango_stepinfo import PlatformMetadata, StepInfo, _fallbacks, _machine, _probe
+
+from .conftest import DATA
+
+MACHINE = DATA / "machine"
+MEMTOTAL = 24731708 * 1024  # tests/data/machine/meminfo
+LINUX = sys.platform == "linux"
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    tango_stepinfo.clear_cache()
+    yield
+    tango_stepinfo.clear_cache()
+
+
+def fake_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tree: Optional[str] = None) -> Path:
+    """A fake root: a sample tree (if any), plus the sample /proc/meminfo and /proc/cpuinfo."""
+    root = tmp_path / "root"
+    if tree is not None:
+        shutil.copytree(MACHINE / tree, root)
+    (root / "proc").mkdir(parents=True, exist_ok=True)
+    shutil.copy(MACHINE / "meminfo", root / "proc" / "meminfo")
+    shutil.copy(MACHINE / "cpuinfo" / "intel-xeon-e5620", root / "proc" / "cpuinfo")
+    monkeypatch.setattr(_machine, "ROOT", str(root))
+    return root
+
+
+def affinity(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(count)), raising=False)
+
+
+# --- CPU model ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sample", "model"),
+    [
+        ("intel-xeon-e5620", "Intel(R) Xeon(R) CPU           E5620  @ 2.40GHz"),
+        ("amd-epyc-9654", "AMD EPYC 9654 96-Core Processor"),
+        ("this-vm-2026-11-30", "Intel(R) Xeon(R) Processor"),
+    ],
+)
+def test_cpu_model_of_real_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample: str, model: str
+) -> None:
+    root = fake_root(tmp_path, monkeypatch)
+    shutil.copy(MACHINE / "cpuinfo" / sample, root / "proc" / "cpuinfo")
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert _machine.cpu_model() == model
+    assert _fallbacks.collect(["cpu_model"]) is None
+
+
+def test_cpu_model_without_a_model_name_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """arm64 kernels print no ``model name``: unknown, and not a fallback."""
+    root = fake_root(tmp_path, monkeypatch)
+    (root / "proc" / "cpuinfo").write_text("processor\t: 0\nBogoMIPS\t: 50.00\n\n")
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert _machine.cpu_model() is None
+    assert _fallbacks.collect(["cpu_model"]) is None
+
+
+def test_cpu_model_of_an_unreadable_cpuinfo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = fake_root(tmp_path, monkeypatch)
+    (root / "proc" / "cpuinfo").unlink()
+    (root / "proc" / "cpuinfo").mkdir()  # reading a folder: IsADirectoryError
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert _machine.cpu_model() is None
+    assert _fallbacks.collect(["cpu_model"]) == {
+        "cpu_model": "cannot read /proc/cpuinfo (Is a directory); recorded None"
+    }
+
+
+def test_cpu_model_elsewhere_than_linux(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert _machine.cpu_model() is None
+    assert _fallbacks.collect(["cpu_model"]) is None
+
+
+# --- cgroups: usable CPUs and memory ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tree", "cpus", "memory"),
+    [
+        ("hybrid", 64, MEMTOTAL),
+        ("hybrid-quota", 2, MEMTOTAL),
+        ("v1-kubernetes", 2, MEMTOTAL),
+        ("v1-slurm", 64, 17179869184),
+        ("v1-slurm-quota", 3, 17179869184),
+        ("v2-docker-limited", 6, 131072000),
+        ("v2-docker-unlimited", 64, MEMTOTAL),
+        ("v2-slurm", 64, 4194304000),
+    ],
+)
+def test_cpu_usable_and_memory_of_real_cgroup_trees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tree: str, cpus: int, memory: int
+) -> None:
+    fake_root(tmp_path, monkeypatch, tree)
+    affinity(monkeypatch, 64)
+    assert _machine.cpu_usable() == cpus
+    assert _machine.memory() == memory
+    assert _fallbacks.collect(["cpu_usable", "memory"]) is None
+
+
+def test_the_affinity_is_lower_than_the_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_root(tmp_path, monkeypatch, "v2-docker-limited")  # 6 CPUs by quota
+    affinity(monkeypatch, 4)  # taskset -c 0-3
+    assert _machine.cpu_usable() == 4
+
+
+def test_a_quota_rounds_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = fake_root(tmp_path, monkeypatch, "v2-docker-limited")
+    affinity(monkeypatch, 64)
+    (root / "sys/fs/cgroup/cpu.max").write_text("50000 100000\n")  # half a CPU
+    assert _machine.cpu_usable() == 1
+
+
+def test_no_cgroups_and_no_affinity_is_os_cpu_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_root(tmp_path, monkeypatch)  # no /proc/self at all
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 12)
+    assert _machine.cpu_usable() == 12
+    assert _machine.memory() == MEMTOTAL
+    assert _fallbacks.collect(["cpu_usable", "memory"]) is None
+
+
+def test_a_failing_affinity_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_root(tmp_path, monkeypatch, "v2-docker-unlimited")
+
+    def fail(pid: int) -> object:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_getaffinity", fail, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 12)
+    assert _machine.cpu_usable() == 12
+    assert _fallbacks.collect(["cpu_usable"]) == {
+        "cpu_usable": "os.sched_getaffinity(0) failed (Invalid argument); used os.cpu_count()"
+    }
+
+
+@pytest.mark.parametrize("content", ["lots 100000\n", "max\n", "0 100000\n", "100 0\n"])
+def test_a_malformed_cpu_max_is_ignored_with_a_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
+    root = fake_root(tmp_path, monkeypatch, "v2-docker-limited")
+    affinity(monkeypatch, 64)
+    (root / "sys/fs/cgroup/cpu.max").write_text(content)
+    assert _machine.cpu_usable() == 64
+    reasons = _fallbacks.collect(["cpu_usable"])
+    assert reasons is not None
+    assert reasons["cpu_usable"].startswith("cannot read the cpu limit in /sys/fs/cgroup (")
+    assert reasons["cpu_usable"].endswith("); ignored it")
+
+
+def test_a_malformed_memory_limit_is_ignored_with_a_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = fake_root(tmp_path, monkeypatch, "v2-slurm")
+    user = "sys/fs/cgroup/system.slice/slurm-worker-1_slurmstepd.scope/job_4749/step_0/user"
+    (root / user / "memory.max").write_text("4G\n")
+    assert _machine.memory() == MEMTOTAL
+    assert _fallbacks.collect(["memory"]) == {
+        "memory": f"cannot read the memory limit in /{user} (invalid literal for int() with "
+        "base 10: '4G'); ignored it"
+    }
+
+
+def test_unreadable_cgroup_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = fake_root(tmp_path, monkeypatch, "v2-docker-limited")
+    affinity(monkeypatch, 64)
+    (root / "proc/self/cgroup").unlink()
+    (root / "proc/self/cgroup").mkdir()
+    assert _machine.cpu_usable() == 64
+    assert _machine.memory() == MEMTOTAL
+    assert _fallbacks.collect(["cpu_usable", "memory"]) == {
+        "cpu_usable": "cannot read the process's cgroups (Is a directory); ignored limits",
+        "memory": "cannot read the process's cgroups (Is a directory); ignored limits",
+    }
+
+
+def test_memory_from_sysconf_when_meminfo_is_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = fake_root(tmp_path, monkeypatch, "v2-docker-unlimited")
+    (root / "proc/meminfo").unlink()
+    (root / "proc/meminfo").mkdir()
+    sizes = {"SC_PHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(os, "sysconf", lambda name: sizes[name], raising=False)
+    assert _machine.memory() == 4096000
+    assert _fallbacks.collect(["memory"]) == {
+        "memory": "cannot read /proc/meminfo (Is a directory); asked sysconf"
+    }
+    (root / "proc/meminfo").rmdir()
+    (root / "proc/meminfo").write_text("MemFree: 1 kB\n")
+    assert _machine.memory() == 4096000
+    assert _fallbacks.collect(["memory"]) == {
+        "memory": "no MemTotal line in /proc/meminfo; asked sysconf"
+    }
+
+
+def test_memory_unknown_without_meminfo_and_sysconf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = fake_root(tmp_path, monkeypatch)
+    (root / "proc/meminfo").unlink()
+    monkeypatch.delattr(os, "sysconf", raising=False)
+    assert _machine.memory() is None
+    assert _fallbacks.collect(["memory"]) is None  # nothing failed: nothing to ask
+
+
+def test_mountinfo_paths_with_escaped_spaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mountinfo writes a space in a path as ``\\040`` (proc(5))."""
+    root = fake_root(tmp_path, monkeypatch)
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text("0::/my job\n")
+    (root / "proc/self/mountinfo").write_text(
+        "27 175 0:24 / /sys/fs/cgroup\\040x rw,nosuid shared:9 - cgroup2 cgroup rw,nsdelegate\n"
+    )
+    (root / "sys/fs/cgroup x/my job").mkdir(parents=True)
+    (root / "sys/fs/cgroup x/my job/memory.max").write_text("1048576\n")
+    assert _machine.memory() == 1048576
+
+
+def test_cgroup_dirs_go_up_to_the_mount_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_root(tmp_path, monkeypatch, "v1-slurm")
+    groups, why = _machine.cgroups()
+    assert why is None
+    found = _machine.cgroup_dirs("memory", groups)
+    assert found == (
+        1,
+        [
+            "/sys/fs/cgroup/memory/slurm/uid_2687/job_13759490/step_batch/task_0",
+            "/sys/fs/cgroup/memory/slurm/uid_2687/job_13759490/step_batch",
+            "/sys/fs/cgroup/memory/slurm/uid_2687/job_13759490",
+            "/sys/fs/cgroup/memory/slurm/uid_2687",
+            "/sys/fs/cgroup/memory/slurm",
+            "/sys/fs/cgroup/memory",
+        ],
+    )
+    assert _machine.cgroup_dirs("cpu", groups) is not None
+    assert _machine.cgroup_dirs("pids", groups) is None  # in no such hierarchy here
+
+
+def test_a_hybrid_system_reads_v1_controllers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_root(tmp_path, monkeypatch, "hybrid")
+    groups = _machine.cgroups()[0]
+    found = _machine.cgroup_dirs("memory", groups)
+    assert found is not None and found[0] == 1
+    assert found[1][0] == "/sys/fs/cgroup/memory/process_api/5579ab60734c4c5f96e851f4712c328d"
+    assert _machine.cgroup_dirs("io", groups) == (2, ["/sys/fs/cgroup/unified"])
+
+
+# --- container ---------------------------------------------------------------------------------
+
+CONTAINER_VARS = (
+    "KUBERNETES_SERVICE_HOST",
+    "APPTAINER_CONTAINER",
+    "SINGULARITY_CONTAINER",
+)
+
+
+@pytest.mark.parametrize(
+    ("variables", "files", "expected"),
+    [
+        ((), (), None),
+        ((), ("/.dockerenv",), "docker"),
+        ((), ("/run/.containerenv",), "podman"),
+        ((), ("/run/.containerenv", "/.dockerenv"), "podman"),
+        (("SINGULARITY_CONTAINER",), ("/.dockerenv",), "apptainer"),
+        (("APPTAINER_CONTAINER",), ("/run/.containerenv",), "apptainer"),
+        (("KUBERNETES_SERVICE_HOST", "APPTAINER_CONTAINER"), ("/.dockerenv",), "kubernetes"),
+    ],
+)
+def test_container_in_priority_order(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variables: List[str],
+    files: List[str],
+    expected: Optional[str],
+) -> None:
+    root = fake_root(tmp_path, monkeypatch)
+    for name in CONTAINER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name in variables:
+        monkeypatch.setenv(name, "10.0.0.1" if name.startswith("KUBERNETES") else "/img.sif")
+    for name in files:
+        target = root / name.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("")
+    assert _machine.container() == expected
+
+
+# --- the records -------------------------------------------------------------------------------
+
+
+def test_platform_metadata_gets_the_machine_facts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_root(tmp_path, monkeypatch, "v2-docker-limited")
+    affinity(monkeypatch, 64)
+    monkeypatch.setattr(sys, "platform", "linux")
+    for name in CONTAINER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    platform = PlatformMetadata()
+    assert platform.cpu_model == "Intel(R) Xeon(R) CPU           E5620  @ 2.40GHz"
+    assert (platform.cpu_usable, platform.memory) == (6, 131072000)
+    assert platform.container == "docker"
+    assert platform.gpus is None  # no NVIDIA driver in this root
+    assert platform.fallbacks is None
+    data = platform.to_json_dict()
+    assert data["cpu_usable"] == 6 and "cpu_usable" not in platform.to_json_dict(tango_compat=True)
+    assert PlatformMetadata.from_json_dict(data) == platform
+
+
+def test_machine_facts_are_probed_once_by_16_racing_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_root(tmp_path, monkeypatch, "v2-docker-limited")
+    calls: List[str] = []
+    real_read = _machine.read
+
+    def counting_read(name: str) -> str:
+        calls.append(name)
+        return real_read(name)
+
+    monkeypatch.setattr(_machine, "read", counting_read)
+    barrier = threading.Barrier(16)
+    results: List[PlatformMetadata] = []
+
+    def work() -> None:
+        barrier.wait()
+        results.append(PlatformMetadata())
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 16 and len({repr(r) for r in results}) == 1
+    # cpu_usable and memory read the cgroup files once for both, and meminfo once.
+    assert calls.count("/proc/self/cgroup") == 1
+    assert calls.count("/proc/meminfo") == 1
+    calls.clear()
+    PlatformMetadata()
+    assert calls == []  # later records read nothing
+    tango_stepinfo.clear_cache()
+    PlatformMetadata()
+    assert calls.count("/proc/meminfo") == 1  # clear_cache probes again
+
+
+def test_refresh_reprobes_the_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = fake_root(tmp_path, monkeypatch, "v2-docker-limited")
+    info = StepInfo("a", "A", set(), True)
+    assert info.platform.memory == 131072000
+    (root / "sys/fs/cgroup/memory.max").write_text("max\n")
+    assert StepInfo("b", "B", set(), True).platform.memory == 131072000  # cached
+    info.refresh()
+    assert info.platform.memory == MEMTOTAL
+
+
+# --- this machine ------------------------------------------------------------------------------
+
+
+def meminfo_total() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def test_this_machine() -> None:
+    """Whatever this machine's files hold, the facts agree with each other and the stdlib."""
+    platform = PlatformMetadata()
+    count = os.cpu_count()
+    assert platform.cpu_usable is None or platform.cpu_usable >= 1
+    if count is not None and platform.cpu_usable is not None:
+        assert platform.cpu_usable <= count
+    if hasattr(os, "sched_getaffinity") and platform.cpu_usable is not None:
+        assert platform.cpu_usable <= len(os.sched_getaffinity(0))
+    total = meminfo_total()
+    if total is not None:
+        assert platform.memory is not None and 0 < platform.memory <= total
+    if LINUX and os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        assert platform.cpu_model == (names[0] if names else None)
+    if os.path.exists("/proc/driver/nvidia/version"):
+        assert platform.gpus is not None
+    else:
+        assert platform.gpus is None
+    if os.path.exists("/.dockerenv") and not any(v in os.environ for v in CONTAINER_VARS):
+        assert platform.container in ("docker", "podman")
+    assert platform.fallbacks is None or all(
+        isinstance(v, str) for v in platform.fallbacks.values()
+    )
+    assert _probe.implementation() == sys.implementation.name
