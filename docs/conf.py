@@ -40,6 +40,7 @@ nitpicky = True
 _STDLIB = [
     "Any",
     "IO",
+    "ctypes",
     "Path",
     "dataclasses.replace",
     "datetime",
@@ -135,6 +136,8 @@ def _ivars_to_attributes(*args: Any) -> None:
 # placeholder name (valid Python) that ``_show_probes`` swaps for the label once it is parsed.
 
 _PROBE_LABELS: Dict[str, str] = {}
+# Fields whose description does not start with what is probed.
+_LABELS = {"fallbacks": "why probes fell back", "container": "container markers"}
 _CODE = re.compile(r"``(\w+(?:\.\w+)+(?:\(\))?|\w+\(\))``")
 
 
@@ -156,10 +159,12 @@ def _probe_label(cls: type, f: Any) -> str:
     else:
         text = _ivar_text(cls, f.name)
         code = _CODE.search(text)
-        if code is not None:
+        if f.name in _LABELS:
+            what = _LABELS[f.name]
+        elif code is not None:
             what = code.group(1)
         else:
-            what = re.split(r"[,;.]| as |``", text)[0].strip() or f"{factory.__name__}()"
+            what = re.split(r"[,;:.(]| as |``", text)[0].strip() or f.name.replace("_", " ")
     kind = "probed" if f.metadata.get("probe") else "new"
     return f"<{kind}: {what}>"
 

@@ -89,7 +89,7 @@ class TangoMetadata(Record):
 
 @dataclass(eq=False, repr=False)  # == and repr come from Record
 class GpuMetadata(Record):
-    """A GPU visible to the process (see :mod:`tango_stepinfo._gpu`). Not in Tango.
+    """A GPU visible to the process (found and ordered as :doc:`/concepts` says). Not in Tango.
 
     :ivar name: the model, the ``Model`` line of the driver's ``information`` file.
     :ivar uuid: its ``GPU UUID`` (``GPU-...``).
@@ -107,7 +107,7 @@ class GpuMetadata(Record):
 
 @dataclass(eq=False, repr=False)  # == and repr come from Record
 class JobMetadata(Record):
-    """The batch job or CI run a process belongs to (see :mod:`tango_stepinfo._job`).
+    """The batch job or CI run a process belongs to (how it is detected: :doc:`/concepts`).
 
     :ivar system: ``"slurm"``, ``"beaker"``, ``"github-actions"``, ``"gitlab-ci"``, ``"pbs"``,
         ``"lsf"`` or ``"sge"``.
