@@ -1,0 +1,134 @@
+"""Measure redaction: hostile arguments (linear time) and the first call of a process.
+
+Usage::
+
+    python benchmarks/redact.py [--repeat N] [--runs N] [--src DIR] [--first-call-only]
+
+Figures:
+
+- for each hostile shape (a run of one unit, e.g. ``'a://' * 32768``), at 64 KiB and 128 KiB
+  (Linux's limit for one argument): the best of ``--repeat`` runs (default 5), in CPU time
+  (``time.process_time``: other jobs on a shared machine do not count), of
+  ``redact_command(["x", arg])``, ``redact_command(["bash", "-c", arg])``, ``redact_url(arg)``
+  and ``redact_text(arg)`` in one warm process, and the slowest of the four. Target: under 50 ms
+  at 128 KiB, and about twice the 64 KiB figure (linear);
+- the first ``redact_command(argv)`` of a fresh process, on a typical short command line and on
+  one holding secrets, regular expressions compiled on demand included (``import`` excluded):
+  the median over ``--runs`` processes (default 21). Target: well under 1 ms.
+
+``--src`` measures another checkout's ``src`` folder instead of this one (for before/after
+figures). Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+# One unit of each rule's shape; repeated to the size measured.
+SHAPES = [
+    "a://", "@", "-", "=", '"', "'", " ", "a", "a ", "-a ", "a=b ", '"a ', "'a\" ", "a-", "a.",
+    ":", "key=", "--token x ", "password=x ", "x=password=", "?token=a&", "https://u:p@h ",
+    "Authorization: ", "pass:", "-----BEGIN ", "-----BEGIN PRIVATE KEY-----", "ghp_", "eyJ",
+    "eyJ-", "sk-", "AKIA", "mysql -pX ", "sshpass -p x ", "curl -u a:b ",
+]  # fmt: skip
+
+TYPICAL = [
+    "/usr/bin/python", "train.py", "--config", "experiment.jsonnet", "--lr", "3e-4", "-w",
+    "/data/workspace", "--seed", "1",
+]  # fmt: skip
+WITH_SECRETS = [*TYPICAL, "--api-key", "sk-1", "HF_TOKEN=hf_2", "--tokenizer", "bert"]
+
+FIRST_CALL = """
+import sys, time
+sys.path.insert(0, {src!r})
+import tango_stepinfo.redact as r
+argv = {argv!r}
+t = time.perf_counter()
+r.redact_command(argv)
+print(time.perf_counter() - t)
+"""
+
+
+def _best(function: Callable[[Any], Any], argument: Any, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        function(argument)
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def hostile(repeat: int, src: Path) -> List[Dict[str, Any]]:
+    sys.path.insert(0, str(src))
+    from tango_stepinfo import redact
+
+    redact.redact_command(["warm", "--token", "x", "a b", "mysql -px", "https://u:p@h/?t=1"])
+    redact.redact_text("password=x " + "ghp_" + "a" * 40 + " eyJ" + "a" * 20)
+    rows = []
+    for unit in SHAPES:
+        row: Dict[str, Any] = {"shape": unit}
+        for size in (65536, 131072):
+            arg = unit * (size // len(unit))
+            figures = {
+                "argument": _best(lambda a: redact.redact_command(["x", a]), arg, repeat),
+                "bash -c": _best(lambda a: redact.redact_command(["bash", "-c", a]), arg, repeat),
+                "url": _best(redact.redact_url, arg, repeat),
+                "text": _best(redact.redact_text, arg, repeat),
+            }
+            row[size] = figures
+        rows.append(row)
+    return rows
+
+
+def first_call(argv: List[str], runs: int, src: Path) -> float:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    code = FIRST_CALL.format(src=str(src), argv=argv)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+    times = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True
+        )
+        times.append(float(done.stdout))
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--src", type=Path, default=SRC)
+    parser.add_argument("--first-call-only", action="store_true")
+    args = parser.parse_args()
+
+    where = "this checkout" if args.src == SRC else args.src
+    print(f"Python {sys.version.split()[0]}, src: {where}")
+    print("first redact_command() of a process (median of fresh processes):")
+    for label, argv in (("typical", TYPICAL), ("with secrets", WITH_SECRETS)):
+        print(f"  {label:13} {first_call(argv, args.runs, args.src) * 1e3:6.3f} ms")
+    if args.first_call_only:
+        return
+
+    print("hostile arguments, best of runs, ms (argument / bash -c / url / text; slowest):")
+    print(f"  {'shape':32} {'64 KiB':>8} {'128 KiB':>8}   128 KiB detail")
+    worst = 0.0
+    for row in hostile(args.repeat, args.src):
+        slowest = {size: max(row[size].values()) * 1e3 for size in (65536, 131072)}
+        worst = max(worst, slowest[131072])
+        detail = " / ".join(f"{v * 1e3:.1f}" for v in row[131072].values())
+        print(f"  {row['shape']!r:32} {slowest[65536]:8.1f} {slowest[131072]:8.1f}   {detail}")
+    print(f"slowest at 128 KiB: {worst:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
