@@ -54,6 +54,16 @@ def fake_bin(folder: Path, name: str, script: str) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def no_settings_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start without the settings a developer's shell may hold (and see them re-read)."""
+    for name in ("TANGO_STEPINFO_COMMAND", "TANGO_STEPINFO_JSON"):
+        monkeypatch.delenv(name, raising=False)
+    from tango_stepinfo import _json_default
+
+    _json_default.clear()
+
+
 @pytest.fixture
 def probe_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
     """Count calls to the stdlib functions the probes read, with every cached fact dropped.

@@ -29,6 +29,7 @@ from tango_stepinfo import (
     StepInfoEncodeError,
     TangoMetadata,
     _codec,
+    _probe,
 )
 from tango_stepinfo._codec import Record, parse_time
 
@@ -268,11 +269,22 @@ def test_missing_plain_defaults_take_them() -> None:
     for name in ("step_name", "version", "error", "config", "metadata", "result_location"):
         del data[name]
     del data["environment"]["git"]["branch"]
-    del data["environment"]["tango"]["version"]
+    del data["environment"]["tango"]["library"]
     info = StepInfo.from_json_dict(data)
     assert (info.step_name, info.version, info.error, info.config) == (None, None, None, None)
     assert info.environment.git is not None and info.environment.git.branch is None
-    assert info.environment.tango == TangoMetadata()
+    assert info.environment.tango == TangoMetadata(data["environment"]["tango"]["version"], None)
+
+
+def test_missing_tango_version_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its default is a probe (the installed ai2-tango), which decoding never runs.
+    data = full_record().to_json_dict()
+    del data["environment"]["tango"]["version"]
+    calls: List[bool] = []
+    monkeypatch.setattr(_probe, "tango_version", lambda rescan=True: calls.append(rescan))
+    with pytest.raises(StepInfoDecodeError, match=r"^environment\.tango\.version: required"):
+        StepInfo.from_json_dict(data)
+    assert calls == []
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -497,7 +509,7 @@ def test_old_pickle_missing_plain_default_fields() -> None:
     info.result_location = info.metadata = None
     assert back == info
     assert isinstance(back.dependencies, set)
-    assert pickle.loads(old_pickle(TangoMetadata, {})) == TangoMetadata()
+    assert pickle.loads(old_pickle(TangoMetadata, {})) == TangoMetadata(None, None)  # type: ignore[arg-type]
 
 
 def test_old_pickle_missing_probed_fields_come_back_none(probe_calls: List[str]) -> None:
@@ -572,6 +584,7 @@ def test_pickles_written_by_0_1_0_still_load(path: Path) -> None:
     case = path.name.split(".")[0]
     back = pickle.loads(path.read_bytes())
     assert back == StepInfo.from_json_dict(expected[case])
+    assert back.environment.tango is not None and back.environment.tango.library is None
     assert back.to_json_dict() == with_since_none(StepInfo, expected[case])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -75,6 +76,7 @@ def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(MACHINE / "nvidia-8gpu", root)
     monkeypatch.setattr(_machine, "ROOT", str(root))
     monkeypatch.setattr(_gpu, "NVML_LIBRARY", str(tmp_path / "no-such-libnvidia-ml.so.1"))
+    monkeypatch.setattr(_gpu, "_asking", None)  # a slow fake NVML of another test is not ours
     return root
 
 
@@ -323,3 +325,55 @@ def test_platform_metadata_gpus(
         }
     ]
     assert PlatformMetadata.from_json_dict(data) == one
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1" * 5000, []),  # past Python's int-to-str limit: out of range, not a crash
+        ("0," + "0" * 5000 + "3", ["1a", "61"]),  # leading zeros are still 3
+        ("-" + "0" * 5000, ["1a"]),  # -0 is 0, as strtoul reads it
+    ],
+)
+def test_cuda_visible_devices_with_huge_numbers(
+    node: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: List[str]
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+    assert buses(_gpu.gpus()) == expected
+
+
+def test_a_hung_nvml_is_asked_once(
+    node: Path, fake_nvml: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record per step with ``refresh()`` on a node whose NVML hangs: one thread, not one per
+    record."""
+    monkeypatch.setattr(_gpu, "NVML_LIBRARY", str(fake_nvml))
+    monkeypatch.setattr(_gpu, "NVML_TIMEOUT", 0.05)
+    monkeypatch.setenv("FAKE_NVML_SLEEP_MS", "2000")
+
+    def asking() -> int:
+        return sum(t.name == "tango-stepinfo-nvml" and t.is_alive() for t in threading.enumerate())
+
+    before = asking()
+    for _ in range(5):
+        gpus = _gpu.gpus()
+        assert gpus is not None and {gpu[4] for gpu in gpus} == {None}
+    assert asking() == before + 1
+    assert _fallbacks.collect(["gpus"]) == {
+        "gpus.memory": "NVML has not answered an earlier question yet; "
+        "recorded no memory for those GPUs"
+    }
+
+
+def test_nvml_raising_in_its_thread_is_a_reason(
+    node: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(uuids: object) -> None:
+        raise TypeError("bad argument")
+
+    monkeypatch.setattr(_gpu, "_nvml_totals", broken)
+    gpus = _gpu.gpus()
+    assert gpus is not None and {gpu[4] for gpu in gpus} == {None}
+    assert _fallbacks.collect(["gpus"]) == {
+        "gpus.memory": "NVML failed (TypeError: bad argument); recorded no memory for those GPUs"
+    }

@@ -218,7 +218,7 @@ def test_memory_from_sysconf_when_meminfo_is_unreadable(
     (root / "proc/meminfo").write_text("MemFree: 1 kB\n")
     assert _machine.memory() == 4096000
     assert _fallbacks.collect(["memory"]) == {
-        "memory": "no MemTotal line in /proc/meminfo; asked sysconf"
+        "memory": "no readable MemTotal line in /proc/meminfo; asked sysconf"
     }
 
 
@@ -428,3 +428,148 @@ def test_this_machine() -> None:
         isinstance(v, str) for v in platform.fallbacks.values()
     )
     assert _probe.implementation() == sys.implementation.name
+
+
+# --- hostile files (review: none of these may raise, or read without bound) --------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "MemTotal: \u00b2\u00b3 kB\n",  # str.isdigit() digits that int() refuses
+        "MemTotal: " + "9" * 5000 + " kB\n",  # past Python's int-to-str digit limit
+        "MemTotal:\n",
+    ],
+)
+def test_a_hostile_memtotal_falls_back_to_sysconf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str
+) -> None:
+    root = fake_root(tmp_path, monkeypatch)
+    (root / "proc/meminfo").write_text(line)
+    sizes = {"SC_PHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(os, "sysconf", lambda name: sizes[name], raising=False)
+    assert _machine.memory() == 4096000
+    reasons = _fallbacks.collect(["memory"]) or {}
+    assert reasons["memory"] == "no readable MemTotal line in /proc/meminfo; asked sysconf"
+
+
+@pytest.mark.parametrize(
+    "field", ["/sys/fs/cgroup\\999", "/sys/fs/cgroup\\\u00b2\u00b2\u00b2", "\\04"]
+)
+def test_mountinfo_with_bad_escapes_is_read_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str
+) -> None:
+    """A backslash not followed by three octal digits is kept (``\\999`` made int() raise)."""
+    root = fake_root(tmp_path, monkeypatch)
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text("0::/\n")
+    (root / "proc/self/mountinfo").write_text(
+        f"27 175 0:24 / {field} rw,nosuid shared:9 - cgroup2 cgroup rw,nsdelegate\n"
+    )
+    assert _machine.memory() == MEMTOTAL
+    assert _machine._unescape(field) == field
+
+
+def test_binary_junk_in_every_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = fake_root(tmp_path, monkeypatch, "v2-docker-limited")
+    junk = bytes(range(256)) * 64 + b"\\999:\x00:\n0::\xff\\\n - cgroup2"
+    for name in ("proc/self/cgroup", "proc/self/mountinfo", "proc/meminfo", "proc/cpuinfo"):
+        (root / name).write_bytes(junk)
+    for name in ("cpu.max", "memory.max"):
+        (root / "sys/fs/cgroup" / name).write_bytes(junk)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert _machine.cpu_model() is None
+    assert _machine.cpu_usable() == (_machine._affinity() or os.cpu_count())
+    assert _machine.memory() == _machine._sysconf()
+
+
+def test_cpuinfo_is_read_only_up_to_a_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``model name`` in a huge /proc/cpuinfo, or one line without end: reading stops."""
+    root = fake_root(tmp_path, monkeypatch)
+    monkeypatch.setattr(sys, "platform", "linux")
+    reads: List[int] = []
+    real_open = open
+
+    class Counting:
+        def __init__(self, name: str, mode: str) -> None:
+            self.f = real_open(name, mode)
+
+        def __enter__(self) -> Counting:
+            return self
+
+        def __exit__(self, *args: object) -> None:
+            self.f.close()
+
+        def readline(self, limit: int = -1) -> bytes:
+            line: bytes = self.f.readline(limit)
+            reads.append(len(line))
+            return line
+
+    monkeypatch.setattr(_machine, "open", Counting, raising=False)
+    for content in (b"x" * (4 << 20), b"processor\t: 0\nBogoMIPS\t: 50.00\n\n" * 100_000):
+        reads.clear()
+        (root / "proc/cpuinfo").write_bytes(content + b"model name\t: late\n")
+        assert _machine.cpu_model() is None
+        assert sum(reads) <= _machine._CPUINFO_BUDGET + 4096
+
+
+def test_a_v1_line_is_never_taken_for_the_v2_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hybrid system whose memory controller is in no v1 hierarchy: the limit is read at the
+    ``0::`` path, not at the path of the first v1 line that lacks the controller."""
+    root = fake_root(tmp_path, monkeypatch)
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text(
+        "3:pids:/elsewhere\n1:name=systemd:/elsewhere\n0::/job\n"
+    )
+    (root / "proc/self/mountinfo").write_text(
+        "32 31 0:29 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n"
+        "33 31 0:30 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+    )
+    for where, limit in (("elsewhere", "1000"), ("job", "2000")):
+        (root / "sys/fs/cgroup/unified" / where).mkdir(parents=True)
+        (root / "sys/fs/cgroup/unified" / where / "memory.max").write_text(limit)
+    assert _machine.memory() == 2000
+
+
+def test_a_cgroup_above_the_namespace_root_reads_the_mount_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a cgroup namespace a process moved out of it sees ``0::/../x``: never read outside
+    the mount (``/sys/fs/cgroup/../x`` is ``/sys/fs/x``)."""
+    root = fake_root(tmp_path, monkeypatch, "v2-docker-limited")
+    (root / "proc/self/cgroup").write_text("0::/../../outside\n")
+    (root / "sys/fs/outside").mkdir(parents=True)
+    (root / "sys/fs/outside/memory.max").write_text("1000\n")
+    groups = _machine.cgroups()[0]
+    assert _machine.cgroup_dirs("memory", groups) == (2, ["/sys/fs/cgroup"])
+    assert _machine.memory() != 1000
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("9223372036854771712\n", None),  # v1 "no limit", 4 KiB pages
+        ("9223372036854710272\n", None),  # v1 "no limit", 64 KiB pages
+        ("-1\n", "negative"),
+    ],
+)
+def test_huge_and_negative_memory_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, expected: Optional[str]
+) -> None:
+    """Without MemTotal and sysconf, v1's "no limit" must not be recorded as the memory."""
+    root = fake_root(tmp_path, monkeypatch, "v2-docker-limited")
+    (root / "sys/fs/cgroup/memory.max").write_text(content)
+    (root / "proc/meminfo").unlink()
+    monkeypatch.delattr(os, "sysconf", raising=False)
+    assert _machine.memory() is None
+    reasons = _fallbacks.collect(["memory"]) or {}
+    assert ("negative" in reasons.get("memory", "")) == (expected == "negative")
+
+
+def test_a_cgroup_name_starting_with_two_dots_is_below_the_mount() -> None:
+    assert _machine._join("/", "/sys/fs/cgroup", "/job/..x") == "/sys/fs/cgroup/job/..x"
+    assert _machine._join("/", "/sys/fs/cgroup", "/job/../x") == "/sys/fs/cgroup"

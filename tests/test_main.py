@@ -8,6 +8,7 @@ import os
 import pickle
 import platform
 import shutil
+import sqlite3
 import subprocess
 import sys
 import sysconfig
@@ -31,7 +32,7 @@ from .strategies import full_record
 TANGO_JSON = TANGO_DATA / "json"
 TANGO_PICKLE = TANGO_DATA / "pickle"
 UTC = dt.timezone.utc
-COMMANDS = ["show", "check", "diff", "schema"]
+COMMANDS = ["show", "check", "diff", "ls", "migrate", "tango-alias", "schema"]
 
 
 def run(
@@ -579,9 +580,12 @@ def test_wrong_field_names_its_path(tmp_path: Path) -> None:
     )
 
 
-def test_a_directory_is_an_io_error(tmp_path: Path) -> None:
+def test_a_directory_without_records_is_an_error(tmp_path: Path) -> None:
     line = fails_cleanly(run("show", str(tmp_path)))
-    assert line.startswith(f"tango-stepinfo: {tmp_path}: cannot read: ")
+    assert line == (
+        f"tango-stepinfo: {tmp_path}: not a store: no stepinfo.sqlite and no .json files in the"
+        " folder"
+    )
 
 
 def test_show_reports_every_bad_file_and_prints_nothing(tmp_path: Path) -> None:
@@ -784,7 +788,9 @@ def test_diff_of_a_bad_capture_names_the_field(tmp_path: Path) -> None:
 def test_diff_needs_one_record_per_file(tmp_path: Path) -> None:
     both = write(tmp_path / "both.json", [full_record(), full_record()])
     line = fails_cleanly(run("diff", both, str(TANGO_JSON / "failed.json")))
-    assert line == f"tango-stepinfo: {both}: holds 2 records; diff compares exactly one each"
+    assert line == (
+        f"tango-stepinfo: {both}: holds 2 records; diff compares exactly one each (see --step)"
+    )
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -917,3 +923,173 @@ def test_corrupt_pickle(tmp_path: Path) -> None:
     path.write_bytes(b"(lp0\nI1\nag.")  # protocol 0, refers to a memo entry that is not there
     line = fails_cleanly(run("show", str(path)))
     assert line.startswith(f"tango-stepinfo: {path}: neither JSON (")
+
+
+# --- stores: ls, show, check, diff on workspaces and folders; migrate; tango-alias -------------
+
+TANGO_DB = TANGO_DATA / "sqlite" / "stepinfo.sqlite"
+TANGO_RERUN_DB = TANGO_DATA / "sqlite" / "stepinfo_rerun.sqlite"
+
+
+def _expected_ls(path: Path) -> List[List[str]]:
+    """What ``ls`` must print for a fixture database, from its expected values."""
+    expected = json.loads(
+        path.with_name(path.stem.replace("stepinfo", "expected") + ".json").read_text()
+    )
+    rows = []
+    for key, values in expected.items():
+        start = values["start_time"] and dt.datetime.fromisoformat(values["start_time"])
+        end = values["end_time"] and dt.datetime.fromisoformat(values["end_time"])
+        rows.append((start is None, start or dt.datetime.min.replace(tzinfo=UTC), key, values, end))
+    out = []
+    for no_start, start, key, values, end in sorted(rows, key=lambda r: r[:3]):
+        out.append(
+            [
+                key,
+                values["state"],
+                "-" if no_start else start.isoformat(timespec="seconds"),
+                "-" if end is None else human_duration(end - start),
+                values["platform"]["host"],
+            ]
+        )
+    return out
+
+
+@pytest.mark.parametrize("db", [TANGO_DB, TANGO_RERUN_DB])
+def test_ls_lists_a_tango_database_by_start_time(db: Path, tmp_path: Path) -> None:
+    shutil.copyfile(db, tmp_path / "stepinfo.sqlite")
+    for source in (str(db), str(tmp_path)):
+        result = run("ls", source)
+        assert result.returncode == 0, result.stderr
+        assert [line.split("  ") for line in result.stdout.splitlines()] != []
+        got = [[c for c in line.split("  ") if c] for line in result.stdout.splitlines()]
+        got = [[c.strip() for c in row] for row in got]
+        assert got == _expected_ls(db)
+
+
+def test_ls_filters_by_state_and_reads_folders_of_json(tmp_path: Path) -> None:
+    result = run("ls", "--state", "failed", "--state", "incomplete", str(TANGO_DB))
+    states = [line.split()[1] for line in result.stdout.splitlines()]
+    assert sorted(states) == ["failed", "incomplete"]
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for name in ("completed", "failed", "running"):
+        shutil.copyfile(TANGO_JSON / f"{name}.json", folder / f"{name}.json")
+    result = run("ls", str(folder), "--state", "running")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "TrainStep-abc123",
+        "running",
+        "2024-03-10T06:59:58+00:00",
+        "-",
+        "gpu-node-07",
+    ]
+
+
+def test_ls_lists_what_it_can_and_reports_the_rest(tmp_path: Path) -> None:
+    db = tmp_path / "stepinfo.sqlite"
+    shutil.copyfile(TANGO_DB, db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO unnamed VALUES ('Bad-1', x'80')")
+    result = run("ls", str(tmp_path), str(TANGO_JSON / "failed.json"))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"tango-stepinfo: {db}[Bad-1]: not a valid pickle: ")
+    assert result.stderr.count("\n") == 1
+    assert result.stdout.startswith(f"==> {tmp_path} <==\n")
+    # the store's header and 4 records, the file's header and its record
+    assert result.stdout.count("\n") == 1 + 4 + 1 + 1
+
+
+def test_show_and_check_read_a_workspace_and_a_json_folder(tmp_path: Path) -> None:
+    shutil.copyfile(TANGO_DB, tmp_path / "stepinfo.sqlite")
+    show = run("show", "--json", str(tmp_path))
+    assert show.returncode == 0, show.stderr
+    expected = json.loads((TANGO_DATA / "sqlite" / "expected.json").read_text())
+    assert sorted(r["unique_id"] for r in json.loads(show.stdout)) == sorted(expected)
+    folder = tmp_path / "json"
+    folder.mkdir()
+    shutil.copyfile(TANGO_JSON / "completed.json", folder / "a.json")
+    (folder / "b.json").write_text("{}")
+    check = run("check", str(tmp_path), str(folder))
+    assert check.returncode == 1
+    assert check.stdout.splitlines()[0] == f"{tmp_path}: OK (4 records)"
+    assert len(check.stdout.splitlines()) == 2
+    assert check.stdout.splitlines()[1].startswith(f"{folder / 'b.json'}: not a record: ")
+
+
+def test_diff_picks_a_record_of_a_store_by_step_name_or_id() -> None:
+    result = run("diff", "--step", "explode", str(TANGO_DB), str(TANGO_RERUN_DB))
+    assert result.returncode == 1, result.stderr
+    assert "-n first -> " in result.stdout and "-n second" in result.stdout
+    same = run(
+        "diff",
+        "--step",
+        "NumbersStep-001-4C6a8DarRvPRkQT7YoFByX7YAccjsByL",
+        str(TANGO_DB),
+        str(TANGO_RERUN_DB),
+    )
+    assert (same.returncode, same.stdout) == (0, "No differences in platform or environment.\n")
+    other = str(TANGO_JSON / "failed.json")
+    line = fails_cleanly(run("diff", "--step", "nope", str(TANGO_DB), other))
+    assert line == f"tango-stepinfo: {TANGO_DB}: no record with unique id or step name 'nope'"
+
+
+def test_migrate_prints_one_line_and_backs_up(tmp_path: Path) -> None:
+    db = tmp_path / "stepinfo.sqlite"
+    shutil.copyfile(TANGO_DB, db)
+    dry = run("migrate", str(tmp_path), "--to", "ours", "--dry-run")
+    assert (dry.returncode, dry.stderr) == (0, "")
+    assert (
+        dry.stdout == f"{db}: would rewrite 4 of 4 records as tango_stepinfo's classes (dry run)\n"
+    )
+    done = run("migrate", str(tmp_path), "--to", "ours")
+    assert done.returncode == 0, done.stderr
+    backups = sorted(tmp_path.glob("stepinfo.sqlite.*.bak"))
+    assert len(backups) == 1
+
+    def rows(path: Path) -> List[Any]:
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT * FROM unnamed ORDER BY key").fetchall()
+
+    assert rows(backups[0]) == rows(TANGO_DB) != rows(db)
+    assert done.stdout == (
+        f"{db}: rewrote 4 of 4 records as tango_stepinfo's classes, all verified; "
+        f"backup: {backups[0]}\n"
+    )
+    again = run("migrate", str(db), "--to", "ours")
+    assert (
+        again.stdout
+        == f"{db}: all 4 records already name tango_stepinfo's classes; nothing to do\n"
+    )
+
+
+def test_migrate_errors_are_one_line(tmp_path: Path) -> None:
+    line = fails_cleanly(run("migrate", str(tmp_path), "--to", "tango"))
+    assert line == f"tango-stepinfo: {tmp_path}: not a Tango workspace: no stepinfo.sqlite in it"
+    result = run("migrate", str(tmp_path), "--to", "elsewhere")
+    assert result.returncode == 2 and "invalid choice: 'elsewhere'" in result.stderr
+
+
+def test_tango_alias_on_off_status_in_a_given_site(tmp_path: Path) -> None:
+    from tango_stepinfo._tango_alias import PTH_NAME
+
+    pth = tmp_path / PTH_NAME
+    off = run("tango-alias", "status", "--site", str(tmp_path))
+    assert (off.returncode, off.stdout) == (1, f"off: {pth}\n")
+    on = run("tango-alias", "on", "--site", str(tmp_path))
+    assert (on.returncode, on.stdout) == (
+        0,
+        f"on: tango.step_info is tango_stepinfo in new processes ({pth})\n",
+    )
+    assert run("tango-alias", "status", "--site", str(tmp_path)).returncode == 0
+    gone = run("tango-alias", "off", "--site", str(tmp_path))
+    assert (gone.returncode, gone.stdout) == (0, f"off: removed {pth}\n")
+    assert not pth.exists()
+
+
+def test_tango_alias_on_refuses_an_environment_without_tango() -> None:
+    line = fails_cleanly(run("tango-alias", "on"))  # this test venv has no ai2-tango
+    assert (
+        line
+        == f"tango-stepinfo: ai2-tango is not installed for {sys.executable}; use --site to force"
+    )

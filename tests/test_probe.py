@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import pickle
 import platform
 import pwd
 import re
@@ -22,7 +23,15 @@ from typing import Callable, Dict, Iterator, List, Tuple
 import pytest
 
 import tango_stepinfo
-from tango_stepinfo import EnvironmentMetadata, PlatformMetadata, StepInfo, _probe, redact
+from tango_stepinfo import (
+    EnvironmentMetadata,
+    PlatformMetadata,
+    StepInfo,
+    TangoMetadata,
+    __version__,
+    _probe,
+    redact,
+)
 
 from .conftest import fake_bin
 
@@ -317,6 +326,128 @@ def test_command_with_odd_argv(
         assert "sys.argv is missing" in debug_log.text
 
 
+def test_command_from_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["worker.py", "--internal-flag"])
+    line = "python train.py --api-key sk-123 'HF_TOKEN=hf_9' --data 'my file.txt'"
+    monkeypatch.setenv("TANGO_STEPINFO_COMMAND", line)
+    expected = "python train.py --api-key '***' 'HF_TOKEN=***' --data 'my file.txt'"
+    assert _probe.command() == expected
+    assert EnvironmentMetadata().command == expected
+    monkeypatch.setenv("TANGO_STEPINFO_COMMAND", "python eval.py")  # followed when it changes
+    assert _probe.command() == "python eval.py"
+    monkeypatch.setenv("TANGO_STEPINFO_COMMAND", "")  # empty: as if unset
+    assert _probe.command() == "worker.py --internal-flag"
+    monkeypatch.setenv("TANGO_STEPINFO_COMMAND", "python eval.py")
+    assert _probe.command() == "python eval.py"
+    monkeypatch.delenv("TANGO_STEPINFO_COMMAND")
+    assert _probe.command() == "worker.py --internal-flag"
+
+
+def test_a_redacted_command_handed_down_is_recorded_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    argv = ["train.py", "--api-key", "sk-1", "HF_TOKEN=x", "https://u:p@h/r", "a b", "it's"]
+    monkeypatch.setattr(sys, "argv", argv)
+    client_side = _probe.command()
+    monkeypatch.setenv("TANGO_STEPINFO_COMMAND", client_side)
+    assert _probe.command() == client_side  # redacting twice changes nothing
+
+
+def test_command_from_the_variable_is_requoted_as_any_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TANGO_STEPINFO_COMMAND", 'run.py "two words"  --x=1 https://u:p@h/r')
+    assert _probe.command() == redact.redact_command(
+        ["run.py", "two words", "--x=1", "https://h/r"]
+    )
+
+
+def test_a_command_variable_shlex_cannot_split_is_redacted_as_text(
+    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    line = "run.py --password=hunter2 'unclosed https://u:tok@host/x"
+    monkeypatch.setenv("TANGO_STEPINFO_COMMAND", line)
+    assert _probe.command() == redact.redact_text(line)
+    assert "hunter2" not in _probe.command() and "tok@" not in _probe.command()
+    assert _probe.command() == "run.py --password=*** 'unclosed https://host/x"
+    assert "TANGO_STEPINFO_COMMAND cannot be split" in debug_log.text
+    reasons = EnvironmentMetadata().fallbacks or {}
+    assert reasons["command"] == (
+        "TANGO_STEPINFO_COMMAND is not a valid shell line; redacted it as text"
+    )
+    monkeypatch.setenv("TANGO_STEPINFO_COMMAND", "run.py --lr 1")
+    assert "command" not in (EnvironmentMetadata().fallbacks or {})
+
+
+PY_M_CASES = [
+    # (sys.orig_argv, sys.argv, recorded)
+    (
+        ["python3", "-m", "pkg.train", "--lr", "1"],
+        ["/src/pkg/train.py", "--lr", "1"],
+        "python3 -m pkg.train --lr 1",
+    ),
+    (["python", "-mpkg", "x"], ["/src/pkg/__main__.py", "x"], "python -mpkg x"),
+    (["python", "-Bm", "pkg"], ["/src/pkg/__main__.py"], "python -Bm pkg"),
+    (
+        ["py", "-X", "dev", "-W", "error", "-m", "pkg", "--token", "t"],
+        ["/src/pkg/__main__.pyc", "--token", "t"],
+        "py -X dev -W error -m pkg --token '***'",
+    ),
+    (["python", "-m", "pkg"], ["-m"], "python -m pkg"),  # while the module is being found
+    # not python -m: sys.argv as it is
+    (["python", "train.py", "-m", "x"], ["train.py", "-m", "x"], "train.py -m x"),
+    (["python", "-c", "pass", "a"], ["-c", "a"], "-c a"),
+    (["python", "-m", "pkg", "a"], ["/src/pkg/__main__.py", "b"], "/src/pkg/__main__.py b"),
+    (["python", "-m", "pkg"], ["/src/other.py"], "/src/other.py"),  # changed by the program
+    (["python", "-m", "pkg", "-m", "slow"], ["/src/pkg.py"], "/src/pkg.py"),
+    (["python", "--check-hash-based-pycs", "m", "a"], ["x/m.py", "a"], "x/m.py a"),
+    (["python", "-m"], ["-m"], "-m"),
+]
+
+
+@pytest.mark.parametrize(("orig", "argv", "expected"), PY_M_CASES)
+def test_command_under_python_m_is_what_was_typed(
+    monkeypatch: pytest.MonkeyPatch, orig: List[str], argv: List[str], expected: str
+) -> None:
+    monkeypatch.setattr(sys, "orig_argv", orig, raising=False)
+    monkeypatch.setattr(sys, "argv", argv)
+    assert _probe.command() == expected
+
+
+def test_command_follows_orig_argv_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["/src/pkg/__main__.py"])
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "pkg"], raising=False)
+    assert _probe.command() == "python -m pkg"
+    monkeypatch.setattr(sys, "orig_argv", ["python", "/src/pkg/__main__.py"])
+    assert _probe.command() == "/src/pkg/__main__.py"
+
+
+def test_command_without_orig_argv_is_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(sys, "orig_argv", raising=False)  # Python 3.9
+    monkeypatch.setattr(sys, "argv", ["/src/pkg/__main__.py", "x"])
+    assert _probe.command() == "/src/pkg/__main__.py x"
+
+
+def test_command_of_a_real_python_m_process(tmp_path: Path) -> None:
+    package = tmp_path / "engine"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(
+        "from tango_stepinfo import EnvironmentMetadata\nprint(EnvironmentMetadata().command)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANGO_STEPINFO_")}
+    argv = [sys.executable, "-B", "-m", "engine", "run", "--api-key", "sk-1"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    if sys.version_info >= (3, 10):
+        assert done.stdout == redact.redact_command(argv) + "\n"
+        assert done.stdout.endswith(" -B -m engine run --api-key '***'\n")
+    else:
+        assert done.stdout == f"{package / '__main__.py'} run --api-key '***'\n"
+    env["TANGO_STEPINFO_COMMAND"] = "tango run exp.jsonnet"
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout == "tango run exp.jsonnet\n"
+
+
 # --- root ----------------------------------------------------------------------------------------
 
 
@@ -373,7 +504,11 @@ def importlib_packages(path: List[str]) -> List[Tuple[str, str]]:
     """What importlib.metadata sees on ``path``, first of each name winning."""
     found: Dict[str, str] = {}
     for folder in path:
-        for dist in importlib.metadata.distributions(path=[folder]):
+        # The standard library's finder, asked directly: the importlib_metadata backport, once
+        # imported (dask imports it), replaces it on sys.meta_path by its own, which reads broken
+        # entries differently.
+        context = importlib.metadata.DistributionFinder.Context(path=[folder])
+        for dist in importlib.metadata.MetadataPathFinder.find_distributions(context):
             names = dist.metadata.get_all("Name") or []
             if names and names[0]:
                 found.setdefault(normalise(names[0]), dist.version)
@@ -544,6 +679,76 @@ def test_each_record_gets_its_own_packages(outside_git: Path) -> None:
     one.environment.packages.clear()
     assert two.environment.packages == before
     assert StepInfo("c", "C", set(), True).environment.packages == before
+
+
+# --- tango ---------------------------------------------------------------------------------------
+
+
+def fake_tango(folder: Path, version: str = "1.3.2") -> Path:
+    """An installed ai2-tango as pip leaves it: a ``.dist-info`` folder (the code is not needed)."""
+    dist = folder / f"ai2_tango-{version}.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ai2-tango\nVersion: {version}\n")
+    return dist
+
+
+def test_tango_version_is_ours_without_ai2_tango() -> None:
+    assert "ai2-tango" not in dict(_probe.packages() or [])
+    assert _probe.tango_version() is None
+    tango = TangoMetadata()
+    assert (tango.version, tango.library) == (__version__, f"tango_stepinfo {__version__}")
+    env = EnvironmentMetadata()
+    assert env.tango == tango
+
+
+def test_tango_version_is_the_installed_ai2_tango(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist = fake_tango(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert TangoMetadata() == TangoMetadata("1.3.2", f"tango_stepinfo {__version__}")
+    env = EnvironmentMetadata()
+    assert env.tango == TangoMetadata("1.3.2")
+    assert ("ai2-tango", "1.3.2") in (env.packages or [])
+    info = StepInfo("u", "C", set(), True)
+    assert info.environment.tango is not None and info.environment.tango.version == "1.3.2"
+    shutil.rmtree(dist)  # uninstalled while the process runs: seen by the next record
+    assert TangoMetadata().version == __version__
+    assert EnvironmentMetadata().tango == TangoMetadata(__version__)
+
+
+def test_the_tango_of_a_record_reads_the_scan_its_packages_just_validated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    EnvironmentMetadata()
+    checks: List[int] = []
+    real = _probe.unchanged
+
+    def counted(deps: _probe.Deps) -> bool:
+        checks.append(1)
+        return real(deps)
+
+    monkeypatch.setattr(_probe, "unchanged", counted)
+    EnvironmentMetadata()
+    assert len(checks) == 1  # by the packages field; the tango field reads the scan it validated
+    TangoMetadata()  # alone, it validates the scan itself
+    assert len(checks) == 2
+
+
+def test_tango_version_without_a_usable_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", None)
+    assert _probe.tango_version() is None
+    assert _probe.tango_version(rescan=False) is None
+    assert TangoMetadata().version == __version__
+
+
+def test_the_library_field_is_ours_and_only_in_our_json(tmp_path: Path) -> None:
+    tango = TangoMetadata("1.3.2")
+    assert tango.library == f"tango_stepinfo {__version__}"
+    assert tango.to_json_dict() == {"library": tango.library, "version": "1.3.2"}
+    assert tango.to_json_dict(tango_compat=True) == {"version": "1.3.2"}
+    assert TangoMetadata.from_json_dict({"version": "1.3.2"}) == TangoMetadata("1.3.2", None)
+    assert pickle.loads(pickle.dumps(tango)) == tango
 
 
 # --- the cache -----------------------------------------------------------------------------------

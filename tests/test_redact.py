@@ -37,6 +37,74 @@ AMZ_REDACTED = (
 # compared as redact_command(argv) == shlex.join(expected), so the expected words are written
 # as they are, unquoted.
 LEAKS: List[Tuple[str, Any, Any]] = [
+    # review: tools and URL shapes that leaked
+    (
+        "slack-webhook-no-scheme",
+        ["x", "SLACK_WEBHOOK_URL=hooks.slack.com/workflows/T0/A0/123/abcXYZ"],
+        ["x", "SLACK_WEBHOOK_URL=hooks.slack.com/workflows/***"],
+    ),
+    ("sqlplus", ["sqlplus", "scott/tiger@db"], ["sqlplus", "scott/***@db"]),
+    (
+        "sqlplus-S-ezconnect",
+        ["sqlplus", "-S", "scott/tiger@//host:1521/svc", "@x.sql"],
+        ["sqlplus", "-S", "scott/***@//host:1521/svc", "@x.sql"],
+    ),
+    ("sqlplus-quoted", ["sqlplus", 'scott/"p@ss"@db'], ["sqlplus", "scott/***@db"]),
+    ("rman-target", ["rman", "target", "sys/pw@db"], ["rman", "target", "sys/***@db"]),
+    (
+        "sqlplus-bash-c",
+        ["bash", "-c", "sqlplus -s u/pw@db < q"],
+        ["bash", "-c", "sqlplus -s u/***@db < q"],
+    ),
+    (
+        "gh-secret-body",
+        ["gh", "secret", "set", "X", "--body", "v1"],
+        ["gh", "secret", "set", "X", "--body", MASK],
+    ),
+    (
+        "gh-secret-b",
+        ["gh", "secret", "set", "X", "-b", "v1"],
+        ["gh", "secret", "set", "X", "-b", MASK],
+    ),
+    (
+        "slack-webhook",
+        ["curl", "https://hooks.slack.com/services/T0000/B0000/abcdefXYZ123"],
+        ["curl", "https://hooks.slack.com/services/***"],
+    ),
+    (
+        "discord-webhook",
+        ["curl", "https://discord.com/api/webhooks/1234567/abc-DEF_123"],
+        ["curl", "https://discord.com/api/webhooks/1234567/***"],
+    ),
+    (
+        "teams-webhook",
+        "https://acme.webhook.office.com/webhookb2/0000-1111@2222/IncomingWebhook/abc/def",
+        "https://acme.webhook.office.com/webhookb2/***",
+    ),
+    (
+        "twine-p",
+        ["twine", "upload", "-p", "pw", "dist/x.whl"],
+        ["twine", "upload", "-p", MASK, "dist/x.whl"],
+    ),
+    ("ssh-keygen-N", ["ssh-keygen", "-N", "pp", "-f", "k"], ["ssh-keygen", "-N", MASK, "-f", "k"]),
+    ("curl-b-cookie", ["curl", "-b", "session=s1", "u"], ["curl", "-b", MASK, "u"]),
+    ("vault-login", ["vault", "login", "hvs1234"], ["vault", "login", MASK]),
+    (
+        "npm-config-set",
+        ["npm", "config", "set", "//registry.npmjs.org/:_authToken", "t1"],
+        ["npm", "config", "set", "//registry.npmjs.org/:_authToken", MASK],
+    ),
+    (
+        "git-config-password",
+        ["git", "config", "--global", "user.password", "pw"],
+        ["git", "config", "--global", "user.password", MASK],
+    ),
+    (
+        "poetry-config",
+        ["poetry", "config", "pypi-token.pypi", "t1"],
+        ["poetry", "config", "pypi-token.pypi", MASK],
+    ),
+    ("jwt-option", ["x", "--jwt", "e30.e30.x"], ["x", "--jwt", MASK]),
     # option names holding a secret word anywhere
     ("wandb-key", ["train.py", "--wandb-key", "w1"], ["train.py", "--wandb-key", MASK]),
     ("openai-key", ["x", "--openai-key=k1"], ["x", "--openai-key=***"]),
@@ -430,6 +498,21 @@ LEAKS: List[Tuple[str, Any, Any]] = [
 
 # Ordinary arguments that must stay as they are (argv or URL).
 KEEPS: List[Tuple[str, Any]] = [
+    # review: ordinary arguments that were mangled
+    ("token-budget", ["x", "--token_budget", "100", "--token-dropout", "0.1"]),
+    ("token-ids", ["x", "--token_ids", "1,2"]),
+    ("num-key-value-heads", ["x", "--num-key-value-heads", "8", "--attention-key-dim", "64"]),
+    ("sig-figs", ["x", "--sig-figs", "3"]),
+    ("secretary", ["x", "--secretary", "bob"]),
+    ("jwt-issuer", ["x", "JWT_ISSUER=https://id.example.com", "--jwt-algorithm", "RS256"]),
+    ("sqlplus-nolog", ["sqlplus", "/nolog"]),
+    ("sqlplus-sysdba", ["sqlplus", "/", "as", "sysdba"]),
+    ("gh-pr-body", ["gh", "pr", "create", "-b", "text"]),
+    ("curl-b-path", ["curl", "-b", "./cookies.txt", "u"]),
+    ("git-config-helper", ["git", "config", "credential.helper", "store"]),
+    ("npm-config-registry", ["npm", "config", "set", "registry", "https://r.example.com/"]),
+    ("ssh-keygen-t", ["ssh-keygen", "-t", "ed25519", "-f", "k"]),
+    ("slack-api-url", "https://slack.com/api/chat.postMessage"),
     ("password-file", ["x", "--password-file", "/run/secrets/pw"]),
     ("private-key-file", ["x", "--private-key-file", "key.pem"]),
     ("api-key-env", ["x", "--api-key-env", "OPENAI_API_KEY"]),
@@ -856,3 +939,32 @@ def test_quoting_is_shlex_quote(word: str) -> None:
     from tango_stepinfo.redact import _quote
 
     assert _quote(word) == shlex.quote(word)
+
+
+# The public functions turn an internal exception into ``***`` (or ``""``): a bug would then
+# mangle silently. These call the rules themselves, on text made of the pieces they look for.
+_PIECES = st.sampled_from(
+    [
+        *"ab-=:/@\"'\\ \t\n;&|()$`{}[]?#%._0",
+        "\u2013", "\x00", "\udc80", "password", "token", "://", "mysql", "-p", "sqlplus", "curl",
+        "-b", "gh secret set", "config set", "npm", "login", "vault", "git", "webhook",
+        "hooks.slack.com/services/", "discord.com/api/webhooks/1/", "-----BEGIN PRIVATE KEY-----",
+        "ghp_", "sk-", "eyJ", "Authorization: Bearer ", "AKIA", "bash -c ",
+    ]
+)  # fmt: skip
+_RULE_TEXT = st.lists(_PIECES, max_size=30).map("".join)
+
+
+@given(_RULE_TEXT)
+def test_the_free_text_rules_never_raise(text: str) -> None:
+    from tango_stepinfo import redact
+
+    assert isinstance(redact._redact_text(text), str)
+
+
+@given(st.lists(_RULE_TEXT, max_size=8))
+def test_the_command_line_rules_never_raise(words: List[str]) -> None:
+    from tango_stepinfo import redact
+
+    assert len(redact._redact_words(words, 0)) == len(words)
+    assert isinstance(redact._redact_embedded(" ".join(words), 1), str)

@@ -85,7 +85,7 @@ def test_required_fields_are_those_without_default_or_probed() -> None:
         "tango",
     ]
     assert defs["GitMetadata"]["required"] == []
-    assert defs["TangoMetadata"]["required"] == []
+    assert defs["TangoMetadata"]["required"] == ["version"]  # its default is a probe
 
 
 def test_type_hints_become_json_types() -> None:

@@ -340,3 +340,285 @@ def test_eq_repr_and_hash_behave_as_dataclass_generated_ones(record: Any) -> Non
     assert record.__eq__(reference_cls(**values)) is NotImplemented
     with pytest.raises(TypeError, match="unhashable"):
         hash(record)
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+
+PHASES: Dict[str, Dict[str, Any]] = {
+    "incomplete": {},
+    "running": {"start_time": T0},
+    "completed": {"start_time": T0, "end_time": T1},
+    "failed": {"start_time": T0, "end_time": T1, "error": "boom"},
+}
+INVALID: List[Dict[str, Any]] = [
+    {"end_time": T1},
+    {"error": "boom"},
+    {"end_time": T1, "error": "boom"},
+    {"start_time": T0, "error": "boom"},
+]
+OK = {"start": "running", "complete": "completed", "fail": "failed"}
+# (phase, call) -> the phase after the call, or None when the call raises; for cacheable records.
+TRANSITIONS = {
+    ("incomplete", "start"): "running",
+    ("incomplete", "complete"): None,
+    ("incomplete", "fail"): None,
+    ("running", "start"): None,
+    ("running", "complete"): "completed",
+    ("running", "fail"): "failed",
+    ("completed", "start"): None,
+    ("completed", "complete"): None,
+    ("completed", "fail"): None,
+    ("failed", "start"): "running",
+    ("failed", "complete"): None,
+    ("failed", "fail"): None,
+}
+
+
+def call(info: StepInfo, name: str) -> None:
+    if name == "start":
+        info.mark_started()
+    elif name == "complete":
+        info.mark_completed()
+    else:
+        info.mark_failed("it broke")
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> List[dt.datetime]:
+    """Replace the one clock: each reading pops the next time of the returned list."""
+    from tango_stepinfo import _clock
+
+    times = [T0 + dt.timedelta(minutes=i, microseconds=i) for i in range(10, 20)]
+    monkeypatch.setattr(_clock, "now", lambda: times.pop(0))
+    return times
+
+
+def test_the_transition_table_is_complete() -> None:
+    assert set(TRANSITIONS) == {(p, c) for p in PHASES for c in ("start", "complete", "fail")}
+
+
+@pytest.mark.parametrize("cacheable", [True, False])
+@pytest.mark.parametrize(("phase", "name"), sorted(TRANSITIONS))
+def test_transition_table(cacheable: bool, phase: str, name: str, clock: List[Any]) -> None:
+    info = record(cacheable=cacheable, result_location="/r", **PHASES[phase])
+    after = TRANSITIONS[(phase, name)]
+    if not cacheable and (phase, name) == ("completed", "start"):
+        after = "running"  # an uncacheable step runs every time it is needed
+    if after is None:
+        before = dataclasses.replace(info)
+        with pytest.raises(InvalidStepStateError, match=r"^StepInfo 'u': cannot \w+ a step"):
+            call(info, name)
+        assert info == before  # unchanged
+        return
+    call(info, name)
+    assert info._phase() is StepState(after)
+    assert info.state is (StepState(after) if cacheable else StepState.UNCACHEABLE)
+
+
+@pytest.mark.parametrize("cacheable", [True, False])
+@pytest.mark.parametrize("name", ["start", "complete", "fail"])
+@pytest.mark.parametrize("fields", INVALID)
+def test_no_transition_from_an_invalid_state(
+    cacheable: bool, name: str, fields: Dict[str, Any], clock: List[Any]
+) -> None:
+    info = record(cacheable=cacheable, **fields)
+    with pytest.raises(InvalidStepStateError, match=r"^StepInfo 'u' is in an invalid state"):
+        call(info, name)
+
+
+def test_completing_a_record_never_started_says_so() -> None:
+    with pytest.raises(InvalidStepStateError, match=r"complete a step that is incomplete \(it"):
+        record().mark_completed()
+    assert issubclass(InvalidStepStateError, RuntimeError)
+
+
+def test_start_sets_the_time_and_clears_the_end_the_error_and_the_result(
+    clock: List[dt.datetime],
+) -> None:
+    expected = clock[0]
+    info = record(result_location="/old", **PHASES["failed"])
+    info.mark_started()
+    assert info.start_time == expected
+    assert (info.end_time, info.error, info.result_location) == (None, None, None)
+
+
+def test_complete_and_fail_set_the_end_time(clock: List[dt.datetime]) -> None:
+    start, end, start2, end2 = clock[:4]
+    info = record()
+    info.mark_started()
+    info.mark_completed()
+    assert (info.start_time, info.end_time, info.duration) == (start, end, end - start)
+    info = record()
+    info.mark_started()
+    info.mark_failed("no space left")
+    assert (info.start_time, info.end_time, info.error) == (start2, end2, "no space left")
+
+
+def test_the_end_is_never_before_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tango_stepinfo import _clock
+
+    times = [T1, T0]  # the wall clock was stepped back in between
+    monkeypatch.setattr(_clock, "now", lambda: times.pop(0))
+    info = record()
+    info.mark_started()
+    info.mark_completed()
+    assert info.end_time == info.start_time == T1
+    assert info.duration == dt.timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        dt.datetime(2999, 1, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=1))),  # in the future
+        dt.datetime(2999, 1, 1),  # naive: UTC
+    ],
+)
+def test_a_start_set_by_hand_in_another_zone_is_compared_in_utc(start: dt.datetime) -> None:
+    info = record(start_time=start)
+    info.mark_completed()
+    assert info.end_time is not None and info.end_time.tzinfo is pytz.utc
+    assert info.end_time == start.replace(tzinfo=start.tzinfo or UTC)
+    assert info.duration == dt.timedelta(0)
+    earlier = record(start_time=dt.datetime(2000, 1, 1))
+    earlier.mark_completed()
+    assert earlier.duration is not None and earlier.duration > dt.timedelta(days=9000)
+
+
+def test_the_real_clock_gives_aware_utc_times_with_microseconds() -> None:
+    info = record()
+    before = dt.datetime.now(UTC)
+    info.mark_started()
+    info.mark_completed()
+    after = dt.datetime.now(UTC)
+    assert info.start_time is not None and info.end_time is not None
+    assert info.start_time.tzinfo is pytz.utc and info.end_time.tzinfo is pytz.utc
+    assert before <= info.start_time <= info.end_time <= after
+    # A JSON round trip gives back the same times, zone included (decoded times use pytz.utc).
+    back = StepInfo.from_json_dict(json.loads(json.dumps(info.to_json_dict())))
+    assert back == info and repr(back) == repr(info)
+    assert info.to_json_dict()["start_time"] == info.start_time.isoformat(timespec="microseconds")
+
+
+def _tango_exception_to_string(e: BaseException) -> str:
+    # What ai2-tango 1.3.2 stores (tango.common.util.exception_to_string), re-stated.
+    import traceback
+
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))
+
+
+def _raise_chained() -> None:
+    try:
+        {}["missing"]
+    except KeyError as e:
+        raise ValueError("could not read the shard") from e
+
+
+def test_a_failure_is_stored_as_tango_stores_it() -> None:
+    info = record()
+    info.mark_started()
+    try:
+        _raise_chained()
+    except ValueError as e:
+        info.mark_failed(e)
+        expected = _tango_exception_to_string(e)
+    assert info.error == expected
+    assert info.error is not None
+    assert info.error.startswith("Traceback (most recent call last):\n")
+    assert "KeyError: 'missing'" in info.error
+    assert "direct cause of the following exception" in info.error
+    assert "in _raise_chained" in info.error
+    assert info.error.endswith("ValueError: could not read the shard\n")
+    assert info.state is StepState.FAILED
+
+
+def test_an_exception_never_raised_is_stored_without_traceback() -> None:
+    info = record(start_time=T0)
+    info.mark_failed(RuntimeError("lost the worker"))
+    assert info.error == "RuntimeError: lost the worker\n"
+
+
+def test_secret_shapes_are_redacted_from_failures() -> None:
+    info = record(start_time=T0)
+    try:
+        raise ConnectionError("https://bob:s3cr3t@db.example.com/x failed; password=hunter2")
+    except ConnectionError as e:
+        info.mark_failed(e)
+    assert info.error is not None
+    assert "s3cr3t" not in info.error and "hunter2" not in info.error
+    assert "https://db.example.com/x failed; password=***" in info.error
+    text = record(start_time=T0)
+    text.mark_failed("HF_TOKEN=hf_abc123 was rejected")
+    assert text.error == "HF_TOKEN=*** was rejected"
+
+
+def test_failing_with_something_else_is_a_type_error() -> None:
+    info = record(start_time=T0)
+    with pytest.raises(TypeError, match=r"^error: expected an exception or a string, got int$"):
+        info.mark_failed(5)  # type: ignore[arg-type]
+    assert info.state is StepState.RUNNING
+
+
+def test_running_completes() -> None:
+    info = record()
+    with info.running() as inside:
+        assert inside is info
+        assert info.state is StepState.RUNNING
+    assert info.state is StepState.COMPLETED
+
+
+@pytest.mark.parametrize(
+    "error", [ValueError("bad"), KeyboardInterrupt(), SystemExit(3), MemoryError()]
+)
+def test_running_fails_and_re_raises_any_exception(error: BaseException) -> None:
+    info = record()
+    with pytest.raises(type(error)) as raised, info.running():
+        raise error
+    assert raised.value is error
+    assert info.state is StepState.FAILED
+    assert info.error == _tango_exception_to_string(error)
+
+
+def test_running_fails_when_a_generator_is_closed_inside_it() -> None:
+    info = record()
+
+    def step() -> Iterator[int]:
+        with info.running():
+            yield 1
+            yield 2
+
+    steps = step()
+    assert next(steps) == 1
+    steps.close()  # GeneratorExit at the yield
+    assert info.state is StepState.FAILED
+    assert info.error is not None and info.error.endswith("GeneratorExit\n")
+
+
+def test_running_a_step_that_cannot_start_does_not_run_the_body() -> None:
+    info = record(**PHASES["completed"])
+    ran = []
+    with pytest.raises(InvalidStepStateError), info.running():
+        ran.append(1)
+    assert ran == []
+    assert info.state is StepState.COMPLETED
+
+
+def test_running_leaves_a_record_the_body_finished_and_re_raises() -> None:
+    info = record()
+    with pytest.raises(ValueError, match="late"), info.running():
+        info.mark_failed("early")
+        raise ValueError("late")
+    assert info.error == "early"
+    finished = record()
+    expected = "cannot complete a step that is completed"
+    with pytest.raises(InvalidStepStateError, match=expected), finished.running():
+        finished.mark_completed()
+
+
+def test_the_lifecycle_never_probes(probe_calls: List[str]) -> None:
+    info = record()
+    with info.running():
+        pass
+    again = record(**PHASES["failed"])
+    with pytest.raises(ZeroDivisionError), again.running():
+        1 / 0  # noqa: B018
+    assert probe_calls == []

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._probe import clear_cache
 from ._version import __version__
-from .errors import InvalidStepStateError, StepInfoDecodeError, StepInfoEncodeError
+from .errors import (
+    InvalidSettingError,
+    InvalidStepStateError,
+    StepInfoDecodeError,
+    StepInfoEncodeError,
+)
 from .metadata import (
     EnvironmentMetadata,
     GitMetadata,
@@ -29,6 +34,7 @@ __all__ = [
     "EnvironmentMetadata",
     "GitMetadata",
     "GpuMetadata",
+    "InvalidSettingError",
     "InvalidStepStateError",
     "JobMetadata",
     "PlatformMetadata",

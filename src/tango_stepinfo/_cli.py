@@ -1,4 +1,5 @@
-"""The commands of ``tango-stepinfo``: capture, ``show``, ``check``, ``diff``, ``schema``.
+"""The commands of ``tango-stepinfo``: capture, ``show``, ``check``, ``diff``, ``ls``,
+``migrate``, ``tango-alias``, ``schema``.
 
 Data flows one way: files are decoded into records by the codec (JSON) or the safe pickle loader,
 and the commands only format records. Every output is deterministic: it does not depend on the
@@ -23,7 +24,7 @@ from ._probe import normalize_name
 from ._version import __version__
 from .errors import InvalidStepStateError, StepInfoDecodeError
 from .metadata import EnvironmentMetadata, GitMetadata, PlatformMetadata
-from .step_info import StepInfo
+from .step_info import StepInfo, StepState
 
 PROG = "tango-stepinfo"
 
@@ -179,7 +180,40 @@ def read_records(name: str) -> List[StepInfo]:
 
     :raises InputError: naming the file and the problem.
     """
+    store = read_store(name)
+    if store is not None:
+        records, errors = store
+        if errors:
+            raise errors[0]
+        return records
     return _records(name, *_load(name))
+
+
+def read_store(name: str) -> Optional[Tuple[List[StepInfo], List[InputError]]]:
+    """The records of the store ``name`` and the errors of its entries that did not decode, or
+    ``None`` when ``name`` is not a store (see :mod:`tango_stepinfo._stores`).
+
+    :raises InputError: when the store itself cannot be read.
+    """
+    from . import _stores
+
+    try:
+        entries = _stores.entries(name)
+    except _stores.StoreError as e:
+        raise InputError(e.name, e.problem, unreadable=e.unreadable) from None
+    if entries is None:
+        return None
+    records: List[StepInfo] = []
+    errors: List[InputError] = []
+    for entry in entries:
+        try:
+            if entry.data is None:
+                records += _records(entry.label, *_load(entry.label))
+            else:
+                records += _records(entry.label, True, _unpickle(entry.label, entry.data))
+        except InputError as e:
+            errors.append(e)
+    return records, errors
 
 
 def _is_capture(value: Any) -> bool:
@@ -191,8 +225,32 @@ def _is_capture(value: Any) -> bool:
     )
 
 
-def _read_snapshot(name: str) -> Tuple[Any, Any]:
+def _pick(name: str, records: List[StepInfo], step: Optional[str]) -> StepInfo:
+    """The one record of ``records`` that ``diff`` compares: the only one, or ``step``'s."""
+    if step is not None and len(records) != 1:
+        found = [r for r in records if r.unique_id == step] or [
+            r for r in records if r.step_name == step
+        ]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise InputError(name, f"no record with unique id or step name {step!r}")
+        raise InputError(name, f"{len(found)} records named {step!r}; give a unique id")
+    if len(records) != 1:
+        raise InputError(
+            name, f"holds {len(records)} records; diff compares exactly one each (see --step)"
+        )
+    return records[0]
+
+
+def _read_snapshot(name: str, step: Optional[str] = None) -> Tuple[Any, Any]:
     """The ``(platform, environment)`` of the one record in ``name``, or of a capture's JSON."""
+    store = read_store(name)
+    if store is not None:
+        if store[1]:
+            raise store[1][0]
+        record = _pick(name, store[0], step)
+        return record.platform, record.environment
     is_pickle, value = _load(name)
     if not is_pickle and _is_capture(value):
         parts = []
@@ -205,10 +263,8 @@ def _read_snapshot(name: str) -> Tuple[Any, Any]:
                 path = f"{key}.{e.path}" if e.path else key
                 raise InputError(name, f"not a record: {path}: {e.problem}") from None
         return parts[0], parts[1]
-    records = _records(name, is_pickle, value)
-    if len(records) != 1:
-        raise InputError(name, f"holds {len(records)} records; diff compares exactly one each")
-    return records[0].platform, records[0].environment
+    record = _pick(name, _records(name, is_pickle, value), step)
+    return record.platform, record.environment
 
 
 # --- formatting --------------------------------------------------------------------------------
@@ -514,16 +570,25 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_any(name: str) -> Tuple[List[StepInfo], List[InputError]]:
+    """The records of a file or store, and the errors of what did not decode; never raises."""
+    try:
+        store = read_store(name)
+        return store if store is not None else (_records(name, *_load(name)), [])
+    except InputError as e:
+        return [], [e]
+
+
 def _load_all(names: Sequence[str]) -> Optional[List[Tuple[str, List[StepInfo]]]]:
-    """Every file's records, or ``None`` after reporting each file that failed."""
+    """Every file's records, or ``None`` after reporting each file (or store entry) that failed."""
     loaded = []
     failed = False
     for name in names:
-        try:
-            loaded.append((name, read_records(name)))
-        except InputError as e:
+        records, errors = _read_any(name)
+        for e in errors:
             _error(str(e))
-            failed = True
+        failed = failed or bool(errors)
+        loaded.append((name, records))
     return None if failed else loaded
 
 
@@ -546,11 +611,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     status = 0
     for name in args.files:
-        try:
-            records = read_records(name)
-        except InputError as e:
+        records, errors = _read_any(name)
+        for e in errors:
             sys.stdout.write(_clean(str(e)) + "\n")
             status = max(status, 2 if e.unreadable else 1)
+        if errors:
             continue
         problems = _strict_problems(records) if args.strict else []
         if problems:
@@ -586,7 +651,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     snapshots = []
     for name in (args.a, args.b):
         try:
-            snapshots.append(_read_snapshot(name))
+            snapshots.append(_read_snapshot(name, args.step))
         except InputError as e:
             _error(str(e))
     if len(snapshots) != 2:
@@ -597,6 +662,121 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(diff_text(args.a, args.b, differences))
     return 1 if differences else 0
+
+
+def _state(record: StepInfo) -> str:
+    try:
+        return str(record.state)
+    except InvalidStepStateError:
+        return "invalid"
+
+
+def _ls_key(record: StepInfo) -> Tuple[int, _dt.datetime, str]:
+    start = record.start_time
+    if start is None:
+        return (1, _dt.datetime.min.replace(tzinfo=_dt.timezone.utc), record.unique_id)
+    aware = start if start.utcoffset() is not None else start.replace(tzinfo=_dt.timezone.utc)
+    return (0, aware, record.unique_id)
+
+
+def ls_lines(records: Sequence[StepInfo]) -> str:
+    """The text ``ls`` prints: one line a record, by start time (never started last), then id.
+
+    Columns: unique id, state, local start time, duration, host; ``-`` where there is none.
+    """
+    rows = []
+    for r in sorted(records, key=_ls_key):
+        start = _local(r, "start_time_local", r.start_time)
+        duration = r.duration
+        rows.append(
+            (
+                _clean(r.unique_id),
+                _state(r),
+                "-" if start is None else start.isoformat(timespec="seconds"),
+                "-" if duration is None else human_duration(duration),
+                _text(getattr(r.platform, "host", None)),
+            )
+        )
+    if not rows:
+        return ""
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "".join(
+        "  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + f"  {row[4]}\n" for row in rows
+    )
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    status = 0
+    blocks = []
+    for name in args.sources:
+        records, errors = _read_any(name)
+        for e in errors:
+            _error(str(e))
+            status = 2
+        if args.state:
+            records = [r for r in records if _state(r) in args.state]
+        if len(args.sources) > 1:
+            blocks.append(f"==> {_clean(name)} <==\n")
+        blocks.append(ls_lines(records))
+    sys.stdout.write("".join(blocks))
+    return status
+
+
+_WHOSE = {"tango": "Tango's classes", "ours": "tango_stepinfo's classes"}
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from ._migrate import MigrateError, migrate
+
+    try:
+        result = migrate(args.workspace, args.to, dry_run=args.dry_run)
+    except MigrateError as e:
+        _error(str(e))
+        return e.status
+    whose = _WHOSE[result.to]
+    database = _clean(str(result.database))
+    done = len(result.rewritten)
+    if not done:
+        line = f"{database}: all {result.total} records already name {whose}; nothing to do"
+    elif result.dry_run:
+        line = f"{database}: would rewrite {done} of {result.total} records as {whose} (dry run)"
+    else:
+        line = (
+            f"{database}: rewrote {done} of {result.total} records as {whose}, all verified; "
+            f"backup: {_clean(str(result.backup))}"
+        )
+    out = [line]
+    for key, fields in result.lost.items():
+        out.append(f"  {_clean(key)}: Tango does not keep {', '.join(fields)}")
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def _cmd_alias(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import _tango_alias as alias
+
+    site = Path(args.site) if args.site else None
+    path = _clean(str(alias.pth_path(site)))
+    try:
+        if args.action == "on":
+            if site is None and alias.tango_location() is None:
+                _error(f"ai2-tango is not installed for {sys.executable}; use --site to force")
+                return 2
+            alias.enable(site)
+            sys.stdout.write(f"on: tango.step_info is tango_stepinfo in new processes ({path})\n")
+        elif args.action == "off":
+            removed = alias.disable(site)
+            sys.stdout.write(f"off: {'removed' if removed else 'there was no'} {path}\n")
+        else:
+            on = alias.status(site)
+            sys.stdout.write(f"{'on' if on else 'off'}: {path}\n")
+            return 0 if on else 1
+    except OSError as e:
+        _error(f"{path}: {e.strerror or e}")
+        return 2
+    return 0
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -656,6 +836,50 @@ examples:
   {PROG} --json > here.json; {PROG} diff there.json here.json
 """
 
+_STORES = """\
+A SOURCE may also be a Tango workspace folder (its stepinfo.sqlite), such a
+SQLite database itself (opened read-only; pickles loaded safely), or a folder
+of .json record files."""
+
+_LS_EPILOG = f"""\
+{_STORES}
+One line a record: unique id, state, local start time, duration, host; sorted
+by start time, records that never started last, ties by unique id.
+Exit status: 0 fine, 2 some source or record could not be read (the others
+are listed).
+
+examples:
+  {PROG} ls workspace/
+  {PROG} ls --state failed --state running workspace/stepinfo.sqlite
+"""
+
+_MIGRATE_EPILOG = f"""\
+Rewrites every record of a Tango local workspace's stepinfo.sqlite so that
+unmodified ai2-tango 1.3.2 (--to tango) or Tango using tango_stepinfo
+(--to ours) loads it. One SQLite transaction: a backup beside the database
+first (stepinfo.sqlite.<UTC time>.bak), every record read back and compared
+before the commit; on any problem nothing is changed. Stop 'tango run' first.
+Exit status: 0 done (or nothing to do), 1 the check failed (rolled back),
+2 usage, or the workspace cannot be read, locked or decoded (nothing changed).
+
+examples:
+  {PROG} migrate --dry-run workspace/ --to tango
+  {PROG} migrate workspace/ --to tango
+"""
+
+_ALIAS_EPILOG = """\
+'on' writes {pth} into this environment's
+site-packages (or --site DIR): from then on, every Python started in that
+environment imports tango_stepinfo when Tango imports tango.step_info. 'off'
+removes it. Run it with the Python of the environment Tango is installed in.
+'status' exits 0 when on, 1 when off.
+
+examples:
+  {prog} tango-alias status
+  python -m tango_stepinfo tango-alias on
+  python -m tango_stepinfo tango-alias off
+"""
+
 _SCHEMA_EPILOG = f"""\
 The schema is derived from the record classes' fields and accepts both this library's
 JSON and Tango's.
@@ -691,11 +915,11 @@ def _parser() -> _Parser:
         )
 
     show = add("show", "print what ran, where, for how long and how it ended", _SHOW_EPILOG)
-    show.add_argument("files", nargs="+", metavar="FILE", help="a record file, or '-'")
+    show.add_argument("files", nargs="+", metavar="FILE", help="a record file or store, or '-'")
     show.add_argument("--json", action="store_true", help="print the records as a JSON list")
 
     check = add("check", "check that files decode as records", _CHECK_EPILOG)
-    check.add_argument("files", nargs="+", metavar="FILE", help="a record file, or '-'")
+    check.add_argument("files", nargs="+", metavar="FILE", help="a record file or store, or '-'")
     check.add_argument(
         "--strict", action="store_true", help="also refuse fallbacks, a dirty tree and no git"
     )
@@ -704,6 +928,39 @@ def _parser() -> _Parser:
     diff.add_argument("a", metavar="A", help="the first record file")
     diff.add_argument("b", metavar="B", help="the second record file")
     diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    diff.add_argument(
+        "--step",
+        metavar="ID",
+        help="in a side holding several records, the one with this unique id or step name",
+    )
+
+    ls = add("ls", "list the records of stores and files, one a line", _LS_EPILOG)
+    ls.add_argument("sources", nargs="+", metavar="SOURCE", help="a store or record file")
+    ls.add_argument(
+        "--state",
+        action="append",
+        choices=[s.value for s in StepState],
+        help="only records in this state (repeat for several)",
+    )
+
+    migrate = add(
+        "migrate", "rewrite a Tango workspace's records for Tango or for us", _MIGRATE_EPILOG
+    )
+    migrate.add_argument(
+        "workspace", metavar="WORKSPACE", help="a workspace folder or its database"
+    )
+    migrate.add_argument("--to", required=True, choices=["tango", "ours"], help="the new form")
+    migrate.add_argument("--dry-run", action="store_true", help="check everything, write nothing")
+
+    from ._tango_alias import PTH_NAME
+
+    alias = add(
+        "tango-alias",
+        "make Tango in this environment use tango_stepinfo, or stop",
+        _ALIAS_EPILOG.format(pth=PTH_NAME, prog=PROG),
+    )
+    alias.add_argument("action", choices=["on", "off", "status"])
+    alias.add_argument("--site", metavar="DIR", help="the site-packages folder to act on")
 
     add("schema", "print the JSON Schema (draft 2020-12) of a record", _SCHEMA_EPILOG)
     return parser
@@ -714,6 +971,9 @@ _COMMANDS = {
     "show": _cmd_show,
     "check": _cmd_check,
     "diff": _cmd_diff,
+    "ls": _cmd_ls,
+    "migrate": _cmd_migrate,
+    "tango-alias": _cmd_alias,
     "schema": _cmd_schema,
 }
 

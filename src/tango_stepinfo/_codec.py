@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any, Callable, ClassVar, Dict, List, Tuple, TypeVar
 
+from . import _json_default
 from .errors import StepInfoDecodeError, StepInfoEncodeError
 
 __all__ = ["Record", "decode", "encode"]
@@ -1025,7 +1026,7 @@ class Record:
         )
         return f"{self.__class__.__qualname__}({fields})"
 
-    def to_json_dict(self, *, tango_compat: bool = False) -> Dict[str, Any]:
+    def to_json_dict(self, *, tango_compat: bool | None = None) -> Dict[str, Any]:
         """Return a JSON-safe dict of this record: deterministic and lossless.
 
         Keys are sorted at every level, sets are written as sorted lists, tuples as lists, paths
@@ -1034,11 +1035,14 @@ class Record:
         record.
 
         :param tango_compat: write what ai2-tango 1.3.2 writes and reads instead: times in UTC
-            to the second without an offset, and none of the fields this library added.
+            to the second without an offset, and none of the fields this library added. When
+            omitted, ``$TANGO_STEPINFO_JSON`` decides (``tango``: true; unset: false).
         :raises StepInfoEncodeError: a field holds a value of the wrong type, or ``config`` /
             ``metadata`` holds a value with no JSON form; the message names the field path.
+        :raises InvalidSettingError: ``tango_compat`` is omitted and ``$TANGO_STEPINFO_JSON``
+            holds an unknown value.
         """
-        return encode(self, tango_compat=tango_compat)
+        return encode(self, tango_compat=_json_default.tango_compat(tango_compat))
 
     @classmethod
     def from_json_dict(cls: type[_T], json_dict: Any) -> _T:

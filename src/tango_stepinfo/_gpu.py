@@ -132,9 +132,10 @@ def _strtoul(entry: str) -> Optional[int]:
         if not ch.isdigit() or not ch.isascii():
             break
         digits += ch
-    if not digits or (sign == "-" and int(digits) != 0):
+    digits = digits.lstrip("0") or ("0" if digits else "")
+    if not digits or (sign == "-" and digits != "0"):
         return None
-    return int(digits)
+    return int(digits) if len(digits) < 20 else 1 << 64  # past any GPU; int() stops at 4300
 
 
 def _by_uuid(entry: str, uuids: Sequence[Optional[str]]) -> Optional[int]:
@@ -180,6 +181,10 @@ def _filtered(gpus: List[GpuFacts]) -> List[GpuFacts]:
 
 # --- NVML --------------------------------------------------------------------------------------
 
+_asking: Optional[threading.Thread] = None
+"""The thread asking NVML, kept so that a hung ``nvmlInit`` is asked once, not once per
+:func:`~tango_stepinfo.clear_cache`."""
+
 
 def _nvml_totals(uuids: Sequence[str]) -> Tuple[Dict[str, int], Optional[str]]:
     """Ask NVML the total memory of each GPU: ``({uuid: bytes}, problem or None)``."""
@@ -215,10 +220,18 @@ def _nvml_totals(uuids: Sequence[str]) -> Tuple[Dict[str, int], Optional[str]]:
 
 def _start_nvml(uuids: Sequence[str]) -> Callable[[], Tuple[Dict[str, int], Optional[str]]]:
     """Ask NVML in a daemon thread; return a function waiting for the answer (bounded)."""
+    global _asking
+    if _asking is not None and _asking.is_alive():  # a hung NVML: never one thread per record
+        return lambda: ({}, "NVML has not answered an earlier question yet")
     answer: List[Tuple[Dict[str, int], Optional[str]]] = []
-    thread = threading.Thread(
-        target=lambda: answer.append(_nvml_totals(uuids)), name="tango-stepinfo-nvml", daemon=True
-    )
+
+    def ask() -> None:
+        try:
+            answer.append(_nvml_totals(uuids))
+        except Exception as e:  # ctypes.ArgumentError and the like: a reason, not a traceback
+            answer.append(({}, f"NVML failed ({type(e).__name__}: {e})"))
+
+    thread = _asking = threading.Thread(target=ask, name="tango-stepinfo-nvml", daemon=True)
     thread.start()
 
     def wait() -> Tuple[Dict[str, int], Optional[str]]:

@@ -16,8 +16,8 @@ probe                value, then its fallbacks
                      ``cpu.cfs_quota_us / cpu.cfs_period_us``), rounded up
 :func:`memory`       ``MemTotal`` of ``/proc/meminfo`` (else ``SC_PHYS_PAGES * SC_PAGE_SIZE``),
                      lowered by the memory limit of the cgroup and its ancestors (v2
-                     ``memory.max``, v1 ``memory.limit_in_bytes``); ``max`` or a value above
-                     the machine's memory is no limit
+                     ``memory.max``, v1 ``memory.limit_in_bytes``); ``max``, a value of at
+                     least 2**62 (v1's "no limit") or above the machine's memory is no limit
 :func:`container`    ``"kubernetes"`` (``$KUBERNETES_SERVICE_HOST`` set), ``"apptainer"``
                      (``$APPTAINER_CONTAINER`` or ``$SINGULARITY_CONTAINER``), ``"podman"``
                      (``/run/.containerenv``), ``"docker"`` (``/.dockerenv``), the first that
@@ -68,19 +68,29 @@ def problem(e: OSError) -> str:
 
 # --- CPU model ---------------------------------------------------------------------------------
 
+_CPUINFO_BUDGET = 64 << 10
+"""Bytes of ``/proc/cpuinfo`` read at most looking for ``model name`` (x86 prints it within
+the first 200 bytes; without one, 64 KiB is about 60 CPUs' worth of an arm64 kernel's lines)."""
+
 
 def cpu_model() -> Optional[str]:
     """The first ``model name`` of ``/proc/cpuinfo``; ``None`` when there is none.
 
-    Only the first lines are read (``/proc/cpuinfo`` of a 256-CPU machine is 300 kB and the
-    kernel makes it as it is read).
+    Only the lines up to it are read, and at most :data:`_CPUINFO_BUDGET` bytes of lines of at
+    most 4 KiB each (``/proc/cpuinfo`` of a 256-CPU machine is 300 kB and the kernel makes it as
+    it is read; an arm64 kernel prints no ``model name`` at all).
     """
     _fallbacks.note("cpu_model", None)
     if sys.platform != "linux":
         return None
     try:
         with open(path("/proc/cpuinfo"), "rb") as f:
-            for line in f:
+            budget = _CPUINFO_BUDGET
+            while budget > 0:
+                line = f.readline(4096)
+                if not line:
+                    break
+                budget -= len(line)
                 key, colon, value = line.partition(b":")
                 if colon and key.strip() == b"model name":
                     return value.strip().decode("utf-8", "replace") or None
@@ -98,8 +108,9 @@ def _unescape(field: str) -> str:
         return field
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
+        digits = field[i + 1 : i + 4]
+        if field[i] == "\\" and len(digits) == 3 and all(c in "01234567" for c in digits):
+            out.append(chr(int(digits, 8)))
             i += 4
         else:
             out.append(field[i])
@@ -119,16 +130,28 @@ def _mounts(text: str) -> Iterator[Tuple[str, str, str, List[str]]]:
 
 
 def _memberships(text: str) -> Iterator[Tuple[List[str], str]]:
-    """``(controllers, path)`` of each line of ``/proc/self/cgroup`` (``[]`` for v2)."""
+    """``(controllers, path)`` of each line of ``/proc/self/cgroup``.
+
+    A v2 line (hierarchy id ``0``, no controllers: ``0::/path``) gives ``[]``; a v1 line gives
+    its controllers (``["cpu", "cpuacct"]``, or ``["name=systemd"]`` for a named hierarchy
+    without controllers), so that a v1 line can never be taken for the v2 one.
+    """
     for line in text.splitlines():
         parts = line.split(":", 2)
-        if len(parts) == 3:
-            yield [c for c in parts[1].split(",") if c], parts[2]
+        if len(parts) != 3:
+            continue
+        controllers = [c for c in parts[1].split(",") if c]
+        if parts[0] == "0" and not controllers:
+            yield [], parts[2]
+        elif parts[0] != "0":
+            yield controllers or ["(none)"], parts[2]
 
 
 def _join(mount_root: str, mount_point: str, cgroup: str) -> str:
     """The folder of ``cgroup`` in a hierarchy whose folder ``mount_root`` is at ``mount_point``."""
-    if mount_root == "/":
+    if ".." in cgroup and ".." in cgroup.split("/"):
+        relative = ""  # above the cgroup namespace's root: not below the mount either
+    elif mount_root == "/":
         relative = cgroup
     elif cgroup == mount_root or cgroup.startswith(mount_root.rstrip("/") + "/"):
         relative = cgroup[len(mount_root) :]
@@ -171,7 +194,7 @@ def cgroup_dirs(controller: str, found: Optional[Cgroups]) -> Optional[Tuple[int
     memberships, mounts = found
     for version, fs_type in ((1, "cgroup"), (2, "cgroup2")):
         for controllers, cgroup in memberships:
-            if (version == 1) != (controller in controllers):
+            if (controller not in controllers) if version == 1 else controllers:
                 continue
             for mount_root, mount_point, fs, options in mounts:
                 if fs == fs_type and (version == 2 or controller in options):
@@ -273,9 +296,19 @@ def cpu_usable(found: Optional[Found] = None) -> Optional[int]:
 # --- memory ------------------------------------------------------------------------------------
 
 
+_NO_MEMORY_LIMIT = 1 << 62
+"""Limits at least this large are none: v1 writes "no limit" as ``LONG_MAX`` rounded down to a
+page (``9223372036854771712`` with 4 KiB pages, ``9223372036854710272`` with 64 KiB pages)."""
+
+
 def _memory_limit(version: int, folder: str) -> Optional[int]:
     text = read(folder + ("/memory.max" if version == 2 else "/memory.limit_in_bytes")).strip()
-    return None if text == "max" else int(text)
+    if text == "max":
+        return None
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"a negative limit {value}")
+    return None if value >= _NO_MEMORY_LIMIT else value
 
 
 def _meminfo() -> Optional[int]:
@@ -289,9 +322,10 @@ def _meminfo() -> Optional[int]:
     for line in text.splitlines():
         if line.startswith("MemTotal:"):
             words = line.split()
-            if len(words) >= 2 and words[1].isdigit():
-                return int(words[1]) * (1024 if words[2:3] == ["kB"] else 1)
-    _fallbacks.note("memory", "no MemTotal line in /proc/meminfo; asked sysconf")
+            number = words[1] if len(words) >= 2 else ""
+            if number.isascii() and number.isdigit() and len(number) < 20:
+                return int(number) * (1024 if words[2:3] == ["kB"] else 1)
+    _fallbacks.note("memory", "no readable MemTotal line in /proc/meminfo; asked sysconf")
     return None
 
 

@@ -21,7 +21,9 @@ probe                         value, then its fallbacks in order
                               same string)
 :func:`executable`            ``sys.executable``; when empty (embedded interpreters) the
                               target of ``/proc/self/exe``, else ``Path("python")``
-:func:`command`               ``shlex.join(sys.argv)`` with secrets redacted by
+:func:`command`               ``$TANGO_STEPINFO_COMMAND`` when set and not empty, else
+                              ``shlex.join(sys.argv)`` (``sys.orig_argv`` under
+                              ``python -m``), secrets redacted by
                               :func:`tango_stepinfo.redact.redact_command`; ``""`` when
                               ``sys.argv`` is missing or empty
 :func:`root`                  ``os.getcwd()``; when the folder was deleted, the target of
@@ -56,7 +58,9 @@ they run. :func:`clear_cache` (public as ``tango_stepinfo.clear_cache()``) drops
 ``StepInfo.refresh()`` calls it.
 
 Settings: the environment variable ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git status``
-behind ``GitMetadata.dirty`` (for huge repositories); ``dirty`` is then ``None``.
+behind ``GitMetadata.dirty`` (for huge repositories); ``dirty`` is then ``None``. When
+``TANGO_STEPINFO_COMMAND`` is set and not empty, it is the recorded command (see
+:func:`command`).
 
 Nothing heavy is imported at module import: :mod:`logging`, :mod:`getpass`, :mod:`select`,
 :mod:`subprocess`, :mod:`socket` and :mod:`platform` are loaded only by the probe that needs them,
@@ -613,15 +617,83 @@ def job() -> Optional[Tuple[Any, ...]]:
 
 # --- command line --------------------------------------------------------------------------------
 
-_argv: Tuple[List[Any], str] = ([], "")
+_argv: Tuple[List[Any], Any, str] = ([], None, "")
+_env_line: Tuple[str, str, Optional[str]] = ("", "", None)  # line, command, fallback reason
+_PY_FLAGS = frozenset("bBdEiIOPqRsSuvx")  # interpreter flags that take no argument
+
+
+def _typed_argv(argv: List[Any]) -> List[Any]:
+    """What was typed to start the process: ``sys.orig_argv`` under ``python -m``, else ``argv``.
+
+    Under ``python [options] -m module args`` (also ``-mmodule``, and flags joined before the
+    ``m`` as in ``-Im``), ``sys.argv`` is the module's file and ``args``. When ``sys.orig_argv``
+    (Python 3.10+) has that shape, ends with the same ``args``, and ``sys.argv[0]`` is that
+    module's file (``module/path.py``, ``module/path/__main__.py``, or ``-m`` while it is being
+    found), ``sys.orig_argv`` is returned whole: interpreter, options, ``-m``, module and
+    arguments as typed. Anything else (a script, ``-c``, a ``sys.argv`` the program changed,
+    Python 3.9) gives ``argv``.
+    """
+    orig = getattr(sys, "orig_argv", None)
+    if not isinstance(orig, list) or not argv:
+        return argv
+    head = len(orig) - (len(argv) - 1)
+    if head < 2 or orig[head:] != argv[1:]:
+        return argv
+    for word, joined in ((orig[head - 1], True), (orig[head - 2] if head >= 3 else "", False)):
+        if isinstance(word, str) and word.startswith("-") and not word.startswith("--"):
+            flags, m, module = word[1:].partition("m")
+            if not m or not set(flags) <= _PY_FLAGS or bool(module) is not joined:
+                continue
+            module = module or orig[head - 1]
+            if isinstance(module, str) and _is_module_file(argv[0], module):
+                return orig
+    return argv
+
+
+def _is_module_file(path: str, module: str) -> bool:
+    """Whether ``path`` (``sys.argv[0]``) is what ``python -m module`` puts there."""
+    if path == "-m":
+        return True
+    stem, dot, ext = path.rpartition(".")
+    if not dot or ext not in ("py", "pyc") or not module:
+        return False
+    parts = module.split(".")
+    for tail in (parts, [*parts, "__main__"]):
+        if stem.replace(os.sep, "/").split("/")[-len(tail) :] == tail:
+            return True
+    return False
 
 
 def command() -> str:
-    """The command line of the process: ``sys.argv`` shell-quoted, with secrets redacted.
+    """The command line of the process, shell-quoted, with secrets redacted.
 
-    ``""`` when ``sys.argv`` is missing or empty. Re-built only when ``sys.argv`` changed.
+    ``$TANGO_STEPINFO_COMMAND``, when set and not empty, is the command: a shell-quoted line
+    that an engine hands down to its workers; it is split with :func:`shlex.split` and redacted
+    with :func:`~tango_stepinfo.redact.redact_command` (so it is re-quoted the same way), or, when
+    it cannot be split (an unclosed quote), redacted as text with
+    :func:`~tango_stepinfo.redact.redact_text`. Otherwise the command is ``sys.argv``, or what
+    was typed under ``python -m`` (see :func:`_typed_argv`), redacted with
+    :func:`~tango_stepinfo.redact.redact_command`; ``""`` when ``sys.argv`` is missing or empty.
+
+    Cached: the variable's line is redacted again only when it changes, ``sys.argv`` only when
+    it (or ``sys.orig_argv``) changes; a record pays one environment lookup and one comparison.
     """
-    global _argv
+    global _argv, _env_line
+    line = os.environ.get("TANGO_STEPINFO_COMMAND")
+    if line:
+        cached_line = _env_line
+        if line != cached_line[0]:
+            import shlex
+
+            try:
+                cached_line = (line, redact.redact_command(shlex.split(line)), None)
+            except ValueError as e:
+                debug("TANGO_STEPINFO_COMMAND cannot be split (%s), redacting it as text", e)
+                reason = "TANGO_STEPINFO_COMMAND is not a valid shell line; redacted it as text"
+                cached_line = (line, redact.redact_text(line), reason)
+            _env_line = cached_line
+        _fallbacks.note("command", cached_line[2])
+        return cached_line[1]
     argv = getattr(sys, "argv", None)
     if not isinstance(argv, list) or not argv:
         if argv is None or not isinstance(argv, (list, tuple)):
@@ -631,11 +703,13 @@ def command() -> str:
         argv = list(argv)
     _fallbacks.note("command", None)
     cached = _argv
-    if argv == cached[0]:
-        return cached[1]
+    orig = getattr(sys, "orig_argv", None)
+    if argv == cached[0] and orig is cached[1]:
+        return cached[2]
     copy = [a if isinstance(a, str) else str(a) for a in argv]
-    text = redact.redact_command(copy)
-    _argv = (copy, text)
+    typed = [a if isinstance(a, str) else str(a) for a in _typed_argv(copy)]
+    text = redact.redact_command(typed)
+    _argv = (copy, orig, text)
     return text
 
 
@@ -890,6 +964,31 @@ def packages() -> Optional[List[Package]]:
     return list(result)
 
 
+_tango: Tuple[Any, Optional[str]] = (None, None)
+
+
+def tango_version(rescan: bool = True) -> Optional[str]:
+    """The version of the ``ai2-tango`` distribution in the package scan; ``None`` without one.
+
+    :param rescan: re-validate the scan first, as :func:`packages` does (one ``stat`` per
+        ``sys.path`` folder). ``False`` reads the latest scan as it is, for a record whose
+        ``packages`` field was probed just before (the scan is validated once per record);
+        it still scans when there was none yet.
+    """
+    global _tango
+    if rescan or _packages is None:
+        packages()
+    scan = _packages
+    if scan is None:  # sys.path is not a list
+        return None
+    cached = _tango
+    if cached[0] is scan:  # the same scan as last time: a new scan is a new tuple
+        return cached[1]
+    version = dict(scan[2]).get("ai2-tango")
+    _tango = (scan, version)
+    return version
+
+
 # --- git -----------------------------------------------------------------------------------------
 
 
@@ -914,15 +1013,18 @@ def clear_cache() -> None:
 
     Facts fixed for the process (OS, CPU count, user, host, Python, executable) are probed
     again, the package list is re-scanned, and the git repository is found and read again,
-    ``git status`` included. ``StepInfo.refresh()`` calls this.
+    ``git status`` included; ``$TANGO_STEPINFO_JSON`` is read again by the next
+    ``to_json_dict()``. ``StepInfo.refresh()`` calls this.
     """
-    global _argv, _root, _packages
-    from . import _fallbacks
+    global _argv, _env_line, _root, _packages
+    from . import _fallbacks, _json_default
 
     with _lock:
         _fixed.clear()
         _fallbacks.clear()
-        _argv = ([], "")
+        _json_default.clear()
+        _argv = ([], None, "")
+        _env_line = ("", "", None)
         _root = ("", Path("."))
         _packages = None
         git_module = sys.modules.get(__name__.rpartition(".")[0] + "._git")

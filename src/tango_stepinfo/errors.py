@@ -9,7 +9,12 @@ beside it, so that a process that only writes records never imports :mod:`pickle
 
 from __future__ import annotations
 
-__all__ = ["InvalidStepStateError", "StepInfoDecodeError", "StepInfoEncodeError"]
+__all__ = [
+    "InvalidSettingError",
+    "InvalidStepStateError",
+    "StepInfoDecodeError",
+    "StepInfoEncodeError",
+]
 
 
 class _PathError(Exception):
@@ -51,4 +56,15 @@ class InvalidStepStateError(RuntimeError):
 
     Tango raises a plain :class:`RuntimeError` here, so this subclasses it; the message names the
     fields that disagree.
+    """
+
+
+class InvalidSettingError(_PathError, ValueError):
+    """An environment variable that configures this library holds a value it does not know.
+
+    The message starts with the variable's name, then says what was expected, e.g.
+    ``TANGO_STEPINFO_JSON: expected 'tango' or 'ours' (or unset), got 'tnago'``.
+
+    :ivar path: the name of the variable.
+    :ivar problem: what was wrong, without the name.
     """

@@ -77,19 +77,40 @@ class GitMetadata(Record):
         return None if facts is None else cls(*facts)
 
 
+LIBRARY = f"tango_stepinfo {__version__}"
+"""This library's name and version, the default of :attr:`TangoMetadata.library`."""
+
+
+def _tango_version() -> str:
+    """The installed ai2-tango's version, else this library's (re-validating the package scan)."""
+    return _probe.tango_version() or __version__
+
+
+def _tango_in_environment() -> TangoMetadata:
+    # EnvironmentMetadata's packages field, declared before this one, validated the package scan
+    # microseconds ago: reading it again as it is saves a stat per sys.path folder per record.
+    return TangoMetadata(_probe.tango_version(rescan=False) or __version__)
+
+
 @dataclass(eq=False, repr=False)  # == and repr come from Record
 class TangoMetadata(Record):
-    """The library that wrote the record.
+    """The Tango the step ran under, and the library that wrote the record.
 
-    :ivar version: its version; this package's version by default.
+    :ivar version: the version of the installed ``ai2-tango`` distribution (found by the package
+        scan of :attr:`EnvironmentMetadata.packages`) when there is one, else this library's
+        version, as when this library stands in for Tango.
+    :ivar library: the library that wrote the record, name and version
+        (``"tango_stepinfo 0.2.0"``); ``None`` in records written before 0.2.0 or by Tango.
+        Not in Tango.
     """
 
-    version: str = __version__
+    version: str = field(default_factory=_tango_version, metadata=_PROBED)
+    library: Optional[str] = field(default=LIBRARY, metadata={"since": "0.2.0"})
 
 
 @dataclass(eq=False, repr=False)  # == and repr come from Record
 class GpuMetadata(Record):
-    """A GPU visible to the process (found and ordered as :doc:`/concepts` says). Not in Tango.
+    """A GPU visible to the process (see the concepts page for how GPUs are found). Not in Tango.
 
     :ivar name: the model, the ``Model`` line of the driver's ``information`` file.
     :ivar uuid: its ``GPU UUID`` (``GPU-...``).
@@ -107,7 +128,7 @@ class GpuMetadata(Record):
 
 @dataclass(eq=False, repr=False)  # == and repr come from Record
 class JobMetadata(Record):
-    """The batch job or CI run a process belongs to (how it is detected: :doc:`/concepts`).
+    """The batch job or CI run a process belongs to (see the concepts page for the order).
 
     :ivar system: ``"slurm"``, ``"beaker"``, ``"github-actions"``, ``"gitlab-ci"``, ``"pbs"``,
         ``"lsf"`` or ``"sge"``.
@@ -182,7 +203,7 @@ class EnvironmentMetadata(Record):
     :ivar packages: the installed distributions as sorted ``(name, version)`` pairs, names
         normalised as PEP 503 does.
     :ivar git: the git checkout around the working directory; ``None`` outside one.
-    :ivar tango: the library that wrote the record.
+    :ivar tango: the Tango the step ran under and the library that wrote the record.
     :ivar implementation: the Python implementation, ``sys.implementation.name`` (``"cpython"``,
         ``"pypy"``). Not in Tango (as every field below).
     :ivar job: the batch job or CI run the process belongs to; ``None`` outside any.
@@ -198,7 +219,7 @@ class EnvironmentMetadata(Record):
         default_factory=_probe.packages, metadata=_PROBED
     )
     git: Optional[GitMetadata] = field(default_factory=GitMetadata.check_for_repo, metadata=_PROBED)
-    tango: Optional[TangoMetadata] = field(default_factory=TangoMetadata, metadata=_PROBED)
+    tango: Optional[TangoMetadata] = field(default_factory=_tango_in_environment, metadata=_PROBED)
     implementation: Optional[str] = field(
         default_factory=_probe.implementation, metadata=_PROBED_SINCE_0_2
     )

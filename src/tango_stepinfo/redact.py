@@ -27,7 +27,8 @@ negates (``--no-auth``), or when ``token`` follows a tokenizer word (``--pad-tok
 
 **Free text** (:func:`redact_text`, applied to every argument of a command line too):
 credentials in URLs (``scheme://user:password@host`` becomes ``scheme://host``; scp-style
-``git@host:org/repo.git`` holds no secret), ``NAME=value``, ``NAME: value`` and
+``git@host:org/repo.git`` holds no secret) and the secret paths of Slack, Discord and Teams
+webhooks, ``NAME=value``, ``NAME: value`` and
 ``"NAME": "value"`` pairs with a secret-looking name (query strings ``?token=...&sig=...``,
 ``key=value;`` connection strings, JSON, HTTP headers such as ``Authorization: Bearer ***``),
 well-known key shapes (GitHub, GitLab, Slack, AWS, OpenAI, Hugging Face, Google, JWTs ...) and
@@ -39,7 +40,8 @@ the value, unless the next argument starts with ``-`` or is a boolean (``True``,
 any other argument after a secret-looking switch is hidden: the safe direction);
 ``NAME=VALUE`` with a secret-looking name hides the value, also inside an option
 (``--env=DB_PASS=***``); the password options of well-known tools are hidden
-(``mysql -p***``, ``sshpass -p ***``, ``curl -u user:***``), other one-letter options never
+(``mysql -p***``, ``sshpass -p ***``, ``curl -u user:***``, ``sqlplus user/***@db``,
+``gh secret set X --body ***``, ``npm config set NAME ***``), other one-letter options never
 are (``-p 8080``); a credentials file given as a path is kept
 (``GOOGLE_APPLICATION_CREDENTIALS=/path``); an argument holding whitespace is read as an
 embedded command line (``bash -c "..."``, up to three levels deep) and only its words at
@@ -70,7 +72,7 @@ _SECRET_WORDS = frozenset(
         "authorization", "credential", "credentials", "creds", "bearer", "sig", "signature",
         "apikey", "accesskey", "secretkey", "privatekey", "authkey", "masterkey", "accountkey",
         "encryptionkey", "licensekey", "passkey", "storepass", "keypass", "passin", "passout",
-        "cookie",
+        "cookie", "jwt",
         "contrasena", "contraseña",
     )
 )  # fmt: skip
@@ -85,7 +87,8 @@ _HARMLESS_TAILS = frozenset(
         "scheme", "url", "uri", "endpoint", "host", "port", "format", "ttl", "timeout", "expiry",
         "expires", "expiration", "lifetime", "version", "level", "helper", "store", "provider",
         "prefix", "algorithm", "error", "exception", "warning", "enabled", "disabled", "field",
-        "fields", "column", "columns", "col", "jar",
+        "fields", "column", "columns", "col", "jar", "issuer", "audience", "budget", "ids",
+        "dropout", "dim", "dims", "heads", "norm", "figs",
     )
 )  # fmt: skip
 # A first word that makes the option a switch.
@@ -113,6 +116,7 @@ _FIELD_WORDS = frozenset(
 # Cheap first test: a name holding none of these (lowercased) is never secret-looking.
 _STEMS = (
     "pass", "pwd", "secret", "token", "auth", "key", "cred", "bearer", "sig", "contrase", "cookie",
+    "jwt",
 )  # fmt: skip
 _NOT_SECRET, _SECRET, _CREDENTIALS = 0, 1, 2
 _LONG_NAME = 200  # longer names holding a stem are taken as secret-looking without splitting
@@ -164,7 +168,7 @@ def _kind_of_words(words: List[str]) -> int:
         elif (
             "password" in word
             or "passwd" in word
-            or "secret" in word
+            or ("secret" in word and "secretar" not in word)  # not --secretary
             or (word.endswith("token") and len(word) > 5)  # authtoken, apitoken
             or (word == "pass" and i == last)  # DB_PASS, --pass
             or (word == "pwd" and i == last and i > 0)  # MYSQL_PWD, not PWD
@@ -217,7 +221,7 @@ def is_secret_name(name: str) -> bool:
 # none of them): about 0.1 to 0.3 ms each on a 2-CPU VM.
 _patterns: Dict[str, Pattern[str]] = {}
 _STEM_CHECK = (
-    r"(?=[A-Za-z0-9_.\-]*?(?i:pass|pwd|secret|token|auth|key|cred|bearer|sig|contrase|cookie))"
+    r"(?=[A-Za-z0-9_.\-]*?(?i:pass|pwd|secret|token|auth|key|cred|bearer|sig|contrase|cookie|jwt))"
 )
 _SOURCES = {
     # credentials in a URL: "://", then the authority up to its last "@" (the authority cannot
@@ -243,6 +247,11 @@ _SOURCES = {
     "word": r"""((?:[^\s"']+|"[^"]*"|'[^']*')+|["'])""",
     "space": r"(\s+)",
     "segment": r"""([^"']+)|"([^"]*)"|'([^']*)'|(["'])""",
+    # webhook URLs whose path is the secret (gitleaks' slack-webhook-url, discord webhooks,
+    # Microsoft Teams): the host and the fixed part of the path are kept
+    "webhook": r"""(hooks\.slack\.com/(?:services|workflows|triggers)/"""
+    r"""|discord(?:app)?\.com/api/webhooks/[0-9]+/|webhook\.office\.com/webhookb2/)"""
+    r"""[A-Za-z0-9_\-+/@%.]+""",
 }
 # Well-known key shapes (from the gitleaks and detect-secrets rule sets): a literal prefix, then
 # the rest. Each is one pattern starting with its literal (found by a fast search), run only when
@@ -387,6 +396,8 @@ def _redact_text(text: str) -> str:
         text = _redact_pem(text)
     if "://" in text:
         text = _strip_url_credentials(text)
+    if "hooks.slack.com/" in text or "webhook" in text:  # with or without a scheme
+        text = _pattern("webhook").sub(r"\1" + MASK, text)
     if len(text) >= _MIN_KEY:
         for prefix in _KEY_SHAPES:
             if prefix in text:
@@ -444,6 +455,7 @@ _SHELL_SEPARATORS = frozenset((";", "&&", "||", "|", "&", "(", ")", "{", "}", "d
 # user name (``user:***``, smbclient's ``user%***``). A value only attached (``-pX``) is _ATTACHED.
 _HIDE, _HIDE_UNLESS_PATH, _HIDE_PASSWORD, _HIDE_SMB_PASSWORD, _ATTACHED = 1, 2, 3, 4, 5
 _END = 0  # the tool's options end at its first positional argument (sshpass PASSWORD COMMAND)
+_LOGON = "logon"  # a key of a tool's table: its first argument holding "/" is user/password@db
 
 
 def _tools() -> Dict[str, Dict[str, int]]:
@@ -460,7 +472,7 @@ def _tools() -> Dict[str, Dict[str, int]]:
     )
     add("sshpass", {"-p": _HIDE, "": _END})
     add("curl", {"-u": _HIDE_PASSWORD, "-U": _HIDE_PASSWORD, "--user": _HIDE_PASSWORD,
-                 "--proxy-user": _HIDE_PASSWORD})  # fmt: skip
+                 "--proxy-user": _HIDE_PASSWORD, "-b": _HIDE_UNLESS_PATH})  # fmt: skip
     add("redis-cli", {"-a": _HIDE})
     add("mongo mongosh mongodump mongorestore mongoexport mongoimport mongostat mongotop "
         "mongofiles", {"-p": _HIDE})  # fmt: skip
@@ -472,14 +484,19 @@ def _tools() -> Dict[str, Dict[str, int]]:
     add("smbclient rpcclient smbcacls smbget", {"-U": _HIDE_SMB_PASSWORD,
                                                 "--user": _HIDE_SMB_PASSWORD})  # fmt: skip
     add("openssl", {"-k": _HIDE})
+    add("twine", {"-p": _HIDE})
+    add("ssh-keygen", {"-N": _HIDE, "-P": _HIDE})
+    add("sqlplus rman expdp impdp dgmgrl", {_LOGON: _HIDE})
     return tools
 
 
 _tool_table: Dict[str, Dict[str, int]] = {}
 _LOGIN_PROGRAMS = frozenset(
-    ("docker", "podman", "nerdctl", "buildah", "skopeo", "helm", "oras", "az", "wandb", "aws")
-)
+    ("docker", "podman", "nerdctl", "buildah", "skopeo", "helm", "oras", "az", "wandb", "aws",
+     "vault", "gh", "git", "npm", "yarn", "pnpm", "poetry")
+)  # fmt: skip
 _LOGIN_OPTIONS = {"-p": _HIDE}
+_GH_SECRET_OPTIONS = {"-b": _HIDE, "--body": _HIDE}  # gh secret set NAME --body VALUE
 
 
 def _how(kind: int) -> int:
@@ -574,17 +591,22 @@ class _Context:
             self.program, self.tool = word, None
         elif word == "login" and self.program in _LOGIN_PROGRAMS:
             self.tool = _LOGIN_OPTIONS
-            if self.program == "wandb":  # wandb login KEY
+            if self.program in ("wandb", "vault"):  # wandb login KEY, vault login TOKEN
                 self.hide = _HIDE
+        elif word == "set" and self.last == "secret" and self.program == "gh":
+            self.tool = _GH_SECRET_OPTIONS
         elif word in _SHELL_SEPARATORS or word.endswith(";"):
             self.program = self.tool = None
         elif self.tool is not None and "" in self.tool:  # sshpass -p X COMMAND ...
             self.tool = None
         elif (
-            (self.before, self.last) == ("configure", "set")
-            and self.program == "aws"
+            (
+                (self.last == "set" and self.before in ("config", "configure"))
+                or (self.last == "config" and self.program in ("git", "poetry"))
+            )
+            and self.program is not None
             and _secret_kind(word) != _NOT_SECRET
-        ):  # aws configure set NAME VALUE
+        ):  # aws configure set NAME VALUE, npm config set NAME VALUE, git config NAME VALUE
             self.hide = _HIDE
         self.before, self.last = self.last, word
 
@@ -653,6 +675,11 @@ def _redact_word(word: str, depth: int, ctx: _Context) -> str:
         ctx.positional(word)
         return word
     new = _redact_option(word, depth, ctx) if word and word[0] in _DASHES else None
+    if new is None and ctx.tool is not None and _LOGON in ctx.tool and "/" in word[1:]:
+        ctx.tool = None
+        if word[0] != "/" and word[0] != "@":  # not /nolog, / as sysdba, @script.sql
+            new = _logon(word)
+            return _redact_text(new) if depth == 0 else new
     if new is None:
         ctx.positional(word.rpartition("/")[2].lstrip("$(`"))  # /usr/bin/mysql, $(mysql
         new = _assignment(word) if "=" in word else None
@@ -663,6 +690,17 @@ def _redact_word(word: str, depth: int, ctx: _Context) -> str:
         else:
             new = word
     return _redact_text(new) if depth == 0 else new
+
+
+def _logon(word: str) -> str:
+    """An Oracle logon ``user/password@database`` with its password hidden."""
+    user, _, rest = word.partition("/")
+    if rest.startswith('"'):  # "pass@word"@db: the quotes hold the password
+        end = rest.find('"', 1)
+        at = -1 if end == -1 else rest.find("@", end)
+    else:
+        at = rest.find("@")
+    return f"{user}/{MASK}" + (rest[at:] if at != -1 else "")
 
 
 def _redact_words(words: List[str], depth: int) -> List[str]:
@@ -712,7 +750,8 @@ def _hide_option(m: Match[str]) -> str:
 # A word holding one of these may be a well-known tool (or docker ... login): such a command
 # line is read word by word.
 _TOOL_HINTS = ("mysql", "maria", "sshpass", "curl", "redis-cli", "mongo", "sqlcmd", "bcp",
-               "ldap", "zip", "7z", "smb", "rpcclient", "openssl", "login")  # fmt: skip
+               "ldap", "zip", "7z", "smb", "rpcclient", "openssl", "login", "twine", "keygen",
+               "sqlplus", "rman", "expdp", "impdp", "dgmgrl", "secret set", "config")  # fmt: skip
 
 
 def _redact_embedded(text: str, depth: int) -> str:

@@ -9,9 +9,21 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Dict, Iterable, Optional, Protocol, Set, Type, TypeVar
+from types import TracebackType
+from typing import (
+    Any,
+    ContextManager,
+    Dict,
+    Iterable,
+    Optional,
+    Protocol,
+    Set,
+    Type,
+    TypeVar,
+    Union,
+)
 
-from . import _probe
+from . import _clock, _probe
 from ._codec import Record, _as_utc
 from .errors import InvalidStepStateError
 from .metadata import EnvironmentMetadata, PlatformMetadata
@@ -93,6 +105,49 @@ def _local(value: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
     return None if value is None else _as_utc(value).astimezone()
 
 
+def _format_error(error: Union[BaseException, str]) -> str:
+    """The text stored for a failure: an exception formatted with its traceback (the chained
+    exceptions included) exactly as Tango's workspaces store it, or a string as it is; secret
+    shapes redacted from either."""
+    from . import redact
+
+    if isinstance(error, BaseException):
+        import traceback  # ~1 ms to import: only when a step fails
+
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    elif isinstance(error, str):
+        text = error
+    else:
+        raise TypeError(f"error: expected an exception or a string, got {type(error).__name__}")
+    return redact.redact_text(text)
+
+
+class _Running:
+    """The context manager of :meth:`StepInfo.running`."""
+
+    __slots__ = ("info",)
+
+    def __init__(self, info: StepInfo) -> None:
+        self.info = info
+
+    def __enter__(self) -> StepInfo:
+        self.info.mark_started()
+        return self.info
+
+    def __exit__(
+        self,
+        kind: Optional[Type[BaseException]],
+        error: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if error is None:
+            self.info.mark_completed()
+            return
+        if self.info._phase() is StepState.RUNNING:
+            self.info.mark_failed(error)
+        # else: the body finished the record itself; its exception propagates unchanged.
+
+
 def replace_steps_with_unique_id(value: Any) -> Any:
     """Replace the steps inside a step's config by references, as Tango does.
 
@@ -123,6 +178,10 @@ class StepInfo(Record):
     Drop-in for ``tango.step_info.StepInfo`` (ai2-tango 1.3.2): the same fields, order, defaults,
     properties and methods. ``platform`` and ``environment`` default to probes of this machine;
     passing them explicitly probes nothing.
+
+    Not in Tango: the lifecycle helpers :meth:`mark_started`, :meth:`mark_completed`,
+    :meth:`mark_failed` and :meth:`running`, which set the times and error from one UTC clock
+    and refuse transitions that make no sense (the table is in the docs' engine page).
 
     :ivar unique_id: the step's unique id.
     :ivar step_class_name: the name of the step's class.
@@ -194,8 +253,14 @@ class StepInfo(Record):
         :raises InvalidStepStateError: for any other combination; the message names the fields
             that disagree.
         """
-        if not self.cacheable:
-            return StepState.UNCACHEABLE
+        return StepState.UNCACHEABLE if not self.cacheable else self._phase()
+
+    def _phase(self) -> StepState:
+        """The state the times and error give, whether or not the step is cacheable: one of
+        ``INCOMPLETE``, ``RUNNING``, ``COMPLETED`` and ``FAILED``.
+
+        :raises InvalidStepStateError: as :attr:`state`.
+        """
         started = self.start_time is not None
         ended = self.end_time is not None
         failed = self.error is not None
@@ -212,6 +277,97 @@ class StepInfo(Record):
             f"{'is' if len(present) == 1 else 'are'} set but {' and '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not"
         )
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def _require_running(self, verb: str) -> None:
+        phase = self._phase()
+        if phase is not StepState.RUNNING:
+            never = " (it never started)" if phase is StepState.INCOMPLETE else ""
+            raise InvalidStepStateError(
+                f"StepInfo {self.unique_id!r}: cannot {verb} a step that is {phase.value}{never}; "
+                "only a running step can"
+            )
+
+    def _end_time(self) -> _dt.datetime:
+        """Now, but never before :attr:`start_time` (a wall clock stepped back in between)."""
+        end = _clock.now()
+        start = self.start_time
+        if start is None:
+            return end
+        if start.tzinfo is not end.tzinfo:  # set by hand: compared in UTC, naive taken as UTC
+            start = _as_utc(start, end.tzinfo)  # type: ignore[arg-type]
+        return start if end < start else end
+
+    def mark_started(self) -> None:
+        """Mark the step as started now: :attr:`start_time` becomes the current time, and
+        :attr:`end_time`, :attr:`error` and :attr:`result_location` are cleared (as Tango's
+        workspaces do when a step starts).
+
+        Allowed from ``INCOMPLETE`` and ``FAILED`` (a retry). An uncacheable record (its
+        :attr:`state` is always ``UNCACHEABLE``) follows the same rules on its times and error,
+        except that it may also start again after completing: an uncacheable step runs every time
+        it is needed. Probes nothing: build the record (which probes this machine) before the
+        step starts, so that probing is not counted in its duration.
+
+        :raises InvalidStepStateError: the step is running, or completed and cacheable, or its
+            times and error have no state.
+        """
+        phase = self._phase()
+        if phase is StepState.RUNNING or (phase is StepState.COMPLETED and self.cacheable):
+            raise InvalidStepStateError(
+                f"StepInfo {self.unique_id!r}: cannot start a step that is {phase.value}"
+                + ("" if phase is StepState.RUNNING else " (a cacheable result is reused)")
+            )
+        self.start_time = _clock.now()
+        self.end_time = None
+        self.error = None
+        self.result_location = None
+
+    def mark_completed(self) -> None:
+        """Mark the running step as finished without error: :attr:`end_time` becomes the
+        current time (never earlier than :attr:`start_time`).
+
+        :raises InvalidStepStateError: the step is not running (never started, or already
+            finished).
+        """
+        self._require_running("complete")
+        self.end_time = self._end_time()
+
+    def mark_failed(self, error: Union[BaseException, str]) -> None:
+        """Mark the running step as failed: :attr:`end_time` becomes the current time (never
+        earlier than :attr:`start_time`) and :attr:`error` the failure.
+
+        An exception is stored as Tango's workspaces store it, formatted with its traceback
+        (``traceback.format_exception``, chained exceptions included); a string is stored as it
+        is. Either way, secret shapes (credentials in URLs, ``password=...``) are redacted with
+        :func:`tango_stepinfo.redact.redact_text`.
+
+        :param error: the exception the step failed with, or a text describing the failure.
+        :raises InvalidStepStateError: the step is not running (never started, or already
+            finished).
+        :raises TypeError: ``error`` is neither an exception nor a string.
+        """
+        text = _format_error(error)
+        self._require_running("fail")
+        self.error = text
+        self.end_time = self._end_time()
+
+    def running(self) -> ContextManager[StepInfo]:
+        """Mark the step as started, run the ``with`` body, then mark it completed or failed.
+
+        ``with info.running():`` calls :meth:`mark_started` on entry (so it raises
+        :exc:`InvalidStepStateError` where that does, and the body does not run). When the body
+        returns, :meth:`mark_completed`. When it raises, :meth:`mark_failed` with the exception,
+        which is then re-raised unchanged: any exception, :class:`KeyboardInterrupt`,
+        :class:`SystemExit` and :class:`GeneratorExit` (a generator closed inside the body)
+        included, because the step did not finish; Tango's steps record these as failures too,
+        and a ``FAILED`` record is run again, where a ``RUNNING`` one would look alive. If the
+        body raised after finishing the record itself, the record is left as it is.
+
+        :returns: a context manager whose ``as`` target is this record.
+        """
+        return _Running(self)
 
     def refresh(self) -> None:
         """Re-probe :attr:`platform` and :attr:`environment` from scratch, in place."""

@@ -1,0 +1,116 @@
+"""Finding and reading stores: Tango's stepinfo.sqlite, workspace folders, folders of JSON."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tango_stepinfo import _stores, loads
+from tango_stepinfo._stores import StoreError, database_of, entries, is_database
+
+from .conftest import TANGO_DATA
+
+DB = TANGO_DATA / "sqlite" / "stepinfo.sqlite"
+
+
+def test_a_database_file_and_a_workspace_folder_give_the_rows_by_key(tmp_path: Path) -> None:
+    shutil.copyfile(DB, tmp_path / "stepinfo.sqlite")
+    with sqlite3.connect(DB) as db:
+        expected = sorted(db.execute("SELECT key, value FROM unnamed"))
+    for name in (str(DB), str(tmp_path)):
+        got = entries(name)
+        assert got is not None
+        assert [(e.key, e.data) for e in got] == expected
+        assert got[0].label.endswith(f"stepinfo.sqlite[{expected[0][0]}]")
+        assert all(loads(e.data or b"").unique_id == e.key for e in got)
+
+
+def test_a_folder_of_json_lists_its_json_files_only(tmp_path: Path) -> None:
+    for name in ("b.json", "a.json", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "sub.json").mkdir()
+    got = entries(str(tmp_path))
+    assert got is not None
+    assert [(e.key, e.data) for e in got] == [("a.json", None), ("b.json", None)]
+    assert got[0].label == os.path.join(str(tmp_path), "a.json")
+
+
+def test_plain_files_and_stdin_are_not_stores(tmp_path: Path) -> None:
+    record = TANGO_DATA / "json" / "completed.json"
+    assert entries(str(record)) is None
+    assert entries("-") is None
+    assert entries(str(tmp_path / "missing")) is None  # left to the file reader's error
+
+
+def test_a_folder_with_nothing_to_read_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"no stepinfo\.sqlite and no \.json files") as e:
+        entries(str(tmp_path))
+    assert not e.value.unreadable
+
+
+def test_a_database_without_the_table(tmp_path: Path) -> None:
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="no table 'unnamed' \\(tables: t\\)"):
+        entries(str(db))
+
+
+def test_sniffing_reads_only_regular_files(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert not is_database(str(fifo))  # would block if opened
+    assert is_database(str(DB))
+    assert not is_database(str(TANGO_DATA / "README.md"))
+    assert database_of(str(TANGO_DATA)) is None  # a folder without stepinfo.sqlite
+
+
+def test_reading_never_writes_or_creates_anything(tmp_path: Path) -> None:
+    db = tmp_path / "stepinfo.sqlite"
+    shutil.copyfile(DB, db)
+    db.chmod(0o444)
+    tmp_path.chmod(0o555)  # a read-only folder: no journal could be made
+    try:
+        before = db.read_bytes()
+        assert len(entries(str(tmp_path)) or []) == 4
+        assert db.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["stepinfo.sqlite"]
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_a_reader_sees_committed_records_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "stepinfo.sqlite"
+    shutil.copyfile(DB, db)
+    before = [e.data for e in entries(str(db)) or []]
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE unnamed SET value = x'00'")
+        assert [e.data for e in entries(str(db)) or []] == before  # not yet committed
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+    assert {e.data for e in entries(str(db)) or []} == {b"\x00"}
+
+
+def test_a_database_locked_for_a_commit_waits_then_fails_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_stores, "TIMEOUT", 0.05)
+    db = tmp_path / "stepinfo.sqlite"
+    shutil.copyfile(DB, db)
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreError, match="database is locked") as e:
+            entries(str(db))
+        assert e.value.unreadable
+    finally:
+        writer.close()
