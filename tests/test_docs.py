@@ -12,7 +12,10 @@ import doctest
 import enum
 import inspect
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import List
 
@@ -152,3 +155,36 @@ def test_literalinclude_targets_exist() -> None:
         ):
             source = (DOCS / path).read_text(encoding="utf-8")
             assert re.search(rf"^(?:class|def) {obj}\b", source, re.MULTILINE), (page, obj)
+
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+README_COMMANDS = re.findall(
+    r"^```console\n\$ (tango-stepinfo [^\n]*)\n(.*?)^```$", README, re.M | re.S
+)
+
+
+def test_readme_shows_commands_with_their_output() -> None:
+    assert {command.split()[1] for command, _ in README_COMMANDS} >= {"show", "diff"}
+
+
+@pytest.mark.parametrize("command, output", README_COMMANDS, ids=lambda c: c.split("\n")[0])
+def test_readme_command_output_is_real(command: str, output: str) -> None:
+    # Run as the README shows it, from the repository's root, on files in the repository.
+    args = command.split()[1:]
+    env = {**os.environ, "TZ": "UTC"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tango_stepinfo", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.stderr == ""
+    assert done.stdout == output
+
+
+def test_readme_record_example_is_the_example_file() -> None:
+    source = (REPO / "examples" / "record_a_step.py").read_text(encoding="utf-8")
+    body = source.split('"""\n\n', 1)[1].rstrip("\n")
+    assert f"```python\n{body}\n```" in README

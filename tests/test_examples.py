@@ -170,3 +170,23 @@ def test_stored_records_are_step_infos(tmp_path: Path, monkeypatch: pytest.Monke
         store.close()
     assert isinstance(got, StepInfo)
     assert got == made[0]
+
+
+def test_example_records_are_what_their_script_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = EXAMPLES / "records"
+    monkeypatch.syspath_prepend(str(records))
+    make_records = importlib.import_module("make_records")
+    monkeypatch.setattr(make_records, "HERE", tmp_path)
+
+    make_records.main()
+
+    for name in ("good.json", "bad.json"):
+        written = (tmp_path / name).read_text(encoding="utf-8")
+        assert written == (records / name).read_text(encoding="utf-8"), name
+    good = StepInfo.from_json_dict(json.loads((records / "good.json").read_text("utf-8")))
+    bad = StepInfo.from_json_dict(json.loads((records / "bad.json").read_text("utf-8")))
+    assert good.state == StepState.COMPLETED
+    assert bad.state == StepState.FAILED
+    assert good.unique_id == bad.unique_id
