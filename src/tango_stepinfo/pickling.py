@@ -724,7 +724,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     grow(target, items, _DICT, "SETITEM")
                     values = items[1::2]
                     if set(map(type, values)) <= _INT_ONLY:
-                        values = ()  # no list or tuple among them, the common case
+                        values = []  # no list or tuple among them, the common case
                     for key, value in zip(keys, values):
                         if (
                             type(value) is not int
