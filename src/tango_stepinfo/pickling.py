@@ -535,7 +535,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         if containers > max_containers:
             raise _Refused(too_many)
         size, depth, flags = measure(items, kind == _TUPLE)
-        cell = [
+        cell: List[Any] = [
             _limits.CONTAINER_BYTES + size,
             depth + 1,
             kind,
