@@ -1079,15 +1079,18 @@ def _usable(record: Any, path: str) -> None:
     if type(record) not in _RECORDS:
         return
     values = record.__dict__
-    for name in _required(type(record)):
-        if values.get(name) is None:
-            # a pickle from before the field existed: to_json_dict could not write it
-            raise StepInfoDecodeError(
-                f"{path}.{name}" if path else name, "required field is missing"
-            )
+    required = _required(type(record))
+    # one pass over the values (every field is present: _record.check has seen to it)
     for name, value in values.items():
         kind = type(value)
-        if kind is str or value is None or kind is bool:
+        if kind is str or kind is bool:
+            continue
+        if value is None:
+            if name in required:
+                # a pickle from before the field existed: to_json_dict could not write it
+                raise StepInfoDecodeError(
+                    f"{path}.{name}" if path else name, "required field is missing"
+                )
             continue
         here = f"{path}.{name}" if path else name
         if kind is int:
