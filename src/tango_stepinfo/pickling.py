@@ -511,7 +511,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         size = _SEP * len(items)
         depth = 0
         flags = 0
-        for c in items:  # _size_of and _is_str inlined: a call per item was 20% of the scan
+        for c in items:  # _size_of and _is_str inlined (two calls fewer per item)
             if type(c) is int:
                 if c < _COMPACT:
                     size += c & _SMALL
