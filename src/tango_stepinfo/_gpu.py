@@ -33,7 +33,28 @@ and orders them as CUDA reads it:
 - ``MIG-`` entries name MIG instances, which these files do not list: every GPU is recorded,
   and the reason noted.
 
-AMD GPUs (``/sys/class/kfd``) are not read yet.
+AMD GPUs are read from the KFD topology of the ``amdgpu`` driver, only when ``/sys/class/kfd``
+exists (no such folder: no AMD driver). Each node of ``/sys/class/kfd/kfd/topology/nodes/<N>``
+is a CPU or a GPU; its ``properties`` file holds ``key value`` lines (the keys of
+``node_show`` in the kernel's ``drivers/gpu/drm/amd/amdkfd/kfd_topology.c``). A node is a GPU
+when ``simd_count`` is above 0 and ``vendor_id`` is 4098 (0x1002, AMD); the GPUs are kept in
+node order, the order in which ROCm numbers them.
+
+- ``name``: the node's ``name`` file (``gfx90a``); empty, the ``gfx`` name made from
+  ``gfx_target_version`` (90010 is ``gfx90a``: major, minor and stepping in hex).
+- ``bus``: ``location_id`` is the PCI bus, device and function packed as the kernel's
+  ``pci_dev_id`` packs them (``bus << 8 | device << 3 | function``), with ``domain``; written
+  ``0000:BB:DD.F`` as the NVIDIA driver writes its ``Bus Location``.
+- ``uuid``: a non-zero ``unique_id`` as ``GPU-`` and 16 hex digits, as ``rocminfo`` prints it.
+- ``memory``: the sum of ``size_in_bytes`` of the node's ``mem_banks/*/properties`` whose
+  ``heap_type`` is 1 or 2 (frame buffer public or private: VRAM); ``None`` for a GPU without
+  such a bank (an APU's memory is the system's).
+- ``driver``: ``/sys/module/amdgpu/version`` when present (the out-of-tree DKMS driver writes
+  it; the in-kernel driver does not, and ``driver`` is ``None``).
+
+``ROCR_VISIBLE_DEVICES`` and ``HIP_VISIBLE_DEVICES`` are not applied yet: when either is set,
+every AMD GPU is recorded and the reason noted. NVIDIA GPUs come first, then AMD's; ``gpus`` is
+``None`` only when neither driver is present.
 """
 
 from __future__ import annotations
@@ -243,6 +264,117 @@ def _start_nvml(uuids: Sequence[str]) -> Callable[[], Tuple[Dict[str, int], Opti
     return wait
 
 
+# --- AMD: the KFD topology ---------------------------------------------------------------------
+
+KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
+"""The folder of the KFD topology's nodes, one per CPU socket and one per GPU."""
+
+AMD_VENDOR = 0x1002
+"""The PCI vendor id of AMD, the ``vendor_id`` of an AMD GPU node."""
+
+_VRAM_HEAPS = (1, 2)
+"""``heap_type`` of VRAM banks: ``HSA_HEAPTYPE_FRAME_BUFFER_PUBLIC`` and ``..._PRIVATE``."""
+
+
+def _properties(text: str) -> Dict[str, int]:
+    """The ``key value`` lines of a KFD ``properties`` file whose value is a number."""
+    found: Dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[1].isascii() and len(parts[1]) < 21:
+            found.setdefault(parts[0], int(parts[1]))
+    return found
+
+
+def _pci_bus(properties: Dict[str, int]) -> Optional[str]:
+    """``location_id`` and ``domain`` as ``domain:bus:device.function``; ``None`` without."""
+    location = properties.get("location_id")
+    if location is None:
+        return None
+    domain = properties.get("domain", 0) & 0xFFFF
+    return f"{domain:04x}:{location >> 8 & 0xFF:02x}:{location >> 3 & 0x1F:02x}.{location & 7:x}"
+
+
+def _gfx_name(version: Optional[int]) -> Optional[str]:
+    """The ``gfx`` name of a ``gfx_target_version`` (``90010`` is ``gfx90a``); ``None`` if 0."""
+    if not version:
+        return None
+    major, minor, stepping = version // 10000, version // 100 % 100, version % 100
+    return f"gfx{major}{minor:x}{stepping:x}"
+
+
+def _vram(node: str) -> Tuple[Optional[int], Optional[str]]:
+    """The bytes of VRAM of the node folder ``node``: ``(bytes or None, problem or None)``."""
+    banks = f"{node}/mem_banks"
+    try:
+        entries = sorted(os.listdir(path(banks)))
+    except OSError as e:
+        return None, f"cannot list {banks} ({problem(e)})"
+    total: Optional[int] = None
+    for entry in entries:
+        try:
+            bank = _properties(read(f"{banks}/{entry}/properties"))
+        except OSError as e:
+            return None, f"cannot read {banks}/{entry}/properties ({problem(e)})"
+        if bank.get("heap_type") in _VRAM_HEAPS and "size_in_bytes" in bank:
+            total = (total or 0) + bank["size_in_bytes"]
+    return total, None
+
+
+def _amd_files() -> Tuple[Optional[List[GpuFacts]], List[Tuple[str, str]]]:
+    """Every AMD GPU of the KFD topology, in node order: ``(GPUs, [(key, reason)])``.
+
+    The GPUs are ``None`` without ``/sys/class/kfd`` (no AMD driver).
+    """
+    if not os.path.isdir(path("/sys/class/kfd")):
+        return None, []
+    reasons: List[Tuple[str, str]] = []
+    try:
+        driver: Optional[str] = read("/sys/module/amdgpu/version").strip() or None
+    except OSError:  # the in-kernel driver has no version file: absence
+        driver = None
+    try:
+        nodes = [n for n in os.listdir(path(KFD_NODES)) if n.isdigit() and n.isascii()]
+    except FileNotFoundError:
+        return [], reasons
+    except OSError as e:
+        return None, [("gpus", f"cannot list {KFD_NODES} ({problem(e)}); recorded no AMD GPU")]
+    found: List[GpuFacts] = []
+    for number in sorted(nodes, key=int):
+        node = f"{KFD_NODES}/{number}"
+        try:
+            properties = _properties(read(f"{node}/properties"))
+        except OSError as e:
+            reasons.append(("gpus", f"cannot read {node}/properties ({problem(e)})"))
+            continue
+        if properties.get("simd_count", 0) == 0 or properties.get("vendor_id") != AMD_VENDOR:
+            continue  # a CPU node, or not an AMD GPU
+        try:
+            name: Optional[str] = read(f"{node}/name").strip()[:256] or None
+        except OSError:
+            name = None
+        name = name or _gfx_name(properties.get("gfx_target_version")) or "unknown"
+        unique = properties.get("unique_id", 0) & (1 << 64) - 1
+        memory, why = _vram(node)
+        if why is not None:
+            reasons.append(("gpus.memory", f"{why}; recorded no memory for that GPU"))
+        uuid = f"GPU-{unique:016x}" if unique else None
+        found.append((name, uuid, _pci_bus(properties), driver, memory))
+    variables = [v for v in ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES") if v in os.environ]
+    if variables and found:
+        reasons.append(
+            ("gpus", f"{' and '.join(variables)} not applied to AMD GPUs; recorded all of them")
+        )
+    return found, reasons
+
+
+def _note_amd(reasons: List[Tuple[str, str]]) -> None:
+    """Note the AMD probe's reasons after the NVIDIA probe's (joined when a key has both)."""
+    for key, reason in reasons:
+        earlier = (_fallbacks.collect([key.partition(".")[0]]) or {}).get(key)
+        _fallbacks.note(key, f"{earlier}; {reason}" if earlier else reason)
+
+
 # --- the probe ---------------------------------------------------------------------------------
 
 
@@ -253,24 +385,26 @@ def start() -> Callable[[], Optional[List[GpuFacts]]]:
     """
     _fallbacks.note("gpus", None)
     _fallbacks.note("gpus.memory", None)
-    gpus = _nvidia_files()
-    if gpus is None:
-        return lambda: None
-    gpus = _filtered(gpus)
-    uuids = [gpu[1] for gpu in gpus if gpu[1] is not None]
-    if not uuids:
-        return lambda: gpus
-    wait = _start_nvml(uuids)
+    nvidia = _nvidia_files()
+    if nvidia is not None:
+        nvidia = _filtered(nvidia)
+    uuids = [gpu[1] for gpu in nvidia or () if gpu[1] is not None]
+    wait = _start_nvml(uuids) if uuids else lambda: ({}, None)
+    amd, amd_reasons = _amd_files()  # read while NVML answers
 
-    def finish() -> List[GpuFacts]:
+    def finish() -> Optional[List[GpuFacts]]:
         totals, why = wait()
         if why is not None:
             _fallbacks.note("gpus.memory", f"{why}; recorded no memory for those GPUs")
-        return [(n, u, b, d, totals.get(u or "")) for n, u, b, d, _ in gpus]
+        _note_amd(amd_reasons)
+        if nvidia is None and amd is None:
+            return None
+        found = [(n, u, b, d, totals.get(u or "")) for n, u, b, d, _ in nvidia or ()]
+        return found + (amd or [])
 
     return finish
 
 
 def gpus() -> Optional[List[GpuFacts]]:
-    """The GPUs visible to this process; ``[]`` when none is, ``None`` without NVIDIA driver."""
+    """The GPUs visible to this process; ``[]`` when none is, ``None`` without GPU driver."""
     return start()()
