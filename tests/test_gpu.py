@@ -416,7 +416,7 @@ def test_amd_gpus_of_the_kfd_topology(amd: Path) -> None:
 
 def test_amd_without_version_file_has_no_driver(amd: Path) -> None:
     (amd / "sys/module/amdgpu/version").unlink()
-    assert _gpu.gpus() == [GFX906[:3] + (None,) + GFX906[4:], GFX950[:3] + (None,) + GFX950[4:]]
+    assert _gpu.gpus() == [(*GFX906[:3], None, *GFX906[4:]), (*GFX950[:3], None, *GFX950[4:])]
     assert _fallbacks.collect(["gpus"]) is None  # the in-kernel driver: absence
 
 
@@ -502,7 +502,7 @@ def test_an_apu_without_vram_bank_has_no_memory(amd: Path) -> None:
 
 def test_missing_mem_banks(amd: Path) -> None:
     shutil.rmtree(amd / NODES / "2" / "mem_banks")
-    assert _gpu.gpus() == [GFX906, GFX950[:4] + (None,)]
+    assert _gpu.gpus() == [GFX906, (*GFX950[:4], None)]
     assert _fallbacks.collect(["gpus"]) == {
         "gpus.memory": f"cannot list /{NODES}/2/mem_banks (No such file or directory); "
         "recorded no memory for that GPU"
