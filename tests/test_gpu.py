@@ -545,24 +545,68 @@ def test_first_value_of_a_repeated_key() -> None:
     assert _gpu._properties("simd_count 4\nsimd_count 0\n") == {"simd_count": 4}
 
 
-@pytest.mark.parametrize("variable", ["ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"])
-def test_amd_visibility_variables_are_not_applied_yet(
-    amd: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+# Four GPUs with the UUIDs of the examples of ROCR-Runtime's amd_filter_device.h.
+RVD_UUIDS = [
+    "GPU-babababababababa",
+    "GPU-abbaabbaabbaabba",
+    "GPU-babaabbaabbababa",
+    "GPU-abbababababaabba",
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", []),  # the examples of amd_filter_device.h
+        ("-1", []),
+        ("GPU-XX", []),
+        ("3,GPU-BABABABABABABABA,4", [3, 0]),
+        ("1,GPU-ABBAABBAABBAABBA,GPU-XX", [1]),  # GPU 1 named twice: the list ends there
+        ("3,GPU-BABAABBA,GPU-XX", [3, 2]),
+        ("0,1,2,3", [0, 1, 2, 3]),
+        ("2, 0 ", [2, 0]),  # trimmed
+        ("gpu-abbab", [3]),  # upper-cased, a unique prefix
+        ("GPU-", []),  # shorter than 5 characters
+        ("GPU-ABBA", []),  # two GPUs start so: ends the list
+        ("GPU-BABABABABABABABA0", []),  # longer than 20 characters
+        ("0x3,010", [3]),  # base 0: 0x3 is 3, 010 is 8 (out of range)
+        ("+1,0", [1, 0]),
+        ("1a", []),  # not wholly a number
+        ("08", []),  # 0 then an 8 that octal does not read
+        ("1,,2", [1]),  # an empty entry ends the list here (ROCr throws on it)
+        ("0,1,2,3,0", [0, 1, 2, 3]),  # only as many entries as GPUs are read
+        ("9" * 5000, []),
+        ("\u0661", []),  # an Arabic-Indic one is not a digit for strtol
+    ],
+)
+def test_rocr_visible(value: str, expected: List[int]) -> None:
+    assert _gpu.rocr_visible(value, RVD_UUIDS) == expected
+
+
+def test_rocr_visible_without_unique_id() -> None:
+    assert _gpu.rocr_visible("GPU-B", [None, "GPU-babababababababa"]) == [1]  # None: no match
+    assert _gpu.rocr_visible("GPU-BA,0", [None, "GPU-babababababababa"]) == [1, 0]
+    assert _gpu.rocr_visible("0", []) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", [GFX950]), ("GPU-47FF,1", [GFX906, GFX950]), ("1,0", [GFX950, GFX906]), ("", [])],
+)
+def test_rocr_visible_devices_filters_amd_gpus(
+    amd: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: List[_gpu.GpuFacts]
 ) -> None:
-    monkeypatch.setenv(variable, "1")
-    assert _gpu.gpus() == [GFX906, GFX950]
-    assert _fallbacks.collect(["gpus"]) == {
-        "gpus": f"{variable} not applied to AMD GPUs; recorded all of them"
-    }
+    monkeypatch.setenv("ROCR_VISIBLE_DEVICES", value)
+    assert _gpu.gpus() == expected
+    assert _fallbacks.collect(["gpus"]) is None  # a variable hiding GPUs is a fact
 
 
-def test_both_amd_visibility_variables(amd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ROCR_VISIBLE_DEVICES", "GPU-47ff7ee3bf413343")
+def test_hip_visible_devices_is_not_applied(amd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HIP_VISIBLE_DEVICES", "0")
-    assert _gpu.gpus() == [GFX906, GFX950]
+    monkeypatch.setenv("ROCR_VISIBLE_DEVICES", "1,0")
+    assert _gpu.gpus() == [GFX950, GFX906]
     assert _fallbacks.collect(["gpus"]) == {
-        "gpus": "ROCR_VISIBLE_DEVICES and HIP_VISIBLE_DEVICES not applied to AMD GPUs; "
-        "recorded all of them"
+        "gpus": "HIP_VISIBLE_DEVICES not applied to AMD GPUs; recorded them all"
     }
 
 

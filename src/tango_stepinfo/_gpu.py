@@ -52,9 +52,12 @@ node order, the order in which ROCm numbers them.
 - ``driver``: ``/sys/module/amdgpu/version`` when present (the out-of-tree DKMS driver writes
   it; the in-kernel driver does not, and ``driver`` is ``None``).
 
-``ROCR_VISIBLE_DEVICES`` and ``HIP_VISIBLE_DEVICES`` are not applied yet: when either is set,
-every AMD GPU is recorded and the reason noted. NVIDIA GPUs come first, then AMD's; ``gpus`` is
-``None`` only when neither driver is present.
+``$ROCR_VISIBLE_DEVICES`` filters and orders the AMD GPUs as the ROCm runtime reads it (see
+:func:`rocr_visible`). ``$HIP_VISIBLE_DEVICES`` (and ``$CUDA_VISIBLE_DEVICES``, which HIP also
+reads) apply on top of that in HIP only and are not applied here: when ``HIP_VISIBLE_DEVICES``
+is set, the AMD GPUs ROCm shows are all recorded and the reason noted.
+
+NVIDIA GPUs come first, then AMD's; ``gpus`` is ``None`` only when neither driver is present.
 """
 
 from __future__ import annotations
@@ -360,12 +363,60 @@ def _amd_files() -> Tuple[Optional[List[GpuFacts]], List[Tuple[str, str]]]:
             reasons.append(("gpus.memory", f"{why}; recorded no memory for that GPU"))
         uuid = f"GPU-{unique:016x}" if unique else None
         found.append((name, uuid, _pci_bus(properties), driver, memory))
-    variables = [v for v in ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES") if v in os.environ]
-    if variables and found:
-        reasons.append(
-            ("gpus", f"{' and '.join(variables)} not applied to AMD GPUs; recorded all of them")
-        )
+    rocr = os.environ.get("ROCR_VISIBLE_DEVICES")
+    if rocr is not None:
+        found = [found[i] for i in rocr_visible(rocr, [gpu[1] for gpu in found])]
+    if "HIP_VISIBLE_DEVICES" in os.environ and found:
+        reasons.append(("gpus", "HIP_VISIBLE_DEVICES not applied to AMD GPUs; recorded them all"))
     return found, reasons
+
+
+def _strtol(token: str) -> Optional[int]:
+    """The whole of ``token`` as C's ``strtol(token, &end, 0)`` reads it; ``None`` otherwise."""
+    sign = -1 if token[:1] == "-" else 1
+    digits = token[1:] if token[:1] in ("+", "-") else token
+    base = 10
+    if digits[:2] in ("0X", "0x") and len(digits) > 2:
+        base, digits = 16, digits[2:]
+    elif digits[:1] == "0" and len(digits) > 1:
+        base, digits = 8, digits[1:]
+    if not digits.isascii() or not digits.isalnum() or len(digits) > 32:
+        return None  # past 32 digits, strtol's overflow: out of range either way
+    try:
+        return sign * int(digits, base)
+    except ValueError:
+        return None
+
+
+def rocr_visible(value: str, uuids: Sequence[Optional[str]]) -> List[int]:
+    """The indices (into ``uuids``, in KFD node order) of the GPUs ``ROCR_VISIBLE_DEVICES`` shows.
+
+    As the ROCm runtime reads it (``RvdFilter`` in ROCR-Runtime's ``amd_filter_device.cpp``):
+    an empty value shows none; entries are split at commas, trimmed and upper-cased, and only
+    as many are read as there are GPUs; an entry starting with ``G`` is a prefix (5 to 20
+    characters) of exactly one GPU's ``GPU-`` UUID, any other a whole number as ``strtol`` reads
+    it with base 0 (``0x1`` is 1, ``010`` is 8). The first entry that is none of these, out of
+    range, or a GPU already shown ends the list.
+
+    :param value: the variable's value.
+    :param uuids: the GPUs' UUIDs (``GPU-`` and 16 hex digits; ``None`` for a zero ``unique_id``).
+    :returns: the indices in ROCm's order.
+    """
+    if not value:
+        return []
+    known = [uuid.upper() if uuid else "" for uuid in uuids]
+    shown: List[int] = []
+    for raw in value.split(",")[: len(uuids)]:
+        token = raw.strip().upper()
+        if token.startswith("G"):
+            matches = [i for i, uuid in enumerate(known) if uuid and uuid.startswith(token)]
+            index = matches[0] if 5 <= len(token) <= 20 and len(matches) == 1 else None
+        else:
+            index = _strtol(token) if token else None  # ROCr throws on an empty entry
+        if index is None or not 0 <= index < len(uuids) or index in shown:
+            break
+        shown.append(index)
+    return shown
 
 
 def _note_amd(reasons: List[Tuple[str, str]]) -> None:
