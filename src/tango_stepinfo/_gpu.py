@@ -45,7 +45,8 @@ node order, the order in which ROCm numbers them.
 - ``bus``: ``location_id`` is the PCI bus, device and function packed as the kernel's
   ``pci_dev_id`` packs them (``bus << 8 | device << 3 | function``), with ``domain``; written
   ``0000:BB:DD.F`` as the NVIDIA driver writes its ``Bus Location``.
-- ``uuid``: a non-zero ``unique_id`` as ``GPU-`` and 16 hex digits, as ``rocminfo`` prints it.
+- ``uuid``: a non-zero ``unique_id`` as ``GPU-`` and 16 lower-case hex digits, the form of the
+  ROCm runtime's ``HSA_AMD_AGENT_INFO_UUID`` (``rocminfo``'s ``Uuid``).
 - ``memory``: the sum of ``size_in_bytes`` of the node's ``mem_banks/*/properties`` whose
   ``heap_type`` is 1 or 2 (frame buffer public or private: VRAM); ``None`` for a GPU without
   such a bank (an APU's memory is the system's).
