@@ -473,16 +473,33 @@ def test_pci_bus_of_location_id(location: int, domain: Optional[str], bus: str) 
     assert _gpu._pci_bus({"domain": 0}) is None
 
 
-def test_zero_unique_id_is_no_uuid_and_empty_name_is_the_target(amd: Path) -> None:
+def test_zero_unique_id_is_no_uuid(amd: Path) -> None:
     set_property(amd, 2, "unique_id", "0")
-    (amd / NODES / "2" / "name").write_text("\n")
-    gpus = _gpu.gpus()
-    assert gpus is not None and gpus[1][:2] == ("gfx950", None)
-    set_property(amd, 2, "gfx_target_version", "90010")
-    tango_stepinfo.clear_cache()
-    assert (_gpu.gpus() or [])[1][0] == "gfx90a"
-    set_property(amd, 2, "gfx_target_version", "0")
-    assert (_gpu.gpus() or [])[1][0] == "unknown"
+    assert _gpu.gpus() == [GFX906, (GFX950[0], None, *GFX950[2:])]
+
+
+@pytest.mark.parametrize(
+    ("version", "file", "name"),
+    [
+        ("90010", None, "gfx90a"),  # hex minor and stepping
+        ("100300", None, "gfx1030"),
+        ("120001", None, "gfx1201"),
+        (None, "vega20", "vega20"),  # a kernel before gfx_target_version: the ASIC name
+        (None, "ip discovery", "unknown"),  # the name of every IP-discovery ASIC says nothing
+        (None, "", "unknown"),
+        (None, "\x00\xff", "\x00\ufffd"),  # binary: kept, bounded, never a crash
+        ("0", None, "vega20"),
+    ],
+)
+def test_gpu_name(amd: Path, version: Optional[str], file: Optional[str], name: str) -> None:
+    if version is None:
+        props = amd / NODES / "1" / "properties"
+        props.write_text(props.read_text().replace("gfx_target_version 90006\n", ""))
+    else:
+        set_property(amd, 1, "gfx_target_version", version)
+    if file is not None:
+        (amd / NODES / "1" / "name").write_bytes(file.encode("latin-1") + b"\n")
+    assert (_gpu.gpus() or [])[0][0] == name
 
 
 def test_vram_sums_public_and_private_banks_only(amd: Path) -> None:

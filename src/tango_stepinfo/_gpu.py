@@ -40,8 +40,10 @@ is a CPU or a GPU; its ``properties`` file holds ``key value`` lines (the keys o
 when ``simd_count`` is above 0 and ``vendor_id`` is 4098 (0x1002, AMD); the GPUs are kept in
 node order, the order in which ROCm numbers them.
 
-- ``name``: the node's ``name`` file (``gfx90a``); empty, the ``gfx`` name made from
-  ``gfx_target_version`` (90010 is ``gfx90a``: major, minor and stepping in hex).
+- ``name``: the ``gfx`` target made from ``gfx_target_version`` (90010 is ``gfx90a``: major,
+  then minor and stepping in hex), as ``rocminfo`` names the GPU; without one (kernels before
+  5.14), the node's ``name`` file, the driver's lower-cased ASIC name (``vega20``), unless that
+  says only ``ip discovery``.
 - ``bus``: ``location_id`` is the PCI bus, device and function packed as the kernel's
   ``pci_dev_id`` packs them (``bus << 8 | device << 3 | function``), with ``domain``; written
   ``0000:BB:DD.F`` as the NVIDIA driver writes its ``Bus Location``.
@@ -307,6 +309,15 @@ def _gfx_name(version: Optional[int]) -> Optional[str]:
     return f"gfx{major}{minor:x}{stepping:x}"
 
 
+def _asic_name(node: str) -> str:
+    """The ASIC name in the node folder's ``name`` file; ``"unknown"`` when it says nothing."""
+    try:
+        name = read(f"{node}/name").strip()[:128]  # the kernel's KFD_TOPOLOGY_PUBLIC_NAME_SIZE
+    except OSError:
+        return "unknown"
+    return name if name and name != "ip discovery" else "unknown"
+
+
 def _vram(node: str) -> Tuple[Optional[int], Optional[str]]:
     """The bytes of VRAM of the node folder ``node``: ``(bytes or None, problem or None)``."""
     banks = f"{node}/mem_banks"
@@ -353,11 +364,7 @@ def _amd_files() -> Tuple[Optional[List[GpuFacts]], List[Tuple[str, str]]]:
             continue
         if properties.get("simd_count", 0) == 0 or properties.get("vendor_id") != AMD_VENDOR:
             continue  # a CPU node, or not an AMD GPU
-        try:
-            name: Optional[str] = read(f"{node}/name").strip()[:256] or None
-        except OSError:
-            name = None
-        name = name or _gfx_name(properties.get("gfx_target_version")) or "unknown"
+        name = _gfx_name(properties.get("gfx_target_version")) or _asic_name(node)
         unique = properties.get("unique_id", 0) & (1 << 64) - 1
         memory, why = _vram(node)
         if why is not None:
