@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import _free, _times
-from ._errors import Bad, show
+from . import _free, _limits, _times
+from ._errors import Bad, Limit, show
 
 __all__ = ["KINDS", "Kind", "Mode", "checker", "converters", "describe", "kind_of"]
 
@@ -168,25 +168,31 @@ class _Scalar(Kind):
         return self.json_name
 
     def inline(self, detail: Any, var: str) -> Optional[str]:
+        if self.cls is int:
+            # Every int below 2**_INT_BITS is within the bound; the converter checks the rest
+            # exactly (a C method call: about 25 ns a field).
+            return f"(type({var}) is int and {var}.bit_length() < {_INT_BITS})"
         return f"type({var}) is {self.name}"
 
     def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
-        cls, expected = self.cls, self.json_name
+        cls: Any = self.cls
+        expected = self.json_name
 
         def enc(value: Any) -> Any:
-            if type(value) is cls:
+            if type(value) is cls and cls is not int:
                 return value
             if cls is not bool and isinstance(value, cls) and not isinstance(value, bool):
-                return cls(value)
+                return _bounded(cls(value)) if cls is int else cls(value)
             if cls is float and type(value) is int:
+                _number(value)
                 return value
             raise Bad(f"expected {expected}, got {show(value)}")
 
         def dec(value: Any) -> Any:
             if type(value) is cls:
-                return value
+                return _bounded(value) if cls is int else value
             if cls is float and type(value) is int:
-                return float(value)
+                return _number(value)
             if cls is int and type(value) is float and value.is_integer():
                 return int(value)  # 4.0: JSON does not tell it from 4 (nor does JSON Schema)
             raise Bad(f"expected {expected}, got {show(value)}")
@@ -195,6 +201,36 @@ class _Scalar(Kind):
 
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         return {"type": self.schema_type}
+
+    def check(self, detail: Any) -> Convert:
+        if self.cls is not int:
+            return super().check(detail)
+
+        # The type only: the safe loader checks the bound itself, after the types
+        # (pickling._check_loaded), and reports it as a corrupt pickle.
+        def check(value: Any) -> Any:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise Bad(f"expected an integer, got {show(value)}")
+
+        return check
+
+
+_INT_BITS = (_limits.MAX_INT - 1).bit_length()  # 2**(_INT_BITS - 1) < MAX_INT <= 2**_INT_BITS
+
+
+def _bounded(value: int) -> int:
+    """``value`` if it is within :data:`~._limits.MAX_INT` (and, in a number field, a float)."""
+    if -_limits.MAX_INT < value < _limits.MAX_INT:
+        return value
+    raise Limit(f"{show(value)} is out of range: ints have at most {_limits.MAX_INT_DIGITS} digits")
+
+
+def _number(value: int) -> float:
+    """The int ``value`` in a number field, as a float."""
+    try:
+        return float(_bounded(value))
+    except OverflowError:
+        raise Bad(f"{show(value)} is out of range for a number") from None
 
 
 class _Time(Kind):
@@ -758,6 +794,17 @@ class _FreeObject(Kind):
 
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         return {"type": "object"}
+
+    def check(self, detail: Any) -> Convert:
+        enc = self.converters(detail, Mode.NATIVE)[0]
+
+        def check(value: Any) -> Any:
+            # The safe loader checks ints and depth itself, after the types, walking the whole
+            # value (pickling._check_loaded), and reports it as a corrupt pickle.
+            with contextlib.suppress(Limit):
+                enc(value)
+
+        return check
 
 
 class _Dict(Kind):
