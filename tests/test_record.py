@@ -13,14 +13,17 @@ Tango's JSON, in the JSON Schema, and shown by ``show``, ``diff`` and the captur
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import pickle
+import re
 import sqlite3
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
+import pytz
 
 from tango_stepinfo import _record, metadata, pickling, step_info
 from tango_stepinfo._diff import compare, diff_text
@@ -29,6 +32,7 @@ from tango_stepinfo._schema import schema
 from tango_stepinfo._show import capture_summary, show_record
 
 from .conftest import DATA, TANGO_DATA
+from .strategies import full_record
 
 OURS_0_1_0 = DATA / "tango_stepinfo_0_1_0"
 
@@ -335,3 +339,69 @@ def test_fields_without_since_are_required_from_old_records(grown: Dict[str, typ
     del data["platform"]["host"]
     with pytest.raises(ValueError, match=r"^platform\.host: required field is missing"):
         grown["StepInfo"].from_json_dict(data)
+
+
+# --- repr never drives a terminal (issue 10) ----------------------------------------------------
+
+EVIL = "a\x1b[2J\x1b]0;owned\x07\x00\x7f\x9b31m\x85z"
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+class _Loud:
+    """An object in ``config`` whose repr holds raw control characters."""
+
+    def __repr__(self) -> str:
+        return EVIL
+
+
+class _LoudZone(dt.tzinfo):
+    def utcoffset(self, when: Optional[dt.datetime]) -> dt.timedelta:
+        return dt.timedelta(0)
+
+    def __repr__(self) -> str:
+        return EVIL
+
+
+def _time_in_evil_pytz_zone() -> dt.datetime:
+    """A time in a pytz zone whose name holds ESC and BEL, as a crafted pickle can build one."""
+    real = pytz.timezone("Europe/Paris").localize(dt.datetime(2024, 3, 10, 7))
+    zone = dt.tzinfo.__new__(type(real.tzinfo))
+    zone.__dict__.update(real.tzinfo.__dict__)
+    zone.zone = "Europe/\x1b[2J\x07"  # type: ignore[attr-defined]
+    return real.replace(tzinfo=zone)
+
+
+def _fill_strings(record: Any) -> None:
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, str):
+            setattr(record, f.name, EVIL)
+        elif isinstance(value, Record):
+            _fill_strings(value)
+        elif isinstance(value, list) and value and isinstance(value[0], Record):
+            for item in value:
+                _fill_strings(item)
+
+
+def test_repr_escapes_control_characters_in_every_kind_of_field() -> None:
+    info = full_record()
+    _fill_strings(info)
+    info.dependencies = {EVIL, "b"}
+    info.start_time = _time_in_evil_pytz_zone()
+    info.end_time = dt.datetime(2024, 3, 10, 8, tzinfo=_LoudZone())
+    info.config = {EVIL: [EVIL, (EVIL,), _Loud()], "z": {EVIL}}
+    info.metadata = {"m": _Loud()}
+    env = info.environment
+    env.executable = Path(EVIL)
+    env.root = PurePosixPath(EVIL)  # type: ignore[assignment]
+    env.packages = [(EVIL, EVIL)]
+    env.variables = {EVIL: EVIL}
+    env.fallbacks = {EVIL: EVIL}
+    info.platform.fallbacks = {EVIL: EVIL}
+    assert env.git is not None and info.platform.gpus
+    # Every kind of field holds control characters, and the parts' own reprs let some through.
+    assert CONTROL.search(repr(info.end_time)) and CONTROL.search(repr(info.config))
+    for shown in (repr(info), repr(env), repr(info.platform.gpus[0]), repr([info])):
+        assert not CONTROL.search(shown), shown
+        assert "\\x1b" in shown  # escaped, not dropped
+    assert "Europe/\\x1b[2J\\x07" in repr(info)

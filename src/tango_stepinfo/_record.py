@@ -43,6 +43,9 @@ __all__ = ["RECORDS", "Record", "check", "check_fields"]
 _T = TypeVar("_T", bound="Record")
 _MISSING = dataclasses.MISSING
 
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+"""C0 and C1 control characters and DEL, as ``str.translate`` escapes them in a repr."""
+
 RECORDS: Dict[type, None] = {}
 """The record classes of the format (an ordered set): the direct subclasses of :class:`Record`
 defined in this package, in the order they were defined."""
@@ -175,7 +178,10 @@ class Record:
         fields = ", ".join(
             f"{f.name}={getattr(self, f.name, '<missing>')!r}" for f in dataclasses.fields(self)
         )
-        return f"{self.__class__.__qualname__}({fields})"
+        # Strings escape their control characters in repr, but other values need not: a pytz
+        # zone's repr holds its name raw, and so may any object in ``config``. Escaped here, once
+        # for the whole text, so that no repr of a record can drive a terminal.
+        return f"{self.__class__.__qualname__}({fields})".translate(_ESCAPES)
 
     def to_json_dict(self, *, tango_compat: Optional[bool] = None) -> Dict[str, Any]:
         """Return a JSON-safe dict of this record: deterministic and lossless.
