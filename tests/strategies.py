@@ -23,6 +23,7 @@ from tango_stepinfo import (
     StepInfo,
     TangoMetadata,
 )
+from tango_stepinfo._record import Record
 
 texts = st.text(max_size=20)
 
@@ -158,6 +159,21 @@ def old_pickle(cls: type, state: Dict[str, Any], protocol: int = 4) -> bytes:
             return NotImplemented
 
     OldPickler(buffer, protocol=protocol).dump(obj)
+    return buffer.getvalue()
+
+
+def raw_pickle(value: Any, protocol: int = 4) -> bytes:
+    """A pickle of ``value`` whose records hold their fields exactly as they are (paths as path
+    objects, ``config`` as raw values): what versions before 0.2.0 wrote."""
+    buffer = io.BytesIO()
+
+    class RawPickler(pickle.Pickler):
+        def reducer_override(self, o: Any) -> Any:
+            if isinstance(o, Record):
+                return (copyreg.__newobj__, (type(o),), dict(o.__dict__))
+            return NotImplemented
+
+    RawPickler(buffer, protocol=protocol).dump(value)
     return buffer.getvalue()
 
 

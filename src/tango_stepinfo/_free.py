@@ -20,7 +20,7 @@ from typing import Any, List, Tuple
 from . import _limits, _times
 from ._errors import Bad, Limit, show
 
-__all__ = ["decode", "encode", "key_order"]
+__all__ = ["decode", "encode", "is_json", "key_order"]
 
 _STR_TYPES = frozenset({str})
 
@@ -144,3 +144,22 @@ def decode(value: Any, depth: int = 1) -> Any:
                 raise e.inside(f"[{i}]") from None
         return items
     raise Bad(f"expected a JSON value, got {show(value)}")
+
+
+def is_json(value: Any, depth: int = 1) -> bool:
+    """Whether ``value`` is already a JSON value :func:`encode` accepts (exact JSON types, ints
+    and depth within the bounds, finite floats), whatever the order of its keys."""
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return True
+    if t is int:
+        return bool(-_limits.MAX_INT < value < _limits.MAX_INT)
+    if t is float:
+        return math.isfinite(value)
+    if depth > _limits.MAX_DEPTH:
+        return False
+    if t is dict:
+        return all(type(k) is str and is_json(v, depth + 1) for k, v in value.items())
+    if t is list:
+        return all(is_json(v, depth + 1) for v in value)
+    return False

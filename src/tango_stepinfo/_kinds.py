@@ -153,6 +153,9 @@ class _Free(Kind):
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         return {}
 
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        return _free_state
+
 
 class _Scalar(Kind):
     def __init__(self, cls: type, json_name: str, schema_type: str) -> None:
@@ -300,6 +303,16 @@ class _Path(Kind):
 
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         return {"type": "string"}
+
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        # A path goes into the state as its text: Python 3.13 pickles a Path as
+        # ``pathlib._local.PosixPath``, which Python 3.12 and earlier cannot load.
+        return lambda value: str(value) if isinstance(value, PurePath) else value
+
+    def from_state(self, detail: Any) -> Optional[Convert]:
+        # Text (this version's pickles, and strings Tango put in path fields) becomes a Path as
+        # from_json_dict makes it; a pickled path object (earlier pickles) stays as it is.
+        return lambda value: _dec_path(value) if type(value) is str else value
 
 
 class _Enum(Kind):
@@ -795,6 +808,9 @@ class _FreeObject(Kind):
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         return {"type": "object"}
 
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        return _free_state
+
     def check(self, detail: Any) -> Convert:
         enc = self.converters(detail, Mode.NATIVE)[0]
 
@@ -805,6 +821,24 @@ class _FreeObject(Kind):
                 enc(value)
 
         return check
+
+
+def _free_state(value: Any) -> Any:
+    """A free value (``config``, ``metadata``) in a pickle's state: its JSON value, as
+    ``to_json_dict`` writes it, so that loading it needs no class but the JSON ones (a numpy
+    ``float64`` becomes a float, a tuple a list, a ``Path`` a string).
+
+    A value that is JSON already goes in as it is, keys in their order (a Tango pickle migrated
+    to ours and back keeps its bytes; checking costs less than copying). A value with no JSON
+    form goes in as it is too: ``pickle.loads`` reads it, the safe loader refuses it. Earlier
+    pickles hold raw values; they load as they are (the safe loader turns them into JSON
+    values)."""
+    try:
+        if _free.is_json(value):
+            return value
+        return _free.encode(value)
+    except (Bad, RecursionError):
+        return value
 
 
 class _Dict(Kind):

@@ -220,14 +220,19 @@ class Record:
     def __getstate__(self) -> Dict[str, Any]:
         """The pickled state: fields by name, ``None`` fields left out, sets as sorted lists,
         lists of pairs (``packages``) flattened into one tuple ``(name, version, name, ...)``,
-        and aware times whose zone is neither a fixed offset nor a pytz zone in UTC.
+        paths as strings, ``config`` and ``metadata`` as JSON values (as :meth:`to_json_dict`
+        writes them, keys in their order), and aware times whose zone is neither a fixed offset
+        nor a pytz zone in UTC.
 
         Leaving out what a reader fills back in by itself and flattening pairs keep pickles small
         (smaller than Tango's for a record with a real package list); sorting sets keeps them
         byte-for-byte deterministic; a time in another zone (``zoneinfo``, ``dateutil``) is stored
         as the same instant in UTC, which compares equal and loads with nothing but ``datetime``
         and ``pytz`` (a ``zoneinfo`` zone pickles as a call to ``getattr``, which the safe loader
-        refuses). :meth:`__setstate__` reads this and every earlier form.
+        refuses). Paths as strings load on every Python (3.13 names a ``Path``
+        ``pathlib._local.PosixPath``, which 3.12 and earlier cannot import), and JSON values
+        need no class the safe loader does not know (a numpy ``float64`` becomes a float).
+        :meth:`__setstate__` reads this and every earlier form.
         """
         rules = _STATES.get(type(self)) or _state(type(self))
         values = self.__dict__
