@@ -820,6 +820,16 @@ def test_ints_past_the_bound_are_refused_both_ways_naming_the_field(path: str, c
         info.to_json_dict()
 
 
+def test_huge_ints_in_config_sets_and_keys_are_refused_not_a_bare_value_error() -> None:
+    info = full_record()
+    info.config = {"s": {1, "a", HUGE}}
+    with pytest.raises(StepInfoEncodeError, match=r"^config[.]s\[\d\]: an integer of 5001 digits"):
+        info.to_json_dict()
+    info.config = {"k": {HUGE: 1, "a": 2}}
+    with pytest.raises(StepInfoEncodeError, match=r"^config[.]k: .*an integer of 5001 digits"):
+        info.to_json_dict()
+
+
 def test_ints_at_the_bound_go_both_ways() -> None:
     edge = 10**4300 - 1  # 4,300 digits: what json.dumps and json.loads still handle
     info = full_record()

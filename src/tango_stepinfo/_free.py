@@ -92,7 +92,11 @@ def _too_deep() -> Bad:
 
 def key_order(value: Any) -> Tuple[str, str]:
     """Sort key that orders mixed types deterministically (by type name, then text)."""
-    return (type(value).__name__, value if isinstance(value, str) else repr(value))
+    if isinstance(value, str):
+        return (type(value).__name__, value)
+    if isinstance(value, int) and not -_limits.MAX_INT < value < _limits.MAX_INT:
+        return (type(value).__name__, show(value))  # repr would raise: refused when encoded
+    return (type(value).__name__, repr(value))
 
 
 def _encode_list(items: Any, depth: int) -> List[Any]:
