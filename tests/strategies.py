@@ -42,6 +42,22 @@ json_values = st.recursive(
 )
 json_objects = st.dictionaries(texts, json_values, max_size=5)
 
+
+def _wrap(value: Any, shape: str) -> Any:
+    for kind in shape:
+        value = [value] if kind == "l" else {"k": value}
+    return value
+
+
+# Free JSON objects at the edges of the bounds (tango_stepinfo._limits): nested from 195 to 205
+# levels, holding ints around MAX_INT.
+edge_ints = st.sampled_from([10**4300 - 1, -(10**4300 - 1), 10**4300, -(10**4300), 10**5000])
+edge_json_objects = st.builds(
+    lambda leaf, shape: {"k": _wrap(leaf, shape)},
+    json_values | edge_ints,
+    st.text(alphabet="ld", min_size=194, max_size=204),
+)
+
 # Fixed offsets from -23:59 to +23:59, with seconds, plus UTC both ways.
 offsets = st.one_of(
     st.just(dt.timezone.utc),

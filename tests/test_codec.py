@@ -42,6 +42,7 @@ from .conftest import TANGO_DATA, since_none, with_since_none
 from .strategies import (
     DELETE,
     changed,
+    edge_json_objects,
     full_record,
     mutated_records,
     naive_times,
@@ -828,6 +829,23 @@ def test_huge_ints_in_config_sets_and_keys_are_refused_not_a_bare_value_error() 
     info.config = {"k": {HUGE: 1, "a": 2}}
     with pytest.raises(StepInfoEncodeError, match=r"^config[.]k: .*an integer of 5001 digits"):
         info.to_json_dict()
+
+
+@given(edge_json_objects)
+def test_what_decodes_encodes_again_at_the_bounds(config: Dict[str, Any]) -> None:
+    data = full_record().to_json_dict()
+    data["config"] = config
+    try:
+        info = StepInfo.from_json_dict(data)
+    except StepInfoDecodeError as e:
+        assert "nested more than" in str(e) or "an integer of" in str(e)
+        record = full_record()
+        record.config = config
+        with pytest.raises(StepInfoEncodeError):
+            record.to_json_dict()
+    else:
+        assert info.to_json_dict()["config"] == config
+        assert StepInfo.from_json_dict(info.to_json_dict()) == info
 
 
 def test_ints_at_the_bound_go_both_ways() -> None:
