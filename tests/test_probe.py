@@ -461,6 +461,36 @@ def test_root_is_the_working_directory(tmp_path: Path, monkeypatch: pytest.Monke
     assert _probe.root() == Path(os.getcwd())  # followed without clearing the cache
 
 
+def test_changes_show_up_after_the_staleness_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    tango_stepinfo.clear_cache()
+    first = StepInfo("a", "A", set(), True)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    dist_info(site, "Brand_New-1.2.3.dist-info", "Brand_New", "1.2.3")
+    now[0] += 0.0009  # within the bound: the last check is reused
+    within = StepInfo("b", "B", set(), True)
+    assert within.environment.root == first.environment.root
+    assert within.environment.packages == first.environment.packages
+    assert within.environment.packages is not first.environment.packages  # still a fresh list
+    now[0] += 0.0002  # past it: checked again
+    after = StepInfo("c", "C", set(), True)
+    assert after.environment.root == Path(os.getcwd()) == sub.resolve()
+    assert after.environment.packages is not None
+    assert ("brand-new", "1.2.3") in after.environment.packages
+    monkeypatch.chdir(tmp_path)
+    tango_stepinfo.clear_cache()  # exact: no bound after clearing
+    assert StepInfo("d", "D", set(), True).environment.root == Path(os.getcwd())
+
+
 def removed_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     gone = tmp_path / "gone"
     gone.mkdir()

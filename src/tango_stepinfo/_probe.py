@@ -55,7 +55,13 @@ threads race for them. Facts that can change are re-checked for every record, ch
 directory (one ``getcwd``; ``root`` and ``git`` follow it), the command line (compared with the
 ``sys.argv`` it was built from), the package list (re-scanned only when ``sys.path`` or the
 ``stat`` of one of its folders changed, so a ``pip install`` during the run shows up in later
-records) and git (see :mod:`._git`). Every value handed out is immutable or a fresh copy, so
+records) and git (see :mod:`._git`). Staleness bound: these re-checks (about ten system calls,
+each letting another thread take the GIL) run at most once per :data:`STALE_AFTER` (1 ms) per
+process; a record made within 1 ms of the last check reuses its working directory, package scan
+and git facts, so a ``chdir``, ``pip install`` or commit shows up in the records made more than
+1 ms after it (and at once after :func:`clear_cache` or ``StepInfo.refresh()``, which stay
+exact). The command line and the settings are compared for every record (no system call).
+Every value handed out is immutable or a fresh copy, so
 mutating one record never changes another. The first probe of a process (and the first after
 :func:`clear_cache`) probes every fixed fact at once: it starts the two child processes a first
 record needs, the ``git status`` of the dirty check and ``uname -p``, then probes the rest while
@@ -80,11 +86,12 @@ and only on the path that needs them (on Linux, none of :mod:`subprocess`, :mod:
 
 from __future__ import annotations
 
+import _thread
 import os
 import stat
 import sys
-import threading
 from pathlib import Path
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, cast
 
 from . import _fallbacks, _privacy, redact
@@ -100,14 +107,24 @@ Package = Tuple[str, str]
 
 # --- the cache of facts fixed for the process ----------------------------------------------------
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # not threading: importing it costs 0.6 ms at import
 _fixed: Dict[str, Any] = {}
 _git_module: Any = None  # tango_stepinfo._git, once a probe has needed it
 
 
+STALE_AFTER = 0.001
+"""Seconds during which the last check of the working directory, the package scan and git is
+reused (one :func:`time.monotonic` compare per probe; see the module docstring)."""
+
+# (checked until, value) of each re-checked fact; replaced whole, so safe between threads.
+_cwd_seen: Tuple[float, str] = (0.0, "")
+_git_seen: Tuple[float, str, Any] = (0.0, "", None)
+_packages_until = 0.0
+
+
 def _after_fork() -> None:
     global _lock
-    _lock = threading.Lock()  # another thread may have held it at the fork
+    _lock = _thread.allocate_lock()  # another thread may have held it at the fork
 
 
 if hasattr(os, "register_at_fork"):
@@ -646,7 +663,21 @@ def _cwd_pwd() -> Optional[str]:
 
 
 def cwd() -> str:
-    """The working directory as a string, with the fallbacks of :func:`root` (noted as its)."""
+    """The working directory as a string, with the fallbacks of :func:`root` (noted as its).
+
+    Checked at most once per :data:`STALE_AFTER` (see the module docstring).
+    """
+    global _cwd_seen
+    now = monotonic()
+    seen = _cwd_seen
+    if now < seen[0]:
+        return seen[1]
+    where = _checked_cwd()
+    _cwd_seen = (now + STALE_AFTER, where)
+    return where
+
+
+def _checked_cwd() -> str:
     where = _cwd_getcwd()
     if where is not None:
         _fallbacks.note("root", None)
@@ -802,7 +833,7 @@ def packages() -> Optional[List[Package]]:
     first scan found distributions in them (:func:`clear_cache` rescans everything). ``None``
     when ``sys.path`` is not a list.
     """
-    global _packages
+    global _packages, _packages_until
     entries = getattr(sys, "path", None)
     if not isinstance(entries, list):
         debug("sys.path is not a list, recording packages as None")
@@ -810,8 +841,13 @@ def packages() -> Optional[List[Package]]:
         return None
     _fallbacks.note("packages", None)
     cached = _packages
-    if cached is not None and cached[0] == entries and unchanged(cached[1]):
-        return list(cached[2])  # the fast path of every record: one stat per sys.path entry
+    now = monotonic()
+    if cached is not None and cached[0] == entries:
+        if now < _packages_until:  # checked less than STALE_AFTER ago: no system call
+            return list(cached[2])
+        if unchanged(cached[1]):  # one stat per sys.path entry
+            _packages_until = now + STALE_AFTER
+            return list(cached[2])
     entries = list(entries)
     folders = [e or "." for e in entries if isinstance(e, str)]
     sigs = [sig(folder) for folder in folders]
@@ -826,6 +862,7 @@ def packages() -> Optional[List[Package]]:
     )
     result = sorted(found.items())
     _packages = (entries, deps, result)
+    _packages_until = now + STALE_AFTER
     return list(result)
 
 
@@ -862,12 +899,19 @@ def git() -> Optional[GitFacts]:
 
     See :mod:`tango_stepinfo._git` for what is read, the fallbacks and how it is cached.
     """
-    global _git_module
+    global _git_module, _git_seen
     if _git_module is None:
         from . import _git
 
         _git_module = _git
-    facts: Optional[GitFacts] = _git_module.facts(cwd())
+    where = cwd()
+    now = monotonic()
+    seen = _git_seen
+    if now < seen[0] and seen[1] == where:  # checked less than STALE_AFTER ago
+        facts: Optional[GitFacts] = seen[2]
+    else:
+        facts = _git_module.facts(where)
+        _git_seen = (now + STALE_AFTER, where, facts)
     policy = _privacy.current()
     if policy is not None and facts is not None and facts[1] is not None:
         facts = (facts[0], policy.hide(facts[1]), facts[2], facts[3], facts[4])
@@ -886,9 +930,13 @@ def clear_cache() -> None:
     ``to_json_dict()``. ``StepInfo.refresh()`` calls this.
     """
     global _argv, _env_line, _root, _packages, _git_prefetched
+    global _cwd_seen, _git_seen, _packages_until
     from . import _fallbacks, _json_default
 
     with _lock:
+        _cwd_seen = (0.0, "")
+        _git_seen = (0.0, "", None)
+        _packages_until = 0.0
         _fixed.clear()
         _git_prefetched = False
         _fallbacks.clear()
