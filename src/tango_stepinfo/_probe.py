@@ -92,7 +92,7 @@ import stat
 import sys
 from pathlib import Path
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _privacy, redact
 from ._proc import Deps, debug, sig, unchanged, which
@@ -292,7 +292,8 @@ def _operating_system(linux: Optional[str]) -> str:
 
 def operating_system() -> str:
     """The operating system as ``platform.platform()`` names it; ``"unknown"`` if that fails."""
-    return cast(str, _fact("operating_system"))
+    value: str = _fact("operating_system")
+    return value
 
 
 # --- cpu count, user, host, python, executable --------------------------------------------------
@@ -306,7 +307,8 @@ def _cpu_count() -> Optional[int]:
 
 def cpu_count() -> Optional[int]:
     """``os.cpu_count()``: the number of CPUs, ``None`` when unknown."""
-    return cast(Optional[int], _fact("cpu_count"))
+    value: Optional[int] = _fact("cpu_count")
+    return value
 
 
 def _user_getpass() -> Optional[str]:
@@ -343,7 +345,8 @@ def _user() -> str:
 
 def user() -> str:
     """The login name; the numeric uid when the user has no name; ``"unknown"`` without uids."""
-    return cast(str, _fact("user"))
+    value: str = _fact("user")
+    return value
 
 
 def _host_uname() -> Optional[str]:
@@ -389,7 +392,8 @@ def _host() -> str:
 
 def host() -> str:
     """The host name; ``"unknown"`` when no way of asking for it works."""
-    return cast(str, _fact("host"))
+    value: str = _fact("host")
+    return value
 
 
 def _python_version() -> str:
@@ -411,7 +415,8 @@ def _python_version() -> str:
 def python() -> str:
     """The Python version, as ``platform.python_version()`` gives it (e.g. ``3.11.7``)."""
     prefetch_git()  # the first fact of an environment: its git probe comes later
-    return cast(str, _fact("python"))
+    value: str = _fact("python")
+    return value
 
 
 def _executable_sys() -> Optional[Path]:
@@ -445,45 +450,32 @@ def _executable() -> Path:
 
 def executable() -> Path:
     """The interpreter: ``sys.executable``, else ``/proc/self/exe``, else ``Path("python")``."""
-    return cast(Path, _fact("executable"))
+    value: Path = _fact("executable")
+    return value
 
 
 def cpu_model() -> Optional[str]:
     """The CPU's model name (see :mod:`._machine`); ``None`` when unknown."""
-    try:
-        return cast(
-            Optional[str], _fixed["cpu_model"]
-        )  # the path of every later record: one lookup
-    except KeyError:
-        return cast(Optional[str], _fact("cpu_model"))
+    value: Optional[str] = _cached("cpu_model")  # later records: one dict lookup
+    return value
 
 
 def cpu_usable() -> Optional[int]:
     """The CPUs this process may use (see :mod:`._machine`); ``None`` when unknown."""
-    try:
-        return cast(
-            Optional[int], _fixed["cpu_usable"]
-        )  # the path of every later record: one lookup
-    except KeyError:
-        return cast(Optional[int], _fact("cpu_usable"))
+    value: Optional[int] = _cached("cpu_usable")  # later records: one dict lookup
+    return value
 
 
 def memory() -> Optional[int]:
     """Bytes of memory this process may use (see :mod:`._machine`); ``None`` when unknown."""
-    try:
-        return cast(Optional[int], _fixed["memory"])  # the path of every later record: one lookup
-    except KeyError:
-        return cast(Optional[int], _fact("memory"))
+    value: Optional[int] = _cached("memory")  # later records: one dict lookup
+    return value
 
 
 def container() -> Optional[str]:
     """The container runtime detected (see :mod:`._machine`); ``None`` outside one."""
-    try:
-        return cast(
-            Optional[str], _fixed["container"]
-        )  # the path of every later record: one lookup
-    except KeyError:
-        return cast(Optional[str], _fact("container"))
+    value: Optional[str] = _cached("container")  # later records: one dict lookup
+    return value
 
 
 def gpus() -> Optional[List[Any]]:
@@ -494,15 +486,14 @@ def gpus() -> Optional[List[Any]]:
 
 def implementation() -> str:
     """``sys.implementation.name``: ``"cpython"``, ``"pypy"``..."""
-    try:
-        return cast(str, _fixed["implementation"])  # the path of every later record: one lookup
-    except KeyError:
-        return cast(str, _fact("implementation"))
+    value: str = _cached("implementation")  # later records: one dict lookup
+    return value
 
 
 def job() -> Optional[Tuple[Any, ...]]:
     """The batch job or CI run, as ``JobMetadata`` field tuple (see :mod:`._job`)."""
-    return cast(Optional[Tuple[Any, ...]], _cached("job"))
+    value: Optional[Tuple[Any, ...]] = _cached("job")
+    return value
 
 
 def variables() -> Optional[Dict[str, str]]:
