@@ -71,6 +71,8 @@ class Fact:
             return "yes" if value else "no"
         if self.pairs:
             return str(len(value))
+        if isinstance(value, (list, tuple, set, frozenset, dict)) and not value:
+            return "(none)"  # an empty list or dict: known, and empty
         if isinstance(value, (set, frozenset)):
             return ", ".join(sorted(map(str, value)))
         if isinstance(value, (list, tuple)):

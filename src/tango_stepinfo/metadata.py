@@ -204,12 +204,17 @@ class PlatformMetadata(Record):
     cpu_usable: Optional[int] = field(
         default_factory=_probe.cpu_usable, metadata={**_PROBED_SINCE_0_2, "label": "CPUs usable"}
     )
-    memory: Optional[int] = field(default_factory=_probe.memory, metadata=_PROBED_SINCE_0_2)
-    gpus: Optional[List[GpuMetadata]] = field(default_factory=_gpus, metadata=_PROBED_SINCE_0_2)
+    memory: Optional[int] = field(
+        default_factory=_probe.memory, metadata={**_PROBED_SINCE_0_2, "label": "memory (bytes)"}
+    )
+    gpus: Optional[List[GpuMetadata]] = field(
+        default_factory=_gpus, metadata={**_PROBED_SINCE_0_2, "none": "(no NVIDIA driver)"}
+    )
     container: Optional[str] = field(default_factory=_probe.container, metadata=_PROBED_SINCE_0_2)
     # fallbacks stays the last field: its factory collects the reasons of the fields above.
     fallbacks: Optional[Dict[str, str]] = field(
-        default_factory=_fallbacks_of("PlatformMetadata"), metadata=_PROBED_SINCE_0_2
+        default_factory=_fallbacks_of("PlatformMetadata"),
+        metadata={**_PROBED_SINCE_0_2, "label": "platform fallbacks"},
     )
 
 
@@ -264,10 +269,11 @@ class EnvironmentMetadata(Record):
     )
     job: Optional[JobMetadata] = field(default_factory=_job, metadata=_PROBED_SINCE_0_2)
     variables: Optional[Dict[str, str]] = field(
-        default_factory=_probe.variables, metadata=_PROBED_SINCE_0_2
+        default_factory=_probe.variables, metadata={**_PROBED_SINCE_0_2, "none": "(not recorded)"}
     )
     privacy: Optional[str] = field(default_factory=_probe.privacy, metadata=_PROBED_SINCE_0_2)
     # fallbacks stays the last field: its factory collects the reasons of the fields above.
     fallbacks: Optional[Dict[str, str]] = field(
-        default_factory=_fallbacks_of("EnvironmentMetadata"), metadata=_PROBED_SINCE_0_2
+        default_factory=_fallbacks_of("EnvironmentMetadata"),
+        metadata={**_PROBED_SINCE_0_2, "label": "environment fallbacks"},
     )
