@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import os
 import platform
+import pwd
 import socket
 import typing
 from pathlib import Path
@@ -85,7 +85,7 @@ def probe_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
         "os.getcwd": (os, "getcwd"),
         "os.cpu_count": (os, "cpu_count"),
         "os.uname": (os, "uname"),
-        "getpass.getuser": (getpass, "getuser"),
+        "pwd.getpwuid": (pwd, "getpwuid"),
         "platform.platform": (platform, "platform"),
         "socket.gethostname": (socket, "gethostname"),
     }

@@ -11,9 +11,10 @@ probe                         value, then its fallbacks in order
                               the same string without importing :mod:`platform`), else
                               ``"unknown"``
 :func:`cpu_count`             ``os.cpu_count()``; ``None`` when unknown
-:func:`user`                  ``getpass.getuser()``; the numeric uid as a string when that
-                              fails (no passwd entry and no ``LOGNAME``/``USER``/``LNAME``/
-                              ``USERNAME``); ``"unknown"`` without uids
+:func:`user`                  what ``getpass.getuser()`` returns (``LOGNAME``, ``USER``,
+                              ``LNAME``, ``USERNAME``, then the passwd entry of the uid), read
+                              without importing :mod:`getpass`; the numeric uid as a string
+                              when there is none; ``"unknown"`` without uids
 :func:`host`                  ``os.uname().nodename`` (what ``socket.gethostname()`` returns
                               on POSIX), ``socket.gethostname()``, ``platform.node()``, then
                               ``"unknown"``
@@ -311,15 +312,35 @@ def cpu_count() -> Optional[int]:
     return value
 
 
-def _user_getpass() -> Optional[str]:
-    import getpass
+_LOGIN_VARIABLES = ("LOGNAME", "USER", "LNAME", "USERNAME")
 
+
+def _user_variable() -> Optional[str]:
+    """The first non-empty login variable, in ``getpass.getuser()``'s order (3.9 to 3.13).
+
+    ``getpass.getuser()`` itself is not called: importing :mod:`getpass` cost 0.8 ms of the
+    first record (it imports ``termios`` and more), for these lines and :func:`_user_passwd`.
+    """
+    for name in _LOGIN_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _user_passwd() -> Optional[str]:
+    """The passwd entry's name of the real uid, as ``getpass.getuser()`` reads it after the
+    variables; ``None`` without one (``docker run -u 1234``), without uids or without :mod:`pwd`.
+    """
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:
+        return None
     try:
-        return getpass.getuser() or None
-    except (KeyError, OSError, ImportError) as e:
-        # KeyError before 3.13 and OSError from 3.13 on: a uid with no passwd entry and no
-        # LOGNAME/USER/LNAME/USERNAME; ImportError: no pwd module (Windows before 3.13).
-        debug("getpass.getuser() failed (%r), recording the uid", e)
+        import pwd
+
+        return pwd.getpwuid(getuid())[0] or None
+    except (KeyError, ImportError) as e:
+        debug("no login variable and no passwd entry (%r), recording the uid", e)
         return None
 
 
@@ -329,7 +350,7 @@ def _user_uid() -> Optional[str]:
 
 
 def _user() -> str:
-    name = _user_getpass()
+    name = _user_variable() or _user_passwd()
     if name is not None:
         _fallbacks.note("user", None)
         return name
