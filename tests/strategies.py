@@ -23,6 +23,7 @@ from tango_stepinfo import (
     StepInfo,
     TangoMetadata,
 )
+from tango_stepinfo._record import Record
 
 texts = st.text(max_size=20)
 
@@ -40,6 +41,22 @@ json_values = st.recursive(
     max_leaves=12,
 )
 json_objects = st.dictionaries(texts, json_values, max_size=5)
+
+
+def _wrap(value: Any, shape: str) -> Any:
+    for kind in shape:
+        value = [value] if kind == "l" else {"k": value}
+    return value
+
+
+# Free JSON objects at the edges of the bounds (tango_stepinfo._limits): nested from 195 to 205
+# levels, holding ints around MAX_INT.
+edge_ints = st.sampled_from([10**4300 - 1, -(10**4300 - 1), 10**4300, -(10**4300), 10**5000])
+edge_json_objects = st.builds(
+    lambda leaf, shape: {"k": _wrap(leaf, shape)},
+    json_values | edge_ints,
+    st.text(alphabet="ld", min_size=194, max_size=204),
+)
 
 # Fixed offsets from -23:59 to +23:59, with seconds, plus UTC both ways.
 offsets = st.one_of(
@@ -158,6 +175,21 @@ def old_pickle(cls: type, state: Dict[str, Any], protocol: int = 4) -> bytes:
             return NotImplemented
 
     OldPickler(buffer, protocol=protocol).dump(obj)
+    return buffer.getvalue()
+
+
+def raw_pickle(value: Any, protocol: int = 4) -> bytes:
+    """A pickle of ``value`` whose records hold their fields exactly as they are (paths as path
+    objects, ``config`` as raw values): what versions before 0.2.0 wrote."""
+    buffer = io.BytesIO()
+
+    class RawPickler(pickle.Pickler):
+        def reducer_override(self, o: Any) -> Any:
+            if isinstance(o, Record):
+                return (copyreg.__newobj__, (type(o),), dict(o.__dict__))
+            return NotImplemented
+
+    RawPickler(buffer, protocol=protocol).dump(value)
     return buffer.getvalue()
 
 

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import multiprocessing
 import pickle
+import re
 import traceback
 import zoneinfo
 from pathlib import Path
@@ -29,6 +30,7 @@ from tango_stepinfo import (
     StepInfoDecodeError,
     StepInfoEncodeError,
     TangoMetadata,
+    _limits,
     _plans,
     _probe,
 )
@@ -40,6 +42,7 @@ from .conftest import TANGO_DATA, since_none, with_since_none
 from .strategies import (
     DELETE,
     changed,
+    edge_json_objects,
     full_record,
     mutated_records,
     naive_times,
@@ -823,4 +826,143 @@ def test_a_bytes_path_like_is_refused_with_its_field() -> None:
     info = full_record()
     info.environment.root = _FsPath(b"/x")  # type: ignore[arg-type]
     with pytest.raises(StepInfoEncodeError, match=r"^environment\.root: expected a path"):
+        info.to_json_dict()
+
+
+# --- bounds: ints and depth, the same on both sides (issue 10) ----------------------------------
+
+HUGE = 10**5000  # 5,001 digits: past Python's int-to-str limit
+
+
+@pytest.mark.parametrize(
+    "path, change",
+    [
+        ("platform.cpu_count", lambda d: d["platform"].__setitem__("cpu_count", HUGE)),
+        ("platform.memory", lambda d: d["platform"].__setitem__("memory", -HUGE)),
+        ("config.x[1]", lambda d: d.__setitem__("config", {"x": [1, HUGE]})),
+        ("metadata.n", lambda d: d.__setitem__("metadata", {"n": 10**4300})),
+    ],
+)
+def test_ints_past_the_bound_are_refused_both_ways_naming_the_field(path: str, change: Any) -> None:
+    data = full_record().to_json_dict()
+    change(data)
+    with pytest.raises(StepInfoDecodeError, match="^" + re.escape(path) + ": an integer of"):
+        StepInfo.from_json_dict(data)
+    info = full_record()
+    top, _, rest = path.partition(".")
+    if top == "platform":
+        setattr(info.platform, rest, HUGE)
+    else:
+        setattr(info, top, data[top])
+    with pytest.raises(StepInfoEncodeError, match="^" + re.escape(path) + ": an integer of"):
+        info.to_json_dict()
+
+
+def test_huge_ints_in_config_sets_and_keys_are_refused_not_a_bare_value_error() -> None:
+    info = full_record()
+    info.config = {"s": {1, "a", HUGE}}
+    with pytest.raises(StepInfoEncodeError, match=r"^config[.]s\[\d\]: an integer of 5001 digits"):
+        info.to_json_dict()
+    info.config = {"k": {HUGE: 1, "a": 2}}
+    with pytest.raises(StepInfoEncodeError, match=r"^config[.]k: .*an integer of 5001 digits"):
+        info.to_json_dict()
+
+
+@given(edge_json_objects)
+def test_what_decodes_encodes_again_at_the_bounds(config: Dict[str, Any]) -> None:
+    data = full_record().to_json_dict()
+    data["config"] = config
+    try:
+        info = StepInfo.from_json_dict(data)
+    except StepInfoDecodeError as e:
+        assert "nested more than" in str(e) or "an integer of" in str(e)
+        record = full_record()
+        record.config = config
+        with pytest.raises(StepInfoEncodeError):
+            record.to_json_dict()
+    else:
+        assert info.to_json_dict()["config"] == config
+        assert StepInfo.from_json_dict(info.to_json_dict()) == info
+
+
+def test_ints_at_the_bound_go_both_ways() -> None:
+    edge = 10**4300 - 1  # 4,300 digits: what json.dumps and json.loads still handle
+    info = full_record()
+    info.platform.cpu_count = edge
+    info.platform.memory = -edge
+    info.config = {"x": [edge, -edge], "y": 2**14284}
+    data = json.loads(json.dumps(info.to_json_dict()))
+    assert StepInfo.from_json_dict(data) == info
+
+
+def test_a_huge_int_of_the_wrong_type_is_a_decode_error_that_never_prints_it() -> None:
+    for field in ("step_name", "start_time", "dependencies", "config"):
+        data = full_record().to_json_dict()
+        data[field] = HUGE
+        with pytest.raises(StepInfoDecodeError, match=rf"^{field}: .*an integer of 5001 digits"):
+            StepInfo.from_json_dict(data)
+    data = full_record().to_json_dict()
+    data["platform"]["cpu_count"] = 7 * 10**50  # within the bound, but too long to print
+    data["platform"]["user"] = 7 * 10**50
+    with pytest.raises(StepInfoDecodeError, match=r"^platform[.]user: .*an integer of 51 digits$"):
+        StepInfo.from_json_dict(data)
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class _Measured(Record):
+    """A record type with a number field (the shipped ones have none)."""
+
+    ratio: float = 0.0
+    count: int = 0
+
+
+def test_a_huge_int_in_a_number_field_is_refused_not_an_overflow() -> None:
+    assert _Measured.from_json_dict({"ratio": 10**300}).ratio == 1e300
+    for value in (10**400, HUGE):
+        with pytest.raises(StepInfoDecodeError, match=r"^ratio: an integer of \d+ digits is out"):
+            _Measured.from_json_dict({"ratio": value})
+        with pytest.raises(StepInfoEncodeError, match=r"^ratio: an integer of \d+ digits is out"):
+            _Measured(ratio=value).to_json_dict()
+    with pytest.raises(StepInfoDecodeError, match=r"^count: an integer of 5001 digits is out"):
+        _Measured.from_json_dict({"count": HUGE})
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for i in range(depth - 1):  # the config object itself is level 1
+        value = [value] if i % 2 else {"k": value}
+    return {"k": value}
+
+
+def test_one_depth_limit_for_free_values_both_ways() -> None:
+    ok = _nested(_limits.MAX_DEPTH)
+    info = full_record()
+    info.config = ok
+    data = json.loads(json.dumps(info.to_json_dict()))
+    assert StepInfo.from_json_dict(data) == info
+    for depth in (_limits.MAX_DEPTH + 1, 600, 5000):
+        deep = _nested(depth)
+        data = full_record().to_json_dict()
+        data["config"] = deep
+        with pytest.raises(StepInfoDecodeError, match=r"^config[.]k.*: nested more than 200 level"):
+            StepInfo.from_json_dict(data)
+        info.config = deep
+        with pytest.raises(
+            StepInfoEncodeError, match=r"^config[.]k.*: nested more than 200 levels"
+        ):
+            info.to_json_dict()
+        info.metadata = {"m": [deep]}
+        info.config = None
+        with pytest.raises(StepInfoEncodeError, match=r"^metadata[.]m\[0\][.]k.*: nested more"):
+            info.to_json_dict()
+        info.metadata = None
+
+
+def test_sets_and_tuples_count_as_levels_when_encoding() -> None:
+    value: Any = "leaf"
+    for i in range(_limits.MAX_DEPTH):
+        value = frozenset([value]) if i % 2 else (value,)
+    info = full_record()
+    info.config = {"k": value}
+    with pytest.raises(StepInfoEncodeError, match=r"^config[.]k.*: nested more than 200 levels"):
         info.to_json_dict()

@@ -377,3 +377,277 @@ def test_nvml_raising_in_its_thread_is_a_reason(
     assert _fallbacks.collect(["gpus"]) == {
         "gpus.memory": "NVML failed (TypeError: bad argument); recorded no memory for those GPUs"
     }
+
+
+# --- AMD: the KFD topology ---------------------------------------------------------------------
+
+# tests/data/machine/amd-kfd: a CPU node (0) and two AMD GPU nodes (1: gfx906, 2: gfx950).
+NODES = "sys/class/kfd/kfd/topology/nodes"
+GFX906 = ("gfx906", "GPU-47ff7ee3bf413343", "0000:0a:00.0", "6.10.5", 17163091968)
+GFX950 = ("gfx950", "GPU-a04045bdaaba1943", "0000:75:00.0", "6.10.5", 309220868096)
+
+
+@pytest.fixture
+def amd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The KFD topology of a CPU and two AMD GPUs under a fake root; no NVIDIA driver."""
+    for name in ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"):
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "root"
+    shutil.copytree(MACHINE / "amd-kfd", root)
+    monkeypatch.setattr(_machine, "ROOT", str(root))
+    monkeypatch.setattr(_gpu, "NVML_LIBRARY", str(tmp_path / "no-such-libnvidia-ml.so.1"))
+    monkeypatch.setattr(_gpu, "_asking", None)
+    return root
+
+
+def set_property(root: Path, node: int, key: str, value: str) -> None:
+    props = root / NODES / str(node) / "properties"
+    lines = [
+        f"{key} {value}" if line.split()[0] == key else line
+        for line in props.read_text().splitlines()
+    ]
+    props.write_text("\n".join(lines) + "\n")
+
+
+def test_amd_gpus_of_the_kfd_topology(amd: Path) -> None:
+    assert _gpu.gpus() == [GFX906, GFX950]
+    assert _fallbacks.collect(["gpus"]) is None
+
+
+def test_amd_without_version_file_has_no_driver(amd: Path) -> None:
+    (amd / "sys/module/amdgpu/version").unlink()
+    assert _gpu.gpus() == [(*GFX906[:3], None, *GFX906[4:]), (*GFX950[:3], None, *GFX950[4:])]
+    assert _fallbacks.collect(["gpus"]) is None  # the in-kernel driver: absence
+
+
+def test_no_kfd_folder_is_no_amd_driver(amd: Path) -> None:
+    shutil.rmtree(amd / "sys/class/kfd")
+    assert _gpu.gpus() is None
+    assert _fallbacks.collect(["gpus"]) is None
+
+
+def test_kfd_without_topology_nodes_is_an_empty_list(amd: Path) -> None:
+    shutil.rmtree(amd / NODES)
+    assert _gpu.gpus() == []
+    assert _fallbacks.collect(["gpus"]) is None
+
+
+def test_only_cpu_nodes_is_an_empty_list(amd: Path) -> None:
+    shutil.rmtree(amd / NODES / "1")
+    shutil.rmtree(amd / NODES / "2")
+    assert _gpu.gpus() == []
+
+
+def test_an_unlistable_nodes_folder(amd: Path) -> None:
+    shutil.rmtree(amd / NODES)
+    (amd / NODES).write_text("")
+    assert _gpu.gpus() is None
+    assert _fallbacks.collect(["gpus"]) == {
+        "gpus": f"cannot list /{NODES} (Not a directory); recorded no AMD GPU"
+    }
+
+
+def test_nodes_in_numeric_order(amd: Path) -> None:
+    shutil.move(str(amd / NODES / "1"), str(amd / NODES / "10"))  # "10" < "2" as text
+    assert _gpu.gpus() == [GFX950, GFX906]
+
+
+def test_a_node_of_another_vendor_is_left_out(amd: Path) -> None:
+    set_property(amd, 1, "vendor_id", "0")  # as a half-initialised node reports (ROCm/amdgpu#66)
+    assert _gpu.gpus() == [GFX950]
+
+
+@pytest.mark.parametrize(
+    ("location", "domain", "bus"),
+    [
+        (2560, None, "0000:0a:00.0"),  # ROCm/amdgpu#66: bus 0x0a
+        ((0xC1 << 8) | (0x1F << 3) | 7, "1", "0001:c1:1f.7"),
+        (0, "65535", "ffff:00:00.0"),
+    ],
+)
+def test_pci_bus_of_location_id(location: int, domain: Optional[str], bus: str) -> None:
+    props = {"location_id": location}
+    if domain is not None:
+        props["domain"] = int(domain)
+    assert _gpu._pci_bus(props) == bus
+    assert _gpu._pci_bus({"domain": 0}) is None
+
+
+def test_zero_unique_id_is_no_uuid(amd: Path) -> None:
+    set_property(amd, 2, "unique_id", "0")
+    assert _gpu.gpus() == [GFX906, (GFX950[0], None, *GFX950[2:])]
+
+
+@pytest.mark.parametrize(
+    ("version", "file", "name"),
+    [
+        ("90010", None, "gfx90a"),  # hex minor and stepping
+        ("100300", None, "gfx1030"),
+        ("120001", None, "gfx1201"),
+        (None, "vega20", "vega20"),  # a kernel before gfx_target_version: the ASIC name
+        (None, "ip discovery", "unknown"),  # the name of every IP-discovery ASIC says nothing
+        (None, "", "unknown"),
+        (None, "\x00\xff", "\x00\ufffd"),  # binary: kept, bounded, never a crash
+        ("0", None, "vega20"),
+    ],
+)
+def test_gpu_name(amd: Path, version: Optional[str], file: Optional[str], name: str) -> None:
+    if version is None:
+        props = amd / NODES / "1" / "properties"
+        props.write_text(props.read_text().replace("gfx_target_version 90006\n", ""))
+    else:
+        set_property(amd, 1, "gfx_target_version", version)
+    if file is not None:
+        (amd / NODES / "1" / "name").write_bytes(file.encode("latin-1") + b"\n")
+    assert (_gpu.gpus() or [])[0][0] == name
+
+
+def test_vram_sums_public_and_private_banks_only(amd: Path) -> None:
+    banks = amd / NODES / "1" / "mem_banks"
+    (banks / "1").mkdir()
+    (banks / "1" / "properties").write_text("heap_type 2\nsize_in_bytes 1000\n")
+    (banks / "2").mkdir()
+    (banks / "2" / "properties").write_text("heap_type 0\nsize_in_bytes 5000\n")
+    assert (_gpu.gpus() or [])[0][4] == 17163091968 + 1000
+
+
+def test_an_apu_without_vram_bank_has_no_memory(amd: Path) -> None:
+    (amd / NODES / "1/mem_banks/0/properties").write_text("heap_type 0\nsize_in_bytes 9\n")
+    assert (_gpu.gpus() or [])[0][4] is None
+    assert _fallbacks.collect(["gpus"]) is None  # the memory is the system's: a fact
+
+
+def test_missing_mem_banks(amd: Path) -> None:
+    shutil.rmtree(amd / NODES / "2" / "mem_banks")
+    assert _gpu.gpus() == [GFX906, (*GFX950[:4], None)]
+    assert _fallbacks.collect(["gpus"]) == {
+        "gpus.memory": f"cannot list /{NODES}/2/mem_banks (No such file or directory); "
+        "recorded no memory for that GPU"
+    }
+
+
+def test_unreadable_properties_leave_that_node_out(amd: Path) -> None:
+    props = amd / NODES / "1" / "properties"
+    props.unlink()
+    props.mkdir()
+    assert _gpu.gpus() == [GFX950]
+    assert _fallbacks.collect(["gpus"]) == {
+        "gpus": f"cannot read /{NODES}/1/properties (Is a directory)"
+    }
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\x00\xff\xfe binary \x89PNG\r\n\x1a\n" * 50,
+        b"simd_count lots\nvendor_id 4098\n",
+        b"simd_count -4\nvendor_id 4098\n",
+        b"simd_count 4 2\nvendor_id 4098\n",
+        b"simd_count\nvendor_id\n",
+        b"simd_count \xd9\xa4\nvendor_id 4098\n",  # an Arabic-Indic digit is not a number here
+        b"x 1\n" * 300_000,  # 1.2 MB: read up to the 1 MiB bound, no GPU
+    ],
+)
+def test_malformed_properties_are_no_gpu(amd: Path, content: bytes) -> None:
+    (amd / NODES / "1" / "properties").write_bytes(content)
+    assert _gpu.gpus() == [GFX950]
+
+
+def test_a_huge_property_value_is_ignored() -> None:
+    assert _gpu._properties("unique_id " + "9" * 5000 + "\nsimd_count 4\n") == {"simd_count": 4}
+
+
+def test_first_value_of_a_repeated_key() -> None:
+    assert _gpu._properties("simd_count 4\nsimd_count 0\n") == {"simd_count": 4}
+
+
+# Four GPUs with the UUIDs of the examples of ROCR-Runtime's amd_filter_device.h.
+RVD_UUIDS = [
+    "GPU-babababababababa",
+    "GPU-abbaabbaabbaabba",
+    "GPU-babaabbaabbababa",
+    "GPU-abbababababaabba",
+]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", []),  # the examples of amd_filter_device.h
+        ("-1", []),
+        ("GPU-XX", []),
+        ("3,GPU-BABABABABABABABA,4", [3, 0]),
+        ("1,GPU-ABBAABBAABBAABBA,GPU-XX", [1]),  # GPU 1 named twice: the list ends there
+        ("3,GPU-BABAABBA,GPU-XX", [3, 2]),
+        ("0,1,2,3", [0, 1, 2, 3]),
+        ("2, 0 ", [2, 0]),  # trimmed
+        ("gpu-abbab", [3]),  # upper-cased, a unique prefix
+        ("GPU-", []),  # shorter than 5 characters
+        ("GPU-ABBA", []),  # two GPUs start so: ends the list
+        ("GPU-BABABABABABABABA0", []),  # longer than 20 characters
+        ("0x3,010", [3]),  # base 0: 0x3 is 3, 010 is 8 (out of range)
+        ("+1,0", [1, 0]),
+        ("1a", []),  # not wholly a number
+        ("08", []),  # 0 then an 8 that octal does not read
+        ("1,,2", [1]),  # an empty entry ends the list here (ROCr throws on it)
+        ("0,1,2,3,0", [0, 1, 2, 3]),  # only as many entries as GPUs are read
+        ("9" * 5000, []),
+        ("\u0661", []),  # an Arabic-Indic one is not a digit for strtol
+    ],
+)
+def test_rocr_visible(value: str, expected: List[int]) -> None:
+    assert _gpu.rocr_visible(value, RVD_UUIDS) == expected
+
+
+def test_rocr_visible_without_unique_id() -> None:
+    assert _gpu.rocr_visible("GPU-B", [None, "GPU-babababababababa"]) == [1]  # None: no match
+    assert _gpu.rocr_visible("GPU-BA,0", [None, "GPU-babababababababa"]) == [1, 0]
+    assert _gpu.rocr_visible("0", []) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", [GFX950]), ("GPU-47FF,1", [GFX906, GFX950]), ("1,0", [GFX950, GFX906]), ("", [])],
+)
+def test_rocr_visible_devices_filters_amd_gpus(
+    amd: Path, monkeypatch: pytest.MonkeyPatch, value: str, expected: List[_gpu.GpuFacts]
+) -> None:
+    monkeypatch.setenv("ROCR_VISIBLE_DEVICES", value)
+    assert _gpu.gpus() == expected
+    assert _fallbacks.collect(["gpus"]) is None  # a variable hiding GPUs is a fact
+
+
+def test_hip_visible_devices_is_not_applied(amd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIP_VISIBLE_DEVICES", "0")
+    monkeypatch.setenv("ROCR_VISIBLE_DEVICES", "1,0")
+    assert _gpu.gpus() == [GFX950, GFX906]
+    assert _fallbacks.collect(["gpus"]) == {
+        "gpus": "HIP_VISIBLE_DEVICES not applied to AMD GPUs; recorded them all"
+    }
+
+
+def test_nvidia_first_then_amd(amd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(MACHINE / "nvidia-8gpu", amd, dirs_exist_ok=True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")  # applies to NVIDIA's GPUs only
+    assert _gpu.gpus() == [(MODEL, UUIDS[7], "0000:db:00.0", "384.98", None), GFX906, GFX950]
+    reasons = _fallbacks.collect(["gpus"]) or {}
+    assert set(reasons) == {"gpus.memory"}  # NVML is missing
+
+
+def test_nvidia_and_amd_reasons_are_both_kept(amd: Path) -> None:
+    shutil.copytree(MACHINE / "nvidia-8gpu", amd, dirs_exist_ok=True)
+    shutil.rmtree(amd / NODES / "2" / "mem_banks")
+    reasons = _fallbacks.collect(["gpus"]) if _gpu.gpus() else None
+    assert reasons is not None
+    assert reasons["gpus.memory"].startswith("cannot load ")
+    assert reasons["gpus.memory"].endswith(
+        f"; cannot list /{NODES}/2/mem_banks (No such file or directory); "
+        "recorded no memory for that GPU"
+    )
+
+
+def test_platform_metadata_with_amd_gpus(amd: Path) -> None:
+    gpus = PlatformMetadata().gpus
+    assert gpus is not None
+    assert [(g.name, g.uuid, g.bus, g.driver, g.memory) for g in gpus] == [GFX906, GFX950]

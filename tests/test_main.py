@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import sysconfig
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -1078,7 +1079,7 @@ def test_ls_filters_by_state_and_reads_folders_of_json(tmp_path: Path) -> None:
 def test_ls_lists_what_it_can_and_reports_the_rest(tmp_path: Path) -> None:
     db = tmp_path / "stepinfo.sqlite"
     shutil.copyfile(TANGO_DB, db)
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("INSERT INTO unnamed VALUES ('Bad-1', x'80')")
     result = run("ls", str(tmp_path), str(TANGO_JSON / "failed.json"))
     assert result.returncode == 2
@@ -1137,7 +1138,7 @@ def test_migrate_prints_one_line_and_backs_up(tmp_path: Path) -> None:
     assert len(backups) == 1
 
     def rows(path: Path) -> List[Any]:
-        with sqlite3.connect(path) as conn:
+        with closing(sqlite3.connect(path)) as conn, conn:
             return conn.execute("SELECT * FROM unnamed ORDER BY key").fetchall()
 
     assert rows(backups[0]) == rows(TANGO_DB) != rows(db)

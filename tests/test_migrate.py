@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path, PosixPath
 from typing import Any, ClassVar, Dict, List
 
@@ -43,7 +44,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 
 def rows(path: Path) -> Dict[str, bytes]:
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         return dict(db.execute("SELECT key, value FROM unnamed"))
 
 
@@ -209,7 +210,7 @@ def test_lost_fields_are_reported(tmp_path: Path) -> None:
     db = tmp_path / "stepinfo.sqlite"
     shutil.copyfile(SQLITE / "stepinfo.sqlite", db)
     record = full_record(2)
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("INSERT INTO unnamed VALUES (?, ?)", (record.unique_id, pickle.dumps(record)))
     result = migrate(str(db), "tango")
     assert result.rewritten == [record.unique_id]  # the others already were Tango's
@@ -237,7 +238,7 @@ def test_dry_run_writes_nothing(workspace: Path) -> None:
 
 def test_a_bad_record_stops_everything_before_writing(workspace: Path) -> None:
     db = workspace / "stepinfo.sqlite"
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("INSERT INTO unnamed VALUES ('Evil-1', ?)", (pickle.dumps(os.system),))
     before = db.read_bytes()
     with pytest.raises(MigrateError, match=r"record 'Evil-1': refused to load global") as e:
@@ -322,7 +323,7 @@ def test_not_a_workspace(tmp_path: Path, make: Any, message: str) -> None:
 
 def test_a_database_without_records_table(tmp_path: Path) -> None:
     db = tmp_path / "stepinfo.sqlite"
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("CREATE TABLE other (x)")
     with pytest.raises(MigrateError, match="no table 'unnamed' \\(tables: other\\)"):
         migrate(str(db), "ours")

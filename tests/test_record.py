@@ -13,22 +13,30 @@ Tango's JSON, in the JSON Schema, and shown by ``show``, ``diff`` and the captur
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import enum
 import json
+import os
 import pickle
+import re
+import shutil
 import sqlite3
+import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
+import pytz
 
-from tango_stepinfo import _record, metadata, pickling, step_info
+from tango_stepinfo import StepState, _record, metadata, pickling, step_info
 from tango_stepinfo._diff import compare, diff_text
 from tango_stepinfo._record import Record
 from tango_stepinfo._schema import schema
 from tango_stepinfo._show import capture_summary, show_record
 
 from .conftest import DATA, TANGO_DATA
+from .strategies import full_record, raw_pickle
 
 OURS_0_1_0 = DATA / "tango_stepinfo_0_1_0"
 
@@ -335,3 +343,196 @@ def test_fields_without_since_are_required_from_old_records(grown: Dict[str, typ
     del data["platform"]["host"]
     with pytest.raises(ValueError, match=r"^platform\.host: required field is missing"):
         grown["StepInfo"].from_json_dict(data)
+
+
+# --- repr never drives a terminal (issue 10) ----------------------------------------------------
+
+EVIL = "a\x1b[2J\x1b]0;owned\x07\x00\x7f\x9b31m\x85z"
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+class _Loud:
+    """An object in ``config`` whose repr holds raw control characters."""
+
+    def __repr__(self) -> str:
+        return EVIL
+
+
+class _LoudZone(dt.tzinfo):
+    def utcoffset(self, when: Optional[dt.datetime]) -> dt.timedelta:
+        return dt.timedelta(0)
+
+    def __repr__(self) -> str:
+        return EVIL
+
+
+def _time_in_evil_pytz_zone() -> dt.datetime:
+    """A time in a pytz zone whose name holds ESC and BEL, as a crafted pickle can build one."""
+    real = pytz.timezone("Europe/Paris").localize(dt.datetime(2024, 3, 10, 7))
+    zone = dt.tzinfo.__new__(type(real.tzinfo))
+    zone.__dict__.update(real.tzinfo.__dict__)
+    zone.zone = "Europe/\x1b[2J\x07"  # type: ignore[attr-defined]
+    return real.replace(tzinfo=zone)
+
+
+def _fill_strings(record: Any) -> None:
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, str):
+            setattr(record, f.name, EVIL)
+        elif isinstance(value, Record):
+            _fill_strings(value)
+        elif isinstance(value, list) and value and isinstance(value[0], Record):
+            for item in value:
+                _fill_strings(item)
+
+
+def test_repr_escapes_control_characters_in_every_kind_of_field() -> None:
+    info = full_record()
+    _fill_strings(info)
+    info.dependencies = {EVIL, "b"}
+    info.start_time = _time_in_evil_pytz_zone()
+    info.end_time = dt.datetime(2024, 3, 10, 8, tzinfo=_LoudZone())
+    info.config = {EVIL: [EVIL, (EVIL,), _Loud()], "z": {EVIL}}
+    info.metadata = {"m": _Loud()}
+    env = info.environment
+    env.executable = Path(EVIL)
+    env.root = PurePosixPath(EVIL)  # type: ignore[assignment]
+    env.packages = [(EVIL, EVIL)]
+    env.variables = {EVIL: EVIL}
+    env.fallbacks = {EVIL: EVIL}
+    info.platform.fallbacks = {EVIL: EVIL}
+    assert env.git is not None and info.platform.gpus
+    # Every kind of field holds control characters, and the parts' own reprs let some through.
+    assert CONTROL.search(repr(info.end_time)) and CONTROL.search(repr(info.config))
+    for shown in (repr(info), repr(env), repr(info.platform.gpus[0]), repr([info])):
+        assert not CONTROL.search(shown), shown
+        assert "\\x1b" in shown  # escaped, not dropped
+    assert "Europe/\\x1b[2J\\x07" in repr(info)
+
+
+# --- the pickled state: JSON values and plain strings (issue 10) --------------------------------
+
+
+class _Ratio(float):
+    """Stands for a numpy ``float64``: a float subclass from a module the safe loader does not
+    know."""
+
+
+class _Count(int):
+    pass
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+def _odd_config() -> Dict[str, Any]:
+    return {
+        "lr": _Ratio(0.5),
+        "epochs": _Count(3),
+        "shape": (1, 2),
+        "tags": {"b", "a"},
+        "colour": _Colour.RED,
+        "when": dt.datetime(2024, 3, 10, 7, tzinfo=dt.timezone.utc),
+        "data": Path("/data/x"),
+        "nested": [{"t": (_Ratio(1.5),)}],
+    }
+
+
+def _json_types_only(value: Any) -> bool:
+    if type(value) is dict:
+        return all(type(k) is str and _json_types_only(v) for k, v in value.items())
+    if type(value) is list:
+        return all(_json_types_only(v) for v in value)
+    return type(value) in (str, int, float, bool, type(None))
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_config_and_metadata_are_pickled_as_their_json_values(protocol: int) -> None:
+    info = full_record()
+    info.config = _odd_config()
+    info.metadata = {"m": _odd_config()}
+    want = info.to_json_dict()
+    state = info.__getstate__()
+    assert state["config"] == want["config"] and _json_types_only(state["config"])
+    assert state["metadata"] == want["metadata"] and _json_types_only(state["metadata"])
+    data = pickle.dumps(info, protocol=protocol)
+    assert b"_Ratio" not in data and b"_Colour" not in data
+    for back in (pickle.loads(data), pickling.loads(data)):
+        assert back.config == want["config"] and _json_types_only(back.config)
+        assert back.metadata == want["metadata"]
+        assert back.to_json_dict() == want
+    assert info.config["lr"].__class__ is _Ratio  # the record itself is left as it is
+
+
+def test_a_config_that_is_json_already_keeps_its_key_order_in_the_state() -> None:
+    info = full_record()
+    info.config = {"b": 1, "a": [1, {"d": 2.5, "c": None}]}  # as Tango's own pickles hold it
+    assert list(info.__getstate__()["config"]) == ["b", "a"]
+    assert list(pickle.loads(pickle.dumps(info)).config["a"][1]) == ["d", "c"]
+    info.config["e"] = (1,)  # not JSON: written as to_json_dict writes it, keys sorted
+    assert list(info.__getstate__()["config"]) == ["a", "b", "e"]
+
+
+def test_a_config_with_no_json_form_is_pickled_as_it_is() -> None:
+    info = full_record()
+    info.config = {"f": pytest}  # a module: neither JSON nor picklable
+    with pytest.raises(TypeError):
+        pickle.dumps(info)
+    info.config = {"n": _Count(3), "x": complex(1, 2)}
+    back = pickle.loads(pickle.dumps(info))
+    assert back.config == info.config and type(back.config["n"]) is _Count
+
+
+def test_earlier_pickles_with_raw_config_values_still_load() -> None:
+    info = full_record()
+    info.config = {"shape": (1, 2), "tags": {"a", "b"}, "data": Path("/x"), "s": StepState.RUNNING}
+    data = raw_pickle(info)
+    assert b"pathlib" in data
+    assert pickle.loads(data).config == info.config  # as they were
+    loaded = pickling.loads(data)
+    assert loaded.config == {"shape": [1, 2], "tags": ["a", "b"], "data": "/x", "s": "running"}
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_paths_are_pickled_as_strings_and_load_as_paths(protocol: int) -> None:
+    info = full_record()
+    env = info.environment
+    state = env.__getstate__()
+    assert state["executable"] == str(env.executable) and state["root"] == str(env.root)
+    assert not [v for v in state.values() if isinstance(v, PurePath)]
+    data = pickle.dumps(info, protocol=protocol)
+    assert b"pathlib" not in data
+    for back in (pickle.loads(data), pickling.loads(data), pickling.loads(raw_pickle(info))):
+        assert back == info
+        assert type(back.environment.executable) is type(Path())
+
+
+def test_a_record_pickled_by_python_3_13_loads_with_plain_pickle_loads(tmp_path: Path) -> None:
+    python = shutil.which("python3.13")
+    if python is None:
+        pytest.skip("no python3.13 on PATH")
+    # pytz alone, on the path of the other interpreter (it is pure Python)
+    (tmp_path / "pytz").symlink_to(Path(pytz.__file__).parent)
+    src = Path(pickling.__file__).parent.parent
+    script = (
+        "import json, pickle, sys\n"
+        "from tango_stepinfo import StepInfo\n"
+        "info = StepInfo.from_json_dict(json.loads(sys.stdin.read()))\n"
+        "sys.stdout.write(pickle.dumps(info).hex())\n"
+    )
+    info = full_record()
+    done = subprocess.run(
+        [python, "-c", script],
+        input=json.dumps(info.to_json_dict()),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYENV_VERSION": "3.13.0", "PYTHONPATH": f"{src}{os.pathsep}{tmp_path}"},
+        check=True,
+    )
+    data = bytes.fromhex(done.stdout)
+    assert b"pathlib" not in data
+    back = pickle.loads(data)
+    assert back == info and type(back.environment.executable) is type(Path())
+    assert pickling.loads(data) == info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ DB = TANGO_DATA / "sqlite" / "stepinfo.sqlite"
 
 def test_a_database_file_and_a_workspace_folder_give_the_rows_by_key(tmp_path: Path) -> None:
     shutil.copyfile(DB, tmp_path / "stepinfo.sqlite")
-    with sqlite3.connect(DB) as db:
+    with closing(sqlite3.connect(DB)) as db, db:
         expected = sorted(db.execute("SELECT key, value FROM unnamed"))
     for name in (str(DB), str(tmp_path)):
         got = entries(name)
@@ -54,7 +55,7 @@ def test_a_folder_with_nothing_to_read_is_an_error(tmp_path: Path) -> None:
 
 def test_a_database_without_the_table(tmp_path: Path) -> None:
     db = tmp_path / "other.db"
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("CREATE TABLE t (x)")
     with pytest.raises(StoreError, match="no table 'unnamed' \\(tables: t\\)"):
         entries(str(db))

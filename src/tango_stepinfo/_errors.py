@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any, List
 
-__all__ = ["Bad", "show"]
+from . import _limits
+
+__all__ = ["Bad", "Limit", "digits", "show"]
 
 
 class Bad(Exception):
@@ -35,19 +37,39 @@ class Bad(Exception):
         return out
 
 
+class Limit(Bad):
+    """A value went past a bound of :mod:`._limits` (an int's size, a free value's depth)."""
+
+
 def show(value: Any) -> str:
     """A short, safe description of ``value`` for an error message."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
+    if isinstance(value, int):
+        if -_limits.MAX_INT < value < _limits.MAX_INT:
+            text = int.__repr__(value)
+            return text if len(text) <= 40 else f"an integer of {len(text.lstrip('-'))} digits"
+        return f"an integer of {digits(value)} digits"  # never turned into text: see digits()
+    if isinstance(value, float):
+        return float.__repr__(value)
     if isinstance(value, str):
-        text = repr(value)
+        text = str.__repr__(value)
         return text if len(text) <= 40 else text[:37] + "..."
     if isinstance(value, dict):
         return "an object"
     if isinstance(value, list):
         return "a list"
     return f"a value of type {type(value).__name__!r}"
+
+
+def digits(value: int) -> int:
+    """How many decimal digits ``value`` has, without turning it into text (which Python refuses
+    past ``sys.get_int_max_str_digits()`` digits, and which is quadratic in the size)."""
+    value = abs(value)
+    # bit_length gives the count to within one; one comparison with a power of ten settles it.
+    count = max(1, int((value.bit_length() - 1) * 0.30102999566398120) + 1)
+    if value >= 10**count:
+        count += 1
+    return count

@@ -3,6 +3,9 @@
 Encoding sorts dict keys and sets at every level, turns tuples into lists, enums into their
 values, times and paths into strings, and refuses anything else with no JSON form (NaN and
 infinities included). Decoding deep-copies a JSON value and refuses anything that is not one.
+Both refuse ints outside :data:`~._limits.MAX_INT` and containers nested deeper than
+:data:`~._limits.MAX_DEPTH` (the value itself is level 1): what decodes, encodes again, and
+neither recurses deep enough to raise ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any, List, Tuple
 
-from . import _times
-from ._errors import Bad, show
+from . import _limits, _times
+from ._errors import Bad, Limit, show
 
-__all__ = ["decode", "encode", "key_order"]
+__all__ = ["decode", "encode", "is_json", "key_order"]
 
 _STR_TYPES = frozenset({str})
 
@@ -27,16 +30,25 @@ _STR_TYPES = frozenset({str})
 # and 2.6 us instead of 1.9 us on a flat dict of 6 scalars: the checks cost more than they save.
 
 
-def encode(value: Any) -> Any:
-    """A JSON-safe, deterministic copy of ``value``: dict keys sorted, sets sorted."""
+def encode(value: Any, depth: int = 1) -> Any:
+    """A JSON-safe, deterministic copy of ``value``: dict keys sorted, sets sorted.
+
+    ``depth`` is the level of ``value`` (1: the top).
+    """
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t is str or t is bool or value is None:
         return value
+    if t is int:
+        if -_limits.MAX_INT < value < _limits.MAX_INT:
+            return value
+        raise _too_large(value)
     if t is float:
         if math.isfinite(value):
             return value
         raise Bad(f"{value!r} has no JSON form")
     if t is dict or isinstance(value, Mapping):
+        if depth > _limits.MAX_DEPTH:
+            raise _too_deep()
         keys = value.keys()
         plain = set(map(type, keys)) <= _STR_TYPES
         out = {}
@@ -44,21 +56,23 @@ def encode(value: Any) -> Any:
             if not isinstance(key, str):
                 raise Bad(f"object keys must be strings, got {show(key)}")
             try:
-                out[key] = encode(value[key])
+                out[key] = encode(value[key], depth + 1)
             except Bad as e:
                 raise e.inside(key) from None
         return out
     if t is list or t is tuple:
-        return _encode_list(value)
+        return _encode_list(value, depth)
     if isinstance(value, (set, frozenset)):
-        return _encode_list(sorted(value, key=key_order))
+        if depth > _limits.MAX_DEPTH:
+            raise _too_deep()
+        return _encode_list(sorted(value, key=key_order), depth)
     if isinstance(value, enum.Enum):
-        return encode(value.value)
+        return encode(value.value, depth)
     if isinstance(value, (str, int, float)):  # subclasses: str/int/float enums, numpy-free ints
         kind = str if isinstance(value, str) else float if isinstance(value, float) else int
-        return encode(kind(value))
+        return encode(kind(value), depth)
     if isinstance(value, (list, tuple)):
-        return _encode_list(value)
+        return _encode_list(value, depth)
     if isinstance(value, _dt.datetime):
         return _times.encode(value)
     if isinstance(value, PurePath):
@@ -66,47 +80,90 @@ def encode(value: Any) -> Any:
     raise Bad(f"{show(value)} has no JSON form")
 
 
+def _too_large(value: int) -> Bad:
+    return Limit(
+        f"{show(value)} is out of range: ints have at most {_limits.MAX_INT_DIGITS} digits"
+    )
+
+
+def _too_deep() -> Bad:
+    return Limit(f"nested more than {_limits.MAX_DEPTH} levels deep")
+
+
 def key_order(value: Any) -> Tuple[str, str]:
     """Sort key that orders mixed types deterministically (by type name, then text)."""
-    return (type(value).__name__, value if isinstance(value, str) else repr(value))
+    if isinstance(value, str):
+        return (type(value).__name__, value)
+    if isinstance(value, int) and not -_limits.MAX_INT < value < _limits.MAX_INT:
+        return (type(value).__name__, show(value))  # repr would raise: refused when encoded
+    return (type(value).__name__, repr(value))
 
 
-def _encode_list(items: Any) -> List[Any]:
+def _encode_list(items: Any, depth: int) -> List[Any]:
+    if depth > _limits.MAX_DEPTH:
+        raise _too_deep()
     out = []
     for i, item in enumerate(items):
         try:
-            out.append(encode(item))
+            out.append(encode(item, depth + 1))
         except Bad as e:
             raise e.inside(f"[{i}]") from None
     return out
 
 
-def decode(value: Any) -> Any:
+def decode(value: Any, depth: int = 1) -> Any:
     """A deep copy of a JSON value; anything that is not JSON (NaN and infinities included) is
-    refused."""
+    refused. ``depth`` is the level of ``value`` (1: the top)."""
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t is str or t is bool or value is None:
         return value
+    if t is int:
+        if -_limits.MAX_INT < value < _limits.MAX_INT:
+            return value
+        raise _too_large(value)
     if t is float:
         if math.isfinite(value):
             return value
         raise Bad(f"expected a JSON value, got {value!r}")
     if isinstance(value, dict):
+        if depth > _limits.MAX_DEPTH:
+            raise _too_deep()
         out = {}
         for key, item in value.items():
             if type(key) is not str:
                 raise Bad(f"object keys must be strings, got {show(key)}")
             try:
-                out[key] = decode(item)
+                out[key] = decode(item, depth + 1)
             except Bad as e:
                 raise e.inside(key) from None
         return out
     if t is list or t is tuple:
+        if depth > _limits.MAX_DEPTH:
+            raise _too_deep()
         items = []
         for i, item in enumerate(value):
             try:
-                items.append(decode(item))
+                items.append(decode(item, depth + 1))
             except Bad as e:
                 raise e.inside(f"[{i}]") from None
         return items
     raise Bad(f"expected a JSON value, got {show(value)}")
+
+
+def is_json(value: Any, depth: int = 1) -> bool:
+    """Whether ``value`` is already a JSON value :func:`encode` accepts (exact JSON types, ints
+    and depth within the bounds, finite floats), whatever the order of its keys."""
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return True
+    if t is int:
+        return bool(-_limits.MAX_INT < value < _limits.MAX_INT)
+    if t is float:
+        return math.isfinite(value)
+    if depth > _limits.MAX_DEPTH:
+        return False
+    if t is dict:
+        return all(type(k) is str and is_json(v, depth + 1) for k, v in value.items())
+    if t is list:
+        return all(is_json(v, depth + 1) for v in value)
+    return False

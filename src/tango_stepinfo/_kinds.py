@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import _free, _times
-from ._errors import Bad, show
+from . import _free, _limits, _times
+from ._errors import Bad, Limit, show
 
 __all__ = ["KINDS", "Kind", "Mode", "checker", "converters", "describe", "kind_of"]
 
@@ -154,6 +154,9 @@ class _Free(Kind):
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         return {}
 
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        return _free_state
+
 
 class _Scalar(Kind):
     def __init__(self, cls: type, json_name: str, schema_type: str) -> None:
@@ -169,25 +172,31 @@ class _Scalar(Kind):
         return self.json_name
 
     def inline(self, detail: Any, var: str) -> Optional[str]:
+        if self.cls is int:
+            # Every int below 2**_INT_BITS is within the bound; the converter checks the rest
+            # exactly (a C method call: about 25 ns a field).
+            return f"(type({var}) is int and {var}.bit_length() < {_INT_BITS})"
         return f"type({var}) is {self.name}"
 
     def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
-        cls, expected = self.cls, self.json_name
+        cls: Any = self.cls
+        expected = self.json_name
 
         def enc(value: Any) -> Any:
-            if type(value) is cls:
+            if type(value) is cls and cls is not int:
                 return value
             if cls is not bool and isinstance(value, cls) and not isinstance(value, bool):
-                return cls(value)
+                return _bounded(cls(value)) if cls is int else cls(value)
             if cls is float and type(value) is int:
+                _number(value)
                 return value
             raise Bad(f"expected {expected}, got {show(value)}")
 
         def dec(value: Any) -> Any:
             if type(value) is cls:
-                return value
+                return _bounded(value) if cls is int else value
             if cls is float and type(value) is int:
-                return float(value)
+                return _number(value)
             if cls is int and type(value) is float and value.is_integer():
                 return int(value)  # 4.0: JSON does not tell it from 4 (nor does JSON Schema)
             raise Bad(f"expected {expected}, got {show(value)}")
@@ -196,6 +205,36 @@ class _Scalar(Kind):
 
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         return {"type": self.schema_type}
+
+    def check(self, detail: Any) -> Convert:
+        if self.cls is not int:
+            return super().check(detail)
+
+        # The type only: the safe loader checks the bound itself, after the types
+        # (pickling._check_loaded), and reports it as a corrupt pickle.
+        def check(value: Any) -> Any:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise Bad(f"expected an integer, got {show(value)}")
+
+        return check
+
+
+_INT_BITS = (_limits.MAX_INT - 1).bit_length()  # 2**(_INT_BITS - 1) < MAX_INT <= 2**_INT_BITS
+
+
+def _bounded(value: int) -> int:
+    """``value`` if it is within :data:`~._limits.MAX_INT` (and, in a number field, a float)."""
+    if -_limits.MAX_INT < value < _limits.MAX_INT:
+        return value
+    raise Limit(f"{show(value)} is out of range: ints have at most {_limits.MAX_INT_DIGITS} digits")
+
+
+def _number(value: int) -> float:
+    """The int ``value`` in a number field, as a float."""
+    try:
+        return float(_bounded(value))
+    except OverflowError:
+        raise Bad(f"{show(value)} is out of range for a number") from None
 
 
 class _Time(Kind):
@@ -265,6 +304,16 @@ class _Path(Kind):
 
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         return {"type": "string"}
+
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        # A path goes into the state as its text: Python 3.13 pickles a Path as
+        # ``pathlib._local.PosixPath``, which Python 3.12 and earlier cannot load.
+        return lambda value: str(value) if isinstance(value, PurePath) else value
+
+    def from_state(self, detail: Any) -> Optional[Convert]:
+        # Text (this version's pickles, and strings Tango put in path fields) becomes a Path as
+        # from_json_dict makes it; a pickled path object (earlier pickles) stays as it is.
+        return lambda value: _dec_path(value) if type(value) is str else value
 
 
 class _Enum(Kind):
@@ -789,6 +838,38 @@ class _FreeObject(Kind):
 
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         return {"type": "object"}
+
+    def to_state(self, detail: Any) -> Optional[Convert]:
+        return _free_state
+
+    def check(self, detail: Any) -> Convert:
+        enc = self.converters(detail, Mode.NATIVE)[0]
+
+        def check(value: Any) -> Any:
+            # The safe loader checks ints and depth itself, after the types, walking the whole
+            # value (pickling._check_loaded), and reports it as a corrupt pickle.
+            with contextlib.suppress(Limit):
+                enc(value)
+
+        return check
+
+
+def _free_state(value: Any) -> Any:
+    """A free value (``config``, ``metadata``) in a pickle's state: its JSON value, as
+    ``to_json_dict`` writes it, so that loading it needs no class but the JSON ones (a numpy
+    ``float64`` becomes a float, a tuple a list, a ``Path`` a string).
+
+    A value that is JSON already goes in as it is, keys in their order (a Tango pickle migrated
+    to ours and back keeps its bytes; checking costs less than copying). A value with no JSON
+    form goes in as it is too: ``pickle.loads`` reads it, the safe loader refuses it. Earlier
+    pickles hold raw values; they load as they are (the safe loader turns them into JSON
+    values)."""
+    try:
+        if _free.is_json(value):
+            return value
+        return _free.encode(value)
+    except (Bad, RecursionError):
+        return value
 
 
 class _Dict(Kind):

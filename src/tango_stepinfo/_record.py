@@ -43,6 +43,9 @@ __all__ = ["RECORDS", "Record", "check", "check_fields"]
 _T = TypeVar("_T", bound="Record")
 _MISSING = dataclasses.MISSING
 
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+"""C0 and C1 control characters and DEL, as ``str.translate`` escapes them in a repr."""
+
 RECORDS: Dict[type, None] = {}
 """The record classes of the format (an ordered set): the direct subclasses of :class:`Record`
 defined in this package, in the order they were defined."""
@@ -175,7 +178,10 @@ class Record:
         fields = ", ".join(
             f"{f.name}={getattr(self, f.name, '<missing>')!r}" for f in dataclasses.fields(self)
         )
-        return f"{self.__class__.__qualname__}({fields})"
+        # Strings escape their control characters in repr, but other values need not: a pytz
+        # zone's repr holds its name raw, and so may any object in ``config``. Escaped here, once
+        # for the whole text, so that no repr of a record can drive a terminal.
+        return f"{self.__class__.__qualname__}({fields})".translate(_ESCAPES)
 
     def to_json_dict(self, *, tango_compat: Optional[bool] = None) -> Dict[str, Any]:
         """Return a JSON-safe dict of this record: deterministic and lossless.
@@ -214,14 +220,19 @@ class Record:
     def __getstate__(self) -> Dict[str, Any]:
         """The pickled state: fields by name, ``None`` fields left out, sets as sorted lists,
         lists of pairs (``packages``) flattened into one tuple ``(name, version, name, ...)``,
-        and aware times whose zone is neither a fixed offset nor a pytz zone in UTC.
+        paths as strings, ``config`` and ``metadata`` as JSON values (as :meth:`to_json_dict`
+        writes them, keys in their order), and aware times whose zone is neither a fixed offset
+        nor a pytz zone in UTC.
 
         Leaving out what a reader fills back in by itself and flattening pairs keep pickles small
         (smaller than Tango's for a record with a real package list); sorting sets keeps them
         byte-for-byte deterministic; a time in another zone (``zoneinfo``, ``dateutil``) is stored
         as the same instant in UTC, which compares equal and loads with nothing but ``datetime``
         and ``pytz`` (a ``zoneinfo`` zone pickles as a call to ``getattr``, which the safe loader
-        refuses). :meth:`__setstate__` reads this and every earlier form.
+        refuses). Paths as strings load on every Python (3.13 names a ``Path``
+        ``pathlib._local.PosixPath``, which 3.12 and earlier cannot import), and JSON values
+        need no class the safe loader does not know (a numpy ``float64`` becomes a float).
+        :meth:`__setstate__` reads this and every earlier form.
         """
         rules = _STATES.get(type(self)) or _state(type(self))
         values = self.__dict__

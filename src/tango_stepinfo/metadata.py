@@ -125,11 +125,14 @@ class TangoMetadata(Record):
 class GpuMetadata(Record):
     """A GPU visible to the process (see the concepts page for how GPUs are found). Not in Tango.
 
-    :ivar name: the model, the ``Model`` line of the driver's ``information`` file.
-    :ivar uuid: its ``GPU UUID`` (``GPU-...``).
-    :ivar bus: its PCI ``Bus Location`` (``domain:bus:device.function``).
-    :ivar driver: the version of the NVIDIA driver, from ``/proc/driver/nvidia/version``.
-    :ivar memory: its total memory in bytes, from NVML; ``None`` when NVML did not tell.
+    :ivar name: the model: NVIDIA's ``Model`` line of the driver's ``information`` file; for AMD
+        the ``gfx`` target from the KFD topology (``gfx90a``).
+    :ivar uuid: its UUID (``GPU-...``).
+    :ivar bus: its PCI bus id (``domain:bus:device.function``).
+    :ivar driver: the version of its driver (``/proc/driver/nvidia/version``,
+        ``/sys/module/amdgpu/version``).
+    :ivar memory: its total memory in bytes (NVIDIA: from NVML; AMD: its VRAM banks); ``None``
+        when unknown.
     """
 
     name: str
@@ -182,8 +185,10 @@ class PlatformMetadata(Record):
         CPU quota (containers, batch jobs).
     :ivar memory: bytes of memory this process may use: the machine's, lowered by its cgroup's
         limit.
-    :ivar gpus: the GPUs visible to the process, in CUDA's order for ``PCI_BUS_ID``; ``[]`` when
-        the NVIDIA driver is loaded but none is visible, ``None`` without NVIDIA driver.
+    :ivar gpus: the GPUs visible to the process: NVIDIA's in CUDA's order for ``PCI_BUS_ID``
+        (filtered by ``CUDA_VISIBLE_DEVICES``), then AMD's in ROCm's order (filtered by
+        ``ROCR_VISIBLE_DEVICES``); ``[]`` when a GPU driver is loaded but none is visible,
+        ``None`` without NVIDIA or AMD GPU driver.
     :ivar container: ``"kubernetes"``, ``"apptainer"``, ``"podman"`` or ``"docker"``; ``None``
         when none is detected.
     :ivar fallbacks: for each field whose probe failed or fell back, one line saying why and
@@ -208,7 +213,7 @@ class PlatformMetadata(Record):
         default_factory=_probe.memory, metadata={**_PROBED_SINCE_0_2, "label": "memory (bytes)"}
     )
     gpus: Optional[List[GpuMetadata]] = field(
-        default_factory=_gpus, metadata={**_PROBED_SINCE_0_2, "none": "(no NVIDIA driver)"}
+        default_factory=_gpus, metadata={**_PROBED_SINCE_0_2, "none": "(no GPU driver)"}
     )
     container: Optional[str] = field(default_factory=_probe.container, metadata=_PROBED_SINCE_0_2)
     # fallbacks stays the last field: its factory collects the reasons of the fields above.
