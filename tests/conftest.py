@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import os
 import platform
+import pwd
 import socket
 import typing
 from pathlib import Path
@@ -55,6 +55,15 @@ def fake_bin(folder: Path, name: str, script: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def exact_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see every chdir, install and commit at once: the 1 ms staleness bound is off
+    (``tests/test_probe.py`` tests the bound itself with it on)."""
+    from tango_stepinfo import _probe
+
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.0)
+
+
+@pytest.fixture(autouse=True)
 def no_settings_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests start without the settings a developer's shell may hold (and see them re-read)."""
     for name in ("TANGO_STEPINFO_COMMAND", "TANGO_STEPINFO_JSON"):
@@ -76,7 +85,7 @@ def probe_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[List[str]]:
         "os.getcwd": (os, "getcwd"),
         "os.cpu_count": (os, "cpu_count"),
         "os.uname": (os, "uname"),
-        "getpass.getuser": (getpass, "getuser"),
+        "pwd.getpwuid": (pwd, "getpwuid"),
         "platform.platform": (platform, "platform"),
         "socket.gethostname": (socket, "gethostname"),
     }

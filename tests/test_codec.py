@@ -267,6 +267,43 @@ def test_from_json_dict_never_changes_its_input_and_shares_nothing() -> None:
     assert data == before
 
 
+@pytest.mark.parametrize("how", ["json", "pickle"])
+def test_decoded_records_share_equal_package_rows_but_not_their_lists(how: str) -> None:
+    info = full_record(n_packages=5)
+
+    def decode() -> StepInfo:
+        if how == "json":
+            return StepInfo.from_json_dict(json.loads(json.dumps(info.to_json_dict())))
+        back = pickle.loads(pickle.dumps(info))
+        assert isinstance(back, StepInfo)
+        return back
+
+    one, two = decode(), decode()
+    a, b = one.environment.packages, two.environment.packages
+    assert a is not None and b is not None
+    assert a == b == info.environment.packages
+    assert all(x is y for x, y in zip(a, b))  # the rows (and so their strings) are shared
+    assert all(type(row) is tuple and list(map(type, row)) == [str, str] for row in a)
+    assert a is not b
+    a.append(("evil", "1"))
+    a[0] = ("changed", "2")
+    assert b == info.environment.packages
+    assert decode().environment.packages == info.environment.packages
+
+
+def test_the_shared_package_rows_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tango_stepinfo import _kinds
+
+    monkeypatch.setattr(_kinds, "_ROWS", {})
+    monkeypatch.setattr(_kinds, "_ROWS_MAX", 10)
+    data = full_record(n_packages=3).to_json_dict()
+    for i in range(25):
+        data["environment"]["packages"] = [[f"p{i}-{j}", "1.0"] for j in range(3)]
+        back = StepInfo.from_json_dict(data).environment.packages
+        assert back == [(f"p{i}-{j}", "1.0") for j in range(3)]
+        assert 0 < len(_kinds._ROWS) <= 10
+
+
 def test_decoding_never_probes_the_reader(probe_calls: List[str]) -> None:
     data = full_record().to_json_dict()
     StepInfo.from_json_dict(data)

@@ -84,7 +84,7 @@ def run_python(code: str, env: Dict[str, str]) -> str:
 def test_import_loads_no_heavy_module() -> None:
     code = (
         "import sys, tango_stepinfo\n"
-        "heavy = ['subprocess', 'importlib.metadata', 'email', 'socket', 'logging']\n"
+        "heavy = ['subprocess', 'importlib.metadata', 'email', 'socket', 'logging', 'threading']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))"
     )
     assert run_python(code, dict(os.environ)) == ""
@@ -104,7 +104,8 @@ def test_probing_on_linux_loads_no_heavy_module(tmp_path: Path, in_repo: bool) -
         "import sys, tango_stepinfo\n"
         "info = tango_stepinfo.StepInfo('a', 'A', set(), True)\n"
         "assert (info.environment.git is not None) == " + repr(in_repo) + "\n"
-        "heavy = ['subprocess', 'importlib.metadata', 'email', 'socket', 'platform', 'logging']\n"
+        "heavy = ['subprocess', 'importlib.metadata', 'email', 'socket', 'platform', 'logging',\n"
+        "         'getpass']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))"
     )
     env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
@@ -169,8 +170,29 @@ def test_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
 LOGIN_VARS = ("LOGNAME", "USER", "LNAME", "USERNAME")
 
 
+def no_user_name(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    """No login variable, and ``pwd.getpwuid`` raising ``error`` (a uid without passwd entry)."""
+    for var in LOGIN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", raising(error))
+
+
 def test_user_is_getpass_getuser() -> None:
     assert _probe.user() == getpass.getuser()
+
+
+@pytest.mark.parametrize(
+    "present", [(), ("USERNAME",), ("LNAME", "USERNAME"), ("USER", "LNAME"), LOGIN_VARS]
+)
+def test_user_reads_what_getpass_reads_in_its_order(
+    monkeypatch: pytest.MonkeyPatch, present: Tuple[str, ...]
+) -> None:
+    for var in LOGIN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LOGNAME", "")  # empty counts as unset, as in getpass
+    for var in present:
+        monkeypatch.setenv(var, f"name-from-{var.lower()}")
+    assert _probe._user() == getpass.getuser()
 
 
 def test_user_without_passwd_entry_or_login_variables(
@@ -184,19 +206,18 @@ def test_user_without_passwd_entry_or_login_variables(
         getpass.getuser()
     assert _probe.user() == str(os.getuid())
     assert PlatformMetadata().user == str(os.getuid())
-    assert "getpass.getuser() failed" in debug_log.text
+    assert "no login variable and no passwd entry" in debug_log.text
 
 
-def test_user_when_getpass_raises_oserror(
-    monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(getpass, "getuser", raising(OSError("No username set in the environment")))
+def test_user_without_pwd_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in LOGIN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setitem(sys.modules, "pwd", None)  # import pwd raises ImportError
     assert _probe.user() == str(os.getuid())
-    assert "getpass.getuser() failed" in debug_log.text
 
 
 def test_user_unknown_without_uids(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(getpass, "getuser", raising(KeyError("no user")))
+    no_user_name(monkeypatch, KeyError("no user"))
     monkeypatch.delattr(os, "getuid")
     assert _probe.user() == "unknown"
 
@@ -459,6 +480,36 @@ def test_root_is_the_working_directory(tmp_path: Path, monkeypatch: pytest.Monke
     sub.mkdir()
     monkeypatch.chdir(sub)
     assert _probe.root() == Path(os.getcwd())  # followed without clearing the cache
+
+
+def test_changes_show_up_after_the_staleness_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    tango_stepinfo.clear_cache()
+    first = StepInfo("a", "A", set(), True)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    dist_info(site, "Brand_New-1.2.3.dist-info", "Brand_New", "1.2.3")
+    now[0] += 0.0009  # within the bound: the last check is reused
+    within = StepInfo("b", "B", set(), True)
+    assert within.environment.root == first.environment.root
+    assert within.environment.packages == first.environment.packages
+    assert within.environment.packages is not first.environment.packages  # still a fresh list
+    now[0] += 0.0002  # past it: checked again
+    after = StepInfo("c", "C", set(), True)
+    assert after.environment.root == Path(os.getcwd()) == sub.resolve()
+    assert after.environment.packages is not None
+    assert ("brand-new", "1.2.3") in after.environment.packages
+    monkeypatch.chdir(tmp_path)
+    tango_stepinfo.clear_cache()  # exact: no bound after clearing
+    assert StepInfo("d", "D", set(), True).environment.root == Path(os.getcwd())
 
 
 def removed_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -770,7 +821,9 @@ def test_fixed_facts_are_probed_once_by_16_racing_threads(
 ) -> None:
     calls: List[str] = []
     counting(monkeypatch, os, "cpu_count", calls)
-    counting(monkeypatch, getpass, "getuser", calls)
+    for var in LOGIN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    counting(monkeypatch, pwd, "getpwuid", calls)
     if hasattr(os, "uname"):
         counting(monkeypatch, os, "uname", calls)  # operating_system and host, once each
     barrier = threading.Barrier(16)
@@ -788,7 +841,7 @@ def test_fixed_facts_are_probed_once_by_16_racing_threads(
         t.join()
     assert len(results) == 32
     assert sorted(calls) == sorted(
-        ["cpu_count", "getuser"] + (["uname", "uname"] if hasattr(os, "uname") else [])
+        ["cpu_count", "getpwuid"] + (["uname", "uname"] if hasattr(os, "uname") else [])
     )
     assert len({repr(r) for r in results if isinstance(r, PlatformMetadata)}) == 1
 
@@ -798,13 +851,15 @@ def test_later_records_do_not_reprobe_and_clear_cache_does(
 ) -> None:
     calls: List[str] = []
     counting(monkeypatch, os, "cpu_count", calls)
-    counting(monkeypatch, getpass, "getuser", calls)
+    for var in LOGIN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    counting(monkeypatch, pwd, "getpwuid", calls)
     for _ in range(3):
         StepInfo("a", "A", set(), True)
-    assert calls == ["cpu_count", "getuser"]
+    assert calls == ["cpu_count", "getpwuid"]
     tango_stepinfo.clear_cache()
     StepInfo("a", "A", set(), True)
-    assert calls == ["cpu_count", "getuser"] * 2
+    assert calls == ["cpu_count", "getpwuid"] * 2
 
 
 def test_refresh_reprobes(monkeypatch: pytest.MonkeyPatch, outside_git: Path) -> None:
@@ -1040,7 +1095,7 @@ def test_reason_user_without_passwd_entry(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_reason_user_unknown_without_uids(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(getpass, "getuser", raising(KeyError("no user")))
+    no_user_name(monkeypatch, KeyError("no user"))
     monkeypatch.delattr(os, "getuid")
     assert (
         platform_reasons()["user"] == "no user name and no uids on this system; recorded 'unknown'"
@@ -1127,7 +1182,7 @@ def test_reason_root_from_pwd_then_dot(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_reasons_are_one_line_and_name_no_exception(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(getpass, "getuser", raising(KeyError("secret-ish detail")))
+    no_user_name(monkeypatch, KeyError("secret-ish detail"))
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     monkeypatch.delattr(sys, "argv")
     reasons = {**platform_reasons(), **environment_reasons()}

@@ -19,6 +19,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import os
+import sys
 import typing
 from collections.abc import Mapping
 from pathlib import Path, PurePath
@@ -629,6 +630,30 @@ class _List(Kind):
 
 _PAIR = Tuple[str, str]
 
+# Decoded package rows are shared: every record read back from one workspace carries (nearly) the
+# same 70 to 600 ``(name, version)`` rows, and a fresh tuple and two fresh strings per row made a
+# decoded record hold 17 KB against 3.4 KB for a built one. Each decoded row is looked up here and
+# the last one seen for that name is answered when its version is equal (tuples and str are
+# immutable; the list stays fresh per record). Keyed by the name alone: hashing one fresh string
+# per row, not two and a tuple, keeps decoding 569 rows at 50 us, not 80 (CPU, loaded machine).
+# Bounded: cleared whole when it reaches ``_ROWS_MAX`` names, so hostile input cannot grow it.
+_ROWS: Dict[str, Tuple[str, str]] = {}
+_ROWS_MAX = 8192
+
+
+def _shared_row(name: Any, version: Any) -> Tuple[str, str]:
+    """The row to share for a name not in :data:`_ROWS` or with another version there (a miss:
+    the hits are inlined).
+
+    :raises ValueError: the row is not two plain strings (the caller takes its slow path).
+    """
+    if type(name) is not str or type(version) is not str:
+        raise ValueError(name)
+    if len(_ROWS) >= _ROWS_MAX:
+        _ROWS.clear()
+    row = _ROWS[name] = (sys.intern(name), sys.intern(version))
+    return row
+
 
 class _Pairs(Kind):
     """``List[Tuple[str, str]]`` (``packages``): fast paths, and one flat tuple in pickles."""
@@ -670,12 +695,14 @@ class _Pairs(Kind):
 
         def dec(value: Any) -> Any:
             if type(value) is list and set(map(type, value)) <= _ROW_TYPES:
-                try:
-                    out = [(a, b) for a, b in value if type(a) is str and type(b) is str]
-                except ValueError:
-                    return slow_dec(value)
-                if len(out) == len(value):
-                    return out
+                get = _ROWS.get
+                try:  # a hit: one lookup and one compare (only a str equals a shared str)
+                    return [
+                        r if (r := get(a)) is not None and r[1] == b else _shared_row(a, b)
+                        for a, b in value
+                    ]
+                except (TypeError, ValueError):  # not 2 items, an unhashable one, not strings
+                    pass
             return slow_dec(value)
 
         return enc, dec
@@ -698,7 +725,11 @@ class _Pairs(Kind):
         def restore(value: Any) -> Any:
             if type(value) is tuple and len(value) % 2 == 0 and all(type(x) is str for x in value):
                 items = iter(value)
-                return list(zip(items, items))
+                get = _ROWS.get
+                return [
+                    r if (r := get(a)) is not None and r[1] == b else _shared_row(a, b)
+                    for a, b in zip(items, items)
+                ]
             return value
 
         return restore

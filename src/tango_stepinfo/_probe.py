@@ -11,9 +11,10 @@ probe                         value, then its fallbacks in order
                               the same string without importing :mod:`platform`), else
                               ``"unknown"``
 :func:`cpu_count`             ``os.cpu_count()``; ``None`` when unknown
-:func:`user`                  ``getpass.getuser()``; the numeric uid as a string when that
-                              fails (no passwd entry and no ``LOGNAME``/``USER``/``LNAME``/
-                              ``USERNAME``); ``"unknown"`` without uids
+:func:`user`                  what ``getpass.getuser()`` returns (``LOGNAME``, ``USER``,
+                              ``LNAME``, ``USERNAME``, then the passwd entry of the uid), read
+                              without importing :mod:`getpass`; the numeric uid as a string
+                              when there is none; ``"unknown"`` without uids
 :func:`host`                  ``os.uname().nodename`` (what ``socket.gethostname()`` returns
                               on POSIX), ``socket.gethostname()``, ``platform.node()``, then
                               ``"unknown"``
@@ -55,7 +56,13 @@ threads race for them. Facts that can change are re-checked for every record, ch
 directory (one ``getcwd``; ``root`` and ``git`` follow it), the command line (compared with the
 ``sys.argv`` it was built from), the package list (re-scanned only when ``sys.path`` or the
 ``stat`` of one of its folders changed, so a ``pip install`` during the run shows up in later
-records) and git (see :mod:`._git`). Every value handed out is immutable or a fresh copy, so
+records) and git (see :mod:`._git`). Staleness bound: these re-checks (about ten system calls,
+each letting another thread take the GIL) run at most once per :data:`STALE_AFTER` (1 ms) per
+process; a record made within 1 ms of the last check reuses its working directory, package scan
+and git facts, so a ``chdir``, ``pip install`` or commit shows up in the records made more than
+1 ms after it (and at once after :func:`clear_cache` or ``StepInfo.refresh()``, which stay
+exact). The command line and the settings are compared for every record (no system call).
+Every value handed out is immutable or a fresh copy, so
 mutating one record never changes another. The first probe of a process (and the first after
 :func:`clear_cache`) probes every fixed fact at once: it starts the two child processes a first
 record needs, the ``git status`` of the dirty check and ``uname -p``, then probes the rest while
@@ -80,12 +87,13 @@ and only on the path that needs them (on Linux, none of :mod:`subprocess`, :mod:
 
 from __future__ import annotations
 
+import _thread
 import os
 import stat
 import sys
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, cast
+from time import monotonic
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _privacy, redact
 from ._proc import Deps, debug, sig, unchanged, which
@@ -100,14 +108,24 @@ Package = Tuple[str, str]
 
 # --- the cache of facts fixed for the process ----------------------------------------------------
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # not threading: importing it costs 0.6 ms at import
 _fixed: Dict[str, Any] = {}
 _git_module: Any = None  # tango_stepinfo._git, once a probe has needed it
 
 
+STALE_AFTER = 0.001
+"""Seconds during which the last check of the working directory, the package scan and git is
+reused (one :func:`time.monotonic` compare per probe; see the module docstring)."""
+
+# (checked until, value) of each re-checked fact; replaced whole, so safe between threads.
+_cwd_seen: Tuple[float, str] = (0.0, "")
+_git_seen: Tuple[float, str, Any] = (0.0, "", None)
+_packages_until = 0.0
+
+
 def _after_fork() -> None:
     global _lock
-    _lock = threading.Lock()  # another thread may have held it at the fork
+    _lock = _thread.allocate_lock()  # another thread may have held it at the fork
 
 
 if hasattr(os, "register_at_fork"):
@@ -275,7 +293,8 @@ def _operating_system(linux: Optional[str]) -> str:
 
 def operating_system() -> str:
     """The operating system as ``platform.platform()`` names it; ``"unknown"`` if that fails."""
-    return cast(str, _fact("operating_system"))
+    value: str = _fact("operating_system")
+    return value
 
 
 # --- cpu count, user, host, python, executable --------------------------------------------------
@@ -289,18 +308,39 @@ def _cpu_count() -> Optional[int]:
 
 def cpu_count() -> Optional[int]:
     """``os.cpu_count()``: the number of CPUs, ``None`` when unknown."""
-    return cast(Optional[int], _fact("cpu_count"))
+    value: Optional[int] = _fact("cpu_count")
+    return value
 
 
-def _user_getpass() -> Optional[str]:
-    import getpass
+_LOGIN_VARIABLES = ("LOGNAME", "USER", "LNAME", "USERNAME")
 
+
+def _user_variable() -> Optional[str]:
+    """The first non-empty login variable, in ``getpass.getuser()``'s order (3.9 to 3.13).
+
+    ``getpass.getuser()`` itself is not called: importing :mod:`getpass` cost 0.8 ms of the
+    first record (it imports ``termios`` and more), for these lines and :func:`_user_passwd`.
+    """
+    for name in _LOGIN_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _user_passwd() -> Optional[str]:
+    """The passwd entry's name of the real uid, as ``getpass.getuser()`` reads it after the
+    variables; ``None`` without one (``docker run -u 1234``), without uids or without :mod:`pwd`.
+    """
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:
+        return None
     try:
-        return getpass.getuser() or None
-    except (KeyError, OSError, ImportError) as e:
-        # KeyError before 3.13 and OSError from 3.13 on: a uid with no passwd entry and no
-        # LOGNAME/USER/LNAME/USERNAME; ImportError: no pwd module (Windows before 3.13).
-        debug("getpass.getuser() failed (%r), recording the uid", e)
+        import pwd
+
+        return pwd.getpwuid(getuid())[0] or None
+    except (KeyError, ImportError) as e:
+        debug("no login variable and no passwd entry (%r), recording the uid", e)
         return None
 
 
@@ -310,7 +350,7 @@ def _user_uid() -> Optional[str]:
 
 
 def _user() -> str:
-    name = _user_getpass()
+    name = _user_variable() or _user_passwd()
     if name is not None:
         _fallbacks.note("user", None)
         return name
@@ -326,7 +366,8 @@ def _user() -> str:
 
 def user() -> str:
     """The login name; the numeric uid when the user has no name; ``"unknown"`` without uids."""
-    return cast(str, _fact("user"))
+    value: str = _fact("user")
+    return value
 
 
 def _host_uname() -> Optional[str]:
@@ -372,7 +413,8 @@ def _host() -> str:
 
 def host() -> str:
     """The host name; ``"unknown"`` when no way of asking for it works."""
-    return cast(str, _fact("host"))
+    value: str = _fact("host")
+    return value
 
 
 def _python_version() -> str:
@@ -394,7 +436,8 @@ def _python_version() -> str:
 def python() -> str:
     """The Python version, as ``platform.python_version()`` gives it (e.g. ``3.11.7``)."""
     prefetch_git()  # the first fact of an environment: its git probe comes later
-    return cast(str, _fact("python"))
+    value: str = _fact("python")
+    return value
 
 
 def _executable_sys() -> Optional[Path]:
@@ -428,45 +471,32 @@ def _executable() -> Path:
 
 def executable() -> Path:
     """The interpreter: ``sys.executable``, else ``/proc/self/exe``, else ``Path("python")``."""
-    return cast(Path, _fact("executable"))
+    value: Path = _fact("executable")
+    return value
 
 
 def cpu_model() -> Optional[str]:
     """The CPU's model name (see :mod:`._machine`); ``None`` when unknown."""
-    try:
-        return cast(
-            Optional[str], _fixed["cpu_model"]
-        )  # the path of every later record: one lookup
-    except KeyError:
-        return cast(Optional[str], _fact("cpu_model"))
+    value: Optional[str] = _cached("cpu_model")  # later records: one dict lookup
+    return value
 
 
 def cpu_usable() -> Optional[int]:
     """The CPUs this process may use (see :mod:`._machine`); ``None`` when unknown."""
-    try:
-        return cast(
-            Optional[int], _fixed["cpu_usable"]
-        )  # the path of every later record: one lookup
-    except KeyError:
-        return cast(Optional[int], _fact("cpu_usable"))
+    value: Optional[int] = _cached("cpu_usable")  # later records: one dict lookup
+    return value
 
 
 def memory() -> Optional[int]:
     """Bytes of memory this process may use (see :mod:`._machine`); ``None`` when unknown."""
-    try:
-        return cast(Optional[int], _fixed["memory"])  # the path of every later record: one lookup
-    except KeyError:
-        return cast(Optional[int], _fact("memory"))
+    value: Optional[int] = _cached("memory")  # later records: one dict lookup
+    return value
 
 
 def container() -> Optional[str]:
     """The container runtime detected (see :mod:`._machine`); ``None`` outside one."""
-    try:
-        return cast(
-            Optional[str], _fixed["container"]
-        )  # the path of every later record: one lookup
-    except KeyError:
-        return cast(Optional[str], _fact("container"))
+    value: Optional[str] = _cached("container")  # later records: one dict lookup
+    return value
 
 
 def gpus() -> Optional[List[Any]]:
@@ -477,15 +507,14 @@ def gpus() -> Optional[List[Any]]:
 
 def implementation() -> str:
     """``sys.implementation.name``: ``"cpython"``, ``"pypy"``..."""
-    try:
-        return cast(str, _fixed["implementation"])  # the path of every later record: one lookup
-    except KeyError:
-        return cast(str, _fact("implementation"))
+    value: str = _cached("implementation")  # later records: one dict lookup
+    return value
 
 
 def job() -> Optional[Tuple[Any, ...]]:
     """The batch job or CI run, as ``JobMetadata`` field tuple (see :mod:`._job`)."""
-    return cast(Optional[Tuple[Any, ...]], _cached("job"))
+    value: Optional[Tuple[Any, ...]] = _cached("job")
+    return value
 
 
 def variables() -> Optional[Dict[str, str]]:
@@ -646,7 +675,21 @@ def _cwd_pwd() -> Optional[str]:
 
 
 def cwd() -> str:
-    """The working directory as a string, with the fallbacks of :func:`root` (noted as its)."""
+    """The working directory as a string, with the fallbacks of :func:`root` (noted as its).
+
+    Checked at most once per :data:`STALE_AFTER` (see the module docstring).
+    """
+    global _cwd_seen
+    now = monotonic()
+    seen = _cwd_seen
+    if now < seen[0]:
+        return seen[1]
+    where = _checked_cwd()
+    _cwd_seen = (now + STALE_AFTER, where)
+    return where
+
+
+def _checked_cwd() -> str:
     where = _cwd_getcwd()
     if where is not None:
         _fallbacks.note("root", None)
@@ -802,7 +845,7 @@ def packages() -> Optional[List[Package]]:
     first scan found distributions in them (:func:`clear_cache` rescans everything). ``None``
     when ``sys.path`` is not a list.
     """
-    global _packages
+    global _packages, _packages_until
     entries = getattr(sys, "path", None)
     if not isinstance(entries, list):
         debug("sys.path is not a list, recording packages as None")
@@ -810,8 +853,13 @@ def packages() -> Optional[List[Package]]:
         return None
     _fallbacks.note("packages", None)
     cached = _packages
-    if cached is not None and cached[0] == entries and unchanged(cached[1]):
-        return list(cached[2])  # the fast path of every record: one stat per sys.path entry
+    now = monotonic()
+    if cached is not None and cached[0] == entries:
+        if now < _packages_until:  # checked less than STALE_AFTER ago: no system call
+            return list(cached[2])
+        if unchanged(cached[1]):  # one stat per sys.path entry
+            _packages_until = now + STALE_AFTER
+            return list(cached[2])
     entries = list(entries)
     folders = [e or "." for e in entries if isinstance(e, str)]
     sigs = [sig(folder) for folder in folders]
@@ -826,6 +874,7 @@ def packages() -> Optional[List[Package]]:
     )
     result = sorted(found.items())
     _packages = (entries, deps, result)
+    _packages_until = now + STALE_AFTER
     return list(result)
 
 
@@ -862,12 +911,19 @@ def git() -> Optional[GitFacts]:
 
     See :mod:`tango_stepinfo._git` for what is read, the fallbacks and how it is cached.
     """
-    global _git_module
+    global _git_module, _git_seen
     if _git_module is None:
         from . import _git
 
         _git_module = _git
-    facts: Optional[GitFacts] = _git_module.facts(cwd())
+    where = cwd()
+    now = monotonic()
+    seen = _git_seen
+    if now < seen[0] and seen[1] == where:  # checked less than STALE_AFTER ago
+        facts: Optional[GitFacts] = seen[2]
+    else:
+        facts = _git_module.facts(where)
+        _git_seen = (now + STALE_AFTER, where, facts)
     policy = _privacy.current()
     if policy is not None and facts is not None and facts[1] is not None:
         facts = (facts[0], policy.hide(facts[1]), facts[2], facts[3], facts[4])
@@ -886,9 +942,13 @@ def clear_cache() -> None:
     ``to_json_dict()``. ``StepInfo.refresh()`` calls this.
     """
     global _argv, _env_line, _root, _packages, _git_prefetched
+    global _cwd_seen, _git_seen, _packages_until
     from . import _fallbacks, _json_default
 
     with _lock:
+        _cwd_seen = (0.0, "")
+        _git_seen = (0.0, "", None)
+        _packages_until = 0.0
         _fixed.clear()
         _git_prefetched = False
         _fallbacks.clear()

@@ -9,7 +9,6 @@ imported at module import (:mod:`logging`, :mod:`select`, :mod:`subprocess` on f
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
@@ -239,6 +238,8 @@ def _stream_subprocess(
     def expire() -> None:
         fired.append(True)
         proc.kill()
+
+    import threading  # lazily: 0.6 ms at import, and only this rare path needs it
 
     timer = threading.Timer(timeout, expire)
     timer.start()
