@@ -213,7 +213,7 @@ def test_paths_of_the_other_operating_system_load_as_from_json_dict_reads_their_
     info = record()
     info.environment.executable = PureWindowsPath("C:/Python/python.exe")  # type: ignore[assignment]
     data = raw_pickle(info, protocol=2).replace(b"PureWindowsPath", b"WindowsPath")
-    assert b"pathlib\nWindowsPath" in data
+    assert b"\nWindowsPath\n" in data  # pathlib or, on Python 3.13, pathlib._local
     back = loads(data)
     assert type(back.environment.executable) is type(Path())
     assert str(back.environment.executable) == str(PureWindowsPath("C:/Python/python.exe"))
