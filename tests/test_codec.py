@@ -966,3 +966,24 @@ def test_sets_and_tuples_count_as_levels_when_encoding() -> None:
     info.config = {"k": value}
     with pytest.raises(StepInfoEncodeError, match=r"^config[.]k.*: nested more than 200 levels"):
         info.to_json_dict()
+
+
+def test_decoded_short_strings_are_shared_between_records() -> None:
+    # Interned on decoding, so that many decoded records hold one copy of each host, user...
+    text = json.dumps(full_record(n_packages=2).to_json_dict())
+    a = StepInfo.from_json_dict(json.loads(text))
+    b = StepInfo.from_json_dict(json.loads(text))
+    assert a == b
+    assert a.step_name is b.step_name
+    assert a.platform is not None and b.platform is not None
+    assert a.platform.host is b.platform.host  # Optional[...] record field, str inside
+    long = "x" * 101
+    c = StepInfo.from_json_dict({**json.loads(text), "step_name": long})
+    d = StepInfo.from_json_dict({**json.loads(text), "step_name": long * 1})
+    assert c.step_name == d.step_name == long
+
+
+def test_optional_field_of_wrong_type_still_says_or_null() -> None:
+    data = full_record(n_packages=2).to_json_dict()
+    with pytest.raises(StepInfoDecodeError, match=r"^platform: expected an object or null"):
+        StepInfo.from_json_dict({**data, "platform": 3})

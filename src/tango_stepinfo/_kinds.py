@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import _free, _limits, _times
 from ._errors import Bad, Limit, show
 
-__all__ = ["KINDS", "Kind", "Mode", "checker", "converters", "describe", "kind_of"]
+__all__ = ["KINDS", "Kind", "Mode", "checker", "converters", "describe", "kind_of", "retell"]
 
 Convert = Callable[[Any], Any]
 NO = object()
@@ -453,6 +453,13 @@ class _Optional(Kind):
             _or_none(dec, self.describe(detail, False)),
         )
 
+    def unwrapped(self, detail: Any, mode: str) -> Tuple[Convert, Convert, str, str]:
+        """The inner ``(encode, decode)`` and what each says is expected, for generated code
+        that tests ``None`` itself and calls :func:`retell` on a type error: one call less per
+        value than :meth:`converters` (measured: see the commit adding it)."""
+        enc, dec = converters(detail, mode)
+        return enc, dec, self.describe(detail, True), self.describe(detail, False)
+
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         inner = builder.of_type(detail)
         if isinstance(inner.get("type"), str):
@@ -482,11 +489,16 @@ def _or_none(inner: Convert, expected: str) -> Convert:
         try:
             return inner(value)
         except Bad as e:
-            if not e.parts and e.problem.startswith("expected "):
-                e.problem = f"expected {expected}, got {show(value)}"
+            retell(e, expected, value)
             raise
 
     return convert
+
+
+def retell(e: Bad, expected: str, value: Any) -> None:
+    """Make a type error about ``value`` itself (not inside it) say ``expected``."""
+    if not e.parts and e.problem.startswith("expected "):
+        e.problem = f"expected {expected}, got {show(value)}"
 
 
 # --- sequences ---------------------------------------------------------------------------------
