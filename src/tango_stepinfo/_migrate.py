@@ -35,6 +35,7 @@ SQLite documents renaming a database under an open connection as a way to corrup
 from __future__ import annotations
 
 import copyreg
+import dataclasses
 import datetime as _dt
 import io
 import os
@@ -68,28 +69,12 @@ PROTOCOL = 5
 
 TANGO_MODULE = "tango.step_info"
 
-# The fields of ai2-tango 1.3.2's classes, in their order: the state its pickles carry.
+# The fields of ai2-tango 1.3.2's classes, in their order: the state its pickles carry. They are
+# ours less the ones this library added, which are declared ``since`` a version (the one rule
+# for a field's history; tests/test_step_info.py pins Tango's field lists).
 TANGO_FIELDS: Dict[type, Tuple[str, ...]] = {
-    StepInfo: (
-        "unique_id",
-        "step_class_name",
-        "dependencies",
-        "cacheable",
-        "step_name",
-        "version",
-        "start_time",
-        "end_time",
-        "error",
-        "result_location",
-        "config",
-        "metadata",
-        "platform",
-        "environment",
-    ),
-    PlatformMetadata: ("operating_system", "cpu_count", "user", "host"),
-    EnvironmentMetadata: ("python", "executable", "command", "root", "packages", "git", "tango"),
-    GitMetadata: ("commit", "remote"),
-    TangoMetadata: ("version",),
+    cls: tuple(f.name for f in dataclasses.fields(cls) if "since" not in f.metadata)
+    for cls in (StepInfo, PlatformMetadata, EnvironmentMetadata, GitMetadata, TangoMetadata)
 }
 
 _OUR_MODULES = {cls.__module__ for cls in TANGO_FIELDS}
