@@ -713,18 +713,12 @@ class _Pairs(Kind):
                 list(map(type, value)).count(list) == len(value)
                 or set(map(type, value)) <= _ROW_TYPES
             ):
-                rows = _ROWS
+                get = _ROWS.get
                 try:  # a hit: one lookup and one compare (only a str equals a shared str)
-                    try:  # every name seen before: subscripts, not get() (-8% a row)
-                        return [
-                            r if (r := rows[a])[1] == b else _shared_row(a, b) for a, b in value
-                        ]
-                    except KeyError:
-                        get = rows.get
-                        return [
-                            s if (s := get(a)) is not None and s[1] == b else _shared_row(a, b)
-                            for a, b in value
-                        ]
+                    return [
+                        r if (r := get(a)) is not None and r[1] == b else _shared_row(a, b)
+                        for a, b in value
+                    ]
                 except (TypeError, ValueError):  # not 2 items, an unhashable one, not strings
                     pass
             return slow_dec(value)
@@ -851,12 +845,12 @@ class _FreeObject(Kind):
         def enc(value: Any) -> Any:
             if type(value) is not dict and not isinstance(value, Mapping):
                 raise Bad(f"expected an object, got {show(value)}")
-            return _free.encode(value)
+            return _free.encode_dict(value)
 
         def dec(value: Any) -> Any:
             if not isinstance(value, dict):
                 raise Bad(f"expected an object, got {show(value)}")
-            return _free.decode(value)
+            return _free.decode_dict(value)
 
         return enc, dec
 
