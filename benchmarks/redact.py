@@ -43,7 +43,8 @@ SHAPES = [
     "a://", "@", "-", "=", '"', "'", " ", "a", "a ", "-a ", "a=b ", '"a ', "'a\" ", "a-", "a.",
     ":", "key=", "--token x ", "password=x ", "x=password=", "?token=a&", "https://u:p@h ",
     "Authorization: ", "pass:", "-----BEGIN ", "-----BEGIN PRIVATE KEY-----", "ghp_", "eyJ",
-    "eyJ-", "sk-", "AKIA", "mysql -pX ", "sshpass -p x ", "curl -u a:b ",
+    "eyJ-", "sk-", "AKIA", "mysql -pX ", "sshpass -p x ", "curl -u a:b ", "?key=a&", "sig=a&",
+    "htpasswd -b f u p ", "password=a b ", "token=Bearer a ",
 ]  # fmt: skip
 
 TYPICAL = [

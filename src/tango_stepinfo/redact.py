@@ -29,8 +29,9 @@ negates (``--no-auth``), or when ``token`` follows a tokenizer word (``--pad-tok
 credentials in URLs (``scheme://user:password@host`` becomes ``scheme://host``; scp-style
 ``git@host:org/repo.git`` holds no secret) and the secret paths of Slack, Discord and Teams
 webhooks, ``NAME=value``, ``NAME: value`` and
-``"NAME": "value"`` pairs with a secret-looking name (query strings ``?token=...&sig=...``,
-``key=value;`` connection strings, JSON, HTTP headers such as ``Authorization: Bearer ***``),
+``"NAME": "value"`` pairs with a secret-looking name (query strings ``?token=...&sig=...``, in
+which ``key``, ``pwd`` and ``pw`` count as secret-looking too; ``key=value;`` connection
+strings, JSON, HTTP headers such as ``Authorization: Bearer ***``),
 well-known key shapes (GitHub, GitLab, Slack, AWS, OpenAI, Hugging Face, Google, JWTs ...) and
 the bodies of PEM private key blocks.
 
@@ -41,7 +42,8 @@ any other argument after a secret-looking switch is hidden: the safe direction);
 ``NAME=VALUE`` with a secret-looking name hides the value, also inside an option
 (``--env=DB_PASS=***``); the password options of well-known tools are hidden
 (``mysql -p***``, ``sshpass -p ***``, ``curl -u user:***``, ``sqlplus user/***@db``,
-``gh secret set X --body ***``, ``npm config set NAME ***``), other one-letter options never
+``gh secret set X --body ***``, ``npm config set NAME ***``, ``htpasswd -b FILE USER ***``),
+other one-letter options never
 are (``-p 8080``); a credentials file given as a path is kept
 (``GOOGLE_APPLICATION_CREDENTIALS=/path``); an argument holding whitespace is read as an
 embedded command line (``bash -c "..."``, up to three levels deep) and only its words at
@@ -115,7 +117,7 @@ _FIELD_WORDS = frozenset(
 )  # fmt: skip
 # Cheap first test: a name holding none of these (lowercased) is never secret-looking.
 _STEMS = (
-    "pass", "pwd", "secret", "token", "auth", "key", "cred", "bearer", "sig", "contrase", "cookie",
+    "pass", "pw", "secret", "token", "auth", "key", "cred", "bearer", "sig", "contrase", "cookie",
     "jwt",
 )  # fmt: skip
 _NOT_SECRET, _SECRET, _CREDENTIALS = 0, 1, 2
@@ -221,7 +223,7 @@ def is_secret_name(name: str) -> bool:
 # none of them): about 0.1 to 0.3 ms each on a 2-CPU VM.
 _patterns: Dict[str, Pattern[str]] = {}
 _STEM_CHECK = (
-    r"(?=[A-Za-z0-9_.\-]*?(?ai:pass|pwd|secret|token|auth|key|cred|bearer|sig|contrase|cookie|jwt))"
+    r"(?=[A-Za-z0-9_.\-]*?(?ai:pass|pw|secret|token|auth|key|cred|bearer|sig|contrase|cookie|jwt))"
 )
 _SOURCES = {
     # credentials in a URL: "://", then the authority up to its last "@" (the authority cannot
@@ -344,6 +346,24 @@ def _redact_pem(text: str) -> str:
     return "".join(pieces)
 
 
+# Names that are secret-looking only as a query parameter (``?key=``, ``&pwd=``, ``&pw=``): as
+# a variable, an option or a field, KEY and PWD name other things.
+_QUERY_NAMES = frozenset(("key", "pwd", "pw"))
+_QUERY_SECRET = 3
+_pair_kinds: Dict[str, int] = {}  # name as matched (dashes included) -> kind, bounded
+
+
+def _pair_kind(name: str) -> int:
+    """The kind of a pair's name, or ``_QUERY_SECRET``: secret-looking after ``?`` or ``&``."""
+    kind = _secret_kind(name.lstrip("-"))
+    if not kind and name.lower() in _QUERY_NAMES:
+        kind = _QUERY_SECRET
+    if len(_pair_kinds) > 4096:
+        _pair_kinds.clear()
+    _pair_kinds[name] = kind
+    return kind
+
+
 _QUOTES = frozenset(('"', "'", "\\"))  # what may open a quoted value
 _QUOTE_MARKS = frozenset(('"', "'", '\\"', "\\'"))
 
@@ -356,16 +376,20 @@ def _redact_pairs(text: str) -> str:
     pieces: List[str] = []
     last = 0
     token, line = _pattern("token").match, _pattern("line").match
-    kinds = _kinds
+    kinds = _pair_kinds
     for m in _pattern("pair").finditer(text):
         if last and m.start() < last:
             continue  # inside a value already hidden
         name, separator, spaces, value = m.groups()
         kind = kinds.get(name)
         if kind is None:
-            kind = kinds[name] = _secret_kind(name.lstrip("-"))
+            kind = _pair_kind(name)
         if not kind:
             continue
+        if kind == _QUERY_SECRET and (
+            separator != "=" or text[m.start() - 1 : m.start()] not in ("?", "&")
+        ):
+            continue  # KEY=x, --key=x, key: x: not secret-looking outside a query string
         end = m.end()
         if value is not None and not (spaces and separator == ":"):
             start = end - len(value)  # a token, matched already
@@ -591,16 +615,50 @@ def _redact_value(value: str, depth: int) -> str:
     return value
 
 
+class _Htpasswd:
+    """The arguments of ``htpasswd`` read so far: with ``-b`` (batch mode), its third argument
+    (``FILE USER PASSWORD``), or its second with ``-n`` (``USER PASSWORD``), is the password.
+
+    Options come first, as single letters that may be grouped (``-bc``, ``-nbB``); ``-C`` and
+    ``-r`` take the next argument as their value (a cost, a number of rounds).
+    """
+
+    __slots__ = ("flags", "seen", "skip")
+
+    def __init__(self) -> None:
+        self.flags = ""  # the option letters so far
+        self.seen = 0  # the arguments that are not options so far
+        self.skip = False  # the next word is the value of -C or -r
+
+    def word(self, word: str) -> Optional[str]:
+        """``word`` with the password hidden, or None when it ends the command."""
+        if word in _SHELL_SEPARATORS or word.endswith(";"):
+            return None
+        if self.skip:
+            self.skip = False
+            return word
+        if not self.seen and len(word) > 1 and word[0] == "-":
+            letters = word[1:]
+            self.flags += letters
+            self.skip = "C" in letters or "r" in letters
+            return word
+        self.seen += 1
+        if "b" in self.flags and self.seen == (2 if "n" in self.flags else 3):
+            return MASK
+        return word
+
+
 class _Context:
     """What the words read so far of one command line say about the next one."""
 
-    __slots__ = ("before", "hide", "last", "program", "tool")
+    __slots__ = ("before", "hide", "htpasswd", "last", "program", "tool")
 
     def __init__(self) -> None:
         self.hide = 0  # how to hide the next word (0: it is not hidden)
         self.program: Optional[str] = None
         self.tool: Optional[Dict[str, int]] = None  # the password options of a known program
         self.last = self.before = ""  # the last two words that were not options
+        self.htpasswd: Optional[_Htpasswd] = None  # set while program is htpasswd
 
     def hidden(self) -> None:
         """Note a hidden value: as ``positional("")``, without its tests."""
@@ -612,6 +670,8 @@ class _Context:
         """Note a word that is not an option."""
         if word in _tool_table:
             self.program, self.tool = word, _tool_table[word]
+        elif word == "htpasswd":
+            self.program, self.tool, self.htpasswd = word, None, _Htpasswd()
         elif word in _LOGIN_PROGRAMS:
             self.program, self.tool = word, None
         elif word == "login" and self.program in _LOGIN_PROGRAMS:
@@ -704,6 +764,10 @@ def _redact_word(word: str, depth: int, ctx: _Context) -> str:
         if not (word and word[0] in _DASHES):
             ctx.hidden()
             return _hidden(word, how)
+    if ctx.program == "htpasswd" and ctx.htpasswd is not None:
+        new = ctx.htpasswd.word(word)
+        if new is not None:
+            return _redact_text(new) if depth == 0 else new
     if len(word) < _MIN_KEY and word.isalnum():  # the common case: nothing to look at
         ctx.positional(word)
         return word
@@ -792,7 +856,8 @@ def _hide_option(m: Match[str]) -> str:
 # line is read word by word.
 _TOOL_HINTS = ("mysql", "maria", "sshpass", "curl", "redis-cli", "mongo", "sqlcmd", "bcp",
                "ldap", "zip", "7z", "smb", "rpcclient", "openssl", "login", "twine", "keygen",
-               "sqlplus", "rman", "expdp", "impdp", "dgmgrl", "secret set", "config")  # fmt: skip
+               "sqlplus", "rman", "expdp", "impdp", "dgmgrl", "secret set", "config",
+               "htpasswd")  # fmt: skip
 
 
 def _redact_embedded(text: str, depth: int) -> str:
