@@ -350,17 +350,21 @@ def _redact_pem(text: str) -> str:
 # a variable, an option or a field, KEY and PWD name other things.
 _QUERY_NAMES = frozenset(("key", "pwd", "pw"))
 _QUERY_SECRET = 3
-_pair_kinds: Dict[str, int] = {}  # name as matched (dashes included) -> kind, bounded
+# name as matched (dashes included) -> kind, bounded: for a text that may hold a query string
+# (with _QUERY_SECRET), and for one that cannot (without: "key=" repeated stays cheap)
+_pair_kinds: Dict[str, int] = {}
+_plain_pair_kinds: Dict[str, int] = {}
 
 
-def _pair_kind(name: str) -> int:
-    """The kind of a pair's name, or ``_QUERY_SECRET``: secret-looking after ``?`` or ``&``."""
+def _pair_kind(name: str, kinds: Dict[str, int]) -> int:
+    """The kind of a pair's name, or ``_QUERY_SECRET`` (in ``_pair_kinds`` only): the name is
+    secret-looking right after ``?`` or ``&``."""
     kind = _secret_kind(name.lstrip("-"))
-    if not kind and name.lower() in _QUERY_NAMES:
+    if not kind and kinds is _pair_kinds and name.lower() in _QUERY_NAMES:
         kind = _QUERY_SECRET
-    if len(_pair_kinds) > 4096:
-        _pair_kinds.clear()
-    _pair_kinds[name] = kind
+    if len(kinds) > 4096:
+        kinds.clear()
+    kinds[name] = kind
     return kind
 
 
@@ -376,14 +380,14 @@ def _redact_pairs(text: str) -> str:
     pieces: List[str] = []
     last = 0
     token, line = _pattern("token").match, _pattern("line").match
-    kinds = _pair_kinds
+    kinds = _pair_kinds if "?" in text or "&" in text else _plain_pair_kinds
     for m in _pattern("pair").finditer(text):
         if last and m.start() < last:
             continue  # inside a value already hidden
         name, separator, spaces, value = m.groups()
         kind = kinds.get(name)
         if kind is None:
-            kind = _pair_kind(name)
+            kind = _pair_kind(name, kinds)
         if not kind:
             continue
         if kind == _QUERY_SECRET and (
