@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tango_stepinfo
 from tango_stepinfo import (
@@ -1009,6 +1011,24 @@ def test_a_sys_path_entry_no_file_can_have_is_skipped(
 )
 def test_normalize_name_is_pep_503(name: str, normalized: str) -> None:
     assert _probe.normalize_name(name) == normalized
+
+
+@given(st.text(alphabet=st.sampled_from("aZ09-_.İß\u212a"), max_size=12) | st.text(max_size=12))
+def test_normalize_name_is_the_pep_503_regex(name: str) -> None:
+    assert _probe.normalize_name(name) == re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_distribution_names_are_lowered_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Names lowered in one call, joined by NUL: a name that lowers to more characters (İ), odd
+    # cases of the suffix and an unzipped egg's EGG-INFO are still matched to their own entry.
+    dist_info(tmp_path, "\u0130x-1.0.DIST-INFO", "\u0130x", "1.0")
+    dist_info(tmp_path, "Upper-2.0.Dist-Info", "Upper", "2.0")
+    (tmp_path / "module_info").mkdir()  # ends like "-info" only when its "_" is overlooked
+    (tmp_path / "not-a-dist-info").write_text("x")  # "-info", but neither suffix: not counted
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    assert _probe.packages() == [("i\u0307x", "1.0"), ("upper", "2.0")]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGCHLD"), reason="SIGCHLD is POSIX")
