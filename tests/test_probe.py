@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Tuple
 
@@ -603,10 +604,13 @@ def test_a_new_distribution_shows_up_in_the_next_record(
 def test_standard_library_folders_without_distributions_are_not_rechecked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
 ) -> None:
-    # A stand-in standard library (os.__file__'s folder) and its lib-dynload, on sys.path.
+    # A stand-in standard library (os.__file__'s folder), its lib-dynload and the missing
+    # pythonXY.zip beside it, on sys.path.
     stdlib = tmp_path / "lib" / "python3"
     (stdlib / "lib-dynload").mkdir(parents=True)
+    zipped = tmp_path / "lib" / f"python{sys.version_info[0]}{sys.version_info[1]}.zip"
     monkeypatch.setattr(os, "__file__", str(stdlib / "os.py"))
+    monkeypatch.syspath_prepend(str(zipped))
     monkeypatch.syspath_prepend(str(stdlib / "lib-dynload"))
     monkeypatch.syspath_prepend(str(stdlib))
     tango_stepinfo.clear_cache()
@@ -614,11 +618,13 @@ def test_standard_library_folders_without_distributions_are_not_rechecked(
     assert before is not None
     # Installers never write there; a record made after such a write does not stat them again...
     dist_info(stdlib, "Odd-1.0.dist-info", "Odd", "1.0")
+    dist_info(zipped, "Zipped-1.0.dist-info", "Zipped", "1.0")  # a folder where the zip was not
+    time.sleep(2 * _probe.STALE_AFTER)  # past the staleness bound: re-checked, not reused
     assert StepInfo("b", "B", set(), True).environment.packages == before
     # ... until the cache is dropped.
     tango_stepinfo.clear_cache()
     after = StepInfo("c", "C", set(), True).environment.packages
-    assert after is not None and ("odd", "1.0") in after
+    assert after is not None and ("odd", "1.0") in after and ("zipped", "1.0") in after
     # A standard library folder that holds distributions is checked for every record.
     dist_info(stdlib, "Later-2.0.dist-info", "Later", "2.0")
     latest = StepInfo("d", "D", set(), True).environment.packages

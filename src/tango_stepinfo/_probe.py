@@ -875,10 +875,10 @@ def packages() -> Optional[List[Package]]:
     from a ``.dist-info`` folder's name, and metadata files are read only when the name does not
     carry it. Entries with no or empty metadata, or that cannot be read, are skipped (and logged);
     zip files on ``sys.path`` are not read. Re-scanned only when ``sys.path`` or the ``stat`` of
-    one of its entries changed; the standard library's folders (``os.__file__``'s folder and its
-    ``lib-dynload``), where installers never put distributions, are not stat'ed again unless the
-    first scan found distributions in them (:func:`clear_cache` rescans everything). ``None``
-    when ``sys.path`` is not a list.
+    one of its entries changed; the standard library's entries (``os.__file__``'s folder, its
+    ``lib-dynload`` and the ``pythonXY.zip`` beside it, usually missing), where installers never
+    put distributions, are not stat'ed again unless the first scan found distributions in them
+    (:func:`clear_cache` rescans everything). ``None`` when ``sys.path`` is not a list.
     """
     global _packages, _packages_until
     entries = getattr(sys, "path", None)
@@ -901,7 +901,16 @@ def packages() -> Optional[List[Package]]:
     found: Dict[str, str] = {}
     holds = [_scan_folder(folder, found) for folder in folders]
     stdlib = os.path.dirname(getattr(os, "__file__", "") or "") or None
-    fixed = {stdlib, os.path.join(stdlib, "lib-dynload")} if stdlib else set()
+    fixed = set()
+    if stdlib:
+        # Each re-check system call lets another thread take the GIL: the interpreter's own
+        # entries are left out of them (the zip would be one os.access per re-check).
+        zipped = f"python{sys.version_info[0]}{sys.version_info[1]}.zip"
+        fixed = {
+            stdlib,
+            os.path.join(stdlib, "lib-dynload"),
+            os.path.join(os.path.dirname(stdlib), zipped),
+        }
     deps = tuple(
         (folder, folder_sig)
         for folder, folder_sig, has in zip(folders, sigs, holds)
