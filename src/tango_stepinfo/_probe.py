@@ -56,7 +56,7 @@ threads race for them. Facts that can change are re-checked for every record, ch
 directory (one ``getcwd``; ``root`` and ``git`` follow it), the command line (compared with the
 ``sys.argv`` it was built from), the package list (re-scanned only when ``sys.path`` or the
 ``stat`` of one of its folders changed, so a ``pip install`` during the run shows up in later
-records) and git (see :mod:`._git`). Staleness bound: these re-checks (about ten system calls,
+records) and git (see :mod:`._git`). Staleness bound: these re-checks (about seven system calls,
 each letting another thread take the GIL) run at most once per :data:`STALE_AFTER` (1 ms) per
 process; a record made within 1 ms of the last check reuses its working directory, package scan
 and git facts, so a ``chdir``, ``pip install`` or commit shows up in the records made more than
