@@ -24,7 +24,7 @@ from typing import (
 )
 
 from . import _clock, _probe
-from ._record import Record
+from ._record import FACTORY, Record
 from ._times import as_utc as _as_utc
 from .errors import InvalidStepStateError
 from .metadata import EnvironmentMetadata, PlatformMetadata
@@ -180,7 +180,7 @@ def _platform() -> PlatformMetadata:
     return PlatformMetadata()
 
 
-@dataclass(eq=False, repr=False)  # == and repr come from Record
+@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
 class StepInfo(Record):
     """The run record of one step: what it is, when and where it ran, and how it ended.
 
@@ -243,6 +243,38 @@ class StepInfo(Record):
             "none": "unknown",
         },
     )
+
+    def __init__(  # noqa: PLR0917 (positional, as the generated one and Tango's)
+        self,
+        unique_id: str,
+        step_class_name: str,
+        dependencies: Set[str],
+        cacheable: bool,
+        step_name: Optional[str] = None,
+        version: Optional[str] = None,
+        start_time: Optional[_dt.datetime] = None,
+        end_time: Optional[_dt.datetime] = None,
+        error: Optional[str] = None,
+        result_location: Optional[str] = None,
+        config: Optional[Dict[str, Any]] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+        platform: PlatformMetadata = FACTORY,
+        environment: EnvironmentMetadata = FACTORY,
+    ) -> None:
+        self.unique_id = unique_id
+        self.step_class_name = step_class_name
+        self.dependencies = dependencies
+        self.cacheable = cacheable
+        self.step_name = step_name
+        self.version = version
+        self.start_time = start_time
+        self.end_time = end_time
+        self.error = error
+        self.result_location = result_location
+        self.config = config
+        self.metadata = metadata
+        self.platform = _platform() if platform is FACTORY else platform
+        self.environment = EnvironmentMetadata() if environment is FACTORY else environment
 
     @property
     def start_time_local(self) -> Optional[_dt.datetime]:
