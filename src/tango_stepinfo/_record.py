@@ -17,30 +17,31 @@ import dataclasses
 import operator
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, List, Optional, Tuple, TypeVar
 
-from . import _json_default
-from ._errors import Bad, show
 from .errors import StepInfoDecodeError
 
 if TYPE_CHECKING:
     from ._kinds import Convert
 
-# The codec (kinds and plans) is imported on first use, not with the package: importing it costs
-# about as much as the rest of the package.
+# The codec (kinds and plans) and the JSON default are imported on first use, not with the
+# package: importing them costs about as much as the rest of the package. The error helpers
+# (_errors) are imported where a record is checked or refused (by then the codec has them).
 _plans: Any = None
+_json_default: Any = None
 
 
 def _codec() -> Any:
-    global _plans
+    global _plans, _json_default
     if _plans is None:
+        from . import _json_default as json_default
         from . import _plans as plans
 
+        _json_default = json_default
         _plans = plans
     return _plans
 
 
 __all__ = ["FACTORY", "RECORDS", "Record", "check", "check_fields"]
 
-_T = TypeVar("_T", bound="Record")
 _MISSING = dataclasses.MISSING
 
 _ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
@@ -120,6 +121,8 @@ def check_fields(record: Any) -> None:
 
     :raises Bad: naming the first field at fault.
     """
+    from ._errors import Bad
+
     values = record.__dict__
     for name, check_value, none_ok in _state(type(record)).checks:
         value = values.get(name, _MISSING)
@@ -138,6 +141,8 @@ def check(record: Any) -> None:
 
     :raises StepInfoDecodeError: naming the first field at fault.
     """
+    from ._errors import Bad, show
+
     try:
         if type(record) not in RECORDS:
             raise Bad(f"expected a record, got {show(record)}")
@@ -220,9 +225,10 @@ class Record:
         :raises InvalidSettingError: ``tango_compat`` is omitted and ``$TANGO_STEPINFO_JSON``
             holds an unknown value.
         """
+        plans = _plans or _codec()
         if tango_compat is None:
             tango_compat = _json_default.tango_compat(None)
-        return (_plans or _codec()).encode(self, tango_compat=tango_compat)  # type: ignore[no-any-return]
+        return plans.encode(self, tango_compat=tango_compat)  # type: ignore[no-any-return]
 
     @classmethod
     def from_json_dict(cls: type[_T], json_dict: Any) -> _T:
@@ -282,6 +288,8 @@ class Record:
         if isinstance(state, tuple) and len(state) == 2:  # (dict state, slots state)
             state = state[0]
         if not isinstance(state, dict):
+            from ._errors import show
+
             raise StepInfoDecodeError(
                 type(self).__name__, f"expected a dict as pickled state, got {show(state)}"
             )
@@ -293,3 +301,7 @@ class Record:
             value = values[name]
             if value is not None:
                 values[name] = restore(value)
+
+
+# Defined after the class: a string bound ("Record") is compiled by typing at import (0.1 ms).
+_T = TypeVar("_T", bound=Record)
