@@ -21,6 +21,7 @@ Field metadata read here (see the record-format page of the docs):
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import linecache
 import sys
 import typing
@@ -224,13 +225,14 @@ def _unwrapped(
 def _plain_attributes(cls: type, every: List[Field]) -> bool:
     """Whether setting each field as an attribute stores it in the instance's ``__dict__`` and
     nothing else: no ``__setattr__`` of the class's own, no descriptor under a field's name,
-    and names that are identifiers."""
+    and names that are identifiers, not keywords (as ``@dataclass`` classes have them)."""
     if cls.__setattr__ is not object.__setattr__:  # type: ignore[comparison-overlap]
         return False
     for f in every:
-        if not f.name.isidentifier() or f.name.startswith("__"):
+        if not f.name.isidentifier() or keyword.iskeyword(f.name) or f.name.startswith("__"):
             return False
-        found = getattr(cls, f.name, None)
+        # The class attribute itself (getattr would call a descriptor's __get__).
+        found = next((k.__dict__[f.name] for k in cls.__mro__ if f.name in k.__dict__), None)
         if hasattr(type(found), "__set__") or hasattr(type(found), "__delete__"):
             return False
     return True
