@@ -70,8 +70,9 @@ class _State:
         self.store: List[Tuple[str, Convert]] = []
         self.restore: List[Tuple[str, Convert]] = []
         self.none = plans.none
-        # (name, check, whether None is accepted: a pickle may predate the field)
-        self.checks: List[Tuple[str, Convert, bool]] = []
+        # (name, check, whether None is accepted: a pickle may predate the field, the type whose
+        # values the check accepts as they are: str, int, float or bool, else _Never)
+        self.checks: List[Tuple[str, Convert, bool, type]] = []
         for f in fields:
             out = f.kind.to_state(f.detail)
             back = f.kind.from_state(f.detail)
@@ -79,7 +80,13 @@ class _State:
                 self.store.append((f.name, out))
             if back is not None:
                 self.restore.append((f.name, back))
-            self.checks.append((f.name, checker(f.tp), f.default is None))
+            plain = f.detail if f.kind.name == "optional" else f.tp
+            simple = plain if plain in (str, int, float, bool) else _Never
+            self.checks.append((f.name, checker(f.tp), f.default is None, simple))
+
+
+class _Never:
+    """A type no field value has (for :attr:`_State.checks`)."""
 
 
 _STATES: Dict[type, _State] = {}
@@ -101,8 +108,10 @@ def check_fields(record: Any) -> None:
     :raises Bad: naming the first field at fault.
     """
     values = record.__dict__
-    for name, check_value, none_ok in _state(type(record)).checks:
+    for name, check_value, none_ok, simple in _state(type(record)).checks:
         value = values.get(name, _MISSING)
+        if type(value) is simple:  # a string where one belongs, ...: no call (2 of 3 fields)
+            continue
         try:
             if value is _MISSING:
                 raise Bad("the attribute is missing")
