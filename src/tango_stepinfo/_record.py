@@ -71,8 +71,9 @@ class _State:
         self.restore: List[Tuple[str, Convert]] = []
         self.none = plans.none
         # (name, check, whether None is accepted: a pickle may predate the field, the type whose
-        # values the check accepts as they are: str, int, float or bool, else _Never)
-        self.checks: List[Tuple[str, Convert, bool, type]] = []
+        # values need no call: str, int, float or bool, else _Never; or the field's record
+        # class, whose values are checked here, field by field, and whether it is one)
+        self.checks: List[Tuple[str, Convert, bool, type, bool]] = []
         for f in fields:
             out = f.kind.to_state(f.detail)
             back = f.kind.from_state(f.detail)
@@ -81,8 +82,9 @@ class _State:
             if back is not None:
                 self.restore.append((f.name, back))
             plain = f.detail if f.kind.name == "optional" else f.tp
-            simple = plain if plain in (str, int, float, bool) else _Never
-            self.checks.append((f.name, checker(f.tp), f.default is None, simple))
+            nested = plain in RECORDS
+            simple = plain if plain in (str, int, float, bool) or nested else _Never
+            self.checks.append((f.name, checker(f.tp), f.default is None, simple, nested))
 
 
 class _Never:
@@ -108,9 +110,14 @@ def check_fields(record: Any) -> None:
     :raises Bad: naming the first field at fault.
     """
     values = record.__dict__
-    for name, check_value, none_ok, simple in _state(type(record)).checks:
+    for name, check_value, none_ok, simple, nested in _state(type(record)).checks:
         value = values.get(name, _MISSING)
-        if type(value) is simple:  # a string where one belongs, ...: no call (2 of 3 fields)
+        if type(value) is simple:  # a string where one belongs ...: no call (2 of 3 fields)
+            if nested:  # a record where one belongs: its fields, as check_value would
+                try:
+                    check_fields(value)
+                except Bad as e:
+                    raise e.inside(name) from None
             continue
         try:
             if value is _MISSING:
