@@ -112,7 +112,7 @@ def check_fields(record: Any) -> None:
     values = record.__dict__
     for name, check_value, none_ok, simple, nested in _state(type(record)).checks:
         value = values.get(name, _MISSING)
-        if type(value) is simple:  # a string where one belongs ...: no call (2 of 3 fields)
+        if type(value) is simple:  # a string where one belongs ...: no call (37 of 53 fields)
             if nested:  # a record where one belongs: its fields, as check_value would
                 try:
                     check_fields(value)
