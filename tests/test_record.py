@@ -414,6 +414,30 @@ def test_repr_escapes_control_characters_in_every_kind_of_field() -> None:
     assert "Europe/\\x1b[2J\\x07" in repr(info)
 
 
+BIDI_CHARS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+BIDI = re.compile(f"[{BIDI_CHARS}]")
+
+
+class _Reversed:
+    """An object in ``config`` whose repr holds raw bidirectional overrides ("Trojan Source")."""
+
+    def __repr__(self) -> str:
+        return f"admin\u202e{BIDI_CHARS}\u2066x\u2069"
+
+
+def test_repr_escapes_bidirectional_overrides() -> None:
+    info = full_record()
+    info.unique_id = f"step\u202etxt.exe{BIDI_CHARS}"
+    info.config = {"user\u202e": _Reversed()}
+    assert BIDI.search(repr(info.config))  # the object's own repr lets them through
+    shown = repr(info)
+    assert not BIDI.search(shown), shown
+    assert "step\\u202etxt.exe" in shown  # escaped as \u202e, not dropped
+    assert "admin\\u202e" in shown
+    for char in BIDI_CHARS:
+        assert f"\\u{ord(char):04x}" in shown
+
+
 # --- the pickled state: JSON values and plain strings (issue 10) --------------------------------
 
 

@@ -44,8 +44,14 @@ __all__ = ["FACTORY", "RECORDS", "Record", "check", "check_fields"]
 
 _MISSING = dataclasses.MISSING
 
-_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-"""C0 and C1 control characters and DEL, as ``str.translate`` escapes them in a repr."""
+_BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+_ESCAPES = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))},
+    **{c: f"\\u{c:04x}" for c in _BIDI},
+}
+"""C0 and C1 control characters, DEL and the bidirectional marks, embeddings, overrides and
+isolates (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069: text shown in another
+order than it is stored, as in "Trojan Source"), as ``str.translate`` escapes them in a repr."""
 
 
 class _Factory:
