@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
@@ -66,11 +67,21 @@ def diff_hash(cwd: Path) -> Optional[str]:
     return hashlib.sha256(out.stdout).hexdigest() if out.stdout else None
 
 
+def backdate(path: Path, seconds: float = 10.0) -> None:
+    """Set the ``mtime`` of ``path`` ``seconds`` in the past (negative: in the future)."""
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
 def make_repo(path: Path, *, commit: bool = True, branch: str = "main") -> Path:
+    """A repository with one committed file, older than its index: never racily clean, so no
+    test depends on whether a second boundary passed since the commit (see
+    :func:`test_a_racily_clean_index_is_refreshed_once`)."""
     path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q", "-b", branch)
     if commit:
         (path / "file.txt").write_text("one\n")
+        backdate(path / "file.txt")
         git(path, "add", "file.txt")
         git(path, "commit", "-q", "-m", "first")
     return path
@@ -687,6 +698,7 @@ def copied_repo(tmp_path: Path, files: int = 40) -> Tuple[Path, Path]:
     repo = make_repo(tmp_path / "repo")
     for i in range(files):
         (repo / f"f{i:03}.txt").write_text(f"{i}\n")
+        backdate(repo / f"f{i:03}.txt")  # not racily clean: only the copy's index is stale
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "files")
     copy = tmp_path / "copy"
@@ -742,14 +754,66 @@ def test_a_fresh_checkout_is_not_stale(tmp_path: Path) -> None:
     assert not _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
     (repo / "file.txt").write_text("an edit is a change, and half of one file is not stale\n")
     (repo / "other.txt").write_text("x\n")
+    backdate(repo / "other.txt")
     git(repo, "add", "other.txt")
     git(repo, "commit", "-q", "-m", "two")
     (repo / "file.txt").write_text("edited again, one of two\n")
     assert _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))  # half of the sample
     git(repo, "update-index", "--index-version", "4")
     (repo / "file.txt").write_text("one\n")
+    backdate(repo / "file.txt")
     git(repo, "update-index", "--refresh")
     assert not _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
+
+
+def racy_repo(tmp_path: Path, age: float) -> Path:
+    """A repository whose files' ``mtime`` is ``age`` seconds old, as is its index's: git
+    cannot trust their ``stat`` (racily clean entries), as in a small fresh clone."""
+    repo = make_repo(tmp_path / "repo")
+    for i in range(5):
+        (repo / f"f{i}.txt").write_text(f"{i}\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "files")
+    when = int(time.time() - age) + 0.5
+    for name in ["file.txt"] + [f"f{i}.txt" for i in range(5)]:
+        os.utime(repo / name, (when, when))
+    git(repo, "update-index", "--refresh")  # records those times
+    os.utime(repo / ".git" / "index", (when + 0.25, when + 0.25))  # the same second
+    return repo
+
+
+def test_a_racily_clean_index_is_refreshed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = racy_repo(tmp_path, 10.0)
+    found = _git.find(str(repo))
+    assert found is not None
+    assert _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
+    log = tmp_path / "git-env"
+    script = f'echo "locks=${{GIT_OPTIONAL_LOCKS-unset}}" >> "{log}"\nexec "{GIT}" "$@"\n'
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (False, None)
+    assert log.read_text() == "locks=unset\n"  # a plain git status, which rewrites the index
+    assert (repo / ".git" / "index").stat().st_mtime > time.time() - 5
+    assert not _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
+    log.unlink()
+    tango_stepinfo.clear_cache()  # as a new process
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and meta.dirty is False
+    assert log.read_text() == "locks=0\n"
+
+
+def test_racy_entries_a_rewrite_cannot_cure_are_left_alone(tmp_path: Path) -> None:
+    """Files dated in the future stay racy whatever git writes: refreshing would take
+    ``index.lock`` in every process for nothing."""
+    repo = racy_repo(tmp_path, -100.0)
+    found = _git.find(str(repo))
+    assert found is not None
+    assert not _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
+    for name in ["file.txt"] + [f"f{i}.txt" for i in range(5)]:
+        (repo / name).write_text("edited\n")  # stat data that differ still count
+    assert _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
 
 
 def test_index_version_4_copy_is_stale(tmp_path: Path) -> None:
