@@ -220,7 +220,7 @@ def main() -> None:
                 )
                 print(f"{kind:10} {refresh:8} {cells}", flush=True)
         print()
-        print("*: the dirty check gave up (git status timed out) in at least one repetition")
+        print("*: the dirty check gave up (git timed out) in at least one repetition")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         if args.keep is None:

@@ -435,10 +435,10 @@ def test_subprocess_runner_gives_the_same_answer(
     assert meta is not None and meta.dirty is True
 
 
-def test_git_status_gets_no_locks_and_no_prompts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_git_gets_no_locks_and_no_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a fresh index the one child is ``git diff``; with no commits, ``git status``."""
     repo = make_repo(tmp_path / "repo")
+    unborn = make_repo(tmp_path / "unborn", commit=False)
     out = tmp_path / "env"
     script = f'{shutil.which("env")} > "{out}"\necho "$@" >> "{out}"\n'
     monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
@@ -446,6 +446,12 @@ def test_git_status_gets_no_locks_and_no_prompts(
     seen = out.read_text()
     assert "GIT_OPTIONAL_LOCKS=0" in seen
     assert "GIT_TERMINAL_PROMPT=0" in seen
+    commit = git(repo, "rev-parse", "HEAD")
+    assert f"-c diff.autoRefreshIndex=false diff {' '.join(_git.DIFF_OPTIONS)} {commit} --" in seen
+    tango_stepinfo.clear_cache()
+    probe(unborn, monkeypatch)
+    seen = out.read_text()
+    assert "GIT_OPTIONAL_LOCKS=0" in seen
     assert "status --porcelain --untracked-files=no" in seen
 
 
@@ -827,14 +833,28 @@ def test_index_version_4_copy_is_stale(tmp_path: Path) -> None:
 
 
 def test_diff_runs_once_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dirty tree with a fresh index costs one child, ``git diff``; with a stale index (one
+    edit among two sampled files looks like one), ``git status`` and then ``git diff``."""
     repo = make_repo(tmp_path / "repo")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (repo / name).write_text(f"{name}\n")
+        backdate(repo / name)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "more")
     (repo / "file.txt").write_text("changed\n")
     log = tmp_path / "git-runs"
-    monkeypatch.setenv("PATH", str(counting_git(tmp_path / "bin", log)))
+    script = f'echo "$3" >> "{log}"\nexec "{GIT}" "$@"\n'  # the word after --work-tree
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
     monkeypatch.chdir(repo)
     infos = [StepInfo("a", "A", set(), True) for _ in range(4)]
-    assert log.read_text().count("run") == 2  # git status, then git diff: one extra child
+    assert log.read_text().split() == ["-c"]  # -c diff.autoRefreshIndex=false diff ...
     assert {i.environment.git.diff for i in infos if i.environment.git} == {diff_hash(repo)}
+    (repo / "a.txt").write_text("changed too\n")
+    log.unlink()
+    tango_stepinfo.clear_cache()
+    meta = probe(repo, monkeypatch)
+    assert log.read_text().split() == ["status", "-c"]  # git status, then git diff
+    assert meta is not None and (meta.dirty, meta.diff) == (True, diff_hash(repo))
 
 
 def test_dirty_off_turns_diff_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -890,8 +910,13 @@ def test_reasons_for_status_failures(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", "exit 128\n")))
     tango_stepinfo.clear_cache()
     probe(repo, monkeypatch)
+    failed = "git diff exited with 128; recorded dirty and diff as None"
+    assert git_reasons() == {"git.diff": failed, "git.dirty": failed}
+    tango_stepinfo.clear_cache()
+    probe(make_repo(tmp_path / "unborn", commit=False), monkeypatch)  # git status alone
     failed = "git status exited with 128; recorded dirty and diff as None"
     assert git_reasons() == {"git.diff": failed, "git.dirty": failed}
+    monkeypatch.chdir(repo)
     monkeypatch.setenv(
         "PATH", os.environ["PATH"].replace(str(tmp_path / "bin"), str(Path(GIT).parent))
     )  # type: ignore[arg-type]
@@ -914,9 +939,9 @@ def test_a_refreshing_git_status_gets_the_longer_timeout(
     meta = probe(copy, monkeypatch)
     assert meta is not None and (meta.dirty, meta.diff) == (False, None)
     assert index_inode(copy, "f000.txt") == (copy / "f000.txt").stat().st_ino
-    meta = probe(repo, monkeypatch)  # a fresh index: the usual timeout
+    meta = probe(repo, monkeypatch)  # a fresh index: git diff alone, the usual timeout
     assert meta is not None and (meta.dirty, meta.diff) == (None, None)
     assert git_reasons() == dict.fromkeys(
         ["git.diff", "git.dirty"],
-        "git status timed out after 0.2 s; recorded dirty and diff as None",
+        "git diff timed out after 0.2 s; recorded dirty and diff as None",
     )
