@@ -841,7 +841,7 @@ def test_diff_runs_once_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         backdate(repo / name)
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "more")
-    (repo / "file.txt").write_text("changed\n")
+    (repo / "file.txt").write_text("changed\n" * 40000)  # a diff larger than a pipe holds
     log = tmp_path / "git-runs"
     script = f'echo "$3" >> "{log}"\nexec "{GIT}" "$@"\n'  # the word after --work-tree
     monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
