@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/redact.py [--repeat N] [--runs N] [--src DIR] [--first-call-only]
+    python benchmarks/redact.py --against OLD_SRC_DIR [--repeat N]
 
 Figures:
 
@@ -17,7 +18,11 @@ Figures:
   the median over ``--runs`` processes (default 21). Target: well under 1 ms.
 
 ``--src`` measures another checkout's ``src`` folder instead of this one (for before/after
-figures). Only the standard library is used.
+figures). ``--against DIR`` measures the hostile shapes as an interleaved A/B instead: this
+checkout's ``redact.py`` and ``DIR/tango_stepinfo/redact.py`` (a ``src`` folder, such as
+``/work/main/src`` or a copy of the old one) loaded side by side in one process, the two
+timed in turn at every repeat so that the load of a shared machine hits both alike. Only the
+standard library is used.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ SHAPES = [
     "a://", "@", "-", "=", '"', "'", " ", "a", "a ", "-a ", "a=b ", '"a ', "'a\" ", "a-", "a.",
     ":", "key=", "--token x ", "password=x ", "x=password=", "?token=a&", "https://u:p@h ",
     "Authorization: ", "pass:", "-----BEGIN ", "-----BEGIN PRIVATE KEY-----", "ghp_", "eyJ",
-    "eyJ-", "sk-", "AKIA", "mysql -pX ", "sshpass -p x ", "curl -u a:b ",
+    "eyJ-", "sk-", "AKIA", "mysql -pX ", "sshpass -p x ", "curl -u a:b ", "?key=a&", "sig=a&",
+    "htpasswd -b f u p ", "password=a b ", "token=Bearer a ",
 ]  # fmt: skip
 
 TYPICAL = [
@@ -89,6 +95,54 @@ def hostile(repeat: int, src: Path) -> List[Dict[str, Any]]:
     return rows
 
 
+def _load(path: Path, name: str) -> Any:
+    """``redact.py`` at ``path`` as a module of its own (it imports the standard library only)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def against(repeat: int, src: Path, old_src: Path) -> None:
+    """Print the slowest of the four calls at 128 KiB for each shape, old and new, interleaved."""
+    modules = [
+        _load(old_src / "tango_stepinfo" / "redact.py", "redact_old"),
+        _load(src / "tango_stepinfo" / "redact.py", "redact_new"),
+    ]
+    for module in modules:
+        module.redact_command(["warm", "--token", "x", "a b", "mysql -px", "https://u:p@h/?t=1"])
+        module.redact_text("password=x " + "ghp_" + "a" * 40 + " eyJ" + "a" * 20)
+    print("hostile arguments at 128 KiB, slowest of the four calls, best of runs, ms (A/B):")
+    print(f"  {'shape':32} {'old':>8} {'new':>8} {'new/old':>8}   new at 64 KiB")
+    worst = [0.0, 0.0]
+    for unit in SHAPES:
+        slowest: List[List[float]] = [[0.0, 0.0], [0.0, 0.0]]  # [module][size]
+        for k, size in enumerate((65536, 131072)):
+            arg = unit * (size // len(unit))
+            calls = [
+                lambda m, a: m.redact_command(["x", a]),
+                lambda m, a: m.redact_command(["bash", "-c", a]),
+                lambda m, a: m.redact_url(a),
+                lambda m, a: m.redact_text(a),
+            ]
+            for call in calls:
+                best = [float("inf"), float("inf")]
+                for _ in range(repeat):
+                    for j, module in enumerate(modules):
+                        start = time.process_time()
+                        call(module, arg)
+                        best[j] = min(best[j], time.process_time() - start)
+                for j in (0, 1):
+                    slowest[j][k] = max(slowest[j][k], best[j] * 1e3)
+        old, new = slowest[0][1], slowest[1][1]
+        worst = [max(worst[0], old), max(worst[1], new)]
+        print(f"  {unit!r:32} {old:8.1f} {new:8.1f} {new / old:8.2f}   {slowest[1][0]:.1f}")
+    print(f"slowest at 128 KiB: old {worst[0]:.1f} ms, new {worst[1]:.1f} ms")
+
+
 def first_call(argv: List[str], runs: int, src: Path) -> float:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -109,7 +163,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--src", type=Path, default=SRC)
     parser.add_argument("--first-call-only", action="store_true")
+    parser.add_argument("--against", type=Path, default=None, metavar="DIR")
     args = parser.parse_args()
+    if args.against is not None:
+        print(f"Python {sys.version.split()[0]}, os.getloadavg() {os.getloadavg()}")
+        against(args.repeat, args.src, args.against)
+        print(f"os.getloadavg() {os.getloadavg()}")
+        return
 
     where = "this checkout" if args.src == SRC else args.src
     print(f"Python {sys.version.split()[0]}, src: {where}")

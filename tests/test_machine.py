@@ -573,3 +573,19 @@ def test_huge_and_negative_memory_limits(
 def test_a_cgroup_name_starting_with_two_dots_is_below_the_mount() -> None:
     assert _machine._join("/", "/sys/fs/cgroup", "/job/..x") == "/sys/fs/cgroup/job/..x"
     assert _machine._join("/", "/sys/fs/cgroup", "/job/../x") == "/sys/fs/cgroup"
+
+
+def test_read_gives_the_whole_file_up_to_one_mib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_machine, "ROOT", str(tmp_path))
+    (tmp_path / "proc").mkdir()
+    lines = "".join(f"line {i}: é\n" for i in range(5000))  # 60 KB: several 16 KiB reads
+    (tmp_path / "proc" / "meminfo").write_text(lines, encoding="utf-8")
+    assert _machine.read("/proc/meminfo") == lines
+    (tmp_path / "proc" / "big").write_bytes(b"x" * (3 << 19))  # 1.5 MiB
+    assert _machine.read("/proc/big") == "x" * (1 << 20)
+    (tmp_path / "proc" / "empty").write_bytes(b"")
+    assert _machine.read("/proc/empty") == ""
+    with pytest.raises(FileNotFoundError):
+        _machine.read("/proc/missing")

@@ -379,6 +379,22 @@ def test_show_escapes_control_characters(tmp_path: Path) -> None:
     assert squeezed("  error:      boom\\x1b]0;title\\x07\n") in squeezed(result.stdout)
 
 
+def test_show_escapes_bidirectional_overrides(tmp_path: Path) -> None:
+    bidi = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    record = full_record()
+    record.unique_id = f"step\u202etxt.exe{bidi}"
+    record.error = f"boom\u2066{bidi}\u2069"
+    result = run("show", write(tmp_path / "r.json", record))
+    assert result.returncode == 0, result.stderr
+    assert not any(char in result.stdout for char in bidi)
+    assert result.stdout.startswith("step\\u202etxt.exe\\u061c\\u200e")
+    assert "boom\\u2066\\u061c" in result.stdout
+    result = run("show", "x.json", f"--bogus\u202e{bidi}")
+    assert result.returncode == 2
+    assert not any(char in result.stderr for char in bidi)
+    assert "--bogus\\u202e" in result.stderr
+
+
 def test_show_json_prints_our_format(tmp_path: Path) -> None:
     result = run(
         "show", "--json", str(TANGO_JSON / "failed.json"), str(TANGO_JSON / "running.json")

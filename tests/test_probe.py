@@ -18,10 +18,13 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tango_stepinfo
 from tango_stepinfo import (
@@ -601,10 +604,13 @@ def test_a_new_distribution_shows_up_in_the_next_record(
 def test_standard_library_folders_without_distributions_are_not_rechecked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
 ) -> None:
-    # A stand-in standard library (os.__file__'s folder) and its lib-dynload, on sys.path.
+    # A stand-in standard library (os.__file__'s folder), its lib-dynload and the missing
+    # pythonXY.zip beside it, on sys.path.
     stdlib = tmp_path / "lib" / "python3"
     (stdlib / "lib-dynload").mkdir(parents=True)
+    zipped = tmp_path / "lib" / f"python{sys.version_info[0]}{sys.version_info[1]}.zip"
     monkeypatch.setattr(os, "__file__", str(stdlib / "os.py"))
+    monkeypatch.syspath_prepend(str(zipped))
     monkeypatch.syspath_prepend(str(stdlib / "lib-dynload"))
     monkeypatch.syspath_prepend(str(stdlib))
     tango_stepinfo.clear_cache()
@@ -612,11 +618,13 @@ def test_standard_library_folders_without_distributions_are_not_rechecked(
     assert before is not None
     # Installers never write there; a record made after such a write does not stat them again...
     dist_info(stdlib, "Odd-1.0.dist-info", "Odd", "1.0")
+    dist_info(zipped, "Zipped-1.0.dist-info", "Zipped", "1.0")  # a folder where the zip was not
+    time.sleep(2 * _probe.STALE_AFTER)  # past the staleness bound: re-checked, not reused
     assert StepInfo("b", "B", set(), True).environment.packages == before
     # ... until the cache is dropped.
     tango_stepinfo.clear_cache()
     after = StepInfo("c", "C", set(), True).environment.packages
-    assert after is not None and ("odd", "1.0") in after
+    assert after is not None and ("odd", "1.0") in after and ("zipped", "1.0") in after
     # A standard library folder that holds distributions is checked for every record.
     dist_info(stdlib, "Later-2.0.dist-info", "Later", "2.0")
     latest = StepInfo("d", "D", set(), True).environment.packages
@@ -1009,6 +1017,24 @@ def test_a_sys_path_entry_no_file_can_have_is_skipped(
 )
 def test_normalize_name_is_pep_503(name: str, normalized: str) -> None:
     assert _probe.normalize_name(name) == normalized
+
+
+@given(st.text(alphabet=st.sampled_from("aZ09-_.İß\u212a"), max_size=12) | st.text(max_size=12))
+def test_normalize_name_is_the_pep_503_regex(name: str) -> None:
+    assert _probe.normalize_name(name) == re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_distribution_names_are_lowered_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Names lowered in one call, joined by NUL: a name that lowers to more characters (İ), odd
+    # cases of the suffix and an unzipped egg's EGG-INFO are still matched to their own entry.
+    dist_info(tmp_path, "\u0130x-1.0.DIST-INFO", "\u0130x", "1.0")
+    dist_info(tmp_path, "Upper-2.0.Dist-Info", "Upper", "2.0")
+    (tmp_path / "module_info").mkdir()  # ends like "-info" only when its "_" is overlooked
+    (tmp_path / "not-a-dist-info").write_text("x")  # "-info", but neither suffix: not counted
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    assert _probe.packages() == [("i\u0307x", "1.0"), ("upper", "2.0")]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGCHLD"), reason="SIGCHLD is POSIX")

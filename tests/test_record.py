@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import inspect
 import json
 import os
 import pickle
@@ -37,6 +38,8 @@ from tango_stepinfo._show import capture_summary, show_record
 
 from .conftest import DATA, TANGO_DATA
 from .strategies import full_record, raw_pickle
+
+_MISSING: Any = dataclasses.MISSING
 
 OURS_0_1_0 = DATA / "tango_stepinfo_0_1_0"
 
@@ -411,6 +414,30 @@ def test_repr_escapes_control_characters_in_every_kind_of_field() -> None:
     assert "Europe/\\x1b[2J\\x07" in repr(info)
 
 
+BIDI_CHARS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+BIDI = re.compile(f"[{BIDI_CHARS}]")
+
+
+class _Reversed:
+    """An object in ``config`` whose repr holds raw bidirectional overrides ("Trojan Source")."""
+
+    def __repr__(self) -> str:
+        return f"admin\u202e{BIDI_CHARS}\u2066x\u2069"
+
+
+def test_repr_escapes_bidirectional_overrides() -> None:
+    info = full_record()
+    info.unique_id = f"step\u202etxt.exe{BIDI_CHARS}"
+    info.config = {"user\u202e": _Reversed()}
+    assert BIDI.search(repr(info.config))  # the object's own repr lets them through
+    shown = repr(info)
+    assert not BIDI.search(shown), shown
+    assert "step\\u202etxt.exe" in shown  # escaped as \u202e, not dropped
+    assert "admin\\u202e" in shown
+    for char in BIDI_CHARS:
+        assert f"\\u{ord(char):04x}" in shown
+
+
 # --- the pickled state: JSON values and plain strings (issue 10) --------------------------------
 
 
@@ -536,3 +563,99 @@ def test_a_record_pickled_by_python_3_13_loads_with_plain_pickle_loads(tmp_path:
     back = pickle.loads(data)
     assert back == info and type(back.environment.executable) is type(Path())
     assert pickling.loads(data) == info
+
+
+# --- the hand-written __init__ of each record class ------------------------------------------
+
+
+def _generated(cls: type) -> type:
+    """A twin of ``cls`` whose ``__init__`` is the one ``@dataclass`` generates from its fields
+    (defined in this module, so that it is not registered as a record class)."""
+    fields = [
+        (
+            f.name,
+            f.type,
+            dataclasses.field(
+                default=f.default, default_factory=f.default_factory, metadata=f.metadata
+            ),
+        )
+        for f in dataclasses.fields(cls)
+    ]
+    extra: Dict[str, Any] = {"module": __name__} if sys.version_info >= (3, 12) else {}
+    twin = dataclasses.make_dataclass(
+        cls.__name__,
+        fields,
+        bases=(Record,),
+        namespace={"__module__": __name__},
+        eq=False,
+        repr=False,
+        **extra,
+    )
+    assert twin not in _record.RECORDS
+    return twin
+
+
+def _parameters(function: Any) -> List[Any]:
+    # Defaults by repr: the factory sentinels (ours, dataclasses') both show as <factory>.
+    return [
+        (p.name, p.kind, p.annotation, repr(p.default))
+        for p in inspect.signature(function).parameters.values()
+    ]
+
+
+@pytest.mark.parametrize("cls", list(_record.RECORDS), ids=lambda c: c.__name__)
+def test_each_init_takes_the_parameters_the_generated_one_takes(cls: type) -> None:
+    params = _parameters(cls.__init__)  # type: ignore[misc]
+    assert params == _parameters(_generated(cls).__init__)  # type: ignore[misc]
+    assert [p[0] for p in params[1:]] == [f.name for f in dataclasses.fields(cls)]
+    # Only the fields with a default factory show <factory>.
+    factories = [f.name for f in dataclasses.fields(cls) if f.default_factory is not _MISSING]
+    assert [p[0] for p in params if p[3] == "<factory>"] == factories
+
+
+@pytest.mark.parametrize("cls", list(_record.RECORDS), ids=lambda c: c.__name__)
+def test_each_init_assigns_every_argument_in_field_order(cls: type) -> None:
+    values = [object() for _ in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls)]
+    twin = _generated(cls)
+    for ours, theirs in [
+        (cls(*values), twin(*values)),
+        (cls(**dict(zip(names, values))), twin(**dict(zip(names, values)))),
+    ]:
+        assert [(k, id(v)) for k, v in vars(ours).items()] == [
+            (k, id(v)) for k, v in vars(theirs).items()
+        ]
+        assert list(vars(ours)) == names
+
+
+@pytest.mark.parametrize("cls", list(_record.RECORDS), ids=lambda c: c.__name__)
+def test_each_init_fills_left_out_arguments_as_the_generated_one(
+    cls: type, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the required arguments: every default and factory runs, in field order (the dict's
+    # key order is the order of assignment, and each factory runs just before its assignment).
+    # Outside any git repository, so that both records probe the same (no git status to time out).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    required = [
+        object()
+        for f in dataclasses.fields(cls)
+        if f.default is _MISSING and f.default_factory is _MISSING
+    ]
+    ours = cls(*required)
+    theirs = _generated(cls)(*required)
+    assert list(vars(ours)) == list(vars(theirs))
+    for name, value in vars(theirs).items():
+        assert type(getattr(ours, name)) is type(value), name
+        assert getattr(ours, name) == value, name
+
+
+def test_a_left_out_factory_argument_runs_the_fields_factory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    info = step_info.StepInfo("u", "C", set(), True, platform=None, environment=None)  # type: ignore[arg-type]
+    assert info.platform is None and info.environment is None
+    assert metadata.TangoMetadata("1.0").version == "1.0"
+    monkeypatch.setattr(metadata._probe, "tango_version", lambda rescan=True: "9.9")
+    assert metadata.TangoMetadata().version == "9.9"
+    assert metadata.TangoMetadata(None).version is None  # type: ignore[arg-type]

@@ -494,7 +494,32 @@ LEAKS: List[Tuple[str, Any, Any]] = [
         ["openssl", "enc", "-pass", "pass:hunter2"],
         ["openssl", "enc", "-pass", MASK],
     ),
-]
+    # htpasswd in batch mode: the password is its last argument
+    ("htpasswd-b", ["htpasswd", "-b", ".htpasswd", "alice", "s3cr3t"],
+     ["htpasswd", "-b", ".htpasswd", "alice", MASK]),
+    ("htpasswd-bc", ["htpasswd", "-bc", "/etc/nginx/.htpasswd", "admin", "hunter2"],
+     ["htpasswd", "-bc", "/etc/nginx/.htpasswd", "admin", MASK]),
+    ("htpasswd-nb", ["htpasswd", "-nb", "admin", "hunter2"], ["htpasswd", "-nb", "admin", MASK]),
+    ("htpasswd-nbB-cost", ["htpasswd", "-nbB", "-C", "12", "admin", "hunter2"],
+     ["htpasswd", "-nbB", "-C", "12", "admin", MASK]),
+    ("htpasswd-sudo-path", ["sudo", "/usr/bin/htpasswd", "-B", "-b", "f", "u", "pw1"],
+     ["sudo", "/usr/bin/htpasswd", "-B", "-b", "f", "u", MASK]),
+    ("htpasswd-bash-c", ["bash", "-c", "htpasswd -bc .htpasswd admin hunter2 && nginx"],
+     ["bash", "-c", "htpasswd -bc .htpasswd admin *** && nginx"]),
+    # query parameters that hold a secret in a URL whatever the value looks like
+    ("url-query-key", "https://api.example.com/v1/geo?key=abcdef123456&q=paris",
+     "https://api.example.com/v1/geo?key=***&q=paris"),
+    ("url-query-key-upper", "https://x.example/?format=json&KEY=abcdef123456",
+     "https://x.example/?format=json&KEY=***"),
+    ("url-query-pwd", "https://nas.local/cgi?user=admin&pwd=hunter2",
+     "https://nas.local/cgi?user=admin&pwd=***"),
+    ("url-query-pw", "https://x.example/login?u=bob&pw=hunter2",
+     "https://x.example/login?u=bob&pw=***"),
+    ("url-query-apikey-short", "https://x.example/?apikey=abc&sig=1&secret=2",
+     "https://x.example/?apikey=***&sig=***&secret=***"),
+    ("argv-url-query-key", ["curl", "https://api.example.com/x?key=abcdef123456"],
+     ["curl", "https://api.example.com/x?key=***"]),
+]  # fmt: skip
 
 # Ordinary arguments that must stay as they are (argv or URL).
 KEEPS: List[Tuple[str, Any]] = [
@@ -581,6 +606,11 @@ KEEPS: List[Tuple[str, Any]] = [
     ("url-at-in-query", "https://host/x?next=a@b&page=2"),
     ("url-port", "ssh://host:2222/x.git"),
     ("url-keys", "https://host/x?sort_key=date&tokenizer=bert"),
+    ("htpasswd-interactive", ["htpasswd", "-c", ".htpasswd", "alice"]),
+    ("htpasswd-n", ["htpasswd", "-nB", "alice"]),
+    ("htpasswd-delete", ["htpasswd", "-D", ".htpasswd", "alice"]),
+    ("url-keyword", "https://x.example/search?keyword=secretary&monkey=1&key="),
+    ("key-outside-a-url", ["x", "--key", "name", "KEY=id", "key=value&x"]),
 ]
 
 # Rows knowingly left failing (id -> reason); the report lists them.
@@ -885,7 +915,8 @@ HOSTILE = [
     "a://", "@", "-", "=", '"', "'", " ", "a", "a ", "-a ", "a=b ", "key=", "--token x ",
     "password=x ", "?token=a&", "https://u:p@h ", '"a ', "'a\" ", "Authorization: ", "eyJ-",
     "-----BEGIN ", "-----BEGIN PRIVATE KEY-----", "ghp_", "mysql -pX ", "sshpass -p x ",
-    "pass:", "aK", "x=password=",
+    "pass:", "aK", "x=password=", "?key=a&", "sig=a&", "htpasswd -b f u p ", "curl -u a:b ",
+    "password=a b ", "token=Bearer a ",
 ]  # fmt: skip
 
 

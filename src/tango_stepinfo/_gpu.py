@@ -66,13 +66,14 @@ NVIDIA GPUs come first, then AMD's; ``gpus`` is ``None`` only when neither drive
 from __future__ import annotations
 
 import os
-import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _fallbacks
 from ._machine import path, problem, read
 
 if TYPE_CHECKING:  # type aliases only for the checker: subscripting typing costs at import
+    import threading
+
     GpuFacts = Tuple[str, Optional[str], Optional[str], Optional[str], Optional[int]]
     """``(name, uuid, bus, driver, memory)``, the fields of ``GpuMetadata`` in order."""
 
@@ -208,7 +209,7 @@ def _filtered(gpus: List[GpuFacts]) -> List[GpuFacts]:
 
 # --- NVML --------------------------------------------------------------------------------------
 
-_asking: Optional[threading.Thread] = None
+_asking: Optional[threading.Thread] = None  # threading is imported only with NVIDIA GPUs
 """The thread asking NVML, kept so that a hung ``nvmlInit`` is asked once, not once per
 :func:`~tango_stepinfo.clear_cache`."""
 
@@ -257,6 +258,8 @@ def _start_nvml(uuids: Sequence[str]) -> Callable[[], Tuple[Dict[str, int], Opti
             answer.append(_nvml_totals(uuids))
         except Exception as e:  # ctypes.ArgumentError and the like: a reason, not a traceback
             answer.append(({}, f"NVML failed ({type(e).__name__}: {e})"))
+
+    import threading  # 0.6 ms to import: only on a machine with NVIDIA GPUs
 
     thread = _asking = threading.Thread(target=ask, name="tango-stepinfo-nvml", daemon=True)
     thread.start()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _probe
-from ._record import Record
+from ._record import FACTORY, Record
 from ._version import __version__
 
 __all__ = [
@@ -54,7 +54,7 @@ def _fallbacks_of(cls_name: str) -> Callable[[], Optional[Dict[str, str]]]:
     return collect
 
 
-@dataclass(eq=False, repr=False)  # == and repr come from Record
+@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
 class GitMetadata(Record):
     """The git checkout the step ran in.
 
@@ -78,6 +78,20 @@ class GitMetadata(Record):
     )
     dirty: Optional[bool] = field(default=None, metadata={"since": "0.1.0", "none": "unknown"})
     diff: Optional[str] = field(default=None, metadata={"since": "0.2.0", "show": False})
+
+    def __init__(
+        self,
+        commit: Optional[str] = None,
+        remote: Optional[str] = None,
+        branch: Optional[str] = None,
+        dirty: Optional[bool] = None,
+        diff: Optional[str] = None,
+    ) -> None:
+        self.commit = commit
+        self.remote = remote
+        self.branch = branch
+        self.dirty = dirty
+        self.diff = diff
 
     @classmethod
     def check_for_repo(cls) -> Optional[GitMetadata]:
@@ -105,7 +119,7 @@ def _tango_in_environment() -> TangoMetadata:
     return TangoMetadata(_probe.tango_version(rescan=False) or __version__)
 
 
-@dataclass(eq=False, repr=False)  # == and repr come from Record
+@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
 class TangoMetadata(Record):
     """The Tango the step ran under, and the library that wrote the record.
 
@@ -120,8 +134,12 @@ class TangoMetadata(Record):
     version: str = field(default_factory=_tango_version, metadata=_PROBED)
     library: Optional[str] = field(default=LIBRARY, metadata={"since": "0.2.0"})
 
+    def __init__(self, version: str = FACTORY, library: Optional[str] = LIBRARY) -> None:
+        self.version = _tango_version() if version is FACTORY else version
+        self.library = library
 
-@dataclass(eq=False, repr=False)  # == and repr come from Record
+
+@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
 class GpuMetadata(Record):
     """A GPU visible to the process (see the concepts page for how GPUs are found). Not in Tango.
 
@@ -141,8 +159,22 @@ class GpuMetadata(Record):
     driver: Optional[str] = None
     memory: Optional[int] = None
 
+    def __init__(
+        self,
+        name: str,
+        uuid: Optional[str] = None,
+        bus: Optional[str] = None,
+        driver: Optional[str] = None,
+        memory: Optional[int] = None,
+    ) -> None:
+        self.name = name
+        self.uuid = uuid
+        self.bus = bus
+        self.driver = driver
+        self.memory = memory
 
-@dataclass(eq=False, repr=False)  # == and repr come from Record
+
+@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
 class JobMetadata(Record):
     """The batch job or CI run a process belongs to (see the concepts page for the order).
 
@@ -160,6 +192,24 @@ class JobMetadata(Record):
     url: Optional[str] = None
     attempt: Optional[str] = None
 
+    def __init__(
+        self,
+        system: str,
+        id: str,
+        name: Optional[str] = None,
+        url: Optional[str] = None,
+        attempt: Optional[str] = None,
+    ) -> None:
+        self.system = system
+        self.id = id
+        self.name = name
+        self.url = url
+        self.attempt = attempt
+
+
+_platform_fallbacks = _fallbacks_of("PlatformMetadata")
+_environment_fallbacks = _fallbacks_of("EnvironmentMetadata")
+
 
 def _gpus() -> Optional[List[GpuMetadata]]:
     facts = _probe.gpus()
@@ -171,7 +221,7 @@ def _job() -> Optional[JobMetadata]:
     return None if facts is None else JobMetadata(*facts)
 
 
-@dataclass(eq=False, repr=False)  # == and repr come from Record
+@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
 class PlatformMetadata(Record):
     """The machine a step ran on. Each field defaults to a probe of this machine.
 
@@ -218,12 +268,38 @@ class PlatformMetadata(Record):
     container: Optional[str] = field(default_factory=_probe.container, metadata=_PROBED_SINCE_0_2)
     # fallbacks stays the last field: its factory collects the reasons of the fields above.
     fallbacks: Optional[Dict[str, str]] = field(
-        default_factory=_fallbacks_of("PlatformMetadata"),
+        default_factory=_platform_fallbacks,
         metadata={**_PROBED_SINCE_0_2, "label": "platform fallbacks"},
     )
 
+    def __init__(  # noqa: PLR0917 (positional, as the generated one and Tango's)
+        self,
+        operating_system: str = FACTORY,
+        cpu_count: Optional[int] = FACTORY,
+        user: str = FACTORY,
+        host: str = FACTORY,
+        cpu_model: Optional[str] = FACTORY,
+        cpu_usable: Optional[int] = FACTORY,
+        memory: Optional[int] = FACTORY,
+        gpus: Optional[List[GpuMetadata]] = FACTORY,
+        container: Optional[str] = FACTORY,
+        fallbacks: Optional[Dict[str, str]] = FACTORY,
+    ) -> None:
+        self.operating_system = (
+            _probe.operating_system() if operating_system is FACTORY else operating_system
+        )
+        self.cpu_count = _probe.cpu_count() if cpu_count is FACTORY else cpu_count
+        self.user = _probe.user() if user is FACTORY else user
+        self.host = _probe.host() if host is FACTORY else host
+        self.cpu_model = _probe.cpu_model() if cpu_model is FACTORY else cpu_model
+        self.cpu_usable = _probe.cpu_usable() if cpu_usable is FACTORY else cpu_usable
+        self.memory = _probe.memory() if memory is FACTORY else memory
+        self.gpus = _gpus() if gpus is FACTORY else gpus
+        self.container = _probe.container() if container is FACTORY else container
+        self.fallbacks = _platform_fallbacks() if fallbacks is FACTORY else fallbacks
 
-@dataclass(eq=False, repr=False)  # == and repr come from Record
+
+@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
 class EnvironmentMetadata(Record):
     """The Python environment a step ran in. Each field defaults to a probe of this process.
 
@@ -279,6 +355,36 @@ class EnvironmentMetadata(Record):
     privacy: Optional[str] = field(default_factory=_probe.privacy, metadata=_PROBED_SINCE_0_2)
     # fallbacks stays the last field: its factory collects the reasons of the fields above.
     fallbacks: Optional[Dict[str, str]] = field(
-        default_factory=_fallbacks_of("EnvironmentMetadata"),
+        default_factory=_environment_fallbacks,
         metadata={**_PROBED_SINCE_0_2, "label": "environment fallbacks"},
     )
+
+    def __init__(  # noqa: PLR0917 (positional, as the generated one and Tango's)
+        self,
+        python: str = FACTORY,
+        executable: Path = FACTORY,
+        command: str = FACTORY,
+        root: Path = FACTORY,
+        packages: Optional[List[Tuple[str, str]]] = FACTORY,
+        git: Optional[GitMetadata] = FACTORY,
+        tango: Optional[TangoMetadata] = FACTORY,
+        implementation: Optional[str] = FACTORY,
+        job: Optional[JobMetadata] = FACTORY,
+        variables: Optional[Dict[str, str]] = FACTORY,
+        privacy: Optional[str] = FACTORY,
+        fallbacks: Optional[Dict[str, str]] = FACTORY,
+    ) -> None:
+        self.python = _probe.python() if python is FACTORY else python
+        self.executable = _probe.executable() if executable is FACTORY else executable
+        self.command = _probe.command() if command is FACTORY else command
+        self.root = _probe.root() if root is FACTORY else root
+        self.packages = _probe.packages() if packages is FACTORY else packages
+        self.git = GitMetadata.check_for_repo() if git is FACTORY else git
+        self.tango = _tango_in_environment() if tango is FACTORY else tango
+        self.implementation = (
+            _probe.implementation() if implementation is FACTORY else implementation
+        )
+        self.job = _job() if job is FACTORY else job
+        self.variables = _probe.variables() if variables is FACTORY else variables
+        self.privacy = _probe.privacy() if privacy is FACTORY else privacy
+        self.fallbacks = _environment_fallbacks() if fallbacks is FACTORY else fallbacks

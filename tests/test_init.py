@@ -1,0 +1,111 @@
+"""What ``import tango_stepinfo`` loads: nothing heavy, no codec, and every public name for real.
+
+Each check runs in a fresh interpreter, after the benchmark's baseline
+(``import dataclasses, datetime, enum, pathlib, typing``), and compares ``sys.modules``: no
+timing here (the import's cost is measured in ``benchmarks/bench.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Dict
+
+import pytest
+
+BASELINE = "import dataclasses, datetime, enum, pathlib, typing"
+
+# The package modules the import may load: the record classes and what their default factories
+# and the public functions (anonymize, clear_cache, redact_command, redact_url) live in.
+ALLOWED = {
+    "tango_stepinfo",
+    "tango_stepinfo._fallbacks",
+    "tango_stepinfo._privacy",
+    "tango_stepinfo._probe",
+    "tango_stepinfo._proc",
+    "tango_stepinfo._record",
+    "tango_stepinfo._version",
+    "tango_stepinfo.errors",
+    "tango_stepinfo.metadata",
+    "tango_stepinfo.redact",
+    "tango_stepinfo.step_info",
+}
+
+# Loaded on the path that needs them, never by the import (some of the standard library ones
+# are loaded by the baseline on some Pythons: then the import must not be what loads them).
+LAZY = [
+    "linecache",
+    "tokenize",
+    "urllib.parse",
+    "ipaddress",
+    "subprocess",
+    "logging",
+    "threading",
+    "socket",
+    "platform",
+    "traceback",
+    "json",
+    "pickle",
+    "importlib.metadata",
+    "pytz",
+    "tango_stepinfo._clock",
+    "tango_stepinfo._times",
+    "tango_stepinfo._errors",
+    "tango_stepinfo._limits",
+    "tango_stepinfo._json_default",
+    "tango_stepinfo._kinds",
+    "tango_stepinfo._plans",
+    "tango_stepinfo.pickling",
+]
+
+# The public names a module __getattr__ provides on first use (the safe loader and pickle).
+LOADED_ON_USE = {"CorruptPickleError", "UnsafePickleError", "load", "loads"}
+
+
+def _added_by_import(statement: str) -> Dict[str, Any]:
+    code = (
+        "import sys, json\n"
+        f"{BASELINE}\n"
+        "before = set(sys.modules)\n"
+        f"{statement}\n"
+        "import tango_stepinfo as t\n"
+        "print(json.dumps({'added': sorted(set(sys.modules) - before),\n"
+        "                  'public': sorted(t.__all__), 'defined': sorted(vars(t))}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANGO_STEPINFO_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, stdout=subprocess.PIPE, text=True
+    )
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "statement", ["import tango_stepinfo", "from tango_stepinfo import StepInfo, StepState"]
+)
+def test_import_loads_only_the_record_modules(statement: str) -> None:
+    added = _added_by_import(statement)["added"]
+    ours = {m for m in added if m.split(".")[0] == "tango_stepinfo"}
+    assert ours <= ALLOWED, sorted(ours - ALLOWED)
+    # Of the standard library, only the module behind ``from __future__ import annotations``.
+    assert set(added) - ours <= {"__future__"}, sorted(set(added) - ours)
+
+
+@pytest.fixture(scope="module")
+def plain_import() -> Dict[str, Any]:
+    return _added_by_import("import tango_stepinfo")
+
+
+@pytest.mark.parametrize("module", LAZY)
+def test_import_does_not_load_a_lazy_module(plain_import: Dict[str, Any], module: str) -> None:
+    assert module not in plain_import["added"]
+
+
+def test_every_public_name_but_the_safe_loader_is_defined_by_the_import(
+    plain_import: Dict[str, Any],
+) -> None:
+    # No module __getattr__ stands in for the record classes, errors or functions: engines run
+    # ``from tango_stepinfo import StepInfo``, which must cost what the import costs.
+    missing = set(plain_import["public"]) - set(plain_import["defined"])
+    assert missing == LOADED_ON_USE
