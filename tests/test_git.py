@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
@@ -66,11 +67,21 @@ def diff_hash(cwd: Path) -> Optional[str]:
     return hashlib.sha256(out.stdout).hexdigest() if out.stdout else None
 
 
+def backdate(path: Path, seconds: float = 10.0) -> None:
+    """Set the ``mtime`` of ``path`` ``seconds`` in the past (negative: in the future)."""
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
 def make_repo(path: Path, *, commit: bool = True, branch: str = "main") -> Path:
+    """A repository with one committed file, older than its index: never racily clean, so no
+    test depends on whether a second boundary passed since the commit (see
+    :func:`test_a_racily_clean_index_is_refreshed_once`)."""
     path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q", "-b", branch)
     if commit:
         (path / "file.txt").write_text("one\n")
+        backdate(path / "file.txt")
         git(path, "add", "file.txt")
         git(path, "commit", "-q", "-m", "first")
     return path
@@ -424,10 +435,10 @@ def test_subprocess_runner_gives_the_same_answer(
     assert meta is not None and meta.dirty is True
 
 
-def test_git_status_gets_no_locks_and_no_prompts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_git_gets_no_locks_and_no_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a fresh index the one child is ``git diff``; with no commits, ``git status``."""
     repo = make_repo(tmp_path / "repo")
+    unborn = make_repo(tmp_path / "unborn", commit=False)
     out = tmp_path / "env"
     script = f'{shutil.which("env")} > "{out}"\necho "$@" >> "{out}"\n'
     monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
@@ -435,6 +446,12 @@ def test_git_status_gets_no_locks_and_no_prompts(
     seen = out.read_text()
     assert "GIT_OPTIONAL_LOCKS=0" in seen
     assert "GIT_TERMINAL_PROMPT=0" in seen
+    commit = git(repo, "rev-parse", "HEAD")
+    assert f"-c diff.autoRefreshIndex=false diff {' '.join(_git.DIFF_OPTIONS)} {commit} --" in seen
+    tango_stepinfo.clear_cache()
+    probe(unborn, monkeypatch)
+    seen = out.read_text()
+    assert "GIT_OPTIONAL_LOCKS=0" in seen
     assert "status --porcelain --untracked-files=no" in seen
 
 
@@ -687,6 +704,7 @@ def copied_repo(tmp_path: Path, files: int = 40) -> Tuple[Path, Path]:
     repo = make_repo(tmp_path / "repo")
     for i in range(files):
         (repo / f"f{i:03}.txt").write_text(f"{i}\n")
+        backdate(repo / f"f{i:03}.txt")  # not racily clean: only the copy's index is stale
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "files")
     copy = tmp_path / "copy"
@@ -742,14 +760,66 @@ def test_a_fresh_checkout_is_not_stale(tmp_path: Path) -> None:
     assert not _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
     (repo / "file.txt").write_text("an edit is a change, and half of one file is not stale\n")
     (repo / "other.txt").write_text("x\n")
+    backdate(repo / "other.txt")
     git(repo, "add", "other.txt")
     git(repo, "commit", "-q", "-m", "two")
     (repo / "file.txt").write_text("edited again, one of two\n")
     assert _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))  # half of the sample
     git(repo, "update-index", "--index-version", "4")
     (repo / "file.txt").write_text("one\n")
+    backdate(repo / "file.txt")
     git(repo, "update-index", "--refresh")
     assert not _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
+
+
+def racy_repo(tmp_path: Path, age: float) -> Path:
+    """A repository whose files' ``mtime`` is ``age`` seconds old, as is its index's: git
+    cannot trust their ``stat`` (racily clean entries), as in a small fresh clone."""
+    repo = make_repo(tmp_path / "repo")
+    for i in range(5):
+        (repo / f"f{i}.txt").write_text(f"{i}\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "files")
+    when = int(time.time() - age) + 0.5
+    for name in ["file.txt"] + [f"f{i}.txt" for i in range(5)]:
+        os.utime(repo / name, (when, when))
+    git(repo, "update-index", "--refresh")  # records those times
+    os.utime(repo / ".git" / "index", (when + 0.25, when + 0.25))  # the same second
+    return repo
+
+
+def test_a_racily_clean_index_is_refreshed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = racy_repo(tmp_path, 10.0)
+    found = _git.find(str(repo))
+    assert found is not None
+    assert _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
+    log = tmp_path / "git-env"
+    script = f'echo "locks=${{GIT_OPTIONAL_LOCKS-unset}}" >> "{log}"\nexec "{GIT}" "$@"\n'
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (False, None)
+    assert log.read_text() == "locks=unset\n"  # a plain git status, which rewrites the index
+    assert (repo / ".git" / "index").stat().st_mtime > time.time() - 5
+    assert not _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
+    log.unlink()
+    tango_stepinfo.clear_cache()  # as a new process
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and meta.dirty is False
+    assert log.read_text() == "locks=0\n"
+
+
+def test_racy_entries_a_rewrite_cannot_cure_are_left_alone(tmp_path: Path) -> None:
+    """Files dated in the future stay racy whatever git writes: refreshing would take
+    ``index.lock`` in every process for nothing."""
+    repo = racy_repo(tmp_path, -100.0)
+    found = _git.find(str(repo))
+    assert found is not None
+    assert not _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
+    for name in ["file.txt"] + [f"f{i}.txt" for i in range(5)]:
+        (repo / name).write_text("edited\n")  # stat data that differ still count
+    assert _git._index_is_stale(found, git(repo, "rev-parse", "HEAD"))
 
 
 def test_index_version_4_copy_is_stale(tmp_path: Path) -> None:
@@ -763,14 +833,28 @@ def test_index_version_4_copy_is_stale(tmp_path: Path) -> None:
 
 
 def test_diff_runs_once_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dirty tree with a fresh index costs one child, ``git diff``; with a stale index (one
+    edit among two sampled files looks like one), ``git status`` and then ``git diff``."""
     repo = make_repo(tmp_path / "repo")
-    (repo / "file.txt").write_text("changed\n")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (repo / name).write_text(f"{name}\n")
+        backdate(repo / name)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "more")
+    (repo / "file.txt").write_text("changed\n" * 40000)  # a diff larger than a pipe holds
     log = tmp_path / "git-runs"
-    monkeypatch.setenv("PATH", str(counting_git(tmp_path / "bin", log)))
+    script = f'echo "$3" >> "{log}"\nexec "{GIT}" "$@"\n'  # the word after --work-tree
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
     monkeypatch.chdir(repo)
     infos = [StepInfo("a", "A", set(), True) for _ in range(4)]
-    assert log.read_text().count("run") == 2  # git status, then git diff: one extra child
+    assert log.read_text().split() == ["-c"]  # -c diff.autoRefreshIndex=false diff ...
     assert {i.environment.git.diff for i in infos if i.environment.git} == {diff_hash(repo)}
+    (repo / "a.txt").write_text("changed too\n")
+    log.unlink()
+    tango_stepinfo.clear_cache()
+    meta = probe(repo, monkeypatch)
+    assert log.read_text().split() == ["status", "-c"]  # git status, then git diff
+    assert meta is not None and (meta.dirty, meta.diff) == (True, diff_hash(repo))
 
 
 def test_dirty_off_turns_diff_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -826,8 +910,13 @@ def test_reasons_for_status_failures(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", "exit 128\n")))
     tango_stepinfo.clear_cache()
     probe(repo, monkeypatch)
+    failed = "git diff exited with 128; recorded dirty and diff as None"
+    assert git_reasons() == {"git.diff": failed, "git.dirty": failed}
+    tango_stepinfo.clear_cache()
+    probe(make_repo(tmp_path / "unborn", commit=False), monkeypatch)  # git status alone
     failed = "git status exited with 128; recorded dirty and diff as None"
     assert git_reasons() == {"git.diff": failed, "git.dirty": failed}
+    monkeypatch.chdir(repo)
     monkeypatch.setenv(
         "PATH", os.environ["PATH"].replace(str(tmp_path / "bin"), str(Path(GIT).parent))
     )  # type: ignore[arg-type]
@@ -850,9 +939,9 @@ def test_a_refreshing_git_status_gets_the_longer_timeout(
     meta = probe(copy, monkeypatch)
     assert meta is not None and (meta.dirty, meta.diff) == (False, None)
     assert index_inode(copy, "f000.txt") == (copy / "f000.txt").stat().st_ino
-    meta = probe(repo, monkeypatch)  # a fresh index: the usual timeout
+    meta = probe(repo, monkeypatch)  # a fresh index: git diff alone, the usual timeout
     assert meta is not None and (meta.dirty, meta.diff) == (None, None)
     assert git_reasons() == dict.fromkeys(
         ["git.diff", "git.dirty"],
-        "git status timed out after 0.2 s; recorded dirty and diff as None",
+        "git diff timed out after 0.2 s; recorded dirty and diff as None",
     )

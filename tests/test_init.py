@@ -18,7 +18,7 @@ import pytest
 BASELINE = "import dataclasses, datetime, enum, pathlib, typing"
 
 # The package modules the import may load: the record classes and what their default factories
-# and the public functions (anonymize, clear_cache, redact_command, redact_url) live in.
+# and the public functions anonymize and clear_cache live in.
 ALLOWED = {
     "tango_stepinfo",
     "tango_stepinfo._fallbacks",
@@ -29,7 +29,6 @@ ALLOWED = {
     "tango_stepinfo._version",
     "tango_stepinfo.errors",
     "tango_stepinfo.metadata",
-    "tango_stepinfo.redact",
     "tango_stepinfo.step_info",
 }
 
@@ -58,10 +57,19 @@ LAZY = [
     "tango_stepinfo._kinds",
     "tango_stepinfo._plans",
     "tango_stepinfo.pickling",
+    "tango_stepinfo.redact",
 ]
 
-# The public names a module __getattr__ provides on first use (the safe loader and pickle).
-LOADED_ON_USE = {"CorruptPickleError", "UnsafePickleError", "load", "loads"}
+# The public names a module __getattr__ provides on first use: the safe loader (and pickle), and
+# the redaction functions (their tables load with the first command line a record redacts).
+LOADED_ON_USE = {
+    "CorruptPickleError",
+    "UnsafePickleError",
+    "load",
+    "loads",
+    "redact_command",
+    "redact_url",
+}
 
 
 def _added_by_import(statement: str) -> Dict[str, Any]:
@@ -105,7 +113,22 @@ def test_import_does_not_load_a_lazy_module(plain_import: Dict[str, Any], module
 def test_every_public_name_but_the_safe_loader_is_defined_by_the_import(
     plain_import: Dict[str, Any],
 ) -> None:
-    # No module __getattr__ stands in for the record classes, errors or functions: engines run
-    # ``from tango_stepinfo import StepInfo``, which must cost what the import costs.
+    # No module __getattr__ stands in for the record classes, errors or the other functions:
+    # engines run ``from tango_stepinfo import StepInfo``, which must cost what the import costs.
     missing = set(plain_import["public"]) - set(plain_import["defined"])
     assert missing == LOADED_ON_USE
+
+
+@pytest.mark.parametrize("name", sorted(LOADED_ON_USE))
+def test_a_name_loaded_on_use_is_the_module_function(name: str) -> None:
+    import tango_stepinfo
+    from tango_stepinfo import pickling, redact
+
+    assert getattr(tango_stepinfo, name) is getattr(redact, name, getattr(pickling, name, None))
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    import tango_stepinfo
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        tango_stepinfo.no_such_name  # noqa: B018
