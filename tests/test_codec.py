@@ -755,6 +755,42 @@ def test_a_field_declared_since_a_version_is_none_when_missing_from_json_or_pick
     assert grown.to_json_dict(tango_compat=True) == {"name": "a"}
 
 
+def test_decoding_never_runs_a_setattr_or_descriptor_of_the_class() -> None:
+    # Decoded fields go straight into the instance, as __setstate__ puts them: a class with a
+    # __setattr__ of its own, or a descriptor under a field's name, is filled the same way as
+    # one without (which gets attribute stores).
+    calls: List[str] = []
+
+    @dataclasses.dataclass(eq=False, repr=False)
+    class Guarded(Record):
+        name: str
+        size: Optional[int] = None
+
+        def __setattr__(self, key: str, value: Any) -> None:
+            calls.append(key)
+            object.__setattr__(self, key, value)
+
+    calls.clear()
+    back = Guarded.from_json_dict({"name": "a", "size": 2})
+    assert back.__dict__ == {"name": "a", "size": 2} and calls == []
+
+    class Loud:
+        def __get__(self, obj: Any, owner: Any = None) -> Any:
+            return obj.__dict__["size"] if obj is not None else None
+
+        def __set__(self, obj: Any, value: Any) -> None:
+            calls.append("size")
+
+    @dataclasses.dataclass(eq=False, repr=False)
+    class Plain(Record):
+        name: str
+        size: Optional[int] = None
+
+    Described = type("Described", (Plain,), {"size": Loud()})
+    back = Described.from_json_dict({"name": "b", "size": 3})
+    assert back.__dict__ == {"name": "b", "size": 3} and calls == []
+
+
 def test_a_field_declared_since_a_version_needs_a_default() -> None:
     @dataclasses.dataclass(eq=False, repr=False)
     class NoDefault(Record):

