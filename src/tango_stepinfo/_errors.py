@@ -48,7 +48,7 @@ def show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        if -_limits.MAX_INT < value < _limits.MAX_INT:
+        if _limits.MIN_INT < value < _limits.MAX_INT:
             text = int.__repr__(value)
             return text if len(text) <= 40 else f"an integer of {len(text.lstrip('-'))} digits"
         return f"an integer of {digits(value)} digits"  # never turned into text: see digits()

@@ -224,7 +224,7 @@ _INT_BITS = (_limits.MAX_INT - 1).bit_length()  # 2**(_INT_BITS - 1) < MAX_INT <
 
 def _bounded(value: int) -> int:
     """``value`` if it is within :data:`~._limits.MAX_INT` (and, in a number field, a float)."""
-    if -_limits.MAX_INT < value < _limits.MAX_INT:
+    if _limits.MIN_INT < value < _limits.MAX_INT:
         return value
     raise Limit(f"{show(value)} is out of range: ints have at most {_limits.MAX_INT_DIGITS} digits")
 
