@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 import pytz
 
-from tango_stepinfo import StepState, _record, metadata, pickling, step_info
+from tango_stepinfo import StepState, _kinds, _plans, _record, metadata, pickling, step_info
 from tango_stepinfo._diff import compare, diff_text
 from tango_stepinfo._record import Record
 from tango_stepinfo._schema import schema
@@ -149,6 +149,17 @@ def grown(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, type]]:
         monkeypatch.setattr(module, name, variant)
         if name in ("PlatformMetadata", "EnvironmentMetadata"):
             monkeypatch.setattr(step_info, name, variant)  # StepInfo's hints name them there
+    # The codec's caches start empty and are dropped after the test: a plan built while the
+    # variants stand in module namespaces resolves its hints to them, even for a shipped class.
+    for module, cache in (
+        (_plans, "_FIELDS"),
+        (_plans, "_PLANS"),
+        (_plans, "_DECODERS"),
+        (_record, "_STATES"),
+        (_kinds, "_FOUND"),
+    ):
+        monkeypatch.setattr(module, cache, {})
+    monkeypatch.setattr(_plans, "_ENCODERS", {mode: {} for mode in _plans._ENCODERS})
     # The safe loader's tables are rebuilt with the variants.
     monkeypatch.setattr(pickling, "_ALLOWED", None)
     monkeypatch.setattr(pickling, "_FOUND", {})
