@@ -132,3 +132,27 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no_such_name"):
         tango_stepinfo.no_such_name  # noqa: B018
+
+
+def test_the_first_record_loads_no_heavy_module(tmp_path: Any) -> None:
+    # The first record of a process, in a git checkout with the dirty check on, imports only
+    # our probe modules and small C modules: no subprocess, logging, platform or socket, and
+    # threading only where NVIDIA's driver is (its memory query runs in a thread).
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    code = (
+        "import sys, json\n"
+        "import tango_stepinfo\n"
+        "before = set(sys.modules)\n"
+        "tango_stepinfo.StepInfo(unique_id='a', step_class_name='S', dependencies=set(),\n"
+        "                        cacheable=True)\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANGO_STEPINFO_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, check=True, stdout=subprocess.PIPE
+    )
+    added = set(json.loads(done.stdout))
+    heavy = {"subprocess", "logging", "platform", "socket", "importlib.metadata", "json"}
+    if not os.path.exists("/proc/driver/nvidia/gpus"):
+        heavy.add("threading")
+    assert not added & heavy, sorted(added & heavy)

@@ -47,9 +47,9 @@ while the other fields are probed; the git probe then reads its answer. :func:`c
 
 from __future__ import annotations
 
+import _thread
 import os
 import stat
-import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -673,7 +673,7 @@ def _status(repo: Repo, commit: Optional[str]) -> Tree:
 
 # --- the cached facts ----------------------------------------------------------------------------
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _found: Optional[Tuple[str, Optional[Repo]]] = None
 _state: Optional[Tuple[Repo, Deps, Optional[str], Optional[str], Optional[str]]] = None
 _dirty: Dict[Key, Tree] = {}
@@ -696,7 +696,7 @@ def _after_fork() -> None:
     # A child process must not read or reap its parent's git child, and a fork copies a lock
     # held by another thread as held.
     global _lock, _pending
-    _lock = threading.Lock()
+    _lock = _thread.allocate_lock()
     if _pending is not None:
         os.close(_pending[2][1])
         _pending = None
