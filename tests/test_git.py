@@ -945,3 +945,27 @@ def test_a_refreshing_git_status_gets_the_longer_timeout(
         ["git.diff", "git.dirty"],
         "git diff timed out after 0.2 s; recorded dirty and diff as None",
     )
+
+
+def test_a_prefetched_diff_bigger_than_a_pipe_is_read_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``StepInfo()`` starts ``git diff`` before probing the platform, which may take longer than
+    the timeout (a slow ``nvidia-smi``): a diff bigger than the pipe's buffer waits, blocked, for
+    its reader meanwhile. That wait is not the child's: its output is still read in full."""
+    repo = make_repo(tmp_path / "repo")
+    for name in ("a", "b", "c"):
+        (repo / name).write_text(name)
+        backdate(repo / name)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "more")
+    (repo / "file.txt").write_text("changed line\n" * 100_000)  # 1.3 MB of diff
+    assert not _git._index_is_stale(_git.find(str(repo)), git(repo, "rev-parse", "HEAD"))
+    monkeypatch.setattr(_git, "GIT_TIMEOUT", 1.0)
+    monkeypatch.chdir(repo)
+    _probe.prefetch_git()
+    threading.Event().wait(1.5)  # the platform probe, slower than GIT_TIMEOUT
+    meta = GitMetadata.check_for_repo()
+    assert meta is not None
+    assert (meta.dirty, meta.diff) == (True, diff_hash(repo))
+    assert git_reasons() is None

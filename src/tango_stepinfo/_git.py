@@ -766,7 +766,16 @@ def _finish_pending() -> None:
     if _pending is not None:
         key, repo, child, started, timeout, hasher = _pending
         _pending = None
-        left = max(timeout - (time.monotonic() - started), 0.01)
+        now = time.monotonic()
+        left = max(timeout - (now - started), 0.01)
+        try:
+            waiting = readable(child[1], 0.0)
+        except (OSError, ValueError):
+            waiting = False  # _collect reports it
+        if waiting:
+            # Output nobody read yet: a child whose output outgrew the pipe (a diff over 64 KiB)
+            # has been blocked on it since, waiting for us, not working; its time runs from now.
+            started, left = now, timeout
         if hasher is None:
             _dirty[key] = _answer(repo, key[1], _collect("git", child, left), started, timeout)
         else:
