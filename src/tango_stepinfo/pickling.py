@@ -28,13 +28,15 @@ arguments, and check the result before handing it out.
 **Checks before anything is called.** The whole pickle is read opcode by opcode first:
 every global it names (including ``STACK_GLOBAL`` ones) must be allowed, copyreg extension codes
 are refused, memo indexes must be plausible, only a record may be given a state (``BUILD``),
-and values may nest at most 500 levels deep (deeper nesting can crash the interpreter while
-hashing).
+values may nest at most :data:`~tango_stepinfo._limits.MAX_DEPTH` (200) levels deep plus the
+few levels records add (deeper nesting can crash the interpreter while hashing), and the JSON
+the result would expand to is estimated, shared references counted each time they are used: at
+most :data:`~tango_stepinfo._limits.JSON_BYTES_PER_PICKLE_BYTE` (8) bytes per byte of pickle
+plus 1 MiB.
 
 **Checks after loading.** The result must be a record, a ``StepState``, or a ``list``, ``tuple``
 or ``dict`` of them; every record is checked field by field (a wrong type raises
-:class:`~tango_stepinfo.StepInfoDecodeError` naming the field). Shared references may not
-expand the result to more than 16 values per byte of pickle, and reference cycles are refused.
+:class:`~tango_stepinfo.StepInfoDecodeError` naming the field), and reference cycles are refused.
 
 Every other failure (truncated or corrupt bytes, wrong arguments to an allowed callable)
 raises :class:`CorruptPickleError`, so callers catch :class:`pickle.UnpicklingError` and
