@@ -648,7 +648,7 @@ def command() -> str:
         return cached[2]
     copy = [a if isinstance(a, str) else str(a) for a in argv]
     typed = [a if isinstance(a, str) else str(a) for a in _typed_argv(copy)]
-    from . import redact  # 0.3 ms to import: only when the command line is new (once, usually)
+    from . import redact  # loaded by the first record's probes (0.3 ms), not by the import
 
     policy = _privacy.current()
     text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
