@@ -36,6 +36,10 @@ def dask() -> Iterator[Tuple[ModuleType, Client]]:
             processes=True,
             threads_per_worker=1,
             dashboard_address=None,
+            # No dashboard, but the scheduler still serves HTTP (health routes), by default on
+            # port 8787: a free port instead, so that another cluster on this machine (another
+            # test run) cannot make the start warn, which the test settings turn into an error.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             host="127.0.0.1",
             env={"TANGO_STEPINFO_COMMAND": NANNY_COMMAND},  # as docs/distributed.rst shows
         )

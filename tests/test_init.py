@@ -61,7 +61,7 @@ LAZY = [
 ]
 
 # The public names a module __getattr__ provides on first use: the safe loader (and pickle), and
-# the redaction functions (their tables load with the first command line a record redacts).
+# the redaction functions (their tables load with the first record's probes).
 LOADED_ON_USE = {
     "CorruptPickleError",
     "UnsafePickleError",

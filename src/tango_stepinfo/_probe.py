@@ -65,12 +65,13 @@ exact). The command line and the settings are compared for every record (no syst
 Every value handed out is immutable or a fresh copy, so
 mutating one record never changes another. The first probe of a process (and the first after
 :func:`clear_cache`) probes every fixed fact at once: it starts the two child processes a first
-record needs, the ``git status`` of the dirty check and ``uname -p``, then probes the rest while
-they run. :func:`clear_cache` (public as ``tango_stepinfo.clear_cache()``) drops every cached fact;
-``StepInfo.refresh()`` calls it.
+record needs, the first git child of the dirty check (``git diff``, or ``git status`` when the
+index looks stale or there are no commits; see :mod:`._git`) and ``uname -p``, then probes the
+rest while they run. :func:`clear_cache` (public as ``tango_stepinfo.clear_cache()``) drops
+every cached fact; ``StepInfo.refresh()`` calls it.
 
-Settings (environment variables): ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git status``
-and ``git diff`` behind ``GitMetadata.dirty`` and ``diff`` (for huge repositories);
+Settings (environment variables): ``TANGO_STEPINFO_GIT_DIRTY=0`` turns off the ``git diff``
+and ``git status`` behind ``GitMetadata.dirty`` and ``diff`` (for huge repositories);
 ``TANGO_STEPINFO_GIT_REFRESH=0`` never lets git refresh a stale index (see :mod:`._git`);
 ``TANGO_STEPINFO_VARIABLES`` chooses ``EnvironmentMetadata.variables`` (:mod:`._variables`);
 ``TANGO_STEPINFO_PRIVACY`` and ``TANGO_STEPINFO_PRIVACY_KEY`` make anonymous records
@@ -135,8 +136,9 @@ if hasattr(os, "register_at_fork"):
 def _fact(name: str) -> Any:
     """Return the fact ``name``, fixed for the process; the first call probes them all.
 
-    Also reaps the ``git status`` started ahead of need once it has ended, so that a process
-    making only :class:`PlatformMetadata` leaves no zombie child behind.
+    Also reaps the git child of the dirty check started ahead of need (:func:`prefetch_git`) once
+    it has ended, so that a process making only :class:`PlatformMetadata` leaves no zombie child
+    behind.
     """
     if _git_module is not None:
         _git_module.reap_pending()
@@ -164,10 +166,10 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     """Probe every fact fixed for the process, in one place, while two children run.
 
     The slow parts of a first record are child processes: ``uname -p`` for the OS string, and
-    the ``git status`` of the dirty check (started by :func:`prefetch_git` before this when a
-    ``StepInfo`` is made, read by the git probe). The other facts are probed, and the package
-    scan warmed up, while they run. Nothing here starts ``git``: a ``PlatformMetadata`` alone
-    never does.
+    the first git child of the dirty check (``git diff``, or ``git status`` when the index looks
+    stale; started by :func:`prefetch_git` before this when a ``StepInfo`` is made, read by the
+    git probe). The other facts are probed, and the package scan warmed up, while they run.
+    Nothing here starts ``git``: a ``PlatformMetadata`` alone never does.
     """
     policy = _privacy.current()  # an unknown mode raises here, before any child is started
     parts = _linux_parts()
@@ -205,7 +207,11 @@ _git_prefetched = False
 
 
 def prefetch_git() -> None:
-    """Start ``git status`` without waiting for it, once per process (until :func:`clear_cache`).
+    """Start the dirty check's first git child without waiting for it, once per process (until
+    :func:`clear_cache`).
+
+    That child is ``git diff`` when the index looks fresh, else ``git status`` (see
+    :func:`._git.prefetch`); nothing starts outside a repository or with the check turned off.
 
     Called by the first probe of an environment (:func:`python`), and by ``StepInfo`` before it
     probes its platform, so that the child runs while the other facts are probed; the git probe
@@ -642,7 +648,7 @@ def command() -> str:
         return cached[2]
     copy = [a if isinstance(a, str) else str(a) for a in argv]
     typed = [a if isinstance(a, str) else str(a) for a in _typed_argv(copy)]
-    from . import redact  # 0.3 ms to import: only when the command line is new (once, usually)
+    from . import redact  # loaded by the first record's probes (0.3 ms), not by the import
 
     policy = _privacy.current()
     text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
@@ -986,7 +992,7 @@ def clear_cache() -> None:
 
     Facts fixed for the process (OS, CPU count, user, host, Python, executable) are probed
     again, the package list is re-scanned, and the git repository is found and read again,
-    ``git status`` included; ``$TANGO_STEPINFO_JSON`` is read again by the next
+    its dirty check included; ``$TANGO_STEPINFO_JSON`` is read again by the next
     ``to_json_dict()``. ``StepInfo.refresh()`` calls this.
     """
     global _argv, _env_line, _root, _packages, _git_prefetched

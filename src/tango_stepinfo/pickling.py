@@ -1140,7 +1140,7 @@ def _usable(record: Any, path: str) -> None:
                 raise StepInfoDecodeError(_at(path, name), "required field is missing")
             continue
         if kind is int:
-            if not -_limits.MAX_INT < value < _limits.MAX_INT:
+            if not _limits.MIN_INT < value < _limits.MAX_INT:
                 raise CorruptPickleError(
                     f"{_at(path, name)}: an int of more than {_limits.MAX_INT_DIGITS} digits"
                 )
@@ -1217,7 +1217,7 @@ def _json_value(value: Any, depth: int) -> Any:
     if kind is str or kind is bool or value is None or kind is float:
         return value
     if kind is int:
-        if -_limits.MAX_INT < value < _limits.MAX_INT:
+        if _limits.MIN_INT < value < _limits.MAX_INT:
             return value
         raise _Where(f"an int of more than {_limits.MAX_INT_DIGITS} digits")
     if depth > _limits.MAX_DEPTH:

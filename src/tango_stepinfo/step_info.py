@@ -176,8 +176,8 @@ def replace_steps_with_unique_id(value: Any) -> Any:
 
 def _platform() -> PlatformMetadata:
     """Probe the platform for a new :class:`StepInfo`, which probes its environment next: start
-    the environment's ``git status`` first, so that it runs meanwhile (a ``PlatformMetadata``
-    alone never starts ``git``)."""
+    the environment's git dirty check first (``git diff``, or ``git status`` when the index looks
+    stale), so that it runs meanwhile (a ``PlatformMetadata`` alone never starts ``git``)."""
     _probe.prefetch_git()
     return PlatformMetadata()
 
