@@ -515,6 +515,11 @@ LEAKS: List[Tuple[str, Any, Any]] = [
     ("htpasswd-bash-c-file-argument",
      ["bash", "-c", "serve /etc/nginx/htpasswd --api-token s3cr3t1 --password s3cr3t2"],
      ["bash", "-c", "serve /etc/nginx/htpasswd --api-token *** --password ***"]),
+    # a URL naming a tool in its path is no command: curl's -u still belongs to curl
+    ("htpasswd-url-path", ["curl", "https://example.com/admin/htpasswd", "-u", "admin:s3cret"],
+     ["curl", "https://example.com/admin/htpasswd", "-u", "admin:" + MASK]),
+    ("mysql-url-path", ["curl", "https://example.com/db/mysql", "-u", "admin:s3cret"],
+     ["curl", "https://example.com/db/mysql", "-u", "admin:" + MASK]),
     # after htpasswd's own arguments, the words are read as usual
     ("htpasswd-then-more", ["htpasswd", "-b", "f", "u", "pw1", "DB_PASSWORD=a b", "-v"],
      ["htpasswd", "-b", "f", "u", MASK, "DB_PASSWORD=" + MASK, "-v"]),

@@ -793,7 +793,8 @@ def _redact_word(word: str, depth: int, ctx: _Context) -> str:
             new = _logon(word)
             return _redact_text(new) if depth == 0 else new
     if new is None:
-        ctx.positional(word.rpartition("/")[2].lstrip("$(`"))  # /usr/bin/mysql, $(mysql
+        # /usr/bin/mysql, $(mysql; not a URL whose path ends in a tool's name
+        ctx.positional(word if "://" in word else word.rpartition("/")[2].lstrip("$(`"))
         new = _assignment(word) if "=" in word else None
         if new is not None and not (_has_space(word) and _looks_like_command(word)):
             return new  # NAME=***, also when the value holds spaces
