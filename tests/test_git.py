@@ -447,7 +447,10 @@ def test_git_gets_no_locks_and_no_prompts(tmp_path: Path, monkeypatch: pytest.Mo
     assert "GIT_OPTIONAL_LOCKS=0" in seen
     assert "GIT_TERMINAL_PROMPT=0" in seen
     commit = git(repo, "rev-parse", "HEAD")
-    assert f"-c diff.autoRefreshIndex=false diff {' '.join(_git.DIFF_OPTIONS)} {commit} --" in seen
+    assert (
+        f"-c diff.autoRefreshIndex=false -c diff.relative=false diff"
+        f" {' '.join(_git.DIFF_OPTIONS)} {commit} --"
+    ) in seen
     tango_stepinfo.clear_cache()
     probe(unborn, monkeypatch)
     seen = out.read_text()
@@ -969,3 +972,31 @@ def test_a_prefetched_diff_bigger_than_a_pipe_is_read_late(
     assert meta is not None
     assert (meta.dirty, meta.diff) == (True, diff_hash(repo))
     assert git_reasons() is None
+
+
+def test_diff_relative_config_does_not_hide_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``diff.relative=true`` in the user's config limits ``git diff`` to the working directory:
+    a step run in a subfolder must still see a change outside it, and hash the whole diff."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "sub").mkdir()
+    for name in ("a", "b", "c"):
+        (repo / "sub" / name).write_text(name)
+        backdate(repo / "sub" / name)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "sub")
+    git(repo, "config", "diff.relative", "true")
+    (repo / "file.txt").write_text("changed outside sub\n")
+    assert not _git._index_is_stale(_git.find(str(repo)), git(repo, "rev-parse", "HEAD"))
+    meta = probe(repo / "sub", monkeypatch)
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == "M file.txt"
+    assert meta is not None
+    assert (meta.dirty, meta.diff) == (True, diff_hash_at_root(repo))
+
+
+def diff_hash_at_root(repo: Path) -> Optional[str]:
+    """:func:`diff_hash` of the whole tree, whatever ``diff.relative`` says."""
+    argv = [str(GIT), "-c", "diff.relative=false", *DIFF_COMMAND]
+    out = subprocess.run(argv, cwd=repo, check=True, capture_output=True)
+    return hashlib.sha256(out.stdout).hexdigest() if out.stdout else None

@@ -598,7 +598,10 @@ def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
 
     Runs with ``GIT_OPTIONAL_LOCKS=0`` and ``diff.autoRefreshIndex=false``: ``git diff`` would
     otherwise rewrite the index under its lock even with ``GIT_OPTIONAL_LOCKS=0`` (git 2.39).
-    Files whose stat data alone differ are compared by content and give no output. The commit
+    Files whose stat data alone differ are compared by content and give no output.
+    ``diff.relative=false``: a user's ``diff.relative=true`` would limit the diff to the working
+    directory, and a step run in a subfolder would miss the changes outside it (a ``-c``, not
+    ``--no-relative``, which gits before 2.28 refuse). The commit
     is named by its hash rather than ``HEAD`` (the output is the same), so that the hash
     belongs to the recorded ``commit`` even if ``HEAD`` moves meanwhile.
     """
@@ -608,6 +611,8 @@ def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
         "--work-tree=" + str(repo.worktree),
         "-c",
         "diff.autoRefreshIndex=false",
+        "-c",
+        "diff.relative=false",
         "diff",
         *DIFF_OPTIONS,
         commit,
