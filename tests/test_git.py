@@ -447,7 +447,10 @@ def test_git_gets_no_locks_and_no_prompts(tmp_path: Path, monkeypatch: pytest.Mo
     assert "GIT_OPTIONAL_LOCKS=0" in seen
     assert "GIT_TERMINAL_PROMPT=0" in seen
     commit = git(repo, "rev-parse", "HEAD")
-    assert f"-c diff.autoRefreshIndex=false diff {' '.join(_git.DIFF_OPTIONS)} {commit} --" in seen
+    assert (
+        f"-c diff.autoRefreshIndex=false -c diff.relative=false diff"
+        f" {' '.join(_git.DIFF_OPTIONS)} {commit} --"
+    ) in seen
     tango_stepinfo.clear_cache()
     probe(unborn, monkeypatch)
     seen = out.read_text()
@@ -945,3 +948,55 @@ def test_a_refreshing_git_status_gets_the_longer_timeout(
         ["git.diff", "git.dirty"],
         "git diff timed out after 0.2 s; recorded dirty and diff as None",
     )
+
+
+def test_a_prefetched_diff_bigger_than_a_pipe_is_read_late(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``StepInfo()`` starts ``git diff`` before probing the platform, which may take longer than
+    the timeout (a slow ``nvidia-smi``): a diff bigger than the pipe's buffer waits, blocked, for
+    its reader meanwhile. That wait is not the child's: its output is still read in full."""
+    repo = make_repo(tmp_path / "repo")
+    for name in ("a", "b", "c"):
+        (repo / name).write_text(name)
+        backdate(repo / name)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "more")
+    (repo / "file.txt").write_text("changed line\n" * 100_000)  # 1.3 MB of diff
+    assert not _git._index_is_stale(_git.find(str(repo)), git(repo, "rev-parse", "HEAD"))
+    monkeypatch.setattr(_git, "GIT_TIMEOUT", 1.0)
+    monkeypatch.chdir(repo)
+    _probe.prefetch_git()
+    threading.Event().wait(1.5)  # the platform probe, slower than GIT_TIMEOUT
+    meta = GitMetadata.check_for_repo()
+    assert meta is not None
+    assert (meta.dirty, meta.diff) == (True, diff_hash(repo))
+    assert git_reasons() is None
+
+
+def test_diff_relative_config_does_not_hide_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``diff.relative=true`` in the user's config limits ``git diff`` to the working directory:
+    a step run in a subfolder must still see a change outside it, and hash the whole diff."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "sub").mkdir()
+    for name in ("a", "b", "c"):
+        (repo / "sub" / name).write_text(name)
+        backdate(repo / "sub" / name)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "sub")
+    git(repo, "config", "diff.relative", "true")
+    (repo / "file.txt").write_text("changed outside sub\n")
+    assert not _git._index_is_stale(_git.find(str(repo)), git(repo, "rev-parse", "HEAD"))
+    meta = probe(repo / "sub", monkeypatch)
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == "M file.txt"
+    assert meta is not None
+    assert (meta.dirty, meta.diff) == (True, diff_hash_at_root(repo))
+
+
+def diff_hash_at_root(repo: Path) -> Optional[str]:
+    """:func:`diff_hash` of the whole tree, whatever ``diff.relative`` says."""
+    argv = [str(GIT), "-c", "diff.relative=false", *DIFF_COMMAND]
+    out = subprocess.run(argv, cwd=repo, check=True, capture_output=True)
+    return hashlib.sha256(out.stdout).hexdigest() if out.stdout else None

@@ -506,6 +506,23 @@ LEAKS: List[Tuple[str, Any, Any]] = [
      ["sudo", "/usr/bin/htpasswd", "-B", "-b", "f", "u", MASK]),
     ("htpasswd-bash-c", ["bash", "-c", "htpasswd -bc .htpasswd admin hunter2 && nginx"],
      ["bash", "-c", "htpasswd -bc .htpasswd admin *** && nginx"]),
+    # a file named htpasswd is no htpasswd command: the options after it are read as usual
+    ("htpasswd-file-argument",
+     ["python", "serve.py", "--users", "/etc/nginx/htpasswd", "--api-token", "s3cr3t1",
+      "--password", "s3cr3t2", "sshpass", "-ps3cr3t3", "ssh", "host"],
+     ["python", "serve.py", "--users", "/etc/nginx/htpasswd", "--api-token", MASK,
+      "--password", MASK, "sshpass", "-p" + MASK, "ssh", "host"]),
+    ("htpasswd-bash-c-file-argument",
+     ["bash", "-c", "serve /etc/nginx/htpasswd --api-token s3cr3t1 --password s3cr3t2"],
+     ["bash", "-c", "serve /etc/nginx/htpasswd --api-token *** --password ***"]),
+    # a URL naming a tool in its path is no command: curl's -u still belongs to curl
+    ("htpasswd-url-path", ["curl", "https://example.com/admin/htpasswd", "-u", "admin:s3cret"],
+     ["curl", "https://example.com/admin/htpasswd", "-u", "admin:" + MASK]),
+    ("mysql-url-path", ["curl", "https://example.com/db/mysql", "-u", "admin:s3cret"],
+     ["curl", "https://example.com/db/mysql", "-u", "admin:" + MASK]),
+    # after htpasswd's own arguments, the words are read as usual
+    ("htpasswd-then-more", ["htpasswd", "-b", "f", "u", "pw1", "DB_PASSWORD=a b", "-v"],
+     ["htpasswd", "-b", "f", "u", MASK, "DB_PASSWORD=" + MASK, "-v"]),
     # query parameters that hold a secret in a URL whatever the value looks like
     ("url-query-key", "https://api.example.com/v1/geo?key=abcdef123456&q=paris",
      "https://api.example.com/v1/geo?key=***&q=paris"),

@@ -598,7 +598,10 @@ def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
 
     Runs with ``GIT_OPTIONAL_LOCKS=0`` and ``diff.autoRefreshIndex=false``: ``git diff`` would
     otherwise rewrite the index under its lock even with ``GIT_OPTIONAL_LOCKS=0`` (git 2.39).
-    Files whose stat data alone differ are compared by content and give no output. The commit
+    Files whose stat data alone differ are compared by content and give no output.
+    ``diff.relative=false``: a user's ``diff.relative=true`` would limit the diff to the working
+    directory, and a step run in a subfolder would miss the changes outside it (a ``-c``, not
+    ``--no-relative``, which gits before 2.28 refuse). The commit
     is named by its hash rather than ``HEAD`` (the output is the same), so that the hash
     belongs to the recorded ``commit`` even if ``HEAD`` moves meanwhile.
     """
@@ -608,6 +611,8 @@ def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
         "--work-tree=" + str(repo.worktree),
         "-c",
         "diff.autoRefreshIndex=false",
+        "-c",
+        "diff.relative=false",
         "diff",
         *DIFF_OPTIONS,
         commit,
@@ -766,7 +771,16 @@ def _finish_pending() -> None:
     if _pending is not None:
         key, repo, child, started, timeout, hasher = _pending
         _pending = None
-        left = max(timeout - (time.monotonic() - started), 0.01)
+        now = time.monotonic()
+        left = max(timeout - (now - started), 0.01)
+        try:
+            waiting = readable(child[1], 0.0)
+        except (OSError, ValueError):
+            waiting = False  # _collect reports it
+        if waiting:
+            # Output nobody read yet: a child whose output outgrew the pipe (a diff over 64 KiB)
+            # has been blocked on it since, waiting for us, not working; its time runs from now.
+            started, left = now, timeout
         if hasher is None:
             _dirty[key] = _answer(repo, key[1], _collect("git", child, left), started, timeout)
         else:

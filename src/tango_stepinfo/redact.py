@@ -620,6 +620,9 @@ def _redact_value(value: str, depth: int) -> str:
     return value
 
 
+_HTPASSWD = frozenset("bcinmdspDvBC25r")  # the option letters of htpasswd (Apache 2.4)
+
+
 class _Htpasswd:
     """The arguments of ``htpasswd`` read so far: with ``-b`` (batch mode), its third argument
     (``FILE USER PASSWORD``), or its second with ``-n`` (``USER PASSWORD``), is the password.
@@ -636,21 +639,28 @@ class _Htpasswd:
         self.skip = False  # the next word is the value of -C or -r
 
     def word(self, word: str) -> Optional[str]:
-        """``word`` with the password hidden, or None when it ends the command."""
+        """``word`` with the password hidden when it is one of htpasswd's own arguments; None
+        for any other word (a separator, an option htpasswd has not, a word after its
+        arguments, any word without ``-b``), which is read as in any command line: a file
+        named ``htpasswd`` is no htpasswd command."""
         if word in _SHELL_SEPARATORS or word.endswith(";"):
             return None
-        if self.skip:
+        if word[:1] == "-":
             self.skip = False
-            return word
-        if not self.seen and len(word) > 1 and word[0] == "-":
+            if self.seen or len(word) < 2 or not set(word[1:]) <= _HTPASSWD:
+                return None
             letters = word[1:]
             self.flags += letters
             self.skip = "C" in letters or "r" in letters
             return word
+        if self.skip:  # the cost of -C, the rounds of -r
+            self.skip = False
+            return word if word.isdigit() else None
         self.seen += 1
-        if "b" in self.flags and self.seen == (2 if "n" in self.flags else 3):
-            return MASK
-        return word
+        password = 2 if "n" in self.flags else 3
+        if "b" not in self.flags or self.seen > password:
+            return None
+        return MASK if self.seen == password else word
 
 
 class _Context:
@@ -783,7 +793,8 @@ def _redact_word(word: str, depth: int, ctx: _Context) -> str:
             new = _logon(word)
             return _redact_text(new) if depth == 0 else new
     if new is None:
-        ctx.positional(word.rpartition("/")[2].lstrip("$(`"))  # /usr/bin/mysql, $(mysql
+        # /usr/bin/mysql, $(mysql; not a URL whose path ends in a tool's name
+        ctx.positional(word if "://" in word else word.rpartition("/")[2].lstrip("$(`"))
         new = _assignment(word) if "=" in word else None
         if new is not None and not (_has_space(word) and _looks_like_command(word)):
             return new  # NAME=***, also when the value holds spaces
