@@ -628,6 +628,7 @@ KEEPS: List[Tuple[str, Any]] = [
     ("htpasswd-delete", ["htpasswd", "-D", ".htpasswd", "alice"]),
     ("url-keyword", "https://x.example/search?keyword=secretary&monkey=1&key="),
     ("key-outside-a-url", ["x", "--key", "name", "KEY=id", "key=value&x"]),
+    ("key-after-shell-and", ["bash", "-c", "cd x&&key=abc ./run"]),
 ]
 
 # Rows knowingly left failing (id -> reason); the report lists them.

@@ -392,9 +392,11 @@ def _redact_pairs(text: str) -> str:
         if not kind:
             continue
         if kind == _QUERY_SECRET and (
-            separator != "=" or text[m.start() - 1 : m.start()] not in ("?", "&")
+            separator != "="
+            or text[m.start() - 1 : m.start()] not in ("?", "&")
+            or text[m.start() - 2 : m.start()] == "&&"
         ):
-            continue  # KEY=x, --key=x, key: x: not secret-looking outside a query string
+            continue  # KEY=x, --key=x, key: x, cd x&&key=x: not in a query string
         end = m.end()
         if value is not None and not (spaces and separator == ":"):
             start = end - len(value)  # a token, matched already
