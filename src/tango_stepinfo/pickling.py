@@ -1050,46 +1050,43 @@ def _check_item(value: Any, path: str) -> None:
         raise StepInfoDecodeError(path + inner, e.problem) from None
 
 
-def _check_result(value: Any) -> None:
+def _items(value: Any) -> List[Tuple[Any, str]]:
+    """The loaded ``value``'s records (or states) with their paths: the items of a list, tuple
+    or dict (``[0]``, ``['key']``), or ``value`` itself (path ``""``).
+
+    :raises StepInfoDecodeError: ``value`` is none of these shapes.
+    """
     if type(value) in (list, tuple):
-        for i, item in enumerate(value):
-            _check_item(item, f"[{i}]")
-    elif type(value) is dict:
-        for key, item in value.items():
-            _check_item(item, f"[{key!r}]")
-    elif type(value) is StepState or type(value) in _RECORDS:
-        _check_item(value, "")
-    else:
-        raise StepInfoDecodeError(
-            "",
-            f"expected a record, a StepState, or a list, tuple or dict of them, got {show(value)}",
-        )
+        return [(item, f"[{i}]") for i, item in enumerate(value)]
+    if type(value) is dict:
+        return [(item, f"[{key!r}]") for key, item in value.items()]
+    if type(value) is StepState or type(value) in _RECORDS:
+        return [(value, "")]
+    raise StepInfoDecodeError(
+        "",
+        f"expected a record, a StepState, or a list, tuple or dict of them, got {show(value)}",
+    )
 
 
 # --- checking the result: what only the loader checks ----------------------------------------
 # (kept apart from the field-type checks above: limits and normalisation of loaded values)
 
 
-def _check_loaded(value: Any) -> None:
-    """Make every record in the loaded ``value`` usable, or refuse it naming the path.
+def _check_loaded(items: List[Tuple[Any, str]]) -> None:
+    """Make every record of the loaded value usable, or refuse it naming the path.
 
-    ``value`` has passed :func:`_check_result` (records whose fields have the declared types).
-    Times must be real dates and times and are made aware (a naive time is UTC, as the JSON
-    decoder reads it), ints stay within :data:`_limits.MAX_INT`, ``config`` and ``metadata`` nest at
-    most :data:`_limits.MAX_DEPTH` deep and become JSON values as ``to_json_dict`` writes them,
-    and paths become what ``from_json_dict`` makes of their text: so ``repr``, ``to_json_dict``
-    and ``from_json_dict(to_json_dict(x)) == x`` hold for what :func:`loads` returns.
+    ``items`` are the value's records as :func:`_items` gives them, each one already checked by
+    :func:`_check_item` (its fields have the declared types). Times must be real dates and times
+    and are made aware (a naive time is UTC, as the JSON decoder reads it), ints stay within
+    :data:`_limits.MAX_INT`, ``config`` and ``metadata`` nest at most :data:`_limits.MAX_DEPTH`
+    deep and become JSON values as ``to_json_dict`` writes them, and paths become what
+    ``from_json_dict`` makes of their text: so ``repr``, ``to_json_dict`` and
+    ``from_json_dict(to_json_dict(x)) == x`` hold for what :func:`loads` returns.
 
     :raises CorruptPickleError: ``path: problem``.
     """
-    if type(value) in (list, tuple):
-        for i, item in enumerate(value):
-            _usable(item, f"[{i}]")
-    elif type(value) is dict:
-        for key, item in value.items():
-            _usable(item, f"[{key!r}]")
-    else:
-        _usable(value, "")
+    for item, path in items:
+        _usable(item, path)
 
 
 _REQUIRED: Dict[type, Tuple[str, ...]] = {}
@@ -1278,8 +1275,10 @@ def _load(data: Any) -> Tuple[Any, int]:
     except Exception as e:
         raise CorruptPickleError(f"corrupt pickle: {type(e).__name__}: {e}"[:300]) from e
     try:
-        _check_result(value)
-        _check_loaded(value)
+        items = _items(value)
+        for item, path in items:
+            _check_item(item, path)
+        _check_loaded(items)
     except (CorruptPickleError, StepInfoDecodeError):
         raise
     except Exception as e:  # a value no check foresaw; never let it out as something else
