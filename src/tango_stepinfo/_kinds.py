@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _free, _limits, _times
 from ._errors import Bad, Limit, show
+from ._record import check_fields
 
 __all__ = ["KINDS", "Kind", "Mode", "checker", "converters", "describe", "kind_of", "retell"]
 
@@ -417,8 +418,6 @@ class _RecordKind(Kind):
         def check(value: Any) -> Any:
             if not isinstance(value, cls):
                 raise Bad(f"expected {expected}, got {show(value)}")
-            from ._record import check_fields
-
             check_fields(value)
 
         return check
