@@ -54,9 +54,9 @@ def _probe(name: str, value: Any) -> Any:
     return factory
 
 
-def _variant(cls: type, added: List[Any], namespace: Optional[Dict[str, Any]] = None) -> type:
-    """``cls`` with the fields ``added`` (``(name, type, field)``), in ``cls``'s module."""
-    fields = [
+def _field_specs(cls: type) -> List[Any]:
+    """``cls``'s fields as ``make_dataclass`` takes them: ``(name, type, field)``."""
+    return [
         (
             f.name,
             f.type,
@@ -66,6 +66,11 @@ def _variant(cls: type, added: List[Any], namespace: Optional[Dict[str, Any]] = 
         )
         for f in dataclasses.fields(cls)
     ]
+
+
+def _variant(cls: type, added: List[Any], namespace: Optional[Dict[str, Any]] = None) -> type:
+    """``cls`` with the fields ``added`` (``(name, type, field)``), in ``cls``'s module."""
+    fields = _field_specs(cls)
     ns = {"__module__": cls.__module__, "__qualname__": cls.__name__, "__doc__": cls.__doc__}
     names = {f.name for f in dataclasses.fields(cls)}
     # The class's own methods and properties (StepInfo.state, GitMetadata.check_for_repo, ...).
@@ -582,16 +587,7 @@ def test_a_record_pickled_by_python_3_13_loads_with_plain_pickle_loads(tmp_path:
 def _generated(cls: type) -> type:
     """A twin of ``cls`` whose ``__init__`` is the one ``@dataclass`` generates from its fields
     (defined in this module, so that it is not registered as a record class)."""
-    fields = [
-        (
-            f.name,
-            f.type,
-            dataclasses.field(
-                default=f.default, default_factory=f.default_factory, metadata=f.metadata
-            ),
-        )
-        for f in dataclasses.fields(cls)
-    ]
+    fields = _field_specs(cls)
     extra: Dict[str, Any] = {"module": __name__} if sys.version_info >= (3, 12) else {}
     twin = dataclasses.make_dataclass(
         cls.__name__,
