@@ -435,6 +435,17 @@ def _ok(value: Optional[float], unit: str, target: Optional[float], version: str
     return ("yes" if good else "NO") + (" (+25%)" if slack != 1.0 else "")
 
 
+def _aligned(lines: List[List[str]]) -> str:
+    """Rows as text in aligned columns, the first row a header underlined with dashes."""
+    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
+    out = []
+    for n, r in enumerate(lines):
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
 def _table(ours: Runner, tango: Optional[Runner]) -> str:
     mine = ours.figures()
     theirs = tango.figures() if tango is not None else None
@@ -467,13 +478,7 @@ def _table(ours: Runner, tango: Optional[Runner]) -> str:
                 ratio,
             ]
         lines.append(row)
-    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
-    out = []
-    for n, r in enumerate(lines):
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return _aligned(lines)
 
 
 def _summary(runners: List[Runner]) -> str:
@@ -489,13 +494,7 @@ def _summary(runners: List[Runner]) -> str:
             over = verdict.startswith("NO")
             row.append(_show(value, unit) + (" !" if over else ""))
         lines.append(row)
-    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
-    out = []
-    for n, r in enumerate(lines):
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return _aligned(lines)
 
 
 def _checkout(tmp: Path, cwd: Optional[str]) -> Path:
