@@ -1132,6 +1132,24 @@ def test_decoded_short_strings_are_shared_between_records() -> None:
     assert c.step_name == d.step_name == long
 
 
+def test_a_string_field_equal_to_the_last_one_decoded_is_still_checked() -> None:
+    # Each string field keeps its last decoded value and answers an equal string with it.
+    data = full_record(n_packages=2).to_json_dict()
+    first = StepInfo.from_json_dict(data)
+    assert first.platform is not None
+    host = first.platform.host
+    again = StepInfo.from_json_dict(json.loads(json.dumps(data)))
+    assert again.platform is not None and again.platform.host is host
+    for odd, shown in [(StrLike(host), repr(host)), (EqualsAll(), "a value of type 'EqualsAll'")]:
+        problem = re.escape(f"platform.host: expected a string, got {shown}")
+        with pytest.raises(StepInfoDecodeError, match=f"^{problem}$"):
+            StepInfo.from_json_dict(changed(data, "platform.host", odd))
+    other = StepInfo.from_json_dict(changed(data, "platform.host", "other-host"))
+    assert other.platform is not None and other.platform.host == "other-host"
+    back = StepInfo.from_json_dict(json.loads(json.dumps(data)))
+    assert back.platform is not None and back.platform.host == host
+
+
 def test_optional_field_of_wrong_type_still_says_or_null() -> None:
     data = full_record(n_packages=2).to_json_dict()
     with pytest.raises(StepInfoDecodeError, match=r"^platform: expected an object or null"):
