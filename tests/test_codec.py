@@ -30,9 +30,11 @@ from tango_stepinfo import (
     StepInfoDecodeError,
     StepInfoEncodeError,
     TangoMetadata,
+    UnsafePickleError,
     _limits,
     _plans,
     _probe,
+    loads,
 )
 from tango_stepinfo._errors import Bad
 from tango_stepinfo._record import Record
@@ -709,6 +711,20 @@ def test_pickle_size_is_small() -> None:
     assert packages is not None
     flat = info.environment.__getstate__()["packages"]
     assert flat == tuple(part for row in packages for part in row)
+
+
+def test_a_pickled_package_row_equal_to_a_shared_one_is_left_for_the_check() -> None:
+    env = full_record(n_packages=2).environment
+    state = env.__getstate__()
+    again = pickle.loads(pickle.dumps(env))  # its rows are kept: the next equal ones are shared
+    assert again.packages == env.packages
+    flat = state["packages"]
+    for odd in [(*flat[:3], StrLike(flat[3])), (*flat[:2], EqualsAll(), flat[3])]:
+        back = pickle.loads(old_pickle(EnvironmentMetadata, {**state, "packages": odd}))
+        assert back.packages is not None and type(back.packages) is tuple  # as it was pickled
+        assert [type(x) for x in back.packages] == [type(x) for x in odd]
+        with pytest.raises(UnsafePickleError):  # the safe loader refuses the odd item's class
+            loads(old_pickle(EnvironmentMetadata, {**state, "packages": odd}))
 
 
 def test_old_pickle_with_packages_as_a_list_of_pairs() -> None:

