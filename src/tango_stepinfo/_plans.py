@@ -273,8 +273,10 @@ def _decode_step(
         # 1 us (4%) of from_json_dict. The field's last value is kept (a global of the generated
         # code, replaced whole) and an equal string answered with it: a string compare instead
         # of a call hashing a fresh string; measured from_json_dict -3% (CPU, 3.11, interleaved
-        # in-process A/B, paired median of 25 rounds). The converter of a string refuses
-        # whatever is not one, so only a plain string is shared.
+        # in-process A/B, paired median of 25 rounds, the benchmark's records repeating every
+        # value; a value new each time, as unique_id, costs one failed compare more than
+        # before). The converter of a string refuses whatever is not one, so only a plain
+        # string is shared.
         namespace["intern"] = sys.intern
         namespace[f"s{i}"] = ""
         shared.append(f"s{i}")
