@@ -136,8 +136,9 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 def test_the_first_record_loads_no_heavy_module(tmp_path: Any) -> None:
     # The first record of a process, in a git checkout with the dirty check on, imports only
-    # our probe modules and small C modules: no subprocess, logging, platform or socket, and
-    # threading only where NVIDIA's driver is (its memory query runs in a thread).
+    # our probe modules and small C modules: no subprocess, logging, platform or socket, no
+    # struct (the git index is read with int.from_bytes), and threading only where NVIDIA's
+    # driver is (its memory query runs in a thread).
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     code = (
         "import sys, json\n"
@@ -152,7 +153,7 @@ def test_the_first_record_loads_no_heavy_module(tmp_path: Any) -> None:
         [sys.executable, "-c", code], env=env, cwd=tmp_path, check=True, stdout=subprocess.PIPE
     )
     added = set(json.loads(done.stdout))
-    heavy = {"subprocess", "logging", "platform", "socket", "importlib.metadata", "json"}
+    heavy = {"subprocess", "logging", "platform", "socket", "importlib.metadata", "json", "struct"}
     if not os.path.exists("/proc/driver/nvidia/gpus"):
         heavy.add("threading")
     assert not added & heavy, sorted(added & heavy)

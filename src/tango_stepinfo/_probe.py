@@ -97,15 +97,16 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _privacy
-from ._proc import Deps, debug, sig, unchanged, which
 from ._proc import collect as _collect
+from ._proc import debug, sig, unchanged, which
 from ._proc import run_subprocess as _run_subprocess
 from ._proc import spawn as _spawn
 
 if TYPE_CHECKING:
     from ._git import GitFacts
+    from ._proc import Deps
 
-Package = Tuple[str, str]
+    Package = Tuple[str, str]  # for the checker only: 0.04 ms at import (3.11)
 
 # --- the cache of facts fixed for the process ----------------------------------------------------
 
