@@ -7,7 +7,7 @@ so the classes stay here for good.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import Enum
 from types import TracebackType
 from typing import (
@@ -24,7 +24,7 @@ from typing import (
 )
 
 from . import _probe
-from ._record import FACTORY, Record
+from ._record import FACTORY, Record, record_class
 from .errors import InvalidStepStateError
 from .metadata import EnvironmentMetadata, PlatformMetadata
 
@@ -182,7 +182,7 @@ def _platform() -> PlatformMetadata:
     return PlatformMetadata()
 
 
-@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
+@record_class  # @dataclass(init=False, eq=False, repr=False); see _record.FACTORY
 class StepInfo(Record):
     """The run record of one step: what it is, when and where it ran, and how it ended.
 
