@@ -102,12 +102,13 @@ def _record_class(cls: _C) -> _C:
     ``KW_ONLY`` with a regex, among others) cost 0.93 ms of ``import tango_stepinfo`` for the
     seven record classes (their class bodies included); with this loop they cost 0.41 ms, and
     the ``_Fieldless`` class below 0.06 ms (3.11, medians of 21 fresh processes timing each
-    top-level statement, busy 2-core machine). What ``@dataclass`` adds beside the fields (``__dataclass_params__``,
-    and ``__replace__`` from 3.13) is taken from a class it decorated, so it is what this
-    Python's ``@dataclass`` adds. The record classes have no ``ClassVar``, ``InitVar`` or
-    ``KW_ONLY`` field and no dataclass base; ``tests/test_record.py`` checks every class against
-    the one ``@dataclass`` makes from the same class body, on every Python CI runs. Type
-    checkers see ``@dataclass`` itself (:data:`record_class`).
+    top-level statement, busy 2-core machine). What ``@dataclass`` adds beside the fields
+    (``__dataclass_params__``, and ``__replace__`` from 3.13) is taken from a class it
+    decorated, so it is what this Python's ``@dataclass`` adds. The record classes have no
+    ``ClassVar``, ``InitVar`` or ``KW_ONLY`` field and no dataclass base;
+    ``tests/test_record.py`` checks every class against the one ``@dataclass`` makes from the
+    same class body, on every Python CI runs. Type checkers see ``@dataclass`` itself
+    (:data:`record_class`).
     """
     fields: Dict[str, dataclasses.Field[Any]] = {}
     # The class's own annotations, as @dataclass reads them up to 3.13.
