@@ -11,6 +11,7 @@ from dataclasses import field
 from enum import Enum
 from types import TracebackType
 from typing import (
+    TYPE_CHECKING,
     Any,
     ContextManager,
     Dict,
@@ -55,9 +56,11 @@ class StepState(str, Enum):
         return self.value
 
 
-class _HasUniqueId(Protocol):
-    @property
-    def unique_id(self) -> str: ...
+if TYPE_CHECKING:  # for the checker only: a Protocol class costs 0.05 ms at import (3.11)
+
+    class _HasUniqueId(Protocol):
+        @property
+        def unique_id(self) -> str: ...
 
 
 class StepLike(Protocol):
@@ -473,5 +476,5 @@ class StepInfo(Record):
         )
 
 
-# Defined after the class: a string bound ("StepInfo") is compiled by typing at import (0.1 ms).
-_S = TypeVar("_S", bound=StepInfo)
+if TYPE_CHECKING:  # for the checker only: a TypeVar costs 0.02 ms at import (3.11)
+    _S = TypeVar("_S", bound=StepInfo)
