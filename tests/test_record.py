@@ -640,6 +640,22 @@ def test_record_class_makes_what_dataclass_makes(
             assert _same(vars(ours)[key]) == _same(vars(twin)[key]), (name, key)
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("x: list = []", ValueError),  # a mutable default shared by every record
+        ("x: dict = dataclasses.field(default={})", ValueError),
+        ("x = dataclasses.field(default=1)", TypeError),  # a field without annotation
+    ],
+)
+def test_record_class_refuses_what_dataclass_refuses(body: str, error: type) -> None:
+    for decorate in (_record._record_class, dataclasses.dataclass(init=False, eq=False)):
+        namespace: Dict[str, Any] = {"dataclasses": dataclasses}
+        exec(f"class Bad:\n    {body}\n", namespace)
+        with pytest.raises(error):
+            decorate(namespace["Bad"])
+
+
 def test_record_class_records_work_with_the_dataclasses_functions() -> None:
     git = metadata.GitMetadata("abc", branch="main")
     assert [f.name for f in dataclasses.fields(git)] == [

@@ -127,11 +127,16 @@ def _record_class(cls: type) -> type:
                 setattr(cls, name, f.default)
         else:
             f = dataclasses.field(default=value)
+        if f.default is not _MISSING and f.default.__class__.__hash__ is None:  # as 3.11 checks
+            raise ValueError(f"mutable default {type(f.default)} for field {name} is not allowed")
         f.name, f.type = name, annotation
         f._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
         if getattr(f, "kw_only", None) is _MISSING:  # 3.10 and later
             f.kw_only = False
         fields[name] = f
+    for key, value in cls.__dict__.items():
+        if isinstance(value, dataclasses.Field):
+            raise TypeError(f"{key!r} is a field but has no type annotation")
     for key, value in _ADDED.items():
         setattr(cls, key, value)
     cls.__dataclass_fields__ = fields  # type: ignore[attr-defined]
