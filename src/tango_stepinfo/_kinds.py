@@ -687,7 +687,7 @@ def _shared_row(name: Any, version: Any) -> Tuple[str, str]:
 
 def _shared_rows(pairs: Any, size: int) -> List[Tuple[str, str]]:
     """The shared rows of ``size`` pairs ``(name, version)`` (an iterable of rows that unpack to
-    two items each, or of flat items taken two by two), as new list.
+    two items each, or of flat items taken two by two), as a new list.
 
     Each item is checked to be a plain ``str`` first (``type(x) is str``), so that no code of the
     caller's objects runs here and a str subclass, or an object that compares equal to a string,
@@ -699,7 +699,9 @@ def _shared_rows(pairs: Any, size: int) -> List[Tuple[str, str]]:
     569-package one -6% (hashing each fresh name cost more than two string compares; the lookup
     with the type checks added cost +25% on 569 rows). Comparing the whole list with the last
     one (``==``: 3 us for 70 rows) and then checking the types (``map(type, ...)``) took 9.6 us
-    against 7.7 us for these 70 rows.
+    against 7.7 us for these 70 rows. Python 3.9, whose ``type(x)`` calls are not specialized,
+    pays for the checks: 569 rows alone 120 us against 88 us unchecked (the lookup with the
+    checks: 134 us).
 
     :raises ValueError: a row is not two plain strings or does not unpack to two items (the
         caller takes its slow path).
