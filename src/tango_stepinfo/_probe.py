@@ -56,12 +56,18 @@ threads race for them. Facts that can change are re-checked for every record, ch
 directory (one ``getcwd``; ``root`` and ``git`` follow it), the command line (compared with the
 ``sys.argv`` it was built from), the package list (re-scanned only when ``sys.path`` or the
 ``stat`` of one of its folders changed, so a ``pip install`` during the run shows up in later
-records) and git (see :mod:`._git`). Staleness bound: these re-checks (about seven system calls,
-each letting another thread take the GIL) run at most once per :data:`STALE_AFTER` (1 ms) per
-process; a record made within 1 ms of the last check reuses its working directory, package scan
-and git facts, so a ``chdir``, ``pip install`` or commit shows up in the records made more than
-1 ms after it (and at once after :func:`clear_cache` or ``StepInfo.refresh()``, which stay
-exact). The command line and the settings are compared for every record (no system call).
+records) and git (see :mod:`._git`). Staleness bound: these three are checked together, at most
+once per :data:`STALE_AFTER` (1 ms) per process, and a probe never returns a value whose check
+began more than 1 ms before the probe was called: a ``chdir``, ``pip install`` or commit shows
+up in the records made more than 1 ms after it (and at once after :func:`clear_cache` or
+``StepInfo.refresh()``, which stay exact). One thread checks at a time (:func:`_recheck`, under
+a ``_thread`` lock): the first to find the last check over checks every one of the three asked
+for since (about seven system calls, each letting another thread take the GIL), while threads
+finding it over meanwhile sleep on the lock, then use its result if it is still within the
+bound, else check again; a fact first asked for after a check began is checked alone. (When
+each thread checked the facts it found stale itself, 16 threads making records lost a third of
+their throughput to GIL handoffs.) The command line and the settings are compared for every
+record (no system call).
 Every value handed out is immutable or a fresh copy, so
 mutating one record never changes another. The first probe of a process (and the first after
 :func:`clear_cache`) probes every fixed fact at once: it starts the two child processes a first
