@@ -559,6 +559,28 @@ def test_one_thread_rechecks_and_a_waiting_thread_gets_its_result(
     assert seen == {"first": sub.resolve(), "second": sub.resolve()}
 
 
+def test_an_interrupted_recheck_is_checked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    assert _probe.root() == outside_git.resolve() and _probe.packages() is not None
+    now[0] += 0.002
+    sub = outside_git / "sub"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    with monkeypatch.context() as m:  # Ctrl-C after the working directory, in the package check
+        m.setattr(os, "stat", raising(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            _probe.root()
+    monkeypatch.chdir(outside_git)
+    assert _probe.root() == outside_git.resolve()  # not the half-done check's answer
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_child_forked_during_a_recheck_can_recheck(outside_git: Path) -> None:
     """The re-check lock, held by a thread of the parent at the fork, is a new one in the child."""

@@ -1017,6 +1017,7 @@ def _recheck(name: str) -> None:
             _CHECKS[name](epoch)  # nothing to do when a thread checked it while this one waited
             return
         epoch += 1  # facts checked from `start` on: valid until start + STALE_AFTER
+        _fresh = (0.0, epoch)  # taken, not valid yet (nor ever, if a check is interrupted)
         for fact, used in list(_used.items()):
             if used or fact == name:
                 _used[fact] = False
