@@ -592,11 +592,12 @@ def test_a_signal_handler_making_a_record_during_a_recheck_does_not_hang(
     assert _probe.root() == outside_git.resolve()
     now[0] += 0.002  # past the bound: the next probe re-checks
     real_getcwd = os.getcwd
-    handled: List[Any] = []
+    handled: List[StepInfo] = []
+    interrupted: List[bool] = []
 
     def interrupted_getcwd() -> str:  # as if a signal arrived in the re-check's system call
-        if not handled:
-            handled.append(None)
+        if not interrupted:
+            interrupted.append(True)
             handled.append(StepInfo("h", "H", set(), True))  # what the handler does
         return real_getcwd()
 
@@ -607,7 +608,7 @@ def test_a_signal_handler_making_a_record_during_a_recheck_does_not_hang(
     worker.join(30)
     assert not worker.is_alive(), "the re-check deadlocked on its own lock"
     assert outer == [outside_git.resolve()]
-    assert handled[1].environment.root == outside_git.resolve()
+    assert [r.environment.root for r in handled] == [outside_git.resolve()]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
