@@ -581,6 +581,36 @@ def test_an_interrupted_recheck_is_checked_again(
     assert _probe.root() == outside_git.resolve()  # not the half-done check's answer
 
 
+def test_a_signal_handler_making_a_record_during_a_recheck_does_not_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    """A handler runs in the thread it interrupts: one that makes a record while that thread is
+    inside a re-check (holding the re-check lock) must not wait for the lock forever."""
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    assert _probe.root() == outside_git.resolve()
+    now[0] += 0.002  # past the bound: the next probe re-checks
+    real_getcwd = os.getcwd
+    handled: List[StepInfo] = []
+    interrupted: List[bool] = []
+
+    def interrupted_getcwd() -> str:  # as if a signal arrived in the re-check's system call
+        if not interrupted:
+            interrupted.append(True)
+            handled.append(StepInfo("h", "H", set(), True))  # what the handler does
+        return real_getcwd()
+
+    monkeypatch.setattr(os, "getcwd", interrupted_getcwd)
+    outer: List[Path] = []
+    worker = threading.Thread(target=lambda: outer.append(_probe.root()), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the re-check deadlocked on its own lock"
+    assert outer == [outside_git.resolve()]
+    assert [r.environment.root for r in handled] == [outside_git.resolve()]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_child_forked_during_a_recheck_can_recheck(outside_git: Path) -> None:
     """The re-check lock, held by a thread of the parent at the fork, is a new one in the child."""

@@ -129,7 +129,10 @@ reused (one :func:`time.monotonic` compare per probe; see the module docstring).
 # thread at a time (see _recheck). _fresh is (valid until, epoch): the facts stamped with that
 # epoch were checked from STALE_AFTER before "valid until" on. Each fact is cached as
 # (epoch, value); every tuple is replaced whole, so reading them needs no lock.
-_recheck_lock = _thread.allocate_lock()  # held by the thread re-checking
+# Held by the thread re-checking. Reentrant: a signal handler that makes a record while its
+# thread is inside a re-check (a SIGTERM handler writing a step's last record) re-checks in
+# turn instead of waiting forever for its own thread; the outer check then finishes as before.
+_recheck_lock = _thread.RLock()
 _fresh: Tuple[float, int] = (0.0, 0)
 _cwd_seen: Tuple[int, str] = (-1, "")
 _git_seen: Tuple[int, Any] = (-1, None)
@@ -142,7 +145,7 @@ _used = {"cwd": False, "packages": False, "git": False}
 def _after_fork() -> None:
     global _lock, _recheck_lock
     _lock = _thread.allocate_lock()  # another thread may have held it at the fork
-    _recheck_lock = _thread.allocate_lock()
+    _recheck_lock = _thread.RLock()
 
 
 if hasattr(os, "register_at_fork"):
