@@ -536,6 +536,23 @@ LEAKS: List[Tuple[str, Any, Any]] = [
      "https://x.example/?apikey=***&sig=***&secret=***"),
     ("argv-url-query-key", ["curl", "https://api.example.com/x?key=abcdef123456"],
      ["curl", "https://api.example.com/x?key=***"]),
+    # a query string needs a URL before its "?": a scheme, a host name, localhost, a path
+    ("url-query-key-google", "https://maps.googleapis.com/x?key=" + AIZA,
+     "https://maps.googleapis.com/x?key=***"),
+    ("url-query-key-no-scheme", ["curl", "maps.googleapis.com/api/geo?q=x&key=abc123"],
+     ["curl", "maps.googleapis.com/api/geo?q=x&key=***"]),
+    ("url-query-pw-ip-port", "10.0.0.7:8080/login?pw=hunter2",
+     "10.0.0.7:8080/login?pw=***"),
+    ("url-query-pwd-localhost", ["wget", "--url=localhost:5000/cgi?pwd=hunter2"],
+     ["wget", "--url=localhost:5000/cgi?pwd=***"]),
+    ("url-query-pwd-request-line", "GET /cgi-bin/admin?user=root&pwd=hunter2 HTTP/1.1",
+     "GET /cgi-bin/admin?user=root&pwd=*** HTTP/1.1"),
+    ("form-body-pwd", ["curl", "-d", "user=admin&pwd=hunter2", "https://h/login"],
+     ["curl", "-d", "user=admin&pwd=***", "https://h/login"]),
+    ("url-query-key-bash-c", ["bash", "-c", "sed 's/?key=//' f && curl 'https://h/x?a=1&key=k1'"],
+     ["bash", "-c", "sed 's/?key=//' f && curl 'https://h/x?a=1&key=***'"]),
+    ("url-query-key-second-url", "s/?key=x/ https://h/?key=k1",
+     "s/?key=x/ https://h/?key=***"),
 ]  # fmt: skip
 
 # Ordinary arguments that must stay as they are (argv or URL).
@@ -629,6 +646,15 @@ KEEPS: List[Tuple[str, Any]] = [
     ("url-keyword", "https://x.example/search?keyword=secretary&monkey=1&key="),
     ("key-outside-a-url", ["x", "--key", "name", "KEY=id", "key=value&x"]),
     ("key-after-shell-and", ["bash", "-c", "cd x&&key=abc ./run"]),
+    # "?" and "&" outside a URL's query string: regular expressions, sed scripts, globs
+    ("sed-query-key", ["sed", "s/?key=//", "f.txt"]),
+    ("grep-query-key", ["grep", "a?key=b", "f.txt"]),
+    ("grep-query-pwd", ["grep", "-E", "x?pwd=[0-9]+", "log"]),
+    ("sed-amp-key", ["sed", "-e", "s/x/&key=1/"]),
+    ("bash-c-sed-query-key", ["bash", "-c", "sed 's/?key=//' f.txt | grep 'a?pw=b'"]),
+    ("query-key-no-url", "?key=a&key=b"),
+    ("query-key-dotted-word", ["grep", "a.b?key=c"]),
+    ("key-amp-not-form", ["x", "a&key=b"]),
 ]
 
 # Rows knowingly left failing (id -> reason); the report lists them.

@@ -30,7 +30,8 @@ credentials in URLs (``scheme://user:password@host`` becomes ``scheme://host``; 
 ``git@host:org/repo.git`` holds no secret) and the secret paths of Slack, Discord and Teams
 webhooks, ``NAME=value``, ``NAME: value`` and
 ``"NAME": "value"`` pairs with a secret-looking name (query strings ``?token=...&sig=...``, in
-which ``key``, ``pwd`` and ``pw`` count as secret-looking too; ``key=value;`` connection
+which ``key``, ``pwd`` and ``pw`` count as secret-looking too when the query string follows a
+URL or is a form's body: ``https://h/x?key=***``, not ``sed 's/?key=//'``; ``key=value;`` connection
 strings, JSON, HTTP headers such as ``Authorization: Bearer ***``),
 well-known key shapes (GitHub, GitLab, Slack, AWS, OpenAI, Hugging Face, Google, JWTs ...) and
 the bodies of PEM private key blocks.
@@ -240,10 +241,20 @@ _SOURCES = {
     # a name. "?token=a&" repeated: 1.4 us a pair instead of 2.6; a value the group cannot take
     # ("key=" repeated) costs about 0.15 us more a pair (Python 3.11, loaded 2-CPU VM, A/B).
     "pair": r"""(?=[A-Za-z_\-])(?<![A-Za-z0-9_.\-])"""
+    # a bare "key", "pwd" or "pw" is secret-looking in a query string only: elsewhere it is
+    # not matched at all ("key=" repeated: 0.8 us a name less, Python 3.11, A/B)
+    r"""(?:(?<=[?&])|(?!-{0,2}(?ai:key|pwd?)(?![A-Za-z0-9_.\-])))"""
     + _STEM_CHECK
     + r"""(-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*)(?:\\?["'])?[ \t]*([=:])([ \t]*)"""
     r"""(?:(?=([^\s;&"'<>=:{\[\\]+))\4(?=[;&<>]|\Z|[^\S \t]|["'](?![ \t]*[=:])"""
     r"""|[ \t](?![ \t]*[=:])(?<!(?i:basic|token)[ \t])(?<!(?i:bearer|digest)[ \t])))?""",
+    # the characters of a token that may hold a URL, and where a query string may start: a URL
+    # without a scheme (a host name with a top-level domain or an IPv4 address, or localhost,
+    # then a port and a path), an absolute path, or a form's first name=
+    "url-run": r"""[^\s"'<>`]*""",
+    "url-head": r"""(?:(?:[A-Za-z0-9\-]+\.)+[A-Za-z]{2,}|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|localhost)"""
+    r"""(?::[0-9]+)?(?:/.*)?|/[A-Za-z0-9_~%\-].*""",
+    "form": r"""[A-Za-z0-9_.%\-\[\]]+=""",
     # a value after ": " (to the end of the line), or a scheme and a token, or a token
     "line": r"""[^\r\n"'}]*""",
     "token": r"""(?i:basic|bearer|token|digest)[ \t]+[^\s;&"'<>]+|[^\s;&"'<>]*""",
@@ -348,29 +359,83 @@ def _redact_pem(text: str) -> str:
 
 
 # Names that are secret-looking only as a query parameter (``?key=``, ``&pwd=``, ``&pw=``): as
-# a variable, an option or a field, KEY and PWD name other things.
+# a variable, an option or a field, KEY and PWD name other things. The pair expression matches
+# them bare only after "?" or "&".
 _QUERY_NAMES = frozenset(("key", "pwd", "pw"))
 _QUERY_SECRET = 3
-# name as matched (dashes included) -> kind, bounded: for a text that may hold a query string
-# (with _QUERY_SECRET), and for one that cannot (without: "key=" repeated stays cheap)
-_pair_kinds: Dict[str, int] = {}
-_plain_pair_kinds: Dict[str, int] = {}
+_pair_kinds: Dict[str, int] = {}  # name as matched (dashes included) -> kind, bounded
 
 
-def _pair_kind(name: str, kinds: Dict[str, int]) -> int:
-    """The kind of a pair's name, or ``_QUERY_SECRET`` (in ``_pair_kinds`` only): the name is
-    secret-looking right after ``?`` or ``&``."""
+def _pair_kind(name: str) -> int:
+    """The kind of a pair's name, or ``_QUERY_SECRET``: secret-looking in a query string."""
     kind = _secret_kind(name.lstrip("-"))
-    if not kind and kinds is _pair_kinds and name.lower() in _QUERY_NAMES:
+    if not kind and name.lower() in _QUERY_NAMES:
         kind = _QUERY_SECRET
-    if len(kinds) > 4096:
-        kinds.clear()
-    kinds[name] = kind
+    if len(_pair_kinds) > 4096:
+        _pair_kinds.clear()
+    _pair_kinds[name] = kind
     return kind
+
+
+def _query(text: str, at: int, start: int) -> Tuple[int, int]:
+    """Where the token holding ``text[at]`` ends, and where its query string starts (-1: it
+    holds none). ``start`` is where the token may start at the earliest (the end of the token
+    read before): each character is read a bounded number of times, whatever the text.
+
+    A token (a run of characters other than whitespace, quotes, ``<``, ``>`` and backquotes)
+    holds a query string after its first ``?`` when what comes before that ``?`` is a URL: it
+    holds ``://``, or (after its last ``=`` or ``(``) it is a host name with a top-level domain,
+    an IPv4 address or ``localhost`` (then a port and a path), or an absolute path
+    (``GET /cgi?pwd=x``). A token without ``?`` that starts with ``name=`` is a form's body
+    (``user=ada&pwd=x``). ``sed 's/?key=//'``, ``grep 'a?key=b'`` hold none.
+    """
+    run = _pattern("url-run")
+    first = at - run.match(text[start:at][::-1]).end()  # type: ignore[union-attr]
+    end = run.match(text, at).end()  # type: ignore[union-attr]
+    mark = text.find("?", first, end)
+    if mark == -1:
+        return end, first if _pattern("form").match(text, first) else -1
+    head = text[first:mark]
+    if "://" in head:
+        return end, mark
+    cut = max(head.rfind("="), head.rfind("(")) + 1
+    return end, mark if _pattern("url-head").fullmatch(head, cut) else -1
 
 
 _QUOTES = frozenset(('"', "'", "\\"))  # what may open a quoted value
 _QUOTE_MARKS = frozenset(('"', "'", '\\"', "\\'"))
+
+
+def _value_span(text: str, m: Match[str], name: str) -> Optional[Tuple[int, int]]:
+    """Where the value of a pair starts and ends when the pair expression did not take it (a
+    quoted value, a value holding spaces, ``Name: value`` to the end of the line), or None
+    when there is nothing to hide (an object, a lone backslash)."""
+    separator, spaces, value = m.group(2, 3, 4)
+    end = m.end()
+    start = end if value is None else end - len(value)
+    first = text[start : start + 1]
+    if first in _QUOTES:
+        quote = text[start : start + 2] if first == "\\" else first
+        if quote not in _QUOTE_MARKS:
+            return None  # a backslash, not an escaped quote
+        start += len(quote)
+        end = text.find(quote, start)
+        if end == -1:
+            end = text.find("\n", start)
+            end = len(text) if end == -1 else end
+        return start, end
+    if first in ("{", "["):
+        return None  # an object: its own pairs are found on their own
+    by_line = spaces and separator == ":"  # "Name: value", as in a header or YAML
+    end = _pattern("line" if by_line else "token").match(text, start).end()  # type: ignore[union-attr]
+    value = text[start:end]
+    if by_line or " " in value or "\t" in value:
+        value = value.rstrip()
+        end = start + len(value)
+        scheme, space, _ = value.replace("\t", " ").partition(" ")
+        if space and scheme.lower() in _AUTH_SCHEMES and "auth" in name.lower():
+            start += len(scheme) + 1  # Authorization: Bearer ***
+    return start, end
 
 
 def _redact_pairs(text: str) -> str:
@@ -380,52 +445,32 @@ def _redact_pairs(text: str) -> str:
     # it can (one call per match for the span, a name cache keyed by the name as matched).
     pieces: List[str] = []
     last = 0
-    token, line = _pattern("token").match, _pattern("line").match
-    kinds = _pair_kinds if "?" in text or "&" in text else _plain_pair_kinds
+    kinds = _pair_kinds
+    query_end, query = 0, -1  # the last token read for a query string (see _query)
     for m in _pattern("pair").finditer(text):
-        if last and m.start() < last:
+        at = m.start()
+        if at < last:
             continue  # inside a value already hidden
         name, separator, spaces, value = m.groups()
         kind = kinds.get(name)
         if kind is None:
-            kind = _pair_kind(name, kinds)
+            kind = _pair_kind(name)
         if not kind:
             continue
-        if kind == _QUERY_SECRET and (
-            separator != "="
-            or text[m.start() - 1 : m.start()] not in ("?", "&")
-            or text[m.start() - 2 : m.start()] == "&&"
-        ):
-            continue  # KEY=x, --key=x, key: x, cd x&&key=x: not in a query string
-        end = m.end()
+        if kind == _QUERY_SECRET:  # after "?" or "&" (the expression takes no other)
+            if at >= query_end:
+                query_end, query = _query(text, at, query_end)
+            if separator != "=" or query == -1 or at <= query or text[at - 2 : at] == "&&":
+                continue  # key: x, sed 's/?key=//', cd x&&key=x: not in a query string
         if value is not None and not (spaces and separator == ":"):
-            start = end - len(value)  # a token, matched already
+            end = m.end()  # a token, matched already
+            start = end - len(value)
         else:
-            start = end if value is None else end - len(value)
-            first = text[start : start + 1]
-            if first in _QUOTES:
-                quote = text[start : start + 2] if first == "\\" else first
-                if quote not in _QUOTE_MARKS:
-                    continue  # a backslash, not an escaped quote
-                start += len(quote)
-                end = text.find(quote, start)
-                if end == -1:
-                    end = text.find("\n", start)
-                    end = len(text) if end == -1 else end
-                value = text[start:end]
-            elif first in ("{", "["):
-                continue  # an object: its own pairs are found on their own
-            else:
-                by_line = spaces and separator == ":"  # "Name: value", as in a header or YAML
-                end = (line if by_line else token)(text, start).end()  # type: ignore[union-attr]
-                value = text[start:end]
-                if by_line or " " in value or "\t" in value:
-                    value = value.rstrip()
-                    end = start + len(value)
-                    scheme, space, _ = value.replace("\t", " ").partition(" ")
-                    if space and scheme.lower() in _AUTH_SCHEMES and "auth" in name.lower():
-                        start += len(scheme) + 1  # Authorization: Bearer ***
-                        value = text[start:end]
+            span = _value_span(text, m, name)
+            if span is None:
+                continue
+            start, end = span
+            value = text[start:end]
         if (
             not value
             or value == MASK
