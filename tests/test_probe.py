@@ -611,6 +611,41 @@ def test_a_signal_handler_making_a_record_during_a_recheck_does_not_hang(
     assert [r.environment.root for r in handled] == [outside_git.resolve()]
 
 
+def test_a_recheck_interrupted_by_a_handler_leaves_no_fact_fresh_for_a_later_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    """The handler's re-check (nested in its thread's) starts a later epoch than the outer one;
+    when the outer one ends, the facts the handler checked must not pass for checked in the
+    epoch a later re-check starts: a repository made and entered later is seen."""
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    assert _probe.root() == outside_git.resolve()
+    now[0] += 0.002
+    real_getcwd = os.getcwd
+    interrupted: List[bool] = []
+
+    def interrupted_getcwd() -> str:  # as if a signal arrived in the re-check's system call
+        if not interrupted:
+            interrupted.append(True)
+            StepInfo("h", "H", set(), True)  # what the handler does: reads git (none here)
+        return real_getcwd()
+
+    monkeypatch.setattr(os, "getcwd", interrupted_getcwd)
+    assert _probe.root() == outside_git.resolve()
+    assert interrupted
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("the git CLI makes the test repository")
+    repo = outside_git / "repo"
+    repo.mkdir()
+    subprocess.run([git, "init", "-q"], cwd=repo, check=True)
+    monkeypatch.chdir(repo)
+    now[0] += 0.002  # past the bound: the next probe re-checks everything
+    assert _probe.root() == repo.resolve()
+    assert _probe.git() is not None, "git facts from an earlier check passed for fresh ones"
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_child_forked_during_a_recheck_can_recheck(outside_git: Path) -> None:
     """The re-check lock, held by a thread of the parent at the fork, is a new one in the child."""

@@ -1029,7 +1029,10 @@ def _recheck(name: str) -> None:
             if used or fact == name:
                 _used[fact] = False
                 _CHECKS[fact](epoch)
-        _fresh = (start + STALE_AFTER, epoch)
+        # A signal handler's re-check run inside this one started a later epoch: it stays, as
+        # going back to this one would let the next check take that epoch's stamps for its own.
+        if _fresh[1] == epoch:
+            _fresh = (start + STALE_AFTER, epoch)
 
 
 def _check_cwd(epoch: int) -> None:
