@@ -250,9 +250,11 @@ _OPTION_STEM_CHECK = (
 # first test lets any other value skip it at once
 _SCHEME_VALUE = r"""(?=[BbDdTt])(?ai:basic|bearer|token|digest)[ \t]+[^\s;&"'<>=:{\[\\]+"""
 # A URL without a scheme, up to its query string: a host name with a top-level domain, an
-# IPv4 address or localhost, then a port and a path; or an absolute path.
+# IPv4 address or localhost, a one-word host name with a port (a service: api-svc:8080) or an
+# IPv6 address in brackets, then a port and a path; or an absolute path.
 _URL_HOST = (
-    r"""(?:(?:[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,}|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|localhost)"""
+    r"""(?:(?:[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,}|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|localhost"""
+    r"""|[A-Za-z][A-Za-z0-9\-]*(?=:[0-9])|\[[0-9A-Fa-f:.]+\])"""
     r"""(?::[0-9]+)?(?:/[^\s"'<>`?]*)?|/[A-Za-z0-9_~%\-][^\s"'<>`?]*)"""
 )
 _SOURCES = {
@@ -422,9 +424,10 @@ def _query_strings(text: str) -> List[Tuple[int, int]]:
     A token (a run of characters other than whitespace, quotes, ``<``, ``>`` and backquotes)
     holds a query string after its first ``?`` when what comes before that ``?`` is a URL: it
     holds ``://``, or it (or what follows its last ``=`` or ``(``) is a host name with a
-    top-level domain, an IPv4 address or ``localhost`` (then a port and a path), or an absolute
-    path (``GET /cgi?pwd=x``). A token without ``?`` that starts with ``name=`` is a form's body
-    (``user=ada&pwd=x``). ``sed 's/?key=//'``, ``grep 'a?key=b'`` hold none.
+    top-level domain, an IPv4 address, ``localhost``, a one-word host name with a port or an
+    IPv6 address in brackets (then a port and a path), or an absolute path (``GET /cgi?pwd=x``).
+    A token without ``?`` that starts with ``name=`` is a form's body (``user=ada&pwd=x``).
+    ``sed 's/?key=//'``, ``grep 'a?key=b'`` hold none.
     """
     # The expression starts with the separator before a token (a space is put before the
     # text): the search then skips to the next separator in C, not trying each character
