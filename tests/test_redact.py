@@ -549,6 +549,8 @@ LEAKS: List[Tuple[str, Any, Any]] = [
      ["curl", "api-svc:8080/v1?key=***"]),
     ("url-query-pwd-ipv6-port", "[::1]:8443/cgi?user=root&pwd=hunter2",
      "[::1]:8443/cgi?user=root&pwd=***"),
+    ("url-query-key-html-escaped", "<a href='https://h.example/x?a=1&amp;Key=hunter2'>",
+     "<a href='https://h.example/x?a=1&amp;Key=***'>"),
     ("url-query-pwd-request-line", "GET /cgi-bin/admin?user=root&pwd=hunter2 HTTP/1.1",
      "GET /cgi-bin/admin?user=root&pwd=*** HTTP/1.1"),
     ("form-body-pwd", ["curl", "-d", "user=admin&pwd=hunter2", "https://h/login"],

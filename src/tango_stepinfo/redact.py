@@ -227,7 +227,8 @@ _patterns: Dict[str, Pattern[str]] = {}
 # Whether a name may be secret-looking, tested where it starts (after its dashes): it holds a
 # stem (as _STEMS), but "key" and "pw" count only after its first letter ("--key", "KEY1" and
 # "keys" are never secret-looking: "key" is, after another word, and "pwd" as a last word),
-# or as a query parameter's whole name after "?" or "&"; "pw" then only as "pwd" (MYSQL_PWD).
+# or as a query parameter's whole name after "?", "&" or "&amp;" (a URL in HTML); "pw" then
+# only as "pwd" (MYSQL_PWD).
 # So the shortest names that hold a stem and are not secret-looking ("key=", "pw=", "key1=",
 # "apw=" repeated) are not matched at all: those left ("sigs=") hold 4 letters at least.
 # Case-insensitive with (?ai:...): character classes ([Pp][Aa]...) let the matcher skip a
@@ -238,7 +239,7 @@ _patterns: Dict[str, Pattern[str]] = {}
 _STEMS_FIRST = r"(?ai:pass|s(?:ecret|ig)|token|auth|c(?:red|o(?:okie|ntrase))|bearer|jwt)"
 _STEMS_LATER = r"(?ai:pass|pwd|s(?:ecret|ig)|token|auth|key|c(?:red|o(?:okie|ntrase))|bearer|jwt)"
 _STEM_CHECK = (
-    r"(?=-{0,2}(?:" + _STEMS_FIRST + r"|(?<=[?&])(?ai:key|pw)"
+    r"(?=-{0,2}(?:" + _STEMS_FIRST + r"|(?:(?<=[?&])|(?<=&amp;))(?ai:key|pw)"
     r"|[A-Za-z_][A-Za-z0-9_.\-]*?" + _STEMS_LATER + "))"
 )
 # In an embedded command line, "--pwd" is a password too (see _option_kind).
@@ -494,7 +495,7 @@ def _redact_pairs(text: str) -> str:
             kind = _pair_kind(name)
         if not kind:
             continue
-        if kind == _QUERY_SECRET:  # after "?" or "&" (the expression takes no other)
+        if kind == _QUERY_SECRET:  # after "?", "&" or "&amp;" (the expression takes no other)
             if at >= query_end:
                 if queries is None:
                     queries = _query_strings(text)[::-1]
