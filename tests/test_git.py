@@ -1035,3 +1035,38 @@ def diff_hash_at_root(repo: Path) -> Optional[str]:
     argv = [str(GIT), "-c", "diff.relative=false", *DIFF_COMMAND]
     out = subprocess.run(argv, cwd=repo, check=True, capture_output=True)
     return hashlib.sha256(out.stdout).hexdigest() if out.stdout else None
+
+
+SIGNAL_DURING_DIRTY_CHECK = """
+import signal, sys
+from tango_stepinfo import StepInfo, _probe
+handled = []
+def handler(signum, frame):  # a SIGTERM handler writing a step's last record, say
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the handler's own git check signals again
+    handled.append(StepInfo("h", "H", set(), True).environment.git is not None)
+signal.signal(signal.SIGUSR1, handler)
+signal.alarm(20)  # a deadlock ends the process instead of the test run
+facts = _probe.git()  # not a StepInfo: its dirty check runs here, under the git lock
+print(handled, facts is not None and facts[3] is not None)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the signal comes from a child")
+def test_a_signal_handler_making_a_record_during_the_dirty_check_does_not_hang(
+    tmp_path: Path,
+) -> None:
+    """A handler runs in the thread it interrupts: one that makes a record while that thread
+    waits for ``git status`` (holding the lock of the dirty checks) must not wait for it."""
+    repo = make_repo(tmp_path / "repo")
+    script = f'kill -USR1 "$PPID"\nexec "{GIT}" "$@"\n'  # as if a signal came meanwhile
+    env = dict(os.environ, PATH=str(fake_bin(tmp_path / "bin", "git", script)))
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_DURING_DIRTY_CHECK],
+        check=False,
+        cwd=repo,
+        env=env,
+        stdout=-1,
+        timeout=120,
+    )
+    assert done.returncode == 0, "the handler's record deadlocked on the git lock"
+    assert done.stdout.decode().split() == ["[True]", "True"]

@@ -689,7 +689,10 @@ def _status(repo: Repo, commit: Optional[str]) -> Tree:
 
 # --- the cached facts ----------------------------------------------------------------------------
 
-_lock = _thread.allocate_lock()
+# Reentrant: a signal handler that makes a record while its thread waits for a git child of a
+# dirty check (a SIGTERM handler writing a step's last record) checks in turn instead of waiting
+# forever for its own thread.
+_lock = _thread.RLock()
 _found: Optional[Tuple[str, Optional[Repo]]] = None
 _state: Optional[Tuple[Repo, Deps, Optional[str], Optional[str], Optional[str]]] = None
 _dirty: Dict[Key, Tree] = {}
@@ -712,7 +715,7 @@ def _after_fork() -> None:
     # A child process must not read or reap its parent's git child, and a fork copies a lock
     # held by another thread as held.
     global _lock, _pending
-    _lock = _thread.allocate_lock()
+    _lock = _thread.RLock()
     if _pending is not None:
         os.close(_pending[2][1])
         _pending = None
