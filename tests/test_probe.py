@@ -646,6 +646,43 @@ def test_a_recheck_interrupted_by_a_handler_leaves_no_fact_fresh_for_a_later_che
     assert _probe.git() is not None, "git facts from an earlier check passed for fresh ones"
 
 
+SIGNAL_DURING_FIRST_RECORD = """
+import signal
+from tango_stepinfo import StepInfo
+handled = []
+def handler(signum, frame):  # a SIGTERM handler writing a step's last record, say
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the handler's own uname signals again
+    handled.append(StepInfo("h", "H", set(), True).platform.operating_system)
+signal.signal(signal.SIGUSR1, handler)
+signal.alarm(20)  # a deadlock ends the process instead of the test run
+info = StepInfo("a", "A", set(), True)  # the first record probes the fixed facts, under a lock
+print(len(handled), handled == [info.platform.operating_system])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the signal comes from a child")
+def test_a_signal_handler_making_a_record_during_the_first_record_does_not_hang(
+    outside_git: Path, tmp_path: Path
+) -> None:
+    """A handler runs in the thread it interrupts: one that makes a record while that thread
+    probes the facts fixed for the process (holding their lock, while ``uname -p`` runs) must
+    not wait for the lock forever."""
+    uname = shutil.which("uname")
+    if uname is None:
+        pytest.skip("the fake uname runs the real one")
+    script = f'kill -USR1 "$PPID"\nexec "{uname}" "$@"\n'  # as if a signal came meanwhile
+    env = dict(os.environ, PATH=str(fake_bin(tmp_path / "bin", "uname", script)))
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_DURING_FIRST_RECORD],
+        check=False,
+        env=env,
+        stdout=-1,
+        timeout=120,
+    )
+    assert done.returncode == 0, "the handler's record deadlocked on the lock of the fixed facts"
+    assert done.stdout.decode().split() == ["1", "True"]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_child_forked_during_a_recheck_can_recheck(outside_git: Path) -> None:
     """The re-check lock, held by a thread of the parent at the fork, is a new one in the child."""

@@ -116,7 +116,10 @@ if TYPE_CHECKING:
 
 # --- the cache of facts fixed for the process ----------------------------------------------------
 
-_lock = _thread.allocate_lock()  # not threading: importing it costs 0.6 ms at import
+_lock = _thread.RLock()  # not threading: importing it costs 0.6 ms at import
+# Reentrant, as _recheck_lock below: a signal handler that makes a record while its thread probes
+# the fixed facts (a first record, its uname child running) probes them in turn instead of
+# waiting forever for its own thread.
 _fixed: Dict[str, Any] = {}
 _git_module: Any = None  # tango_stepinfo._git, once a probe has needed it
 
@@ -144,7 +147,7 @@ _used = {"cwd": False, "packages": False, "git": False}
 
 def _after_fork() -> None:
     global _lock, _recheck_lock
-    _lock = _thread.allocate_lock()  # another thread may have held it at the fork
+    _lock = _thread.RLock()  # another thread may have held it at the fork
     _recheck_lock = _thread.RLock()
 
 
