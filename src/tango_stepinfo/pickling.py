@@ -51,10 +51,22 @@ import io
 import os
 import pickle
 import re
+from array import array
 from itertools import compress, repeat
-from operator import and_, is_
+from operator import is_
 from pathlib import Path, PurePath
-from typing import IO, Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import (
+    IO,
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from . import _limits, _record, _times
 from ._errors import show
@@ -364,66 +376,42 @@ class _Unpickler(pickle.Unpickler):
 
 # --- reading the opcodes first -----------------------------------------------------------------
 #
-# The scan runs the pickle's opcodes on a model of the unpickler's stack and memo, byte by byte
-# (``pickletools.genops`` made a tuple per opcode and a list per value: 62% of the old loader's
-# time). A value of the model, a "cell", is either
+# The scan runs the pickle's opcodes on a model of the unpickler's stack and memo, byte by byte.
+# A value of the model, a "cell", is
 #
-# - an int, for a value that holds no other (string, number, None, a time, a path ...): its
-#   estimated JSON size in the low 32 bits; for a string, bits 32-33 say how its text is stored
-#   (:data:`_UTF8`, :data:`_RAW`, :data:`_OPAQUE`) and the bits above where it starts, so that
-#   names (``STACK_GLOBAL``, ``getattr``, dict keys) can be read without copying every string;
-# - a list ``[size, depth, kind, flags, items]`` for anything else (containers, records, allowed
-#   callables): the same list wherever the value is (stack, memo), so changes are seen everywhere.
+# - an int >= 0 for a string: where its opcode starts (a string read from a text line, whose
+#   size cannot be read from its opcode, also carries its size: :data:`_LINE`);
+# - an int < 0 for any other value that holds no other (number, None, bytes, a time, a zone, a
+#   path ...): minus its estimated JSON size;
+# - a list ``[kind, flags, depth, size, items]`` for a container, a record or an allowed
+#   callable: the same list wherever the value is (stack, memo), so changes are seen everywhere.
 #
-# Sizes and depths are exact, whichever opcodes built the value: a container may be changed
-# (APPEND, SETITEM, ADDITEMS, BUILD) only before it is put into another value or passed to a
-# call. pickle itself never does otherwise (children are complete before their parent is), and
-# without that rule a list could be filled after it was counted, and a reference cycle be made.
+# How large the JSON of the loaded value may become is counted in one running ``total``: each
+# value adds its estimated JSON size once, when it is pushed; a value fetched again from the
+# memo (or duplicated) adds its size again, each time. So only a container fetched again needs
+# a size of its own: it is what ``total`` grew by from the container's start to the moment it
+# was first used (put into another value, passed to a call, or fetched from the memo), when it
+# is frozen. Until then the cell's ``size`` slot holds ``total`` at its start. Everything in a
+# container was pushed (and counted) after its start, so this is an upper bound. Nothing is
+# summed per string: a run of short strings adds its bytes in the pickle.
+#
+# A container may be changed (APPEND, SETITEM, ADDITEMS, BUILD) only before it is first used.
+# pickle itself never does otherwise (children are complete before their parent is, and fetched
+# again only after), and without that rule a list could be filled after it was counted, and a
+# reference cycle be made.
 
-# Two layouts of int cells. Compact cells (below 2**41, and in a pickle under 1 MiB below 2**30,
-# where arithmetic on them is fastest): the size in the low 10 bits and, for a string, where its
-# UTF-8 text starts above them (so a compact cell of 1024 or more is a string). Every
-# SHORT_BINUNICODE has one (pickles are under 2**31 bytes), so the scan's hottest loop need not
-# test where it is. Big cells, for the rest: _BIG | how the text is stored | where it starts <<
-# _POS | size.
-_COMPACT = 1 << 41
-_SMALL = 1023
-_BIG = 1 << 80
-_SIZE = 0xFFFFFFFF
-_UTF8 = 1 << 32  # a string whose text is UTF-8 bytes at its position (BINUNICODE ...)
-_RAW = 2 << 32  # a string whose text is a raw-unicode-escape line at its position (UNICODE)
-_OPAQUE = 3 << 32  # a string whose text the scan does not read (Python 2 STRING ...)
-_TAGS = 3 << 32
-_POS = 34
+_LINE = 1 << 31  # string cells from here on: size << 32 | position (pickles are under 2**31)
+_POSITION = _LINE - 1
 
-
-def _size_of(cell: int) -> int:
-    return cell & _SMALL if cell < _COMPACT else cell & _SIZE
-
-
-def _is_str(cell: int) -> bool:
-    return cell >= 1024 if cell < _COMPACT else bool(cell & _TAGS)
-
-
-def _scalar(size: int) -> int:
-    """The cell of a value that is not a string, of estimated JSON ``size``."""
-    return size if size <= _SMALL else _BIG | min(size, _SIZE)
-
-
-def _string(start: int, size: int, how: int = _UTF8) -> int:
-    """The cell of a string whose text starts at ``start``, of estimated JSON ``size``."""
-    if how == _UTF8 and size <= _SMALL:
-        return start << 10 | size
-    return _BIG | how | start << _POS | size
-
-
+# slots of list cells
+_KIND, _FLAGS, _DEPTH, _SIZE, _ITEMS = 0, 1, 2, 3, 4
 # kinds of list cells: values ...
 _LIST, _DICT, _SET, _TUPLE, _FROZENSET, _RECORD = 1, 2, 3, 4, 5, 6
 # ... and the allowed callables, as find_class hands them out
 _CALL, _RECORD_CLASS, _RECONSTRUCTOR, _CONTAINER_TYPE, _GETATTR, _ENUM = 10, 11, 12, 13, 14, 15
 # flags
-_PLACED = 1  # put into another value or passed to a call: may not change any more
-_NONSTR = 2  # (list, tuple) holds something that is not a string
+_PLACED = 1  # used (see above): may not change any more; its size slot holds its size
+_NONSTR = 2  # (list, tuple, dict) holds something that is not a string
 _SETBAD = 4  # (dict, tuple) would give a record's set field something that is not a string
 _BUILT = 8  # (record) has been given its state
 
@@ -431,12 +419,11 @@ _SEP = 4  # JSON bytes per item besides the item: ", " and, in a dict, ": "
 _RECORD_BYTES = 512  # JSON of a record besides its state (keys and nulls of absent fields)
 _SCALAR_BYTES = 64  # JSON of a value an allowed function makes (a time: 32), besides its args
 _EXPAND = 7  # JSON bytes per byte when a call turns a string into items: '"a", ' ...
+_BOX = -(1 << 62)  # in the memo: a list cell, kept in a dict beside it
+_EMPTY = -(1 << 63)  # in the memo: nothing stored at that index
 
-_SMALLS = repeat(_SMALL)  # endless: map(and_, cells, _SMALLS) is each cell & _SMALL, in C
 _INT_ONLY = frozenset((int,))
 _LISTS = repeat(list)  # endless: map(isinstance, cells, _LISTS) tells the list cells, in C
-
-
 _CONSTANTS = re.compile(b"[N\x88\x89]+")
 _SET_FIELDS: Optional[frozenset[Optional[str]]] = None
 
@@ -459,20 +446,31 @@ def _set_fields() -> frozenset[Optional[str]]:
     return _SET_FIELDS
 
 
+def _str_size(data: bytes, cell: int) -> int:
+    """The estimated JSON size of the string cell ``cell``: its text and quotes."""
+    if cell >= _LINE:
+        return cell >> 32
+    op = data[cell]
+    if op in {0x8C, 0x55}:  # SHORT_BINUNICODE, SHORT_BINSTRING
+        return data[cell + 1] + 2
+    width = 8 if op == 0x8D else 4  # BINUNICODE8; BINUNICODE, BINSTRING
+    return int.from_bytes(data[cell + 1 : cell + 1 + width], "little") + 2
+
+
 def _text(data: bytes, cell: Any) -> Optional[str]:
-    """The text of a string cell, or None when the cell is not a string or the scan cannot read
-    its text."""
-    if type(cell) is not int:
+    """The text of a string cell, or None when the cell is not a string or the scan does not
+    read its text (Python 2 strings, text that does not decode)."""
+    if type(cell) is not int or cell < 0:
         return None
-    if 1024 <= cell < _COMPACT:
-        return data[cell >> 10 : (cell >> 10) + (cell & _SMALL) - 2].decode("utf-8", "replace")
-    how = cell & _TAGS
-    start = (cell >> _POS) & 0xFFFFFFFF
+    at = cell & _POSITION
+    op = data[at]
     try:
-        if how == _UTF8:
-            return data[start : start + (cell & _SIZE) - 2].decode("utf-8")
-        if how == _RAW:
-            return data[start : data.index(b"\n", start)].decode("raw-unicode-escape")
+        if op == 0x56:  # UNICODE: a raw-unicode-escape line
+            return data[at + 1 : data.index(b"\n", at)].decode("raw-unicode-escape")
+        if op in {0x8C, 0x58, 0x8D}:
+            width = 1 if op == 0x8C else 4 if op == 0x58 else 8
+            start = at + 1 + width
+            return data[start : start + _str_size(data, cell) - 2].decode("utf-8")
     except (UnicodeDecodeError, ValueError):
         return None
     return None
@@ -495,176 +493,191 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         is never given a state.
     """
     n = len(data)
-    if n >= 1 << 31:
+    if n >= _LINE:
         raise CorruptPickleError("pickles of 2 GiB or more are not read")
     limit = _limits.JSON_BYTES_PER_PICKLE_BYTE * n + _limits.JSON_BYTES_FLOOR
     max_depth = _limits.MAX_DEPTH + 8  # the levels of records, their states and a list of them
+    box = _limits.CONTAINER_BYTES
     stack: List[Any] = []
     push = stack.append
     pop = stack.pop
-    marks: List[int] = []
+    marks: List[int] = []  # where each open MARK is on the stack ...
+    starts: List[int] = []  # ... and the total when it was set
     fence = 0
-    memo: List[Any] = []
+    # The memo: 8 bytes an entry (as the C unpickler's own), list cells in a dict beside it.
+    memo = array("q")
     memoize = memo.append
+    boxes: Dict[int, List[Any]] = {}
     holes = 0  # empty memo slots: MEMOIZE stores at the count of filled ones, as C counts
     unbuilt = 0
-    # Each container counts CONTAINER_BYTES in the bound: so many may be made at most, refused
-    # as soon as they are made (not when the last of a million is put into a list).
-    containers = 0
-    max_containers = limit // _limits.CONTAINER_BYTES
-    too_many = f"more than {max_containers} lists, dicts, sets and tuples (the JSON size bound)"
-    box = _limits.CONTAINER_BYTES
+    total = 0  # the estimated JSON size of everything pushed so far (see above)
     i = 0
 
-    def measure(items: Sequence[Any], in_tuple: bool) -> Tuple[int, int, int]:
-        """The JSON size, depth and flags that ``items`` add to a container (now placed)."""
-        size = _SEP * len(items)
-        depth = 0
-        flags = 0
-        if len(items) > 6 and set(map(type, items)) <= _INT_ONLY and max(items) < _COMPACT:
-            # compact cells only, the common case (package lists): in C loops
-            size += sum(map(and_, items, _SMALLS))
-            return size, 0, _NONSTR if min(items) < 1024 else 0
-        for c in items:
-            if type(c) is int:  # _size_of and _is_str inlined (two calls fewer per item)
-                if c < _COMPACT:
-                    size += c & _SMALL
-                    if c < 1024:
-                        flags |= _NONSTR
+    def too_large() -> _Refused:
+        return _Refused(
+            f"the value would expand to more than {limit} bytes of JSON "
+            f"({_limits.JSON_BYTES_PER_PICKLE_BYTE} per pickle byte plus "
+            f"{_limits.JSON_BYTES_FLOOR}), counting shared references each time"
+        )
+
+    def place(items: Sequence[Any]) -> Tuple[int, int]:
+        """Freeze the containers among ``items`` (they are used now); return the depth of the
+        deepest and the flags of them all, with :data:`_NONSTR` if any item is not a string."""
+        if len(items) > 3:
+            if set(map(type, items)) <= _INT_ONLY:  # no container: in C loops
+                return 0, _NONSTR if min(items) < 0 else 0
+            cells: Iterable[Any] = compress(items, map(isinstance, items, _LISTS))
+            depth, flags = 0, _NONSTR
+        else:  # a few items: a loop costs less than the C calls
+            cells = []
+            depth, flags = 0, 0
+            for c in items:
+                if type(c) is int:
+                    if c < 0:
+                        flags = _NONSTR
                 else:
-                    size += c & _SIZE
-                    if not c & _TAGS:
-                        flags |= _NONSTR
-            else:
-                size += c[0]
-                depth = max(depth, c[1])
-                c[3] |= _PLACED
-                flags |= _NONSTR | (c[3] & _SETBAD if in_tuple else 0)
-        return size, depth, flags
+                    cells.append(c)
+            if not cells:
+                return 0, flags
+            flags = _NONSTR
+        for c in cells:
+            if not c[_FLAGS] & _PLACED:
+                c[_FLAGS] |= _PLACED
+                c[_SIZE] = total - c[_SIZE]
+            depth = max(depth, c[_DEPTH])
+            flags |= c[_FLAGS]
+        return depth, flags
 
-    def made(kind: int, items: Sequence[Any]) -> List[Any]:
-        """A new container cell of ``kind`` holding ``items`` (which are now placed)."""
-        nonlocal containers
-        containers += 1
-        if containers > max_containers:
-            raise _Refused(too_many)
-        size, depth, flags = measure(items, kind == _TUPLE)
-        cell: List[Any] = [
-            _limits.CONTAINER_BYTES + size,
-            depth + 1,
-            kind,
-            flags,
-            tuple(items) if len(items) <= 3 else None,
-        ]
-        if cell[0] > limit or cell[1] > max_depth:  # the call only to raise
-            check(cell)
-        return cell
-
-    def check(cell: List[Any]) -> None:
-        if cell[0] > limit:
-            raise _Refused(
-                f"the value would expand to more than {limit} bytes of JSON "
-                f"({_limits.JSON_BYTES_PER_PICKLE_BYTE} per pickle byte plus "
-                f"{_limits.JSON_BYTES_FLOOR}), counting shared references each time"
-            )
-        if cell[1] > max_depth:
+    def made(kind: int, items: Sequence[Any], start: int) -> List[Any]:
+        """A new container cell of ``kind`` holding ``items`` (now used), which were pushed
+        since the total was ``start``."""
+        nonlocal total
+        total += box
+        if total > limit:
+            raise too_large()
+        depth, flags = place(items)
+        if depth >= max_depth:
             raise _Refused(f"values nest more than {max_depth} levels deep")
+        flags &= _NONSTR | _SETBAD if kind == _TUPLE else _NONSTR
+        return [kind, flags, depth + 1, start, tuple(items) if len(items) <= 3 else None]
 
-    def strings_only(items: Sequence[Any], what: str) -> int:
-        """Refuse ``items`` unless all are strings; return the JSON size they add."""
-        if set(map(type, items)) <= _INT_ONLY and (
-            not items or (min(items) >= 1024 and max(items) < _COMPACT)
-        ):
-            # compact string cells only, the common case: in C loops
-            size: int = sum(map(and_, items, _SMALLS))
-            return size + _SEP * len(items)
-        for c in items:
-            if type(c) is not int or not _is_str(c):
-                raise _Refused(f"{what} may only be strings")
-        return sum(map(_size_of, items)) + _SEP * len(items)
-
-    def grow(target: Any, items: Sequence[Any], kind: int, what: str, more: int = 0) -> None:
-        """Add ``items`` to the container ``target`` in place (APPEND, SETITEM, ADDITEMS), and
-        strings of JSON size ``more`` (a dict's keys)."""
-        if type(target) is int or target[2] != kind:
+    def grow(target: Any, items: Sequence[Any], kind: int, what: str) -> None:
+        """Add ``items`` to the container ``target`` in place (APPEND, SETITEM, ADDITEMS)."""
+        if type(target) is not list or target[_KIND] != kind:
             raise _Refused(f"{what} on something that is not a new {_KIND_NAMES[kind]}")
-        if target[3] & _PLACED:
-            raise _Refused(f"{what} on a {_KIND_NAMES[kind]} that was already used")
-        size, depth, flags = measure(items, False)
-        if depth:
+        if target[_FLAGS] & _PLACED:
             if any(map(is_, items, repeat(target))):
                 raise _Refused("a container put into itself (reference cycles are not allowed)")
-            target[1] = max(target[1], depth + 1)
-        target[0] += size + more
-        target[3] |= flags & _NONSTR
-        if target[0] > limit or target[1] > max_depth:
-            check(target)
+            raise _Refused(f"{what} on a {_KIND_NAMES[kind]} that was already used")
+        depth, flags = place(items)
+        if depth >= target[_DEPTH]:
+            if depth >= max_depth:
+                raise _Refused(f"values nest more than {max_depth} levels deep")
+            target[_DEPTH] = depth + 1
+        target[_FLAGS] |= flags & _NONSTR
+
+    def keys_only_strings(keys: Sequence[Any], what: str) -> None:
+        if not (set(map(type, keys)) <= _INT_ONLY and (not keys or min(keys) >= 0)):
+            raise _Refused(f"{what} may only be strings")
 
     def put(index: int, cell: Any) -> None:
         nonlocal holes
         if index > i:  # the C unpickler would allocate memory for every index up to it
             raise _Refused(f"memo index {index} out of range")
+        if type(cell) is list:
+            boxes[index] = cell
+            cell = _BOX
         if index >= len(memo):
             holes += index - len(memo)
-            memo.extend([None] * (index - len(memo)))
-            memo.append(cell)
+            memo.extend(repeat(_EMPTY, index - len(memo)))
+            memoize(cell)
             return
-        if memo[index] is None:
+        if memo[index] == _EMPTY:
             holes -= 1
         memo[index] = cell
 
+    def fetch(index: int) -> Any:
+        """The cell at memo ``index`` (BINGET ...), counted again."""
+        nonlocal total
+        if index >= len(memo) or memo[index] == _EMPTY:
+            raise _Refused(f"memo index {index} not stored")
+        cell = memo[index]
+        if cell == _BOX:
+            return again(boxes[index])
+        total += (_str_size(data, cell) if cell >= 0 else -cell) + _SEP
+        return cell
+
+    def again(cell: List[Any]) -> List[Any]:
+        """A list cell fetched from the memo or duplicated: frozen, and counted again."""
+        nonlocal total
+        if not cell[_FLAGS] & _PLACED:
+            cell[_FLAGS] |= _PLACED
+            cell[_SIZE] = total - cell[_SIZE]
+        total += cell[_SIZE] + _SEP
+        if total > limit:
+            raise too_large()
+        return cell
+
     def call(fn: Any, args: Any, what: str) -> Any:
         """The cell of what calling the allowed callable ``fn`` with the tuple ``args`` gives."""
-        nonlocal unbuilt
-        if type(fn) is int or fn[2] < _CALL:
+        nonlocal unbuilt, total
+        if type(fn) is not list or fn[_KIND] < _CALL:
             raise _Refused(f"{what} of something that is not an allowed callable")
-        if type(args) is int or args[2] != _TUPLE:
+        if type(args) is not list or args[_KIND] != _TUPLE:
             raise _Refused(f"{what} with arguments that are not a tuple")
-        args[3] |= _PLACED
-        kind = fn[2]
-        items = args[4]
+        place((args,))
+        kind = fn[_KIND]
+        items = args[_ITEMS]
         if kind in (_RECORD_CLASS, _RECONSTRUCTOR):
             unbuilt += 1
-            return [_RECORD_BYTES, 1, _RECORD, 0, None]
+            total += _RECORD_BYTES
+            if total > limit:
+                raise too_large()
+            return [_RECORD, 0, 1, total - _RECORD_BYTES, None]
         if kind == _GETATTR:
             if (
                 items is None
                 or len(items) != 2
-                or type(items[0]) is int
-                or items[0][2] != _ENUM
+                or type(items[0]) is not list
+                or items[0][_KIND] != _ENUM
                 or _text(data, items[1]) not in StepState.__members__
             ):
                 raise UnsafePickleError(
                     "builtins.getattr", "allowed only as getattr(StepState, member name)"
                 )
-            return 16
+            total += 16
+            return -16
         if kind != _CONTAINER_TYPE:  # a time, a zone, a path, a StepState, bytes
-            return _scalar(args[0] + _SCALAR_BYTES)
-        result = fn[4]
+            total += _SCALAR_BYTES
+            return -(args[_SIZE] + _SCALAR_BYTES)
+        result = fn[_ITEMS]
         if items is None or len(items) > 1:  # not a call the container types accept
-            size, depth, flags = _EXPAND * args[0], args[1], _NONSTR
+            size, depth, flags = _EXPAND * args[_SIZE], args[_DEPTH], _NONSTR
         elif not items:
-            size, depth, flags = _limits.CONTAINER_BYTES, 1, 0
+            size, depth, flags = box, 1, 0
         elif type(items[0]) is int:  # a string or bytes, turned into items
-            size, depth = _limits.CONTAINER_BYTES + _EXPAND * _size_of(items[0]), 1
-            flags = 0 if _is_str(items[0]) else _NONSTR
-        elif items[0][2] in (_LIST, _TUPLE, _SET, _FROZENSET, _DICT):  # the same items
-            size, depth, flags = items[0][0], items[0][1], items[0][3] & _NONSTR
+            size = box + _EXPAND * (_str_size(data, items[0]) if items[0] >= 0 else -items[0])
+            depth, flags = 1, 0 if items[0] >= 0 else _NONSTR
+        elif items[0][_KIND] in (_LIST, _TUPLE, _SET, _FROZENSET, _DICT):  # the same items
+            size, depth, flags = items[0][_SIZE], items[0][_DEPTH], items[0][_FLAGS] & _NONSTR
         else:
-            size, depth, flags = _EXPAND * items[0][0], items[0][1] + 1, _NONSTR
+            size, depth, flags = _EXPAND * items[0][_SIZE], items[0][_DEPTH] + 1, _NONSTR
         if result in (_SET, _FROZENSET, _DICT) and flags & _NONSTR:
             raise _Refused(f"{_KIND_NAMES[result]} members and keys may only be strings")
-        cell = [max(size, _limits.CONTAINER_BYTES), max(depth, 1), result, flags, None]
-        if cell[0] > limit or cell[1] > max_depth:  # the call only to raise
-            check(cell)
-        return cell
+        total += size
+        if total > limit:
+            raise too_large()
+        if depth > max_depth:
+            raise _Refused(f"values nest more than {max_depth} levels deep")
+        return [result, flags, max(depth, 1), total - size, None]
 
     def global_cell(module: str, name: str) -> List[Any]:
         kind, extra = _kind_of(_resolve(module, name))
-        return [0, 0, kind, 0, extra]
+        return [kind, _PLACED, 0, 0, extra]
 
-    def to_mark() -> List[Any]:
-        """Pop the values down to the topmost MARK, and the MARK; return the values."""
+    def to_mark() -> Tuple[List[Any], int]:
+        """Pop the values down to the topmost MARK, and the MARK; return the values and the
+        total when the MARK was set."""
         nonlocal fence
         if not marks:
             raise _Refused("no MARK to pop to")
@@ -672,10 +685,10 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         fence = marks[-1] if marks else 0
         items = stack[at:]
         del stack[at:]
-        return items
+        return items, starts.pop()
 
     def remember(cells: List[Any]) -> None:
-        """MEMOIZE each of ``cells`` in turn."""
+        """MEMOIZE each of ``cells`` (strings) in turn."""
         if not holes:
             memo.extend(cells)
             return
@@ -691,73 +704,77 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             op = data[i]
             # The dispatch tests the opcodes most frequent in a record's pickle first, one or a
             # set at a time: on 3.11, ``op == x`` and ``op in {a, b, c, d}`` cost 35 to 45 ns,
-            # ``op in (a, b, c, d)`` (a tuple: the old tests) about 100 ns when it fails.
+            # ``op in (a, b, c, d)`` (a tuple) about 100 ns when it fails.
             if op == 0x8C:
                 # SHORT_BINUNICODE, in runs, each followed by MEMOIZE: 80% of a record's
-                # opcodes. This loop holds only what such a run needs; the memo gets the run's
-                # cells at once (measured over 240 short strings: 0.18 us a string on 3.11, 0.28
-                # on 3.9, against 0.19 and 0.31 appending each to the memo; about the floor of
-                # a Python loop).
+                # opcodes. This loop holds only what such a run needs: a string's cell is where
+                # it starts, the memo gets the run's cells at once, and the run adds its bytes
+                # to the total (each string's size is at most its bytes in the pickle).
                 # (data[i] past the end raises IndexError: the string is truncated)
-                run = len(stack)
-                while op == 0x8C:
-                    length = data[i + 1]
-                    push((i + 2) << 10 | length + 2)
-                    i += 2 + length
-                    if data[i] == 0x94:
-                        i += 1
-                    else:  # not memoized: the run so far is
-                        if len(stack) - 1 > run:
-                            remember(stack[run:-1])
-                        run = len(stack)
-                    op = data[i]
-                remember(stack[run:])
+                push(i)
+                length = data[i + 1]
+                total += length + 6
+                if data[i + 2 + length] == 0x94 and not holes:
+                    memoize(i)
+                    i += length + 3
+                else:
+                    i += length + 2
                 continue  # op is the next opcode: dispatched from the top
             if op == 0x94:  # MEMOIZE
                 if len(stack) <= fence:
                     raise _Refused("memo store with an empty stack")
+                cell = stack[-1]
                 if holes:
-                    put(len(memo) - holes, stack[-1])
+                    put(len(memo) - holes, cell)
+                elif type(cell) is list:
+                    boxes[len(memo)] = cell
+                    memoize(_BOX)
                 else:
-                    memoize(stack[-1])
+                    memoize(cell)
                 i += 1
             elif op == 0x68:  # BINGET
                 index = data[i + 1]
-                if index >= len(memo) or memo[index] is None:
-                    raise _Refused(f"memo index {index} not stored")
-                push(memo[index])
+                cell = memo[index] if index < len(memo) else _EMPTY
+                if cell >= 0 and data[cell] == 0x8C:
+                    total += data[cell + 1] + 6
+                    push(cell)
+                else:
+                    push(fetch(index))
                 i += 2
             elif op == 0x28:  # MARK
                 fence = len(stack)
                 marks.append(fence)
+                starts.append(total)
                 i += 1
-            elif op in {0x7D, 0x29, 0x5D, 0x8F}:  # EMPTY_ DICT TUPLE ...
-                containers += 1
-                if containers > max_containers:
-                    raise _Refused(too_many)
+            elif op in {0x7D, 0x29, 0x5D, 0x8F}:  # EMPTY_ DICT TUPLE LIST SET
+                total += box
+                if total > limit:
+                    raise too_large()
                 if op == 0x7D:
-                    push([box, 1, _DICT, 0, None])
+                    push([_DICT, 0, 1, total - box, None])
                 elif op == 0x5D:
-                    push([box, 1, _LIST, 0, None])
+                    push([_LIST, 0, 1, total - box, None])
                 else:
-                    push([box, 1, _TUPLE if op == 0x29 else _SET, 0, ()])
+                    push([_TUPLE if op == 0x29 else _SET, 0, 1, total - box, ()])
                 i += 1
             elif op == 0x93:  # STACK_GLOBAL
                 if len(stack) - 2 < fence:
                     raise _Refused("stack underflow")
                 name_cell = pop()
                 module_cell = pop()
-                # The cell's kind by the names' raw bytes: no decoding, no _resolve (measured
-                # on 3.11 over 200 globals: 0.5 us less a global).
                 if (
                     type(name_cell) is int
                     and type(module_cell) is int
-                    and 1024 <= name_cell < _COMPACT
-                    and 1024 <= module_cell < _COMPACT
+                    and 0 <= name_cell < _LINE
+                    and 0 <= module_cell < _LINE
+                    and data[name_cell] == 0x8C
+                    and data[module_cell] == 0x8C
                 ):
+                    # The cell's kind by the names' raw bytes: no decoding, no _resolve
+                    # (measured on 3.11 over 200 globals: 0.5 us less a global).
                     key = (
-                        data[module_cell >> 10 : (module_cell >> 10) + (module_cell & _SMALL) - 2],
-                        data[name_cell >> 10 : (name_cell >> 10) + (name_cell & _SMALL) - 2],
+                        data[module_cell + 2 : module_cell + 2 + data[module_cell + 1]],
+                        data[name_cell + 2 : name_cell + 2 + data[name_cell + 1]],
                     )
                     kind = _GLOBAL_KINDS.get(key)
                     if kind is None:
@@ -765,7 +782,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                         kind = _kind_of(_resolve(module, name))
                         if len(_GLOBAL_KINDS) < 1000:
                             _GLOBAL_KINDS[key] = kind
-                    push([0, 0, kind[0], 0, kind[1]])
+                    push([kind[0], _PLACED, 0, 0, kind[1]])
                 else:
                     name_text = _text(data, name_cell)
                     module_text = _text(data, module_cell)
@@ -775,7 +792,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 i += 1
             elif op in {0x75, 0x73}:  # SETITEMS, SETITEM
                 if op == 0x75:
-                    items = to_mark()
+                    items = to_mark()[0]
                     if len(items) % 2:
                         raise _Refused("odd number of items for SETITEMS")
                 else:
@@ -789,20 +806,19 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     target = stack[-1]
                     keys = items[0::2]
                     values = items[1::2]
-                    # the keys measured in C loops, the values one by one (2% fewer bytecodes
-                    # run in the scan of a record than measuring both one by one)
-                    grow(target, values, _DICT, "SETITEM", strings_only(keys, "dict keys"))
-                    if target[3] & _NONSTR:  # a value that is not a string (grow saw it)
+                    keys_only_strings(keys, "dict keys")
+                    grow(target, values, _DICT, "SETITEM")
+                    if target[_FLAGS] & _NONSTR:  # a value that is not a string (grow saw it)
                         # the pairs whose value is a list cell (a container), picked in C
                         for key, value in compress(
                             zip(keys, values), map(isinstance, values, _LISTS)
                         ):
                             if (
-                                value[2] in (_LIST, _TUPLE)
-                                and value[3] & _NONSTR
+                                value[_KIND] in (_LIST, _TUPLE)
+                                and value[_FLAGS] & _NONSTR
                                 and _text(data, key) in _set_fields()
                             ):
-                                target[3] |= _SETBAD
+                                target[_FLAGS] |= _SETBAD
                 i += 1
             elif op in {0x81, 0x52}:  # NEWOBJ, REDUCE
                 if len(stack) - 2 < fence:
@@ -815,23 +831,26 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     raise _Refused("stack underflow")
                 state = pop()
                 target = stack[-1]
-                if type(target) is int or target[2] != _RECORD or target[3] & (_PLACED | _BUILT):
+                if (
+                    type(target) is not list
+                    or target[_KIND] != _RECORD
+                    or target[_FLAGS] & (_PLACED | _BUILT)
+                ):
                     raise _Refused("only a new record may be given a state (BUILD)")
-                if type(state) is not int:
-                    if state[3] & _SETBAD:
+                if type(state) is list:
+                    if state[_FLAGS] & _SETBAD:
                         raise _Refused("a record's set field may only hold strings")
-                    state[3] |= _PLACED
-                    target[0] += state[0]
-                    target[1] = max(target[1], state[1] + 1)
-                else:
-                    target[0] += _size_of(state)
-                target[3] |= _BUILT
+                    depth = place((state,))[0]
+                    if depth >= target[_DEPTH]:
+                        if depth >= max_depth:
+                            raise _Refused(f"values nest more than {max_depth} levels deep")
+                        target[_DEPTH] = depth + 1
+                target[_FLAGS] |= _BUILT
                 unbuilt -= 1
-                if target[0] > limit or target[1] > max_depth:
-                    check(target)
                 i += 1
             elif op == 0x4B:  # BININT1
-                push(3)
+                push(-3)
+                total += 3 + _SEP
                 i += 2
             elif 0x85 <= op <= 0x87:  # TUPLE1, TUPLE2, TUPLE3
                 count = op - 0x84
@@ -839,11 +858,16 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     raise _Refused("stack underflow")
                 items = stack[-count:]
                 del stack[-count:]
-                push(made(_TUPLE, items))
+                # where the items began is not known: the tuple starts their sizes back
+                place(items)
+                size = 0
+                for c in items:
+                    size += c[_SIZE] if type(c) is list else _str_size(data, c) if c >= 0 else -c
+                push(made(_TUPLE, items, total - size))
                 i += 1
             elif op in {0x65, 0x61}:  # APPENDS, APPEND
                 if op == 0x65:
-                    items = to_mark()
+                    items = to_mark()[0]
                 else:
                     if len(stack) - 1 < fence:
                         raise _Refused("stack underflow")
@@ -854,38 +878,35 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     grow(stack[-1], items, _LIST, "APPEND")
                 i += 1
             elif op in {0x4E, 0x88, 0x89}:  # NONE, NEWTRUE, NEWFALSE
-                if data[i + 1] in {0x4E, 0x88, 0x89}:
-                    # a run of them, pushed at once (5: "false", the longest)
-                    run = _CONSTANTS.match(data, i).end() - i  # type: ignore[union-attr]
-                    stack.extend([5] * run)
-                    i += run
-                else:
-                    push(5 if op == 0x89 else 4)
-                    i += 1
+                # a run of them, pushed at once (5: "false", the longest)
+                run = _CONSTANTS.match(data, i).end() - i  # type: ignore[union-attr]
+                stack.extend([-5] * run)
+                total += (5 + _SEP) * run
+                i += run
             elif op in {0x74, 0x6C, 0x64, 0x91, 0x90, 0x6F}:  # TUPLE LIST DICT FROZENSET ...
-                items = to_mark()
+                items, start = to_mark()
                 if op == 0x74:
-                    push(made(_TUPLE, items))
+                    push(made(_TUPLE, items, start))
                 elif op == 0x6C:
-                    push(made(_LIST, items))
+                    push(made(_LIST, items, start))
                 elif op == 0x64:
                     if len(items) % 2:
                         raise _Refused("odd number of items for DICT")
-                    strings_only(items[0::2], "dict keys")
-                    push(made(_DICT, items))
+                    keys_only_strings(items[0::2], "dict keys")
+                    push(made(_DICT, items, start))
                 elif op == 0x91:
-                    strings_only(items, "frozenset members")
-                    push(made(_FROZENSET, items))
+                    keys_only_strings(items, "frozenset members")
+                    push(made(_FROZENSET, items, start))
                 elif op == 0x90:  # ADDITEMS
                     if not stack:
                         raise _Refused("stack underflow")
                     if items:
-                        strings_only(items, "set members")
+                        keys_only_strings(items, "set members")
                         grow(stack[-1], items, _SET, "ADDITEMS")
                 else:  # OBJ: class, then arguments
                     if not items:
                         raise _Refused("OBJ without a class")
-                    push(call(items[0], made(_TUPLE, items[1:]), "OBJ"))
+                    push(call(items[0], made(_TUPLE, items[1:], start), "OBJ"))
                 i += 1
             elif op in {0x71, 0x72}:  # BINPUT, LONG_BINPUT
                 if len(stack) <= fence:
@@ -898,19 +919,16 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     i += 5
                 put(index, stack[-1])
             elif op == 0x6A:  # LONG_BINGET
-                index = int.from_bytes(data[i + 1 : i + 5], "little")
-                if index >= len(memo) or memo[index] is None:
-                    raise _Refused(f"memo index {index} not stored")
-                push(memo[index])
+                push(fetch(int.from_bytes(data[i + 1 : i + 5], "little")))
                 i += 5
             elif op in {0x58, 0x8D}:  # BINUNICODE, BINUNICODE8
                 width = 4 if op == 0x58 else 8
                 length = int.from_bytes(data[i + 1 : i + 1 + width], "little")
-                start = i + 1 + width
-                if start + length > n or len(data[i + 1 : start]) < width:
+                if i + 1 + width + length > n or len(data[i + 1 : i + 1 + width]) < width:
                     raise _Refused("truncated string")
-                push(_string(start, length + 2))
-                i = start + length
+                push(i)
+                total += length + 2 + _SEP
+                i += 1 + width + length
             elif op == 0x95:  # FRAME
                 i += 9
             elif op == 0x2E:  # STOP
@@ -918,19 +936,24 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     raise _Refused("stack underflow")
                 if unbuilt:
                     raise _Refused("a record without state (every record needs one)")
+                if total > limit:
+                    raise too_large()
                 return i + 1
             elif op == 0x80:  # PROTO
                 if data[i + 1] > pickle.HIGHEST_PROTOCOL:
                     raise _Refused(f"unsupported pickle protocol {data[i + 1]}")
                 i += 2
             elif op == 0x4D:  # BININT2
-                push(5)
+                push(-5)
+                total += 5 + _SEP
                 i += 3
             elif op == 0x4A:  # BININT
-                push(11)
+                push(-11)
+                total += 11 + _SEP
                 i += 5
             elif op == 0x47:  # BINFLOAT
-                push(24)
+                push(-24)
+                total += 24 + _SEP
                 i += 9
             elif op in {0x8A, 0x8B}:  # LONG1, LONG4
                 width = 1 if op == 0x8A else 4
@@ -939,12 +962,18 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     raise _Refused("negative byte count")
                 # (reading bytes into an int is linear: the digit limit is checked after
                 # loading, where the field is known)
-                push(_scalar(3 * length + 3))
+                push(-(3 * length + 3))
+                total += 3 * length + 3 + _SEP
                 i += 1 + width + length
             elif op == 0x32:  # DUP
                 if len(stack) <= fence:
                     raise _Refused("stack underflow")
-                push(stack[-1])
+                cell = stack[-1]
+                if type(cell) is list:
+                    push(again(cell))
+                else:
+                    total += (_str_size(data, cell) if cell >= 0 else -cell) + _SEP
+                    push(cell)
                 i += 1
             elif op == 0x30:  # POP
                 if marks and marks[-1] == len(stack):
@@ -965,27 +994,22 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 if op == 0x63:
                     push(fn)
                 else:
-                    push(call(fn, made(_TUPLE, to_mark()), "INST"))
+                    push(call(fn, made(_TUPLE, *to_mark()), "INST"))
             elif op in {0x43, 0x42, 0x8E, 0x96, 0x55, 0x54}:  # bytes, Python 2 strings
                 width = 1 if op in {0x43, 0x55} else 4 if op in {0x42, 0x54} else 8
                 length = int.from_bytes(data[i + 1 : i + 1 + width], "little", signed=op == 0x54)
                 if length < 0 or i + 1 + width + length > n:
                     raise _Refused("truncated or negative length")
-                if op in {0x55, 0x54}:
-                    push(_string(0, length + 2, _OPAQUE))
-                else:
-                    push(_scalar(length + 2))
+                push(i if op in {0x55, 0x54} else -(length + 2))  # a string, or bytes
+                total += length + 2 + _SEP
                 i += 1 + width + length
             elif op in {0x56, 0x53, 0x49, 0x4C, 0x46}:  # UNICODE STRING INT LONG FLOAT (text)
                 text = line(i + 1)
                 if op in {0x49, 0x4C} and len(text) > _limits.MAX_INT_DIGITS + 2:
                     raise _Refused(f"an int of more than {_limits.MAX_INT_DIGITS} digits")
-                if op == 0x56:
-                    push(_string(i + 1, 2 * len(text) + 2, _RAW))
-                elif op == 0x53:
-                    push(_string(0, 2 * len(text) + 2, _OPAQUE))
-                else:
-                    push(_scalar(max(len(text), 24)))
+                size = 2 * len(text) + 2 if op in {0x56, 0x53} else max(len(text), 24)
+                push(size << 32 | _LINE | i if op in {0x56, 0x53} else -size)
+                total += size + _SEP
                 i += 2 + len(text)
             elif op in {0x70, 0x67}:  # PUT, GET (text)
                 text = line(i + 1)
@@ -997,16 +1021,18 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                         raise _Refused("memo store with an empty stack")
                     put(int(text), stack[-1])
                 else:
-                    index = int(text)
-                    if index >= len(memo) or memo[index] is None:
-                        raise _Refused(f"memo index {index} not stored")
-                    push(memo[index])
+                    push(fetch(int(text)))
             elif op == 0x92:  # NEWOBJ_EX: only without keyword arguments
                 if len(stack) - 3 < fence:
                     raise _Refused("stack underflow")
                 kwargs = pop()
                 args = pop()
-                if type(kwargs) is int or kwargs[2] != _DICT or kwargs[0] > _limits.CONTAINER_BYTES:
+                if (
+                    type(kwargs) is not list
+                    or kwargs[_KIND] != _DICT
+                    or kwargs[_FLAGS] & _PLACED
+                    or total - kwargs[_SIZE] > box
+                ):
                     raise _Refused("NEWOBJ_EX with keyword arguments")
                 push(call(pop(), args, "NEWOBJ_EX"))
                 i += 1
