@@ -52,8 +52,6 @@ import os
 import pickle
 import re
 from array import array
-from itertools import compress, repeat
-from operator import is_
 from pathlib import Path, PurePath
 from typing import (
     IO,
@@ -61,7 +59,6 @@ from typing import (
     Callable,
     Dict,
     FrozenSet,
-    Iterable,
     List,
     Optional,
     Sequence,
@@ -317,28 +314,28 @@ def _allowed() -> Dict[Tuple[str, str], Any]:
         table[("_codecs", "encode")] = _Call("_codecs.encode", _encode)
         table[("builtins", "getattr")] = _Call("builtins.getattr", _enum_member)
         _ALLOWED = table
-        kinds: Dict[int, Tuple[int, Any]] = {id(found): (_CALL, None) for found in table.values()}
+        cells = {id(found): _function(_CALL) for found in table.values()}
         for stand_in in _REAL:
-            kinds[id(stand_in)] = (_RECORD_CLASS, None)
-        kinds[id(table[("copyreg", "_reconstructor")])] = (_RECONSTRUCTOR, None)
-        kinds[id(table[("builtins", "getattr")])] = (_GETATTR, None)
-        kinds[id(state)] = (_ENUM, None)
+            cells[id(stand_in)] = _function(_RECORD_CLASS)
+        cells[id(table[("copyreg", "_reconstructor")])] = _function(_RECONSTRUCTOR)
+        cells[id(table[("builtins", "getattr")])] = _function(_GETATTR)
+        cells[id(state)] = _function(_ENUM)
         for kind, result in ((list, _LIST), (dict, _DICT), (set, _SET), (tuple, _TUPLE)):
-            kinds[id(kind)] = (_CONTAINER_TYPE, result)
-        kinds[id(frozenset)] = (_CONTAINER_TYPE, _FROZENSET)
-        _KINDS.update(kinds)
+            cells[id(kind)] = _function(_CONTAINER_TYPE, result)
+        cells[id(frozenset)] = _function(_CONTAINER_TYPE, _FROZENSET)
+        _CELLS.update(cells)
     return _ALLOWED
 
 
-_KINDS: Dict[int, Tuple[int, Any]] = {}  # id of an allowed object -> (kind of cell, detail)
+_CELLS: Dict[int, int] = {}  # id of an allowed object -> its cell in the scan
 
 
-def _kind_of(found: Any) -> Tuple[int, Any]:
-    return _KINDS[id(found)]
+def _cell_of(found: Any) -> int:
+    return _CELLS[id(found)]
 
 
-_GLOBAL_KINDS: Dict[Tuple[bytes, bytes], Tuple[int, Any]] = {}
-"""(module, name) as UTF-8 in a pickle -> the kind of cell of the allowed object (the scan's
+_GLOBAL_CELLS: Dict[Tuple[bytes, bytes], int] = {}
+"""(module, name) as UTF-8 in a pickle -> the scan's cell of the allowed object (the scan's
 cache: only allowed names get in)."""
 
 _FOUND: Dict[Tuple[str, str], Any] = {}  # (module, name) as a pickle writes it -> allowed object
@@ -377,40 +374,50 @@ class _Unpickler(pickle.Unpickler):
 # --- reading the opcodes first -----------------------------------------------------------------
 #
 # The scan runs the pickle's opcodes on a model of the unpickler's stack and memo, byte by byte.
-# A value of the model, a "cell", is
+# Both are arrays of 8-byte ints, "cells", one per value, so the model costs 8 bytes a value on
+# the stack and 8 a memo entry (as the C unpickler's own) and no Python object per value:
 #
-# - an int >= 0 for a string: where its opcode starts (a string read from a text line, whose
-#   size cannot be read from its opcode, also carries its size: :data:`_LINE`);
-# - an int < 0 for any other value that holds no other (number, None, bytes, a time, a zone, a
-#   path ...): minus its estimated JSON size;
-# - a list ``[kind, flags, depth, size, items]`` for a container, a record or an allowed
-#   callable: the same list wherever the value is (stack, memo), so changes are seen everywhere.
+# - a string: where its opcode starts, >= 0 (a string read from a text line, whose size its
+#   opcode does not tell, carries its size too: ``size << 32 | _LINE | position``);
+# - any other value that holds no other (number, None, bytes, a time, a zone, a path ...):
+#   minus its estimated JSON size, from -1 down to :data:`_PLAIN`;
+# - an allowed callable: :data:`_FUNCTION` minus its kind (see :func:`_function`);
+# - a container or a record: :data:`_REF` minus its index in the scan's table of them, a list
+#   ``[kind, flags, depth, start, end, items]`` each (one per container or record the pickle
+#   makes; ``start`` and ``end``: see below).
+#
+# So ``min(items)`` tells, in one C call, whether all items are strings (>= 0), whether any is
+# not (< 0), and whether any is a container or record (<= _REF): only then is each looked at.
 #
 # How large the JSON of the loaded value may become is counted in one running ``total``: each
 # value adds its estimated JSON size once, when it is pushed; a value fetched again from the
-# memo (or duplicated) adds its size again, each time. So only a container fetched again needs
-# a size of its own: it is what ``total`` grew by from the container's start to the moment it
-# was first used (put into another value, passed to a call, or fetched from the memo), when it
-# is frozen. Until then the cell's ``size`` slot holds ``total`` at its start. Everything in a
-# container was pushed (and counted) after its start, so this is an upper bound. Nothing is
-# summed per string: a run of short strings adds its bytes in the pickle.
+# memo (or duplicated) adds its size again, each time. So only a container or record fetched
+# again needs a size of its own: what ``total`` grew by from its start (where its first item
+# began) to its last change. Everything in it was pushed (and counted) in between, and little
+# else can be (what is pushed above it either goes into it, takes it along, or is dropped), so
+# this is a close upper bound, and nothing is summed per item.
 #
-# A container may be changed (APPEND, SETITEM, ADDITEMS, BUILD) only before it is first used.
+# A container may be changed (APPEND, SETITEM, ADDITEMS, BUILD) only before it is first used
+# (put into another value, passed to a call, or fetched from the memo).
 # pickle itself never does otherwise (children are complete before their parent is, and fetched
 # again only after), and without that rule a list could be filled after it was counted, and a
 # reference cycle be made.
 
-_LINE = 1 << 31  # string cells from here on: size << 32 | position (pickles are under 2**31)
+_LINE = 1 << 31  # string cells from here on carry their size (pickles are under 2**31 bytes)
 _POSITION = _LINE - 1
+_PLAIN = -(1 << 40)  # the lowest cell of a plain value
+_FUNCTION = -(1 << 41)  # allowed callables: _FUNCTION - (kind << 4 | result kind)
+_REF = -(1 << 42)  # containers and records: _REF - index in the table
+_EMPTY = -(1 << 63)  # in the memo: nothing stored at that index
 
-# slots of list cells
-_KIND, _FLAGS, _DEPTH, _SIZE, _ITEMS = 0, 1, 2, 3, 4
-# kinds of list cells: values ...
+# slots of a container's or record's entry in the table
+_KIND, _FLAGS, _DEPTH, _START, _END, _ITEMS = 0, 1, 2, 3, 4, 5
+# kinds of values ...
 _LIST, _DICT, _SET, _TUPLE, _FROZENSET, _RECORD = 1, 2, 3, 4, 5, 6
-# ... and the allowed callables, as find_class hands them out
+# ... and of the allowed callables, as find_class hands them out
 _CALL, _RECORD_CLASS, _RECONSTRUCTOR, _CONTAINER_TYPE, _GETATTR, _ENUM = 10, 11, 12, 13, 14, 15
 # flags
-_PLACED = 1  # used (see above): may not change any more; its size slot holds its size
+_PLACED = 1  # used (see above): may not change any more
 _NONSTR = 2  # (list, tuple, dict) holds something that is not a string
 _SETBAD = 4  # (dict, tuple) would give a record's set field something that is not a string
 _BUILT = 8  # (record) has been given its state
@@ -419,13 +426,20 @@ _SEP = 4  # JSON bytes per item besides the item: ", " and, in a dict, ": "
 _RECORD_BYTES = 512  # JSON of a record besides its state (keys and nulls of absent fields)
 _SCALAR_BYTES = 64  # JSON of a value an allowed function makes (a time: 32), besides its args
 _EXPAND = 7  # JSON bytes per byte when a call turns a string into items: '"a", ' ...
-_BOX = -(1 << 62)  # in the memo: a list cell, kept in a dict beside it
-_EMPTY = -(1 << 63)  # in the memo: nothing stored at that index
 
-_INT_ONLY = frozenset((int,))
-_LISTS = repeat(list)  # endless: map(isinstance, cells, _LISTS) tells the list cells, in C
+_IS_REF = _REF.__ge__  # filter(_IS_REF, cells): the containers and records, in C
+_EMPTIES = array("q", [_EMPTY])
 _CONSTANTS = re.compile(b"[N\x88\x89]+")
 _SET_FIELDS: Optional[frozenset[Optional[str]]] = None
+
+
+def _function(kind: int, result: int = 0) -> int:
+    """The cell of an allowed callable of ``kind`` (a container type: making ``result``)."""
+    return _FUNCTION - (kind << 4 | result)
+
+
+_NEW_RECORD = _function(_RECORD_CLASS)  # a record class, as NEWOBJ and REDUCE find it
+_RECORD_START = b"\x94)\x81\x94}\x94("  # after its class: see STACK_GLOBAL in _scan
 
 
 def _set_fields() -> frozenset[Optional[str]]:
@@ -457,10 +471,10 @@ def _str_size(data: bytes, cell: int) -> int:
     return int.from_bytes(data[cell + 1 : cell + 1 + width], "little") + 2
 
 
-def _text(data: bytes, cell: Any) -> Optional[str]:
+def _text(data: bytes, cell: int) -> Optional[str]:
     """The text of a string cell, or None when the cell is not a string or the scan does not
     read its text (Python 2 strings, text that does not decode)."""
-    if type(cell) is not int or cell < 0:
+    if cell < 0:
         return None
     at = cell & _POSITION
     op = data[at]
@@ -468,8 +482,7 @@ def _text(data: bytes, cell: Any) -> Optional[str]:
         if op == 0x56:  # UNICODE: a raw-unicode-escape line
             return data[at + 1 : data.index(b"\n", at)].decode("raw-unicode-escape")
         if op in {0x8C, 0x58, 0x8D}:
-            width = 1 if op == 0x8C else 4 if op == 0x58 else 8
-            start = at + 1 + width
+            start = at + (2 if op == 0x8C else 5 if op == 0x58 else 9)
             return data[start : start + _str_size(data, cell) - 2].decode("utf-8")
     except (UnicodeDecodeError, ValueError):
         return None
@@ -498,17 +511,17 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
     limit = _limits.JSON_BYTES_PER_PICKLE_BYTE * n + _limits.JSON_BYTES_FLOOR
     max_depth = _limits.MAX_DEPTH + 8  # the levels of records, their states and a list of them
     box = _limits.CONTAINER_BYTES
-    stack: List[Any] = []
+    stack: List[int] = []
     push = stack.append
     pop = stack.pop
     marks: List[int] = []  # where each open MARK is on the stack ...
     starts: List[int] = []  # ... and the total when it was set
     fence = 0
-    # The memo: 8 bytes an entry (as the C unpickler's own), list cells in a dict beside it.
     memo = array("q")
     memoize = memo.append
-    boxes: Dict[int, List[Any]] = {}
     holes = 0  # empty memo slots: MEMOIZE stores at the count of filled ones, as C counts
+    table: List[List[Any]] = []  # the containers and records
+    new = table.append
     unbuilt = 0
     total = 0  # the estimated JSON size of everything pushed so far (see above)
     i = 0
@@ -520,37 +533,28 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             f"{_limits.JSON_BYTES_FLOOR}), counting shared references each time"
         )
 
-    def place(items: Sequence[Any]) -> Tuple[int, int]:
-        """Freeze the containers among ``items`` (they are used now); return the depth of the
-        deepest and the flags of them all, with :data:`_NONSTR` if any item is not a string."""
-        if len(items) > 3:
-            if set(map(type, items)) <= _INT_ONLY:  # no container: in C loops
-                return 0, _NONSTR if min(items) < 0 else 0
-            cells: Iterable[Any] = compress(items, map(isinstance, items, _LISTS))
-            depth, flags = 0, _NONSTR
-        else:  # a few items: a loop costs less than the C calls
-            cells = []
-            depth, flags = 0, 0
-            for c in items:
-                if type(c) is int:
-                    if c < 0:
-                        flags = _NONSTR
-                else:
-                    cells.append(c)
-            if not cells:
-                return 0, flags
-            flags = _NONSTR
-        for c in cells:
-            if not c[_FLAGS] & _PLACED:
-                c[_FLAGS] |= _PLACED
-                c[_SIZE] = total - c[_SIZE]
-            depth = max(depth, c[_DEPTH])
-            flags |= c[_FLAGS]
+    def place(items: Sequence[int]) -> Tuple[int, int]:
+        """Freeze the containers and records among ``items`` (they are used now); return the
+        depth of the deepest and their flags, with :data:`_NONSTR` if any item is not a string.
+        """
+        if not items:
+            return 0, 0
+        least = min(items)
+        if least >= 0:
+            return 0, 0
+        if least > _REF:
+            return 0, _NONSTR
+        depth, flags = 0, _NONSTR
+        for c in filter(_IS_REF, items):
+            entry = table[_REF - c]
+            entry[_FLAGS] |= _PLACED
+            depth = max(depth, entry[_DEPTH])
+            flags |= entry[_FLAGS]
         return depth, flags
 
-    def made(kind: int, items: Sequence[Any], start: int) -> List[Any]:
-        """A new container cell of ``kind`` holding ``items`` (now used), which were pushed
-        since the total was ``start``."""
+    def made(kind: int, items: Sequence[int], start: int) -> int:
+        """A new container of ``kind`` holding ``items`` (now used), which were pushed since the
+        total was ``start``."""
         nonlocal total
         total += box
         if total > limit:
@@ -559,14 +563,16 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         if depth >= max_depth:
             raise _Refused(f"values nest more than {max_depth} levels deep")
         flags &= _NONSTR | _SETBAD if kind == _TUPLE else _NONSTR
-        return [kind, flags, depth + 1, start, tuple(items) if len(items) <= 3 else None]
+        new([kind, flags, depth + 1, start, total, tuple(items) if len(items) <= 3 else None])
+        return _REF - len(table) + 1
 
-    def grow(target: Any, items: Sequence[Any], kind: int, what: str) -> None:
-        """Add ``items`` to the container ``target`` in place (APPEND, SETITEM, ADDITEMS)."""
-        if type(target) is not list or target[_KIND] != kind:
+    def grow(cell: int, items: Sequence[int], kind: int, what: str) -> List[Any]:
+        """Add ``items`` to the container ``cell`` in place (APPEND, SETITEM, ADDITEMS)."""
+        if cell > _REF or table[_REF - cell][_KIND] != kind:
             raise _Refused(f"{what} on something that is not a new {_KIND_NAMES[kind]}")
+        target = table[_REF - cell]
         if target[_FLAGS] & _PLACED:
-            if any(map(is_, items, repeat(target))):
+            if cell in items:
                 raise _Refused("a container put into itself (reference cycles are not allowed)")
             raise _Refused(f"{what} on a {_KIND_NAMES[kind]} that was already used")
         depth, flags = place(items)
@@ -575,71 +581,81 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 raise _Refused(f"values nest more than {max_depth} levels deep")
             target[_DEPTH] = depth + 1
         target[_FLAGS] |= flags & _NONSTR
+        target[_END] = total
+        return target
 
-    def keys_only_strings(keys: Sequence[Any], what: str) -> None:
-        if not (set(map(type, keys)) <= _INT_ONLY and (not keys or min(keys) >= 0)):
+    def strings_only(items: Sequence[int], what: str) -> None:
+        if items and min(items) < 0:
             raise _Refused(f"{what} may only be strings")
 
-    def put(index: int, cell: Any) -> None:
+    def put(index: int, cell: int) -> None:
         nonlocal holes
         if index > i:  # the C unpickler would allocate memory for every index up to it
             raise _Refused(f"memo index {index} out of range")
-        if type(cell) is list:
-            boxes[index] = cell
-            cell = _BOX
         if index >= len(memo):
             holes += index - len(memo)
-            memo.extend(repeat(_EMPTY, index - len(memo)))
+            memo.extend(_EMPTIES * (index - len(memo)))
             memoize(cell)
             return
         if memo[index] == _EMPTY:
             holes -= 1
         memo[index] = cell
 
-    def fetch(index: int) -> Any:
-        """The cell at memo ``index`` (BINGET ...), counted again."""
+    def again(cell: int) -> int:
+        """``cell`` fetched from the memo or duplicated: counted again (a container or record
+        frozen first)."""
         nonlocal total
+        if cell >= 0:
+            total += _str_size(data, cell) + _SEP
+        elif cell >= _PLAIN:
+            total += _SEP - cell
+        elif cell <= _REF:
+            entry = table[_REF - cell]
+            entry[_FLAGS] |= _PLACED
+            total += entry[_END] - entry[_START] + _SEP
+            if total > limit:
+                raise too_large()
+        return cell
+
+    def fetch(index: int) -> int:
+        """The cell at memo ``index`` (BINGET ...), counted again."""
         if index >= len(memo) or memo[index] == _EMPTY:
             raise _Refused(f"memo index {index} not stored")
-        cell = memo[index]
-        if cell == _BOX:
-            return again(boxes[index])
-        total += (_str_size(data, cell) if cell >= 0 else -cell) + _SEP
-        return cell
+        return again(memo[index])
 
-    def again(cell: List[Any]) -> List[Any]:
-        """A list cell fetched from the memo or duplicated: frozen, and counted again."""
-        nonlocal total
-        if not cell[_FLAGS] & _PLACED:
-            cell[_FLAGS] |= _PLACED
-            cell[_SIZE] = total - cell[_SIZE]
-        total += cell[_SIZE] + _SEP
-        if total > limit:
-            raise too_large()
-        return cell
+    def size_of(cell: int) -> int:
+        if cell >= 0:
+            return _str_size(data, cell)
+        if cell >= _PLAIN:
+            return -cell
+        if cell <= _REF:
+            entry = table[_REF - cell]
+            return entry[_END] - entry[_START]  # type: ignore[no-any-return]
+        return 0  # a callable
 
-    def call(fn: Any, args: Any, what: str) -> Any:
+    def call(fn: int, args: int, what: str) -> int:
         """The cell of what calling the allowed callable ``fn`` with the tuple ``args`` gives."""
         nonlocal unbuilt, total
-        if type(fn) is not list or fn[_KIND] < _CALL:
+        if not _REF < fn <= _FUNCTION:
             raise _Refused(f"{what} of something that is not an allowed callable")
-        if type(args) is not list or args[_KIND] != _TUPLE:
+        if args > _REF or table[_REF - args][_KIND] != _TUPLE:
             raise _Refused(f"{what} with arguments that are not a tuple")
-        place((args,))
-        kind = fn[_KIND]
-        items = args[_ITEMS]
+        arguments = table[_REF - args]
+        arguments[_FLAGS] |= _PLACED
+        items = arguments[_ITEMS]
+        kind, result = divmod(_FUNCTION - fn, 16)
         if kind in (_RECORD_CLASS, _RECONSTRUCTOR):
             unbuilt += 1
             total += _RECORD_BYTES
             if total > limit:
                 raise too_large()
-            return [_RECORD, 0, 1, total - _RECORD_BYTES, None]
+            new([_RECORD, 0, 1, total - _RECORD_BYTES, total, None])
+            return _REF - len(table) + 1
         if kind == _GETATTR:
             if (
                 items is None
                 or len(items) != 2
-                or type(items[0]) is not list
-                or items[0][_KIND] != _ENUM
+                or items[0] != _function(_ENUM)
                 or _text(data, items[1]) not in StepState.__members__
             ):
                 raise UnsafePickleError(
@@ -649,19 +665,19 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             return -16
         if kind != _CONTAINER_TYPE:  # a time, a zone, a path, a StepState, bytes
             total += _SCALAR_BYTES
-            return -(args[_SIZE] + _SCALAR_BYTES)
-        result = fn[_ITEMS]
+            return -(size_of(args) + _SCALAR_BYTES)
         if items is None or len(items) > 1:  # not a call the container types accept
-            size, depth, flags = _EXPAND * args[_SIZE], args[_DEPTH], _NONSTR
+            size, depth, flags = _EXPAND * size_of(args), arguments[_DEPTH], _NONSTR
         elif not items:
             size, depth, flags = box, 1, 0
-        elif type(items[0]) is int:  # a string or bytes, turned into items
-            size = box + _EXPAND * (_str_size(data, items[0]) if items[0] >= 0 else -items[0])
-            depth, flags = 1, 0 if items[0] >= 0 else _NONSTR
-        elif items[0][_KIND] in (_LIST, _TUPLE, _SET, _FROZENSET, _DICT):  # the same items
-            size, depth, flags = items[0][_SIZE], items[0][_DEPTH], items[0][_FLAGS] & _NONSTR
-        else:
-            size, depth, flags = _EXPAND * items[0][_SIZE], items[0][_DEPTH] + 1, _NONSTR
+        elif items[0] > _FUNCTION:  # a string or bytes, turned into items
+            size, depth = box + _EXPAND * size_of(items[0]), 1
+            flags = 0 if items[0] >= 0 else _NONSTR
+        elif items[0] <= _REF and table[_REF - items[0]][_KIND] != _RECORD:  # the same items
+            entry = table[_REF - items[0]]
+            size, depth, flags = size_of(items[0]), entry[_DEPTH], entry[_FLAGS] & _NONSTR
+        else:  # a record or a callable: not what the container types take
+            size, depth, flags = _EXPAND * (size_of(items[0]) + box), 2, _NONSTR
         if result in (_SET, _FROZENSET, _DICT) and flags & _NONSTR:
             raise _Refused(f"{_KIND_NAMES[result]} members and keys may only be strings")
         total += size
@@ -669,13 +685,13 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             raise too_large()
         if depth > max_depth:
             raise _Refused(f"values nest more than {max_depth} levels deep")
-        return [result, flags, max(depth, 1), total - size, None]
+        new([result, flags, max(depth, 1), total - size, total, None])
+        return _REF - len(table) + 1
 
-    def global_cell(module: str, name: str) -> List[Any]:
-        kind, extra = _kind_of(_resolve(module, name))
-        return [kind, _PLACED, 0, 0, extra]
+    def global_cell(module: str, name: str) -> int:
+        return _cell_of(_resolve(module, name))
 
-    def to_mark() -> Tuple[List[Any], int]:
+    def to_mark() -> Tuple[Sequence[int], int]:
         """Pop the values down to the topmost MARK, and the MARK; return the values and the
         total when the MARK was set."""
         nonlocal fence
@@ -686,14 +702,6 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         items = stack[at:]
         del stack[at:]
         return items, starts.pop()
-
-    def remember(cells: List[Any]) -> None:
-        """MEMOIZE each of ``cells`` (strings) in turn."""
-        if not holes:
-            memo.extend(cells)
-            return
-        for cell in cells:
-            put(len(memo) - holes, cell)
 
     def line(start: int) -> bytes:
         end = data.index(b"\n", start)
@@ -706,37 +714,29 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             # set at a time: on 3.11, ``op == x`` and ``op in {a, b, c, d}`` cost 35 to 45 ns,
             # ``op in (a, b, c, d)`` (a tuple) about 100 ns when it fails.
             if op == 0x8C:
-                # SHORT_BINUNICODE, in runs, each followed by MEMOIZE: 80% of a record's
-                # opcodes. This loop holds only what such a run needs: a string's cell is where
-                # it starts, the memo gets the run's cells at once, and the run adds its bytes
-                # to the total (each string's size is at most its bytes in the pickle).
-                # (data[i] past the end raises IndexError: the string is truncated)
+                # SHORT_BINUNICODE, most often followed by MEMOIZE: 75% of a record's opcodes.
+                # (data[...] past the end raises IndexError: the string is truncated)
                 push(i)
                 length = data[i + 1]
-                total += length + 6
+                total += length + 2 + _SEP
                 if data[i + 2 + length] == 0x94 and not holes:
                     memoize(i)
                     i += length + 3
                 else:
                     i += length + 2
-                continue  # op is the next opcode: dispatched from the top
-            if op == 0x94:  # MEMOIZE
+            elif op == 0x94:  # MEMOIZE
                 if len(stack) <= fence:
                     raise _Refused("memo store with an empty stack")
-                cell = stack[-1]
                 if holes:
-                    put(len(memo) - holes, cell)
-                elif type(cell) is list:
-                    boxes[len(memo)] = cell
-                    memoize(_BOX)
+                    put(len(memo) - holes, stack[-1])
                 else:
-                    memoize(cell)
+                    memoize(stack[-1])
                 i += 1
             elif op == 0x68:  # BINGET
                 index = data[i + 1]
                 cell = memo[index] if index < len(memo) else _EMPTY
-                if cell >= 0 and data[cell] == 0x8C:
-                    total += data[cell + 1] + 6
+                if cell >= 0 and data[cell] == 0x8C:  # a short string: inlined
+                    total += data[cell + 1] + 2 + _SEP
                     push(cell)
                 else:
                     push(fetch(index))
@@ -751,41 +751,60 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 if total > limit:
                     raise too_large()
                 if op == 0x7D:
-                    push([_DICT, 0, 1, total - box, None])
+                    new([_DICT, 0, 1, total - box, total, None])
                 elif op == 0x5D:
-                    push([_LIST, 0, 1, total - box, None])
+                    new([_LIST, 0, 1, total - box, total, None])
                 else:
-                    push([_TUPLE if op == 0x29 else _SET, 0, 1, total - box, ()])
+                    new([_TUPLE if op == 0x29 else _SET, 0, 1, total - box, total, ()])
+                push(_REF - len(table) + 1)
                 i += 1
             elif op == 0x93:  # STACK_GLOBAL
                 if len(stack) - 2 < fence:
                     raise _Refused("stack underflow")
-                name_cell = pop()
-                module_cell = pop()
+                name_at = pop()
+                module_at = pop()
                 if (
-                    type(name_cell) is int
-                    and type(module_cell) is int
-                    and 0 <= name_cell < _LINE
-                    and 0 <= module_cell < _LINE
-                    and data[name_cell] == 0x8C
-                    and data[module_cell] == 0x8C
+                    0 <= name_at < _LINE
+                    and 0 <= module_at < _LINE
+                    and data[name_at] == 0x8C
+                    and data[module_at] == 0x8C
                 ):
-                    # The cell's kind by the names' raw bytes: no decoding, no _resolve
-                    # (measured on 3.11 over 200 globals: 0.5 us less a global).
+                    # The cell by the names' raw bytes: no decoding, no _resolve (measured on
+                    # 3.11 over 200 globals: 0.5 us less a global).
                     key = (
-                        data[module_cell + 2 : module_cell + 2 + data[module_cell + 1]],
-                        data[name_cell + 2 : name_cell + 2 + data[name_cell + 1]],
+                        data[module_at + 2 : module_at + 2 + data[module_at + 1]],
+                        data[name_at + 2 : name_at + 2 + data[name_at + 1]],
                     )
-                    kind = _GLOBAL_KINDS.get(key)
-                    if kind is None:
+                    found = _GLOBAL_CELLS.get(key)
+                    if found is None:
                         module, name = (part.decode("utf-8", "replace") for part in key)
-                        kind = _kind_of(_resolve(module, name))
-                        if len(_GLOBAL_KINDS) < 1000:
-                            _GLOBAL_KINDS[key] = kind
-                    push([kind[0], _PLACED, 0, 0, kind[1]])
+                        found = global_cell(module, name)
+                        if len(_GLOBAL_CELLS) < 1000:
+                            _GLOBAL_CELLS[key] = found
+                    if found == _NEW_RECORD and data[i + 1 : i + 8] == _RECORD_START and not holes:
+                        # The opcodes that start each record's pickle, at once: MEMOIZE (the
+                        # class), EMPTY_TUPLE, NEWOBJ, MEMOIZE, EMPTY_DICT, MEMOIZE, MARK (on
+                        # 3.11, 2 us less a record). The tuple is used at once: no entry.
+                        memoize(found)
+                        total += box + _RECORD_BYTES
+                        new([_RECORD, 0, 1, total - _RECORD_BYTES, total, None])
+                        unbuilt += 1
+                        total += box
+                        new([_DICT, 0, 1, total - box, total, None])
+                        at = _REF - len(table) + 2  # the record's cell; the dict's is next
+                        stack += (at, at - 1)
+                        memo.extend((at, at - 1))
+                        fence = len(stack)
+                        marks.append(fence)
+                        starts.append(total)
+                        if total > limit:
+                            raise too_large()
+                        i += 8
+                        continue
+                    push(found)
                 else:
-                    name_text = _text(data, name_cell)
-                    module_text = _text(data, module_cell)
+                    name_text = _text(data, name_at)
+                    module_text = _text(data, module_at)
                     if module_text is None or name_text is None:
                         raise _Refused("STACK_GLOBAL needs two strings")
                     push(global_cell(module_text, name_text))
@@ -803,49 +822,66 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 if not stack:
                     raise _Refused("stack underflow")
                 if items:
-                    target = stack[-1]
                     keys = items[0::2]
                     values = items[1::2]
-                    keys_only_strings(keys, "dict keys")
-                    grow(target, values, _DICT, "SETITEM")
-                    if target[_FLAGS] & _NONSTR:  # a value that is not a string (grow saw it)
-                        # the pairs whose value is a list cell (a container), picked in C
-                        for key, value in compress(
-                            zip(keys, values), map(isinstance, values, _LISTS)
-                        ):
-                            if (
-                                value[_KIND] in (_LIST, _TUPLE)
-                                and value[_FLAGS] & _NONSTR
-                                and _text(data, key) in _set_fields()
-                            ):
-                                target[_FLAGS] |= _SETBAD
+                    if min(keys) < 0:
+                        raise _Refused("dict keys may only be strings")
+                    least = min(values)
+                    if least < 0 or stack[-1] > _REF:  # values that are not strings: grow()
+                        target = grow(stack[-1], values, _DICT, "SETITEM")
+                        if least <= _REF:  # a container as a value: a set field's list?
+                            for name_at, value in zip(keys, values):
+                                if (
+                                    value <= _REF
+                                    and table[_REF - value][_KIND] in (_LIST, _TUPLE)
+                                    and table[_REF - value][_FLAGS] & _NONSTR
+                                    and _text(data, name_at) in _set_fields()
+                                ):
+                                    target[_FLAGS] |= _SETBAD
+                    else:  # strings only: grow() inlined
+                        target = table[_REF - stack[-1]]
+                        if target[_KIND] != _DICT or target[_FLAGS] & _PLACED:
+                            grow(stack[-1], values, _DICT, "SETITEM")  # raises
+                        target[_END] = total
                 i += 1
             elif op in {0x81, 0x52}:  # NEWOBJ, REDUCE
                 if len(stack) - 2 < fence:
                     raise _Refused("stack underflow")
                 args = pop()
-                push(call(pop(), args, "NEWOBJ" if op == 0x81 else "REDUCE"))
+                fn = pop()
+                if fn == _NEW_RECORD and args <= _REF and table[_REF - args][_ITEMS] == ():
+                    # a record made with no arguments, as pickle writes it: call() inlined
+                    table[_REF - args][_FLAGS] |= _PLACED
+                    unbuilt += 1
+                    total += _RECORD_BYTES
+                    new([_RECORD, 0, 1, total - _RECORD_BYTES, total, None])
+                    push(_REF - len(table) + 1)
+                else:
+                    push(call(fn, args, "NEWOBJ" if op == 0x81 else "REDUCE"))
                 i += 1
             elif op == 0x62:  # BUILD
                 if len(stack) - 2 < fence:
                     raise _Refused("stack underflow")
                 state = pop()
-                target = stack[-1]
+                record = table[_REF - stack[-1]] if stack[-1] <= _REF else None
                 if (
-                    type(target) is not list
-                    or target[_KIND] != _RECORD
-                    or target[_FLAGS] & (_PLACED | _BUILT)
+                    record is None
+                    or record[_KIND] != _RECORD
+                    or record[_FLAGS] & (_PLACED | _BUILT)
                 ):
                     raise _Refused("only a new record may be given a state (BUILD)")
-                if type(state) is list:
-                    if state[_FLAGS] & _SETBAD:
+                if state <= _REF:
+                    if table[_REF - state][_FLAGS] & _SETBAD:
                         raise _Refused("a record's set field may only hold strings")
-                    depth = place((state,))[0]
-                    if depth >= target[_DEPTH]:
+                    entry = table[_REF - state]
+                    entry[_FLAGS] |= _PLACED
+                    depth = entry[_DEPTH]
+                    if depth >= record[_DEPTH]:
                         if depth >= max_depth:
                             raise _Refused(f"values nest more than {max_depth} levels deep")
-                        target[_DEPTH] = depth + 1
-                target[_FLAGS] |= _BUILT
+                        record[_DEPTH] = depth + 1
+                record[_FLAGS] |= _BUILT
+                record[_END] = total
                 unbuilt -= 1
                 i += 1
             elif op == 0x4B:  # BININT1
@@ -860,10 +896,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 del stack[-count:]
                 # where the items began is not known: the tuple starts their sizes back
                 place(items)
-                size = 0
-                for c in items:
-                    size += c[_SIZE] if type(c) is list else _str_size(data, c) if c >= 0 else -c
-                push(made(_TUPLE, items, total - size))
+                push(made(_TUPLE, items, total - sum(map(size_of, items))))
                 i += 1
             elif op in {0x65, 0x61}:  # APPENDS, APPEND
                 if op == 0x65:
@@ -871,14 +904,14 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 else:
                     if len(stack) - 1 < fence:
                         raise _Refused("stack underflow")
-                    items = [pop()]
+                    items = stack[-1:]
+                    del stack[-1:]
                 if not stack:
                     raise _Refused("stack underflow")
                 if items:
                     grow(stack[-1], items, _LIST, "APPEND")
                 i += 1
-            elif op in {0x4E, 0x88, 0x89}:  # NONE, NEWTRUE, NEWFALSE
-                # a run of them, pushed at once (5: "false", the longest)
+            elif op in {0x4E, 0x88, 0x89}:  # NONE, NEWTRUE, NEWFALSE: a run, pushed at once
                 run = _CONSTANTS.match(data, i).end() - i  # type: ignore[union-attr]
                 stack.extend([-5] * run)
                 total += (5 + _SEP) * run
@@ -892,16 +925,16 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 elif op == 0x64:
                     if len(items) % 2:
                         raise _Refused("odd number of items for DICT")
-                    keys_only_strings(items[0::2], "dict keys")
+                    strings_only(items[0::2], "dict keys")
                     push(made(_DICT, items, start))
                 elif op == 0x91:
-                    keys_only_strings(items, "frozenset members")
+                    strings_only(items, "frozenset members")
                     push(made(_FROZENSET, items, start))
                 elif op == 0x90:  # ADDITEMS
                     if not stack:
                         raise _Refused("stack underflow")
                     if items:
-                        keys_only_strings(items, "set members")
+                        strings_only(items, "set members")
                         grow(stack[-1], items, _SET, "ADDITEMS")
                 else:  # OBJ: class, then arguments
                     if not items:
@@ -958,8 +991,8 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             elif op in {0x8A, 0x8B}:  # LONG1, LONG4
                 width = 1 if op == 0x8A else 4
                 length = int.from_bytes(data[i + 1 : i + 1 + width], "little", signed=width == 4)
-                if length < 0:
-                    raise _Refused("negative byte count")
+                if length < 0 or i + 1 + width + length > n:
+                    raise _Refused("truncated or negative byte count")
                 # (reading bytes into an int is linear: the digit limit is checked after
                 # loading, where the field is known)
                 push(-(3 * length + 3))
@@ -968,12 +1001,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             elif op == 0x32:  # DUP
                 if len(stack) <= fence:
                     raise _Refused("stack underflow")
-                cell = stack[-1]
-                if type(cell) is list:
-                    push(again(cell))
-                else:
-                    total += (_str_size(data, cell) if cell >= 0 else -cell) + _SEP
-                    push(cell)
+                push(again(stack[-1]))
                 i += 1
             elif op == 0x30:  # POP
                 if marks and marks[-1] == len(stack):
@@ -1007,8 +1035,12 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 text = line(i + 1)
                 if op in {0x49, 0x4C} and len(text) > _limits.MAX_INT_DIGITS + 2:
                     raise _Refused(f"an int of more than {_limits.MAX_INT_DIGITS} digits")
-                size = 2 * len(text) + 2 if op in {0x56, 0x53} else max(len(text), 24)
-                push(size << 32 | _LINE | i if op in {0x56, 0x53} else -size)
+                if op in {0x56, 0x53}:
+                    size = 2 * len(text) + 2
+                    push(size << 32 | _LINE | i)
+                else:
+                    size = max(len(text), 24)
+                    push(-size)
                 total += size + _SEP
                 i += 2 + len(text)
             elif op in {0x70, 0x67}:  # PUT, GET (text)
@@ -1027,12 +1059,8 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     raise _Refused("stack underflow")
                 kwargs = pop()
                 args = pop()
-                if (
-                    type(kwargs) is not list
-                    or kwargs[_KIND] != _DICT
-                    or kwargs[_FLAGS] & _PLACED
-                    or total - kwargs[_SIZE] > box
-                ):
+                kw = table[_REF - kwargs] if kwargs <= _REF else None
+                if kw is None or kw[_KIND] != _DICT or kw[_END] - kw[_START] > box:
                     raise _Refused("NEWOBJ_EX with keyword arguments")
                 push(call(pop(), args, "NEWOBJ_EX"))
                 i += 1
@@ -1048,7 +1076,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         raise CorruptPickleError(f"corrupt pickle at byte {i}: {e}") from None
     except IndexError:
         raise CorruptPickleError(f"corrupt pickle at byte {i}: truncated") from None
-    except (ValueError, UnicodeDecodeError) as e:  # a line without its end, bad text
+    except (ValueError, UnicodeDecodeError, OverflowError) as e:  # no line end, bad text ...
         raise CorruptPickleError(f"corrupt pickle at byte {i}: {e}") from None
 
 
