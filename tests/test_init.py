@@ -134,11 +134,18 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
         tango_stepinfo.no_such_name  # noqa: B018
 
 
-def test_the_first_record_loads_no_heavy_module(tmp_path: Any) -> None:
+@pytest.mark.parametrize("commits", [0, 1])
+def test_the_first_record_loads_no_heavy_module(tmp_path: Any, commits: int) -> None:
     # The first record of a process, in a git checkout with the dirty check on, imports only
-    # our probe modules and small C modules: no subprocess, logging, platform or socket, and
+    # our probe modules and small C modules: no subprocess, logging, platform or socket, no
+    # struct (with a commit, the start of the git index is read, with int.from_bytes), and
     # threading only where NVIDIA's driver is (its memory query runs in a thread).
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    if commits:
+        (tmp_path / "a.txt").write_text("a\n")
+        git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+        subprocess.run([*git, "add", "a.txt"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
     code = (
         "import sys, json\n"
         "import tango_stepinfo\n"
@@ -152,7 +159,7 @@ def test_the_first_record_loads_no_heavy_module(tmp_path: Any) -> None:
         [sys.executable, "-c", code], env=env, cwd=tmp_path, check=True, stdout=subprocess.PIPE
     )
     added = set(json.loads(done.stdout))
-    heavy = {"subprocess", "logging", "platform", "socket", "importlib.metadata", "json"}
+    heavy = {"subprocess", "logging", "platform", "socket", "importlib.metadata", "json", "struct"}
     if not os.path.exists("/proc/driver/nvidia/gpus"):
         heavy.add("threading")
     assert not added & heavy, sorted(added & heavy)

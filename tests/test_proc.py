@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any, Dict, Tuple
 
 import pytest
 
@@ -68,3 +72,45 @@ def test_the_probes_and_git_do_not_import_each_other() -> None:
             for alias in node.names
         } | {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert other not in imported, (name, other)
+
+
+WAIT_EXITED = """
+def wait_exited(child):
+    for _ in range(500):  # until it has exited (not reaped: collect gets its status)
+        if os.waitid(os.P_PID, child[0], os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return child
+        time.sleep(0.01)
+    raise AssertionError("the child did not exit")
+"""
+
+
+def _spawned_and_exited(path: Path) -> Tuple[int, int]:
+    child = _proc.spawn([str(path)], None)
+    assert child is not None
+    found: Dict[str, Any] = {"os": os, "time": time}
+    exec(WAIT_EXITED, found)
+    return found["wait_exited"](child)  # type: ignore[no-any-return]
+
+
+def test_collect_reads_an_exited_child_without_select(tmp_path: Path) -> None:
+    # In a fresh interpreter: a child that has exited is read without waiting, so select (0.2 ms
+    # to import) stays unloaded.
+    tool = fake_bin(tmp_path / "bin", "tool", "head -c 60000 /dev/zero | tr '\\0' x; exit 4\n")
+    code = (
+        "import sys, os, time\n"
+        f"sys.path.insert(0, {str(Path(_proc.__file__).parent.parent)!r})\n"
+        "from tango_stepinfo import _proc\n"
+        f"{WAIT_EXITED}\n"
+        f"child = wait_exited(_proc.spawn([{str(tool / 'tool')!r}], None))\n"
+        "status, out = _proc.collect('tool', child, 5.0)\n"
+        "print(status, len(out), set(out), 'select' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert done.stdout.split() == ["4", "60000", "{120}", "False"]
+
+
+def test_collect_waits_for_a_grandchild_holding_the_pipe(tmp_path: Path) -> None:
+    # The child exits at once; a grandchild it left behind writes later, through the same pipe.
+    tool = fake_bin(tmp_path / "bin", "tool", "(sleep 0.3; echo late) &\necho early\n")
+    child = _spawned_and_exited(tool / "tool")
+    assert _proc.collect("tool", child, 5.0) == (0, b"early\nlate\n")

@@ -24,6 +24,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import types
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -579,6 +580,104 @@ def test_a_record_pickled_by_python_3_13_loads_with_plain_pickle_loads(tmp_path:
     back = pickle.loads(data)
     assert back == info and type(back.environment.executable) is type(Path())
     assert pickling.loads(data) == info
+
+
+# --- record_class: what @dataclass(init=False, eq=False, repr=False) makes -------------------
+
+
+def _dataclass_twins(module: Any, monkeypatch: pytest.MonkeyPatch) -> Dict[str, type]:
+    """The record classes of ``module`` as ``@dataclass(init=False, eq=False, repr=False)``
+    makes them: its source run again with that decorator instead of ``record_class``, as
+    another module (so that the twins are not registered as record classes)."""
+    source = Path(module.__file__).read_text(encoding="utf-8")
+    assert "@record_class" in source
+    source = source.replace(
+        "@record_class", "@dataclasses.dataclass(init=False, eq=False, repr=False)"
+    )
+    twin = types.ModuleType(f"tests.twin_{module.__name__.rpartition('.')[2]}")
+    twin.__package__ = "tango_stepinfo"
+    twin.dataclasses = dataclasses  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, twin.__name__, twin)  # @dataclass looks the module up
+    exec(compile(source, module.__file__, "exec", dont_inherit=True), vars(twin))
+    return {
+        cls.__name__: getattr(twin, cls.__name__)
+        for cls in _record.RECORDS
+        if cls.__module__ == module.__name__
+    }
+
+
+def _same(value: Any) -> Any:
+    # A default factory defined in the module is a new function in the twin: compared by name;
+    # __dataclass_params__ objects by their repr (they define no ==).
+    # The class body's properties and methods are compared by kind and name.
+    if type(value).__name__ == "_DataclassParams":
+        return repr(value)
+    if isinstance(value, property):
+        return "property", _same(value.fget)
+    if isinstance(value, (classmethod, staticmethod)):
+        return type(value).__name__, _same(value.__func__)
+    return value.__qualname__ if callable(value) and hasattr(value, "__qualname__") else value
+
+
+@pytest.mark.parametrize("module", [metadata, step_info], ids=lambda m: m.__name__)
+def test_record_class_makes_what_dataclass_makes(
+    module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twins = _dataclass_twins(module, monkeypatch)
+    assert twins and all(twin not in _record.RECORDS for twin in twins.values())
+    slots = dataclasses.Field.__slots__
+    for name, twin in twins.items():
+        ours = getattr(module, name)
+        assert dataclasses.is_dataclass(ours)
+        assert list(ours.__dataclass_fields__) == list(twin.__dataclass_fields__), name
+        for f, g in zip(ours.__dataclass_fields__.values(), twin.__dataclass_fields__.values()):
+            for slot in slots:
+                assert _same(getattr(f, slot)) == _same(getattr(g, slot)), (name, f.name, slot)
+        # The same class attributes: plain defaults (a factory's field has none), and what
+        # @dataclass adds (__dataclass_params__, __match_args__ from 3.10, __replace__ from 3.13).
+        assert set(vars(ours)) == set(vars(twin)), name
+        for key in set(vars(twin)) - {"__dataclass_fields__", "__module__", "__init__"}:
+            assert _same(vars(ours)[key]) == _same(vars(twin)[key]), (name, key)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("x: list = []", ValueError),  # a mutable default shared by every record
+        ("x: dict = dataclasses.field(default={})", ValueError),
+        ("x = dataclasses.field(default=1)", TypeError),  # a field without annotation
+    ],
+)
+def test_record_class_refuses_what_dataclass_refuses(body: str, error: type) -> None:
+    for decorate in (_record._record_class, dataclasses.dataclass(init=False, eq=False)):
+        namespace: Dict[str, Any] = {"dataclasses": dataclasses}
+        exec(f"class Bad:\n    {body}\n", namespace)
+        with pytest.raises(error):
+            decorate(namespace["Bad"])
+
+
+def test_record_class_records_work_with_the_dataclasses_functions() -> None:
+    git = metadata.GitMetadata("abc", branch="main")
+    assert [f.name for f in dataclasses.fields(git)] == [
+        "commit",
+        "remote",
+        "branch",
+        "dirty",
+        "diff",
+    ]
+    assert dataclasses.asdict(git) == {
+        "commit": "abc",
+        "remote": None,
+        "branch": "main",
+        "dirty": None,
+        "diff": None,
+    }
+    other = dataclasses.replace(git, dirty=True)
+    assert type(other) is metadata.GitMetadata and other.dirty is True and other.commit == "abc"
+    assert metadata.GitMetadata.commit is None  # a plain default stays on the class
+    assert "operating_system" not in vars(metadata.PlatformMetadata)  # a factory's field does not
+    with pytest.raises(TypeError):
+        dataclasses.replace(metadata.GpuMetadata("x"), no_such_field=1)
 
 
 # --- the hand-written __init__ of each record class ------------------------------------------

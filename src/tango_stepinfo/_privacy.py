@@ -28,7 +28,7 @@ import copy
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, TypeVar
 
 from .errors import InvalidSettingError
 
@@ -42,7 +42,8 @@ WITHHELD = "the probe fell back; its reason is withheld in an anonymous record"
 
 _HIDDEN_REASONS = ("user", "host", "root", "executable", "command", "variables", "git.remote")
 
-_R = TypeVar("_R")
+if TYPE_CHECKING:  # for the checker only: a TypeVar costs 0.01 to 0.02 ms at import (3.11)
+    _R = TypeVar("_R")
 
 
 class Policy:

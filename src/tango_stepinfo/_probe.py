@@ -97,15 +97,16 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _privacy
-from ._proc import Deps, debug, sig, unchanged, which
 from ._proc import collect as _collect
+from ._proc import debug, sig, unchanged, which
 from ._proc import run_subprocess as _run_subprocess
 from ._proc import spawn as _spawn
 
 if TYPE_CHECKING:
     from ._git import GitFacts
+    from ._proc import Deps
 
-Package = Tuple[str, str]
+    Package = Tuple[str, str]  # for the checker only: 0.04 ms at import (3.11)
 
 # --- the cache of facts fixed for the process ----------------------------------------------------
 
@@ -838,7 +839,10 @@ def _scan_folder(folder: str, found: Dict[str, str]) -> bool:
     except ValueError as e:  # a NUL byte or a lone surrogate: no folder has that name
         debug("not scanning %r for packages: %s", folder, e)
         return False
-    lows = "\0".join(names).lower().split("\0")
+    joined = "\0".join(names).lower()
+    if "-info" not in joined:  # the standard library's folders: 0.06 ms less a scan (3.11)
+        return False
+    lows = joined.split("\0")
     entries = sorted(name for name, low in zip(names, lows) if low.endswith("-info"))
     if not entries:
         return False

@@ -11,12 +11,12 @@ fallback). Passing a value explicitly never probes anything.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _probe
-from ._record import FACTORY, Record
+from ._record import FACTORY, Record, record_class
 from ._version import __version__
 
 __all__ = [
@@ -54,7 +54,7 @@ def _fallbacks_of(cls_name: str) -> Callable[[], Optional[Dict[str, str]]]:
     return collect
 
 
-@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
+@record_class  # @dataclass(init=False, eq=False, repr=False); see _record.FACTORY
 class GitMetadata(Record):
     """The git checkout the step ran in.
 
@@ -119,7 +119,7 @@ def _tango_in_environment() -> TangoMetadata:
     return TangoMetadata(_probe.tango_version(rescan=False) or __version__)
 
 
-@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
+@record_class  # @dataclass(init=False, eq=False, repr=False); see _record.FACTORY
 class TangoMetadata(Record):
     """The Tango the step ran under, and the library that wrote the record.
 
@@ -139,7 +139,7 @@ class TangoMetadata(Record):
         self.library = library
 
 
-@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
+@record_class  # @dataclass(init=False, eq=False, repr=False); see _record.FACTORY
 class GpuMetadata(Record):
     """A GPU visible to the process (see the concepts page for how GPUs are found). Not in Tango.
 
@@ -174,7 +174,7 @@ class GpuMetadata(Record):
         self.memory = memory
 
 
-@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
+@record_class  # @dataclass(init=False, eq=False, repr=False); see _record.FACTORY
 class JobMetadata(Record):
     """The batch job or CI run a process belongs to (see the concepts page for the order).
 
@@ -221,7 +221,7 @@ def _job() -> Optional[JobMetadata]:
     return None if facts is None else JobMetadata(*facts)
 
 
-@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
+@record_class  # @dataclass(init=False, eq=False, repr=False); see _record.FACTORY
 class PlatformMetadata(Record):
     """The machine a step ran on. Each field defaults to a probe of this machine.
 
@@ -299,7 +299,7 @@ class PlatformMetadata(Record):
         self.fallbacks = _platform_fallbacks() if fallbacks is FACTORY else fallbacks
 
 
-@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
+@record_class  # @dataclass(init=False, eq=False, repr=False); see _record.FACTORY
 class EnvironmentMetadata(Record):
     """The Python environment a step ran in. Each field defaults to a probe of this process.
 

@@ -7,10 +7,11 @@ so the classes stay here for good.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import Enum
 from types import TracebackType
 from typing import (
+    TYPE_CHECKING,
     Any,
     ContextManager,
     Dict,
@@ -24,7 +25,7 @@ from typing import (
 )
 
 from . import _probe
-from ._record import FACTORY, Record
+from ._record import FACTORY, Record, record_class
 from .errors import InvalidStepStateError
 from .metadata import EnvironmentMetadata, PlatformMetadata
 
@@ -55,9 +56,11 @@ class StepState(str, Enum):
         return self.value
 
 
-class _HasUniqueId(Protocol):
-    @property
-    def unique_id(self) -> str: ...
+if TYPE_CHECKING:  # for the checker only: a Protocol class costs 0.05 ms at import (3.11)
+
+    class _HasUniqueId(Protocol):
+        @property
+        def unique_id(self) -> str: ...
 
 
 class StepLike(Protocol):
@@ -182,7 +185,7 @@ def _platform() -> PlatformMetadata:
     return PlatformMetadata()
 
 
-@dataclass(init=False, eq=False, repr=False)  # see _record.FACTORY; == and repr: Record
+@record_class  # @dataclass(init=False, eq=False, repr=False); see _record.FACTORY
 class StepInfo(Record):
     """The run record of one step: what it is, when and where it ran, and how it ended.
 
@@ -473,5 +476,5 @@ class StepInfo(Record):
         )
 
 
-# Defined after the class: a string bound ("StepInfo") is compiled by typing at import (0.1 ms).
-_S = TypeVar("_S", bound=StepInfo)
+if TYPE_CHECKING:  # for the checker only: a TypeVar costs 0.02 ms at import (3.11)
+    _S = TypeVar("_S", bound=StepInfo)
