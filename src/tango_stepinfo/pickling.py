@@ -323,15 +323,15 @@ def _allowed() -> Dict[Tuple[str, str], Any]:
         for kind, result in ((list, _LIST), (dict, _DICT), (set, _SET), (tuple, _TUPLE)):
             cells[id(kind)] = _function(_CONTAINER_TYPE, result)
         cells[id(frozenset)] = _function(_CONTAINER_TYPE, _FROZENSET)
-        _CELLS.update(cells)
+        _KINDS.update(cells)
     return _ALLOWED
 
 
-_CELLS: Dict[int, int] = {}  # id of an allowed object -> its cell in the scan
+_KINDS: Dict[int, int] = {}  # id of an allowed object -> its cell in the scan (its kind)
 
 
 def _cell_of(found: Any) -> int:
-    return _CELLS[id(found)]
+    return _KINDS[id(found)]
 
 
 _GLOBAL_CELLS: Dict[Tuple[bytes, bytes], int] = {}
