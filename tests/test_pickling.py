@@ -855,3 +855,12 @@ def test_records_of_a_shape_already_checked_are_checked_as_closely() -> None:
     first, second = loads(pickle.dumps(naive)), loads(pickle.dumps(naive))
     assert first == second and second.start_time.tzinfo is not None
     assert second.config == {"t": [1, 2]}
+
+
+def test_strings_read_from_text_lines_can_be_fetched_again_by_any_get() -> None:
+    # UNICODE (a text line) memoized with BINPUT and fetched with BINGET: the cell carries the
+    # string's size, not a position to read it from
+    state = g("tango_stepinfo.step_info", "StepState")
+    data = b"\x80\x01" + state + b"(" + b"Vfailed\nq\x01" + b"0" + b"h\x01tR" + STOP
+    assert pickle.loads(data) is StepState.FAILED
+    assert loads(data) is StepState.FAILED

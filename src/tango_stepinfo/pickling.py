@@ -748,7 +748,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             elif op == 0x68:  # BINGET
                 index = data[i + 1]
                 cell = memo[index] if index < len(memo) else _EMPTY
-                if cell >= 0 and data[cell] == 0x8C:  # a short string: inlined
+                if 0 <= cell < _LINE and data[cell] == 0x8C:  # a short string: inlined
                     total += data[cell + 1] + 2 + _SEP
                     push(cell)
                 else:
