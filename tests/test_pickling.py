@@ -864,3 +864,18 @@ def test_strings_read_from_text_lines_can_be_fetched_again_by_any_get() -> None:
     data = b"\x80\x01" + state + b"(" + b"Vfailed\nq\x01" + b"0" + b"h\x01tR" + STOP
     assert pickle.loads(data) is StepState.FAILED
     assert loads(data) is StepState.FAILED
+
+
+def test_a_million_items_of_the_wrong_type_are_refused_without_walking_them_all() -> None:
+    import tracemalloc
+
+    data = P2 + b"(" + b"N" * 1_000_000 + b"l" + STOP  # 1 MB: a list of a million None
+    tracemalloc.start()
+    try:
+        with pytest.raises(StepInfoDecodeError, match=r"^\[0\]: expected a record"):
+            loads(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the list itself is 8 MB and the scan's stack as much; a path and a pair per item was 120 MB
+    assert peak < 40_000_000

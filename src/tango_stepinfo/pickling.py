@@ -60,6 +60,7 @@ from typing import (
     Callable,
     Dict,
     FrozenSet,
+    Iterator,
     List,
     Optional,
     Sequence,
@@ -1117,18 +1118,19 @@ def _check_item(value: Any, path: str) -> None:
         raise StepInfoDecodeError(path + inner, e.problem) from None
 
 
-def _items(value: Any) -> List[Tuple[Any, str]]:
+def _items(value: Any) -> Iterator[Tuple[Any, str]]:
     """The loaded ``value``'s records (or states) with their paths: the items of a list, tuple
-    or dict (``[0]``, ``['key']``), or ``value`` itself (path ``""``).
+    or dict (``[0]``, ``['key']``), or ``value`` itself (path ``""``). Made one at a time, so
+    that the first item of the wrong type ends the walk (a 1 MB pickle holds a million items).
 
     :raises StepInfoDecodeError: ``value`` is none of these shapes.
     """
     if type(value) in (list, tuple):
-        return [(item, f"[{i}]") for i, item in enumerate(value)]
+        return ((item, f"[{i}]") for i, item in enumerate(value))
     if type(value) is dict:
-        return [(item, f"[{key!r}]") for key, item in value.items()]
+        return ((item, f"[{key!r}]") for key, item in value.items())
     if type(value) is StepState or type(value) in _RECORDS:
-        return [(value, "")]
+        return iter([(value, "")])
     raise StepInfoDecodeError(
         "",
         f"expected a record, a StepState, or a list, tuple or dict of them, got {show(value)}",
@@ -1420,9 +1422,11 @@ def _load(data: Any) -> Tuple[Any, int]:
     except Exception as e:
         raise CorruptPickleError(f"corrupt pickle: {type(e).__name__}: {e}"[:300]) from e
     try:
-        items = [(item, path) for item, path in _items(value) if not _known(item)]
-        for item, path in items:
-            _check_item(item, path)
+        items = []  # those of a shape not known yet: the whole check, types first
+        for item, path in _items(value):
+            if not _known(item):
+                _check_item(item, path)
+                items.append((item, path))
         _check_loaded(items)
         for item, _ in items:
             if type(item) in _RECORDS:
