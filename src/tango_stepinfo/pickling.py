@@ -383,9 +383,10 @@ class _Unpickler(pickle.Unpickler):
 # - any other value that holds no other (number, None, bytes, a time, a zone, a path ...):
 #   minus its estimated JSON size, from -1 down to :data:`_PLAIN`;
 # - an allowed callable: :data:`_FUNCTION` minus its kind (see :func:`_function`);
-# - a container or a record: :data:`_REF` minus its index in the scan's table of them, a list
-#   ``[kind, flags, depth, start, end, items]`` each (one per container or record the pickle
-#   makes; ``start`` and ``end``: see below).
+# - a container or a record: :data:`_REF` minus its index in the scan's table of them, which
+#   holds its kind, flags and depth (a byte each), its ``start`` and ``end`` (8 bytes each, see
+#   below) and, for a tuple of up to 3 items (a call's arguments), the items: about 19 bytes a
+#   container and no Python object.
 #
 # So ``min(items)`` tells, in one C call, whether all items are strings (>= 0), whether any is
 # not (< 0), and whether any is a container or record (<= _REF): only then is each looked at.
@@ -411,8 +412,6 @@ _FUNCTION = -(1 << 41)  # allowed callables: _FUNCTION - (kind << 4 | result kin
 _REF = -(1 << 42)  # containers and records: _REF - index in the table
 _EMPTY = -(1 << 63)  # in the memo: nothing stored at that index
 
-# slots of a container's or record's entry in the table
-_KIND, _FLAGS, _DEPTH, _START, _END, _ITEMS = 0, 1, 2, 3, 4, 5
 # kinds of values ...
 _LIST, _DICT, _SET, _TUPLE, _FROZENSET, _RECORD = 1, 2, 3, 4, 5, 6
 # ... and of the allowed callables, as find_class hands them out
@@ -521,8 +520,13 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
     memo = array("q")
     memoize = memo.append
     holes = 0  # empty memo slots: MEMOIZE stores at the count of filled ones, as C counts
-    table: List[List[Any]] = []  # the containers and records
-    new = table.append
+    # the table of containers and records, by index
+    kind_of = bytearray()
+    flags_of = bytearray()
+    depth_of = bytearray()  # at most max_depth + 1
+    start_of = array("q")
+    end_of = array("q")
+    items_of: Dict[int, Tuple[int, ...]] = {}  # tuples of up to 3 items
     unbuilt = 0
     total = 0  # the estimated JSON size of everything pushed so far (see above)
     i = 0
@@ -547,11 +551,22 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             return 0, _NONSTR
         depth, flags = 0, _NONSTR
         for c in filter(_IS_REF, items):
-            entry = table[_REF - c]
-            entry[_FLAGS] |= _PLACED
-            depth = max(depth, entry[_DEPTH])
-            flags |= entry[_FLAGS]
+            k = _REF - c
+            flags_of[k] |= _PLACED
+            depth = max(depth, depth_of[k])
+            flags |= flags_of[k]
         return depth, flags
+
+    def new(kind: int, flags: int, depth: int, start: int, items: Any = None) -> int:
+        """Add a container or record to the table, changed last now; return its cell."""
+        kind_of.append(kind)
+        flags_of.append(flags)
+        depth_of.append(depth)
+        start_of.append(start)
+        end_of.append(total)
+        if items is not None:
+            items_of[len(kind_of) - 1] = items
+        return _REF - len(kind_of) + 1
 
     def made(kind: int, items: Sequence[int], start: int) -> int:
         """A new container of ``kind`` holding ``items`` (now used), which were pushed since the
@@ -564,25 +579,25 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         if depth >= max_depth:
             raise _Refused(f"values nest more than {max_depth} levels deep")
         flags &= _NONSTR | _SETBAD if kind == _TUPLE else _NONSTR
-        new([kind, flags, depth + 1, start, total, tuple(items) if len(items) <= 3 else None])
-        return _REF - len(table) + 1
+        return new(kind, flags, depth + 1, start, tuple(items) if len(items) <= 3 else None)
 
-    def grow(cell: int, items: Sequence[int], kind: int, what: str) -> List[Any]:
-        """Add ``items`` to the container ``cell`` in place (APPEND, SETITEM, ADDITEMS)."""
-        if cell > _REF or table[_REF - cell][_KIND] != kind:
+    def grow(cell: int, items: Sequence[int], kind: int, what: str) -> int:
+        """Add ``items`` to the container ``cell`` in place (APPEND, SETITEM, ADDITEMS); return
+        its index in the table."""
+        if cell > _REF or kind_of[_REF - cell] != kind:
             raise _Refused(f"{what} on something that is not a new {_KIND_NAMES[kind]}")
-        target = table[_REF - cell]
-        if target[_FLAGS] & _PLACED:
+        target = _REF - cell
+        if flags_of[target] & _PLACED:
             if cell in items:
                 raise _Refused("a container put into itself (reference cycles are not allowed)")
             raise _Refused(f"{what} on a {_KIND_NAMES[kind]} that was already used")
         depth, flags = place(items)
-        if depth >= target[_DEPTH]:
+        if depth >= depth_of[target]:
             if depth >= max_depth:
                 raise _Refused(f"values nest more than {max_depth} levels deep")
-            target[_DEPTH] = depth + 1
-        target[_FLAGS] |= flags & _NONSTR
-        target[_END] = total
+            depth_of[target] = depth + 1
+        flags_of[target] |= flags & _NONSTR
+        end_of[target] = total
         return target
 
     def strings_only(items: Sequence[int], what: str) -> None:
@@ -611,9 +626,9 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         elif cell >= _PLAIN:
             total += _SEP - cell
         elif cell <= _REF:
-            entry = table[_REF - cell]
-            entry[_FLAGS] |= _PLACED
-            total += entry[_END] - entry[_START] + _SEP
+            k = _REF - cell
+            flags_of[k] |= _PLACED
+            total += end_of[k] - start_of[k] + _SEP
             if total > limit:
                 raise too_large()
         return cell
@@ -630,8 +645,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         if cell >= _PLAIN:
             return -cell
         if cell <= _REF:
-            entry = table[_REF - cell]
-            return entry[_END] - entry[_START]  # type: ignore[no-any-return]
+            return end_of[_REF - cell] - start_of[_REF - cell]
         return 0  # a callable
 
     def call(fn: int, args: int, what: str) -> int:
@@ -639,19 +653,17 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         nonlocal unbuilt, total
         if not _REF < fn <= _FUNCTION:
             raise _Refused(f"{what} of something that is not an allowed callable")
-        if args > _REF or table[_REF - args][_KIND] != _TUPLE:
+        if args > _REF or kind_of[_REF - args] != _TUPLE:
             raise _Refused(f"{what} with arguments that are not a tuple")
-        arguments = table[_REF - args]
-        arguments[_FLAGS] |= _PLACED
-        items = arguments[_ITEMS]
+        flags_of[_REF - args] |= _PLACED
+        items = items_of.get(_REF - args)
         kind, result = divmod(_FUNCTION - fn, 16)
         if kind in (_RECORD_CLASS, _RECONSTRUCTOR):
             unbuilt += 1
             total += _RECORD_BYTES
             if total > limit:
                 raise too_large()
-            new([_RECORD, 0, 1, total - _RECORD_BYTES, total, None])
-            return _REF - len(table) + 1
+            return new(_RECORD, 0, 1, total - _RECORD_BYTES)
         if kind == _GETATTR:
             if (
                 items is None
@@ -668,15 +680,15 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             total += _SCALAR_BYTES
             return -(size_of(args) + _SCALAR_BYTES)
         if items is None or len(items) > 1:  # not a call the container types accept
-            size, depth, flags = _EXPAND * size_of(args), arguments[_DEPTH], _NONSTR
+            size, depth, flags = _EXPAND * size_of(args), depth_of[_REF - args], _NONSTR
         elif not items:
             size, depth, flags = box, 1, 0
         elif items[0] > _FUNCTION:  # a string or bytes, turned into items
             size, depth = box + _EXPAND * size_of(items[0]), 1
             flags = 0 if items[0] >= 0 else _NONSTR
-        elif items[0] <= _REF and table[_REF - items[0]][_KIND] != _RECORD:  # the same items
-            entry = table[_REF - items[0]]
-            size, depth, flags = size_of(items[0]), entry[_DEPTH], entry[_FLAGS] & _NONSTR
+        elif items[0] <= _REF and kind_of[_REF - items[0]] != _RECORD:  # the same items
+            k = _REF - items[0]
+            size, depth, flags = size_of(items[0]), depth_of[k], flags_of[k] & _NONSTR
         else:  # a record or a callable: not what the container types take
             size, depth, flags = _EXPAND * (size_of(items[0]) + box), 2, _NONSTR
         if result in (_SET, _FROZENSET, _DICT) and flags & _NONSTR:
@@ -686,8 +698,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
             raise too_large()
         if depth > max_depth:
             raise _Refused(f"values nest more than {max_depth} levels deep")
-        new([result, flags, max(depth, 1), total - size, total, None])
-        return _REF - len(table) + 1
+        return new(result, flags, max(depth, 1), total - size)
 
     def global_cell(module: str, name: str) -> int:
         return _cell_of(_resolve(module, name))
@@ -764,13 +775,15 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 total += box
                 if total > limit:
                     raise too_large()
-                if op == 0x7D:
-                    new([_DICT, 0, 1, total - box, total, None])
-                elif op == 0x5D:
-                    new([_LIST, 0, 1, total - box, total, None])
-                else:
-                    new([_TUPLE if op == 0x29 else _SET, 0, 1, total - box, total, ()])
-                push(_REF - len(table) + 1)
+                if op == 0x29:
+                    push(new(_TUPLE, 0, 1, total - box, ()))
+                else:  # new() inlined: the most frequent containers
+                    kind_of.append(_DICT if op == 0x7D else _LIST if op == 0x5D else _SET)
+                    flags_of.append(0)
+                    depth_of.append(1)
+                    start_of.append(total - box)
+                    end_of.append(total)
+                    push(_REF - len(kind_of) + 1)
                 i += 1
             elif op == 0x93:  # STACK_GLOBAL
                 if len(stack) - 2 < fence:
@@ -801,13 +814,12 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                         # 3.11, 2 us less a record). The tuple is used at once: no entry.
                         memoize(found)
                         total += box + _RECORD_BYTES
-                        new([_RECORD, 0, 1, total - _RECORD_BYTES, total, None])
+                        made_at = new(_RECORD, 0, 1, total - _RECORD_BYTES)
                         unbuilt += 1
                         total += box
-                        new([_DICT, 0, 1, total - box, total, None])
-                        at = _REF - len(table) + 2  # the record's cell; the dict's is next
-                        stack += (at, at - 1)
-                        memo.extend((at, at - 1))
+                        state_at = new(_DICT, 0, 1, total - box)
+                        stack += (made_at, state_at)
+                        memo.extend((made_at, state_at))
                         fence = len(stack)
                         marks.append(fence)
                         starts.append(total)
@@ -847,29 +859,28 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                             for name_at, value in zip(keys, values):
                                 if (
                                     value <= _REF
-                                    and table[_REF - value][_KIND] in (_LIST, _TUPLE)
-                                    and table[_REF - value][_FLAGS] & _NONSTR
+                                    and kind_of[_REF - value] in (_LIST, _TUPLE)
+                                    and flags_of[_REF - value] & _NONSTR
                                     and _text(data, name_at) in _set_fields()
                                 ):
-                                    target[_FLAGS] |= _SETBAD
+                                    flags_of[target] |= _SETBAD
                     else:  # strings only: grow() inlined
-                        target = table[_REF - stack[-1]]
-                        if target[_KIND] != _DICT or target[_FLAGS] & _PLACED:
+                        target = _REF - stack[-1]
+                        if target < 0 or kind_of[target] != _DICT or flags_of[target] & _PLACED:
                             grow(stack[-1], values, _DICT, "SETITEM")  # raises
-                        target[_END] = total
+                        end_of[target] = total
                 i += 1
             elif op in {0x81, 0x52}:  # NEWOBJ, REDUCE
                 if len(stack) - 2 < fence:
                     raise _Refused("stack underflow")
                 args = pop()
                 fn = pop()
-                if fn == _NEW_RECORD and args <= _REF and table[_REF - args][_ITEMS] == ():
+                if fn == _NEW_RECORD and args <= _REF and items_of.get(_REF - args) == ():
                     # a record made with no arguments, as pickle writes it: call() inlined
-                    table[_REF - args][_FLAGS] |= _PLACED
+                    flags_of[_REF - args] |= _PLACED
                     unbuilt += 1
                     total += _RECORD_BYTES
-                    new([_RECORD, 0, 1, total - _RECORD_BYTES, total, None])
-                    push(_REF - len(table) + 1)
+                    push(new(_RECORD, 0, 1, total - _RECORD_BYTES))
                 else:
                     push(call(fn, args, "NEWOBJ" if op == 0x81 else "REDUCE"))
                 i += 1
@@ -877,25 +888,25 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 if len(stack) - 2 < fence:
                     raise _Refused("stack underflow")
                 state = pop()
-                record = table[_REF - stack[-1]] if stack[-1] <= _REF else None
+                record = _REF - stack[-1]
                 if (
-                    record is None
-                    or record[_KIND] != _RECORD
-                    or record[_FLAGS] & (_PLACED | _BUILT)
+                    record < 0
+                    or kind_of[record] != _RECORD
+                    or flags_of[record] & (_PLACED | _BUILT)
                 ):
                     raise _Refused("only a new record may be given a state (BUILD)")
                 if state <= _REF:
-                    if table[_REF - state][_FLAGS] & _SETBAD:
+                    k = _REF - state
+                    if flags_of[k] & _SETBAD:
                         raise _Refused("a record's set field may only hold strings")
-                    entry = table[_REF - state]
-                    entry[_FLAGS] |= _PLACED
-                    depth = entry[_DEPTH]
-                    if depth >= record[_DEPTH]:
+                    flags_of[k] |= _PLACED
+                    depth = depth_of[k]
+                    if depth >= depth_of[record]:
                         if depth >= max_depth:
                             raise _Refused(f"values nest more than {max_depth} levels deep")
-                        record[_DEPTH] = depth + 1
-                record[_FLAGS] |= _BUILT
-                record[_END] = total
+                        depth_of[record] = depth + 1
+                flags_of[record] |= _BUILT
+                end_of[record] = total
                 unbuilt -= 1
                 i += 1
             elif op == 0x4B:  # BININT1
@@ -1073,8 +1084,8 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     raise _Refused("stack underflow")
                 kwargs = pop()
                 args = pop()
-                kw = table[_REF - kwargs] if kwargs <= _REF else None
-                if kw is None or kw[_KIND] != _DICT or kw[_END] - kw[_START] > box:
+                kw = _REF - kwargs
+                if kw < 0 or kind_of[kw] != _DICT or end_of[kw] - start_of[kw] > box:
                     raise _Refused("NEWOBJ_EX with keyword arguments")
                 push(call(pop(), args, "NEWOBJ_EX"))
                 i += 1
