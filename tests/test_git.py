@@ -345,6 +345,41 @@ def test_dirty_tracks_tracked_files_only(tmp_path: Path, monkeypatch: pytest.Mon
     assert meta is not None and meta.dirty is True
 
 
+def test_git_is_rechecked_within_the_bound_only_while_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    repo = make_repo(tmp_path / "repo")
+    first = probe(repo, monkeypatch)
+    assert first is not None
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    now[0] += 0.0009  # within the bound: the last check is reused
+    assert GitMetadata.check_for_repo() == first
+    now[0] += 0.0002  # past it: a record's first probe re-checks git with the other facts
+    _probe.packages()
+    second = git(repo, "rev-parse", "HEAD")
+    assert _probe.git() == (second, None, "main", False, None)
+    # A process that stops asking for git does not re-read it (nor run its dirty check) at the
+    # checks made for the other facts, once the first of them re-read it; the next git probe
+    # reads it afresh.
+    log = tmp_path / "git.log"
+    script = f'echo "$@" >> "{log}"\nexec "{GIT}" "$@"\n'
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
+    now[0] += 0.002
+    _probe.packages()  # git was asked for since the last check: re-read (the same commit)
+    git(repo, "commit", "-q", "--allow-empty", "-m", "third")
+    for _ in range(3):
+        now[0] += 0.002
+        _probe.packages()
+        _probe.root()
+    assert not log.exists()
+    third = GitMetadata.check_for_repo()
+    assert third is not None and third.commit == git(repo, "rev-parse", "HEAD") != second
+    assert third.dirty is False and " diff " in log.read_text()
+
+
 def test_dirty_runs_once_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = make_repo(tmp_path / "repo")
     log = tmp_path / "git-runs"

@@ -515,6 +515,123 @@ def test_changes_show_up_after_the_staleness_bound(
     assert StepInfo("d", "D", set(), True).environment.root == Path(os.getcwd())
 
 
+def test_one_thread_rechecks_and_a_waiting_thread_gets_its_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    assert _probe.root() == outside_git.resolve()
+    now[0] += 0.002  # past the bound: the next probe re-checks
+    entered, go = threading.Event(), threading.Event()
+    calls: List[int] = []
+    real_getcwd = os.getcwd
+
+    def paused_getcwd() -> str:  # the first re-checker pauses in its system call
+        calls.append(threading.get_ident())
+        entered.set()
+        go.wait(30)
+        return real_getcwd()
+
+    monkeypatch.setattr(os, "getcwd", paused_getcwd)
+    seen: Dict[str, Path] = {}
+    first = threading.Thread(target=lambda: seen.update(first=_probe.root()))
+    first.start()
+    assert entered.wait(30)
+    second = threading.Thread(target=lambda: seen.update(second=_probe.root()))
+    second.start()
+    try:
+        for _ in range(3000):  # until the second thread sleeps on the re-check lock
+            frame = sys._current_frames().get(second.ident or 0)
+            if frame is not None and frame.f_code.co_name == "_recheck":
+                break
+            time.sleep(0.001)
+        else:
+            pytest.fail("the second thread never waited for the re-check")
+        sub = outside_git / "sub"
+        sub.mkdir()
+        monkeypatch.chdir(sub)  # after the second thread asked: its record must still see it
+    finally:
+        go.set()
+    first.join(30)
+    second.join(30)
+    assert calls == [first.ident]  # one re-check; the waiting thread used its result
+    assert seen == {"first": sub.resolve(), "second": sub.resolve()}
+
+
+def test_an_interrupted_recheck_is_checked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    assert _probe.root() == outside_git.resolve() and _probe.packages() is not None
+    now[0] += 0.002
+    sub = outside_git / "sub"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    with monkeypatch.context() as m:  # Ctrl-C after the working directory, in the package check
+        m.setattr(os, "stat", raising(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            _probe.root()
+    monkeypatch.chdir(outside_git)
+    assert _probe.root() == outside_git.resolve()  # not the half-done check's answer
+
+
+def test_a_signal_handler_making_a_record_during_a_recheck_does_not_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    """A handler runs in the thread it interrupts: one that makes a record while that thread is
+    inside a re-check (holding the re-check lock) must not wait for the lock forever."""
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    assert _probe.root() == outside_git.resolve()
+    now[0] += 0.002  # past the bound: the next probe re-checks
+    real_getcwd = os.getcwd
+    handled: List[StepInfo] = []
+    interrupted: List[bool] = []
+
+    def interrupted_getcwd() -> str:  # as if a signal arrived in the re-check's system call
+        if not interrupted:
+            interrupted.append(True)
+            handled.append(StepInfo("h", "H", set(), True))  # what the handler does
+        return real_getcwd()
+
+    monkeypatch.setattr(os, "getcwd", interrupted_getcwd)
+    outer: List[Path] = []
+    worker = threading.Thread(target=lambda: outer.append(_probe.root()), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the re-check deadlocked on its own lock"
+    assert outer == [outside_git.resolve()]
+    assert [r.environment.root for r in handled] == [outside_git.resolve()]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_child_forked_during_a_recheck_can_recheck(outside_git: Path) -> None:
+    """The re-check lock, held by a thread of the parent at the fork, is a new one in the child."""
+    import warnings
+
+    _probe.root()
+    with _probe._recheck_lock:  # as another thread re-checking at the moment of the fork
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 2
+            try:
+                signal.alarm(30)  # a deadlock ends the child instead of the test run
+                code = 0 if _probe.root() == outside_git.resolve() else 1
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def removed_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     gone = tmp_path / "gone"
     gone.mkdir()

@@ -56,12 +56,18 @@ threads race for them. Facts that can change are re-checked for every record, ch
 directory (one ``getcwd``; ``root`` and ``git`` follow it), the command line (compared with the
 ``sys.argv`` it was built from), the package list (re-scanned only when ``sys.path`` or the
 ``stat`` of one of its folders changed, so a ``pip install`` during the run shows up in later
-records) and git (see :mod:`._git`). Staleness bound: these re-checks (about seven system calls,
-each letting another thread take the GIL) run at most once per :data:`STALE_AFTER` (1 ms) per
-process; a record made within 1 ms of the last check reuses its working directory, package scan
-and git facts, so a ``chdir``, ``pip install`` or commit shows up in the records made more than
-1 ms after it (and at once after :func:`clear_cache` or ``StepInfo.refresh()``, which stay
-exact). The command line and the settings are compared for every record (no system call).
+records) and git (see :mod:`._git`). Staleness bound: these three are checked together, at most
+once per :data:`STALE_AFTER` (1 ms) per process, and a probe never returns a value whose check
+began more than 1 ms before the probe was called: a ``chdir``, ``pip install`` or commit shows
+up in the records made more than 1 ms after it (and at once after :func:`clear_cache` or
+``StepInfo.refresh()``, which stay exact). One thread checks at a time (:func:`_recheck`, under
+a ``_thread`` lock): the first to find the last check over checks every one of the three asked
+for since (about seven system calls, each letting another thread take the GIL), while threads
+finding it over meanwhile sleep on the lock, then use its result if it is still within the
+bound, else check again; a fact first asked for after a check began is checked alone. (When
+each thread checked the facts it found stale itself, 16 threads making records lost a third of
+their throughput to GIL handoffs.) The command line and the settings are compared for every
+record (no system call).
 Every value handed out is immutable or a fresh copy, so
 mutating one record never changes another. The first probe of a process (and the first after
 :func:`clear_cache`) probes every fixed fact at once: it starts the two child processes a first
@@ -119,15 +125,27 @@ STALE_AFTER = 0.001
 """Seconds during which the last check of the working directory, the package scan and git is
 reused (one :func:`time.monotonic` compare per probe; see the module docstring)."""
 
-# (checked until, value) of each re-checked fact; replaced whole, so safe between threads.
-_cwd_seen: Tuple[float, str] = (0.0, "")
-_git_seen: Tuple[float, str, Any] = (0.0, "", None)
-_packages_until = 0.0
+# The re-checked facts (working directory, package scan, git) are checked together, by one
+# thread at a time (see _recheck). _fresh is (valid until, epoch): the facts stamped with that
+# epoch were checked from STALE_AFTER before "valid until" on. Each fact is cached as
+# (epoch, value); every tuple is replaced whole, so reading them needs no lock.
+# Held by the thread re-checking. Reentrant: a signal handler that makes a record while its
+# thread is inside a re-check (a SIGTERM handler writing a step's last record) re-checks in
+# turn instead of waiting forever for its own thread; the outer check then finishes as before.
+_recheck_lock = _thread.RLock()
+_fresh: Tuple[float, int] = (0.0, 0)
+_cwd_seen: Tuple[int, str] = (-1, "")
+_git_seen: Tuple[int, Any] = (-1, None)
+_packages_epoch = -1  # the epoch _packages was last checked in
+# Whether each fact was asked for since the last check: a check re-checks those only, so that
+# git is not re-read (and its dirty check not run) for a process that stopped asking for it.
+_used = {"cwd": False, "packages": False, "git": False}
 
 
 def _after_fork() -> None:
-    global _lock
+    global _lock, _recheck_lock
     _lock = _thread.allocate_lock()  # another thread may have held it at the fork
+    _recheck_lock = _thread.RLock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -690,14 +708,13 @@ def cwd() -> str:
 
     Checked at most once per :data:`STALE_AFTER` (see the module docstring).
     """
-    global _cwd_seen
-    now = monotonic()
+    _used["cwd"] = True
+    until, epoch = _fresh
     seen = _cwd_seen
-    if now < seen[0]:
-        return seen[1]
-    where = _checked_cwd()
-    _cwd_seen = (now + STALE_AFTER, where)
-    return where
+    if seen[0] != epoch or monotonic() >= until:
+        _recheck("cwd")
+        seen = _cwd_seen
+    return seen[1]
 
 
 def _checked_cwd() -> str:
@@ -894,21 +911,26 @@ def packages() -> Optional[List[Package]]:
     put distributions, are not stat'ed again unless the first scan found distributions in them
     (:func:`clear_cache` rescans everything). ``None`` when ``sys.path`` is not a list.
     """
-    global _packages, _packages_until
     entries = getattr(sys, "path", None)
     if not isinstance(entries, list):
         debug("sys.path is not a list, recording packages as None")
         _fallbacks.note("packages", "sys.path is not a list; recorded None")
         return None
     _fallbacks.note("packages", None)
-    cached = _packages
-    now = monotonic()
-    if cached is not None and cached[0] == entries:
-        if now < _packages_until:  # checked less than STALE_AFTER ago: no system call
-            return list(cached[2])
-        if unchanged(cached[1]):  # one stat per sys.path entry
-            _packages_until = now + STALE_AFTER
-            return list(cached[2])
+    _used["packages"] = True
+    until, epoch = _fresh
+    scan = _packages
+    if scan is None or _packages_epoch != epoch or scan[0] != entries or monotonic() >= until:
+        _recheck("packages")  # checks sys.path as it is then
+        scan = _packages
+        if scan is None:  # sys.path stopped being a list meanwhile: scan what was seen
+            return _scan(entries)[2]
+    return list(scan[2])
+
+
+def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package]]:
+    """Scan the folders of ``entries`` (``sys.path``): ``(a copy of entries, the folders' stat,
+    the sorted packages)``."""
     entries = list(entries)
     folders = [e or "." for e in entries if isinstance(e, str)]
     sigs = [sig(folder) for folder in folders]
@@ -930,10 +952,7 @@ def packages() -> Optional[List[Package]]:
         for folder, folder_sig, has in zip(folders, sigs, holds)
         if has or folder not in fixed
     )
-    result = sorted(found.items())
-    _packages = (entries, deps, result)
-    _packages_until = now + STALE_AFTER
-    return list(result)
+    return entries, deps, sorted(found.items())
 
 
 _tango: Tuple[Any, Optional[str]] = (None, None)
@@ -969,23 +988,88 @@ def git() -> Optional[GitFacts]:
 
     See :mod:`tango_stepinfo._git` for what is read, the fallbacks and how it is cached.
     """
-    global _git_module, _git_seen
-    if _git_module is None:
-        from . import _git
-
-        _git_module = _git
-    where = cwd()
-    now = monotonic()
+    _used["git"] = True
+    until, epoch = _fresh
     seen = _git_seen
-    if now < seen[0] and seen[1] == where:  # checked less than STALE_AFTER ago
-        facts: Optional[GitFacts] = seen[2]
-    else:
-        facts = _git_module.facts(where)
-        _git_seen = (now + STALE_AFTER, where, facts)
+    if seen[0] != epoch or monotonic() >= until:
+        _recheck("git")
+        seen = _git_seen
+    facts: Optional[GitFacts] = seen[1]
     policy = _privacy.current()
     if policy is not None and facts is not None and facts[1] is not None:
         facts = (facts[0], policy.hide(facts[1]), facts[2], facts[3], facts[4])
     return facts
+
+
+# --- re-checking ---------------------------------------------------------------------------------
+
+
+def _recheck(name: str) -> None:
+    """Make the fact ``name`` (``cwd``, ``packages`` or ``git``) fresh, one thread at a time.
+
+    Called by a probe that found its fact not checked in the current epoch, or the epoch over
+    (:data:`STALE_AFTER` after its check began). The thread that gets :data:`_recheck_lock`
+    first starts a new epoch and checks every fact asked for since the last check (a record asks
+    for all three) in one go; the others sleep on the lock and then find their fact fresh. Each
+    system call of a check lets another thread take the GIL: with one checker and the others
+    asleep, nobody competes for it, where 16 threads racing to re-check lost a third of their
+    throughput (see ``docs/performance.rst``). A fact first asked for within an epoch is checked
+    alone, in that epoch.
+    """
+    global _fresh
+    with _recheck_lock:
+        until, epoch = _fresh
+        start = monotonic()
+        if start < until:
+            _CHECKS[name](epoch)  # nothing to do when a thread checked it while this one waited
+            return
+        epoch += 1  # facts checked from `start` on: valid until start + STALE_AFTER
+        _fresh = (0.0, epoch)  # taken, not valid yet (nor ever, if a check is interrupted)
+        for fact, used in list(_used.items()):
+            if used or fact == name:
+                _used[fact] = False
+                _CHECKS[fact](epoch)
+        _fresh = (start + STALE_AFTER, epoch)
+
+
+def _check_cwd(epoch: int) -> None:
+    global _cwd_seen
+    if _cwd_seen[0] != epoch:
+        _cwd_seen = (epoch, _checked_cwd())
+
+
+def _check_packages(epoch: int) -> None:
+    """Re-validate the package scan, or scan again (nothing when ``sys.path`` is not a list)."""
+    global _packages, _packages_epoch
+    entries = getattr(sys, "path", None)
+    if not isinstance(entries, list):
+        return
+    scan = _packages
+    if scan is None or scan[0] != entries:
+        _packages = _scan(entries)
+    elif _packages_epoch != epoch and not unchanged(scan[1]):  # one stat per folder
+        _packages = _scan(entries)  # a folder changed: pip installed or removed something
+    _packages_epoch = epoch
+
+
+def _check_git(epoch: int) -> None:
+    """Read git around the working directory as checked in ``epoch``."""
+    global _git_module, _git_seen
+    if _git_seen[0] == epoch:
+        return
+    _check_cwd(epoch)
+    if _git_module is None:
+        from . import _git
+
+        _git_module = _git
+    _git_seen = (epoch, _git_module.facts(_cwd_seen[1]))
+
+
+_CHECKS: Dict[str, Callable[[int], None]] = {
+    "cwd": _check_cwd,
+    "packages": _check_packages,
+    "git": _check_git,
+}
 
 
 # --- cache control -------------------------------------------------------------------------------
@@ -1000,13 +1084,15 @@ def clear_cache() -> None:
     ``to_json_dict()``. ``StepInfo.refresh()`` calls this.
     """
     global _argv, _env_line, _root, _packages, _git_prefetched
-    global _cwd_seen, _git_seen, _packages_until
+    global _fresh, _cwd_seen, _git_seen, _packages_epoch
     from . import _fallbacks, _json_default
 
-    with _lock:
-        _cwd_seen = (0.0, "")
-        _git_seen = (0.0, "", None)
-        _packages_until = 0.0
+    with _lock, _recheck_lock:
+        _fresh = (0.0, _fresh[1])  # over: the next probe starts a new epoch
+        _cwd_seen = (-1, "")
+        _git_seen = (-1, None)
+        _packages_epoch = -1
+        _used.update(dict.fromkeys(_used, False))
         _fixed.clear()
         _git_prefetched = False
         _fallbacks.clear()
