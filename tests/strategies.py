@@ -85,6 +85,57 @@ paths = texts.filter(lambda t: "\x00" not in t).map(Path)
 packages = st.lists(st.tuples(texts, texts), max_size=8)
 
 
+class StrLike(str):
+    """A str subclass: refused in a package row, as the codecs take plain strings only there."""
+
+
+class EqualsAll:
+    """An object that says it equals anything: refused wherever a string is expected."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# Package rows as json.loads makes them (lists of two str), from a small pool so that lists
+# repeat, share rows or differ in one row, now and then with an odd row (a str subclass, an
+# object equal to anything, a number, another length, a tuple row) that a decoder must refuse
+# or take exactly as the plain row-by-row decoding does, whatever it decoded before.
+_pool_names = st.sampled_from(["numpy", "torch", "pytz", "six"]) | st.text(max_size=3)
+_pool_versions = st.sampled_from(["1.0", "2.0", ""]) | st.text(max_size=3)
+_odd_items = st.sampled_from([StrLike("numpy"), StrLike("1.0"), EqualsAll(), 1, None])
+_plain_rows = st.lists(st.tuples(_pool_names, _pool_versions), max_size=6).map(
+    lambda rows: [list(row) for row in rows]
+)
+
+
+@st.composite
+def json_package_lists(draw: Any) -> Any:
+    """One package list as ``from_json_dict`` may get it: mostly plain, sometimes odd."""
+    rows = draw(_plain_rows)
+    if rows and draw(st.integers(0, 3)) == 0:
+        i = draw(st.integers(0, len(rows) - 1))
+        odd = draw(st.integers(0, 3))
+        if odd == 0:
+            rows[i][draw(st.integers(0, 1))] = draw(_odd_items)
+        elif odd == 1:
+            rows[i] = rows[i] + [draw(_pool_versions)] if draw(st.booleans()) else rows[i][:1]
+        elif odd == 2:
+            rows[i] = tuple(rows[i])
+        else:
+            rows[i] = [StrLike(x) for x in rows[i]]
+    return rows
+
+
+package_list_runs = st.lists(json_package_lists(), min_size=1, max_size=6).flatmap(
+    # Each list, or a copy of one before it (equal rows, fresh objects).
+    lambda lists: st.lists(st.sampled_from(range(len(lists))), min_size=1, max_size=8).map(
+        lambda picks: [copy.deepcopy(lists[i]) for i in picks]
+    )
+)
+
+
 def of_type(tp: Any, times: st.SearchStrategy[dt.datetime] = aware_times) -> Any:
     """A strategy for values of the type hint ``tp``, for the kinds record fields use."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)

@@ -30,9 +30,11 @@ from tango_stepinfo import (
     StepInfoDecodeError,
     StepInfoEncodeError,
     TangoMetadata,
+    UnsafePickleError,
     _limits,
     _plans,
     _probe,
+    loads,
 )
 from tango_stepinfo._errors import Bad
 from tango_stepinfo._record import Record
@@ -41,12 +43,15 @@ from tango_stepinfo._times import parse_time
 from .conftest import TANGO_DATA, since_none, with_since_none
 from .strategies import (
     DELETE,
+    EqualsAll,
+    StrLike,
     changed,
     edge_json_objects,
     full_record,
     mutated_records,
     naive_times,
     old_pickle,
+    package_list_runs,
     step_infos,
 )
 
@@ -302,6 +307,97 @@ def test_the_shared_package_rows_stay_bounded(monkeypatch: pytest.MonkeyPatch) -
         back = StepInfo.from_json_dict(data).environment.packages
         assert back == [(f"p{i}-{j}", "1.0") for j in range(3)]
         assert 0 < len(_kinds._ROWS) <= 10
+
+
+def _package_problem(rows: Any) -> Optional[str]:
+    """Where and why plain row-by-row decoding refuses ``rows`` (``None``: it takes them)."""
+    for i, row in enumerate(rows):
+        if type(row) not in (list, tuple) or len(row) != 2:
+            return f"environment.packages[{i}]"
+        for j, item in enumerate(row):
+            if type(item) is not str:
+                return f"environment.packages[{i}][{j}]"
+    return None
+
+
+def _decode_packages(data: Dict[str, Any], rows: Any) -> Any:
+    try:
+        return StepInfo.from_json_dict(changed(data, "environment.packages", rows))
+    except StepInfoDecodeError as e:
+        return e
+
+
+@given(package_list_runs)
+def test_package_lists_decode_as_row_by_row_whatever_came_before(runs: List[Any]) -> None:
+    # Each list is decoded after the ones before it (the decoder keeps the last list's rows and
+    # every row by name), then with nothing kept: both give what plain row-by-row decoding gives.
+    from tango_stepinfo import _kinds
+
+    data = full_record(n_packages=0).to_json_dict()
+    before: Optional[List[Any]] = None
+    for rows in runs:
+        warm = _decode_packages(data, rows)
+        kept = (_kinds._ROWS, _kinds._last_rows)
+        _kinds._ROWS, _kinds._last_rows = {}, []
+        try:
+            cold = _decode_packages(data, rows)
+        finally:
+            _kinds._ROWS, _kinds._last_rows = kept
+        problem = _package_problem(rows)
+        if problem is not None:
+            assert isinstance(warm, StepInfoDecodeError) and isinstance(cold, StepInfoDecodeError)
+            assert str(warm) == str(cold)
+            assert str(warm).startswith(problem + ": ")
+            before = None
+            continue
+        assert isinstance(warm, StepInfo) and isinstance(cold, StepInfo)
+        got = warm.environment.packages
+        assert got == cold.environment.packages == [tuple(row) for row in rows]
+        assert got is not None and got is not before
+        assert all(type(row) is tuple and list(map(type, row)) == [str, str] for row in got)
+        if before is not None and before == got:
+            assert all(x is y for x, y in zip(before, got))  # an equal list: its rows shared
+        before = got
+
+
+def test_an_equal_package_list_decodes_to_independent_lists_of_shared_rows() -> None:
+    data = full_record(n_packages=4).to_json_dict()
+    rows = data["environment"]["packages"]
+    one = StepInfo.from_json_dict(json.loads(json.dumps(data))).environment.packages
+    two = StepInfo.from_json_dict(json.loads(json.dumps(data))).environment.packages
+    assert one is not None and two is not None
+    assert one == two == [tuple(row) for row in rows] and one is not two
+    assert all(x is y for x, y in zip(one, two))
+    one[0] = ("changed", "1")
+    # One row differs (a package upgraded): the others stay shared, the new one is new.
+    other = changed(data, "environment.packages", [*rows[:2], ["package-02", "9"], rows[3]])
+    three = StepInfo.from_json_dict(other).environment.packages
+    assert three is not None
+    assert three == [*map(tuple, rows[:2]), ("package-02", "9"), tuple(rows[3])]
+    assert [x is y for x, y in zip(two, three)] == [True, True, False, True]
+    # Another length, rows in another order: shared by name.
+    four = StepInfo.from_json_dict(changed(data, "environment.packages", rows[::-2]))
+    assert four.environment.packages == [tuple(rows[3]), tuple(rows[1])]
+    assert four.environment.packages[1] is two[1]
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        (["package-01", StrLike("1.1.0")], r"\[1\]\[1\]: expected a string, got '1.1.0'"),
+        ([StrLike("package-01"), "1.1.0"], r"\[1\]\[0\]: expected a string, got 'package-01'"),
+        (["package-01", EqualsAll()], r"\[1\]\[1\]: expected a string, got a value of type"),
+        (["package-01", "1.1.0", "x"], r"\[1\]: expected a list of 2 items, got 3"),
+    ],
+)
+def test_a_package_row_equal_to_a_shared_one_is_still_checked(row: Any, problem: str) -> None:
+    # The same list decoded just before: its rows are kept, and this one compares equal to them.
+    data = full_record(n_packages=3).to_json_dict()
+    StepInfo.from_json_dict(data)
+    rows = data["environment"]["packages"]
+    bad = changed(data, "environment.packages", [rows[0], row, rows[2]])
+    with pytest.raises(StepInfoDecodeError, match=r"^environment\.packages" + problem):
+        StepInfo.from_json_dict(bad)
 
 
 def test_decoding_never_probes_the_reader(probe_calls: List[str]) -> None:
@@ -617,6 +713,20 @@ def test_pickle_size_is_small() -> None:
     assert flat == tuple(part for row in packages for part in row)
 
 
+def test_a_pickled_package_row_equal_to_a_shared_one_is_left_for_the_check() -> None:
+    env = full_record(n_packages=2).environment
+    state = env.__getstate__()
+    again = pickle.loads(pickle.dumps(env))  # its rows are kept: the next equal ones are shared
+    assert again.packages == env.packages
+    flat = state["packages"]
+    for odd in [(*flat[:3], StrLike(flat[3])), (*flat[:2], EqualsAll(), flat[3])]:
+        back = pickle.loads(old_pickle(EnvironmentMetadata, {**state, "packages": odd}))
+        assert back.packages is not None and type(back.packages) is tuple  # as it was pickled
+        assert [type(x) for x in back.packages] == [type(x) for x in odd]
+        with pytest.raises(UnsafePickleError):  # the safe loader refuses the odd item's class
+            loads(old_pickle(EnvironmentMetadata, {**state, "packages": odd}))
+
+
 def test_old_pickle_with_packages_as_a_list_of_pairs() -> None:
     # Tango and any reader that predates flattening store a plain list of tuples.
     env = full_record(n_packages=3).environment
@@ -710,6 +820,25 @@ def test_repeated_package_lists_encode_to_fresh_equal_lists() -> None:
     info.environment.packages[1] = ("package-01", 9)  # type: ignore[call-overload]
     with pytest.raises(StepInfoEncodeError, match=r"^environment\.packages\[1\]\[1\]: "):
         info.to_json_dict()
+
+
+def test_package_rows_changed_in_place_or_equal_but_odd_are_encoded_afresh() -> None:
+    info = full_record(n_packages=2)
+    rows: Any = [["package-00", "1.0"], ["package-01", "1.1"]]  # list rows: they may change
+    info.environment.packages = rows
+    assert info.to_json_dict()["environment"]["packages"] == rows
+    rows[1][1] = "2.0"
+    assert info.to_json_dict()["environment"]["packages"][1] == ["package-01", "2.0"]
+    info.environment.packages = [("package-00", "1.0"), ("package-01", "1.1")]
+    info.to_json_dict()
+    # Rows equal to the ones encoded just before, but not plain strings.
+    info.environment.packages = [("package-00", "1.0"), ("package-01", EqualsAll())]  # type: ignore[list-item]
+    with pytest.raises(StepInfoEncodeError, match=r"^environment\.packages\[1\]\[1\]: "):
+        info.to_json_dict()
+    info.environment.packages = [("package-00", "1.0"), ("package-01", StrLike("1.1"))]
+    out = info.to_json_dict()["environment"]["packages"]
+    assert out == [["package-00", "1.0"], ["package-01", "1.1"]]
+    assert type(out[1][1]) is str  # a str subclass is written as its plain string
 
 
 @dataclasses.dataclass(eq=False, repr=False)
@@ -1017,6 +1146,24 @@ def test_decoded_short_strings_are_shared_between_records() -> None:
     c = StepInfo.from_json_dict({**json.loads(text), "step_name": long})
     d = StepInfo.from_json_dict({**json.loads(text), "step_name": long * 1})
     assert c.step_name == d.step_name == long
+
+
+def test_a_string_field_equal_to_the_last_one_decoded_is_still_checked() -> None:
+    # Each string field keeps its last decoded value and answers an equal string with it.
+    data = full_record(n_packages=2).to_json_dict()
+    first = StepInfo.from_json_dict(data)
+    assert first.platform is not None
+    host = first.platform.host
+    again = StepInfo.from_json_dict(json.loads(json.dumps(data)))
+    assert again.platform is not None and again.platform.host is host
+    for odd, shown in [(StrLike(host), repr(host)), (EqualsAll(), "a value of type 'EqualsAll'")]:
+        problem = re.escape(f"platform.host: expected a string, got {shown}")
+        with pytest.raises(StepInfoDecodeError, match=f"^{problem}$"):
+            StepInfo.from_json_dict(changed(data, "platform.host", odd))
+    other = StepInfo.from_json_dict(changed(data, "platform.host", "other-host"))
+    assert other.platform is not None and other.platform.host == "other-host"
+    back = StepInfo.from_json_dict(json.loads(json.dumps(data)))
+    assert back.platform is not None and back.platform.host == host
 
 
 def test_optional_field_of_wrong_type_still_says_or_null() -> None:

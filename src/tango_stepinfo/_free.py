@@ -188,7 +188,13 @@ def decode_dict(value: Dict[Any, Any], depth: int = 1) -> Dict[str, Any]:
             out[key] = item
             continue
         try:
-            out[key] = decode_dict(item, depth + 1) if t is dict else decode(item, depth + 1)
+            out[key] = (
+                decode_dict(item, depth + 1)
+                if t is dict
+                else _decode_list(item, depth + 1)
+                if t is list
+                else decode(item, depth + 1)
+            )
         except Bad as e:
             raise e.inside(key) from None
     return out
@@ -206,7 +212,13 @@ def _decode_list(value: Any, depth: int) -> List[Any]:
             items.append(item)
             continue
         try:
-            items.append(decode_dict(item, depth + 1) if t is dict else decode(item, depth + 1))
+            items.append(
+                decode_dict(item, depth + 1)
+                if t is dict
+                else _decode_list(item, depth + 1)
+                if t is list
+                else decode(item, depth + 1)
+            )
         except Bad as e:
             raise e.inside(f"[{i}]") from None
     return items

@@ -30,7 +30,8 @@ credentials in URLs (``scheme://user:password@host`` becomes ``scheme://host``; 
 ``git@host:org/repo.git`` holds no secret) and the secret paths of Slack, Discord and Teams
 webhooks, ``NAME=value``, ``NAME: value`` and
 ``"NAME": "value"`` pairs with a secret-looking name (query strings ``?token=...&sig=...``, in
-which ``key``, ``pwd`` and ``pw`` count as secret-looking too; ``key=value;`` connection
+which ``key``, ``pwd`` and ``pw`` count as secret-looking too when the query string follows a
+URL or is a form's body: ``https://h/x?key=***``, not ``sed 's/?key=//'``; ``key=value;`` connection
 strings, JSON, HTTP headers such as ``Authorization: Bearer ***``),
 well-known key shapes (GitHub, GitLab, Slack, AWS, OpenAI, Hugging Face, Google, JWTs ...) and
 the bodies of PEM private key blocks.
@@ -220,10 +221,39 @@ def is_secret_name(name: str) -> bool:
 # --- free text -----------------------------------------------------------------------------------
 
 # Compiled on first use (importing tango_stepinfo must stay cheap; a typical command line needs
-# none of them): about 0.1 to 0.3 ms each on a 2-CPU VM.
+# none of them): about 0.1 to 1 ms each on a 2-CPU VM (the pair expression 0.7 ms, 0.5 before
+# it took auth schemes and tested key and pw apart; median of 21, CPU time, loaded VM).
 _patterns: Dict[str, Pattern[str]] = {}
+# Whether a name may be secret-looking, tested where it starts (after its dashes): it holds a
+# stem (as _STEMS), but "key" and "pw" count only after its first letter ("--key", "KEY1" and
+# "keys" are never secret-looking: "key" is, after another word, and "pwd" as a last word),
+# or as a query parameter's whole name after "?" or "&"; "pw" then only as "pwd" (MYSQL_PWD).
+# So the shortest names that hold a stem and are not secret-looking ("key=", "pw=", "key1=",
+# "apw=" repeated) are not matched at all: those left ("sigs=") hold 4 letters at least.
+# Case-insensitive with (?ai:...): character classes ([Pp][Aa]...) let the matcher skip a
+# branch by its first character, but compile 2.5 times slower (2.2 ms instead of 0.9 for the
+# pair expression), and a first call must stay cheap. The first letter tested on its own
+# (rather than by a lookahead excluding key and pw) keeps names that are secret-looking as
+# fast as before ("sig=a&" repeated: 13.6 ms instead of 15.3 for the expression alone).
+_STEMS_FIRST = r"(?ai:pass|s(?:ecret|ig)|token|auth|c(?:red|o(?:okie|ntrase))|bearer|jwt)"
+_STEMS_LATER = r"(?ai:pass|pwd|s(?:ecret|ig)|token|auth|key|c(?:red|o(?:okie|ntrase))|bearer|jwt)"
 _STEM_CHECK = (
-    r"(?=[A-Za-z0-9_.\-]*?(?ai:pass|pw|secret|token|auth|key|cred|bearer|sig|contrase|cookie|jwt))"
+    r"(?=-{0,2}(?:" + _STEMS_FIRST + r"|(?<=[?&])(?ai:key|pw)"
+    r"|[A-Za-z_][A-Za-z0-9_.\-]*?" + _STEMS_LATER + "))"
+)
+# In an embedded command line, "--pwd" is a password too (see _option_kind).
+_OPTION_STEM_CHECK = (
+    r"(?=" + _STEMS_FIRST + r"|(?ai:pwd)|[A-Za-z_][A-Za-z0-9_.\-]*?" + _STEMS_LATER + ")"
+)
+# An auth scheme and its token as one value (as the "token" expression's first branch, but
+# without "=", ":", "{", "[" or a backslash, like any value the pair expression takes); the
+# first test lets any other value skip it at once
+_SCHEME_VALUE = r"""(?=[BbDdTt])(?ai:basic|bearer|token|digest)[ \t]+[^\s;&"'<>=:{\[\\]+"""
+# A URL without a scheme, up to its query string: a host name with a top-level domain, an
+# IPv4 address or localhost, then a port and a path; or an absolute path.
+_URL_HOST = (
+    r"""(?:(?:[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,}|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|localhost)"""
+    r"""(?::[0-9]+)?(?:/[^\s"'<>`?]*)?|/[A-Za-z0-9_~%\-][^\s"'<>`?]*)"""
 )
 _SOURCES = {
     # credentials in a URL: "://", then the authority up to its last "@" (the authority cannot
@@ -239,17 +269,36 @@ _SOURCES = {
     # read at most twice). The first lookahead lets the search skip characters that cannot start
     # a name. "?token=a&" repeated: 1.4 us a pair instead of 2.6; a value the group cannot take
     # ("key=" repeated) costs about 0.15 us more a pair (Python 3.11, loaded 2-CPU VM, A/B).
-    "pair": r"""(?=[A-Za-z_\-])(?<![A-Za-z0-9_.\-])"""
+    # An auth scheme and its token (token=Bearer x) are taken too: 3.5 us a pair less.
+    "pair": r"""(?<![A-Za-z0-9_.\-])(?=[A-Za-z_\-])"""
     + _STEM_CHECK
     + r"""(-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*)(?:\\?["'])?[ \t]*([=:])([ \t]*)"""
-    r"""(?:(?=([^\s;&"'<>=:{\[\\]+))\4(?=[;&<>]|\Z|[^\S \t]|["'](?![ \t]*[=:])"""
+    r"""(?:(?=("""
+    + _SCHEME_VALUE
+    + r"""|[^\s;&"'<>=:{\[\\]+))\4(?=[;&<>]|\Z|[^\S \t]|["'](?![ \t]*[=:])"""
     r"""|[ \t](?![ \t]*[=:])(?<!(?i:basic|token)[ \t])(?<!(?i:bearer|digest)[ \t])))?""",
+    # the query strings of a text (see _query_strings): from a token's first "?" (group q) or
+    # a form's first name, to the token's end. A token starts after whitespace, a quote, "<",
+    # ">" or a backquote; the expression starts only there (with that character), and from
+    # each start it reads the
+    # token a few times at most (runs are taken whole by atomic groups, (?=(?P<a>...))(?P=a),
+    # so a failed search gives nothing back character by character), and only once when it
+    # holds neither "?" nor "=" (most tokens). A URL without a scheme is tried
+    # first (after a form, which fails at once on a URL): "h.io/?key=a " repeated, 0.55 us a
+    # token instead of 0.9 (Python 3.11, A/B)
+    "query": r"""[\s"'<>`](?=[^\s"'<>`?=]*[?=])"""
+    r"""(?:[A-Za-z0-9_.%\-\[\]]+=[^\s"'<>`?]*(?![^\s"'<>`])|(?:"""
+    + _URL_HOST
+    + r"""|(?=(?P<a>[^\s"'<>`?:]*))(?P=a)(?::(?!//)(?=(?P<b>[^\s"'<>`?:]*))(?P=b))*://"""
+    r"""[^\s"'<>`?]*|(?=(?P<c>[^\s"'<>`?]*[=(]))(?P=c)"""
+    + _URL_HOST
+    + r""")(?P<q>\?))[^\s"'<>`]*""",
     # a value after ": " (to the end of the line), or a scheme and a token, or a token
     "line": r"""[^\r\n"'}]*""",
     "token": r"""(?i:basic|bearer|token|digest)[ \t]+[^\s;&"'<>]+|[^\s;&"'<>]*""",
     # an option whose name holds a stem, in an embedded command line, with its value
     "option": r"""(?<![^\s"'`(;&|])([\-\u2010-\u2015\u2212]{1,2})"""
-    + _STEM_CHECK
+    + _OPTION_STEM_CHECK
     + r"""([A-Za-z_][A-Za-z0-9_.\-]*)"""
     r"""(?:=(\\?"[^"]*"|\\?'[^']*'|[^\s"';&|]+)"""
     r"""|[ \t]+(\\?"[^"]*"|\\?'[^']*'|[^\s"';&|\-\u2010-\u2015\u2212][^\s"';&|]*))?""",
@@ -348,29 +397,78 @@ def _redact_pem(text: str) -> str:
 
 
 # Names that are secret-looking only as a query parameter (``?key=``, ``&pwd=``, ``&pw=``): as
-# a variable, an option or a field, KEY and PWD name other things.
+# a variable, an option or a field, KEY and PWD name other things. The pair expression matches
+# them bare only after "?" or "&".
 _QUERY_NAMES = frozenset(("key", "pwd", "pw"))
 _QUERY_SECRET = 3
-# name as matched (dashes included) -> kind, bounded: for a text that may hold a query string
-# (with _QUERY_SECRET), and for one that cannot (without: "key=" repeated stays cheap)
-_pair_kinds: Dict[str, int] = {}
-_plain_pair_kinds: Dict[str, int] = {}
+_pair_kinds: Dict[str, int] = {}  # name as matched (dashes included) -> kind, bounded
 
 
-def _pair_kind(name: str, kinds: Dict[str, int]) -> int:
-    """The kind of a pair's name, or ``_QUERY_SECRET`` (in ``_pair_kinds`` only): the name is
-    secret-looking right after ``?`` or ``&``."""
+def _pair_kind(name: str) -> int:
+    """The kind of a pair's name, or ``_QUERY_SECRET``: secret-looking in a query string."""
     kind = _secret_kind(name.lstrip("-"))
-    if not kind and kinds is _pair_kinds and name.lower() in _QUERY_NAMES:
+    if not kind and name.lower() in _QUERY_NAMES:
         kind = _QUERY_SECRET
-    if len(kinds) > 4096:
-        kinds.clear()
-    kinds[name] = kind
+    if len(_pair_kinds) > 4096:
+        _pair_kinds.clear()
+    _pair_kinds[name] = kind
     return kind
+
+
+def _query_strings(text: str) -> List[Tuple[int, int]]:
+    """The query strings of ``text``: ``(start, end)`` of each, in order, where ``key``,
+    ``pwd`` and ``pw`` after ``?`` or ``&`` are secret-looking.
+
+    A token (a run of characters other than whitespace, quotes, ``<``, ``>`` and backquotes)
+    holds a query string after its first ``?`` when what comes before that ``?`` is a URL: it
+    holds ``://``, or it (or what follows its last ``=`` or ``(``) is a host name with a
+    top-level domain, an IPv4 address or ``localhost`` (then a port and a path), or an absolute
+    path (``GET /cgi?pwd=x``). A token without ``?`` that starts with ``name=`` is a form's body
+    (``user=ada&pwd=x``). ``sed 's/?key=//'``, ``grep 'a?key=b'`` hold none.
+    """
+    # The expression starts with the separator before a token (a space is put before the
+    # text): the search then skips to the next separator in C, not trying each character
+    # ("/" repeated, then "?key=1": 8 ms instead of 11).
+    return [
+        (m.start() if m.start(4) == -1 else m.start(4) - 1, m.end() - 1)  # 4: the "?"
+        for m in _pattern("query").finditer(" " + text)
+    ]
 
 
 _QUOTES = frozenset(('"', "'", "\\"))  # what may open a quoted value
 _QUOTE_MARKS = frozenset(('"', "'", '\\"', "\\'"))
+
+
+def _value_span(text: str, m: Match[str], name: str) -> Optional[Tuple[int, int]]:
+    """Where the value of a pair starts and ends when the pair expression did not take it (a
+    quoted value, a value holding spaces, ``Name: value`` to the end of the line), or None
+    when there is nothing to hide (an object, a lone backslash)."""
+    separator, spaces, value = m.group(2, 3, 4)
+    end = m.end()
+    start = end if value is None else end - len(value)
+    first = text[start : start + 1]
+    if first in _QUOTES:
+        quote = text[start : start + 2] if first == "\\" else first
+        if quote not in _QUOTE_MARKS:
+            return None  # a backslash, not an escaped quote
+        start += len(quote)
+        end = text.find(quote, start)
+        if end == -1:
+            end = text.find("\n", start)
+            end = len(text) if end == -1 else end
+        return start, end
+    if first in ("{", "["):
+        return None  # an object: its own pairs are found on their own
+    by_line = spaces and separator == ":"  # "Name: value", as in a header or YAML
+    end = _pattern("line" if by_line else "token").match(text, start).end()  # type: ignore[union-attr]
+    value = text[start:end]
+    if by_line or " " in value or "\t" in value:
+        value = value.rstrip()
+        end = start + len(value)
+        scheme, space, _ = value.replace("\t", " ").partition(" ")
+        if space and scheme.lower() in _AUTH_SCHEMES and "auth" in name.lower():
+            start += len(scheme) + 1  # Authorization: Bearer ***
+    return start, end
 
 
 def _redact_pairs(text: str) -> str:
@@ -380,52 +478,41 @@ def _redact_pairs(text: str) -> str:
     # it can (one call per match for the span, a name cache keyed by the name as matched).
     pieces: List[str] = []
     last = 0
-    token, line = _pattern("token").match, _pattern("line").match
-    kinds = _pair_kinds if "?" in text or "&" in text else _plain_pair_kinds
+    kinds = _pair_kinds
+    queries: Optional[List[Tuple[int, int]]] = None  # read when first needed
+    query = query_end = 0  # the query string read last (or none)
     for m in _pattern("pair").finditer(text):
-        if last and m.start() < last:
+        at = m.start()
+        if at < last:
             continue  # inside a value already hidden
         name, separator, spaces, value = m.groups()
         kind = kinds.get(name)
         if kind is None:
-            kind = _pair_kind(name, kinds)
+            kind = _pair_kind(name)
         if not kind:
             continue
-        if kind == _QUERY_SECRET and (
-            separator != "="
-            or text[m.start() - 1 : m.start()] not in ("?", "&")
-            or text[m.start() - 2 : m.start()] == "&&"
-        ):
-            continue  # KEY=x, --key=x, key: x, cd x&&key=x: not in a query string
-        end = m.end()
+        if kind == _QUERY_SECRET:  # after "?" or "&" (the expression takes no other)
+            if at >= query_end:
+                if queries is None:
+                    queries = _query_strings(text)[::-1]
+                while queries and queries[-1][1] <= at:
+                    queries.pop()
+                query, query_end = queries[-1] if queries else (len(text), len(text))
+            if separator != "=" or at <= query or text[at - 2 : at] == "&&":
+                continue  # key: x, sed 's/?key=//', cd x&&key=x: not in a query string
         if value is not None and not (spaces and separator == ":"):
-            start = end - len(value)  # a token, matched already
+            end = m.end()  # a token, matched already
+            start = end - len(value)
+            if (" " in value or "\t" in value) and "auth" in name.lower():
+                scheme = value.replace("\t", " ").partition(" ")[0]
+                start += len(scheme) + 1  # Authorization=Bearer ***
+                value = text[start:end]
         else:
-            start = end if value is None else end - len(value)
-            first = text[start : start + 1]
-            if first in _QUOTES:
-                quote = text[start : start + 2] if first == "\\" else first
-                if quote not in _QUOTE_MARKS:
-                    continue  # a backslash, not an escaped quote
-                start += len(quote)
-                end = text.find(quote, start)
-                if end == -1:
-                    end = text.find("\n", start)
-                    end = len(text) if end == -1 else end
-                value = text[start:end]
-            elif first in ("{", "["):
-                continue  # an object: its own pairs are found on their own
-            else:
-                by_line = spaces and separator == ":"  # "Name: value", as in a header or YAML
-                end = (line if by_line else token)(text, start).end()  # type: ignore[union-attr]
-                value = text[start:end]
-                if by_line or " " in value or "\t" in value:
-                    value = value.rstrip()
-                    end = start + len(value)
-                    scheme, space, _ = value.replace("\t", " ").partition(" ")
-                    if space and scheme.lower() in _AUTH_SCHEMES and "auth" in name.lower():
-                        start += len(scheme) + 1  # Authorization: Bearer ***
-                        value = text[start:end]
+            span = _value_span(text, m, name)
+            if span is None:
+                continue
+            start, end = span
+            value = text[start:end]
         if (
             not value
             or value == MASK
