@@ -3,7 +3,8 @@ and memory on hostile inputs of up to 1 MB.
 
 Usage (from the repository root, with the package installed in the running Python)::
 
-    python benchmarks/loader.py [--rounds 40]
+    python benchmarks/loader.py [--rounds 40] [--ratio-only]
+    python benchmarks/loader.py --memory [PACKAGES ...]
 
 1. The ratio ``loads / pickle.loads`` on one record with 70 packages
    (``tests/strategies.py: full_record()``), pickled with the default protocol. Both are timed
@@ -13,6 +14,9 @@ Usage (from the repository root, with the package installed in the running Pytho
    ``loads`` took, how it ended, and the peak of memory allocated during a second, traced run
    (``tracemalloc``: everything allocated through Python's allocators, the C unpickler's
    objects included).
+3. With ``--memory``: the peak of memory allocated (``tracemalloc``) while loading records with
+   more and more packages (70, 600 and 5,000 by default), how much of it is beyond the loaded
+   value itself, and the peak of the scan alone.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import sys
 import time
 import timeit
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -122,6 +126,38 @@ def ratio(rounds: int) -> None:
     )
 
 
+def memory(sizes: List[int]) -> None:
+    """Peak memory of ``loads`` (``tracemalloc``) on records with more and more packages, and
+    how much of it is beyond the loaded value (which stays alive) and in the scan."""
+    import tracemalloc
+
+    from tests.strategies import full_record
+
+    import tango_stepinfo
+    from tango_stepinfo import pickling
+
+    print("packages  pickle bytes  result KB  peak KB  beyond result KB  scan peak KB")
+    for n in sizes:
+        data = pickle.dumps(full_record(n))
+        tango_stepinfo.loads(data)  # caches filled, imports done
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        value = tango_stepinfo.loads(data)
+        kept, peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        pickling._scan(data)
+        scan = tracemalloc.get_traced_memory()[1] - start
+        tracemalloc.stop()
+        result, peak = (kept - base) / 1e3, (peak - base) / 1e3
+        print(
+            f"{n:>8}  {len(data):>12}  {result:>9.1f}  {peak:>7.1f}  {peak - result:>16.1f}"
+            f"  {scan / 1e3:>12.1f}",
+            flush=True,
+        )
+        del value
+
+
 def hostile(folder: Path) -> None:
     print("input                                      bytes   seconds  MB above base  outcome")
     for name, make in hostile_inputs().items():
@@ -146,8 +182,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--ratio-only", action="store_true", help="skip the hostile inputs")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        nargs="*",
+        metavar="PACKAGES",
+        help="instead: peak memory of loads on records with these many packages",
+    )
     args = parser.parse_args()
     print(f"Python {platform.python_version()} on {platform.platform()}", flush=True)
+    if args.memory is not None:
+        memory(args.memory or [70, 600, 5000])
+        return
     ratio(args.rounds)
     if args.ratio_only:
         return

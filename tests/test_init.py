@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any, Dict
 
 import pytest
@@ -143,6 +144,10 @@ def test_the_first_record_loads_no_heavy_module(tmp_path: Any, commits: int) -> 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     if commits:
         (tmp_path / "a.txt").write_text("a\n")
+        # Dated before the index git writes next, so that the entry is not "racily clean": a
+        # racy index is refreshed once, and that refresh is logged (loading logging).
+        old = time.time() - 10
+        os.utime(tmp_path / "a.txt", (old, old))
         git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
         subprocess.run([*git, "add", "a.txt"], check=True)
         subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)

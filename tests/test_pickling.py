@@ -777,3 +777,105 @@ def test_records_in_lists_are_checked_too() -> None:
     info.platform.gpus = [gpu]
     with pytest.raises(StepInfoDecodeError, match=r"^platform\.gpus\[0\]\.name: "):
         loads(pickle.dumps(info))
+
+
+# --- the scan's model and the checks' shortcut: each path, and the way around it -------------
+
+
+def test_pickles_without_unused_memo_stores_load() -> None:
+    # pickletools.optimize drops the MEMOIZE of strings never fetched again: runs of strings
+    # then mix memoized and plain ones, and memo indexes shift
+    import pickletools
+
+    for protocol in PROTOCOLS:
+        data = pickletools.optimize(pickle.dumps([record(), record()], protocol=protocol))
+        assert loads(data) == pickle.loads(data)
+
+
+def test_memo_stores_after_a_gap_are_numbered_as_the_c_unpickler_numbers_them() -> None:
+    # LONG_BINPUT 5 leaves indexes 0 to 4 empty; MEMOIZE then stores at the count of filled
+    # indexes (1), as _pickle does: the string is fetched back from index 1
+    member = b"\x8c\x06FAILED\x94" + b"0" + g("tango_stepinfo.step_info", "StepState")
+    state = g("builtins", "getattr") + b"(" + g("tango_stepinfo.step_info", "StepState")
+    data = b"\x80\x04N" + b"r" + struct.pack("<I", 5) + b"0" + member + b"0" + state + b"h\x01tR."
+    assert pickle.loads(data) is StepState.FAILED
+    assert loads(data) is StepState.FAILED
+    # a record's pickle after such a gap: whatever pickle makes of it, loads makes the same or
+    # refuses it
+    plain = pickle.dumps(record(), protocol=4)
+    shifted = plain[:2] + b"N" + b"r" + struct.pack("<I", 5) + b"0" + plain[11:]
+    try:
+        ours = loads(shifted)
+    except (CorruptPickleError, StepInfoDecodeError):
+        return
+    assert ours == pickle.loads(shifted)
+
+
+def test_dup_counts_the_value_again() -> None:
+    member = g("tango_stepinfo.step_info", "StepState") + u("failed") + b"\x85R"
+    data = P2 + b"](" + member + b"2e" + STOP  # DUP: the same member twice in the list
+    assert loads(data) == pickle.loads(data) == [StepState.FAILED, StepState.FAILED]
+
+
+def test_a_shared_container_counts_its_own_items_not_what_follows_it() -> None:
+    # x is fetched again 40 times after a 200 KB string: each time counts x ([1], a few bytes),
+    # not the string pushed after it (which would go past the bound: 40 * 200 KB)
+    x = [1]
+    info = record(config={"a": x, "b": "y" * 200_000, "c": [x] * 40})
+    back = loads(pickle.dumps(info))
+    assert back == info and len(back.config["c"]) == 40
+
+
+def test_records_of_a_shape_already_checked_are_checked_as_closely() -> None:
+    from tango_stepinfo import pickling
+
+    good = pickle.dumps(record())
+    loads(good)
+    loads(good)  # now a known shape: the shortcut
+    assert pickling._shapes(StepInfo).known
+    # the same shape with a bad value in a field the shortcut still looks at: refused with the
+    # message of the whole check
+    info = record()
+    info.platform.cpu_count = 10**5000
+    with pytest.raises(CorruptPickleError, match=r"^platform\.cpu_count: an int of more than"):
+        loads(pickle.dumps(info))
+    payload = dt.datetime(2024, 1, 1, 7).__reduce__()[1][0]
+    bad_time = pickle.dumps(record(start_time=dt.datetime(2024, 1, 1, 7, tzinfo=dt.timezone.utc)))
+    bad_time = bad_time.replace(payload, payload[:3] + b"\x00\xff" + payload[5:])
+    loads(pickle.dumps(record(start_time=dt.datetime(2024, 1, 1, 7, tzinfo=dt.timezone.utc))))
+    with pytest.raises(CorruptPickleError, match=r"^start_time: not a real date and time"):
+        loads(bad_time)
+    # a new shape (a field now None) goes the whole way, and is remembered after
+    before = len(pickling._shapes(StepInfo).known)
+    back = loads(pickle.dumps(record(step_name=None)))
+    assert back.step_name is None and len(pickling._shapes(StepInfo).known) == before + 1
+    # what the shortcut makes of a record is what the whole check makes of it (times made
+    # aware, config as JSON values)
+    naive = record(start_time=dt.datetime(2024, 1, 1), config={"t": (1, 2)})
+    first, second = loads(pickle.dumps(naive)), loads(pickle.dumps(naive))
+    assert first == second and second.start_time.tzinfo is not None
+    assert second.config == {"t": [1, 2]}
+
+
+def test_strings_read_from_text_lines_can_be_fetched_again_by_any_get() -> None:
+    # UNICODE (a text line) memoized with BINPUT and fetched with BINGET: the cell carries the
+    # string's size, not a position to read it from
+    state = g("tango_stepinfo.step_info", "StepState")
+    data = b"\x80\x01" + state + b"(" + b"Vfailed\nq\x01" + b"0" + b"h\x01tR" + STOP
+    assert pickle.loads(data) is StepState.FAILED
+    assert loads(data) is StepState.FAILED
+
+
+def test_a_million_items_of_the_wrong_type_are_refused_without_walking_them_all() -> None:
+    import tracemalloc
+
+    data = P2 + b"(" + b"N" * 1_000_000 + b"l" + STOP  # 1 MB: a list of a million None
+    tracemalloc.start()
+    try:
+        with pytest.raises(StepInfoDecodeError, match=r"^\[0\]: expected a record"):
+            loads(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the list itself is 8 MB and the scan's stack as much; a path and a pair per item was 120 MB
+    assert peak < 40_000_000
