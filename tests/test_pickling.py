@@ -826,9 +826,12 @@ def test_a_shared_container_counts_its_own_items_not_what_follows_it() -> None:
     assert back == info and len(back.config["c"]) == 40
 
 
-def test_records_of_a_shape_already_checked_are_checked_as_closely() -> None:
+def test_records_of_a_shape_already_checked_are_checked_as_closely(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from tango_stepinfo import pickling
 
+    monkeypatch.setattr(pickling, "_SHAPES", {})  # no shape known from earlier tests
     good = pickle.dumps(record())
     loads(good)
     loads(good)  # now a known shape: the shortcut
