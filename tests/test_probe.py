@@ -559,6 +559,52 @@ def test_one_thread_rechecks_and_a_waiting_thread_gets_its_result(
     assert seen == {"first": sub.resolve(), "second": sub.resolve()}
 
 
+def test_a_thread_that_waited_long_for_a_recheck_uses_it_when_it_began_within_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+) -> None:
+    """The bound is judged from when the probe was called, not from when its thread got the
+    lock: a thread woken late (others held the GIL) must not check again, or with 16 threads
+    the re-checks chain."""
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    assert _probe.root() == outside_git.resolve()
+    now[0] += 0.002  # past the bound: the next probe re-checks
+    entered, go = threading.Event(), threading.Event()
+    calls: List[int] = []
+    real_getcwd = os.getcwd
+
+    def paused_getcwd() -> str:
+        calls.append(threading.get_ident())
+        entered.set()
+        go.wait(30)
+        return real_getcwd()
+
+    monkeypatch.setattr(os, "getcwd", paused_getcwd)
+    seen: Dict[str, Path] = {}
+    first = threading.Thread(target=lambda: seen.update(first=_probe.root()))
+    first.start()
+    assert entered.wait(30)
+    now[0] += 0.0005  # the second probe is called half the bound after the check began
+    second = threading.Thread(target=lambda: seen.update(second=_probe.root()))
+    second.start()
+    try:
+        for _ in range(3000):
+            frame = sys._current_frames().get(second.ident or 0)
+            if frame is not None and frame.f_code.co_name == "_recheck":
+                break
+            time.sleep(0.001)
+        else:
+            pytest.fail("the second thread never waited for the re-check")
+        now[0] += 0.002  # it gets the lock well past the bound of that check
+    finally:
+        go.set()
+    first.join(30)
+    second.join(30)
+    assert calls == [first.ident]  # the check that began within its bound answered it
+    assert seen == {"first": outside_git.resolve(), "second": outside_git.resolve()}
+
+
 def test_an_interrupted_recheck_is_checked_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
 ) -> None:

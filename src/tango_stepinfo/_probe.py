@@ -168,10 +168,60 @@ def _fact(name: str) -> Any:
         return _fixed[name]
     except KeyError:
         pass
+    global _probing
     with _lock:
         if name not in _fixed:
-            _fixed.update(_probe_fixed_facts())
+            me = _thread.get_ident()
+            if _probing == me:  # a signal handler's record, made while its thread probes
+                return _while_probing()[name]
+            _probing = me
+            try:
+                _fixed.update(_probe_fixed_facts())
+            finally:
+                _probing = None
         return _fixed[name]
+
+
+_probing: Optional[int] = None
+"""The thread probing the fixed facts (:func:`_probe_fixed_facts`), while it does."""
+
+
+def _while_probing() -> Dict[str, Any]:
+    """The fixed facts for a record made by a signal handler while its own thread probes them.
+
+    A handler runs in the thread it interrupted, so it cannot wait for that probe (the lock is
+    reentrant so that it does not wait forever), and probing again could meet the probe
+    modules half imported. Such a record gets the facts that need neither a child process nor
+    a module import: the OS string without ``uname -p``'s answer (the same wherever it prints
+    ``unknown`` or the machine), and ``None`` for the machine, GPU and job facts. Nothing is
+    kept: the next record gets the facts the interrupted probe finds.
+    """
+    debug("a record made while its own thread probes the fixed facts: machine facts left None")
+    parts = _linux_parts()
+    facts: Dict[str, Any] = dict.fromkeys(
+        ("cpu_model", "cpu_usable", "memory", "container", "job", "gpus")
+    )
+    facts.update(
+        cpu_count=_cpu_count(),
+        user=_user(),
+        host=_host(),
+        python=_python_version(),
+        executable=_executable(),
+        implementation=sys.implementation.name,
+        operating_system=_operating_system(None if parts is None else _os_linux(parts, None)),
+    )
+    _hide(facts, _privacy.current())
+    return facts
+
+
+def _hide(facts: Dict[str, Any], policy: Any) -> None:
+    """Hide, in anonymous records, the fixed facts that name someone, as they are probed: the
+    values seen are never kept."""
+    if policy is not None:
+        facts["user"], facts["host"] = policy.hide(facts["user"]), policy.hide(facts["host"])
+        facts["executable"] = Path(_privacy.shorten(str(facts["executable"])))
+        if facts["job"] is not None:  # (system, id, name, url, attempt): the url is dropped
+            facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
 
 
 def _cached(name: str) -> Any:
@@ -213,11 +263,7 @@ def _probe_fixed_facts() -> Dict[str, Any]:
         "implementation": sys.implementation.name,
         "job": _job.job(),
     }
-    if policy is not None:  # hidden as probed: the values seen are never kept
-        facts["user"], facts["host"] = policy.hide(facts["user"]), policy.hide(facts["host"])
-        facts["executable"] = Path(_privacy.shorten(str(facts["executable"])))
-        if facts["job"] is not None:  # (system, id, name, url, attempt): the url is dropped
-            facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
+    _hide(facts, policy)
     packages()  # the first scan, cached for the record being made
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
     facts["operating_system"] = _operating_system(linux)
@@ -714,8 +760,9 @@ def cwd() -> str:
     _used["cwd"] = True
     until, epoch = _fresh
     seen = _cwd_seen
-    if seen[0] != epoch or monotonic() >= until:
-        _recheck("cwd")
+    now = monotonic()
+    if seen[0] != epoch or now >= until:
+        _recheck("cwd", now)
         seen = _cwd_seen
     return seen[1]
 
@@ -923,8 +970,9 @@ def packages() -> Optional[List[Package]]:
     _used["packages"] = True
     until, epoch = _fresh
     scan = _packages
-    if scan is None or _packages_epoch != epoch or scan[0] != entries or monotonic() >= until:
-        _recheck("packages")  # checks sys.path as it is then
+    now = monotonic()
+    if scan is None or _packages_epoch != epoch or scan[0] != entries or now >= until:
+        _recheck("packages", now)  # checks sys.path as it is then
         scan = _packages
         if scan is None:  # sys.path stopped being a list meanwhile: scan what was seen
             return _scan(entries)[2]
@@ -994,8 +1042,9 @@ def git() -> Optional[GitFacts]:
     _used["git"] = True
     until, epoch = _fresh
     seen = _git_seen
-    if seen[0] != epoch or monotonic() >= until:
-        _recheck("git")
+    now = monotonic()
+    if seen[0] != epoch or now >= until:
+        _recheck("git", now)
         seen = _git_seen
     facts: Optional[GitFacts] = seen[1]
     policy = _privacy.current()
@@ -1007,7 +1056,7 @@ def git() -> Optional[GitFacts]:
 # --- re-checking ---------------------------------------------------------------------------------
 
 
-def _recheck(name: str) -> None:
+def _recheck(name: str, called: float) -> None:
     """Make the fact ``name`` (``cwd``, ``packages`` or ``git``) fresh, one thread at a time.
 
     Called by a probe that found its fact not checked in the current epoch, or the epoch over
@@ -1018,14 +1067,20 @@ def _recheck(name: str) -> None:
     asleep, nobody competes for it, where 16 threads racing to re-check lost a third of their
     throughput (see ``docs/performance.rst``). A fact first asked for within an epoch is checked
     alone, in that epoch.
+
+    ``called`` is when the probe was called: a check that began at most :data:`STALE_AFTER`
+    before it answers it, however long the wait for the lock (and then for the GIL) took. Judged
+    by the time the lock was got instead, a waiter woken a few ms late (another thread holding
+    the GIL for its switch interval) found that check over and made its own: with 16 threads
+    the re-checks chained, and records per second fell to 0.7 to 0.9 of one thread's.
     """
     global _fresh
     with _recheck_lock:
         until, epoch = _fresh
-        start = monotonic()
-        if start < until:
+        if called < until:
             _CHECKS[name](epoch)  # nothing to do when a thread checked it while this one waited
             return
+        start = monotonic()
         epoch += 1  # facts checked from `start` on: valid until start + STALE_AFTER
         _fresh = (0.0, epoch)  # taken, not valid yet (nor ever, if a check is interrupted)
         for fact, used in list(_used.items()):
