@@ -515,9 +515,14 @@ def test_changes_show_up_after_the_staleness_bound(
     assert StepInfo("d", "D", set(), True).environment.root == Path(os.getcwd())
 
 
+@pytest.mark.parametrize("late", [False, True])
 def test_one_thread_rechecks_and_a_waiting_thread_gets_its_result(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path, late: bool
 ) -> None:
+    """``late``: the waiting thread gets the lock well past the bound of the check it waited
+    for, which began within the bound of its call: the bound is judged from when the probe was
+    called, not from when its thread got the lock (else a thread woken late, others holding the
+    GIL, checks again, and with 16 threads the re-checks chain)."""
     now = [1000.0]
     monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
     monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
@@ -538,6 +543,8 @@ def test_one_thread_rechecks_and_a_waiting_thread_gets_its_result(
     first = threading.Thread(target=lambda: seen.update(first=_probe.root()))
     first.start()
     assert entered.wait(30)
+    if late:
+        now[0] += 0.0005  # the second probe is called half the bound after the check began
     second = threading.Thread(target=lambda: seen.update(second=_probe.root()))
     second.start()
     try:
@@ -551,58 +558,14 @@ def test_one_thread_rechecks_and_a_waiting_thread_gets_its_result(
         sub = outside_git / "sub"
         sub.mkdir()
         monkeypatch.chdir(sub)  # after the second thread asked: its record must still see it
+        if late:
+            now[0] += 0.002  # it gets the lock well past the bound of that check
     finally:
         go.set()
     first.join(30)
     second.join(30)
     assert calls == [first.ident]  # one re-check; the waiting thread used its result
     assert seen == {"first": sub.resolve(), "second": sub.resolve()}
-
-
-def test_a_thread_that_waited_long_for_a_recheck_uses_it_when_it_began_within_the_bound(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
-) -> None:
-    """The bound is judged from when the probe was called, not from when its thread got the
-    lock: a thread woken late (others held the GIL) must not check again, or with 16 threads
-    the re-checks chain."""
-    now = [1000.0]
-    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
-    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
-    assert _probe.root() == outside_git.resolve()
-    now[0] += 0.002  # past the bound: the next probe re-checks
-    entered, go = threading.Event(), threading.Event()
-    calls: List[int] = []
-    real_getcwd = os.getcwd
-
-    def paused_getcwd() -> str:
-        calls.append(threading.get_ident())
-        entered.set()
-        go.wait(30)
-        return real_getcwd()
-
-    monkeypatch.setattr(os, "getcwd", paused_getcwd)
-    seen: Dict[str, Path] = {}
-    first = threading.Thread(target=lambda: seen.update(first=_probe.root()))
-    first.start()
-    assert entered.wait(30)
-    now[0] += 0.0005  # the second probe is called half the bound after the check began
-    second = threading.Thread(target=lambda: seen.update(second=_probe.root()))
-    second.start()
-    try:
-        for _ in range(3000):
-            frame = sys._current_frames().get(second.ident or 0)
-            if frame is not None and frame.f_code.co_name == "_recheck":
-                break
-            time.sleep(0.001)
-        else:
-            pytest.fail("the second thread never waited for the re-check")
-        now[0] += 0.002  # it gets the lock well past the bound of that check
-    finally:
-        go.set()
-    first.join(30)
-    second.join(30)
-    assert calls == [first.ident]  # the check that began within its bound answered it
-    assert seen == {"first": outside_git.resolve(), "second": outside_git.resolve()}
 
 
 def test_an_interrupted_recheck_is_checked_again(
