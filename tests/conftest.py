@@ -63,6 +63,18 @@ def exact_probes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_probe, "STALE_AFTER", 0.0)
 
 
+@pytest.fixture
+def probe_clock(monkeypatch: pytest.MonkeyPatch) -> List[float]:
+    """A clock the probes' staleness bound reads (``[now]``, in seconds; move it by hand), with
+    the bound at 1 ms as shipped (``exact_probes`` sets it to 0)."""
+    from tango_stepinfo import _probe
+
+    now = [1000.0]
+    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
+    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    return now
+
+
 @pytest.fixture(autouse=True)
 def no_settings_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests start without the settings a developer's shell may hold (and see them re-read)."""

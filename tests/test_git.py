@@ -346,11 +346,9 @@ def test_dirty_tracks_tracked_files_only(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_git_is_rechecked_within_the_bound_only_while_asked_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, probe_clock: List[float]
 ) -> None:
-    now = [1000.0]
-    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
-    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    now = probe_clock
     repo = make_repo(tmp_path / "repo")
     first = probe(repo, monkeypatch)
     assert first is not None

@@ -486,11 +486,9 @@ def test_root_is_the_working_directory(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_changes_show_up_after_the_staleness_bound(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path, probe_clock: List[float]
 ) -> None:
-    now = [1000.0]
-    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
-    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    now = probe_clock
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
@@ -517,15 +515,17 @@ def test_changes_show_up_after_the_staleness_bound(
 
 @pytest.mark.parametrize("late", [False, True])
 def test_one_thread_rechecks_and_a_waiting_thread_gets_its_result(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path, late: bool
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    outside_git: Path,
+    late: bool,
+    probe_clock: List[float],
 ) -> None:
     """``late``: the waiting thread gets the lock well past the bound of the check it waited
     for, which began within the bound of its call: the bound is judged from when the probe was
     called, not from when its thread got the lock (else a thread woken late, others holding the
     GIL, checks again, and with 16 threads the re-checks chain)."""
-    now = [1000.0]
-    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
-    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    now = probe_clock
     assert _probe.root() == outside_git.resolve()
     now[0] += 0.002  # past the bound: the next probe re-checks
     entered, go = threading.Event(), threading.Event()
@@ -569,11 +569,9 @@ def test_one_thread_rechecks_and_a_waiting_thread_gets_its_result(
 
 
 def test_an_interrupted_recheck_is_checked_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path, probe_clock: List[float]
 ) -> None:
-    now = [1000.0]
-    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
-    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    now = probe_clock
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
@@ -591,13 +589,11 @@ def test_an_interrupted_recheck_is_checked_again(
 
 
 def test_a_signal_handler_making_a_record_during_a_recheck_does_not_hang(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path, probe_clock: List[float]
 ) -> None:
     """A handler runs in the thread it interrupts: one that makes a record while that thread is
     inside a re-check (holding the re-check lock) must not wait for the lock forever."""
-    now = [1000.0]
-    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
-    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    now = probe_clock
     assert _probe.root() == outside_git.resolve()
     now[0] += 0.002  # past the bound: the next probe re-checks
     real_getcwd = os.getcwd
@@ -621,14 +617,12 @@ def test_a_signal_handler_making_a_record_during_a_recheck_does_not_hang(
 
 
 def test_a_recheck_interrupted_by_a_handler_leaves_no_fact_fresh_for_a_later_check(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path, probe_clock: List[float]
 ) -> None:
     """The handler's re-check (nested in its thread's) starts a later epoch than the outer one;
     when the outer one ends, the facts the handler checked must not pass for checked in the
     epoch a later re-check starts: a repository made and entered later is seen."""
-    now = [1000.0]
-    monkeypatch.setattr(_probe, "STALE_AFTER", 0.001)
-    monkeypatch.setattr(_probe, "monotonic", lambda: now[0])
+    now = probe_clock
     assert _probe.root() == outside_git.resolve()
     now[0] += 0.002
     real_getcwd = os.getcwd
