@@ -7,6 +7,8 @@ import os
 import platform
 import pwd
 import socket
+import subprocess
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -52,6 +54,40 @@ def fake_bin(folder: Path, name: str, script: str) -> Path:
     exe.write_text("#!/bin/sh\n" + script)
     exe.chmod(0o755)
     return folder
+
+
+def run_signalled(
+    code: str, folder: Path, program: str, real: str, cwd: Optional[Path] = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``code`` in a fresh interpreter whose ``program`` (on a one-entry PATH) sends SIGUSR1
+    to its parent and then runs ``real``: a signal that comes while the child runs. ``code``
+    sets an alarm, so that a deadlock ends the process instead of the test run."""
+    script = f'kill -USR1 "$PPID"\nexec "{real}" "$@"\n'
+    env = dict(os.environ, PATH=str(fake_bin(folder, program, script)))
+    return subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=cwd, env=env, stdout=-1, timeout=120
+    )
+
+
+def exit_code_of_forked(check: Callable[[], bool]) -> int:
+    """Fork (other threads may be running, as in the tests that use this), run ``check`` in the
+    child under a 30 s alarm, and return the child's exit code: 0 when it answered true, 1 when
+    false, 2 when it raised, ``-SIGALRM`` when it deadlocked."""
+    import signal
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 2
+        try:
+            signal.alarm(30)
+            code = 0 if check() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 @pytest.fixture(autouse=True)

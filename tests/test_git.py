@@ -18,7 +18,7 @@ import pytest
 import tango_stepinfo
 from tango_stepinfo import GitMetadata, StepInfo, _fallbacks, _git, _probe
 
-from .conftest import fake_bin
+from .conftest import exit_code_of_forked, fake_bin, run_signalled
 
 GIT = shutil.which("git")
 pytestmark = pytest.mark.skipif(GIT is None, reason="the git CLI makes the test repositories")
@@ -536,24 +536,16 @@ def test_parse_config_entries() -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_forked_child_still_gets_dirty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A child forked while ``git status`` runs in a thread of the parent asks again."""
-    import warnings
-
     repo = make_repo(tmp_path / "repo")
     (repo / "file.txt").write_text("changed\n")
     monkeypatch.chdir(repo)
     tango_stepinfo.PlatformMetadata()  # the first probe starts git status in a thread
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 2
-        try:
-            meta = GitMetadata.check_for_repo()
-            code = 0 if meta is not None and meta.dirty is True else 1
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def dirty_in_child() -> bool:
+        meta = GitMetadata.check_for_repo()
+        return meta is not None and meta.dirty is True
+
+    assert exit_code_of_forked(dirty_in_child) == 0
     meta = GitMetadata.check_for_repo()
     assert meta is not None and meta.dirty is True
 
@@ -1056,15 +1048,6 @@ def test_a_signal_handler_making_a_record_during_the_dirty_check_does_not_hang(
     """A handler runs in the thread it interrupts: one that makes a record while that thread
     waits for ``git status`` (holding the lock of the dirty checks) must not wait for it."""
     repo = make_repo(tmp_path / "repo")
-    script = f'kill -USR1 "$PPID"\nexec "{GIT}" "$@"\n'  # as if a signal came meanwhile
-    env = dict(os.environ, PATH=str(fake_bin(tmp_path / "bin", "git", script)))
-    done = subprocess.run(
-        [sys.executable, "-c", SIGNAL_DURING_DIRTY_CHECK],
-        check=False,
-        cwd=repo,
-        env=env,
-        stdout=-1,
-        timeout=120,
-    )
+    done = run_signalled(SIGNAL_DURING_DIRTY_CHECK, tmp_path / "bin", "git", GIT, cwd=repo)
     assert done.returncode == 0, "the handler's record deadlocked on the git lock"
     assert done.stdout.decode().split() == ["[True]", "True"]

@@ -37,7 +37,7 @@ from tango_stepinfo import (
     redact,
 )
 
-from .conftest import fake_bin
+from .conftest import exit_code_of_forked, fake_bin, run_signalled
 
 # importlib.metadata loads parts of itself (and email) lazily; load them now, while sys.path is
 # still whole, since some tests below replace it.
@@ -673,15 +673,7 @@ def test_a_signal_handler_making_a_record_during_the_first_record_does_not_hang(
     uname = shutil.which("uname")
     if uname is None:
         pytest.skip("the fake uname runs the real one")
-    script = f'kill -USR1 "$PPID"\nexec "{uname}" "$@"\n'  # as if a signal came meanwhile
-    env = dict(os.environ, PATH=str(fake_bin(tmp_path / "bin", "uname", script)))
-    done = subprocess.run(
-        [sys.executable, "-c", SIGNAL_DURING_FIRST_RECORD],
-        check=False,
-        env=env,
-        stdout=-1,
-        timeout=120,
-    )
+    done = run_signalled(SIGNAL_DURING_FIRST_RECORD, tmp_path / "bin", "uname", uname)
     assert done.returncode == 0, "the handler's record deadlocked on the lock of the fixed facts"
     assert done.stdout.decode().split() == ["1", "True"]
 
@@ -689,22 +681,23 @@ def test_a_signal_handler_making_a_record_during_the_first_record_does_not_hang(
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_child_forked_during_a_recheck_can_recheck(outside_git: Path) -> None:
     """The re-check lock, held by a thread of the parent at the fork, is a new one in the child."""
-    import warnings
-
     _probe.root()
-    with _probe._recheck_lock:  # as another thread re-checking at the moment of the fork
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 2
-            try:
-                signal.alarm(30)  # a deadlock ends the child instead of the test run
-                code = 0 if _probe.root() == outside_git.resolve() else 1
-            finally:
-                os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    holding, done = threading.Event(), threading.Event()
+
+    def recheck_in_progress() -> None:  # another thread, re-checking at the moment of the fork
+        with _probe._recheck_lock:  # (reentrant: held by this thread, it would not block it)
+            holding.set()
+            done.wait(30)
+
+    other = threading.Thread(target=recheck_in_progress)
+    other.start()
+    try:
+        assert holding.wait(30)
+        code = exit_code_of_forked(lambda: _probe.root() == outside_git.resolve())
+    finally:
+        done.set()
+        other.join(30)
+    assert code == 0
 
 
 def removed_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
