@@ -198,30 +198,28 @@ def _while_probing() -> Dict[str, Any]:
     """
     debug("a record made while its own thread probes the fixed facts: machine facts left None")
     parts = _linux_parts()
-    facts: Dict[str, Any] = dict.fromkeys(
-        ("cpu_model", "cpu_usable", "memory", "container", "job", "gpus")
-    )
-    facts.update(
-        cpu_count=_cpu_count(),
-        user=_user(),
-        host=_host(),
-        python=_python_version(),
-        executable=_executable(),
-        implementation=sys.implementation.name,
-        operating_system=_operating_system(None if parts is None else _os_linux(parts, None)),
-    )
-    _hide(facts, _privacy.current())
+    facts = _process_facts(_privacy.current())
+    facts.update(dict.fromkeys(("cpu_model", "cpu_usable", "memory", "container", "job", "gpus")))
+    facts["operating_system"] = _operating_system(None if parts is None else _os_linux(parts, None))
     return facts
 
 
-def _hide(facts: Dict[str, Any], policy: Any) -> None:
-    """Hide, in anonymous records, the fixed facts that name someone, as they are probed: the
-    values seen are never kept."""
+def _process_facts(policy: Any) -> Dict[str, Any]:
+    """The fixed facts that need neither a child process nor a probe module: CPU count, user,
+    host, Python, executable and implementation. In anonymous records (``policy``) the user, the
+    host and the executable are hidden as they are probed: the values seen are never kept."""
+    facts: Dict[str, Any] = {
+        "cpu_count": _cpu_count(),
+        "user": _user(),
+        "host": _host(),
+        "python": _python_version(),
+        "executable": _executable(),
+        "implementation": sys.implementation.name,
+    }
     if policy is not None:
         facts["user"], facts["host"] = policy.hide(facts["user"]), policy.hide(facts["host"])
         facts["executable"] = Path(_privacy.shorten(str(facts["executable"])))
-        if facts["job"] is not None:  # (system, id, name, url, attempt): the url is dropped
-            facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
+    return facts
 
 
 def _cached(name: str) -> Any:
@@ -250,20 +248,17 @@ def _probe_fixed_facts() -> Dict[str, Any]:
 
     gpus = _gpu.start()  # NVML, when there is a driver, answers in a thread meanwhile
     cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
-    facts: Dict[str, Any] = {
-        "cpu_count": _cpu_count(),
-        "user": _user(),
-        "host": _host(),
-        "python": _python_version(),
-        "executable": _executable(),
-        "cpu_model": _machine.cpu_model(),
-        "cpu_usable": _machine.cpu_usable(cgroups),
-        "memory": _machine.memory(cgroups),
-        "container": _machine.container(),
-        "implementation": sys.implementation.name,
-        "job": _job.job(),
-    }
-    _hide(facts, policy)
+    facts = _process_facts(policy)
+    facts.update(
+        cpu_model=_machine.cpu_model(),
+        cpu_usable=_machine.cpu_usable(cgroups),
+        memory=_machine.memory(cgroups),
+        container=_machine.container(),
+        job=_job.job(),
+    )
+    if policy is not None and facts["job"] is not None:
+        # (system, id, name, url, attempt): the url is dropped, as it is probed
+        facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
     packages()  # the first scan, cached for the record being made
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
     facts["operating_system"] = _operating_system(linux)
