@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 from contextlib import closing
@@ -115,3 +116,28 @@ def test_a_database_locked_for_a_commit_waits_then_fails_cleanly(
         assert e.value.unreadable
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize(
+    ("create", "problem"),
+    [
+        (
+            "CREATE TABLE unnamed (key TEXT PRIMARY KEY, n INT,"
+            " value BLOB GENERATED ALWAYS AS (zeroblob(100000000)) VIRTUAL)",
+            "'unnamed' has generated columns ('value')",
+        ),
+        ("CREATE VIRTUAL TABLE unnamed USING fts4(key, value)", "'unnamed' is a virtual table"),
+    ],
+)
+def test_a_table_that_computes_its_values_is_refused(
+    tmp_path: Path, create: str, problem: str
+) -> None:
+    # A few kilobytes of database whose rows SQLite would compute when read: 100 MB each.
+    db = tmp_path / "stepinfo.sqlite"
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute(create)
+        conn.executemany("INSERT INTO unnamed (key) VALUES (?)", [("a",), ("b",)])
+    assert db.stat().st_size < 100_000
+    with pytest.raises(StoreError, match=re.escape(problem)) as e:
+        entries(str(tmp_path))
+    assert not e.value.unreadable

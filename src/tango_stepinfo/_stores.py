@@ -103,12 +103,25 @@ def read_only(path: Path) -> sqlite3.Connection:
 
 
 def table_problem(db: sqlite3.Connection) -> Optional[str]:
-    """Why ``db`` is not a store of records (no table :data:`TABLE`), or ``None``."""
-    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    if TABLE in tables:
-        return None
-    shown = ", ".join(sorted(tables)) or "none"
-    return f"not a Tango workspace database: no table {TABLE!r} (tables: {shown})"
+    """Why ``db`` is not a store of records, or ``None``.
+
+    A store has a table :data:`TABLE` whose values are stored. A virtual table or a generated
+    column is refused: SQLite computes its values when they are read, so a database of a few
+    kilobytes could hand out gigabytes (``value BLOB GENERATED ALWAYS AS (zeroblob(1e9))``).
+    """
+    tables = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+    if TABLE not in tables:
+        shown = ", ".join(sorted(tables)) or "none"
+        return f"not a Tango workspace database: no table {TABLE!r} (tables: {shown})"
+    computed = [
+        row[1] for row in db.execute(f'PRAGMA table_xinfo("{TABLE}")') if row[6] not in (0, 1)
+    ]  # hidden: 0 a column, 1 a virtual table's hidden one, 2 and 3 generated ones
+    if str(tables[TABLE] or "").upper().split()[1:2] == ["VIRTUAL"]:
+        return f"not a Tango workspace database: {TABLE!r} is a virtual table"
+    if computed:
+        shown = ", ".join(map(repr, computed))
+        return f"not a Tango workspace database: {TABLE!r} has generated columns ({shown})"
+    return None
 
 
 def _rows(path: Path) -> List[Entry]:
