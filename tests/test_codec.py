@@ -579,8 +579,40 @@ def test_parse_time(text: str, expected: dt.datetime) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # .NET's round-trip form ("o"): 7 digits
+        ("2024-03-10T06:59:58.1234567Z", dt.datetime(2024, 3, 10, 6, 59, 58, 123456, UTC)),
+        # Go's RFC3339Nano, Java's Instant: up to 9 digits (cut, not rounded, as Python 3.11 does)
+        ("2024-03-10T06:59:58.999999999Z", dt.datetime(2024, 3, 10, 6, 59, 58, 999999, UTC)),
+        ("2024-03-10t06:59:58z", dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=UTC)),  # RFC 3339
+        # PostgreSQL's text form of a timestamptz: an offset of hours only
+        ("2024-03-10 11:59:58.5+05", dt.datetime(2024, 3, 10, 6, 59, 58, 500000, UTC)),
+        # a leap second: the last microsecond of its minute (a datetime has no second 60)
+        ("2016-12-31T23:59:60Z", dt.datetime(2016, 12, 31, 23, 59, 59, 999999, UTC)),
+        ("2017-01-01T05:29:60.5+05:30", dt.datetime(2016, 12, 31, 23, 59, 59, 999999, UTC)),
+    ],
+)
+def test_parse_time_reads_what_other_tools_write(text: str, expected: dt.datetime) -> None:
+    info = StepInfo.from_json_dict({**full_record().to_json_dict(), "start_time": text})
+    assert info.start_time == expected
+    assert info.start_time.tzinfo is pytz.utc
+    assert StepInfo.from_json_dict(info.to_json_dict()) == info
+
+
+@pytest.mark.parametrize(
     "text",
-    ["", "2024-03-10", "2024-03-10T06:59", "2024-13-01T00:00:00", "2024-03-10T06:59:58+24:00", "x"],
+    [
+        "",
+        "2024-03-10",
+        "2024-03-10T06:59",
+        "2024-13-01T00:00:00",
+        "2024-03-10T06:59:58+24:00",
+        "x",
+        "2024-03-10T06:59:61",
+        "2024-03-10T06:59:58.",
+        "2024-03-10T06:59:58+5",
+    ],
 )
 def test_parse_time_refuses(text: str) -> None:
     with pytest.raises(ValueError):

@@ -18,13 +18,15 @@ __all__ = ["TIME_PATTERN", "as_utc", "decode", "encode", "encode_tango", "parse_
 UTC = _dt.timezone.utc
 
 TIME_PATTERN = (
-    r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]"
-    r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])(?:[.,]([0-9]{1,6}))?"
-    r"(?:(Z|z)|([+-])([01][0-9]|2[0-3]):?([0-5][0-9])(?::?([0-5][0-9]))?)?"
+    r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]"
+    r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]|60)(?:[.,]([0-9]+))?"
+    r"(?:(Z|z)|([+-])([01][0-9]|2[0-3])(?::?([0-5][0-9])(?::?([0-5][0-9]))?)?)?"
 )
 """The ISO 8601 times the decoder reads; ASCII digits and in-range fields only, so that the JSON
 Schema (which uses it too) and the decoder agree (a day past the month's end is the decoder's
-alone to refuse)."""
+alone to refuse). Besides the forms Tango and this library write, those of other tools: a
+fraction of any length (.NET writes 7 digits, Go and Java up to 9), a lowercase ``t`` (RFC 3339
+allows it), an offset of hours only (PostgreSQL's ``+05``) and a leap second (``23:59:60``)."""
 _time_re: re.Pattern[str] | None = None
 
 _WRITTEN = (
@@ -54,8 +56,12 @@ def decoded_utc() -> _dt.tzinfo:
 def parse_time(text: str) -> _dt.datetime:
     """Parse an ISO 8601 time as Tango or this library writes it into an aware UTC datetime.
 
-    Accepts ``2024-03-10T06:59:58`` (Tango: no offset, meaning UTC), an optional fraction of up to
-    six digits, and ``Z`` or a ``+hh:mm`` offset. The same strings are accepted on every Python.
+    Accepts ``2024-03-10T06:59:58`` (Tango: no offset, meaning UTC), an optional fraction, and
+    ``Z`` or a ``+hh:mm`` offset (see :data:`TIME_PATTERN` for all forms). The same strings are
+    accepted on every Python. Digits of the fraction past the microseconds are dropped (as
+    Tango drops the fraction, and Python 3.11's :meth:`~datetime.datetime.fromisoformat` the
+    digits past six); a leap second, which a datetime cannot hold, is read as the last
+    microsecond before the next minute, so that times stay in order.
     The result's time zone is ``pytz.utc``, as in the records Tango makes: it pickles smaller
     than :data:`datetime.timezone.utc` and compares equal to the same instant in any zone.
 
@@ -67,15 +73,13 @@ def parse_time(text: str) -> _dt.datetime:
     m = _time_re.fullmatch(text)
     if m is None:
         raise ValueError("not an ISO 8601 time")
-    utc = _pytz_utc or decoded_utc()
-    if len(text) == 19 or (len(text) == 32 and text[19] == "." and text.endswith("+00:00")):
-        # The shapes Tango and this library write; the stdlib parses them alike on every Python.
-        return _dt.datetime.fromisoformat(text).replace(tzinfo=utc)
     y, mo, d, h, mi, s, frac, _z, sign, oh, om, os_ = m.groups()
-    micro = int(frac.ljust(6, "0")) if frac else 0
-    value = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, utc)
+    micro = int(frac[:6].ljust(6, "0")) if frac else 0
+    if s == "60":  # a leap second
+        s, micro = "59", 999999
+    value = _dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, decoded_utc())
     if sign:
-        offset = _dt.timedelta(hours=int(oh), minutes=int(om), seconds=int(os_ or 0))
+        offset = _dt.timedelta(hours=int(oh), minutes=int(om or 0), seconds=int(os_ or 0))
         value -= -offset if sign == "-" else offset  # wall time at that offset -> UTC
     return value
 
