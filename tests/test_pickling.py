@@ -882,3 +882,41 @@ def test_a_million_items_of_the_wrong_type_are_refused_without_walking_them_all(
         tracemalloc.stop()
     # the list itself is 8 MB and the scan's stack as much; a path and a pair per item was 120 MB
     assert peak < 40_000_000
+
+
+def _with_list(config_list: bytes, protocol: int = 2) -> bytes:
+    """The pickle of a record whose ``config["a"]`` is a list written as ``config_list``
+    (opcodes that fill the empty list on top of the stack)."""
+    data = pickle.dumps(record(config={"a": ["MARK"]}), protocol=protocol)
+    at = data.index(b"MARK")
+    start = data.rindex(b"]", 0, at) + 1  # after EMPTY_LIST (and before its BINPUT)
+    while data[start] in b"q\x94":  # its memo store
+        start += 2 if data[start] == ord("q") else 1
+    end = data.index(b"a", at) + 1  # after the APPEND of the marker string
+    return data[:start] + config_list + data[end:]
+
+
+@pytest.mark.parametrize(
+    "items", [b"Na" * 1000, b"(NNN\x88e" * 300 + b"\x89a", b"(e(Ne" + b"Na\x88a" * 50, b"N0(\x89e"]
+)
+def test_constants_appended_one_by_one_load_as_pickle_loads_them(items: bytes) -> None:
+    # Read at once in the scan (one opcode at a time, 1 MB of "Na" took 0.8 s): the same list.
+    data = _with_list(items)
+    assert loads(data).config["a"] == pickle.loads(data).config["a"]
+    assert len(pickle.loads(data).config["a"]) > 0
+
+
+def test_constants_appended_one_by_one_still_count_and_mark_the_list() -> None:
+    # 100,000 None: a list of 900 KB of JSON, fetched again 20 times, goes past the bound
+    shared = b"]q\x05" + b"Na" * 100_000 + b"0" + b"(" + b"h\x05" * 20 + b"l"
+    with pytest.raises(CorruptPickleError, match="expand to more than"):
+        loads(_with_list(shared + b"a"))
+    # a list of None in a set field is not a list of strings
+    info = record()
+    info.dependencies = ["MARK"]  # type: ignore[assignment]
+    data = pickle.dumps(info, protocol=2)
+    at = data.index(b"MARK")
+    start = data.rindex(b"]", 0, at) + 1
+    data = data[:start] + b"Na\x88a" + data[data.index(b"a", at) + 1 :]
+    with pytest.raises(CorruptPickleError, match="set field may only hold strings"):
+        loads(data)
