@@ -19,7 +19,7 @@ import stat
 import sys
 from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 
-from ._diff import compare, diff_text
+from ._diff import compare, diff_text, snapshots
 from ._errors import show as _show
 from ._show import capture_summary, human_duration, local_time, show_record, text_or_dash
 from ._show import clean as _clean
@@ -442,19 +442,20 @@ def _strict_problems(records: List[StepInfo]) -> List[str]:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    snapshots = []
+    pairs = []
     for name in (args.a, args.b):
         try:
-            snapshots.append(_read_snapshot(name, args.step))
+            pairs.append(_read_snapshot(name, args.step))
         except InputError as e:
             _error(str(e))
-    if len(snapshots) != 2:
+    if len(pairs) != 2:
         return 2
-    differences = compare(snapshots[0], snapshots[1])
+    facts = snapshots(pairs[0], pairs[1])  # made once, for both calls
+    differences = compare(pairs[0], pairs[1], facts=facts)
     if args.json:
         sys.stdout.write(_dumps({"a": args.a, "b": args.b, "differences": differences}))
     else:
-        sys.stdout.write(diff_text(args.a, args.b, differences, *snapshots))
+        sys.stdout.write(diff_text(args.a, args.b, differences, *pairs, facts=facts))
     return 1 if differences else 0
 
 
