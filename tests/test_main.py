@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import json
 import os
 import pickle
@@ -26,6 +27,7 @@ from tango_stepinfo import (
     PlatformMetadata,
     StepInfo,
     TangoMetadata,
+    _cli,
 )
 from tango_stepinfo._show import capture_summary, human_duration
 
@@ -1007,6 +1009,39 @@ def test_files_past_the_size_cap_are_refused_unless_raised(tmp_path: Path) -> No
         "-: larger than 100 bytes (the size cap; --max-size BYTES raises it)\n",
     )
     assert run("diff", "--max-size", "x", path, path).returncode == 2
+
+
+LIMITED = [
+    sys.executable,
+    "-c",
+    "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (800 << 20, 800 << 20));"
+    " sys.argv[0] = 'tango-stepinfo'; runpy.run_module('tango_stepinfo', run_name='__main__')",
+]
+
+
+def test_a_raised_size_cap_is_not_allocated_up_front(tmp_path: Path) -> None:
+    # Reading used one read(cap + 1), which allocates the whole cap: with --max-size 2 GB and
+    # 800 MiB of address space (ulimit -v, containers), a 3 KB record raised MemoryError.
+    path = write(tmp_path / "step.json", full_record())
+    big = str(2 * 10**9)
+    for args, stdin in (
+        (("check", "--max-size", big, path), None),
+        (("check", "--max-size", big, "-"), Path(path).read_text()),
+    ):
+        result = run(*args, stdin=stdin, program=LIMITED)
+        assert (result.returncode, result.stderr) == (0, ""), result
+        assert result.stdout.endswith(": OK\n")
+
+
+def test_reading_stops_one_byte_past_the_cap_whatever_the_size_expected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A file that grew after fstat (expected 10 bytes), read in chunks: the cap still holds.
+    monkeypatch.setattr(_cli, "_max_size", 200_000)
+    assert len(_cli._read_capped(io.BytesIO(b"x" * 500_000), 10)) == 200_001
+    assert _cli._read_capped(io.BytesIO(b"x" * 150_000), 10) == b"x" * 150_000
+    assert _cli._read_capped(io.StringIO("text"), 0) == "text"  # stdin without a buffer
+    assert _cli._read_capped(io.BytesIO(b""), 0) == b""
 
 
 def test_argparse_messages_never_echo_control_characters() -> None:

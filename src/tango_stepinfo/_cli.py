@@ -99,12 +99,34 @@ def _read_stdin() -> bytes:
     if stdin is None or getattr(stdin, "closed", False):  # None: started with fd 0 closed
         raise InputError("-", "standard input is closed", unreadable=True)
     try:
-        data = getattr(stdin, "buffer", stdin).read(_max_size + 1)
+        data = _read_capped(getattr(stdin, "buffer", stdin))
     except OSError as e:
         raise InputError("-", f"cannot read: {e.strerror or e}", unreadable=True) from None
     if len(data) > _max_size:
         raise _too_large("-")
     return data.encode("utf-8", "surrogateescape") if isinstance(data, str) else bytes(data)
+
+
+def _read_capped(stream: Any, size: int = 0) -> Any:
+    """What ``stream`` holds, read to its end but to at most one byte past the size cap.
+
+    Read in chunks (the first of ``size`` bytes, what the file is expected to hold), never with
+    one ``read(cap + 1)``: that allocates the whole cap at once, 64 MiB for a 3 KB record, and
+    raised MemoryError (with a traceback) under an address-space limit with ``--max-size 1G``.
+    """
+    chunks = []
+    total = 0
+    want = size + 1
+    while total <= _max_size:
+        chunk = stream.read(min(max(want, 1 << 16), _max_size + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        want = 1 << 20
+    if not chunks:
+        return b""
+    return chunks[0] if len(chunks) == 1 else chunks[0][:0].join(chunks)
 
 
 def _not_a_regular_file(name: str, mode: int) -> Optional[InputError]:
@@ -148,7 +170,7 @@ def _read(name: str) -> bytes:
         if info.st_size > _max_size:
             raise _too_large(name)
         with open(fd, "rb", closefd=False) as f:
-            data = f.read(_max_size + 1)  # the file may have grown since fstat
+            data: bytes = _read_capped(f, info.st_size)  # the file may have grown since fstat
     except OSError as e:
         raise InputError(name, f"cannot read: {e.strerror or e}", unreadable=True) from None
     finally:
