@@ -62,6 +62,13 @@ SHAPES: List[Shape] = [
     "Authorization=Bearer a ", "token=Basic a ", ("token=", "Bearer ", "a"),
     # embedded command lines (bash -c in bash -c)
     "bash -c '--token x ", 'sh -c "x --password=a ', "bash -c 'key=a ",
+    # credentials without a scheme (user:password@host), near misses of the host
+    "a:b@", " a:b@h.io", "=a:", "a:b@c.", " a:b@c:1", ("a:b@", "c.", ""), ("", "a:", "b@h.io"),
+    # Python subscripts and calls with a quoted name, values without an end
+    "['TOKEN']=", "['TOKEN']='x' ", "('TOKEN', 'x') ", "['TOKEN']=\"", ("['TOKEN']='", "a", ""),
+    "[\"TOKEN']='", ("('TOKEN', \"", "a", ""),
+    # options with a secret-looking name in free text (redact_text, redact_url)
+    "run --token x ", "--password-file /p ",
 ]  # fmt: skip
 SIZES = (32768, 65536, 131072)
 

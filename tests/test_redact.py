@@ -559,6 +559,38 @@ LEAKS: List[Tuple[str, Any, Any]] = [
      ["bash", "-c", "sed 's/?key=//' f && curl 'https://h/x?a=1&key=***'"]),
     ("url-query-key-second-url", "s/?key=x/ https://h/?key=k1",
      "s/?key=x/ https://h/?key=***"),
+    # credentials without a scheme: user:password@host (a host name, localhost, IPv4, a port)
+    ("userinfo-curl-proxy", ["curl", "-x", "user:hunter2@proxy.local:3128", "https://h/"],
+     ["curl", "-x", "user:***@proxy.local:3128", "https://h/"]),
+    ("userinfo-proxy-variable", ["env", "http_proxy=user:hunter2@proxy:3128", "pip"],
+     ["env", "http_proxy=user:***@proxy:3128", "pip"]),
+    ("userinfo-git-clone-scp", ["git", "clone", "user:hunter2@github.com:org/repo.git"],
+     ["git", "clone", "user:***@github.com:org/repo.git"]),
+    ("userinfo-localhost", "admin:s3cr3t@localhost/db", "admin:***@localhost/db"),
+    ("userinfo-ipv4", "--proxy=ada:pw1@10.0.0.7:8080", "--proxy=ada:***@10.0.0.7:8080"),
+    ("userinfo-quoted", 'proxy = "ada:pw1@proxy.corp.example"',
+     'proxy = "ada:***@proxy.corp.example"'),
+    ("userinfo-bash-c", ["bash", "-c", "curl -x ada:pw1@proxy.local:3128 https://h/"],
+     ["bash", "-c", "curl -x ada:***@proxy.local:3128 https://h/"]),
+    # Python subscript assignments and calls with a quoted secret-looking name
+    ("python-environ-subscript", ["python", "-c", "os.environ['TOKEN']='x1'"],
+     ["python", "-c", "os.environ['TOKEN']='***'"]),
+    ("python-environ-spaces", 'os.environ["API_TOKEN"] = "x2"', 'os.environ["API_TOKEN"] = "***"'),
+    ("python-dict-subscript", 'config["api_key"]="x3"', 'config["api_key"]="***"'),
+    ("python-setdefault", 'os.environ.setdefault("GITHUB_TOKEN", "x4")',
+     'os.environ.setdefault("GITHUB_TOKEN", "***")'),
+    ("python-putenv", "os.putenv('DB_PASSWORD', 'x5')", "os.putenv('DB_PASSWORD', '***')"),
+    ("python-getenv-default", 'key = os.getenv("HF_TOKEN", r"hf_x")',
+     'key = os.getenv("HF_TOKEN", r"***")'),
+    ("python-escaped-quote", r"d['password'] = 'it\'s'; x = 1", r"d['password'] = '***'; x = 1"),
+    ("python-c-statements", ["python", "-c", 'import os; os.environ["HF_TOKEN"] = "x"; run()'],
+     ["python", "-c", 'import os; os.environ["HF_TOKEN"] = "***"; run()']),
+    ("python-traceback", 'File "t.py", line 3\n    os.environ["WANDB_API_KEY"] = "abc"\n',
+     'File "t.py", line 3\n    os.environ["WANDB_API_KEY"] = "***"\n'),
+    # an option with a secret-looking name and its value inside free text
+    ("option-in-free-text", "run with --password hunter2 now", "run with --password *** now"),
+    ("option-in-error", "error: unrecognized arguments: --api-key sk1",
+     "error: unrecognized arguments: --api-key ***"),
 ]  # fmt: skip
 
 # Ordinary arguments that must stay as they are (argv or URL).
@@ -661,6 +693,36 @@ KEEPS: List[Tuple[str, Any]] = [
     ("query-key-no-url", "?key=a&key=b"),
     ("query-key-dotted-word", ["grep", "a.b?key=c"]),
     ("key-amp-not-form", ["x", "a&key=b"]),
+    # "a:b@c" that holds no password (scp-style remotes are kept above): image digests, mailto
+    ("image-digest", ["docker", "pull", "python:3.11@sha256:" + "0123456789abcdef" * 4]),
+    ("image-digest-digits", ["docker", "pull", "python:3.11@sha256:" + "1234567890" * 6 + "abcd"]),
+    ("mailto", "mailto:x@example.com"),
+    ("xmpp-sip", "xmpp:ada@jabber.example.org sip:ada@voip.example.com"),
+    ("colon-no-at", ["x", "a:b", "host:8080"]),
+    ("email", ["git", "config", "user.email", "ada@example.com"]),
+    ("user-at-host", ["ssh", "user@host", "ls"]),
+    ("git-format", ["git", "log", "--format=%an:%ae@x"]),
+    ("rsync-host-path", ["rsync", "-a", "host:/path/", "dest"]),
+    ("userinfo-one-word-host", ["x", "a:b@c", "a:b@c:d"]),
+    ("npm-alias-version", ["npm", "install", "npm:pkg@1.2.3"]),
+    ("gradle-coordinates", ["x", "com.google.guava:guava:31.1-jre@jar"]),
+    ("purl", ["x", "pkg:pypi/requests@2.31.0"]),
+    # Python subscripts and calls whose name is not secret-looking, or whose value is no string
+    ("python-tokenizer-subscript", ["python", "-c", "d['tokenizer']='bert'"]),
+    ("python-path-subscript", ["python", "-c", "os.environ['PATH']='/x'"]),
+    ("python-bare-key-subscript", ["python", "-c", "x['key']='y'"]),
+    ("python-compare", "if os.environ['TOKEN'] == 'x': pass"),
+    ("python-variable-value", "os.environ['TOKEN'] = token"),
+    ("python-empty-value", "os.environ['TOKEN'] = ''"),
+    ("python-get-no-default", 'os.environ.get("TOKEN")'),
+    ("python-credentials-path", "os.environ['GOOGLE_APPLICATION_CREDENTIALS'] = '/p/sa.json'"),
+    # options in free text: a switch alone, a file of secrets, a name that is not secret-looking
+    ("option-alone", ["x", "--password"]),
+    ("option-password-file", "run with --password-file /run/pw now"),
+    ("option-tokenizer", "run with --tokenizer bert now"),
+    ("option-boolean", "set --use_auth_token True"),
+    ("option-metavar", "usage: x [-h] (--api-key API_KEY)\n  --password PASSWORD  a password"),
+    ("option-metavar-bash-c", ["bash", "-c", "echo --api-key API_KEY"]),
 ]
 
 # Rows knowingly left failing (id -> reason); the report lists them.
@@ -1000,6 +1062,9 @@ HOSTILE = [
     ("", "a.", "?key=1"), ("", "a.", "!?key=1"), ("", "a=", "h.io/?key=1"), ("", "a:", "?key=1"),
     ("", "a ", "?key=1"), ("?key=1 ", "a ", ""), "Authorization=Bearer a ",
     ("token=", "Bearer ", "a"), "bash -c '--token x ", 'sh -c "x --password=a ',
+    # credentials without a scheme, Python subscripts and calls, options in free text
+    "a:b@", " a:b@h.io", "=a:", ("a:b@", "c.", ""), "['TOKEN']=", "['TOKEN']='x' ",
+    "('TOKEN', 'x') ", ("['TOKEN']='", "a", ""), "run --token x ",
 ]  # fmt: skip
 
 

@@ -27,8 +27,13 @@ negates (``--no-auth``), or when ``token`` follows a tokenizer word (``--pad-tok
 
 **Free text** (:func:`redact_text`, applied to every argument of a command line too):
 credentials in URLs (``scheme://user:password@host`` becomes ``scheme://host``; scp-style
-``git@host:org/repo.git`` holds no secret) and the secret paths of Slack, Discord and Teams
-webhooks, ``NAME=value``, ``NAME: value`` and
+``git@host:org/repo.git`` holds no secret), ``user:***@host`` without a scheme when the host
+is a host name with a top-level domain, ``localhost`` or an IPv4 address, or has a numeric
+port (not ``image:tag@sha256:...``, ``mailto:x@host``), and the secret paths of Slack,
+Discord and Teams webhooks, options with a secret-looking name and their value
+(``run with --token ***``), Python's ``os.environ["TOKEN"] = "***"`` and
+``os.putenv("TOKEN", "***")`` with a secret-looking quoted name, ``NAME=value``,
+``NAME: value`` and
 ``"NAME": "value"`` pairs with a secret-looking name (query strings ``?token=...&sig=...``, in
 which ``key``, ``pwd`` and ``pw`` count as secret-looking too when the query string follows a
 URL or is a form's body: ``https://h/x?key=***``, not ``sed 's/?key=//'``; ``key=value;`` connection
@@ -296,6 +301,32 @@ _SOURCES = {
     r"""[^\s"'<>`?]*|(?=(?P<c>[^\s"'<>`?]*[=(]))(?P=c)"""
     + _URL_HOST
     + r""")(?P<q>\?))[^\s"'<>`]*""",
+    # credentials without a scheme, "user:password@host": from the ":" after a user name
+    # (not a URI scheme that takes "user@host", as mailto:), a password without "/", ":", "@"
+    # or whitespace, then "@" and a host name with a top-level domain, localhost, an IPv4
+    # address or a one-word host with a numeric port (git@github.com:org/x.git holds no ":"
+    # before its "@"; in image:tag@sha256:<hex> the host is neither). The match is ":" and the
+    # password, so that the replacement is a plain string (no Python call a match: " a:b@h.io"
+    # repeated, 9 ms at 128 KiB instead of 28 with the user in a group); passwords run from
+    # one ":" to the next at most, so each character is read from one start.
+    "userinfo": r""":(?<=[A-Za-z0-9_.~%+\-]:)(?<!(?i:mailto):)(?<!(?i:xmpp|acct|pres|news|sips):)"""
+    r"""(?<!(?i:sip|tel):)(?<!(?i:im):)[^\s"'<>`/:@]+(?=@(?:[A-Za-z0-9][A-Za-z0-9\-]*"""
+    r"""(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z][A-Za-z0-9\-]*(?::[0-9]{1,5})?|localhost(?::[0-9]{1,5})?"""
+    r"""|[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?|[A-Za-z0-9][A-Za-z0-9\-]*:[0-9]{1,5})"""
+    r"""(?![A-Za-z0-9_.%@\-]))""",
+    # a Python subscript assignment or call with a quoted name holding a stem, and a string
+    # literal as its value: os.environ["TOKEN"] = "x" (group 2: the name) or
+    # os.putenv("TOKEN", "x") (group 4), then the value between its quotes (group 5 or 6). A
+    # value ends at its closing quote (an escaped quote is skipped) on the same line; it is
+    # read once, as a whole (a lookahead then a backreference: "['TOKEN']='" then "a"
+    # repeated without an end cost 54 ms at 128 KiB as a repeated group, 3 times 64 KiB's).
+    "subscript": r"""(?:\[[ \t]*[rRbBuU]{0,2}(["'])"""
+    + _OPTION_STEM_CHECK
+    + r"""([A-Za-z_][A-Za-z0-9_.\-]*)\1[ \t]*\][ \t]*=(?!=)"""
+    r"""|\([ \t]*[rRbBuU]{0,2}(["'])"""
+    + _OPTION_STEM_CHECK
+    + r"""([A-Za-z_][A-Za-z0-9_.\-]*)\3[ \t]*,)[ \t]*[rRbBuUfF]{0,2}"""
+    r"""(?:"(?=([^"\\\n]*(?:\\.[^"\\\n]*)*))\5"|'(?=([^'\\\n]*(?:\\.[^'\\\n]*)*))\6')""",
     # a value after ": " (to the end of the line), or a scheme and a token, or a token
     "line": r"""[^\r\n"'}]*""",
     "token": r"""(?i:basic|bearer|token|digest)[ \t]+[^\s;&"'<>]+|[^\s;&"'<>]*""",
@@ -532,21 +563,51 @@ def _redact_pairs(text: str) -> str:
     return "".join(pieces)
 
 
-def _redact_text(text: str) -> str:
+def _hide_userinfo(text: str) -> str:
+    """Hide the password of every ``user:password@host`` without a scheme."""
+    return _pattern("userinfo").sub(":" + MASK, text)
+
+
+def _hide_python_value(m: Match[str]) -> str:
+    """The replacement of a subscript assignment or a call (the "subscript" expression)."""
+    # Called for each such shape whose name holds a stem: one group() call, no helper
+    # ("('TOKEN', 'x') " repeated: a call every 15 characters).
+    _, subscript, _, call, double, single = m.groups()
+    value = single if double is None else double
+    kind = _secret_kind(subscript or call)
+    if not kind or not value or value == MASK or (kind == _CREDENTIALS and _is_path(value)):
+        return m.group(0)
+    whole = m.group(0)
+    return whole[: len(whole) - len(value) - 1] + MASK + whole[-1]
+
+
+def _redact_text(text: str, options: bool = True) -> str:
+    """The free-text rules; ``options=False`` when the options of ``text`` (a command line's
+    argument holding whitespace) have been read as an embedded command line already."""
     if "PRIVATE KEY" in text:
         text = _redact_pem(text)
     if "://" in text:
         text = _strip_url_credentials(text)
+    if "@" in text and ":" in text:
+        text = _hide_userinfo(text)
     if "hooks.slack.com/" in text or "webhook" in text:  # with or without a scheme
         text = _pattern("webhook").sub(r"\1" + MASK, text)
     if len(text) >= _MIN_KEY:
         for prefix in _KEY_SHAPES:
             if prefix in text:
                 text = _pattern(prefix).sub(MASK, text)
-    if "=" in text or ":" in text:
+    python = ("[" in text or "(" in text) and ("'" in text or '"' in text)
+    options = options and ("-" in text or not text.isascii()) and _has_space(text)
+    pairs = "=" in text or ":" in text
+    if python or options or pairs:
         low = text.lower()
         if any(stem in low for stem in _STEMS):
-            text = _redact_pairs(text)
+            if python:  # os.environ["TOKEN"] = "x", os.putenv("TOKEN", "x")
+                text = _pattern("subscript").sub(_hide_python_value, text)
+            if options:  # run with --token x
+                text = _pattern("option").sub(_hide_option, text)
+            if pairs:
+                text = _redact_pairs(text)
     return text
 
 
@@ -895,7 +956,7 @@ def _redact_word(word: str, depth: int, ctx: _Context) -> str:
             new = _redact_embedded(word, depth + 1)
         else:
             new = word
-    return _redact_text(new) if depth == 0 else new
+    return _redact_text(new, options=False) if depth == 0 else new
 
 
 def _logon(word: str) -> str:
@@ -940,7 +1001,11 @@ def _unquote(word: str) -> str:
 
 
 def _hide_option(m: Match[str]) -> str:
-    """The replacement of an option with a stem in an embedded command line."""
+    """The replacement of an option with a stem in an embedded command line or free text.
+
+    A value that is the option's name in capitals is argparse's placeholder, not a secret
+    (``--api-key API_KEY`` in a help text).
+    """
     # Called once per option: "--token x " repeated calls it every 10 characters, so the common
     # case (a secret option, a plain value) takes the fewest calls.
     group = m.lastindex  # 3 (after "=") or 4 (after spaces): alternatives
@@ -949,13 +1014,16 @@ def _hide_option(m: Match[str]) -> str:
     value = m.group(group)
     if value == MASK:
         return m.group(0)
-    kind = _option_kind(m.group(2))
+    name = m.group(2)
+    kind = _option_kind(name)
     if not kind:
         return m.group(0)
     bare = value.strip("\\\"'")
     if kind == _SECRET:
         if bare == MASK or (len(bare) < 6 and bare.lower() in _BOOLEANS):
             return m.group(0)
+        if bare.isupper() and bare.rstrip(")]") == name.upper().replace("-", "_"):
+            return m.group(0)  # a metavar: --password PASSWORD
     elif _hidden(bare, _how(kind)) == bare:
         return m.group(0)
     return m.string[m.start() : m.start(group)] + MASK
