@@ -62,6 +62,8 @@ SHAPES: List[Shape] = [
     "Authorization=Bearer a ", "token=Basic a ", ("token=", "Bearer ", "a"),
     # embedded command lines (bash -c in bash -c)
     "bash -c '--token x ", 'sh -c "x --password=a ', "bash -c 'key=a ",
+    # path parameters (;key=), in URLs and not
+    ";key=", "h.io/a;key=a ", "x;key=a ", ("https://h/x;", "key=a;", ""), ("", "a/", ";key=1"),
     # credentials without a scheme (user:password@host), near misses of the host
     "a:b@", " a:b@h.io", "=a:", "a:b@c.", " a:b@c:1", ("a:b@", "c.", ""), ("", "a:", "b@h.io"),
     # Python subscripts and calls with a quoted name, values without an end

@@ -559,6 +559,23 @@ LEAKS: List[Tuple[str, Any, Any]] = [
      ["bash", "-c", "sed 's/?key=//' f && curl 'https://h/x?a=1&key=***'"]),
     ("url-query-key-second-url", "s/?key=x/ https://h/?key=k1",
      "s/?key=x/ https://h/?key=***"),
+    # path parameters (;name=value) count as query parameters: key, pwd and pw in a URL too
+    ("url-path-param-key", "https://h.example.com/api;key=SECRET",
+     "https://h.example.com/api;key=***"),
+    ("url-path-param-token", ["curl", "https://h.example.com/api;token=SECRET"],
+     ["curl", "https://h.example.com/api;token=***"]),
+    ("url-path-param-password", "https://h.example.com/api;password=SECRET",
+     "https://h.example.com/api;password=***"),
+    ("url-path-param-pwd-no-scheme", ["wget", "h.example.com/a;v=1/b;pwd=hunter2"],
+     ["wget", "h.example.com/a;v=1/b;pwd=***"]),
+    ("url-path-param-then-query", "https://h/a;jsessionid=1?key=k1&b=3",
+     "https://h/a;jsessionid=1?key=***&b=3"),
+    ("url-query-semicolon", "https://h/x?a=1;key=k1", "https://h/x?a=1;key=***"),
+    ("url-jdbc-sqlserver", "jdbc:sqlserver://db:1433;user=sa;pwd=hunter2",
+     "jdbc:sqlserver://db:1433;user=sa;pwd=***"),
+    ("form-body-semicolon-pwd", "Server=db;Uid=sa;Pwd=hunter2;", "Server=db;Uid=sa;Pwd=***;"),
+    ("url-path-param-request-line", "GET /api;key=hunter2 HTTP/1.1",
+     "GET /api;key=*** HTTP/1.1"),
     # credentials without a scheme: user:password@host (a host name, localhost, IPv4, a port)
     ("userinfo-curl-proxy", ["curl", "-x", "user:hunter2@proxy.local:3128", "https://h/"],
      ["curl", "-x", "user:***@proxy.local:3128", "https://h/"]),
@@ -693,6 +710,9 @@ KEEPS: List[Tuple[str, Any]] = [
     ("query-key-no-url", "?key=a&key=b"),
     ("query-key-dotted-word", ["grep", "a.b?key=c"]),
     ("key-amp-not-form", ["x", "a&key=b"]),
+    ("key-after-shell-semicolon", ["bash", "-c", "cd x;key=abc ./run"]),
+    ("url-path-param-keyword", "https://h.example.com/api;keyword=x;monkey=1"),
+    ("grep-semicolon-key", ["grep", "a;key=b", "f.txt"]),
     # "a:b@c" that holds no password (scp-style remotes are kept above): image digests, mailto
     ("image-digest", ["docker", "pull", "python:3.11@sha256:" + "0123456789abcdef" * 4]),
     ("image-digest-digits", ["docker", "pull", "python:3.11@sha256:" + "1234567890" * 6 + "abcd"]),
@@ -1062,7 +1082,9 @@ HOSTILE = [
     ("", "a.", "?key=1"), ("", "a.", "!?key=1"), ("", "a=", "h.io/?key=1"), ("", "a:", "?key=1"),
     ("", "a ", "?key=1"), ("?key=1 ", "a ", ""), "Authorization=Bearer a ",
     ("token=", "Bearer ", "a"), "bash -c '--token x ", 'sh -c "x --password=a ',
-    # credentials without a scheme, Python subscripts and calls, options in free text
+    # path parameters; credentials without a scheme, Python subscripts and calls, options in
+    # free text
+    ";key=", "h.io/a;key=a ", ("https://h/x;", "key=a;", ""), ("", "a/", ";key=1"),
     "a:b@", " a:b@h.io", "=a:", ("a:b@", "c.", ""), "['TOKEN']=", "['TOKEN']='x' ",
     "('TOKEN', 'x') ", ("['TOKEN']='", "a", ""), "run --token x ",
 ]  # fmt: skip

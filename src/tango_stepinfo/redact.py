@@ -36,7 +36,8 @@ Discord and Teams webhooks, options with a secret-looking name and their value
 ``NAME: value`` and
 ``"NAME": "value"`` pairs with a secret-looking name (query strings ``?token=...&sig=...``, in
 which ``key``, ``pwd`` and ``pw`` count as secret-looking too when the query string follows a
-URL or is a form's body: ``https://h/x?key=***``, not ``sed 's/?key=//'``; ``key=value;`` connection
+URL or is a form's body: ``https://h/x?key=***``, path parameters ``https://h/api;key=***``,
+not ``sed 's/?key=//'``; ``key=value;`` connection
 strings, JSON, HTTP headers such as ``Authorization: Bearer ***``),
 well-known key shapes (GitHub, GitLab, Slack, AWS, OpenAI, Hugging Face, Google, JWTs ...) and
 the bodies of PEM private key blocks.
@@ -232,8 +233,8 @@ _patterns: Dict[str, Pattern[str]] = {}
 # Whether a name may be secret-looking, tested where it starts (after its dashes): it holds a
 # stem (as _STEMS), but "key" and "pw" count only after its first letter ("--key", "KEY1" and
 # "keys" are never secret-looking: "key" is, after another word, and "pwd" as a last word),
-# or as a query parameter's whole name after "?", "&" or "&amp;" (a URL in HTML); "pw" then
-# only as "pwd" (MYSQL_PWD).
+# or as a URL parameter's whole name after "?", "&" or ";" (a path parameter, or "&amp;" in
+# HTML); "pw" then only as "pwd" (MYSQL_PWD).
 # So the shortest names that hold a stem and are not secret-looking ("key=", "pw=", "key1=",
 # "apw=" repeated) are not matched at all: those left ("sigs=") hold 4 letters at least.
 # Case-insensitive with (?ai:...): character classes ([Pp][Aa]...) let the matcher skip a
@@ -244,7 +245,7 @@ _patterns: Dict[str, Pattern[str]] = {}
 _STEMS_FIRST = r"(?ai:pass|s(?:ecret|ig)|token|auth|c(?:red|o(?:okie|ntrase))|bearer|jwt)"
 _STEMS_LATER = r"(?ai:pass|pwd|s(?:ecret|ig)|token|auth|key|c(?:red|o(?:okie|ntrase))|bearer|jwt)"
 _STEM_CHECK = (
-    r"(?=-{0,2}(?:" + _STEMS_FIRST + r"|(?:(?<=[?&])|(?<=&amp;))(?ai:key|pw)"
+    r"(?=-{0,2}(?:" + _STEMS_FIRST + r"|(?<=[?&;])(?ai:key|pw)"
     r"|[A-Za-z_][A-Za-z0-9_.\-]*?" + _STEMS_LATER + "))"
 )
 # In an embedded command line, "--pwd" is a password too (see _option_kind).
@@ -255,13 +256,14 @@ _OPTION_STEM_CHECK = (
 # without "=", ":", "{", "[" or a backslash, like any value the pair expression takes); the
 # first test lets any other value skip it at once
 _SCHEME_VALUE = r"""(?=[BbDdTt])(?ai:basic|bearer|token|digest)[ \t]+[^\s;&"'<>=:{\[\\]+"""
-# A URL without a scheme, up to its query string: a host name with a top-level domain, an
+# A URL without a scheme, up to its parameters: a host name with a top-level domain, an
 # IPv4 address or localhost, a one-word host name with a port (a service: api-svc:8080) or an
-# IPv6 address in brackets, then a port and a path; or an absolute path.
+# IPv6 address in brackets, then a port and a path; or an absolute path. The path ends at the
+# first "?" or ";" (path parameters: /api;key=x).
 _URL_HOST = (
     r"""(?:(?:[A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,}|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|localhost"""
     r"""|[A-Za-z][A-Za-z0-9\-]*(?=:[0-9])|\[[0-9A-Fa-f:.]+\])"""
-    r"""(?::[0-9]+)?(?:/[^\s"'<>`?]*)?|/[A-Za-z0-9_~%\-][^\s"'<>`?]*)"""
+    r"""(?::[0-9]+)?(?:/[^\s"'<>`?;]*)?|/[A-Za-z0-9_~%\-][^\s"'<>`?;]*)"""
 )
 _SOURCES = {
     # credentials in a URL: "://", then the authority up to its last "@" (the authority cannot
@@ -285,8 +287,8 @@ _SOURCES = {
     + _SCHEME_VALUE
     + r"""|[^\s;&"'<>=:{\[\\]+))\4(?=[;&<>]|\Z|[^\S \t]|["'](?![ \t]*[=:])"""
     r"""|[ \t](?![ \t]*[=:])(?<!(?i:basic|token)[ \t])(?<!(?i:bearer|digest)[ \t])))?""",
-    # the query strings of a text (see _query_strings): from a token's first "?" (group q) or
-    # a form's first name, to the token's end. A token starts after whitespace, a quote, "<",
+    # the query strings of a text (see _query_strings): from a URL's first "?" or ";" (group
+    # q) or a form's first name, to the token's end. A token starts after whitespace, a quote, "<",
     # ">" or a backquote; the expression starts only there (with that character), and from
     # each start it reads the
     # token a few times at most (runs are taken whole by atomic groups, (?=(?P<a>...))(?P=a),
@@ -298,9 +300,9 @@ _SOURCES = {
     r"""(?:[A-Za-z0-9_.%\-\[\]]+=[^\s"'<>`?]*(?![^\s"'<>`])|(?:"""
     + _URL_HOST
     + r"""|(?=(?P<a>[^\s"'<>`?:]*))(?P=a)(?::(?!//)(?=(?P<b>[^\s"'<>`?:]*))(?P=b))*://"""
-    r"""[^\s"'<>`?]*|(?=(?P<c>[^\s"'<>`?]*[=(]))(?P=c)"""
+    r"""[^\s"'<>`?;]*|(?=(?P<c>[^\s"'<>`?]*[=(]))(?P=c)"""
     + _URL_HOST
-    + r""")(?P<q>\?))[^\s"'<>`]*""",
+    + r""")(?P<q>[?;]))[^\s"'<>`]*""",
     # credentials without a scheme, "user:password@host": from the ":" after a user name
     # (not a URI scheme that takes "user@host", as mailto:), a password without "/", ":", "@"
     # or whitespace, then "@" and a host name with a top-level domain, localhost, an IPv4
@@ -451,21 +453,22 @@ def _pair_kind(name: str) -> int:
 
 def _query_strings(text: str) -> List[Tuple[int, int]]:
     """The query strings of ``text``: ``(start, end)`` of each, in order, where ``key``,
-    ``pwd`` and ``pw`` after ``?`` or ``&`` are secret-looking.
+    ``pwd`` and ``pw`` after ``?``, ``&`` or ``;`` are secret-looking.
 
     A token (a run of characters other than whitespace, quotes, ``<``, ``>`` and backquotes)
-    holds a query string after its first ``?`` when what comes before that ``?`` is a URL: it
-    holds ``://``, or it (or what follows its last ``=`` or ``(``) is a host name with a
-    top-level domain, an IPv4 address, ``localhost``, a one-word host name with a port or an
-    IPv6 address in brackets (then a port and a path), or an absolute path (``GET /cgi?pwd=x``).
-    A token without ``?`` that starts with ``name=`` is a form's body (``user=ada&pwd=x``).
+    holds a query string after its first ``?`` or ``;`` (path parameters, ``/api;key=x``) when
+    what comes before it is a URL: it holds ``://``, or it (or what follows its last ``=`` or
+    ``(``) is a host name with a top-level domain, an IPv4 address, ``localhost``, a one-word
+    host name with a port or an IPv6 address in brackets (then a port and a path), or an
+    absolute path (``GET /cgi?pwd=x``). A token without ``?`` that starts with ``name=`` is a
+    form's body (``user=ada&pwd=x``).
     ``sed 's/?key=//'``, ``grep 'a?key=b'`` hold none.
     """
     # The expression starts with the separator before a token (a space is put before the
     # text): the search then skips to the next separator in C, not trying each character
     # ("/" repeated, then "?key=1": 8 ms instead of 11).
     return [
-        (m.start() if m.start(4) == -1 else m.start(4) - 1, m.end() - 1)  # 4: the "?"
+        (m.start() if m.start(4) == -1 else m.start(4) - 1, m.end() - 1)  # 4: the "?" or ";"
         for m in _pattern("query").finditer(" " + text)
     ]
 
