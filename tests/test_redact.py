@@ -576,6 +576,31 @@ LEAKS: List[Tuple[str, Any, Any]] = [
     ("form-body-semicolon-pwd", "Server=db;Uid=sa;Pwd=hunter2;", "Server=db;Uid=sa;Pwd=***;"),
     ("url-path-param-request-line", "GET /api;key=hunter2 HTTP/1.1",
      "GET /api;key=*** HTTP/1.1"),
+    # percent-encoded parameter names, decoded to decide (the name is kept as written)
+    ("url-param-encoded-key", "https://h.example.com/x?%6Bey=SECRET",
+     "https://h.example.com/x?%6Bey=***"),
+    ("url-param-encoded-api-key", ["curl", "https://h.example.com/x?api%5Fkey=SECRET"],
+     ["curl", "https://h.example.com/x?api%5Fkey=***"]),
+    ("url-param-encoded-access-token", "https://h.example.com/x?a=1&access%5Ftoken=SECRET#top",
+     "https://h.example.com/x?a=1&access%5Ftoken=***"),
+    ("url-param-encoded-whole-name", "https://h/x?%6B%65%79=s1", "https://h/x?%6B%65%79=***"),
+    ("url-param-encoded-utf8", "https://h/x?contrase%C3%B1a=s1", "https://h/x?contrase%C3%B1a=***"),
+    ("form-param-encoded", ["curl", "-d", "user=ada&api%5Fkey=s1", "https://h/"],
+     ["curl", "-d", "user=ada&api%5Fkey=***", "https://h/"]),
+    ("url-path-param-encoded", "https://h/api;%70wd=s1", "https://h/api;%70wd=***"),
+    # array-style parameter names: the name before the brackets, or a part in brackets
+    ("url-param-array-key", "https://h.example.com/x?key[]=SECRET",
+     "https://h.example.com/x?key[]=***"),
+    ("url-param-array-api-key", ["curl", "https://h.example.com/x?api_key[]=SECRET"],
+     ["curl", "https://h.example.com/x?api_key[]=***"]),
+    ("url-param-array-token-index", "https://h.example.com/x?token[0]=SECRET",
+     "https://h.example.com/x?token[0]=***"),
+    ("url-param-array-auth-token", "https://h.example.com/x?auth[token]=SECRET",
+     "https://h.example.com/x?auth[token]=***"),
+    ("url-param-array-user-password", "https://h/x?user[name]=ada&user[password]=s1",
+     "https://h/x?user[name]=ada&user[password]=***"),
+    ("url-param-array-encoded", "https://h/x?key%5B%5D=s1", "https://h/x?key%5B%5D=***"),
+    ("form-param-array-token", "token[0]=s1&a=1", "token[0]=***&a=1"),
     # credentials without a scheme: user:password@host (a host name, localhost, IPv4, a port)
     ("userinfo-curl-proxy", ["curl", "-x", "user:hunter2@proxy.local:3128", "https://h/"],
      ["curl", "-x", "user:***@proxy.local:3128", "https://h/"]),
@@ -713,6 +738,15 @@ KEEPS: List[Tuple[str, Any]] = [
     ("key-after-shell-semicolon", ["bash", "-c", "cd x;key=abc ./run"]),
     ("url-path-param-keyword", "https://h.example.com/api;keyword=x;monkey=1"),
     ("grep-semicolon-key", ["grep", "a;key=b", "f.txt"]),
+    # parameter names with "%" or "[" that are not secret-looking, or not in a URL
+    ("url-param-encoded-not-secret", "https://h/x?%6Beyword=x&utm%5Fsource=y&q=100%25"),
+    ("url-param-array-not-secret", "https://h/x?tokenizer[0]=bert&page[size]=10"),
+    ("url-param-array-key-column", "https://h/x?data[key_column]=text"),
+    ("url-param-array-boolean", "https://h/x?key[]=true&token[0]="),
+    ("param-array-key-no-url", ["grep", "a?key[]=b", "f.txt"]),
+    ("param-array-key-shell-and", ["bash", "-c", "cd x&&key[0]=abc"]),
+    ("param-encoded-key-first-in-form", ["x", "%6Bey=abc&a=1"]),
+    ("python-unquoted-subscript", ["python", "-c", "arr[0]=5; os.environ[key]=v; d[key]=1"]),
     # "a:b@c" that holds no password (scp-style remotes are kept above): image digests, mailto
     ("image-digest", ["docker", "pull", "python:3.11@sha256:" + "0123456789abcdef" * 4]),
     ("image-digest-digits", ["docker", "pull", "python:3.11@sha256:" + "1234567890" * 6 + "abcd"]),
@@ -1085,6 +1119,8 @@ HOSTILE = [
     # path parameters; credentials without a scheme, Python subscripts and calls, options in
     # free text
     ";key=", "h.io/a;key=a ", ("https://h/x;", "key=a;", ""), ("", "a/", ";key=1"),
+    "%6B", "&%6B", "%6Bey=a&", "&key[]=a", "[]", "&a[0]=1", ("https://h/x?", "%6Bey=a&", ""),
+    ("https://h/x?", "key[]=a&", ""), ("&", "%6B", "=1"), "h.io/?key[]=a ", "h.io/?%6Bey=a ",
     "a:b@", " a:b@h.io", "=a:", ("a:b@", "c.", ""), "['TOKEN']=", "['TOKEN']='x' ",
     "('TOKEN', 'x') ", ("['TOKEN']='", "a", ""), "run --token x ",
 ]  # fmt: skip

@@ -37,7 +37,9 @@ Discord and Teams webhooks, options with a secret-looking name and their value
 ``"NAME": "value"`` pairs with a secret-looking name (query strings ``?token=...&sig=...``, in
 which ``key``, ``pwd`` and ``pw`` count as secret-looking too when the query string follows a
 URL or is a form's body: ``https://h/x?key=***``, path parameters ``https://h/api;key=***``,
-not ``sed 's/?key=//'``; ``key=value;`` connection
+not ``sed 's/?key=//'``; a parameter's name is percent-decoded to decide, ``?%6Bey=***``,
+and an array's name is secret-looking when its name or a part in brackets is,
+``?key[]=***``, ``?auth[token]=***``; ``key=value;`` connection
 strings, JSON, HTTP headers such as ``Authorization: Bearer ***``),
 well-known key shapes (GitHub, GitLab, Slack, AWS, OpenAI, Hugging Face, Google, JWTs ...) and
 the bodies of PEM private key blocks.
@@ -329,6 +331,13 @@ _SOURCES = {
     + _OPTION_STEM_CHECK
     + r"""([A-Za-z_][A-Za-z0-9_.\-]*)\3[ \t]*,)[ \t]*[rRbBuUfF]{0,2}"""
     r"""(?:"(?=([^"\\\n]*(?:\\.[^"\\\n]*)*))\5"|'(?=([^'\\\n]*(?:\\.[^'\\\n]*)*))\6')""",
+    # a parameter name that the pair expression cannot read, one holding "%" (percent-encoded:
+    # ?%6Bey=x, ?api%5Fkey=x) or "[" (an array: ?key[]=x, ?auth[token]=x), after "?", "&",
+    # ";" or where a token starts (group 1; a space is put before the text), with its value
+    # (group 3). A name ends at the next "?", "&", ";", "=", "#" or token separator, so the
+    # names read from two starts never overlap.
+    "param": r"""([?&;\s"'<>`])(?=[^\s"'<>`?&;=#%\[]*[%\[])([^\s"'<>`?&;=#]+)="""
+    r"""([^\s;&"'<>`]*)""",
     # a value after ": " (to the end of the line), or a scheme and a token, or a token
     "line": r"""[^\r\n"'}]*""",
     "token": r"""(?i:basic|bearer|token|digest)[ \t]+[^\s;&"'<>]+|[^\s;&"'<>]*""",
@@ -509,6 +518,82 @@ def _value_span(text: str, m: Match[str], name: str) -> Optional[Tuple[int, int]
     return start, end
 
 
+def _percent_decoded(name: str) -> str:
+    """``name`` with its ``%XX`` escapes decoded (as UTF-8; a bad escape is kept)."""
+    first, *rest = name.split("%")
+    out = bytearray(first.encode("utf-8", "surrogatepass"))
+    for piece in rest:
+        code = piece[:2]
+        hexadecimal = len(code) == 2 and all(c in "0123456789abcdefABCDEF" for c in code)
+        out.append(int(code, 16) if hexadecimal else 37)  # 37: "%", a bad escape kept
+        out += piece[2 if hexadecimal else 0 :].encode("utf-8", "surrogatepass")
+    return out.decode("utf-8", "replace")
+
+
+_param_kinds: Dict[str, int] = {}  # a parameter's name as written -> kind, bounded
+
+
+def _param_kind(name: str) -> int:
+    """The kind of a parameter's name holding ``%`` or ``[``, as :func:`_pair_kind` gives it:
+    decoded, then the kind of the name before its brackets or of a part in brackets,
+    whichever hides most (``auth[token]``, ``key[]``, ``api%5Fkey``)."""
+    kind = _param_kinds.get(name)
+    if kind is None:
+        decoded = _percent_decoded(name) if "%" in name else name
+        base, _, brackets = decoded.partition("[")
+        kinds = {
+            _pair_kind(part) for part in (base, *brackets.replace("]", "[").split("[")) if part
+        }
+        kind = next((k for k in (_SECRET, _CREDENTIALS, _QUERY_SECRET) if k in kinds), _NOT_SECRET)
+        if len(_param_kinds) > 4096:
+            _param_kinds.clear()
+        _param_kinds[name] = kind
+    return kind
+
+
+def _redact_params(text: str) -> str:
+    """Hide the values of parameters whose name holds ``%`` or ``[`` (see "param")."""
+    # As _redact_pairs: one pass, the query strings read once, when first needed, in order.
+    pieces: List[str] = []
+    last = 0
+    kinds = _param_kinds
+    queries: Optional[List[Tuple[int, int]]] = None
+    query = query_end = 0  # the query string read last (or none)
+    for m in _pattern("param").finditer(" " + text):  # positions one more than in text
+        before, name, value = m.groups()
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _param_kind(name)
+        if not kind:
+            continue
+        at = m.start(2) - 1
+        if kind == _QUERY_SECRET:  # key[]=, %6Bey=: after "?", "&" or ";" in a query string
+            if before not in "?&;" or text[at - 2 : at] == "&&":
+                continue
+            if at >= query_end:
+                if queries is None:
+                    queries = _query_strings(text)[::-1]
+                while queries and queries[-1][1] <= at:
+                    queries.pop()
+                query, query_end = queries[-1] if queries else (len(text), len(text))
+            if at <= query:
+                continue
+        if (
+            not value
+            or value == MASK
+            or (len(value) < 6 and value.lower() in _BOOLEANS)
+            or (kind == _CREDENTIALS and _is_path(value))
+        ):
+            continue
+        start = m.start(3) - 1
+        pieces += (text[last:start], MASK)
+        last = start + len(value)
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
 def _redact_pairs(text: str) -> str:
     """Hide the values of ``NAME=value``, ``NAME: value`` and ``"NAME": "value"`` pairs."""
     # The loop body runs once per pair whose name holds a stem: a query string of such pairs
@@ -611,6 +696,8 @@ def _redact_text(text: str, options: bool = True) -> str:
                 text = _pattern("option").sub(_hide_option, text)
             if pairs:
                 text = _redact_pairs(text)
+    if "=" in text and ("%" in text or "[" in text):  # ?%6Bey=x, ?key[]=x: no stem needed
+        text = _redact_params(text)
     return text
 
 
