@@ -612,6 +612,8 @@ LEAKS: List[Tuple[str, Any, Any]] = [
     ("userinfo-ipv4", "--proxy=ada:pw1@10.0.0.7:8080", "--proxy=ada:***@10.0.0.7:8080"),
     ("userinfo-quoted", 'proxy = "ada:pw1@proxy.corp.example"',
      'proxy = "ada:***@proxy.corp.example"'),
+    ("userinfo-user-ending-like-a-scheme", "tim:pw1@h.example.com hotel:pw2@h.example.com",
+     "tim:***@h.example.com hotel:***@h.example.com"),
     ("userinfo-bash-c", ["bash", "-c", "curl -x ada:pw1@proxy.local:3128 https://h/"],
      ["bash", "-c", "curl -x ada:***@proxy.local:3128 https://h/"]),
     # Python subscript assignments and calls with a quoted secret-looking name
@@ -752,6 +754,7 @@ KEEPS: List[Tuple[str, Any]] = [
     ("image-digest-digits", ["docker", "pull", "python:3.11@sha256:" + "1234567890" * 6 + "abcd"]),
     ("mailto", "mailto:x@example.com"),
     ("xmpp-sip", "xmpp:ada@jabber.example.org sip:ada@voip.example.com"),
+    ("search-fields", "from:ada@example.com to:bob@example.org author:Ada@example.com"),
     ("colon-no-at", ["x", "a:b", "host:8080"]),
     ("email", ["git", "config", "user.email", "ada@example.com"]),
     ("user-at-host", ["ssh", "user@host", "ls"]),

@@ -306,15 +306,26 @@ _SOURCES = {
     + _URL_HOST
     + r""")(?P<q>[?;]))[^\s"'<>`]*""",
     # credentials without a scheme, "user:password@host": from the ":" after a user name
-    # (not a URI scheme that takes "user@host", as mailto:), a password without "/", ":", "@"
+    # (not a URI scheme that takes "user@host", as mailto:, nor a search field, as from:;
+    # grouped by length: a lookbehind has one width), a password without "/", ":", "@"
     # or whitespace, then "@" and a host name with a top-level domain, localhost, an IPv4
     # address or a one-word host with a numeric port (git@github.com:org/x.git holds no ":"
     # before its "@"; in image:tag@sha256:<hex> the host is neither). The match is ":" and the
     # password, so that the replacement is a plain string (no Python call a match: " a:b@h.io"
     # repeated, 9 ms at 128 KiB instead of 28 with the user in a group); passwords run from
     # one ":" to the next at most, so each character is read from one start.
-    "userinfo": r""":(?<=[A-Za-z0-9_.~%+\-]:)(?<!(?i:mailto):)(?<!(?i:xmpp|acct|pres|news|sips):)"""
-    r"""(?<!(?i:sip|tel):)(?<!(?i:im):)[^\s"'<>`/:@]+(?=@(?:[A-Za-z0-9][A-Za-z0-9\-]*"""
+    "userinfo": r""":(?<=[A-Za-z0-9_.~%+\-]:)"""
+    + "".join(
+        rf"(?<!(?<![A-Za-z0-9_.~%+\-])(?i:{words}):)"  # the word where a token starts
+        for words in (
+            "mailto|author",
+            "email",
+            "from|mail|xmpp|acct|pres|news|sips",
+            "bcc|sip|tel",
+            "to|cc|im",
+        )
+    )
+    + r"""[^\s"'<>`/:@]+(?=@(?:[A-Za-z0-9][A-Za-z0-9\-]*"""
     r"""(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z][A-Za-z0-9\-]*(?::[0-9]{1,5})?|localhost(?::[0-9]{1,5})?"""
     r"""|[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?|[A-Za-z0-9][A-Za-z0-9\-]*:[0-9]{1,5})"""
     r"""(?![A-Za-z0-9_.%@\-]))""",
