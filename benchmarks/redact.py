@@ -72,7 +72,8 @@ SHAPES: List[Shape] = [
     "a:b@", " a:b@h.io", "=a:", "a:b@c.", " a:b@c:1", ("a:b@", "c.", ""), ("", "a:", "b@h.io"),
     # Python subscripts and calls with a quoted name, values without an end
     "['TOKEN']=", "['TOKEN']='x' ", "('TOKEN', 'x') ", "['TOKEN']=\"", ("['TOKEN']='", "a", ""),
-    "[\"TOKEN']='", ("('TOKEN', \"", "a", ""),
+    "[\"TOKEN']='", ("('TOKEN', \"", "a", ""), "['--token', 'x', ", ", '--token', ",
+    ("['--token', '", "a", ""),
     # options with a secret-looking name in free text (redact_text, redact_url)
     "run --token x ", "--password-file /p ",
 ]  # fmt: skip

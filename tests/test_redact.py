@@ -631,6 +631,9 @@ LEAKS: List[Tuple[str, Any, Any]] = [
      ["python", "-c", 'import os; os.environ["HF_TOKEN"] = "***"; run()']),
     ("python-traceback", 'File "t.py", line 3\n    os.environ["WANDB_API_KEY"] = "abc"\n',
      'File "t.py", line 3\n    os.environ["WANDB_API_KEY"] = "***"\n'),
+    ("python-argv-list", "CalledProcessError: Command '['x', '--token', 'abc', '--pwd', 'p']'",
+     "CalledProcessError: Command '['x', '--token', '***', '--pwd', '***']'"),
+    ("python-argv-list-double-quotes", '["x", "-storepass", "pw1"]', '["x", "-storepass", "***"]'),
     # an option with a secret-looking name and its value inside free text
     ("option-in-free-text", "run with --password hunter2 now", "run with --password *** now"),
     ("option-in-error", "error: unrecognized arguments: --api-key sk1",
@@ -772,6 +775,10 @@ KEEPS: List[Tuple[str, Any]] = [
     ("python-variable-value", "os.environ['TOKEN'] = token"),
     ("python-empty-value", "os.environ['TOKEN'] = ''"),
     ("python-get-no-default", 'os.environ.get("TOKEN")'),
+    ("python-boolean-value", 'os.environ["USE_AUTH_TOKEN"] = "true"'),
+    ("python-argv-list-kept", "['x', '--tokenizer', 'bert', '--token', '--model', 'm']"),
+    ("python-argv-list-boolean", "['x', '--use_auth_token', 'True', '--password-file', 'p']"),
+    ("json-list-no-dashes", '{"stop": ["token", "end"]}'),
     ("python-credentials-path", "os.environ['GOOGLE_APPLICATION_CREDENTIALS'] = '/p/sa.json'"),
     # options in free text: a switch alone, a file of secrets, a name that is not secret-looking
     ("option-alone", ["x", "--password"]),
@@ -1125,7 +1132,8 @@ HOSTILE = [
     "%6B", "&%6B", "%6Bey=a&", "&key[]=a", "[]", "&a[0]=1", ("https://h/x?", "%6Bey=a&", ""),
     ("https://h/x?", "key[]=a&", ""), ("&", "%6B", "=1"), "h.io/?key[]=a ", "h.io/?%6Bey=a ",
     "a:b@", " a:b@h.io", "=a:", ("a:b@", "c.", ""), "['TOKEN']=", "['TOKEN']='x' ",
-    "('TOKEN', 'x') ", ("['TOKEN']='", "a", ""), "run --token x ",
+    "('TOKEN', 'x') ", ("['TOKEN']='", "a", ""), "run --token x ", "['--token', 'x', ",
+    ", '--token', ",
 ]  # fmt: skip
 
 

@@ -31,8 +31,9 @@ credentials in URLs (``scheme://user:password@host`` becomes ``scheme://host``; 
 is a host name with a top-level domain, ``localhost`` or an IPv4 address, or has a numeric
 port (not ``image:tag@sha256:...``, ``mailto:x@host``), and the secret paths of Slack,
 Discord and Teams webhooks, options with a secret-looking name and their value
-(``run with --token ***``), Python's ``os.environ["TOKEN"] = "***"`` and
-``os.putenv("TOKEN", "***")`` with a secret-looking quoted name, ``NAME=value``,
+(``run with --token ***``), Python's ``os.environ["TOKEN"] = "***"``,
+``os.putenv("TOKEN", "***")`` and ``['x', '--token', '***']`` with a secret-looking quoted
+name, ``NAME=value``,
 ``NAME: value`` and
 ``"NAME": "value"`` pairs with a secret-looking name (query strings ``?token=...&sig=...``, in
 which ``key``, ``pwd`` and ``pw`` count as secret-looking too when the query string follows a
@@ -331,7 +332,9 @@ _SOURCES = {
     r"""(?![A-Za-z0-9_.%@\-]))""",
     # a Python subscript assignment or call with a quoted name holding a stem, and a string
     # literal as its value: os.environ["TOKEN"] = "x" (group 2: the name) or
-    # os.putenv("TOKEN", "x") (group 4), then the value between its quotes (group 5 or 6). A
+    # os.putenv("TOKEN", "x") (group 4), or an option and its value in a list of arguments, as
+    # Python prints a command line (['x', '--token', 'v'] in a CalledProcessError; group 6),
+    # then the value between its quotes (group 7 or 8). A
     # value ends at its closing quote (an escaped quote is skipped) on the same line; it is
     # read once, as a whole (a lookahead then a backreference: "['TOKEN']='" then "a"
     # repeated without an end cost 54 ms at 128 KiB as a repeated group, 3 times 64 KiB's).
@@ -340,8 +343,11 @@ _SOURCES = {
     + r"""([A-Za-z_][A-Za-z0-9_.\-]*)\1[ \t]*\][ \t]*=(?!=)"""
     r"""|\([ \t]*[rRbBuU]{0,2}(["'])"""
     + _OPTION_STEM_CHECK
-    + r"""([A-Za-z_][A-Za-z0-9_.\-]*)\3[ \t]*,)[ \t]*[rRbBuUfF]{0,2}"""
-    r"""(?:"(?=([^"\\\n]*(?:\\.[^"\\\n]*)*))\5"|'(?=([^'\\\n]*(?:\\.[^'\\\n]*)*))\6')""",
+    + r"""([A-Za-z_][A-Za-z0-9_.\-]*)\3[ \t]*,"""
+    r"""|[\[,][ \t]*(["'])--?"""
+    + _OPTION_STEM_CHECK
+    + r"""([A-Za-z_][A-Za-z0-9_.\-]*)\5[ \t]*,)[ \t]*[rRbBuUfF]{0,2}"""
+    r"""(?:"(?=([^"\\\n]*(?:\\.[^"\\\n]*)*))\7"|'(?=([^'\\\n]*(?:\\.[^'\\\n]*)*))\8')""",
     # a parameter name that the pair expression cannot read, one holding "%" (percent-encoded:
     # ?%6Bey=x, ?api%5Fkey=x) or "[" (an array: ?key[]=x, ?auth[token]=x), after "?", "&",
     # ";" or where a token starts (group 1; a space is put before the text), with its value
@@ -671,10 +677,17 @@ def _hide_python_value(m: Match[str]) -> str:
     """The replacement of a subscript assignment or a call (the "subscript" expression)."""
     # Called for each such shape whose name holds a stem: one group() call, no helper
     # ("('TOKEN', 'x') " repeated: a call every 15 characters).
-    _, subscript, _, call, double, single = m.groups()
+    _, subscript, _, call, _, option, double, single = m.groups()
     value = single if double is None else double
-    kind = _secret_kind(subscript or call)
-    if not kind or not value or value == MASK or (kind == _CREDENTIALS and _is_path(value)):
+    kind = _option_kind(option) if option else _secret_kind(subscript or call)
+    if (
+        not kind
+        or not value
+        or value == MASK
+        or (len(value) < 6 and value.lower() in _BOOLEANS)
+        or (kind == _CREDENTIALS and _is_path(value))
+        or (option and value[0] == "-")  # ['--token', '--model', 'm']: a switch
+    ):
         return m.group(0)
     whole = m.group(0)
     return whole[: len(whole) - len(value) - 1] + MASK + whole[-1]
@@ -707,7 +720,7 @@ def _redact_text(text: str, options: bool = True) -> str:
                 text = _pattern("option").sub(_hide_option, text)
             if pairs:
                 text = _redact_pairs(text)
-    if "=" in text and ("%" in text or "[" in text):  # ?%6Bey=x, ?key[]=x: no stem needed
+    if "=" in text and ("%" in text or "]=" in text):  # ?%6Bey=x, ?key[]=x: no stem needed
         text = _redact_params(text)
     return text
 
