@@ -1017,6 +1017,39 @@ def test_secret_values_never_appear(name: str, value: str, joined: bool) -> None
     assert value not in redact_command(["bash", "-c", shlex.join(argv)])
 
 
+@given(
+    st.sampled_from(["user", "ada", "oauth2", "x-token-auth", "deploy.bot"]),
+    st.text(
+        alphabet=st.characters(
+            min_codepoint=33, max_codepoint=126, blacklist_characters="/:@\"'<>`"
+        ),
+        min_size=1,
+        max_size=16,
+    ),
+    st.sampled_from(["proxy.local:3128", "db.example.com", "localhost", "10.0.0.7:8080", "svc:80"]),
+)
+def test_schemeless_credentials_never_appear(user: str, password: str, host: str) -> None:
+    secret = "Q" + password + "Q"  # a password holding what ends one must be encoded
+    for text in (f"{user}:{secret}@{host}", f"http_proxy={user}:{secret}@{host}/x"):
+        assert secret not in redact_text(text), text
+        assert secret not in redact_command(["curl", "-x", text, "https://h/"]), text
+
+
+@given(
+    st.sampled_from(["key", "api_key", "access_token", "pwd", "Password", "X-Amz-Signature"]),
+    st.lists(st.booleans(), min_size=16, max_size=16),
+    st.sampled_from(["{}", "{}[]", "{}[0]", "auth[{}]", "data[0][{}]"]),
+    st.sampled_from(["https://h.example.com/x?a=1&", "h.example.com/api;", "user=ada&"]),
+)
+def test_encoded_and_array_parameter_names_are_read(
+    name: str, encode: List[bool], shape: str, before: str
+) -> None:
+    written = "".join(f"%{ord(c):02X}" if e else c for c, e in zip(name, encode))
+    text = f"{before}{shape.format(written)}=Qsecret1&b=2"
+    assert "Qsecret1" not in redact_text(text), text
+    assert redact_text(text).endswith("=***&b=2"), text
+
+
 @given(st.text(alphabet="abc:@/", max_size=12), st.text(alphabet="abc:", max_size=8))
 def test_url_credentials_never_appear(host: str, password: str) -> None:
     url = f"https://user:{password}X@{host.replace('@', '')}/path"
@@ -1105,6 +1138,7 @@ def test_nothing_is_compiled_at_import() -> None:
     code = (
         "import tango_stepinfo.redact as r; assert not r._patterns, r._patterns; "
         "r.redact_command(['train.py', '--config', 'x.jsonnet', '--lr', '3e-4', '-w', '/ws']); "
+        "r.redact_url('git@github.com:org/repo.git'); "
         "assert not r._patterns, r._patterns; import sys; assert 'shlex' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
