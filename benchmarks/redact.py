@@ -71,9 +71,9 @@ SHAPES: List[Shape] = [
     # credentials without a scheme (user:password@host), near misses of the host
     "a:b@", " a:b@h.io", "=a:", "a:b@c.", " a:b@c:1", ("a:b@", "c.", ""), ("", "a:", "b@h.io"),
     # Python subscripts and calls with a quoted name, values without an end
-    "['TOKEN']=", "['TOKEN']='x' ", "('TOKEN', 'x') ", "['TOKEN']=\"", ("['TOKEN']='", "a", ""),
-    "[\"TOKEN']='", ("('TOKEN', \"", "a", ""), "['--token', 'x', ", ", '--token', ",
-    ("['--token', '", "a", ""),
+    "['TOKEN']=", "['TOKEN']='x' ", "('TOKEN', 'x') ", "get('TOKEN', 'x') ", "['TOKEN']=\"",
+    ("['TOKEN']='", "a", ""), "[\"TOKEN']='", ("get('TOKEN', \"", "a", ""), "['--token', 'x', ",
+    ", '--token', ", ("['--token', '", "a", ""),
     # options with a secret-looking name in free text (redact_text, redact_url)
     "run --token x ", "--password-file /p ",
 ]  # fmt: skip

@@ -624,6 +624,8 @@ LEAKS: List[Tuple[str, Any, Any]] = [
     ("python-setdefault", 'os.environ.setdefault("GITHUB_TOKEN", "x4")',
      'os.environ.setdefault("GITHUB_TOKEN", "***")'),
     ("python-putenv", "os.putenv('DB_PASSWORD', 'x5')", "os.putenv('DB_PASSWORD', '***')"),
+    ("python-monkeypatch-setenv", 'monkeypatch.setenv("HF_TOKEN", "hf_x1")',
+     'monkeypatch.setenv("HF_TOKEN", "***")'),
     ("python-getenv-default", 'key = os.getenv("HF_TOKEN", r"hf_x")',
      'key = os.getenv("HF_TOKEN", r"***")'),
     ("python-escaped-quote", r"d['password'] = 'it\'s'; x = 1", r"d['password'] = '***'; x = 1"),
@@ -764,6 +766,7 @@ KEEPS: List[Tuple[str, Any]] = [
     ("git-format", ["git", "log", "--format=%an:%ae@x"]),
     ("rsync-host-path", ["rsync", "-a", "host:/path/", "dest"]),
     ("userinfo-one-word-host", ["x", "a:b@c", "a:b@c:d"]),
+    ("time-at-host", "12:30:45@worker-1.example.com"),
     ("npm-alias-version", ["npm", "install", "npm:pkg@1.2.3"]),
     ("gradle-coordinates", ["x", "com.google.guava:guava:31.1-jre@jar"]),
     ("purl", ["x", "pkg:pypi/requests@2.31.0"]),
@@ -775,6 +778,8 @@ KEEPS: List[Tuple[str, Any]] = [
     ("python-variable-value", "os.environ['TOKEN'] = token"),
     ("python-empty-value", "os.environ['TOKEN'] = ''"),
     ("python-get-no-default", 'os.environ.get("TOKEN")'),
+    ("python-other-call", "logger.info('auth', 'ok'); print('password', 'is', 'short')"),
+    ("python-setattr", "setattr(cfg, 'token', t)"),
     ("python-boolean-value", 'os.environ["USE_AUTH_TOKEN"] = "true"'),
     ("python-argv-list-kept", "['x', '--tokenizer', 'bert', '--token', '--model', 'm']"),
     ("python-argv-list-boolean", "['x', '--use_auth_token', 'True', '--password-file', 'p']"),
@@ -787,6 +792,7 @@ KEEPS: List[Tuple[str, Any]] = [
     ("option-boolean", "set --use_auth_token True"),
     ("option-metavar", "usage: x [-h] (--api-key API_KEY)\n  --password PASSWORD  a password"),
     ("option-metavar-bash-c", ["bash", "-c", "echo --api-key API_KEY"]),
+    ("option-click-help", "Options:\n  --api-key TEXT  Your API key\n  --token <token>  A token"),
 ]
 
 # Rows knowingly left failing (id -> reason); the report lists them.
@@ -1166,8 +1172,8 @@ HOSTILE = [
     "%6B", "&%6B", "%6Bey=a&", "&key[]=a", "[]", "&a[0]=1", ("https://h/x?", "%6Bey=a&", ""),
     ("https://h/x?", "key[]=a&", ""), ("&", "%6B", "=1"), "h.io/?key[]=a ", "h.io/?%6Bey=a ",
     "a:b@", " a:b@h.io", "=a:", ("a:b@", "c.", ""), "['TOKEN']=", "['TOKEN']='x' ",
-    "('TOKEN', 'x') ", ("['TOKEN']='", "a", ""), "run --token x ", "['--token', 'x', ",
-    ", '--token', ",
+    "('TOKEN', 'x') ", "get('TOKEN', 'x') ", ("['TOKEN']='", "a", ""), "run --token x ",
+    "['--token', 'x', ", ", '--token', ",
 ]  # fmt: skip
 
 

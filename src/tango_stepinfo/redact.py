@@ -313,7 +313,7 @@ _SOURCES = {
     # password, so that the replacement is a plain string (no Python call a match: " a:b@h.io"
     # repeated, 9 ms at 128 KiB instead of 28 with the user in a group); passwords run from
     # one ":" to the next at most, so each character is read from one start.
-    "userinfo": r""":(?<=[A-Za-z0-9_.~%+\-]:)"""
+    "userinfo": r""":(?<=[A-Za-z0-9_.~%+\-]:)(?<!:[0-9][0-9]:)"""  # not 12:30:45@host
     + "".join(
         rf"(?<!(?<![A-Za-z0-9_.~%+\-])(?i:{words}):)"  # the word where a token starts
         for words in (
@@ -329,8 +329,11 @@ _SOURCES = {
     r"""|[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?::[0-9]{1,5})?|[A-Za-z0-9][A-Za-z0-9\-]*:[0-9]{1,5})"""
     r"""(?![A-Za-z0-9_.%@\-]))""",
     # a Python subscript assignment or call with a quoted name holding a stem, and a string
-    # literal as its value: os.environ["TOKEN"] = "x" (group 2: the name) or
-    # os.putenv("TOKEN", "x") (group 4), or an option and its value in a list of arguments, as
+    # literal as its value: os.environ["TOKEN"] = "x" (group 2: the name) or a call of
+    # setdefault, putenv, getenv, setenv, get, pop or set, os.putenv("TOKEN", "x") (group 4;
+    # not logger.info("auth", "ok"); looked for behind the "(", so that every alternative
+    # starts with a character the search skips to: "['TOKEN']=" repeated, 11 ms at 128 KiB
+    # with the names first, 5 after), or an option and its value in a list of arguments, as
     # Python prints a command line (['x', '--token', 'v'] in a CalledProcessError; group 6),
     # then the value between its quotes (group 7 or 8). A
     # value ends at its closing quote (an escaped quote is skipped) on the same line; it is
@@ -339,7 +342,8 @@ _SOURCES = {
     "subscript": r"""(?:\[[ \t]*[rRbBuU]{0,2}(["'])"""
     + _OPTION_STEM_CHECK
     + r"""([A-Za-z_][A-Za-z0-9_.\-]*)\1[ \t]*\][ \t]*=(?!=)"""
-    r"""|\([ \t]*[rRbBuU]{0,2}(["'])"""
+    r"""|\((?:(?<=(?<![A-Za-z0-9_])(?:get|pop|set)\()|(?<=(?<![A-Za-z0-9_])setdefault\()"""
+    r"""|(?<=(?<![A-Za-z0-9_])(?:putenv|getenv|setenv)\())[ \t]*[rRbBuU]{0,2}(["'])"""
     + _OPTION_STEM_CHECK
     + r"""([A-Za-z_][A-Za-z0-9_.\-]*)\3[ \t]*,"""
     r"""|[\[,][ \t]*(["'])--?"""
@@ -1118,8 +1122,8 @@ def _unquote(word: str) -> str:
 def _hide_option(m: Match[str]) -> str:
     """The replacement of an option with a stem in an embedded command line or free text.
 
-    A value that is the option's name in capitals is argparse's placeholder, not a secret
-    (``--api-key API_KEY`` in a help text).
+    A value that is the option's name in capitals (argparse), ``TEXT`` (click) or in angle
+    brackets is a placeholder in a help text, not a secret (``--api-key API_KEY``).
     """
     # Called once per option: "--token x " repeated calls it every 10 characters, so the common
     # case (a secret option, a plain value) takes the fewest calls.
@@ -1137,8 +1141,10 @@ def _hide_option(m: Match[str]) -> str:
     if kind == _SECRET:
         if bare == MASK or (len(bare) < 6 and bare.lower() in _BOOLEANS):
             return m.group(0)
-        if bare.isupper() and bare.rstrip(")]") == name.upper().replace("-", "_"):
-            return m.group(0)  # a metavar: --password PASSWORD
+        if bare.isupper() and bare.rstrip(")]") in (name.upper().replace("-", "_"), "TEXT"):
+            return m.group(0)  # a metavar: --password PASSWORD, click's --token TEXT
+        if bare[0] == "<" and bare[-1] == ">":
+            return m.group(0)  # a placeholder: --token <token>
     elif _hidden(bare, _how(kind)) == bare:
         return m.group(0)
     return m.string[m.start() : m.start(group)] + MASK
