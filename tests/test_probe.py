@@ -914,6 +914,86 @@ def test_packages_none_when_sys_path_is_not_a_list(
     assert "sys.path is not a list" in debug_log.text
 
 
+class _Raising:
+    """What a sys.path entry's methods do here: raise."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("__eq__")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("__hash__")
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("__bool__")
+
+    def __fspath__(self) -> str:
+        raise RuntimeError("__fspath__")
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__")
+
+
+class _RaisingStr(str):
+    """A str subclass whose own methods raise: import reads it as the plain string it holds."""
+
+    __eq__ = _Raising.__eq__  # type: ignore[assignment]
+    __hash__ = _Raising.__hash__  # type: ignore[assignment]
+    __bool__ = _Raising.__bool__
+    __fspath__ = _Raising.__fspath__
+    __str__ = _Raising.__str__
+
+    def lower(self) -> str:  # type: ignore[override]
+        raise RuntimeError("lower")
+
+
+class _RaisingList(list):  # type: ignore[type-arg]
+    """A sys.path replaced by a list subclass whose comparisons and iteration raise."""
+
+    __eq__ = _Raising.__eq__  # type: ignore[assignment]
+    __ne__ = _Raising.__eq__  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]
+
+    def __iter__(self) -> Iterator[object]:
+        raise RuntimeError("__iter__")
+
+
+@pytest.mark.parametrize("kind", ["object", "str-subclass", "empty-str-subclass"])
+def test_sys_path_entries_whose_methods_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path, kind: str
+) -> None:
+    # Found by the probes' red team: sys.path compared with the scanned copy called an entry's
+    # __eq__ (when another object took its place), and the scan called a str subclass's
+    # __bool__ and __hash__; what they raised came out of packages() and StepInfo().
+    folder = tmp_path / "site"
+    dist_info(folder, "here-1.0.dist-info", "here", "1.0")
+    dist_info(outside_git, "cwd-2.0.dist-info", "cwd", "2.0")
+
+    def entry() -> object:
+        if kind == "object":
+            return _Raising()
+        return _RaisingStr(str(folder) if kind == "str-subclass" else "")
+
+    expected = [("here", "1.0")] if kind == "str-subclass" else []
+    expected += [("cwd", "2.0")] if kind == "empty-str-subclass" else []
+    monkeypatch.setattr(sys, "path", [entry(), str(tmp_path / "missing")])
+    assert _probe.packages() == expected
+    sys.path[0] = entry()  # another object, in the same place: compared with the one scanned
+    assert StepInfo("a", "A", set(), True).environment.packages == expected
+    sys.path[1] = str(tmp_path)  # changed behind it: still seen
+    dist_info(tmp_path, "later-3.0.dist-info", "later", "3.0")
+    assert _probe.packages() == sorted([*expected, ("later", "3.0")])
+
+
+def test_sys_path_a_list_subclass_whose_methods_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist_info(tmp_path, "here-1.0.dist-info", "here", "1.0")
+    monkeypatch.setattr(sys, "path", _RaisingList([str(tmp_path)]))
+    assert _probe.packages() == [("here", "1.0")]
+    sys.path.insert(0, str(tmp_path / "missing"))
+    assert _probe.packages() == [("here", "1.0")]
+
+
 def test_each_record_gets_its_own_packages(outside_git: Path) -> None:
     one = StepInfo("a", "A", set(), True)
     two = StepInfo("b", "B", set(), True)

@@ -966,7 +966,7 @@ def packages() -> Optional[List[Package]]:
     until, epoch = _fresh
     scan = _packages
     now = monotonic()
-    if scan is None or _packages_epoch != epoch or scan[0] != entries or now >= until:
+    if scan is None or _packages_epoch != epoch or not _same_path(scan[0], entries) or now >= until:
         _recheck("packages", now)  # checks sys.path as it is then
         scan = _packages
         if scan is None:  # sys.path stopped being a list meanwhile: scan what was seen
@@ -974,11 +974,32 @@ def packages() -> Optional[List[Package]]:
     return list(scan[2])
 
 
+def _same_path(seen: List[Any], entries: List[Any]) -> bool:
+    """Whether ``sys.path`` (``entries``) still holds what the scan ``seen`` (a copy of it).
+
+    Entries that are the same objects are equal without being asked (the usual case: one C
+    comparison of the lists). Another entry in the same place is asked with its own ``__eq__``,
+    which may be anything (an object whose ``__eq__`` raises): whatever it raises, ``sys.path``
+    counts as changed, and the scan that follows copies the new objects, so they are not asked
+    again.
+    """
+    try:
+        return list.__eq__(seen, entries) is True
+    except Exception as e:  # an entry's own __eq__, or __bool__ of what it returned
+        debug("a sys.path entry cannot be compared (%s: %s), rescanning", type(e).__name__, e)
+        return False
+
+
 def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package]]:
     """Scan the folders of ``entries`` (``sys.path``): ``(a copy of entries, the folders' stat,
-    the sorted packages)``."""
-    entries = list(entries)
-    folders = [e or "." for e in entries if isinstance(e, str)]
+    the sorted packages)``.
+
+    Only ``str`` entries are folders (import skips the others: bytes, :class:`~pathlib.Path`,
+    ``None``). A subclass of ``str`` is read as the plain string it holds, so that none of its
+    methods (``__bool__``, ``__hash__``, ``__fspath__``...) runs: whatever they would raise.
+    """
+    entries = list.copy(entries)  # not list(): a list subclass's own __iter__ is not run
+    folders = [str.__str__(e) or "." for e in entries if issubclass(type(e), str)]
     sigs = [sig(folder) for folder in folders]
     found: Dict[str, str] = {}
     holds = [_scan_folder(folder, found) for folder in folders]
@@ -1101,7 +1122,7 @@ def _check_packages(epoch: int) -> None:
     if not isinstance(entries, list):
         return
     scan = _packages
-    if scan is None or scan[0] != entries:
+    if scan is None or not _same_path(scan[0], entries):
         _packages = _scan(entries)
     elif _packages_epoch != epoch and not unchanged(scan[1]):  # one stat per folder
         _packages = _scan(entries)  # a folder changed: pip installed or removed something
