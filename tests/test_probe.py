@@ -351,6 +351,37 @@ def test_command_with_odd_argv(
         assert "sys.argv is missing" in debug_log.text
 
 
+def test_command_with_bytes_in_argv_is_decoded_as_python_decodes_argv(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Was str(b"x"), "b'x'": a command nobody typed.
+    monkeypatch.setattr(sys, "argv", [b"run\xff.py", bytearray(b"--token"), b"s3cret"])
+    assert _probe.command() == "'run\udcff.py' --token '***'"
+    assert "command" not in environment_reasons()
+
+
+def test_command_with_argv_items_whose_methods_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by the probes' red team: an item whose __str__ raised, and a list subclass whose
+    # __eq__ raised, came out of command() and StepInfo(); a str subclass whose methods raise
+    # gave "" (redaction gave up on it) with no reason.
+    monkeypatch.setattr(sys, "argv", [_RaisingStr("a.py"), _RaisingStr("--password=x")])
+    assert _probe.command() == "a.py '--password=***'"
+    monkeypatch.setattr(sys, "argv", ["a.py", _Raising(), 3])
+    reason = "sys.argv holds items that are neither str nor bytes; recorded them with str()"
+    for _ in range(2):  # the second from the cache, with its reason
+        assert _probe.command() == "a.py '<_Raising>' 3"
+        assert environment_reasons()["command"] == reason
+    sys.argv[1] = _Raising()  # another object in the same place: compared with the one seen
+    assert _probe.command() == "a.py '<_Raising>' 3"
+    monkeypatch.setattr(sys, "argv", _RaisingList(["a.py", "x"]))
+    assert _probe.command() == "a.py x"
+    assert "command" not in environment_reasons()
+    list.insert(sys.argv, 1, "-v")
+    assert _probe.command() == "a.py -v x"
+    monkeypatch.setattr(sys, "orig_argv", [_Raising(), "-m", "a"], raising=False)
+    assert _probe.command() == "a.py -v x"
+
+
 def test_command_from_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["worker.py", "--internal-flag"])
     line = "python train.py --api-key sk-123 'HF_TOKEN=hf_9' --data 'my file.txt'"

@@ -613,12 +613,13 @@ def privacy() -> Optional[str]:
 
 # --- command line --------------------------------------------------------------------------------
 
-_argv: Tuple[List[Any], Any, str] = ([], None, "")
+_argv: Tuple[List[Any], Any, str, Optional[str]] = ([], None, "", None)
+"""The ``sys.argv`` last seen (a copy), ``sys.orig_argv`` then, the command and the reason."""
 _env_line: Tuple[str, str, Optional[str]] = ("", "", None)  # line, command, fallback reason
 _PY_FLAGS = frozenset("bBdEiIOPqRsSuvx")  # interpreter flags that take no argument
 
 
-def _typed_argv(argv: List[Any]) -> List[Any]:
+def _typed_argv(argv: List[str]) -> List[str]:
     """What was typed to start the process: ``sys.orig_argv`` under ``python -m``, else ``argv``.
 
     Under ``python [options] -m module args`` (also ``-mmodule``, and flags joined before the
@@ -627,10 +628,11 @@ def _typed_argv(argv: List[Any]) -> List[Any]:
     module's file (``module/path.py``, ``module/path/__main__.py``, or ``-m`` while it is being
     found), ``sys.orig_argv`` is returned whole: interpreter, options, ``-m``, module and
     arguments as typed. Anything else (a script, ``-c``, a ``sys.argv`` the program changed,
-    Python 3.9) gives ``argv``.
+    Python 3.9) gives ``argv``, and so does a ``sys.orig_argv`` holding anything but plain
+    strings (the interpreter's never does).
     """
     orig = getattr(sys, "orig_argv", None)
-    if not isinstance(orig, list) or not argv:
+    if not isinstance(orig, list) or not argv or not all(type(w) is str for w in orig):
         return argv
     head = len(orig) - (len(argv) - 1)
     if head < 2 or orig[head:] != argv[1:]:
@@ -698,25 +700,58 @@ def command() -> str:
         _fallbacks.note("command", cached_line[2])
         return cached_line[1]
     argv = getattr(sys, "argv", None)
-    if not isinstance(argv, list) or not argv:
-        if argv is None or not isinstance(argv, (list, tuple)):
-            debug("sys.argv is missing or not a list (%r), recording ''", type(argv).__name__)
-            _fallbacks.note("command", "sys.argv is missing or not a list; recorded ''")
-            return ""
-        argv = list(argv)
-    _fallbacks.note("command", None)
+    if not isinstance(argv, (list, tuple)):
+        debug("sys.argv is missing or not a list (%r), recording ''", type(argv).__name__)
+        _fallbacks.note("command", "sys.argv is missing or not a list; recorded ''")
+        return ""
+    # A plain copy: neither a list subclass's methods nor its items' are run to compare it.
+    seen = list.copy(argv) if isinstance(argv, list) else list(tuple.__getitem__(argv, slice(None)))
     cached = _argv
     orig = getattr(sys, "orig_argv", None)
-    if argv == cached[0] and orig is cached[1]:
+    if orig is cached[1] and _same_list(seen, cached[0]):
+        _fallbacks.note("command", cached[3])
         return cached[2]
-    copy = [a if isinstance(a, str) else str(a) for a in argv]
-    typed = [a if isinstance(a, str) else str(a) for a in _typed_argv(copy)]
+    texts = [_argv_word(item) for item in seen]
+    why = None
+    if None in texts:
+        why = "sys.argv holds items that are neither str nor bytes; recorded them with str()"
+        debug("%s", why)
+    copy = [_argv_text(item) if text is None else text for item, text in zip(seen, texts)]
+    typed = _typed_argv(copy)
     from . import redact  # loaded by the first record's probes (0.3 ms), not by the import
 
     policy = _privacy.current()
     text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
-    _argv = (copy, orig, text)
+    _argv = (seen, orig, text, why)
+    _fallbacks.note("command", why)
     return text
+
+
+def _argv_word(item: Any) -> Optional[str]:
+    """A ``sys.argv`` item as the plain string it is, or ``None`` when it is no text.
+
+    Bytes are decoded as Python decodes the command line (the file-system encoding and its
+    error handler); a subclass of ``str`` or ``bytes`` is read as the plain value it holds, so
+    that none of its own methods runs.
+    """
+    kind = type(item)
+    if kind is str:
+        return item  # type: ignore[no-any-return]
+    if issubclass(kind, str):
+        return str.__str__(item)
+    if issubclass(kind, (bytes, bytearray)):
+        decode = bytes.decode if issubclass(kind, bytes) else bytearray.decode
+        return decode(item, sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+    return None
+
+
+def _argv_text(item: Any) -> str:
+    """``str(item)`` for a ``sys.argv`` item that is no text; ``<type name>`` when that fails."""
+    try:
+        text = str(item)
+    except Exception:  # the item's own __str__: anything
+        return f"<{type(item).__name__}>"
+    return text if type(text) is str else str.__str__(text)
 
 
 # --- working directory ---------------------------------------------------------------------------
@@ -966,7 +1001,7 @@ def packages() -> Optional[List[Package]]:
     until, epoch = _fresh
     scan = _packages
     now = monotonic()
-    if scan is None or _packages_epoch != epoch or not _same_path(scan[0], entries) or now >= until:
+    if scan is None or _packages_epoch != epoch or not _same_list(scan[0], entries) or now >= until:
         _recheck("packages", now)  # checks sys.path as it is then
         scan = _packages
         if scan is None:  # sys.path stopped being a list meanwhile: scan what was seen
@@ -974,19 +1009,20 @@ def packages() -> Optional[List[Package]]:
     return list(scan[2])
 
 
-def _same_path(seen: List[Any], entries: List[Any]) -> bool:
-    """Whether ``sys.path`` (``entries``) still holds what the scan ``seen`` (a copy of it).
+def _same_list(seen: List[Any], entries: List[Any]) -> bool:
+    """Whether ``entries`` (``sys.path``, ``sys.argv``) still holds what ``seen`` (a copy of it
+    made when it was last read) holds.
 
-    Entries that are the same objects are equal without being asked (the usual case: one C
-    comparison of the lists). Another entry in the same place is asked with its own ``__eq__``,
-    which may be anything (an object whose ``__eq__`` raises): whatever it raises, ``sys.path``
-    counts as changed, and the scan that follows copies the new objects, so they are not asked
-    again.
+    Items that are the same objects are equal without being asked (the usual case: one C
+    comparison of the lists). Another item in the same place is asked with its own ``__eq__``,
+    which may be anything (an object whose ``__eq__`` raises): whatever it raises, the list
+    counts as changed, and the reading that follows copies the new objects, so they are not
+    asked again.
     """
     try:
         return list.__eq__(seen, entries) is True
-    except Exception as e:  # an entry's own __eq__, or __bool__ of what it returned
-        debug("a sys.path entry cannot be compared (%s: %s), rescanning", type(e).__name__, e)
+    except Exception as e:  # an item's own __eq__, or __bool__ of what it returned
+        debug("a list item cannot be compared (%s: %s), reading it again", type(e).__name__, e)
         return False
 
 
@@ -1122,7 +1158,7 @@ def _check_packages(epoch: int) -> None:
     if not isinstance(entries, list):
         return
     scan = _packages
-    if scan is None or not _same_path(scan[0], entries):
+    if scan is None or not _same_list(scan[0], entries):
         _packages = _scan(entries)
     elif _packages_epoch != epoch and not unchanged(scan[1]):  # one stat per folder
         _packages = _scan(entries)  # a folder changed: pip installed or removed something
@@ -1175,7 +1211,7 @@ def clear_cache() -> None:
         _fallbacks.clear()
         _privacy.clear()
         _json_default.clear()
-        _argv = ([], None, "")
+        _argv = ([], None, "", None)
         _env_line = ("", "", None)
         _root = ("", Path("."))
         _packages = None
