@@ -1025,6 +1025,35 @@ def test_sys_path_a_list_subclass_whose_methods_raise(
     assert _probe.packages() == [("here", "1.0")]
 
 
+def test_a_zip_archive_on_sys_path_is_a_noted_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the probes' red team: the distributions of a zipapp (or .pex, zipped egg) on
+    # sys.path are importable but not in the list, and nothing said so but a DEBUG line.
+    import zipfile
+
+    archive = tmp_path / "app.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("zipped-1.0.dist-info/METADATA", "Name: zipped\nVersion: 1.0\n")
+    app = tmp_path / "app.pyz"  # a zipapp: a #! line, then the archive
+    app.write_bytes(b"#!/usr/bin/env python3\n" + archive.read_bytes())
+    (tmp_path / "plain.txt").write_text("not an archive\n")  # import ignores it: nothing missed
+    dist_info(tmp_path / "site", "here-1.0.dist-info", "here", "1.0")
+    folders = [str(tmp_path / "plain.txt"), str(tmp_path / "site")]
+    monkeypatch.setattr(sys, "path", folders)
+    assert _probe.packages() == [("here", "1.0")]
+    assert "packages" not in environment_reasons()
+    monkeypatch.setattr(sys, "path", [str(app), *folders, str(archive)])
+    assert importlib_packages([str(app)]) == [("zipped", "1.0")]  # what import sees
+    assert _probe.packages() == [("here", "1.0")]
+    expected = f"distributions in zip archives on sys.path are not read ({app} and 1 more)"
+    for _ in range(2):  # the second from the cache, with its reason
+        assert environment_reasons()["packages"] == expected
+    sys.path.remove(str(app))
+    sys.path.remove(str(archive))
+    assert "packages" not in environment_reasons()
+
+
 def test_each_record_gets_its_own_packages(outside_git: Path) -> None:
     one = StepInfo("a", "A", set(), True)
     two = StepInfo("b", "B", set(), True)

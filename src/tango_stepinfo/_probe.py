@@ -31,7 +31,8 @@ probe                         value, then its fallbacks in order
                               ``/proc/self/cwd`` without its `` (deleted)`` mark, then ``$PWD``
                               if absolute, then ``Path(".")``
 :func:`packages`              every distribution on ``sys.path`` (see :func:`packages`);
-                              ``None`` only when ``sys.path`` is not a list
+                              ``None`` only when ``sys.path`` is not a list; those in zip
+                              archives on it are left out, and that noted
 :func:`git`                   see :mod:`tango_stepinfo._git`; ``None`` outside a repository
 :func:`cpu_model`             see :mod:`tango_stepinfo._machine`
 :func:`cpu_usable`            see :mod:`tango_stepinfo._machine`
@@ -834,7 +835,8 @@ def root() -> Path:
 
 # --- packages ------------------------------------------------------------------------------------
 
-_packages: Optional[Tuple[List[Any], Deps, List[Package]]] = None
+# (a copy of sys.path, the stat of its folders, the packages, why they may be incomplete)
+_packages: Optional[Tuple[List[Any], Deps, List[Package], Optional[str]]] = None
 
 
 def normalize_name(name: str) -> str:
@@ -917,8 +919,9 @@ def _distribution(path: str, stem: str, is_dist_info: bool) -> Optional[Package]
     return normalize_name(headers["name"]), headers["version"]
 
 
-def _scan_folder(folder: str, found: Dict[str, str]) -> bool:
-    """Add the distributions of one ``sys.path`` entry to ``found``, keeping earlier ones.
+def _scan_folder(folder: str, found: Dict[str, str], zips: List[str]) -> bool:
+    """Add the distributions of one ``sys.path`` entry to ``found``, keeping earlier ones; add
+    it to ``zips`` when it is a zip archive (whose distributions are not read).
 
     The names are lowered in one call (joined by NUL, which no file name holds) and only
     ``*-info`` entries are looked at further: a ``site-packages`` holds many more modules than
@@ -930,6 +933,8 @@ def _scan_folder(folder: str, found: Dict[str, str]) -> bool:
         names = os.listdir(folder or ".")
     except NotADirectoryError:
         debug("not scanning %s for packages: not a folder (zip files are not read)", folder)
+        if _is_zip(folder):
+            zips.append(folder)
         return False
     except OSError:
         return False  # a missing sys.path entry, like pythonXY.zip, is normal
@@ -985,18 +990,19 @@ def packages() -> Optional[List[Package]]:
     ``*.egg-info`` entries (and reading an unzipped ``*.egg`` on ``sys.path``); the version comes
     from a ``.dist-info`` folder's name, and metadata files are read only when the name does not
     carry it. Entries with no or empty metadata, or that cannot be read, are skipped (and logged);
-    zip files on ``sys.path`` are not read. Re-scanned only when ``sys.path`` or the ``stat`` of
-    one of its entries changed; the standard library's entries (``os.__file__``'s folder, its
-    ``lib-dynload`` and the ``pythonXY.zip`` beside it, usually missing), where installers never
-    put distributions, are not stat'ed again unless the first scan found distributions in them
-    (:func:`clear_cache` rescans everything). ``None`` when ``sys.path`` is not a list.
+    zip files on ``sys.path`` are not read (noted as the fallback reason of ``packages`` when
+    one is there: its distributions are importable but missing from the list). Re-scanned
+    only when ``sys.path`` or the ``stat`` of one of its entries changed; the standard library's
+    entries (``os.__file__``'s folder, its ``lib-dynload`` and the ``pythonXY.zip`` beside it,
+    usually missing), where installers never put distributions, are not stat'ed again unless
+    the first scan found distributions in them (:func:`clear_cache` rescans everything).
+    ``None`` when ``sys.path`` is not a list.
     """
     entries = getattr(sys, "path", None)
     if not isinstance(entries, list):
         debug("sys.path is not a list, recording packages as None")
         _fallbacks.note("packages", "sys.path is not a list; recorded None")
         return None
-    _fallbacks.note("packages", None)
     _used["packages"] = True
     until, epoch = _fresh
     scan = _packages
@@ -1005,7 +1011,8 @@ def packages() -> Optional[List[Package]]:
         _recheck("packages", now)  # checks sys.path as it is then
         scan = _packages
         if scan is None:  # sys.path stopped being a list meanwhile: scan what was seen
-            return _scan(entries)[2]
+            scan = _scan(entries)
+    _fallbacks.note("packages", scan[3])
     return list(scan[2])
 
 
@@ -1026,9 +1033,10 @@ def _same_list(seen: List[Any], entries: List[Any]) -> bool:
         return False
 
 
-def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package]]:
+def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[str]]:
     """Scan the folders of ``entries`` (``sys.path``): ``(a copy of entries, the folders' stat,
-    the sorted packages)``.
+    the sorted packages, why they may be incomplete)``: the reason names the zip archives on
+    ``sys.path``, whose distributions are importable but not read.
 
     Only ``str`` entries are folders (import skips the others: bytes, :class:`~pathlib.Path`,
     ``None``). A subclass of ``str`` is read as the plain string it holds, so that none of its
@@ -1038,7 +1046,8 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package]]:
     folders = [str.__str__(e) or "." for e in entries if issubclass(type(e), str)]
     sigs = [sig(folder) for folder in folders]
     found: Dict[str, str] = {}
-    holds = [_scan_folder(folder, found) for folder in folders]
+    zips: List[str] = []
+    holds = [_scan_folder(folder, found, zips) for folder in folders]
     stdlib = os.path.dirname(getattr(os, "__file__", "") or "") or None
     fixed = set()
     if stdlib:
@@ -1055,7 +1064,24 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package]]:
         for folder, folder_sig, has in zip(folders, sigs, holds)
         if has or folder not in fixed
     )
-    return entries, deps, sorted(found.items())
+    reason = None
+    if zips:
+        more = f" and {len(zips) - 1} more" if len(zips) > 1 else ""
+        reason = f"distributions in zip archives on sys.path are not read ({zips[0]}{more})"
+    return entries, deps, sorted(found.items()), reason
+
+
+def _is_zip(path: str) -> bool:
+    """Whether the file ``path`` is a zip archive, which import reads (a zipapp, a ``.pex``,
+    a zipped egg): its end record (``PK\\5\\6``) is in its last 64 KiB, as :mod:`zipimport`
+    looks for it (a zipapp starts with a ``#!`` line, not with ``PK``)."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(size - (65536 + 22), 0))
+            return b"PK\x05\x06" in f.read()
+    except (OSError, ValueError):
+        return False
 
 
 _tango: Tuple[Any, Optional[str]] = (None, None)
