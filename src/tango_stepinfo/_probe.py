@@ -705,13 +705,18 @@ def command() -> str:
         debug("sys.argv is missing or not a list (%r), recording ''", type(argv).__name__)
         _fallbacks.note("command", "sys.argv is missing or not a list; recorded ''")
         return ""
-    # A plain copy: neither a list subclass's methods nor its items' are run to compare it.
-    seen = list.copy(argv) if isinstance(argv, list) else list(tuple.__getitem__(argv, slice(None)))
+    if type(argv) is not list:  # a tuple, or a subclass: a plain list of the same items
+        argv = list.copy(argv) if isinstance(argv, list) else list(tuple.__iter__(argv))
     cached = _argv
     orig = getattr(sys, "orig_argv", None)
-    if orig is cached[1] and _same_list(seen, cached[0]):
-        _fallbacks.note("command", cached[3])
-        return cached[2]
+    if orig is cached[1]:
+        try:
+            if cached[0] == argv:  # the same objects: equal without asking them
+                _fallbacks.note("command", cached[3])
+                return cached[2]
+        except Exception:  # another item's own __eq__ (anything): sys.argv changed
+            pass
+    seen = list(argv)
     texts = [_argv_word(item) for item in seen]
     why = None
     if None in texts:
@@ -1007,30 +1012,17 @@ def packages() -> Optional[List[Package]]:
     until, epoch = _fresh
     scan = _packages
     now = monotonic()
-    if scan is None or _packages_epoch != epoch or not _same_list(scan[0], entries) or now >= until:
+    try:
+        fresh = scan is not None and _packages_epoch == epoch and scan[0] == entries and now < until
+    except Exception:  # an entry's own __eq__ (anything): sys.path changed, the scan copies it
+        fresh = False
+    if scan is None or not fresh:
         _recheck("packages", now)  # checks sys.path as it is then
         scan = _packages
         if scan is None:  # sys.path stopped being a list meanwhile: scan what was seen
             scan = _scan(entries)
     _fallbacks.note("packages", scan[3])
     return list(scan[2])
-
-
-def _same_list(seen: List[Any], entries: List[Any]) -> bool:
-    """Whether ``entries`` (``sys.path``, ``sys.argv``) still holds what ``seen`` (a copy of it
-    made when it was last read) holds.
-
-    Items that are the same objects are equal without being asked (the usual case: one C
-    comparison of the lists). Another item in the same place is asked with its own ``__eq__``,
-    which may be anything (an object whose ``__eq__`` raises): whatever it raises, the list
-    counts as changed, and the reading that follows copies the new objects, so they are not
-    asked again.
-    """
-    try:
-        return list.__eq__(seen, entries) is True
-    except Exception as e:  # an item's own __eq__, or __bool__ of what it returned
-        debug("a list item cannot be compared (%s: %s), reading it again", type(e).__name__, e)
-        return False
 
 
 def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[str]]:
@@ -1184,7 +1176,11 @@ def _check_packages(epoch: int) -> None:
     if not isinstance(entries, list):
         return
     scan = _packages
-    if scan is None or not _same_list(scan[0], entries):
+    try:
+        same = scan is not None and scan[0] == entries
+    except Exception:  # an entry's own __eq__ (anything): sys.path changed, the scan copies it
+        same = False
+    if scan is None or not same:
         _packages = _scan(entries)
     elif _packages_epoch != epoch and not unchanged(scan[1]):  # one stat per folder
         _packages = _scan(entries)  # a folder changed: pip installed or removed something
