@@ -145,7 +145,16 @@ def test_collect_gives_up_on_a_child_that_closes_its_output_and_runs_on(
         os.waitpid(child[0], os.WNOHANG)  # killed and reaped
 
 
-def test_collect_waits_for_a_child_that_exits_after_closing_its_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_collect_waits_for_a_child_that_exits_after_closing_its_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pidfd: bool
+) -> None:
+    if not pidfd:  # kernels before 5.3, or a seccomp filter refusing pidfd_open
+
+        def refused(pid: int, flags: int = 0) -> int:
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(os, "pidfd_open", refused, raising=False)
     tool = fake_bin(tmp_path / "bin", "tool", "echo out\nexec 1>&-\nsleep 0.2\nexit 5\n")
     child = _proc.spawn([str(tool / "tool")], None)
     assert child is not None
