@@ -1052,6 +1052,21 @@ def test_a_zip_archive_on_sys_path_is_a_noted_fallback(
     sys.path.remove(str(app))
     sys.path.remove(str(archive))
     assert "packages" not in environment_reasons()
+    if hasattr(os, "mkfifo"):  # not an archive, and not waited on: opening it could block
+
+        def hung(signum: int, frame: object) -> None:
+            raise AssertionError("opening a FIFO on sys.path blocked")
+
+        os.mkfifo(tmp_path / "fifo")
+        sys.path.append(str(tmp_path / "fifo"))
+        before = signal.signal(signal.SIGALRM, hung)
+        signal.alarm(30)
+        try:
+            assert _probe.packages() == [("here", "1.0")]
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, before)
+        assert "packages" not in environment_reasons()
 
 
 def test_each_record_gets_its_own_packages(outside_git: Path) -> None:

@@ -1066,14 +1066,22 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[
 def _is_zip(path: str) -> bool:
     """Whether the file ``path`` is a zip archive, which import reads (a zipapp, a ``.pex``,
     a zipped egg): its end record (``PK\\5\\6``) is in its last 64 KiB, as :mod:`zipimport`
-    looks for it (a zipapp starts with a ``#!`` line, not with ``PK``)."""
+    looks for it (a zipapp starts with a ``#!`` line, not with ``PK``). Only a regular file is
+    read: opened without blocking, so that a FIFO on ``sys.path`` cannot hang the probe."""
     try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(size - (65536 + 22), 0))
-            return b"PK\x05\x06" in f.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except (OSError, ValueError):
         return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        os.lseek(fd, max(st.st_size - (65536 + 22), 0), os.SEEK_SET)
+        return b"PK\x05\x06" in os.read(fd, 65536 + 22)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 _tango: Tuple[Any, Optional[str]] = (None, None)
