@@ -159,3 +159,36 @@ def test_collect_waits_for_a_child_that_exits_after_closing_its_output(
     child = _proc.spawn([str(tool / "tool")], None)
     assert child is not None
     assert _proc.collect("tool", child, 5.0) == (5, b"out\n")
+
+
+def test_kill_leaves_a_child_that_outlives_sigkill_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    # A child in uninterruptible sleep (a git reading a hung NFS mount) outlives SIGKILL until
+    # the mount answers: kill() waited for it without end, and the record with it.
+    import signal
+
+    tool = fake_bin(tmp_path / "bin", "tool", "exec sleep 1000\n")
+    child = _proc.spawn([str(tool / "tool")], None)
+    assert child is not None
+    os.close(child[1])
+    real_kill = os.kill
+    monkeypatch.setattr(os, "kill", lambda pid, sig: None)  # signals do not reach it
+
+    def hung(signum: int, frame: object) -> None:
+        raise AssertionError("kill() waited for a child that does not die")
+
+    before = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        _proc.kill(child[0], grace=0.1)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+        monkeypatch.undo()
+    try:
+        assert os.waitpid(child[0], os.WNOHANG) == (0, 0)  # left behind, still running
+        assert "outlived SIGKILL" in debug_log.text
+    finally:
+        real_kill(child[0], signal.SIGKILL)
+        os.waitpid(child[0], 0)

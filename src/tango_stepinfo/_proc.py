@@ -136,19 +136,20 @@ def kill(pid: int, grace: float = 0.5) -> None:
 
     ``SIGTERM`` first, so that a ``git`` holding ``index.lock`` removes it (git does on that
     signal; ``SIGKILL`` would leave it behind and make every later git command in the checkout
-    fail); ``SIGKILL`` when the child is still there after ``grace`` seconds.
+    fail); ``SIGKILL`` when the child is still there after ``grace`` seconds. A child that
+    outlives ``SIGKILL`` too for ``grace`` seconds (in uninterruptible sleep, as a ``git``
+    reading from a hung NFS mount is until the mount answers) is left behind unreaped rather
+    than waited for without end.
     """
     import signal
 
     try:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return
-            time.sleep(0.005)
+        if _reap(pid, time.monotonic() + grace) is not None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        if _reap(pid, time.monotonic() + grace) is None:
+            debug("child %s outlived SIGKILL for %s s, and was left behind", pid, grace)
     except OSError:
         pass  # already reaped, or reaped by the system (SIGCHLD ignored)
 
@@ -215,8 +216,8 @@ def collect(
 
 
 def _reap(pid: int, deadline: float) -> Optional[int]:
-    """Reap the child ``pid``, whose output has ended, waiting for it until ``deadline``; its
-    wait status, or ``None`` when it still runs then.
+    """Reap the child ``pid``, waiting for it until ``deadline``; its wait status, or ``None``
+    when it still runs then.
 
     A child usually exits right after closing its output, but about one time in four (a
     ``git --version``, busy 2-core machine) it has not yet when the end of the output is read.
