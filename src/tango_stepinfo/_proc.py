@@ -242,8 +242,12 @@ def _reap(pid: int, deadline: float) -> Optional[int]:
             if left <= 0:
                 return None
             if pidfd is not None:
-                readable(pidfd, left)
-            else:
+                try:
+                    readable(pidfd, left)
+                except (OSError, ValueError):  # select() refuses fds of 1024 and more: poll
+                    os.close(pidfd)
+                    pidfd = None
+            if pidfd is None:
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, 0.01)
             done, status = os.waitpid(pid, os.WNOHANG)
