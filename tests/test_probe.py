@@ -59,6 +59,49 @@ def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
+class _Raising:
+    """What a sys.path entry's methods do here: raise."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("__eq__")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("__hash__")
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("__bool__")
+
+    def __fspath__(self) -> str:
+        raise RuntimeError("__fspath__")
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__")
+
+
+class _RaisingStr(str):
+    """A str subclass whose own methods raise: import reads it as the plain string it holds."""
+
+    __eq__ = _Raising.__eq__  # type: ignore[assignment]
+    __hash__ = _Raising.__hash__  # type: ignore[assignment]
+    __bool__ = _Raising.__bool__
+    __fspath__ = _Raising.__fspath__
+    __str__ = _Raising.__str__
+
+    def lower(self) -> str:  # type: ignore[override]
+        raise RuntimeError("lower")
+
+
+class _RaisingList(list):  # type: ignore[type-arg]
+    """A sys.path replaced by a list subclass whose comparisons and iteration raise."""
+
+    __eq__ = _Raising.__eq__  # type: ignore[assignment]
+    __ne__ = _Raising.__eq__  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]
+
+    def __iter__(self) -> Iterator[object]:
+        raise RuntimeError("__iter__")
+
+
 @pytest.fixture
 def outside_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Work in an empty folder outside any repository, so no git status runs."""
@@ -275,18 +318,44 @@ def test_python_is_platform_python_version() -> None:
 
 
 @pytest.mark.parametrize(
-    ("version", "expected"),
+    ("version", "info", "expected"),
     [
-        ("3.13.0rc1 (main, Oct  1 2024) [GCC 12]", "3.13.0rc1"),
-        ("3.12 (default) [GCC]", "3.12.0"),
-        ("3.9.18+ (heads/3.9:abc, Jan 1 2024) [Clang]", "3.9.18+"),
+        ("3.13.0rc1 (main, Oct  1 2024) [GCC 12]", (3, 13, 0, "candidate", 1), "3.13.0rc1"),
+        ("3.12 (default) [GCC]", (3, 12, 0, "final", 0), "3.12.0"),
+        ("3.9.18+ (heads/3.9:abc, Jan 1 2024) [Clang]", (3, 9, 18, "final", 0), "3.9.18+"),
     ],
 )
 def test_python_version_parsing(
-    monkeypatch: pytest.MonkeyPatch, version: str, expected: str
+    monkeypatch: pytest.MonkeyPatch, version: str, info: Tuple[object, ...], expected: str
 ) -> None:
     monkeypatch.setattr(sys, "version", version)
+    monkeypatch.setattr(sys, "version_info", info)
     assert _probe.python() == expected
+
+
+@pytest.mark.parametrize("version", ["garbage", "", None, b"3.11.7", "2.7.18 (default)"])
+def test_python_version_of_a_replaced_sys_version_is_sys_version_info(
+    monkeypatch: pytest.MonkeyPatch, version: object
+) -> None:
+    # Found by the probes' red team: a sys.version replaced by the program ("garbage") was
+    # recorded as the Python version; platform.python_version() raises there.
+    monkeypatch.setattr(sys, "version", version)
+    assert _probe.python() == ".".join(str(v) for v in sys.version_info[:3])
+    assert environment_reasons()["python"].startswith("sys.version does not start with")
+
+
+@pytest.mark.parametrize("exe", [b"/usr/bin/python3", 3, _Raising()], ids=["bytes", "int", "obj"])
+@pytest.mark.skipif(not os.path.exists("/proc/self/exe"), reason="needs /proc")
+def test_executable_not_a_str_falls_back_to_proc(
+    monkeypatch: pytest.MonkeyPatch, exe: object
+) -> None:
+    # Found by the probes' red team: Path(sys.executable) raised TypeError out of StepInfo().
+    monkeypatch.setattr(sys, "executable", exe)
+    info = StepInfo("a", "A", set(), True)
+    assert info.environment.executable == Path(os.readlink("/proc/self/exe"))
+    assert (info.environment.fallbacks or {})["executable"] == (
+        "sys.executable is not a str; recorded the target of /proc/self/exe"
+    )
 
 
 def test_executable() -> None:
@@ -943,49 +1012,6 @@ def test_packages_none_when_sys_path_is_not_a_list(
     monkeypatch.setattr(sys, "path", None)
     assert _probe.packages() is None
     assert "sys.path is not a list" in debug_log.text
-
-
-class _Raising:
-    """What a sys.path entry's methods do here: raise."""
-
-    def __eq__(self, other: object) -> bool:
-        raise RuntimeError("__eq__")
-
-    def __hash__(self) -> int:
-        raise RuntimeError("__hash__")
-
-    def __bool__(self) -> bool:
-        raise RuntimeError("__bool__")
-
-    def __fspath__(self) -> str:
-        raise RuntimeError("__fspath__")
-
-    def __str__(self) -> str:
-        raise RuntimeError("__str__")
-
-
-class _RaisingStr(str):
-    """A str subclass whose own methods raise: import reads it as the plain string it holds."""
-
-    __eq__ = _Raising.__eq__  # type: ignore[assignment]
-    __hash__ = _Raising.__hash__  # type: ignore[assignment]
-    __bool__ = _Raising.__bool__
-    __fspath__ = _Raising.__fspath__
-    __str__ = _Raising.__str__
-
-    def lower(self) -> str:  # type: ignore[override]
-        raise RuntimeError("lower")
-
-
-class _RaisingList(list):  # type: ignore[type-arg]
-    """A sys.path replaced by a list subclass whose comparisons and iteration raise."""
-
-    __eq__ = _Raising.__eq__  # type: ignore[assignment]
-    __ne__ = _Raising.__eq__  # type: ignore[assignment]
-    __hash__ = None  # type: ignore[assignment]
-
-    def __iter__(self) -> Iterator[object]:
-        raise RuntimeError("__iter__")
 
 
 @pytest.mark.parametrize("kind", ["object", "str-subclass", "empty-str-subclass"])

@@ -19,9 +19,11 @@ probe                         value, then its fallbacks in order
                               on POSIX), ``socket.gethostname()``, ``platform.node()``, then
                               ``"unknown"``
 :func:`python`                ``platform.python_version()`` (parsed from ``sys.version``, the
-                              same string)
-:func:`executable`            ``sys.executable``; when empty (embedded interpreters) the
-                              target of ``/proc/self/exe``, else ``Path("python")``
+                              same string); ``sys.version_info`` when ``sys.version`` does
+                              not start with its version (replaced by the program)
+:func:`executable`            ``sys.executable``; when empty (embedded interpreters) or not
+                              a string, the target of ``/proc/self/exe``, else
+                              ``Path("python")``
 :func:`command`               ``$TANGO_STEPINFO_COMMAND`` when set and not empty, else
                               ``shlex.join(sys.argv)`` (``sys.orig_argv`` under
                               ``python -m``), secrets redacted by
@@ -489,15 +491,21 @@ def host() -> str:
 
 def _python_version() -> str:
     # platform.python_version() is the leading [\w.+]+ run of sys.version, padded to x.y.z.
-    head = sys.version.split(None, 1)[0] if sys.version else ""
+    text = getattr(sys, "version", None)
+    head = str.__str__(text).split(None, 1)[0] if issubclass(type(text), str) and text else ""
     version = ""
     for ch in head:
         if not (ch.isalnum() or ch in "._+"):
             break
         version += ch
-    if not version:
-        return ".".join(str(v) for v in sys.version_info[:3])
     parts = version.split(".")
+    if parts[:2] != [str(v) for v in sys.version_info[:2]]:
+        # sys.version replaced (by the program): it is not the interpreter's version
+        _fallbacks.note(
+            "python", "sys.version does not start with the version of sys.version_info; used that"
+        )
+        return ".".join(str(v) for v in sys.version_info[:3])
+    _fallbacks.note("python", None)
     if len(parts) == 2:
         parts.append("0")
     return ".".join(parts)
@@ -512,6 +520,9 @@ def python() -> str:
 
 def _executable_sys() -> Optional[Path]:
     exe = getattr(sys, "executable", None)
+    if not issubclass(type(exe), str):  # None, or replaced by the program (bytes...)
+        return None
+    exe = str.__str__(exe)
     return Path(exe) if exe else None
 
 
@@ -530,11 +541,13 @@ def _executable() -> Path:
         _fallbacks.note("executable", None)
         return found
     found = _executable_proc()
+    exe = getattr(sys, "executable", None)
+    what = "empty" if exe is None or issubclass(type(exe), str) else "not a str"
     _fallbacks.note(
         "executable",
-        "sys.executable is empty; recorded the target of /proc/self/exe"
+        f"sys.executable is {what}; recorded the target of /proc/self/exe"
         if found is not None
-        else "sys.executable is empty and /proc/self/exe unreadable; recorded 'python'",
+        else f"sys.executable is {what} and /proc/self/exe unreadable; recorded 'python'",
     )
     return found or Path("python")
 
