@@ -1072,7 +1072,10 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[
     reason = None
     if zips:
         more = f" and {len(zips) - 1} more" if len(zips) > 1 else ""
-        reason = f"distributions in zip archives on sys.path are not read ({zips[0]}{more})"
+        # Shortened as anonymous records shorten paths (.../app.pyz): a reason is kept in every
+        # record, and a home folder's path names its user.
+        first = _privacy.shorten(zips[0])
+        reason = f"distributions in zip archives on sys.path are not read ({first}{more})"
     return entries, deps, sorted(found.items()), reason
 
 
