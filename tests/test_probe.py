@@ -427,6 +427,11 @@ def test_command_with_bytes_in_argv_is_decoded_as_python_decodes_argv(
     monkeypatch.setattr(sys, "argv", [b"run\xff.py", bytearray(b"--token"), b"s3cret"])
     assert _probe.command() == "'run\udcff.py' --token '***'"
     assert "command" not in environment_reasons()
+    # An error handler that can fail (Windows decodes with surrogatepass): str() and a reason.
+    monkeypatch.setattr(sys, "getfilesystemencodeerrors", lambda: "strict")
+    monkeypatch.setattr(sys, "argv", [b"run\xff.py"])
+    assert _probe.command() == "'b'\"'\"'run\\xff.py'\"'\"''"
+    assert environment_reasons()["command"].startswith("sys.argv holds items that are not str")
 
 
 def test_command_with_argv_items_whose_methods_raise(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -436,7 +441,7 @@ def test_command_with_argv_items_whose_methods_raise(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(sys, "argv", [_RaisingStr("a.py"), _RaisingStr("--password=x")])
     assert _probe.command() == "a.py '--password=***'"
     monkeypatch.setattr(sys, "argv", ["a.py", _Raising(), 3])
-    reason = "sys.argv holds items that are neither str nor bytes; recorded them with str()"
+    reason = "sys.argv holds items that are not str or decodable bytes; recorded them with str()"
     for _ in range(2):  # the second from the cache, with its reason
         assert _probe.command() == "a.py '<_Raising>' 3"
         assert environment_reasons()["command"] == reason

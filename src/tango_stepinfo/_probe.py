@@ -733,7 +733,7 @@ def command() -> str:
     texts = [_argv_word(item) for item in seen]
     why = None
     if None in texts:
-        why = "sys.argv holds items that are neither str nor bytes; recorded them with str()"
+        why = "sys.argv holds items that are not str or decodable bytes; recorded them with str()"
         debug("%s", why)
     copy = [_argv_text(item) if text is None else text for item, text in zip(seen, texts)]
     typed = _typed_argv(copy)
@@ -760,7 +760,10 @@ def _argv_word(item: Any) -> Optional[str]:
         return str.__str__(item)
     if issubclass(kind, (bytes, bytearray)):
         decode = bytes.decode if issubclass(kind, bytes) else bytearray.decode
-        return decode(item, sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+        try:
+            return decode(item, sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+        except UnicodeDecodeError:  # an error handler that can fail (Windows: surrogatepass)
+            return None
     return None
 
 
