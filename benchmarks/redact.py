@@ -62,6 +62,20 @@ SHAPES: List[Shape] = [
     "Authorization=Bearer a ", "token=Basic a ", ("token=", "Bearer ", "a"),
     # embedded command lines (bash -c in bash -c)
     "bash -c '--token x ", 'sh -c "x --password=a ', "bash -c 'key=a ",
+    # path parameters (;key=), in URLs and not
+    ";key=", "h.io/a;key=a ", "x;key=a ", ("https://h/x;", "key=a;", ""), ("", "a/", ";key=1"),
+    # parameter names holding "%" or "[" (percent-encoded, arrays), in URLs and not
+    "%6B", "&%6B", "%6Bey=a&", "&key[]=a", "[]", "&a[0]=1", "&token[0]=a", "x?%6Bey=a ",
+    ("https://h/x?", "%6Bey=a&", ""), ("https://h/x?", "key[]=a&", ""), ("&", "%6B", "=1"),
+    ("", "a[", "=1"), ("https://h/x?", "%6Beyword=a&", ""), "h.io/?key[]=a ", "h.io/?%6Bey=a ",
+    # credentials without a scheme (user:password@host), near misses of the host
+    "a:b@", " a:b@h.io", "=a:", "a:b@c.", " a:b@c:1", ("a:b@", "c.", ""), ("", "a:", "b@h.io"),
+    # Python subscripts and calls with a quoted name, values without an end
+    "['TOKEN']=", "['TOKEN']='x' ", "('TOKEN', 'x') ", "get('TOKEN', 'x') ", "['TOKEN']=\"",
+    ("['TOKEN']='", "a", ""), "[\"TOKEN']='", ("get('TOKEN', \"", "a", ""), "['--token', 'x', ",
+    ", '--token', ", ("['--token', '", "a", ""),
+    # options with a secret-looking name in free text (redact_text, redact_url)
+    "run --token x ", "--password-file /p ",
 ]  # fmt: skip
 SIZES = (32768, 65536, 131072)
 

@@ -559,6 +559,87 @@ LEAKS: List[Tuple[str, Any, Any]] = [
      ["bash", "-c", "sed 's/?key=//' f && curl 'https://h/x?a=1&key=***'"]),
     ("url-query-key-second-url", "s/?key=x/ https://h/?key=k1",
      "s/?key=x/ https://h/?key=***"),
+    # path parameters (;name=value) count as query parameters: key, pwd and pw in a URL too
+    ("url-path-param-key", "https://h.example.com/api;key=SECRET",
+     "https://h.example.com/api;key=***"),
+    ("url-path-param-token", ["curl", "https://h.example.com/api;token=SECRET"],
+     ["curl", "https://h.example.com/api;token=***"]),
+    ("url-path-param-password", "https://h.example.com/api;password=SECRET",
+     "https://h.example.com/api;password=***"),
+    ("url-path-param-pwd-no-scheme", ["wget", "h.example.com/a;v=1/b;pwd=hunter2"],
+     ["wget", "h.example.com/a;v=1/b;pwd=***"]),
+    ("url-path-param-then-query", "https://h/a;jsessionid=1?key=k1&b=3",
+     "https://h/a;jsessionid=1?key=***&b=3"),
+    ("url-query-semicolon", "https://h/x?a=1;key=k1", "https://h/x?a=1;key=***"),
+    ("url-jdbc-sqlserver", "jdbc:sqlserver://db:1433;user=sa;pwd=hunter2",
+     "jdbc:sqlserver://db:1433;user=sa;pwd=***"),
+    ("form-body-semicolon-pwd", "Server=db;Uid=sa;Pwd=hunter2;", "Server=db;Uid=sa;Pwd=***;"),
+    ("url-path-param-request-line", "GET /api;key=hunter2 HTTP/1.1",
+     "GET /api;key=*** HTTP/1.1"),
+    # percent-encoded parameter names, decoded to decide (the name is kept as written)
+    ("url-param-encoded-key", "https://h.example.com/x?%6Bey=SECRET",
+     "https://h.example.com/x?%6Bey=***"),
+    ("url-param-encoded-api-key", ["curl", "https://h.example.com/x?api%5Fkey=SECRET"],
+     ["curl", "https://h.example.com/x?api%5Fkey=***"]),
+    ("url-param-encoded-access-token", "https://h.example.com/x?a=1&access%5Ftoken=SECRET#top",
+     "https://h.example.com/x?a=1&access%5Ftoken=***"),
+    ("url-param-encoded-whole-name", "https://h/x?%6B%65%79=s1", "https://h/x?%6B%65%79=***"),
+    ("url-param-encoded-utf8", "https://h/x?contrase%C3%B1a=s1", "https://h/x?contrase%C3%B1a=***"),
+    ("form-param-encoded", ["curl", "-d", "user=ada&api%5Fkey=s1", "https://h/"],
+     ["curl", "-d", "user=ada&api%5Fkey=***", "https://h/"]),
+    ("url-path-param-encoded", "https://h/api;%70wd=s1", "https://h/api;%70wd=***"),
+    # array-style parameter names: the name before the brackets, or a part in brackets
+    ("url-param-array-key", "https://h.example.com/x?key[]=SECRET",
+     "https://h.example.com/x?key[]=***"),
+    ("url-param-array-api-key", ["curl", "https://h.example.com/x?api_key[]=SECRET"],
+     ["curl", "https://h.example.com/x?api_key[]=***"]),
+    ("url-param-array-token-index", "https://h.example.com/x?token[0]=SECRET",
+     "https://h.example.com/x?token[0]=***"),
+    ("url-param-array-auth-token", "https://h.example.com/x?auth[token]=SECRET",
+     "https://h.example.com/x?auth[token]=***"),
+    ("url-param-array-user-password", "https://h/x?user[name]=ada&user[password]=s1",
+     "https://h/x?user[name]=ada&user[password]=***"),
+    ("url-param-array-encoded", "https://h/x?key%5B%5D=s1", "https://h/x?key%5B%5D=***"),
+    ("form-param-array-token", "token[0]=s1&a=1", "token[0]=***&a=1"),
+    # credentials without a scheme: user:password@host (a host name, localhost, IPv4, a port)
+    ("userinfo-curl-proxy", ["curl", "-x", "user:hunter2@proxy.local:3128", "https://h/"],
+     ["curl", "-x", "user:***@proxy.local:3128", "https://h/"]),
+    ("userinfo-proxy-variable", ["env", "http_proxy=user:hunter2@proxy:3128", "pip"],
+     ["env", "http_proxy=user:***@proxy:3128", "pip"]),
+    ("userinfo-git-clone-scp", ["git", "clone", "user:hunter2@github.com:org/repo.git"],
+     ["git", "clone", "user:***@github.com:org/repo.git"]),
+    ("userinfo-localhost", "admin:s3cr3t@localhost/db", "admin:***@localhost/db"),
+    ("userinfo-ipv4", "--proxy=ada:pw1@10.0.0.7:8080", "--proxy=ada:***@10.0.0.7:8080"),
+    ("userinfo-quoted", 'proxy = "ada:pw1@proxy.corp.example"',
+     'proxy = "ada:***@proxy.corp.example"'),
+    ("userinfo-user-ending-like-a-scheme", "tim:pw1@h.example.com hotel:pw2@h.example.com",
+     "tim:***@h.example.com hotel:***@h.example.com"),
+    ("userinfo-bash-c", ["bash", "-c", "curl -x ada:pw1@proxy.local:3128 https://h/"],
+     ["bash", "-c", "curl -x ada:***@proxy.local:3128 https://h/"]),
+    # Python subscript assignments and calls with a quoted secret-looking name
+    ("python-environ-subscript", ["python", "-c", "os.environ['TOKEN']='x1'"],
+     ["python", "-c", "os.environ['TOKEN']='***'"]),
+    ("python-environ-spaces", 'os.environ["API_TOKEN"] = "x2"', 'os.environ["API_TOKEN"] = "***"'),
+    ("python-dict-subscript", 'config["api_key"]="x3"', 'config["api_key"]="***"'),
+    ("python-setdefault", 'os.environ.setdefault("GITHUB_TOKEN", "x4")',
+     'os.environ.setdefault("GITHUB_TOKEN", "***")'),
+    ("python-putenv", "os.putenv('DB_PASSWORD', 'x5')", "os.putenv('DB_PASSWORD', '***')"),
+    ("python-monkeypatch-setenv", 'monkeypatch.setenv("HF_TOKEN", "hf_x1")',
+     'monkeypatch.setenv("HF_TOKEN", "***")'),
+    ("python-getenv-default", 'key = os.getenv("HF_TOKEN", r"hf_x")',
+     'key = os.getenv("HF_TOKEN", r"***")'),
+    ("python-escaped-quote", r"d['password'] = 'it\'s'; x = 1", r"d['password'] = '***'; x = 1"),
+    ("python-c-statements", ["python", "-c", 'import os; os.environ["HF_TOKEN"] = "x"; run()'],
+     ["python", "-c", 'import os; os.environ["HF_TOKEN"] = "***"; run()']),
+    ("python-traceback", 'File "t.py", line 3\n    os.environ["WANDB_API_KEY"] = "abc"\n',
+     'File "t.py", line 3\n    os.environ["WANDB_API_KEY"] = "***"\n'),
+    ("python-argv-list", "CalledProcessError: Command '['x', '--token', 'abc', '--pwd', 'p']'",
+     "CalledProcessError: Command '['x', '--token', '***', '--pwd', '***']'"),
+    ("python-argv-list-double-quotes", '["x", "-storepass", "pw1"]', '["x", "-storepass", "***"]'),
+    # an option with a secret-looking name and its value inside free text
+    ("option-in-free-text", "run with --password hunter2 now", "run with --password *** now"),
+    ("option-in-error", "error: unrecognized arguments: --api-key sk1",
+     "error: unrecognized arguments: --api-key ***"),
 ]  # fmt: skip
 
 # Ordinary arguments that must stay as they are (argv or URL).
@@ -661,6 +742,57 @@ KEEPS: List[Tuple[str, Any]] = [
     ("query-key-no-url", "?key=a&key=b"),
     ("query-key-dotted-word", ["grep", "a.b?key=c"]),
     ("key-amp-not-form", ["x", "a&key=b"]),
+    ("key-after-shell-semicolon", ["bash", "-c", "cd x;key=abc ./run"]),
+    ("url-path-param-keyword", "https://h.example.com/api;keyword=x;monkey=1"),
+    ("grep-semicolon-key", ["grep", "a;key=b", "f.txt"]),
+    # parameter names with "%" or "[" that are not secret-looking, or not in a URL
+    ("url-param-encoded-not-secret", "https://h/x?%6Beyword=x&utm%5Fsource=y&q=100%25"),
+    ("url-param-array-not-secret", "https://h/x?tokenizer[0]=bert&page[size]=10"),
+    ("url-param-array-key-column", "https://h/x?data[key_column]=text"),
+    ("url-param-array-boolean", "https://h/x?key[]=true&token[0]="),
+    ("param-array-key-no-url", ["grep", "a?key[]=b", "f.txt"]),
+    ("param-array-key-shell-and", ["bash", "-c", "cd x&&key[0]=abc"]),
+    ("param-encoded-key-first-in-form", ["x", "%6Bey=abc&a=1"]),
+    ("python-unquoted-subscript", ["python", "-c", "arr[0]=5; os.environ[key]=v; d[key]=1"]),
+    # "a:b@c" that holds no password (scp-style remotes are kept above): image digests, mailto
+    ("image-digest", ["docker", "pull", "python:3.11@sha256:" + "0123456789abcdef" * 4]),
+    ("image-digest-digits", ["docker", "pull", "python:3.11@sha256:" + "1234567890" * 6 + "abcd"]),
+    ("mailto", "mailto:x@example.com"),
+    ("xmpp-sip", "xmpp:ada@jabber.example.org sip:ada@voip.example.com"),
+    ("search-fields", "from:ada@example.com to:bob@example.org author:Ada@example.com"),
+    ("colon-no-at", ["x", "a:b", "host:8080"]),
+    ("email", ["git", "config", "user.email", "ada@example.com"]),
+    ("user-at-host", ["ssh", "user@host", "ls"]),
+    ("git-format", ["git", "log", "--format=%an:%ae@x"]),
+    ("rsync-host-path", ["rsync", "-a", "host:/path/", "dest"]),
+    ("userinfo-one-word-host", ["x", "a:b@c", "a:b@c:d"]),
+    ("time-at-host", "12:30:45@worker-1.example.com"),
+    ("npm-alias-version", ["npm", "install", "npm:pkg@1.2.3"]),
+    ("gradle-coordinates", ["x", "com.google.guava:guava:31.1-jre@jar"]),
+    ("purl", ["x", "pkg:pypi/requests@2.31.0"]),
+    # Python subscripts and calls whose name is not secret-looking, or whose value is no string
+    ("python-tokenizer-subscript", ["python", "-c", "d['tokenizer']='bert'"]),
+    ("python-path-subscript", ["python", "-c", "os.environ['PATH']='/x'"]),
+    ("python-bare-key-subscript", ["python", "-c", "x['key']='y'"]),
+    ("python-compare", "if os.environ['TOKEN'] == 'x': pass"),
+    ("python-variable-value", "os.environ['TOKEN'] = token"),
+    ("python-empty-value", "os.environ['TOKEN'] = ''"),
+    ("python-get-no-default", 'os.environ.get("TOKEN")'),
+    ("python-other-call", "logger.info('auth', 'ok'); print('password', 'is', 'short')"),
+    ("python-setattr", "setattr(cfg, 'token', t)"),
+    ("python-boolean-value", 'os.environ["USE_AUTH_TOKEN"] = "true"'),
+    ("python-argv-list-kept", "['x', '--tokenizer', 'bert', '--token', '--model', 'm']"),
+    ("python-argv-list-boolean", "['x', '--use_auth_token', 'True', '--password-file', 'p']"),
+    ("json-list-no-dashes", '{"stop": ["token", "end"]}'),
+    ("python-credentials-path", "os.environ['GOOGLE_APPLICATION_CREDENTIALS'] = '/p/sa.json'"),
+    # options in free text: a switch alone, a file of secrets, a name that is not secret-looking
+    ("option-alone", ["x", "--password"]),
+    ("option-password-file", "run with --password-file /run/pw now"),
+    ("option-tokenizer", "run with --tokenizer bert now"),
+    ("option-boolean", "set --use_auth_token True"),
+    ("option-metavar", "usage: x [-h] (--api-key API_KEY)\n  --password PASSWORD  a password"),
+    ("option-metavar-bash-c", ["bash", "-c", "echo --api-key API_KEY"]),
+    ("option-click-help", "Options:\n  --api-key TEXT  Your API key\n  --token <token>  A token"),
 ]
 
 # Rows knowingly left failing (id -> reason); the report lists them.
@@ -891,6 +1023,39 @@ def test_secret_values_never_appear(name: str, value: str, joined: bool) -> None
     assert value not in redact_command(["bash", "-c", shlex.join(argv)])
 
 
+@given(
+    st.sampled_from(["user", "ada", "oauth2", "x-token-auth", "deploy.bot"]),
+    st.text(
+        alphabet=st.characters(
+            min_codepoint=33, max_codepoint=126, blacklist_characters="/:@\"'<>`"
+        ),
+        min_size=1,
+        max_size=16,
+    ),
+    st.sampled_from(["proxy.local:3128", "db.example.com", "localhost", "10.0.0.7:8080", "svc:80"]),
+)
+def test_schemeless_credentials_never_appear(user: str, password: str, host: str) -> None:
+    secret = "Q" + password + "Q"  # a password holding what ends one must be encoded
+    for text in (f"{user}:{secret}@{host}", f"http_proxy={user}:{secret}@{host}/x"):
+        assert secret not in redact_text(text), text
+        assert secret not in redact_command(["curl", "-x", text, "https://h/"]), text
+
+
+@given(
+    st.sampled_from(["key", "api_key", "access_token", "pwd", "Password", "X-Amz-Signature"]),
+    st.lists(st.booleans(), min_size=16, max_size=16),
+    st.sampled_from(["{}", "{}[]", "{}[0]", "auth[{}]", "data[0][{}]"]),
+    st.sampled_from(["https://h.example.com/x?a=1&", "h.example.com/api;", "user=ada&"]),
+)
+def test_encoded_and_array_parameter_names_are_read(
+    name: str, encode: List[bool], shape: str, before: str
+) -> None:
+    written = "".join(f"%{ord(c):02X}" if e else c for c, e in zip(name, encode))
+    text = f"{before}{shape.format(written)}=Qsecret1&b=2"
+    assert "Qsecret1" not in redact_text(text), text
+    assert redact_text(text).endswith("=***&b=2"), text
+
+
 @given(st.text(alphabet="abc:@/", max_size=12), st.text(alphabet="abc:", max_size=8))
 def test_url_credentials_never_appear(host: str, password: str) -> None:
     url = f"https://user:{password}X@{host.replace('@', '')}/path"
@@ -979,6 +1144,7 @@ def test_nothing_is_compiled_at_import() -> None:
     code = (
         "import tango_stepinfo.redact as r; assert not r._patterns, r._patterns; "
         "r.redact_command(['train.py', '--config', 'x.jsonnet', '--lr', '3e-4', '-w', '/ws']); "
+        "r.redact_url('git@github.com:org/repo.git'); "
         "assert not r._patterns, r._patterns; import sys; assert 'shlex' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -1000,6 +1166,14 @@ HOSTILE = [
     ("", "a.", "?key=1"), ("", "a.", "!?key=1"), ("", "a=", "h.io/?key=1"), ("", "a:", "?key=1"),
     ("", "a ", "?key=1"), ("?key=1 ", "a ", ""), "Authorization=Bearer a ",
     ("token=", "Bearer ", "a"), "bash -c '--token x ", 'sh -c "x --password=a ',
+    # path parameters; credentials without a scheme, Python subscripts and calls, options in
+    # free text
+    ";key=", "h.io/a;key=a ", ("https://h/x;", "key=a;", ""), ("", "a/", ";key=1"),
+    "%6B", "&%6B", "%6Bey=a&", "&key[]=a", "[]", "&a[0]=1", ("https://h/x?", "%6Bey=a&", ""),
+    ("https://h/x?", "key[]=a&", ""), ("&", "%6B", "=1"), "h.io/?key[]=a ", "h.io/?%6Bey=a ",
+    "a:b@", " a:b@h.io", "=a:", ("a:b@", "c.", ""), "['TOKEN']=", "['TOKEN']='x' ",
+    "('TOKEN', 'x') ", "get('TOKEN', 'x') ", ("['TOKEN']='", "a", ""), "run --token x ",
+    "['--token', 'x', ", ", '--token', ",
 ]  # fmt: skip
 
 
