@@ -173,6 +173,51 @@ def test_empty_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert meta.branch == git(repo, "symbolic-ref", "--short", "HEAD") == "trunk"
 
 
+def test_an_unborn_branch_is_no_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_repo(tmp_path / "repo", commit=False)
+    monkeypatch.chdir(tmp_path / "repo")
+    assert git_reasons() is None
+
+
+@pytest.mark.parametrize(
+    ("head", "ref", "reason", "branch"),
+    [
+        (b"\0" * 41, None, "HEAD holds neither a hash nor a ref", None),  # a crash's zeroes
+        (b"", None, "HEAD holds neither a hash nor a ref", None),
+        (b"ref: refs/heads/.invalid\n", None, "the reftable ref format is not read", None),
+        (b"ref: refs/heads/main\n", b"garbage\n", "refs/heads/main holds neither", "main"),
+    ],
+    ids=["zeroed", "empty", "reftable", "corrupt-ref"],
+)
+def test_a_commit_that_cannot_be_read_is_a_noted_fallback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    head: bytes,
+    ref: Optional[bytes],
+    reason: str,
+    branch: Optional[str],
+) -> None:
+    # Found by the probes' red team: a corrupt HEAD gave commit None (a repository with no
+    # commits says the same) with the reason only in the DEBUG log.
+    repo = make_repo(tmp_path / "repo")
+    commit = git(repo, "rev-parse", "HEAD")
+    (repo / ".git" / "HEAD").write_bytes(head)
+    if ref is not None:
+        (repo / ".git" / "refs" / "heads" / "main").write_bytes(ref)
+    monkeypatch.setenv("TANGO_STEPINFO_GIT_DIRTY", "0")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and meta.commit is None and meta.branch == branch
+    reasons = git_reasons() or {}
+    assert reasons["git.commit"].startswith(reason)
+    assert ("git.branch" in reasons) is (branch is None)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")  # repaired: noted no more
+    (repo / ".git" / "refs" / "heads" / "main").write_text(commit + "\n")
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and (meta.commit, meta.branch) == (commit, "main")
+    assert git_reasons() is None
+
+
 def test_no_origin_takes_the_first_remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = make_repo(tmp_path / "repo")
     git(repo, "remote", "add", "upstream", "https://example.com/up.git")
@@ -510,6 +555,47 @@ TRICKY_CONFIG = r"""
 [include]
 	path = extra.config
 """
+
+
+@pytest.mark.parametrize("only_index", [True, False], ids=["index-only", "all"])
+def test_variables_of_another_repository_are_not_passed_to_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, only_index: bool
+) -> None:
+    # Found by the probes' red team: a step run from a git hook of another repository (which
+    # sets GIT_DIR and GIT_INDEX_FILE for its own) had its clean checkout recorded as dirty,
+    # with the hash of a diff against the other repository's index.
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    git(outer, "init", "-q")
+    (outer / "other.txt").write_text("x\n")
+    git(outer, "add", "other.txt")
+    git(outer, "commit", "-q", "-m", "another history")
+    (outer / "staged.txt").write_text("y\n")
+    git(outer, "add", "staged.txt")
+    repo = make_repo(tmp_path / "repo")
+    expected = probe(repo, monkeypatch)
+    assert expected is not None and expected.dirty is False
+    hook = {
+        "GIT_DIR": str(outer / ".git"),
+        "GIT_WORK_TREE": str(outer),
+        "GIT_INDEX_FILE": str(outer / ".git" / "index"),
+        "GIT_OBJECT_DIRECTORY": str(outer / ".git" / "objects"),
+        "GIT_COMMON_DIR": str(outer / ".git"),
+        "GIT_PREFIX": "sub/",
+    }
+    if only_index:  # alone, it made the clean checkout dirty (with the objects, unknown)
+        hook = {"GIT_INDEX_FILE": hook["GIT_INDEX_FILE"]}
+    for name, value in hook.items():
+        monkeypatch.setenv(name, value)
+    tango_stepinfo.clear_cache()
+    assert probe(repo, monkeypatch) == expected
+    assert git_reasons() is None
+    (repo / "file.txt").write_text("changed\n")
+    tango_stepinfo.clear_cache()
+    meta = probe(repo, monkeypatch)
+    for name in hook:
+        monkeypatch.delenv(name)
+    assert meta is not None and meta.dirty is True and meta.diff == diff_hash(repo)
 
 
 def test_config_parsing_matches_git(tmp_path: Path) -> None:

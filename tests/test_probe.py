@@ -59,6 +59,49 @@ def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
+class _Raising:
+    """What a sys.path entry's methods do here: raise."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("__eq__")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("__hash__")
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("__bool__")
+
+    def __fspath__(self) -> str:
+        raise RuntimeError("__fspath__")
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__")
+
+
+class _RaisingStr(str):
+    """A str subclass whose own methods raise: import reads it as the plain string it holds."""
+
+    __eq__ = _Raising.__eq__  # type: ignore[assignment]
+    __hash__ = _Raising.__hash__  # type: ignore[assignment]
+    __bool__ = _Raising.__bool__
+    __fspath__ = _Raising.__fspath__
+    __str__ = _Raising.__str__
+
+    def lower(self) -> str:  # type: ignore[override]
+        raise RuntimeError("lower")
+
+
+class _RaisingList(list):  # type: ignore[type-arg]
+    """A sys.path replaced by a list subclass whose comparisons and iteration raise."""
+
+    __eq__ = _Raising.__eq__  # type: ignore[assignment]
+    __ne__ = _Raising.__eq__  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]
+
+    def __iter__(self) -> Iterator[object]:
+        raise RuntimeError("__iter__")
+
+
 @pytest.fixture
 def outside_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Work in an empty folder outside any repository, so no git status runs."""
@@ -275,18 +318,44 @@ def test_python_is_platform_python_version() -> None:
 
 
 @pytest.mark.parametrize(
-    ("version", "expected"),
+    ("version", "info", "expected"),
     [
-        ("3.13.0rc1 (main, Oct  1 2024) [GCC 12]", "3.13.0rc1"),
-        ("3.12 (default) [GCC]", "3.12.0"),
-        ("3.9.18+ (heads/3.9:abc, Jan 1 2024) [Clang]", "3.9.18+"),
+        ("3.13.0rc1 (main, Oct  1 2024) [GCC 12]", (3, 13, 0, "candidate", 1), "3.13.0rc1"),
+        ("3.12 (default) [GCC]", (3, 12, 0, "final", 0), "3.12.0"),
+        ("3.9.18+ (heads/3.9:abc, Jan 1 2024) [Clang]", (3, 9, 18, "final", 0), "3.9.18+"),
     ],
 )
 def test_python_version_parsing(
-    monkeypatch: pytest.MonkeyPatch, version: str, expected: str
+    monkeypatch: pytest.MonkeyPatch, version: str, info: Tuple[object, ...], expected: str
 ) -> None:
     monkeypatch.setattr(sys, "version", version)
+    monkeypatch.setattr(sys, "version_info", info)
     assert _probe.python() == expected
+
+
+@pytest.mark.parametrize("version", ["garbage", "", None, b"3.11.7", "2.7.18 (default)"])
+def test_python_version_of_a_replaced_sys_version_is_sys_version_info(
+    monkeypatch: pytest.MonkeyPatch, version: object
+) -> None:
+    # Found by the probes' red team: a sys.version replaced by the program ("garbage") was
+    # recorded as the Python version; platform.python_version() raises there.
+    monkeypatch.setattr(sys, "version", version)
+    assert _probe.python() == ".".join(str(v) for v in sys.version_info[:3])
+    assert environment_reasons()["python"].startswith("sys.version does not start with")
+
+
+@pytest.mark.parametrize("exe", [b"/usr/bin/python3", 3, _Raising()], ids=["bytes", "int", "obj"])
+@pytest.mark.skipif(not os.path.exists("/proc/self/exe"), reason="needs /proc")
+def test_executable_not_a_str_falls_back_to_proc(
+    monkeypatch: pytest.MonkeyPatch, exe: object
+) -> None:
+    # Found by the probes' red team: Path(sys.executable) raised TypeError out of StepInfo().
+    monkeypatch.setattr(sys, "executable", exe)
+    info = StepInfo("a", "A", set(), True)
+    assert info.environment.executable == Path(os.readlink("/proc/self/exe"))
+    assert (info.environment.fallbacks or {})["executable"] == (
+        "sys.executable is not a str; recorded the target of /proc/self/exe"
+    )
 
 
 def test_executable() -> None:
@@ -349,6 +418,42 @@ def test_command_with_odd_argv(
     assert EnvironmentMetadata().command == expected
     if argv in (None, "missing"):
         assert "sys.argv is missing" in debug_log.text
+
+
+def test_command_with_bytes_in_argv_is_decoded_as_python_decodes_argv(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Was str(b"x"), "b'x'": a command nobody typed.
+    monkeypatch.setattr(sys, "argv", [b"run\xff.py", bytearray(b"--token"), b"s3cret"])
+    assert _probe.command() == "'run\udcff.py' --token '***'"
+    assert "command" not in environment_reasons()
+    # An error handler that can fail (Windows decodes with surrogatepass): str() and a reason.
+    monkeypatch.setattr(sys, "getfilesystemencodeerrors", lambda: "strict")
+    monkeypatch.setattr(sys, "argv", [b"run\xff.py"])
+    assert _probe.command() == "'b'\"'\"'run\\xff.py'\"'\"''"
+    assert environment_reasons()["command"].startswith("sys.argv holds items that are not str")
+
+
+def test_command_with_argv_items_whose_methods_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by the probes' red team: an item whose __str__ raised, and a list subclass whose
+    # __eq__ raised, came out of command() and StepInfo(); a str subclass whose methods raise
+    # gave "" (redaction gave up on it) with no reason.
+    monkeypatch.setattr(sys, "argv", [_RaisingStr("a.py"), _RaisingStr("--password=x")])
+    assert _probe.command() == "a.py '--password=***'"
+    monkeypatch.setattr(sys, "argv", ["a.py", _Raising(), 3])
+    reason = "sys.argv holds items that are not str or decodable bytes; recorded them with str()"
+    for _ in range(2):  # the second from the cache, with its reason
+        assert _probe.command() == "a.py '<_Raising>' 3"
+        assert environment_reasons()["command"] == reason
+    sys.argv[1] = _Raising()  # another object in the same place: compared with the one seen
+    assert _probe.command() == "a.py '<_Raising>' 3"
+    monkeypatch.setattr(sys, "argv", _RaisingList(["a.py", "x"]))
+    assert _probe.command() == "a.py x"
+    assert "command" not in environment_reasons()
+    list.insert(sys.argv, 1, "-v")
+    assert _probe.command() == "a.py -v x"
+    monkeypatch.setattr(sys, "orig_argv", [_Raising(), "-m", "a"], raising=False)
+    assert _probe.command() == "a.py -v x"
 
 
 def test_command_from_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -912,6 +1017,87 @@ def test_packages_none_when_sys_path_is_not_a_list(
     monkeypatch.setattr(sys, "path", None)
     assert _probe.packages() is None
     assert "sys.path is not a list" in debug_log.text
+
+
+@pytest.mark.parametrize("kind", ["object", "str-subclass", "empty-str-subclass"])
+def test_sys_path_entries_whose_methods_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside_git: Path, kind: str
+) -> None:
+    # Found by the probes' red team: sys.path compared with the scanned copy called an entry's
+    # __eq__ (when another object took its place), and the scan called a str subclass's
+    # __bool__ and __hash__; what they raised came out of packages() and StepInfo().
+    folder = tmp_path / "site"
+    dist_info(folder, "here-1.0.dist-info", "here", "1.0")
+    dist_info(outside_git, "cwd-2.0.dist-info", "cwd", "2.0")
+
+    def entry() -> object:
+        if kind == "object":
+            return _Raising()
+        return _RaisingStr(str(folder) if kind == "str-subclass" else "")
+
+    expected = [("here", "1.0")] if kind == "str-subclass" else []
+    expected += [("cwd", "2.0")] if kind == "empty-str-subclass" else []
+    monkeypatch.setattr(sys, "path", [entry(), str(tmp_path / "missing")])
+    assert _probe.packages() == expected
+    sys.path[0] = entry()  # another object, in the same place: compared with the one scanned
+    assert StepInfo("a", "A", set(), True).environment.packages == expected
+    sys.path[1] = str(tmp_path)  # changed behind it: still seen
+    dist_info(tmp_path, "later-3.0.dist-info", "later", "3.0")
+    assert _probe.packages() == sorted([*expected, ("later", "3.0")])
+
+
+def test_sys_path_a_list_subclass_whose_methods_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist_info(tmp_path, "here-1.0.dist-info", "here", "1.0")
+    monkeypatch.setattr(sys, "path", _RaisingList([str(tmp_path)]))
+    assert _probe.packages() == [("here", "1.0")]
+    sys.path.insert(0, str(tmp_path / "missing"))
+    assert _probe.packages() == [("here", "1.0")]
+
+
+def test_a_zip_archive_on_sys_path_is_a_noted_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the probes' red team: the distributions of a zipapp (or .pex, zipped egg) on
+    # sys.path are importable but not in the list, and nothing said so but a DEBUG line.
+    import zipfile
+
+    archive = tmp_path / "app.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("zipped-1.0.dist-info/METADATA", "Name: zipped\nVersion: 1.0\n")
+    app = tmp_path / "app.pyz"  # a zipapp: a #! line, then the archive
+    app.write_bytes(b"#!/usr/bin/env python3\n" + archive.read_bytes())
+    (tmp_path / "plain.txt").write_text("not an archive\n")  # import ignores it: nothing missed
+    dist_info(tmp_path / "site", "here-1.0.dist-info", "here", "1.0")
+    folders = [str(tmp_path / "plain.txt"), str(tmp_path / "site")]
+    monkeypatch.setattr(sys, "path", folders)
+    assert _probe.packages() == [("here", "1.0")]
+    assert "packages" not in environment_reasons()
+    monkeypatch.setattr(sys, "path", [str(app), *folders, str(archive)])
+    assert importlib_packages([str(app)]) == [("zipped", "1.0")]  # what import sees
+    assert _probe.packages() == [("here", "1.0")]
+    expected = "distributions in zip archives on sys.path are not read (.../app.pyz and 1 more)"
+    for _ in range(2):  # the second from the cache, with its reason
+        assert environment_reasons()["packages"] == expected
+    sys.path.remove(str(app))
+    sys.path.remove(str(archive))
+    assert "packages" not in environment_reasons()
+    if hasattr(os, "mkfifo"):  # not an archive, and not waited on: opening it could block
+
+        def hung(signum: int, frame: object) -> None:
+            raise AssertionError("opening a FIFO on sys.path blocked")
+
+        os.mkfifo(tmp_path / "fifo")
+        sys.path.append(str(tmp_path / "fifo"))
+        before = signal.signal(signal.SIGALRM, hung)
+        signal.alarm(30)
+        try:
+            assert _probe.packages() == [("here", "1.0")]
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, before)
+        assert "packages" not in environment_reasons()
 
 
 def test_each_record_gets_its_own_packages(outside_git: Path) -> None:

@@ -114,3 +114,81 @@ def test_collect_waits_for_a_grandchild_holding_the_pipe(tmp_path: Path) -> None
     tool = fake_bin(tmp_path / "bin", "tool", "(sleep 0.3; echo late) &\necho early\n")
     child = _spawned_and_exited(tool / "tool")
     assert _proc.collect("tool", child, 5.0) == (0, b"early\nlate\n")
+
+
+def test_collect_gives_up_on_a_grandchild_that_keeps_writing(tmp_path: Path) -> None:
+    # The child exits at once, leaving a grandchild that writes without end through the pipe:
+    # the timeout still holds (it was checked only while the child ran, so this read forever).
+    tool = fake_bin(tmp_path / "bin", "tool", "(yes &)\n")
+    child = _spawned_and_exited(tool / "tool")
+    started = time.monotonic()
+
+    def slow_sink(chunk: bytes) -> None:
+        time.sleep(0.002)  # the grandchild refills the pipe meanwhile
+        assert time.monotonic() - started < 30, "collect did not give up"
+
+    assert _proc.collect("tool", child, 0.5, slow_sink) is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child[0], os.WNOHANG)  # reaped; the grandchild died of SIGPIPE
+
+
+def test_collect_gives_up_on_a_child_that_closes_its_output_and_runs_on(
+    tmp_path: Path, debug_log: pytest.LogCaptureFixture
+) -> None:
+    # End of output does not mean exit: the wait for the status is bounded by the timeout too.
+    tool = fake_bin(tmp_path / "bin", "tool", "echo x86_64\nexec 1>&-\nexec sleep 60\n")
+    child = _proc.spawn([str(tool / "tool")], None)
+    assert child is not None
+    assert _proc.collect("tool", child, 0.5) is None
+    assert "closed its output" in debug_log.text
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child[0], os.WNOHANG)  # killed and reaped
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_collect_waits_for_a_child_that_exits_after_closing_its_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pidfd: bool
+) -> None:
+    if not pidfd:  # kernels before 5.3, or a seccomp filter refusing pidfd_open
+
+        def refused(pid: int, flags: int = 0) -> int:
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(os, "pidfd_open", refused, raising=False)
+    tool = fake_bin(tmp_path / "bin", "tool", "echo out\nexec 1>&-\nsleep 0.2\nexit 5\n")
+    child = _proc.spawn([str(tool / "tool")], None)
+    assert child is not None
+    assert _proc.collect("tool", child, 5.0) == (5, b"out\n")
+
+
+def test_kill_leaves_a_child_that_outlives_sigkill_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    # A child in uninterruptible sleep (a git reading a hung NFS mount) outlives SIGKILL until
+    # the mount answers: kill() waited for it without end, and the record with it.
+    import signal
+
+    tool = fake_bin(tmp_path / "bin", "tool", "exec sleep 1000\n")
+    child = _proc.spawn([str(tool / "tool")], None)
+    assert child is not None
+    os.close(child[1])
+    real_kill = os.kill
+    monkeypatch.setattr(os, "kill", lambda pid, sig: None)  # signals do not reach it
+
+    def hung(signum: int, frame: object) -> None:
+        raise AssertionError("kill() waited for a child that does not die")
+
+    before = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        _proc.kill(child[0], grace=0.1)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
+        monkeypatch.undo()
+    try:
+        assert os.waitpid(child[0], os.WNOHANG) == (0, 0)  # left behind, still running
+        assert "outlived SIGKILL" in debug_log.text
+    finally:
+        real_kill(child[0], signal.SIGKILL)
+        os.waitpid(child[0], 0)

@@ -27,11 +27,17 @@ No git binary and no subprocess is needed for ``commit``, ``remote`` and ``branc
   there is no binary, git fails or times out (the reason is noted as ``git.dirty`` and
   ``git.diff``), or ``TANGO_STEPINFO_GIT_DIRTY`` is ``0``/``false``/``no``/``off``; ``diff``
   is ``None`` in a repository with no commits (``git status`` alone answers there).
+- Every child runs without the variables that point git at one repository's files
+  (``GIT_DIR``, ``GIT_INDEX_FILE``, ``GIT_OBJECT_DIRECTORY``...; see :data:`_LOCAL_ENV`), as git
+  runs a command in a submodule: a git hook sets them for its own repository.
 - Every child runs with ``GIT_OPTIONAL_LOCKS=0`` (it never takes ``index.lock``), except the
   ``git status`` run when the index looks stale, as in a copied checkout or a fresh clone
   (:func:`_index_is_stale`): it runs as a plain ``git status`` and refreshes the index under
   git's own lock, once, unless ``TANGO_STEPINFO_GIT_REFRESH`` is off. ``git diff`` never writes
   the index.
+
+When ``HEAD`` cannot be read or is corrupt, ``commit`` (and ``branch``) are ``None`` and the
+reason is noted as ``git.commit`` (and ``git.branch``); an unborn branch notes nothing.
 
 Not handled (each gives ``commit``/``branch`` ``None`` or skips the feature, logged at DEBUG):
 the reftable ref format, ``core.worktree``, ``$GIT_DIR`` (ignored, as Tango ignores it) and
@@ -232,25 +238,33 @@ def _packed_ref(commondir: str, ref: str) -> Optional[str]:
     return None
 
 
-def _resolve(repo: Repo, deps: List[Tuple[str, Sig]]) -> Tuple[Optional[str], Optional[str]]:
-    """``(commit, branch)`` of ``HEAD``; every file consulted is added to ``deps``."""
+def _resolve(
+    repo: Repo, deps: List[Tuple[str, Sig]]
+) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+    """``(commit, branch, reason)`` of ``HEAD``; every file consulted is added to ``deps``.
+
+    ``reason`` says why the commit (and the branch, when it is ``None`` too) could not be read:
+    an unreadable or corrupt ``HEAD`` (a crash can leave it empty or zero-filled), a ref
+    holding neither a hash nor a ref, the reftable format. ``None`` when they were read, and on
+    an unborn branch, whose commit does not exist yet.
+    """
     head_path = os.path.join(repo.gitdir, "HEAD")
     deps.append((head_path, sig(head_path)))
     text = _read_text(head_path)
     if text is None:
         debug("cannot read %s", head_path)
-        return None, None
+        return None, None, "cannot read HEAD; recorded commit and branch as None"
     text = text.strip()
     if not text.startswith("ref:"):
         if _is_hash(text):
-            return text, None  # detached
+            return text, None, None  # detached
         debug("%s holds neither a hash nor a ref", head_path)
-        return None, None
+        return None, None, "HEAD holds neither a hash nor a ref; recorded commit and branch as None"
     ref = text[len("ref:") :].strip()
     branch = ref[len("refs/heads/") :] if ref.startswith("refs/heads/") else ref
     if ref == "refs/heads/.invalid":
         debug("%s uses the reftable format, which is not read", repo.commondir)
-        return None, None
+        return None, None, "the reftable ref format is not read; recorded commit and branch as None"
     for _ in range(10):  # a ref may itself be symbolic
         base = repo.gitdir if ref.startswith(_PER_WORKTREE) else repo.commondir
         loose = os.path.join(base, *ref.split("/"))
@@ -262,17 +276,17 @@ def _resolve(repo: Repo, deps: List[Tuple[str, Sig]]) -> Tuple[Optional[str], Op
             deps.append((packed, sig(packed)))
             value = _packed_ref(repo.commondir, ref)
             if value is None:
-                return None, branch  # an unborn branch: no commits yet
+                return None, branch, None  # an unborn branch: no commits yet
         value = value.strip()
         if value.startswith("ref:"):
             ref = value[len("ref:") :].strip()
             continue
         if _is_hash(value):
-            return value, branch
+            return value, branch, None
         debug("%s holds neither a hash nor a ref", loose)
-        return None, branch
+        return None, branch, f"{ref} holds neither a hash nor a ref; recorded commit as None"
     debug("%s: symbolic refs nested too deeply", head_path)
-    return None, branch
+    return None, branch, "symbolic refs nested more than 10 deep; recorded commit as None"
 
 
 def _config_value(text: str, i: int) -> Tuple[str, int]:
@@ -407,12 +421,15 @@ def _remote(repo: Repo, deps: List[Tuple[str, Sig]]) -> Optional[str]:
     return redact.redact_url(url)
 
 
-def read(repo: Repo) -> Tuple[Optional[str], Optional[str], Optional[str], Deps]:
-    """Read ``(commit, remote, branch)`` from the files of ``repo``, and the files' ``stat``."""
+def read(
+    repo: Repo,
+) -> Tuple[Optional[str], Optional[str], Optional[str], Deps, Optional[str]]:
+    """Read ``(commit, remote, branch)`` from the files of ``repo``, then the files' ``stat``
+    and why the commit could not be read (see :func:`_resolve`; ``None`` when it was)."""
     deps: List[Tuple[str, Sig]] = []
-    commit, branch = _resolve(repo, deps)
+    commit, branch, reason = _resolve(repo, deps)
     remote = _remote(repo, deps)
-    return commit, remote, branch, tuple(deps)
+    return commit, remote, branch, tuple(deps), reason
 
 
 # --- dirty and diff ------------------------------------------------------------------------------
@@ -472,7 +489,7 @@ def _index_is_stale(repo: Repo, commit: str) -> bool:
     worktree = repo.worktree
     if worktree is None:
         return False
-    path = os.environ.get("GIT_INDEX_FILE") or os.path.join(repo.gitdir, "index")
+    path = os.path.join(repo.gitdir, "index")  # not $GIT_INDEX_FILE: see _LOCAL_ENV
     try:
         with open(path, "rb") as f:
             data = f.read(16384)  # 16 entries, paths up to 1 KB
@@ -529,8 +546,34 @@ def _be(data: bytes, offset: int) -> int:
     return int.from_bytes(data[offset : offset + 4], "big")
 
 
+_LOCAL_ENV = (
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_IMPLICIT_WORK_TREE",
+    "GIT_GRAFT_FILE",
+    "GIT_INDEX_FILE",
+    "GIT_NO_REPLACE_OBJECTS",
+    "GIT_REPLACE_REF_BASE",
+    "GIT_PREFIX",
+    "GIT_INTERNAL_SUPER_PREFIX",
+    "GIT_SHALLOW_FILE",
+    "GIT_COMMON_DIR",
+)
+"""The variables that ``git rev-parse --local-env-vars`` lists (git 2.39) but the two carrying
+``git -c`` settings: what git itself removes before it runs a command in another repository (a
+submodule). The repository of a record is the one found from the working directory; these,
+when set (a git hook sets ``GIT_DIR`` and ``GIT_INDEX_FILE`` for its own repository), belong to
+another, and would make git read that one's index or objects: a clean checkout recorded as
+dirty, with the hash of a diff against another repository's index."""
+
+
 def _git_env(refresh: bool) -> Dict[str, str]:
     env = dict(os.environ)
+    for name in _LOCAL_ENV:
+        env.pop(name, None)
     env["GIT_TERMINAL_PROMPT"] = "0"
     if not refresh:
         env["GIT_OPTIONAL_LOCKS"] = "0"
@@ -694,7 +737,10 @@ def _status(repo: Repo, commit: Optional[str]) -> Tree:
 # forever for its own thread.
 _lock = _thread.RLock()
 _found: Optional[Tuple[str, Optional[Repo]]] = None
-_state: Optional[Tuple[Repo, Deps, Optional[str], Optional[str], Optional[str]]] = None
+# (repo, deps, commit, remote, branch, why the commit could not be read)
+_state: Optional[Tuple[Repo, Deps, Optional[str], Optional[str], Optional[str], Optional[str]]] = (
+    None
+)
 _dirty: Dict[Key, Tree] = {}
 # The first child of a check started ahead of need by prefetch(): key, repo, child, when it
 # started, its timeout, and for a git diff the hasher of its output (None for git status).
@@ -823,8 +869,11 @@ def _dirty_for(repo: Repo, commit: Optional[str], wait: bool = True) -> Tree:
         return _dirty[key]
 
 
-def _current(cwd: str) -> Optional[Tuple[Repo, Optional[str], Optional[str], Optional[str]]]:
-    """``(repo, commit, remote, branch)`` around ``cwd``, from the cache while still true."""
+def _current(
+    cwd: str,
+) -> Optional[Tuple[Repo, Optional[str], Optional[str], Optional[str], Optional[str]]]:
+    """``(repo, commit, remote, branch, reason)`` around ``cwd``, from the cache while still
+    true; ``reason`` says why the commit could not be read (see :func:`_resolve`)."""
     global _found, _state
     found = _found
     if found is None or found[0] != cwd:
@@ -834,13 +883,13 @@ def _current(cwd: str) -> Optional[Tuple[Repo, Optional[str], Optional[str], Opt
         return None
     state = _state
     if state is None or state[0] is not repo or not unchanged(state[1]):
-        commit, remote, branch, deps = read(repo)
+        commit, remote, branch, deps, reason = read(repo)
         if commit is None and branch is None and sig(deps[0][0]) is None:
             # HEAD is gone: the repository was removed or moved; look again next time.
             _found = None
             return None
-        state = _state = (repo, deps, commit, remote, branch)
-    return repo, state[2], state[3], state[4]
+        state = _state = (repo, deps, commit, remote, branch, reason)
+    return repo, state[2], state[3], state[4], state[5]
 
 
 def prefetch(cwd: str) -> None:
@@ -861,13 +910,16 @@ def facts(cwd: str) -> Optional[GitFacts]:
     """``(commit, remote, branch, dirty, diff)`` of the repository around ``cwd``; ``None`` outside.
 
     Notes why ``dirty`` and ``diff`` are ``None`` when a check failed (``git.dirty``,
-    ``git.diff`` in :mod:`._fallbacks`), at every call: the answer belongs to the commit.
+    ``git.diff`` in :mod:`._fallbacks`), and why ``commit`` (``git.commit``, and ``git.branch``
+    when it is ``None`` too) when ``HEAD`` could not be read, at every call.
     """
     current = _current(cwd)
     if current is None:
         return None
-    repo, commit, remote, branch = current
+    repo, commit, remote, branch, unread = current
     dirty, diff, reason = _dirty_for(repo, commit)
+    _fallbacks.note("git.commit", unread)
+    _fallbacks.note("git.branch", unread if branch is None else None)
     _fallbacks.note("git.dirty", reason)
     _fallbacks.note("git.diff", reason)
     return commit, remote, branch, dirty, diff

@@ -19,9 +19,11 @@ probe                         value, then its fallbacks in order
                               on POSIX), ``socket.gethostname()``, ``platform.node()``, then
                               ``"unknown"``
 :func:`python`                ``platform.python_version()`` (parsed from ``sys.version``, the
-                              same string)
-:func:`executable`            ``sys.executable``; when empty (embedded interpreters) the
-                              target of ``/proc/self/exe``, else ``Path("python")``
+                              same string); ``sys.version_info`` when ``sys.version`` does
+                              not start with its version (replaced by the program)
+:func:`executable`            ``sys.executable``; when empty (embedded interpreters) or not
+                              a string, the target of ``/proc/self/exe``, else
+                              ``Path("python")``
 :func:`command`               ``$TANGO_STEPINFO_COMMAND`` when set and not empty, else
                               ``shlex.join(sys.argv)`` (``sys.orig_argv`` under
                               ``python -m``), secrets redacted by
@@ -31,7 +33,8 @@ probe                         value, then its fallbacks in order
                               ``/proc/self/cwd`` without its `` (deleted)`` mark, then ``$PWD``
                               if absolute, then ``Path(".")``
 :func:`packages`              every distribution on ``sys.path`` (see :func:`packages`);
-                              ``None`` only when ``sys.path`` is not a list
+                              ``None`` only when ``sys.path`` is not a list; those in zip
+                              archives on it are left out, and that noted
 :func:`git`                   see :mod:`tango_stepinfo._git`; ``None`` outside a repository
 :func:`cpu_model`             see :mod:`tango_stepinfo._machine`
 :func:`cpu_usable`            see :mod:`tango_stepinfo._machine`
@@ -488,15 +491,21 @@ def host() -> str:
 
 def _python_version() -> str:
     # platform.python_version() is the leading [\w.+]+ run of sys.version, padded to x.y.z.
-    head = sys.version.split(None, 1)[0] if sys.version else ""
+    text = getattr(sys, "version", None)
+    head = str.__str__(text).split(None, 1)[0] if issubclass(type(text), str) and text else ""
     version = ""
     for ch in head:
         if not (ch.isalnum() or ch in "._+"):
             break
         version += ch
-    if not version:
-        return ".".join(str(v) for v in sys.version_info[:3])
     parts = version.split(".")
+    if parts[:2] != [str(v) for v in sys.version_info[:2]]:
+        # sys.version replaced (by the program): it is not the interpreter's version
+        _fallbacks.note(
+            "python", "sys.version does not start with the version of sys.version_info; used that"
+        )
+        return ".".join(str(v) for v in sys.version_info[:3])
+    _fallbacks.note("python", None)
     if len(parts) == 2:
         parts.append("0")
     return ".".join(parts)
@@ -511,6 +520,9 @@ def python() -> str:
 
 def _executable_sys() -> Optional[Path]:
     exe = getattr(sys, "executable", None)
+    if not issubclass(type(exe), str):  # None, or replaced by the program (bytes...)
+        return None
+    exe = str.__str__(exe)
     return Path(exe) if exe else None
 
 
@@ -529,11 +541,13 @@ def _executable() -> Path:
         _fallbacks.note("executable", None)
         return found
     found = _executable_proc()
+    exe = getattr(sys, "executable", None)
+    what = "empty" if exe is None or issubclass(type(exe), str) else "not a str"
     _fallbacks.note(
         "executable",
-        "sys.executable is empty; recorded the target of /proc/self/exe"
+        f"sys.executable is {what}; recorded the target of /proc/self/exe"
         if found is not None
-        else "sys.executable is empty and /proc/self/exe unreadable; recorded 'python'",
+        else f"sys.executable is {what} and /proc/self/exe unreadable; recorded 'python'",
     )
     return found or Path("python")
 
@@ -613,12 +627,13 @@ def privacy() -> Optional[str]:
 
 # --- command line --------------------------------------------------------------------------------
 
-_argv: Tuple[List[Any], Any, str] = ([], None, "")
+_argv: Tuple[List[Any], Any, str, Optional[str]] = ([], None, "", None)
+"""The ``sys.argv`` last seen (a copy), ``sys.orig_argv`` then, the command and the reason."""
 _env_line: Tuple[str, str, Optional[str]] = ("", "", None)  # line, command, fallback reason
 _PY_FLAGS = frozenset("bBdEiIOPqRsSuvx")  # interpreter flags that take no argument
 
 
-def _typed_argv(argv: List[Any]) -> List[Any]:
+def _typed_argv(argv: List[str]) -> List[str]:
     """What was typed to start the process: ``sys.orig_argv`` under ``python -m``, else ``argv``.
 
     Under ``python [options] -m module args`` (also ``-mmodule``, and flags joined before the
@@ -627,10 +642,11 @@ def _typed_argv(argv: List[Any]) -> List[Any]:
     module's file (``module/path.py``, ``module/path/__main__.py``, or ``-m`` while it is being
     found), ``sys.orig_argv`` is returned whole: interpreter, options, ``-m``, module and
     arguments as typed. Anything else (a script, ``-c``, a ``sys.argv`` the program changed,
-    Python 3.9) gives ``argv``.
+    Python 3.9) gives ``argv``, and so does a ``sys.orig_argv`` holding anything but plain
+    strings (the interpreter's never does).
     """
     orig = getattr(sys, "orig_argv", None)
-    if not isinstance(orig, list) or not argv:
+    if not isinstance(orig, list) or not argv or not all(type(w) is str for w in orig):
         return argv
     head = len(orig) - (len(argv) - 1)
     if head < 2 or orig[head:] != argv[1:]:
@@ -698,25 +714,66 @@ def command() -> str:
         _fallbacks.note("command", cached_line[2])
         return cached_line[1]
     argv = getattr(sys, "argv", None)
-    if not isinstance(argv, list) or not argv:
-        if argv is None or not isinstance(argv, (list, tuple)):
-            debug("sys.argv is missing or not a list (%r), recording ''", type(argv).__name__)
-            _fallbacks.note("command", "sys.argv is missing or not a list; recorded ''")
-            return ""
-        argv = list(argv)
-    _fallbacks.note("command", None)
+    if not isinstance(argv, (list, tuple)):
+        debug("sys.argv is missing or not a list (%r), recording ''", type(argv).__name__)
+        _fallbacks.note("command", "sys.argv is missing or not a list; recorded ''")
+        return ""
+    if type(argv) is not list:  # a tuple, or a subclass: a plain list of the same items
+        argv = list.copy(argv) if isinstance(argv, list) else list(tuple.__iter__(argv))
     cached = _argv
     orig = getattr(sys, "orig_argv", None)
-    if argv == cached[0] and orig is cached[1]:
-        return cached[2]
-    copy = [a if isinstance(a, str) else str(a) for a in argv]
-    typed = [a if isinstance(a, str) else str(a) for a in _typed_argv(copy)]
+    if orig is cached[1]:
+        try:
+            if cached[0] == argv:  # the same objects: equal without asking them
+                _fallbacks.note("command", cached[3])
+                return cached[2]
+        except Exception:  # another item's own __eq__ (anything): sys.argv changed
+            pass
+    seen = list(argv)
+    texts = [_argv_word(item) for item in seen]
+    why = None
+    if None in texts:
+        why = "sys.argv holds items that are not str or decodable bytes; recorded them with str()"
+        debug("%s", why)
+    copy = [_argv_text(item) if text is None else text for item, text in zip(seen, texts)]
+    typed = _typed_argv(copy)
     from . import redact  # loaded by the first record's probes (0.3 ms), not by the import
 
     policy = _privacy.current()
     text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
-    _argv = (copy, orig, text)
+    _argv = (seen, orig, text, why)
+    _fallbacks.note("command", why)
     return text
+
+
+def _argv_word(item: Any) -> Optional[str]:
+    """A ``sys.argv`` item as the plain string it is, or ``None`` when it is no text.
+
+    Bytes are decoded as Python decodes the command line (the file-system encoding and its
+    error handler); a subclass of ``str`` or ``bytes`` is read as the plain value it holds, so
+    that none of its own methods runs.
+    """
+    kind = type(item)
+    if kind is str:
+        return item  # type: ignore[no-any-return]
+    if issubclass(kind, str):
+        return str.__str__(item)
+    if issubclass(kind, (bytes, bytearray)):
+        decode = bytes.decode if issubclass(kind, bytes) else bytearray.decode
+        try:
+            return decode(item, sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
+        except UnicodeDecodeError:  # an error handler that can fail (Windows: surrogatepass)
+            return None
+    return None
+
+
+def _argv_text(item: Any) -> str:
+    """``str(item)`` for a ``sys.argv`` item that is no text; ``<type name>`` when that fails."""
+    try:
+        text = str(item)
+    except Exception:  # the item's own __str__: anything
+        return f"<{type(item).__name__}>"
+    return text if type(text) is str else str.__str__(text)
 
 
 # --- working directory ---------------------------------------------------------------------------
@@ -799,7 +856,8 @@ def root() -> Path:
 
 # --- packages ------------------------------------------------------------------------------------
 
-_packages: Optional[Tuple[List[Any], Deps, List[Package]]] = None
+# (a copy of sys.path, the stat of its folders, the packages, why they may be incomplete)
+_packages: Optional[Tuple[List[Any], Deps, List[Package], Optional[str]]] = None
 
 
 def normalize_name(name: str) -> str:
@@ -882,8 +940,9 @@ def _distribution(path: str, stem: str, is_dist_info: bool) -> Optional[Package]
     return normalize_name(headers["name"]), headers["version"]
 
 
-def _scan_folder(folder: str, found: Dict[str, str]) -> bool:
-    """Add the distributions of one ``sys.path`` entry to ``found``, keeping earlier ones.
+def _scan_folder(folder: str, found: Dict[str, str], zips: List[str]) -> bool:
+    """Add the distributions of one ``sys.path`` entry to ``found``, keeping earlier ones; add
+    it to ``zips`` when it is a zip archive (whose distributions are not read).
 
     The names are lowered in one call (joined by NUL, which no file name holds) and only
     ``*-info`` entries are looked at further: a ``site-packages`` holds many more modules than
@@ -895,6 +954,8 @@ def _scan_folder(folder: str, found: Dict[str, str]) -> bool:
         names = os.listdir(folder or ".")
     except NotADirectoryError:
         debug("not scanning %s for packages: not a folder (zip files are not read)", folder)
+        if _is_zip(folder):
+            zips.append(folder)
         return False
     except OSError:
         return False  # a missing sys.path entry, like pythonXY.zip, is normal
@@ -950,38 +1011,51 @@ def packages() -> Optional[List[Package]]:
     ``*.egg-info`` entries (and reading an unzipped ``*.egg`` on ``sys.path``); the version comes
     from a ``.dist-info`` folder's name, and metadata files are read only when the name does not
     carry it. Entries with no or empty metadata, or that cannot be read, are skipped (and logged);
-    zip files on ``sys.path`` are not read. Re-scanned only when ``sys.path`` or the ``stat`` of
-    one of its entries changed; the standard library's entries (``os.__file__``'s folder, its
-    ``lib-dynload`` and the ``pythonXY.zip`` beside it, usually missing), where installers never
-    put distributions, are not stat'ed again unless the first scan found distributions in them
-    (:func:`clear_cache` rescans everything). ``None`` when ``sys.path`` is not a list.
+    zip files on ``sys.path`` are not read (noted as the fallback reason of ``packages`` when
+    one is there: its distributions are importable but missing from the list). Re-scanned
+    only when ``sys.path`` or the ``stat`` of one of its entries changed; the standard library's
+    entries (``os.__file__``'s folder, its ``lib-dynload`` and the ``pythonXY.zip`` beside it,
+    usually missing), where installers never put distributions, are not stat'ed again unless
+    the first scan found distributions in them (:func:`clear_cache` rescans everything).
+    ``None`` when ``sys.path`` is not a list.
     """
     entries = getattr(sys, "path", None)
     if not isinstance(entries, list):
         debug("sys.path is not a list, recording packages as None")
         _fallbacks.note("packages", "sys.path is not a list; recorded None")
         return None
-    _fallbacks.note("packages", None)
     _used["packages"] = True
     until, epoch = _fresh
     scan = _packages
     now = monotonic()
-    if scan is None or _packages_epoch != epoch or scan[0] != entries or now >= until:
+    try:
+        fresh = scan is not None and _packages_epoch == epoch and scan[0] == entries and now < until
+    except Exception:  # an entry's own __eq__ (anything): sys.path changed, the scan copies it
+        fresh = False
+    if scan is None or not fresh:
         _recheck("packages", now)  # checks sys.path as it is then
         scan = _packages
         if scan is None:  # sys.path stopped being a list meanwhile: scan what was seen
-            return _scan(entries)[2]
+            scan = _scan(entries)
+    _fallbacks.note("packages", scan[3])
     return list(scan[2])
 
 
-def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package]]:
+def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[str]]:
     """Scan the folders of ``entries`` (``sys.path``): ``(a copy of entries, the folders' stat,
-    the sorted packages)``."""
-    entries = list(entries)
-    folders = [e or "." for e in entries if isinstance(e, str)]
+    the sorted packages, why they may be incomplete)``: the reason names the zip archives on
+    ``sys.path``, whose distributions are importable but not read.
+
+    Only ``str`` entries are folders (import skips the others: bytes, :class:`~pathlib.Path`,
+    ``None``). A subclass of ``str`` is read as the plain string it holds, so that none of its
+    methods (``__bool__``, ``__hash__``, ``__fspath__``...) runs: whatever they would raise.
+    """
+    entries = list.copy(entries)  # not list(): a list subclass's own __iter__ is not run
+    folders = [str.__str__(e) or "." for e in entries if issubclass(type(e), str)]
     sigs = [sig(folder) for folder in folders]
     found: Dict[str, str] = {}
-    holds = [_scan_folder(folder, found) for folder in folders]
+    zips: List[str] = []
+    holds = [_scan_folder(folder, found, zips) for folder in folders]
     stdlib = os.path.dirname(getattr(os, "__file__", "") or "") or None
     fixed = set()
     if stdlib:
@@ -998,7 +1072,35 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package]]:
         for folder, folder_sig, has in zip(folders, sigs, holds)
         if has or folder not in fixed
     )
-    return entries, deps, sorted(found.items())
+    reason = None
+    if zips:
+        more = f" and {len(zips) - 1} more" if len(zips) > 1 else ""
+        # Shortened as anonymous records shorten paths (.../app.pyz): a reason is kept in every
+        # record, and a home folder's path names its user.
+        first = _privacy.shorten(zips[0])
+        reason = f"distributions in zip archives on sys.path are not read ({first}{more})"
+    return entries, deps, sorted(found.items()), reason
+
+
+def _is_zip(path: str) -> bool:
+    """Whether the file ``path`` is a zip archive, which import reads (a zipapp, a ``.pex``,
+    a zipped egg): its end record (``PK\\5\\6``) is in its last 64 KiB, as :mod:`zipimport`
+    looks for it (a zipapp starts with a ``#!`` line, not with ``PK``). Only a regular file is
+    read: opened without blocking, so that a FIFO on ``sys.path`` cannot hang the probe."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except (OSError, ValueError):
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        os.lseek(fd, max(st.st_size - (65536 + 22), 0), os.SEEK_SET)
+        return b"PK\x05\x06" in os.read(fd, 65536 + 22)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 _tango: Tuple[Any, Optional[str]] = (None, None)
@@ -1101,7 +1203,11 @@ def _check_packages(epoch: int) -> None:
     if not isinstance(entries, list):
         return
     scan = _packages
-    if scan is None or scan[0] != entries:
+    try:
+        same = scan is not None and scan[0] == entries
+    except Exception:  # an entry's own __eq__ (anything): sys.path changed, the scan copies it
+        same = False
+    if scan is None or not same:
         _packages = _scan(entries)
     elif _packages_epoch != epoch and not unchanged(scan[1]):  # one stat per folder
         _packages = _scan(entries)  # a folder changed: pip installed or removed something
@@ -1154,7 +1260,7 @@ def clear_cache() -> None:
         _fallbacks.clear()
         _privacy.clear()
         _json_default.clear()
-        _argv = ([], None, "")
+        _argv = ([], None, "", None)
         _env_line = ("", "", None)
         _root = ("", Path("."))
         _packages = None

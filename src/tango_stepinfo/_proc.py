@@ -136,19 +136,20 @@ def kill(pid: int, grace: float = 0.5) -> None:
 
     ``SIGTERM`` first, so that a ``git`` holding ``index.lock`` removes it (git does on that
     signal; ``SIGKILL`` would leave it behind and make every later git command in the checkout
-    fail); ``SIGKILL`` when the child is still there after ``grace`` seconds.
+    fail); ``SIGKILL`` when the child is still there after ``grace`` seconds. A child that
+    outlives ``SIGKILL`` too for ``grace`` seconds (in uninterruptible sleep, as a ``git``
+    reading from a hung NFS mount is until the mount answers) is left behind unreaped rather
+    than waited for without end.
     """
     import signal
 
     try:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return
-            time.sleep(0.005)
+        if _reap(pid, time.monotonic() + grace) is not None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        if _reap(pid, time.monotonic() + grace) is None:
+            debug("child %s outlived SIGKILL for %s s, and was left behind", pid, grace)
     except OSError:
         pass  # already reaped, or reaped by the system (SIGCHLD ignored)
 
@@ -165,6 +166,10 @@ def collect(
     usually has) is read without waiting: no :func:`readable`, whose :mod:`select` costs 0.2 ms
     to import (3.11, ``-X importtime``, busy 2-core machine). If something else still holds
     the pipe (a grandchild), its output is waited for as a running child's is.
+
+    The ``timeout`` bounds the whole: a grandchild that keeps writing into the pipe after the
+    child exited, and a child that closes its output but keeps running, are given up on at the
+    deadline as a slow child is (the child is killed and reaped, the pipe closed).
     """
     pid, read_end = child
     chunks = []
@@ -174,12 +179,11 @@ def collect(
         if ended:
             os.set_blocking(read_end, False)
         while True:
-            if not ended:
-                left = deadline - time.monotonic()
-                if left <= 0 or not readable(read_end, left):
-                    kill(pid)
-                    debug("%s took more than %s s and was killed", name, timeout)
-                    return None
+            left = deadline - time.monotonic()
+            if left <= 0 or (not ended and not readable(read_end, left)):
+                kill(pid)
+                debug("%s took more than %s s and was killed", name, timeout)
+                return None
             try:
                 chunk = os.read(read_end, 65536)
             except BlockingIOError:  # exited, but a grandchild holds the pipe: wait for it
@@ -199,12 +203,59 @@ def collect(
     finally:
         os.close(read_end)
     try:
-        _, status = os.waitpid(pid, 0)
+        status = _reap(pid, deadline)
     except OSError as e:  # ChildProcessError: SIGCHLD is ignored, so nobody gets the status
         debug("cannot get the exit status of %s: %s", name, e)
         return None
+    if status is None:
+        kill(pid)
+        debug("%s closed its output but ran for more than %s s, and was killed", name, timeout)
+        return None
     code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
     return code, b"".join(chunks)
+
+
+def _reap(pid: int, deadline: float) -> Optional[int]:
+    """Reap the child ``pid``, waiting for it until ``deadline``; its wait status, or ``None``
+    when it still runs then.
+
+    A child usually exits right after closing its output, but about one time in four (a
+    ``git --version``, busy 2-core machine) it has not yet when the end of the output is read.
+    It is then waited for on a pidfd (Linux 5.3 and later), which wakes at its exit; where there
+    is none (older kernels, seccomp filters refusing it), by polling every 0.1 to 10 ms.
+
+    :raises OSError: :exc:`ChildProcessError` when the status cannot be had (SIGCHLD ignored).
+    """
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        return status
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # ENOSYS before Linux 5.3; EPERM under some seccomp filters
+            pidfd = None
+    try:
+        delay = 0.0001
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if pidfd is not None:
+                try:
+                    readable(pidfd, left)
+                except (OSError, ValueError):  # select() refuses fds of 1024 and more: poll
+                    os.close(pidfd)
+                    pidfd = None
+            if pidfd is None:
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 0.01)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _exited(pid: int) -> bool:
