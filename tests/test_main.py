@@ -1234,3 +1234,39 @@ def test_tango_alias_on_refuses_an_environment_without_tango() -> None:
         line
         == f"tango-stepinfo: ai2-tango is not installed for {sys.executable}; use --site to force"
     )
+
+
+def _run_with_stdout(stdout: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tango_stepinfo", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("args", [(), ("--json",), ("schema",)])
+def test_a_full_output_device_is_one_line_and_status_2(args: tuple) -> None:
+    with open("/dev/full", "w") as full:
+        result = _run_with_stdout(full, *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert result.stderr == "tango-stepinfo: cannot write the output: No space left on device\n"
+
+
+def test_a_closed_standard_output_is_one_line_and_status_2() -> None:
+    # Started with descriptor 1 closed (``>&-``): Python's sys.stdout is None.
+    shell = shutil.which("sh")
+    assert shell is not None
+    result = subprocess.run(
+        [shell, "-c", 'exec "$0" -m tango_stepinfo --json >&-', sys.executable],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "tango-stepinfo: cannot write: the standard output is closed\n"

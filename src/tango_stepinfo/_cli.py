@@ -11,6 +11,7 @@ errors and input that cannot be read or decoded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import io
 import json
@@ -604,7 +605,10 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: {_clean(message)}\n")
+    """One line on standard error (when there is one), control characters escaped."""
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"{PROG}: {_clean(message)}\n")
 
 
 # --- the parser --------------------------------------------------------------------------------
@@ -827,14 +831,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return e.status
     global _max_size
     _max_size = getattr(args, "max_size", MAX_INPUT_BYTES)
+    if sys.stdout is None:  # started with its standard output closed (``>&-``)
+        _error("cannot write: the standard output is closed")
+        return 2
     try:
         status = _COMMANDS[args.command](args)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as the Python docs advise.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _drop_output()
         return 1
+    except OSError as e:  # writing the output failed: a full disk (``>/dev/full``), EIO ...
+        _drop_output()
+        _error(f"cannot write the output: {e.strerror or e}")
+        return 2
     except KeyboardInterrupt:
         return 130
     return status
+
+
+def _drop_output() -> None:
+    """Point the standard output at ``os.devnull``, so that the interpreter's last flush of
+    what is still buffered does not fail again (and print a traceback) at exit."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
