@@ -1031,6 +1031,9 @@ def test_a_raised_size_cap_is_not_allocated_up_front(tmp_path: Path) -> None:
         result = run(*args, stdin=stdin, program=LIMITED)
         assert (result.returncode, result.stderr) == (0, ""), result
         assert result.stdout.endswith(": OK\n")
+    # a cap past what an index holds: read(cap + 1) raised OverflowError, with a traceback
+    result = run("check", "--max-size", str(10**20), path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}: OK\n", "")
 
 
 def test_reading_stops_one_byte_past_the_cap_whatever_the_size_expected(
