@@ -1273,3 +1273,27 @@ def test_a_closed_standard_output_is_one_line_and_status_2() -> None:
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr == "tango-stepinfo: cannot write: the standard output is closed\n"
+
+
+def test_bad_entries_of_a_store_are_kept_without_the_frames_of_their_decode(
+    tmp_path: Path,
+) -> None:
+    # Each error kept its traceback and context, and with them the frames of the failed decode
+    # (the scan's tables): 60,000 bad rows of a 1.8 MB database held 160 MB and took 2.1 s.
+    db = tmp_path / "stepinfo.sqlite"
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE unnamed (key TEXT PRIMARY KEY, value BLOB)")
+        conn.executemany(
+            "INSERT INTO unnamed VALUES (?, ?)", [(f"k{i:03d}", b"N.") for i in range(300)]
+        )
+    store = _cli.read_store(str(db))
+    assert store is not None
+    records, errors = store
+    assert records == [] and len(errors) == 300
+    assert str(errors[7]) == (
+        f"{db}[k007]: not a record: expected a record, a StepState, or a list, tuple or dict of"
+        " them, got null"
+    )
+    assert all(e.__traceback__ is None and e.__context__ is None for e in errors)
+    result = run("check", str(db))
+    assert result.returncode == 1 and result.stdout.count("\n") == 300
