@@ -72,6 +72,9 @@ def hostile_inputs() -> Dict[str, Callable[[], bytes]]:
         "1,000,000 None in a list": lambda: P2 + b"(" + b"N" * (MB - 5) + b"l" + STOP,
         "500,000 None appended one by one": lambda: P2 + b"]" + b"Na" * (MB // 2 - 3) + STOP,
         "333,333 None appended by APPENDS": lambda: P2 + b"]" + b"(Ne" * (MB // 3 - 2) + STOP,
+        "500,000 None pushed and popped": lambda: P2 + b"]" + b"N0" * (MB // 2 - 3) + STOP,
+        "500,000 MARK and POP_MARK": lambda: P2 + b"]" + b"(1" * (MB // 2 - 3) + STOP,
+        "500,000 None memoized": lambda: P2 + b"]" + b"N\x94" * (MB // 2 - 3) + STOP,
         "record with a 1 MB config of small lists": _record_with_config,
     }
 
