@@ -805,6 +805,9 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     push(fetch(index))
                 i += 2
             elif op == 0x28:  # MARK
+                if data[i + 1] == 0x31:  # POP_MARK at once: nothing happens (no call of to_mark)
+                    i += 2
+                    continue
                 if data[i + 1] in _APPENDED_FIRST and constants_appended():
                     continue
                 fence = len(stack)
@@ -995,6 +998,10 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 if data[i + 1] == 0x61 and constants_appended():
                     continue
                 if data[i + 1] not in _CONSTANT_OPS:  # one alone: no call of the expression
+                    if data[i + 1] == 0x30:  # POP at once: counted, then gone from the stack
+                        total += 5 + _SEP
+                        i += 2
+                        continue
                     push(-5)
                     total += 5 + _SEP
                     i += 1
