@@ -501,6 +501,38 @@ def _query_strings(text: str) -> List[Tuple[int, int]]:
     ]
 
 
+class _Queries:
+    """The query strings of a text (:func:`_query_strings`, found when first asked for), walked
+    in order by :meth:`move`."""
+
+    __slots__ = ("_left", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._left: Optional[List[Tuple[int, int]]] = None
+
+    def move(self, at: int) -> Tuple[int, int]:
+        """``(start, end)`` of the first query string that ends after ``at`` (``at`` only grows
+        from call to call); past the last one, the end of the text twice."""
+        if self._left is None:
+            self._left = _query_strings(self._text)[::-1]
+        left = self._left
+        while left and left[-1][1] <= at:
+            left.pop()
+        return left[-1] if left else (len(self._text), len(self._text))
+
+
+def _kept(value: str, kind: int) -> bool:
+    """Whether the value of a secret-looking pair, parameter or Python call of ``kind`` stays:
+    empty, hidden already, a boolean, or a credentials file's path."""
+    return (
+        not value
+        or value == MASK
+        or (len(value) < 6 and value.lower() in _BOOLEANS)
+        or (kind == _CREDENTIALS and _is_path(value))
+    )
+
+
 _QUOTES = frozenset(('"', "'", "\\"))  # what may open a quoted value
 _QUOTE_MARKS = frozenset(('"', "'", '\\"', "\\'"))
 
@@ -576,8 +608,8 @@ def _redact_params(text: str) -> str:
     pieces: List[str] = []
     last = 0
     kinds = _param_kinds
-    queries: Optional[List[Tuple[int, int]]] = None
-    query = query_end = 0  # the query string read last (or none)
+    queries = _Queries(text)
+    query = query_end = 0  # the query string moved to last (or none)
     for m in _pattern("param").finditer(" " + text):  # positions one more than in text
         before, name, value = m.groups()
         kind = kinds.get(name)
@@ -590,19 +622,10 @@ def _redact_params(text: str) -> str:
             if before not in "?&;" or text[at - 2 : at] == "&&":
                 continue
             if at >= query_end:
-                if queries is None:
-                    queries = _query_strings(text)[::-1]
-                while queries and queries[-1][1] <= at:
-                    queries.pop()
-                query, query_end = queries[-1] if queries else (len(text), len(text))
+                query, query_end = queries.move(at)
             if at <= query:
                 continue
-        if (
-            not value
-            or value == MASK
-            or (len(value) < 6 and value.lower() in _BOOLEANS)
-            or (kind == _CREDENTIALS and _is_path(value))
-        ):
+        if _kept(value, kind):
             continue
         start = m.start(3) - 1
         pieces += (text[last:start], MASK)
@@ -621,8 +644,8 @@ def _redact_pairs(text: str) -> str:
     pieces: List[str] = []
     last = 0
     kinds = _pair_kinds
-    queries: Optional[List[Tuple[int, int]]] = None  # read when first needed
-    query = query_end = 0  # the query string read last (or none)
+    queries = _Queries(text)
+    query = query_end = 0  # the query string moved to last (or none)
     for m in _pattern("pair").finditer(text):
         at = m.start()
         if at < last:
@@ -635,11 +658,7 @@ def _redact_pairs(text: str) -> str:
             continue
         if kind == _QUERY_SECRET:  # after "?", "&" or "&amp;" (the expression takes no other)
             if at >= query_end:
-                if queries is None:
-                    queries = _query_strings(text)[::-1]
-                while queries and queries[-1][1] <= at:
-                    queries.pop()
-                query, query_end = queries[-1] if queries else (len(text), len(text))
+                query, query_end = queries.move(at)
             if separator != "=" or at <= query or text[at - 2 : at] == "&&":
                 continue  # key: x, sed 's/?key=//', cd x&&key=x: not in a query string
         if value is not None and not (spaces and separator == ":"):
@@ -655,13 +674,8 @@ def _redact_pairs(text: str) -> str:
                 continue
             start, end = span
             value = text[start:end]
-        if (
-            not value
-            or value == MASK
-            or (len(value) < 6 and value.lower() in _BOOLEANS)
-            or (kind == _CREDENTIALS and _is_path(value))
-        ):
-            continue  # empty, hidden already, a boolean, or a credentials file's path
+        if _kept(value, kind):
+            continue
         pieces += (text[last:start], MASK)
         last = end
     if not pieces:
@@ -682,14 +696,7 @@ def _hide_python_value(m: Match[str]) -> str:
     _, subscript, _, call, _, option, double, single = m.groups()
     value = single if double is None else double
     kind = _option_kind(option) if option else _secret_kind(subscript or call)
-    if (
-        not kind
-        or not value
-        or value == MASK
-        or (len(value) < 6 and value.lower() in _BOOLEANS)
-        or (kind == _CREDENTIALS and _is_path(value))
-        or (option and value[0] == "-")  # ['--token', '--model', 'm']: a switch
-    ):
+    if not kind or _kept(value, kind) or (option and value[0] == "-"):  # ['--token', '--x']
         return m.group(0)
     whole = m.group(0)
     return whole[: len(whole) - len(value) - 1] + MASK + whole[-1]
