@@ -113,11 +113,11 @@ def table_problem(db: sqlite3.Connection) -> Optional[str]:
     if TABLE not in tables:
         shown = ", ".join(sorted(tables)) or "none"
         return f"not a Tango workspace database: no table {TABLE!r} (tables: {shown})"
+    if str(tables[TABLE] or "").upper().split()[1:2] == ["VIRTUAL"]:
+        return f"not a Tango workspace database: {TABLE!r} is a virtual table"
     computed = [
         row[1] for row in db.execute(f'PRAGMA table_xinfo("{TABLE}")') if row[6] not in (0, 1)
     ]  # hidden: 0 a column, 1 a virtual table's hidden one, 2 and 3 generated ones
-    if str(tables[TABLE] or "").upper().split()[1:2] == ["VIRTUAL"]:
-        return f"not a Tango workspace database: {TABLE!r} is a virtual table"
     if computed:
         shown = ", ".join(map(repr, computed))
         return f"not a Tango workspace database: {TABLE!r} has generated columns ({shown})"

@@ -998,13 +998,12 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 if data[i + 1] == 0x61 and constants_appended():
                     continue
                 if data[i + 1] not in _CONSTANT_OPS:  # one alone: no call of the expression
-                    if data[i + 1] == 0x30:  # POP at once: counted, then gone from the stack
-                        total += 5 + _SEP
-                        i += 2
-                        continue
-                    push(-5)
                     total += 5 + _SEP
-                    i += 1
+                    if data[i + 1] == 0x30:  # POP at once: counted, then gone from the stack
+                        i += 2
+                    else:
+                        push(-5)
+                        i += 1
                     continue
                 run = _CONSTANTS.match(data, i).end() - i  # type: ignore[union-attr]
                 stack.extend([-5] * run)
