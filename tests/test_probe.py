@@ -783,6 +783,48 @@ def test_a_signal_handler_making_a_record_during_the_first_record_does_not_hang(
     assert done.stdout.decode().split() == ["1", "True"]
 
 
+INTERRUPT_DURING_FIRST_RECORD = """
+import os, platform, signal
+from tango_stepinfo import StepInfo
+def handler(signum, frame):  # Ctrl-C, or a SIGTERM handler that raises
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    raise KeyboardInterrupt
+signal.signal(signal.SIGUSR1, handler)
+signal.alarm(20)  # a deadlock ends the process instead of the test run
+fds = len(os.listdir("/proc/self/fd"))
+try:
+    StepInfo("a", "A", set(), True)
+    print("not interrupted")
+except KeyboardInterrupt:
+    try:
+        left = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        left = "none"
+    print("children", left, "fds", len(os.listdir("/proc/self/fd")) - fds)
+    info = StepInfo("b", "B", set(), True)
+    print(info.platform.operating_system == platform.platform(), info.platform.fallbacks)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the signal comes from a child")
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc/self/fd")
+def test_an_interrupted_first_record_leaves_no_child_and_the_next_is_right(
+    outside_git: Path, tmp_path: Path
+) -> None:
+    """A ``KeyboardInterrupt`` raised while the first record probes the fixed facts (here sent
+    by ``uname -p`` as it starts, so that it comes while the other facts are probed or while
+    ``uname`` is waited for) propagates; ``uname`` is not left behind, running or unreaped,
+    nor its pipe open; the next record probes the fixed facts afresh."""
+    uname = shutil.which("uname")
+    if uname is None:
+        pytest.skip("the fake uname runs the real one")
+    done = run_signalled(
+        INTERRUPT_DURING_FIRST_RECORD, tmp_path / "bin", "uname", uname, cwd=outside_git
+    )
+    assert done.returncode == 0
+    assert done.stdout.decode().split() == ["children", "none", "fds", "0", "True", "None"]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_child_forked_during_a_recheck_can_recheck(outside_git: Path) -> None:
     """The re-check lock, held by a thread of the parent at the fork, is a new one in the child."""

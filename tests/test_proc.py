@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 
@@ -192,3 +193,73 @@ def test_kill_leaves_a_child_that_outlives_sigkill_behind(
     finally:
         real_kill(child[0], signal.SIGKILL)
         os.waitpid(child[0], 0)
+
+
+@contextlib.contextmanager
+def no_free_fd() -> Iterator[None]:
+    """Every file descriptor below a lowered soft ``RLIMIT_NOFILE`` taken: opening anything
+    fails with ``EMFILE``, as in a process that leaked its files. Restored on leaving."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    taken = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+    try:
+        while True:
+            try:
+                taken.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        yield
+    finally:
+        for fd in taken:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the posix_spawn path")
+def test_run_without_a_free_file_descriptor_is_none(
+    tmp_path: Path, debug_log: pytest.LogCaptureFixture
+) -> None:
+    """``os.pipe()`` failing with ``EMFILE`` is a child that could not be started, not an error."""
+    tool = str(fake_bin(tmp_path / "bin", "tool", "echo out\n") / "tool")
+    with no_free_fd():
+        assert _proc.spawn([tool], None) is None
+        assert _proc.run([tool], 5.0) is None
+    assert "Too many open files" in debug_log.text
+    assert _proc.run([tool], 5.0) == (0, b"out\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the posix_spawn path")
+@pytest.mark.parametrize("closes_output", [False, True], ids=["writing", "output-closed"])
+def test_an_exception_while_collecting_stops_the_child(tmp_path: Path, closes_output: bool) -> None:
+    """A ``KeyboardInterrupt`` (or a ``SIGTERM`` handler's exception) raised while a child is
+    waited for propagates, and the child is killed and reaped, not left running."""
+    import signal
+
+    script = "exec >&-; sleep 30\n" if closes_output else "sleep 30\n"
+    tool = str(fake_bin(tmp_path / "bin", "tool", script) / "tool")
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    child = _proc.spawn([tool], None)
+    assert child is not None
+    before = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _proc.collect("tool", child, 20.0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        with pytest.raises(ChildProcessError):  # reaped: no such child any more
+            os.waitpid(child[0], os.WNOHANG)
+        with pytest.raises(OSError):  # its pipe closed
+            os.fstat(child[1])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+        try:
+            os.kill(child[0], signal.SIGKILL)
+            os.waitpid(child[0], 0)
+        except OSError:
+            pass

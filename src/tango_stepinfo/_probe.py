@@ -247,22 +247,27 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     policy = _privacy.current()  # an unknown mode raises here, before any child is started
     parts = _linux_parts()
     processor = _start_uname_p() if parts is not None else None
-    from . import _gpu, _job, _machine  # imported while uname runs (0.6 ms)
+    try:
+        from . import _gpu, _job, _machine  # imported while uname runs (0.6 ms)
 
-    gpus = _gpu.start()  # NVML, when there is a driver, answers in a thread meanwhile
-    cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
-    facts = _process_facts(policy)
-    facts.update(
-        cpu_model=_machine.cpu_model(),
-        cpu_usable=_machine.cpu_usable(cgroups),
-        memory=_machine.memory(cgroups),
-        container=_machine.container(),
-        job=_job.job(),
-    )
-    if policy is not None and facts["job"] is not None:
-        # (system, id, name, url, attempt): the url is dropped, as it is probed
-        facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
-    packages()  # the first scan, cached for the record being made
+        gpus = _gpu.start()  # NVML, when there is a driver, answers in a thread meanwhile
+        cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
+        facts = _process_facts(policy)
+        facts.update(
+            cpu_model=_machine.cpu_model(),
+            cpu_usable=_machine.cpu_usable(cgroups),
+            memory=_machine.memory(cgroups),
+            container=_machine.container(),
+            job=_job.job(),
+        )
+        if policy is not None and facts["job"] is not None:
+            # (system, id, name, url, attempt): the url is dropped, as it is probed
+            facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
+        packages()  # the first scan, cached for the record being made
+    except BaseException:  # KeyboardInterrupt meanwhile: it propagates, uname is not left behind
+        if processor is not None:
+            processor()  # reaps it: it has usually ended (else killed, within 2 s at most)
+        raise
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
     facts["operating_system"] = _operating_system(linux)
     facts["gpus"] = gpus()

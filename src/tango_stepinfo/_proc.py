@@ -87,8 +87,15 @@ def run(
 
 
 def spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tuple[int, int]]:
-    """Start ``argv`` with :func:`os.posix_spawn`; ``(pid, fd of its stdout)``, or ``None``."""
-    read_end, write_end = os.pipe()  # both non-inheritable: the child keeps only its dup2 copy
+    """Start ``argv`` with :func:`os.posix_spawn`; ``(pid, fd of its stdout)``, or ``None``.
+
+    ``None`` too when no pipe can be had (``EMFILE``: the process is at its ``RLIMIT_NOFILE``).
+    """
+    try:
+        read_end, write_end = os.pipe()  # both non-inheritable: the child keeps only its copy
+    except OSError as e:
+        debug("could not run %s: %s", argv[0], e)
+        return None
     try:
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
@@ -160,6 +167,8 @@ def collect(
     """Read a child's output to its end and reap it; kill it after ``timeout`` seconds.
 
     Never raises: when the output cannot be read the child is killed, and ``None`` returned.
+    An exception raised meanwhile by a signal handler (``KeyboardInterrupt``) propagates, the
+    child killed and reaped first.
     With a ``sink``, each chunk is handed to it instead of being kept (see :func:`run`).
 
     A child that has already exited (as ``uname -p``, started well before it is collected,
@@ -200,6 +209,9 @@ def collect(
         kill(pid)
         debug("cannot read the output of %s (%s), it was killed", name, e)
         return None
+    except BaseException:  # KeyboardInterrupt, a SIGTERM handler's exception: it propagates,
+        kill(pid)  # and the child does not outlive the wait for it
+        raise
     finally:
         os.close(read_end)
     try:
@@ -207,6 +219,9 @@ def collect(
     except OSError as e:  # ChildProcessError: SIGCHLD is ignored, so nobody gets the status
         debug("cannot get the exit status of %s: %s", name, e)
         return None
+    except BaseException:
+        kill(pid)
+        raise
     if status is None:
         kill(pid)
         debug("%s closed its output but ran for more than %s s, and was killed", name, timeout)
