@@ -33,11 +33,12 @@ from tango_stepinfo import (
     StepInfo,
     TangoMetadata,
     __version__,
+    _fallbacks,
     _probe,
     redact,
 )
 
-from .conftest import exit_code_of_forked, fake_bin, run_signalled
+from .conftest import exit_code_of_forked, fake_bin, no_free_fd, run_signalled
 
 # importlib.metadata loads parts of itself (and email) lazily; load them now, while sys.path is
 # still whole, since some tests below replace it.
@@ -1031,6 +1032,26 @@ def test_a_sys_path_folder_created_later_is_scanned(
     assert _probe.packages() == []
     dist_info(later, "late-1.0.dist-info", "late", "1.0")
     assert _probe.packages() == [("late", "1.0")]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_a_folder_not_listed_for_want_of_file_descriptors_is_noted_and_listed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``EMFILE`` listing a ``sys.path`` folder (a process that leaked its files) is no
+    absence: the distributions missing are noted, and the next record lists the folder again
+    though it did not change."""
+    folder = tmp_path / "site"
+    dist_info(folder, "here-1.0.dist-info", "here", "1.0")
+    monkeypatch.setattr(sys, "path", [str(folder)])
+    _probe.clear_cache()
+    with no_free_fd():
+        assert _probe.packages() == []
+        reason = _fallbacks.collect(["packages"])
+    assert reason is not None
+    assert "Too many open files" in reason["packages"], reason
+    assert _probe.packages() == [("here", "1.0")]
+    assert _fallbacks.collect(["packages"]) is None
 
 
 def test_first_on_sys_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

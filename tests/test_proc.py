@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Tuple
 
 import pytest
 
 from tango_stepinfo import _proc
 
-from .conftest import fake_bin
+from .conftest import fake_bin, no_free_fd
 
 
 @pytest.fixture
@@ -193,28 +192,6 @@ def test_kill_leaves_a_child_that_outlives_sigkill_behind(
     finally:
         real_kill(child[0], signal.SIGKILL)
         os.waitpid(child[0], 0)
-
-
-@contextlib.contextmanager
-def no_free_fd() -> Iterator[None]:
-    """Every file descriptor below a lowered soft ``RLIMIT_NOFILE`` taken: opening anything
-    fails with ``EMFILE``, as in a process that leaked its files. Restored on leaving."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    taken = []
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
-    try:
-        while True:
-            try:
-                taken.append(os.open(os.devnull, os.O_RDONLY))
-            except OSError:
-                break
-        yield
-    finally:
-        for fd in taken:
-            os.close(fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the posix_spawn path")

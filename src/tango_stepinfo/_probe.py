@@ -98,6 +98,7 @@ and only on the path that needs them (on Linux, none of :mod:`subprocess`, :mod:
 from __future__ import annotations
 
 import _thread
+import errno
 import os
 import stat
 import sys
@@ -945,9 +946,13 @@ def _distribution(path: str, stem: str, is_dist_info: bool) -> Optional[Package]
     return normalize_name(headers["name"]), headers["version"]
 
 
-def _scan_folder(folder: str, found: Dict[str, str], zips: List[str]) -> bool:
+def _scan_folder(
+    folder: str, found: Dict[str, str], zips: List[str], unlisted: List[Tuple[str, str]]
+) -> bool:
     """Add the distributions of one ``sys.path`` entry to ``found``, keeping earlier ones; add
-    it to ``zips`` when it is a zip archive (whose distributions are not read).
+    it to ``zips`` when it is a zip archive (whose distributions are not read), and
+    ``(folder, problem)`` to ``unlisted`` when the process lacks the file descriptors or the
+    memory to list it (``EMFILE``, ``ENFILE``, ``ENOMEM``: a passing shortage, not absence).
 
     The names are lowered in one call (joined by NUL, which no file name holds) and only
     ``*-info`` entries are looked at further: a ``site-packages`` holds many more modules than
@@ -962,7 +967,10 @@ def _scan_folder(folder: str, found: Dict[str, str], zips: List[str]) -> bool:
         if _is_zip(folder):
             zips.append(folder)
         return False
-    except OSError:
+    except OSError as e:
+        if e.errno in _SHORTAGES:
+            debug("cannot list %s for packages: %s", folder, e)
+            unlisted.append((folder, e.strerror or type(e).__name__))
         return False  # a missing sys.path entry, like pythonXY.zip, is normal
     except ValueError as e:  # a NUL byte or a lone surrogate: no folder has that name
         debug("not scanning %r for packages: %s", folder, e)
@@ -1060,7 +1068,11 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[
     sigs = [sig(folder) for folder in folders]
     found: Dict[str, str] = {}
     zips: List[str] = []
-    holds = [_scan_folder(folder, found, zips) for folder in folders]
+    unlisted: List[Tuple[str, str]] = []
+    holds = [_scan_folder(folder, found, zips, unlisted) for folder in folders]
+    if unlisted:  # kept as missing: the next check finds them there and scans again
+        missed = {folder for folder, _ in unlisted}
+        sigs = [None if folder in missed else s for folder, s in zip(folders, sigs)]
     stdlib = os.path.dirname(getattr(os, "__file__", "") or "") or None
     fixed = set()
     if stdlib:
@@ -1077,14 +1089,28 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[
         for folder, folder_sig, has in zip(folders, sigs, holds)
         if has or folder not in fixed
     )
-    reason = None
+    reasons = []
     if zips:
         more = f" and {len(zips) - 1} more" if len(zips) > 1 else ""
         # Shortened as anonymous records shorten paths (.../app.pyz): a reason is kept in every
         # record, and a home folder's path names its user.
         first = _privacy.shorten(zips[0])
-        reason = f"distributions in zip archives on sys.path are not read ({first}{more})"
-    return entries, deps, sorted(found.items()), reason
+        reasons.append(f"distributions in zip archives on sys.path are not read ({first}{more})")
+    if unlisted:
+        more = f" and {len(unlisted) - 1} more" if len(unlisted) > 1 else ""
+        folder, problem = unlisted[0]
+        reasons.append(
+            f"cannot list {_privacy.shorten(folder)}{more} on sys.path ({problem}); its"
+            " distributions are missing, and it is listed again by the next record"
+        )
+    return entries, deps, sorted(found.items()), "; ".join(reasons) or None
+
+
+_SHORTAGES = frozenset(
+    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOMEM") if hasattr(errno, name)
+)
+"""Errors of a folder listing that say the process lacked resources, not that the folder is
+not there or unreadable: the listing is tried again by the next check."""
 
 
 def _is_zip(path: str) -> bool:
