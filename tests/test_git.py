@@ -18,7 +18,7 @@ import pytest
 import tango_stepinfo
 from tango_stepinfo import GitMetadata, StepInfo, _fallbacks, _git, _probe
 
-from .conftest import exit_code_of_forked, fake_bin, run_signalled
+from .conftest import exit_code_of_forked, fake_bin, no_free_fd, run_signalled
 
 GIT = shutil.which("git")
 pytestmark = pytest.mark.skipif(GIT is None, reason="the git CLI makes the test repositories")
@@ -1137,3 +1137,104 @@ def test_a_signal_handler_making_a_record_during_the_dirty_check_does_not_hang(
     done = run_signalled(SIGNAL_DURING_DIRTY_CHECK, tmp_path / "bin", "git", GIT, cwd=repo)
     assert done.returncode == 0, "the handler's record deadlocked on the git lock"
     assert done.stdout.decode().split() == ["[True]", "True"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+@pytest.mark.parametrize("layout", ["plain", "worktree"])
+def test_git_files_not_opened_for_want_of_file_descriptors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """``EMFILE`` opening the repository's files (a process that leaked its files) is no
+    answer: the record's git is ``None`` with the reason noted, not an unborn branch or no
+    repository at all, and nothing of it is kept: the next record reads the repository."""
+    repo = make_repo(tmp_path / "repo")
+    where = repo
+    if layout == "worktree":
+        where = tmp_path / "tree"
+        git(repo, "worktree", "add", "-q", "-b", "feature", str(where))
+    monkeypatch.chdir(where)
+    expected = (git(where, "rev-parse", "HEAD"), None, "main" if layout == "plain" else "feature")
+    with no_free_fd():
+        assert _git.facts(str(where)) is None
+        reasons = _fallbacks.collect(["git"])
+    assert reasons is not None and set(reasons) == {"git"}
+    assert "Too many open files" in reasons["git"], reasons
+    found = _git.facts(str(where))
+    assert found is not None and found[:3] == expected
+    assert _fallbacks.collect(["git"]) is None
+
+
+def test_leaving_a_repository_drops_its_reasons(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reasons of a repository's fallbacks (a failing ``git diff``) belong to records made
+    in it: a record made outside any repository afterwards has ``git`` ``None`` and none of
+    them."""
+    repo = make_repo(tmp_path / "repo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", "exit 3\n")))
+    found = _git.facts(str(repo))
+    assert found is not None and found[3:] == (None, None)
+    assert set(_fallbacks.collect(["git"]) or {}) == {"git.dirty", "git.diff"}
+    assert _git.facts(str(outside)) is None
+    assert _fallbacks.collect(["git"]) is None
+
+
+INTERRUPT_DURING_DIRTY_CHECK = """
+import os, signal
+from tango_stepinfo import StepInfo
+def handler(signum, frame):  # Ctrl-C, or a SIGTERM handler that raises
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the next record's git signals again
+    raise KeyboardInterrupt
+signal.signal(signal.SIGUSR1, handler)
+signal.alarm(20)  # a deadlock ends the process instead of the test run
+fds = len(os.listdir("/proc/self/fd"))
+try:
+    StepInfo("a", "A", set(), True)
+    print("not-interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+git = StepInfo("b", "B", set(), True).environment.git
+try:
+    left = os.waitpid(-1, os.WNOHANG)
+except ChildProcessError:
+    left = "none"
+opened = len(os.listdir("/proc/self/fd")) - fds
+print(git.dirty, git.diff is not None, "children", left, "fds", opened)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the signal comes from a child")
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc/self/fd")
+@pytest.mark.parametrize("delay", ["0", "0.3"], ids=["at-start", "while-waited-for"])
+def test_an_interrupted_dirty_check_leaves_no_child_and_the_next_record_is_right(
+    tmp_path: Path, delay: str
+) -> None:
+    """A ``KeyboardInterrupt`` raised while the first record's ``git diff`` runs, whether it
+    comes while the other facts are probed or while the record waits for git, propagates; the
+    next record gets the right answer, and no git child is left behind nor its pipe open."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    script = f'sleep {delay}\nkill -USR1 "$PPID"\nsleep 0.5\nexec "{GIT}" "$@"\n'
+    env = dict(os.environ, PATH=str(fake_bin(tmp_path / "bin", "git", script)))
+    env["GIT_CEILING_DIRECTORIES"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_DURING_DIRTY_CHECK],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0
+    assert done.stdout.decode().split() == [
+        "interrupted",
+        "True",
+        "True",
+        "children",
+        "none",
+        "fds",
+        "0",
+    ]

@@ -6,9 +6,10 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -240,3 +241,56 @@ def test_an_exception_while_collecting_stops_the_child(tmp_path: Path, closes_ou
             os.waitpid(child[0], 0)
         except OSError:
             pass
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the posix_spawn path")
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc/self/fd")
+def test_a_signal_while_a_child_starts_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal whose handler raises, coming as the child starts (before it is handed back),
+    propagates once the child is handed over: the child is killed and reaped, no fd left open,
+    and the child started with the signal mask the process had, not the blocked one."""
+    import signal
+
+    tool = str(fake_bin(tmp_path / "bin", "tool", "grep SigBlk /proc/self/status; sleep 30\n"))
+    started: List[int] = []
+    real_spawn = os.posix_spawn
+
+    def spawn_then_signal(*args: Any, **kwargs: Any) -> int:
+        pid = real_spawn(*args, **kwargs)
+        started.append(pid)
+        # As if Ctrl-C came just then, to this thread: a signal sent to the process may be
+        # delivered to another thread of it (pytest's), whose handler then runs in the window.
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+        return pid
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "posix_spawn", spawn_then_signal)
+    before = signal.signal(signal.SIGUSR1, interrupt)
+    fds = len(os.listdir("/proc/self/fd"))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _proc.spawn([tool + "/tool"], None)
+        assert len(started) == 1
+        with pytest.raises(ChildProcessError):  # reaped: no such child any more
+            os.waitpid(started[0], os.WNOHANG)
+        assert len(os.listdir("/proc/self/fd")) == fds
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    monkeypatch.setattr(os, "posix_spawn", real_spawn)
+    child = _proc.spawn([tool + "/tool"], None)
+    assert child is not None
+    with os.fdopen(child[1], "rb", closefd=False) as out:
+        assert out.readline() == b"SigBlk:\t0000000000000000\n"
+    _proc.kill(child[0])
+    os.close(child[1])

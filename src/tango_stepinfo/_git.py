@@ -37,7 +37,11 @@ No git binary and no subprocess is needed for ``commit``, ``remote`` and ``branc
   the index.
 
 When ``HEAD`` cannot be read or is corrupt, ``commit`` (and ``branch``) are ``None`` and the
-reason is noted as ``git.commit`` (and ``git.branch``); an unborn branch notes nothing.
+reason is noted as ``git.commit`` (and ``git.branch``); an unborn branch notes nothing. When a
+file of the repository cannot be opened because the process lacks file descriptors or memory
+(``EMFILE``, ``ENFILE``, ``ENOMEM``: a process that leaked its files), whether there is a
+repository is unknown: ``git`` is ``None``, the reason noted as ``git``, and nothing read is
+kept, so the next record reads the repository again.
 
 Not handled (each gives ``commit``/``branch`` ``None`` or skips the feature, logged at DEBUG):
 the reftable ref format, ``core.worktree``, ``$GIT_DIR`` (ignored, as Tango ignores it) and
@@ -60,8 +64,8 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import _fallbacks, redact
+from ._proc import SHORTAGES, debug, kill, readable, run, sig, unchanged, which
 from ._proc import collect as _collect
-from ._proc import debug, kill, readable, run, sig, unchanged, which
 from ._proc import spawn as _spawn
 
 if TYPE_CHECKING:
@@ -127,11 +131,21 @@ class Repo:
 # --- finding the repository ----------------------------------------------------------------------
 
 
+_short: Optional[str] = None
+"""The problem when a file of the repository could not be opened since :func:`_current` began,
+for want of file descriptors or memory (:data:`._proc.SHORTAGES`); ``None`` otherwise."""
+
+
 def _read_text(path: str) -> Optional[str]:
+    global _short
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
             return f.read()
-    except (OSError, ValueError):  # ValueError: a NUL byte in a path read from a file
+    except OSError as e:
+        if e.errno in SHORTAGES:  # EMFILE fails even the open of a missing file
+            _short = e.strerror or type(e).__name__
+        return None
+    except ValueError:  # a NUL byte in a path read from a file
         return None
 
 
@@ -794,10 +808,11 @@ def _start_pending(repo: Repo, key: Key) -> None:
         _dirty[key] = _NO_GIT
         return
     what, argv, env, timeout = command
+    hasher = _Hasher() if what == "diff" else None
     started = time.monotonic()
     child = _spawn(argv, env)
-    if child is not None:
-        _pending = (key, repo, child, started, timeout, _Hasher() if what == "diff" else None)
+    if child is not None:  # kept at once: a signal handler raising next cannot lose the child
+        _pending = (key, repo, child, started, timeout, hasher)
     else:
         _dirty[key] = (None, None, _failed(what, None, started, timeout))
 
@@ -830,7 +845,6 @@ def _finish_pending() -> None:
     global _pending
     if _pending is not None:
         key, repo, child, started, timeout, hasher = _pending
-        _pending = None
         now = time.monotonic()
         left = max(timeout - (now - started), 0.01)
         try:
@@ -841,6 +855,7 @@ def _finish_pending() -> None:
             # Output nobody read yet: a child whose output outgrew the pipe (a diff over 64 KiB)
             # has been blocked on it since, waiting for us, not working; its time runs from now.
             started, left = now, timeout
+        _pending = None  # _collect owns the child now (an exception meanwhile kills it)
         if hasher is None:
             _dirty[key] = _answer(repo, key[1], _collect("git", child, left), started, timeout)
         else:
@@ -873,23 +888,44 @@ def _current(
     cwd: str,
 ) -> Optional[Tuple[Repo, Optional[str], Optional[str], Optional[str], Optional[str]]]:
     """``(repo, commit, remote, branch, reason)`` around ``cwd``, from the cache while still
-    true; ``reason`` says why the commit could not be read (see :func:`_resolve`)."""
-    global _found, _state
+    true; ``reason`` says why the commit could not be read (see :func:`_resolve`).
+
+    ``None`` outside a repository, and when a file could not be opened for want of file
+    descriptors or memory (:data:`_short` says why): that is no answer, and none is kept.
+    """
+    global _found, _state, _short
+    _short = None
     found = _found
     if found is None or found[0] != cwd:
-        found = _found = (cwd, find(cwd))
+        repo = find(cwd)
+        if _short is not None:
+            return None
+        found = _found = (cwd, repo)
+        if repo is None:
+            _forget_reasons()
     repo = found[1]
     if repo is None:
         return None
     state = _state
     if state is None or state[0] is not repo or not unchanged(state[1]):
         commit, remote, branch, deps, reason = read(repo)
+        if _short is not None:
+            return None
         if commit is None and branch is None and sig(deps[0][0]) is None:
             # HEAD is gone: the repository was removed or moved; look again next time.
             _found = None
+            _forget_reasons()
             return None
         state = _state = (repo, deps, commit, remote, branch, reason)
     return repo, state[2], state[3], state[4], state[5]
+
+
+def _forget_reasons() -> None:
+    """Drop the reasons of a repository left behind (its failing ``git diff``, its unreadable
+    ``HEAD``): they are not those of a record made outside it. Run when the working directory
+    is found outside any repository, not for every record there."""
+    for key in ("git.commit", "git.branch", "git.dirty", "git.diff"):
+        _fallbacks.note(key, None)
 
 
 def prefetch(cwd: str) -> None:
@@ -910,10 +946,18 @@ def facts(cwd: str) -> Optional[GitFacts]:
     """``(commit, remote, branch, dirty, diff)`` of the repository around ``cwd``; ``None`` outside.
 
     Notes why ``dirty`` and ``diff`` are ``None`` when a check failed (``git.dirty``,
-    ``git.diff`` in :mod:`._fallbacks`), and why ``commit`` (``git.commit``, and ``git.branch``
-    when it is ``None`` too) when ``HEAD`` could not be read, at every call.
+    ``git.diff`` in :mod:`._fallbacks`), why ``commit`` (``git.commit``, and ``git.branch``
+    when it is ``None`` too) when ``HEAD`` could not be read, and why the whole is ``None``
+    (``git``) when the repository's files could not be opened, at every call.
     """
     current = _current(cwd)
+    short = _short
+    _fallbacks.note(
+        "git",
+        None
+        if short is None
+        else f"cannot open the repository's files ({short}); recorded git as None",
+    )
     if current is None:
         return None
     repo, commit, remote, branch, unread = current

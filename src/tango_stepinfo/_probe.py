@@ -98,7 +98,6 @@ and only on the path that needs them (on Linux, none of :mod:`subprocess`, :mod:
 from __future__ import annotations
 
 import _thread
-import errno
 import os
 import stat
 import sys
@@ -107,8 +106,8 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _privacy
+from ._proc import SHORTAGES, debug, sig, unchanged, which
 from ._proc import collect as _collect
-from ._proc import debug, sig, unchanged, which
 from ._proc import run_subprocess as _run_subprocess
 from ._proc import spawn as _spawn
 
@@ -247,8 +246,9 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     """
     policy = _privacy.current()  # an unknown mode raises here, before any child is started
     parts = _linux_parts()
-    processor = _start_uname_p() if parts is not None else None
+    processor = None
     try:
+        processor = _start_uname_p() if parts is not None else None
         from . import _gpu, _job, _machine  # imported while uname runs (0.6 ms)
 
         gpus = _gpu.start()  # NVML, when there is a driver, answers in a thread meanwhile
@@ -968,7 +968,7 @@ def _scan_folder(
             zips.append(folder)
         return False
     except OSError as e:
-        if e.errno in _SHORTAGES:
+        if e.errno in SHORTAGES:
             debug("cannot list %s for packages: %s", folder, e)
             unlisted.append((folder, e.strerror or type(e).__name__))
         return False  # a missing sys.path entry, like pythonXY.zip, is normal
@@ -1104,13 +1104,6 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[
             " distributions are missing, and it is listed again by the next record"
         )
     return entries, deps, sorted(found.items()), "; ".join(reasons) or None
-
-
-_SHORTAGES = frozenset(
-    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOMEM") if hasattr(errno, name)
-)
-"""Errors of a folder listing that say the process lacked resources, not that the folder is
-not there or unreadable: the listing is tried again by the next check."""
 
 
 def _is_zip(path: str) -> bool:
