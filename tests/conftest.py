@@ -72,9 +72,10 @@ def run_signalled(
 
 
 @contextlib.contextmanager
-def no_free_fd() -> Iterator[None]:
-    """Every file descriptor below a lowered soft ``RLIMIT_NOFILE`` taken: opening anything
-    fails with ``EMFILE``, as in a process that leaked its files. Restored on leaving."""
+def no_free_fd(spare: int = 0) -> Iterator[None]:
+    """Every file descriptor below a lowered soft ``RLIMIT_NOFILE`` taken but ``spare``: opening
+    more fails with ``EMFILE``, as in a process that leaked its files (one spare: files can be
+    read one at a time, but no pipe had). Restored on leaving."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     taken = []
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
@@ -84,6 +85,8 @@ def no_free_fd() -> Iterator[None]:
                 taken.append(os.open(os.devnull, os.O_RDONLY))
             except OSError:
                 break
+        for _ in range(spare):
+            os.close(taken.pop())
         yield
     finally:
         for fd in taken:

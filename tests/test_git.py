@@ -1238,3 +1238,22 @@ def test_an_interrupted_dirty_check_leaves_no_child_and_the_next_record_is_right
         "fds",
         "0",
     ]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_a_git_child_not_started_for_want_of_file_descriptors_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``git diff`` that cannot be started for a passing shortage (no pipe: ``EMFILE``; no
+    process: ``EAGAIN`` under ``RLIMIT_NPROC``) is a fallback of that record, not the answer
+    for the commit: the next record runs it."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    with no_free_fd(spare=1):  # HEAD and the config are read, one file at a time
+        found = _git.facts(str(repo))
+        reasons = _fallbacks.collect(["git"])
+    assert found is not None and found[0] == git(repo, "rev-parse", "HEAD")
+    assert found[3:] == (None, None)
+    assert reasons is not None and set(reasons) == {"git.dirty", "git.diff"}
+    assert _git.facts(str(repo)) == (found[0], None, "main", True, diff_hash(repo))
+    assert _fallbacks.collect(["git"]) is None

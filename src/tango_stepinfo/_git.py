@@ -23,9 +23,10 @@ No git binary and no subprocess is needed for ``commit``, ``remote`` and ``branc
   When the index looks fresh, that ``git diff`` is the only child (``GIT_TERMINAL_PROMPT=0``,
   a 2 s timeout); otherwise ``git status --porcelain --untracked-files=no`` runs first and
   ``git diff`` only when it found changes (see :func:`_command`). Only when a ``git`` binary is
-  on ``$PATH``, and at most once per repository and commit in a process. Both ``None`` when
-  there is no binary, git fails or times out (the reason is noted as ``git.dirty`` and
-  ``git.diff``), or ``TANGO_STEPINFO_GIT_DIRTY`` is ``0``/``false``/``no``/``off``; ``diff``
+  on ``$PATH``, and at most once per repository and commit in a process (a child that could
+  not be started for a passing shortage, ``EMFILE`` or ``EAGAIN``, is started again by the next
+  record). Both ``None`` when there is no binary, git fails or times out (the reason is noted
+  as ``git.dirty`` and ``git.diff``), or ``TANGO_STEPINFO_GIT_DIRTY`` is ``0``/``false``/``no``/``off``; ``diff``
   is ``None`` in a repository with no commits (``git status`` alone answers there).
 - Every child runs without the variables that point git at one repository's files
   (``GIT_DIR``, ``GIT_INDEX_FILE``, ``GIT_OBJECT_DIRECTORY``...; see :data:`_LOCAL_ENV`), as git
@@ -63,7 +64,7 @@ import stat
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from . import _fallbacks, redact
+from . import _fallbacks, _proc, redact
 from ._proc import SHORTAGES, debug, kill, readable, run, sig, unchanged, which
 from ._proc import collect as _collect
 from ._proc import spawn as _spawn
@@ -813,8 +814,7 @@ def _start_pending(repo: Repo, key: Key) -> None:
     child = _spawn(argv, env)
     if child is not None:  # kept at once: a signal handler raising next cannot lose the child
         _pending = (key, repo, child, started, timeout, hasher)
-    else:
-        _dirty[key] = (None, None, _failed(what, None, started, timeout))
+    # else: the record's own check (_dirty_for) tries again, and keeps a lasting failure
 
 
 def reap_pending() -> None:
@@ -880,7 +880,11 @@ def _dirty_for(repo: Repo, commit: Optional[str], wait: bool = True) -> Tree:
             return _UNKNOWN
         _finish_pending()
         if key not in _dirty:
-            _dirty[key] = _status(repo, commit)
+            before = _proc.shortages
+            tree = _status(repo, commit)
+            if _proc.shortages != before:
+                return tree  # a child not started for a passing shortage: the next one asks
+            _dirty[key] = tree
         return _dirty[key]
 
 

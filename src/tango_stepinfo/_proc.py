@@ -44,6 +44,11 @@ SHORTAGES = frozenset(
 descriptors or memory, not that the file is missing or unreadable: a passing shortage, whose
 answer is not kept (the package scan's folder and git's files are read again next time)."""
 
+shortages = 0
+"""How many children :func:`spawn` could not start for a passing shortage (no pipe:
+:data:`SHORTAGES`; no process: ``EAGAIN``, as under ``RLIMIT_NPROC``): an answer computed
+while it grew is not kept."""
+
 
 def debug(message: str, *args: object) -> None:
     """Log ``message % args`` at DEBUG on the ``tango_stepinfo`` logger.
@@ -107,9 +112,11 @@ def spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tup
     wait: a signal sent to a process whose other threads do not block it reaches one of those,
     and its handler may still run in that window, a few bytecodes wide.)
     """
+    global shortages
     try:
         read_end, write_end = os.pipe()  # both non-inheritable: the child keeps only its copy
     except OSError as e:
+        shortages += e.errno in SHORTAGES
         debug("could not run %s: %s", argv[0], e)
         return None
     blocked = _block_signals()
@@ -132,6 +139,8 @@ def spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tup
             finally:
                 os.close(devnull)
         except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
+            if isinstance(e, OSError):
+                shortages += e.errno in SHORTAGES or e.errno == errno.EAGAIN
             debug("could not run %s: %s", argv[0], e)
         finally:
             os.close(write_end)
