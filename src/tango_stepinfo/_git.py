@@ -26,8 +26,9 @@ No git binary and no subprocess is needed for ``commit``, ``remote`` and ``branc
   on ``$PATH``, and at most once per repository and commit in a process (a child that could
   not be started for a passing shortage, ``EMFILE`` or ``EAGAIN``, is started again by the next
   record). Both ``None`` when there is no binary, git fails or times out (the reason is noted
-  as ``git.dirty`` and ``git.diff``), or ``TANGO_STEPINFO_GIT_DIRTY`` is ``0``/``false``/``no``/``off``; ``diff``
-  is ``None`` in a repository with no commits (``git status`` alone answers there).
+  as ``git.dirty`` and ``git.diff``), or ``TANGO_STEPINFO_GIT_DIRTY`` is
+  ``0``/``false``/``no``/``off``; ``diff`` is ``None`` in a repository with no commits
+  (``git status`` alone answers there).
 - Every child runs without the variables that point git at one repository's files
   (``GIT_DIR``, ``GIT_INDEX_FILE``, ``GIT_OBJECT_DIRECTORY``...; see :data:`_LOCAL_ENV`), as git
   runs a command in a submodule: a git hook sets them for its own repository.
