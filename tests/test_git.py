@@ -707,6 +707,23 @@ def test_a_nul_byte_in_a_git_file_does_not_raise(
     assert (meta.commit, meta.branch, meta.remote) == (None, "ma\0in", None)
 
 
+@pytest.mark.parametrize("include", ["~us\0er/extra", "~\0/extra"])
+def test_a_nul_byte_in_the_user_of_an_include_does_not_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, include: str
+) -> None:
+    """``~user/...`` include paths go to ``pwd.getpwnam``, which raises ``ValueError`` on a NUL
+    byte (a config file a crash left zero-filled in places): the include is skipped, as one
+    that does not exist, and the rest of the config is read."""
+    repo = make_repo(tmp_path / "repo")
+    commit = git(repo, "rev-parse", "HEAD")  # before: git refuses the config that follows
+    (repo / ".git" / "config").write_text(
+        f'[include]\n\tpath = {include}\n[remote "origin"]\n\turl = /srv/x.git\n'
+    )
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert (meta.commit, meta.remote) == (commit, "/srv/x.git")
+
+
 # --- diff: the working tree's hash ---------------------------------------------------------------
 
 

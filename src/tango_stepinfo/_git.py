@@ -420,7 +420,11 @@ def _read_config(path: str, deps: List[Tuple[str, Sig]], depth: int = 0) -> List
         if section.startswith("remote.") and key == "url":
             remotes.append((section[len("remote.") :], value))
         elif section == "include" and key == "path" and depth < 10:
-            target = os.path.expanduser(value)
+            try:
+                target = os.path.expanduser(value)
+            except ValueError as e:  # a NUL byte in ~user: pwd.getpwnam refuses it
+                debug("%s: skipping the include %r: %s", path, value, e)
+                continue
             if not os.path.isabs(target):
                 target = os.path.join(os.path.dirname(path), target)
             remotes.extend(_read_config(target, deps, depth + 1))
