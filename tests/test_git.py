@@ -1274,3 +1274,49 @@ def test_a_git_child_not_started_for_want_of_file_descriptors_is_not_kept(
     assert reasons is not None and set(reasons) == {"git.dirty", "git.diff"}
     assert _git.facts(str(repo)) == (found[0], None, "main", True, diff_hash(repo))
     assert _fallbacks.collect(["git"]) is None
+
+
+FIFO_PROBE = """
+import signal, sys
+signal.alarm(20)  # a hang ends the process instead of the test run
+from tango_stepinfo import _git
+found = _git.facts(sys.argv[1])
+print(found[:3] if found else None)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+@pytest.mark.parametrize("where", ["include", "ref", "packed-refs", "config"])
+def test_a_fifo_among_the_git_files_is_not_read(tmp_path: Path, where: str) -> None:
+    """Opening a FIFO for reading waits for a writer, forever: a FIFO where a git file is read
+    (a config include, a ref, ``packed-refs``, ``config``) is skipped as a file that is not
+    there, and the record made."""
+    repo = make_repo(tmp_path / "repo")
+    commit = git(repo, "rev-parse", "HEAD")
+    dotgit = repo / ".git"
+    expected = [commit, None, "main"]
+    if where == "include":
+        os.mkfifo(dotgit / "extra")
+        with open(dotgit / "config", "a") as f:
+            f.write("[include]\n\tpath = extra\n")
+    elif where == "ref":
+        git(repo, "pack-refs", "--all")  # the commit stays readable from packed-refs
+        os.mkfifo(dotgit / "refs" / "heads" / "main")
+    elif where == "packed-refs":
+        git(repo, "checkout", "-q", "--orphan", "unborn-here")  # read: the loose ref is not there
+        os.mkfifo(dotgit / "packed-refs")
+        expected = [None, None, "unborn-here"]
+    else:
+        (dotgit / "config").unlink()
+        os.mkfifo(dotgit / "config")
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path), TANGO_STEPINFO_GIT_DIRTY="0")
+    done = subprocess.run(
+        [sys.executable, "-c", FIFO_PROBE, str(repo)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, "the probe hung on the FIFO"
+    assert done.stdout.strip() == str(tuple(expected))

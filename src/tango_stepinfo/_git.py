@@ -139,16 +139,29 @@ for want of file descriptors or memory (:data:`._proc.SHORTAGES`); ``None`` othe
 
 
 def _read_text(path: str) -> Optional[str]:
+    """The text of the regular file ``path``; ``None`` when it is missing, unreadable or not a
+    regular file. Opened without blocking and checked before it is read: a FIFO (a config
+    include naming one, ``/dev/stdin``) would wait for a writer forever, ``/dev/zero`` never end.
+    """
     global _short
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         if e.errno in SHORTAGES:  # EMFILE fails even the open of a missing file
             _short = e.strerror or type(e).__name__
         return None
     except ValueError:  # a NUL byte in a path read from a file
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            debug("%s is not a regular file, not read", path)
+            return None
+        with open(fd, encoding="utf-8", errors="surrogateescape", closefd=False) as f:
+            return f.read()
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def _is_dir(path: str) -> bool:
