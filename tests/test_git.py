@@ -1320,3 +1320,44 @@ def test_a_fifo_among_the_git_files_is_not_read(tmp_path: Path, where: str) -> N
     )
     assert done.returncode == 0, "the probe hung on the FIFO"
     assert done.stdout.strip() == str(tuple(expected))
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the child started ahead of need")
+def test_a_record_made_by_a_handler_while_the_pending_child_is_finished_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal handler's record, made in the thread about to collect the child started ahead
+    of need (while it asks whether output waits), collects it itself; the interrupted thread
+    then finds it done and keeps that answer, instead of collecting it again (a closed pipe,
+    a reaped pid) and recording a failure over it."""
+    import select
+
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    monkeypatch.chdir(repo)
+    _git.prefetch(str(repo))
+    assert _git._pending is not None
+    real_poll = select.poll
+    nested: List[object] = []
+
+    class HandlerOnFirstPoll:
+        def __init__(self) -> None:
+            self.real = real_poll()
+
+        def register(self, fd: int, mask: int) -> None:
+            self.real.register(fd, mask)
+
+        def poll(self, timeout: float) -> object:
+            if not nested:  # as if a signal arrived here, its handler making a record
+                nested.append(None)  # once: the handler's own check polls too
+                nested[0] = _git.facts(str(repo))
+            return self.real.poll(timeout)
+
+    monkeypatch.setattr(select, "poll", HandlerOnFirstPoll)
+    with _git._lock:
+        _git._finish_pending()
+    monkeypatch.setattr(select, "poll", real_poll)
+    expected = (git(repo, "rev-parse", "HEAD"), None, "main", True, diff_hash(repo))
+    assert nested == [expected]
+    assert _git.facts(str(repo)) == expected
+    assert _fallbacks.collect(["git"]) is None

@@ -861,8 +861,9 @@ def reap_pending() -> None:
 def _finish_pending() -> None:
     """Wait for the child started ahead of need and record its answer (the lock is held)."""
     global _pending
-    if _pending is not None:
-        key, repo, child, started, timeout, hasher = _pending
+    pending = _pending
+    if pending is not None:
+        key, repo, child, started, timeout, hasher = pending
         now = time.monotonic()
         left = max(timeout - (now - started), 0.01)
         try:
@@ -873,6 +874,8 @@ def _finish_pending() -> None:
             # Output nobody read yet: a child whose output outgrew the pipe (a diff over 64 KiB)
             # has been blocked on it since, waiting for us, not working; its time runs from now.
             started, left = now, timeout
+        if _pending is not pending:
+            return  # finished meanwhile by a signal handler's record, in this thread
         _pending = None  # _collect owns the child now (an exception meanwhile kills it)
         if hasher is None:
             _dirty[key] = _answer(repo, key[1], _collect("git", child, left), started, timeout)
