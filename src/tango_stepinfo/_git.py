@@ -945,6 +945,10 @@ def _current(
     return repo, state[2], state[3], state[4], state[5]
 
 
+_short_noted = False
+"""Whether the last :func:`facts` noted a reason under ``git`` (files it could not open)."""
+
+
 def _forget_reasons() -> None:
     """Drop the reasons of a repository left behind (its failing ``git diff``, its unreadable
     ``HEAD``): they are not those of a record made outside it. Run when the working directory
@@ -975,14 +979,17 @@ def facts(cwd: str) -> Optional[GitFacts]:
     when it is ``None`` too) when ``HEAD`` could not be read, and why the whole is ``None``
     (``git``) when the repository's files could not be opened, at every call.
     """
+    global _short_noted
     current = _current(cwd)
     short = _short
-    _fallbacks.note(
-        "git",
-        None
-        if short is None
-        else f"cannot open the repository's files ({short}); recorded git as None",
-    )
+    if short is not None or _short_noted:  # a flag, not a note per check: the usual case
+        _short_noted = short is not None
+        _fallbacks.note(
+            "git",
+            None
+            if short is None
+            else f"cannot open the repository's files ({short}); recorded git as None",
+        )
     if current is None:
         return None
     repo, commit, remote, branch, unread = current
