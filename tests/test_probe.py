@@ -1392,6 +1392,10 @@ def test_probes_with_file_descriptors_past_1024(tmp_path: Path, has_poll: bool) 
     setup = f"import os; os.chdir({str(tmp_path / 'repo')!r})\n"
     if not has_poll:
         setup += "import logging, select; del select.poll; logging.basicConfig(level='DEBUG')\n"
+        # git still runs when the record waits for it, however busy the machine: an exited
+        # child is read without waiting, and then select() is never asked.
+        slow = fake_bin(tmp_path / "bin", "git", f'sleep 1\nexec "{shutil.which("git")}" "$@"\n')
+        env["PATH"] = f"{slow}{os.pathsep}{env['PATH']}"
     done = subprocess.run(
         [sys.executable, "-c", setup + FILE_DESCRIPTORS_PAST_1024],
         env=env,
