@@ -141,3 +141,21 @@ def test_a_table_that_computes_its_values_is_refused(
     with pytest.raises(StoreError, match=re.escape(problem)) as e:
         entries(str(tmp_path))
     assert not e.value.unreadable
+
+
+def test_a_row_whose_key_or_text_value_is_not_utf8_is_one_bad_entry(tmp_path: Path) -> None:
+    # SQLite stores TEXT as given: a key (or a value kept as TEXT) that is not UTF-8 made
+    # sqlite3 raise for the whole query, so not one good record of the store could be read.
+    db = tmp_path / "stepinfo.sqlite"
+    shutil.copyfile(DB, db)
+    with closing(sqlite3.connect(db)) as conn, conn:
+        good = sorted(conn.execute("SELECT key, value FROM unnamed"))
+        conn.execute("INSERT INTO unnamed VALUES (CAST(x'41ff42' AS TEXT), x'80')")
+        conn.execute("INSERT INTO unnamed VALUES ('Text-1', CAST(x'7bff7d' AS TEXT))")
+    got = entries(str(db))
+    assert got is not None
+    assert [(e.key, e.data) for e in got if e.key in dict(good)] == good
+    bad = {e.key: e for e in got if e.key not in dict(good)}
+    assert sorted(bad) == ["A\\xffB", "Text-1"]
+    assert bad["A\\xffB"].label == f"{db}[A\\xffB]" and bad["A\\xffB"].data == b"\x80"
+    assert bad["Text-1"].data == b"{\xff}"  # the bytes as stored, for the decoder to refuse

@@ -131,15 +131,20 @@ def _rows(path: Path) -> List[Entry]:
         problem = table_problem(db)
         if problem:
             raise StoreError(name, problem, unreadable=False)
+        # Text as the bytes stored: SQLite keeps whatever TEXT it is given, and a key or value
+        # that is not UTF-8 made sqlite3 refuse the whole query (every good row with it).
+        db.text_factory = bytes
         rows = db.execute(f'SELECT key, value FROM "{TABLE}" ORDER BY key').fetchall()
     except sqlite3.Error as e:
         raise StoreError(name, f"cannot read the database: {e}") from None
     finally:
         db.close()
     out = []
-    for key, value in rows:
-        data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
-        out.append(Entry(f"{name}[{key}]", str(key), data))
+    for raw, value in rows:
+        data = value if isinstance(value, bytes) else str(value).encode("utf-8")
+        # A key that is not UTF-8 is named with its bad bytes as Python shows them (\xff).
+        key = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+        out.append(Entry(f"{name}[{key}]", key, data))
     return out
 
 
