@@ -1202,3 +1202,30 @@ def test_optional_field_of_wrong_type_still_says_or_null() -> None:
     data = full_record(n_packages=2).to_json_dict()
     with pytest.raises(StepInfoDecodeError, match=r"^platform: expected an object or null"):
         StepInfo.from_json_dict({**data, "platform": 3})
+
+
+def test_lone_surrogates_that_json_allows_survive_every_codec() -> None:
+    # "\ud800" is valid JSON (an escape of broken UTF-16): json.loads gives a lone surrogate,
+    # which has no UTF-8 form. It stays as it is in every string of a record, through JSON,
+    # pickles of every protocol (the safe loader too) and copies (docs/format.rst).
+    doc = json.loads((TANGO_DATA / "json" / "completed.json").read_text())
+    doc["unique_id"] = "Step-\ud800"
+    doc["error"] = "Error: \udcff"
+    doc["config"] = {"k\udfff": ["\ud83d", {"\udc00": "x"}]}
+    doc["metadata"] = {"m": "\ud800\ud800"}
+    doc["dependencies"] = ["Dep-\udbff"]
+    doc["environment"]["command"] = "run \udcc3"
+    doc["environment"]["root"] = "/data/\udcff"  # os.fsdecode's form of the byte 0xff
+    doc["environment"]["packages"] = [["pkg\ud800", "1.0\udfff"]]
+    doc["platform"]["host"] = "host-\ud800"
+    text = json.dumps(doc)  # ensure_ascii: the surrogates written as escapes
+    info = StepInfo.from_json_dict(json.loads(text))
+    assert info.error == "Error: \udcff" and info.config == doc["config"]
+    assert info.environment.packages == [("pkg\ud800", "1.0\udfff")]
+    again = StepInfo.from_json_dict(json.loads(json.dumps(info.to_json_dict())))
+    assert again == info and again.to_json_dict() == info.to_json_dict()
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        data = pickle.dumps(info, protocol=protocol)
+        assert loads(data) == info == pickle.loads(data)
+    assert copy.deepcopy(info) == info == copy.copy(info)
+    assert "\\ud800" in repr(info) and "\ud800" not in repr(info)  # escaped, never raw
