@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -159,3 +162,37 @@ def test_a_row_whose_key_or_text_value_is_not_utf8_is_one_bad_entry(tmp_path: Pa
     assert sorted(bad) == ["A\\xffB", "Text-1"]
     assert bad["A\\xffB"].label == f"{db}[A\\xffB]" and bad["A\\xffB"].data == b"\x80"
     assert bad["Text-1"].data == b"{\xff}"  # the bytes as stored, for the decoder to refuse
+
+
+HALF_COMMIT = """\
+import os, signal, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size = 1")  # pages go to the file (and the journal) at once
+db.execute("BEGIN IMMEDIATE")
+db.execute("UPDATE unnamed SET value = zeroblob(20000)")
+os.kill(os.getpid(), signal.SIGKILL)  # a writer killed mid-commit: the journal stays hot
+"""
+
+
+def test_a_journal_left_by_a_killed_writer_is_named_not_a_readonly_error(tmp_path: Path) -> None:
+    # A read-only reader cannot roll a hot journal back; sqlite3 said only "attempt to write a
+    # readonly database", for a command that writes nothing.
+    db = tmp_path / "stepinfo.sqlite"
+    shutil.copyfile(DB, db)
+    with closing(sqlite3.connect(db)) as conn, conn:
+        before = sorted(conn.execute("SELECT key, value FROM unnamed"))
+    killed = subprocess.run([sys.executable, "-c", HALF_COMMIT, str(db)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / "stepinfo.sqlite-journal").exists()
+    with pytest.raises(StoreError) as e:
+        entries(str(tmp_path))
+    assert e.value.unreadable
+    assert e.value.problem == (
+        "cannot read the database: a writer stopped in the middle of a commit and left its"
+        " journal (stepinfo.sqlite-journal), which only a writer can roll back: open the"
+        " workspace with Tango (or run tango-stepinfo migrate) first"
+    )
+    with closing(sqlite3.connect(db)) as conn:  # a writer: rolls the journal back
+        conn.execute("SELECT count(*) FROM unnamed").fetchall()
+    got = entries(str(tmp_path))
+    assert got is not None and [(x.key, x.data) for x in got] == before

@@ -360,7 +360,8 @@ def migrate(name: str, to: str, *, dry_run: bool = False) -> Result:
     try:
         _run(db, result)
     except sqlite3.Error as e:
-        raise MigrateError(f"{database}: {e}; nothing was changed") from None
+        problem = _stores.read_problem(database, e)
+        raise MigrateError(f"{database}: {problem}; nothing was changed") from None
     finally:
         db.close()
     return result

@@ -124,6 +124,24 @@ def table_problem(db: sqlite3.Connection) -> Optional[str]:
     return None
 
 
+def read_problem(path: Path, error: sqlite3.Error) -> str:
+    """Why reading the database ``path`` failed with ``error``, for a message.
+
+    A writer killed in the middle of a commit leaves its journal "hot": SQLite rolls it back
+    when the database is next opened, which a read-only connection may not do
+    (``SQLITE_READONLY_ROLLBACK``: sqlite3 says only "attempt to write a readonly database").
+    """
+    journal = path.with_name(path.name + "-journal")
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11 and later
+    if (code == 776 or (code is None and "readonly" in str(error))) and journal.exists():
+        return (
+            f"a writer stopped in the middle of a commit and left its journal ({journal.name}),"
+            " which only a writer can roll back: open the workspace with Tango (or run"
+            " tango-stepinfo migrate) first"
+        )
+    return str(error)
+
+
 def _rows(path: Path) -> List[Entry]:
     name = str(path)
     db = read_only(path)
@@ -136,7 +154,7 @@ def _rows(path: Path) -> List[Entry]:
         db.text_factory = bytes
         rows = db.execute(f'SELECT key, value FROM "{TABLE}" ORDER BY key').fetchall()
     except sqlite3.Error as e:
-        raise StoreError(name, f"cannot read the database: {e}") from None
+        raise StoreError(name, f"cannot read the database: {read_problem(path, e)}") from None
     finally:
         db.close()
     out = []
