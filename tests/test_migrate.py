@@ -252,6 +252,14 @@ def test_after_a_killed_writer_a_dry_run_names_the_journal_and_a_real_run_rolls_
     assert {k: loads(v) for k, v in rows(db).items()} == {k: loads(v) for k, v in before.items()}
 
 
+def test_a_workspace_whose_database_is_not_one_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "stepinfo.sqlite").write_bytes(b"")
+    with pytest.raises(MigrateError) as e:
+        migrate(str(tmp_path), "ours")
+    assert str(e.value) == f"{tmp_path / 'stepinfo.sqlite'}: not a SQLite database (it is empty)"
+    assert e.value.status == 2 and (tmp_path / "stepinfo.sqlite").read_bytes() == b""
+
+
 def test_a_bad_record_stops_everything_before_writing(workspace: Path) -> None:
     db = workspace / "stepinfo.sqlite"
     with closing(sqlite3.connect(db)) as conn, conn:

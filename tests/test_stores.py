@@ -196,3 +196,21 @@ def test_a_journal_left_by_a_killed_writer_is_named_not_a_readonly_error(tmp_pat
         conn.execute("SELECT count(*) FROM unnamed").fetchall()
     got = entries(str(tmp_path))
     assert got is not None and [(x.key, x.data) for x in got] == before
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [(b"", "it is empty"), (b"\x00" * 100, "100 bytes without SQLite's header")],
+)
+def test_a_workspace_whose_database_is_not_one_is_named_as_such(
+    tmp_path: Path, content: bytes, what: str
+) -> None:
+    # An empty or damaged stepinfo.sqlite (a writer killed as it created it, a partial copy)
+    # was reported as "no stepinfo.sqlite and no .json files in the folder".
+    (tmp_path / "stepinfo.sqlite").write_bytes(content)
+    (tmp_path / "notes.json").write_text("{}")  # not read: the folder is a workspace
+    with pytest.raises(StoreError) as e:
+        entries(str(tmp_path))
+    assert e.value.name == str(tmp_path / "stepinfo.sqlite")
+    assert e.value.problem == f"not a SQLite database ({what})"
+    assert e.value.unreadable

@@ -83,10 +83,22 @@ def database_of(name: str) -> Optional[Path]:
     """The database ``name`` designates: a SQLite file itself, or a folder's ``stepinfo.sqlite``.
 
     :returns: ``None`` when ``name`` is neither (a plain file, a folder without a database).
+    :raises StoreError: when a folder's ``stepinfo.sqlite`` is a file but not a database (empty
+        or damaged: a writer killed as it created it, a partial copy): the folder is a
+        workspace whose database cannot be read, not a folder of JSON files.
     """
     if os.path.isdir(name):
         inner = os.path.join(name, DATABASE)
-        return Path(inner) if is_database(inner) else None
+        if is_database(inner):
+            return Path(inner)
+        if os.path.isfile(inner):
+            try:
+                size = os.path.getsize(inner)
+            except OSError as e:
+                raise StoreError(inner, f"cannot read: {e.strerror or e}") from None
+            what = "it is empty" if size == 0 else f"{size} bytes without SQLite's header"
+            raise StoreError(inner, f"not a SQLite database ({what})")
+        return None
     return Path(name) if is_database(name) else None
 
 
