@@ -838,6 +838,29 @@ def test_times_in_any_zone_pickle_as_the_same_instant() -> None:
     assert back.end_time.utcoffset() == dt.timedelta(hours=2)  # a fixed offset is kept
 
 
+class EngineTime(dt.datetime):
+    """A datetime subclass, as engines' times are (pendulum's in Airflow, pandas' Timestamp)."""
+
+
+@pytest.mark.parametrize(
+    "tz",
+    [UTC, pytz.utc, dt.timezone(dt.timedelta(hours=2)), zoneinfo.ZoneInfo("Europe/Paris")],
+    ids=str,
+)
+def test_times_of_a_datetime_subclass_pickle_as_plain_datetimes(tz: dt.tzinfo) -> None:
+    # The subclass went into the pickle: pickle.loads read it, the safe loader refused the record
+    # ("refused to load global 'tests.test_codec.EngineTime'"), though its JSON reads.
+    info = full_record()
+    info.start_time = EngineTime(2024, 7, 1, 12, 0, 0, 5, tzinfo=tz)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        back = loads(pickle.dumps(info, protocol=protocol))
+        assert back == info and back.to_json_dict() == info.to_json_dict()
+        assert type(back.start_time) is dt.datetime
+        assert back.start_time.utcoffset() == info.start_time.utcoffset() or isinstance(
+            tz, zoneinfo.ZoneInfo
+        )  # a zoneinfo zone is stored as UTC, as for a plain datetime
+
+
 def test_repeated_package_lists_encode_to_fresh_equal_lists() -> None:
     info = full_record(n_packages=3)
     first = info.to_json_dict()["environment"]["packages"]
