@@ -6,6 +6,7 @@ import collections
 import copy
 import dataclasses
 import datetime as dt
+import enum
 import json
 import multiprocessing
 import pickle
@@ -859,6 +860,51 @@ def test_times_of_a_datetime_subclass_pickle_as_plain_datetimes(tz: dt.tzinfo) -
         assert back.start_time.utcoffset() == info.start_time.utcoffset() or isinstance(
             tz, zoneinfo.ZoneInfo
         )  # a zoneinfo zone is stored as UTC, as for a plain datetime
+
+
+class _Named(str, enum.Enum):
+    """A str mixin enum, as engines name steps: ``str()`` gives ``_Named.TRAIN`` up to 3.12."""
+
+    TRAIN = "train"
+
+
+class _Shown(str):
+    """A str subclass whose ``str()`` is not its text."""
+
+    def __str__(self) -> str:
+        return "shown"
+
+
+class _Counted(int):
+    """An int subclass whose ``int()`` is not its value."""
+
+    def __int__(self) -> int:
+        return -1
+
+
+def test_subclasses_of_str_and_int_are_written_as_their_own_value() -> None:
+    # to_json_dict wrote str(value): "_Named.TRAIN" for an enum member "train", and any
+    # subclass's own __str__ / __int__, a value the record never held (its pickle held "train").
+    info = full_record()
+    info.step_name = _Named.TRAIN
+    info.unique_id = _Shown("Train-1")
+    info.dependencies = {_Named.TRAIN, _Shown("b")}
+    assert info.platform is not None and info.environment is not None
+    info.platform.cpu_count = _Counted(8)
+    info.environment.packages = [(_Shown("pkg"), _Named.TRAIN)]
+    assert info.environment.git is not None
+    info.environment.git.commit = _Shown("abc")
+    info.environment.variables = {"V": _Shown("x")}
+    for tango_compat in (False, True):
+        doc = info.to_json_dict(tango_compat=tango_compat)
+        assert (doc["step_name"], doc["unique_id"]) == ("train", "Train-1")
+        assert doc["dependencies"] == ["b", "train"]
+        assert doc["platform"]["cpu_count"] == 8
+        assert doc["environment"]["packages"] == [["pkg", "train"]]
+        assert doc["environment"]["git"]["commit"] == "abc"
+        assert json.loads(json.dumps(doc)) == doc
+    assert info.to_json_dict()["environment"]["variables"] == {"V": "x"}
+    assert StepInfo.from_json_dict(info.to_json_dict()) == info
 
 
 def test_repeated_package_lists_encode_to_fresh_equal_lists() -> None:
