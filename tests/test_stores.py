@@ -190,7 +190,7 @@ def test_a_journal_left_by_a_killed_writer_is_named_not_a_readonly_error(tmp_pat
     assert e.value.problem == (
         "cannot read the database: a writer stopped in the middle of a commit and left its"
         " journal (stepinfo.sqlite-journal), which only a writer can roll back: open the"
-        " workspace with Tango (or run tango-stepinfo migrate) first"
+        " workspace with Tango (or the database with the sqlite3 shell) first"
     )
     with closing(sqlite3.connect(db)) as conn:  # a writer: rolls the journal back
         conn.execute("SELECT count(*) FROM unnamed").fetchall()

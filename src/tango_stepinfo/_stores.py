@@ -148,8 +148,8 @@ def read_problem(path: Path, error: sqlite3.Error) -> str:
     if (code == 776 or (code is None and "readonly" in str(error))) and journal.exists():
         return (
             f"a writer stopped in the middle of a commit and left its journal ({journal.name}),"
-            " which only a writer can roll back: open the workspace with Tango (or run"
-            " tango-stepinfo migrate) first"
+            " which only a writer can roll back: open the workspace with Tango (or the"
+            " database with the sqlite3 shell) first"
         )
     return str(error)
 
