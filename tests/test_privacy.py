@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import tango_stepinfo
 from tango_stepinfo import (
     EnvironmentMetadata,
     GitMetadata,
+    GpuMetadata,
     InvalidSettingError,
     JobMetadata,
     PlatformMetadata,
@@ -30,6 +32,8 @@ from tango_stepinfo import (
     anonymize,
 )
 from tango_stepinfo._privacy import WITHHELD
+
+from .conftest import TANGO_DATA
 
 GIT = shutil.which("git")
 
@@ -298,3 +302,150 @@ def test_anonymous_shortens_a_command_given_by_the_environment(repo: Path) -> No
         "TANGO_STEPINFO_COMMAND": "/home/alice/x.py --out=/home/alice/y",
     }
     assert made(repo, extra)["environment"]["command"] == ".../x.py --out=.../y"
+
+
+# --- names, GPUs and addresses in free text -----------------------------------------------------
+
+WHO = {
+    "LOGNAME": "alicez",
+    "USER": "alicez",
+    "HOSTNAME": "alicez-box.corp.example.com",
+    "SLURM_JOB_ID": "12",
+    "SLURM_JOB_NAME": "alicez-train",
+    "TANGO_STEPINFO_VARIABLES": "MY_*",
+    "MY_OUT": "~alicez/runs",
+    "MY_NODES": "node-alicez01",
+    "MY_ADDR": "10.1.2.3",
+    "MY_GPU": "GPU-8d8b1c2e-1234-5678-9abc-def012345678",
+    "MY_THREADS": "4",
+}
+
+SCRUBBED = """
+import json, sys, tango_stepinfo
+info = tango_stepinfo.StepInfo("a", "A", set(), True)
+info.mark_started()
+info.mark_failed(OSError("cannot open /home/alicez/data/x.csv on alicez-box.corp.example.com"))
+print(json.dumps([info.to_json_dict(), repr(info)]))
+"""
+
+
+def run(repo: Path, script: str, extra: Dict[str, str], *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=repo,
+        env={**git_env(repo.parent), **extra},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_anonymous_scrubs_user_host_gpu_and_addresses_from_free_text(repo: Path) -> None:
+    args = ("--entity", "Alicez", "--peer", "node2.corp.example.com", "--ip=10.1.2.3", "~alicez")
+    extra = {**WHO, "TANGO_STEPINFO_PRIVACY": "anonymous"}
+    out, text = run(repo, SCRUBBED, extra, *args)
+    env = out["environment"]
+    assert env["command"] == (
+        "-c --entity anonymous --peer node2.anonymous --ip=anonymous '~anonymous'"
+    )
+    assert env["job"]["name"] == "anonymous-train"
+    assert env["variables"] == {
+        "MY_ADDR": "anonymous",
+        "MY_GPU": "anonymous",
+        "MY_NODES": "node-anonymous01",
+        "MY_OUT": "~anonymous/runs",
+        "MY_THREADS": "4",  # not identifying: kept
+    }
+    assert out["error"].endswith("OSError: cannot open .../x.csv on anonymous\n")
+    everything = (json.dumps(out) + text).lower()
+    for name in ("alicez", "corp.example", "10.1.2.3", "8d8b1c2e"):
+        assert name not in everything
+    keyed = run(repo, SCRUBBED, {**extra, "TANGO_STEPINFO_PRIVACY_KEY": "k3y"}, *args)[0]
+    user = keyed["platform"]["user"]
+    assert user == hidden("k3y", "alicez")  # the same stand-in wherever the name is, any case
+    assert keyed["environment"]["command"].startswith(f"-c --entity {user} ")
+    assert keyed["environment"]["job"]["name"] == f"{user}-train"
+    full = run(repo, SCRUBBED, WHO, *args)[0]
+    assert "--entity Alicez" in full["environment"]["command"]  # full mode: as it was
+
+
+def test_anonymous_command_with_a_tab_or_a_newline(repo: Path) -> None:
+    # a word with whitespace other than spaces made shortening recurse until RecursionError
+    extra = {"TANGO_STEPINFO_PRIVACY": "anonymous"}
+    out = run(
+        repo,
+        "import json, tango_stepinfo as t\n"
+        "print(json.dumps(t.StepInfo('a', 'A', set(), True).to_json_dict()))",
+        extra,
+        "a\t/home/alicez/x",
+        "b\n/srv/y z",
+    )
+    assert out["environment"]["command"] == "-c 'a\t.../x' 'b\n.../y z'"
+    info = full_record()
+    info.environment.command = "sh -c 'cd /home/alice/p\tpython t.py'"
+    assert anonymize(info).environment.command == "sh -c 'cd .../p\tpython t.py'"
+
+
+def test_anonymize_scrubs_names_from_every_free_text_field() -> None:
+    info = full_record()
+    env = info.environment
+    assert env.git is not None and env.job is not None and env.variables is not None
+    env.git.branch = "alice/fix"
+    env.job.name = "Alice-nightly"
+    env.variables.update(USER="alice", MASTER_ADDR="10.1.2.3", MY_GPU="GPU-" + UUID)
+    env.command += " --entity alice --peer alice-laptop"
+    env.fallbacks = {"git.dirty": "git status in /home/alice/p timed out"}
+    info.platform.gpus = [GpuMetadata("A100", "GPU-" + UUID, "0000:3b:00.0")]
+    info.error = 'Traceback:\n  File "/srv/lab/train.py", line 3\nOSError: ALICE-LAPTOP down'
+    for key in (None, "k3y"):
+        out = anonymize(info, key=key)
+        user = "anonymous" if key is None else hidden(key, "alice")
+        host = "anonymous" if key is None else hidden(key, "alice-laptop")
+        env = out.environment
+        assert env.git is not None and env.job is not None and env.variables is not None
+        assert out.platform.user == user and out.platform.host == host
+        assert (env.git.branch, env.job.name) == (f"{user}/fix", f"{user}-nightly")
+        assert env.command.endswith(f" --entity {user} --peer {host}")
+        assert env.variables["USER"] == user
+        stand_ins = (
+            {"anonymous"} if key is None else {hidden(key, "10.1.2.3"), hidden(key, "GPU-" + UUID)}
+        )
+        assert {env.variables["MASTER_ADDR"], env.variables["MY_GPU"]} == stand_ins
+        assert out.platform.gpus is not None
+        assert out.platform.gpus[0].uuid == env.variables["MY_GPU"]
+        assert out.platform.gpus[0].bus == "0000:3b:00.0"
+        assert env.fallbacks == {"git.dirty": f"git status in /home/{user}/p timed out"}
+        assert out.error == f'Traceback:\n  File ".../train.py", line 3\nOSError: {host} down'
+        assert anonymize(out, key=key) == out
+        assert StepInfo.from_json_dict(json.loads(json.dumps(out.to_json_dict()))) == out
+        assert tango_stepinfo.loads(pickle.dumps(out)) == out
+        left = (json.dumps(out.to_json_dict(), sort_keys=True) + repr(out)).lower()
+        assert left.count("alice") == 2  # config's own /home/alice/data, in JSON and repr
+        assert UUID not in left and "10.1.2.3" not in left
+    assert (info.environment.variables or {})["USER"] == "alice"  # the record given: as it is
+
+
+UUID = "8d8b1c2e-1234-5678-9abc-def012345678"
+
+
+def test_anonymize_with_a_key_takes_any_string() -> None:
+    # a lone surrogate (JSON's "\ud800") made the keyed HMAC raise UnicodeEncodeError
+    platform = PlatformMetadata("L", 1, "\ud800", "h\udcff", None, None, None, None, None, None)
+    out = anonymize(platform, key="k3y")
+    assert out.user.startswith("anon:") and out.host.startswith("anon:")
+    assert out.host == hidden_bytes("k3y", b"h\xff")  # as the OS gave it
+
+
+def hidden_bytes(key: str, value: bytes) -> str:
+    return "anon:" + hmac.new(key.encode(), value, hashlib.sha256).hexdigest()[:12]
+
+
+def test_anonymize_tangos_records() -> None:
+    for path in sorted((TANGO_DATA / "json").glob("*.json")):
+        info = StepInfo.from_json_dict(json.loads(path.read_text()))
+        out = anonymize(info, key="k3y")
+        assert anonymize(out, key="k3y") == out
+        assert StepInfo.from_json_dict(out.to_json_dict()) == out
+        assert out.platform.user.startswith("anon:")
