@@ -31,7 +31,7 @@ from tango_stepinfo import (
     TangoMetadata,
     anonymize,
 )
-from tango_stepinfo._privacy import WITHHELD
+from tango_stepinfo._privacy import WITHHELD, Policy
 
 from .conftest import TANGO_DATA
 
@@ -449,3 +449,52 @@ def test_anonymize_tangos_records() -> None:
         assert anonymize(out, key="k3y") == out
         assert StepInfo.from_json_dict(out.to_json_dict()) == out
         assert out.platform.user.startswith("anon:")
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("--entity Alice", "--entity anonymous"),
+        ("malice alices", "malice alices"),  # letters around: another word
+        ("alice2 alice_2 x-alice.y", "anonymous2 anonymous_2 x-anonymous.y"),
+        ("node1 node12 xnode1 node1a", "anonymous node12 xnode1 anonymous" + "a"),
+        ("node2.cs.uni.edu NODE1.CS.UNI.EDU", "node2.anonymous anonymous"),
+        ("bob@corp.example.com", "anonymous"),
+        (
+            "10.1.2.3:29500 999.1.1.1 1.2.3.4.5 v1.2.3.4",
+            "anonymous:29500 999.1.1.1 1.2.3.4.5 v1.2.3.4",
+        ),
+        (
+            "0,GPU-8d8b1c2e-1234-5678-9abc-def012345678,mig-8D8B1C2E-1234-5678-9abc-def012345678",
+            "0,anonymous,anonymous",
+        ),
+        ("root ubuntu 1000 al", "root ubuntu 1000 al"),  # generic, a uid, too short: not looked for
+    ],
+)
+def test_scrub_rules(text: str, scrubbed: str) -> None:
+    names = ["alice", "node1.cs.uni.edu", "bob@corp.example.com", "root", "ubuntu", "1000", "al"]
+    assert Policy(None, names).scrub(text) == scrubbed
+
+
+def test_scrub_keeps_one_stand_in_per_name() -> None:
+    policy = Policy("k3y", ["Alice"])
+    assert policy.scrub("ALICE alice") == " ".join([hidden("k3y", "Alice")] * 2)
+    assert policy.scrub(policy.scrub("alice 10.0.0.1")) == policy.scrub("alice 10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "remote",
+    [
+        "git@github.com:alice-gh/paper.git",
+        "https://github.com/alice-gh/paper.git",
+        "ssh://git@gitlab.example.com:2222/alice-gh/paper.git",
+        "/home/alice-gh/src/paper.git",
+    ],
+)
+def test_anonymize_hides_the_remotes_owner_elsewhere(remote: str) -> None:
+    info = full_record()
+    assert info.environment.git is not None
+    info.environment.git.remote = remote
+    info.environment.command = "train.py --wandb-entity alice-gh --project paper"
+    out = anonymize(info)
+    assert out.environment.command == "train.py --wandb-entity anonymous --project paper"
