@@ -498,3 +498,23 @@ def test_anonymize_hides_the_remotes_owner_elsewhere(remote: str) -> None:
     info.environment.command = "train.py --wandb-entity alice-gh --project paper"
     out = anonymize(info)
     assert out.environment.command == "train.py --wandb-entity anonymous --project paper"
+
+
+def test_a_pbs_job_id_loses_its_server(repo: Path) -> None:
+    # PBS ids are NUMBER.SERVER: the server's host name names the site
+    extra = {"TANGO_STEPINFO_PRIVACY": "anonymous", "PBS_JOBID": "1234.pbs01.cs.uni.edu"}
+    out = made(repo, extra)
+    assert out["environment"]["job"] == {
+        "system": "pbs",
+        "id": "1234.anonymous",
+        "name": None,
+        "url": None,
+        "attempt": None,
+    }
+    info = full_record()
+    info.environment.job = JobMetadata("pbs", "77.pbs01.cs.uni.edu")
+    info.environment.command = "qsub -q gpu@pbs01 job.sh"
+    out_record = anonymize(info)
+    assert out_record.environment.job is not None
+    assert out_record.environment.job.id == "77.anonymous"
+    assert out_record.environment.command == "qsub -q gpu@anonymous job.sh"

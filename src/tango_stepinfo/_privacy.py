@@ -18,12 +18,12 @@ everything; ``anonymous`` (any letter case) makes the probes record, instead of
   saying how, as the reason could name the hidden value;
 - ``platform.gpus[].uuid``: a stand-in as for the host (a GPU's UUID names its machine);
 - in the free text of ``environment.command``, ``environment.executable``, the names and
-  values of ``environment.variables``, ``git.branch``, ``job.name``, the other fallback reasons
-  and a failure's ``error`` (whose absolute paths are shortened too): every user or host name
-  the process knows (:func:`process_names`; a record's own, for :func:`anonymize`), matched
-  whole in any letter case, GPU and MIG UUIDs and IPv4 addresses, each by its stand-in
-  (:meth:`Policy.scrub`): ``~alice/x``, ``--entity Alice``, ``node-alice01``, ``alice/fix``
-  become ``~anonymous/x``, ``--entity anonymous``...
+  values of ``environment.variables``, ``git.branch``, ``job.id`` and ``job.name``, the other
+  fallback reasons and a failure's ``error`` (whose absolute paths are shortened too): every
+  user or host name the process knows (:func:`process_names`; a record's own, for
+  :func:`anonymize`), matched whole in any letter case, GPU and MIG UUIDs and IPv4 addresses,
+  each by its stand-in (:meth:`Policy.scrub`): ``~alice/x``, ``--entity Alice``,
+  ``node-alice01``, ``alice/fix`` become ``~anonymous/x``, ``--entity anonymous``...
 
 ``environment.privacy`` says ``"anonymous"`` in such a record. Any other mode raises
 :class:`tango_stepinfo.errors.InvalidSettingError` at the first record: a typo never records
@@ -161,7 +161,9 @@ _NAME_VARIABLES = (
     "HOSTNAME",
     "SLURMD_NODENAME",
     "SLURM_SUBMIT_HOST",
+    "SLURM_CLUSTER_NAME",
     "PBS_O_HOST",
+    "PBS_SERVER",
 )
 """Environment variables whose values name the user, the host or an account of theirs."""
 
@@ -205,6 +207,7 @@ def process_names() -> List[str]:
 
     env = os.environ
     values = [env.get(name, "") for name in _NAME_VARIABLES]
+    values.append(env.get("PBS_JOBID", "").partition(".")[2])  # 1234.server.uni.edu
     try:
         import pwd
 
@@ -428,6 +431,8 @@ def _record_names(record: Any, out: List[str]) -> List[str]:
             out.append(str(value))
         elif kind == "GitMetadata" and f.name == "remote" and isinstance(value, str):
             out.extend(_remote_names(value))
+        elif kind == "JobMetadata" and f.name == "id" and record.system == "pbs":
+            out.append(str(value).partition(".")[2])  # PBS ids name their server
         elif f.name == "variables" and isinstance(value, dict):
             for name, text in value.items():
                 if not isinstance(text, str):
@@ -453,12 +458,13 @@ def _apply(record: Any, policy: Policy) -> None:
         name = f.name
         new: Any = value
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            if name == "job":  # any job record: its url dropped, its name scrubbed
+            if name == "job":  # any job record: its url dropped, id and name scrubbed
                 names = {g.name for g in dataclasses.fields(value)}
                 if "url" in names:
                     setattr(value, "url", None)  # noqa: B010
-                if "name" in names and isinstance(getattr(value, "name"), str):  # noqa: B009
-                    setattr(value, "name", policy.scrub(getattr(value, "name")))  # noqa: B009,B010
+                for text in ("id", "name"):
+                    if text in names and isinstance(getattr(value, text), str):
+                        setattr(value, text, policy.scrub(getattr(value, text)))
             _apply(value, policy)
             continue
         if value is None:

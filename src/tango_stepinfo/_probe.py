@@ -260,10 +260,10 @@ def _probe_fixed_facts() -> Dict[str, Any]:
         job=_job.job(),
     )
     if policy is not None and facts["job"] is not None:
-        # (system, id, name, url, attempt): the url is dropped and the name scrubbed, as probed
+        # (system, id, name, url, attempt): the url is dropped, id and name scrubbed, as probed
         system, job_id, name, _, attempt = facts["job"]
         name = name if name is None else policy.scrub(name)
-        facts["job"] = (system, job_id, name, None, attempt)
+        facts["job"] = (system, policy.scrub(job_id), name, None, attempt)
     packages()  # the first scan, cached for the record being made
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
     facts["operating_system"] = _operating_system(linux)
