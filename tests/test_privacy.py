@@ -518,3 +518,30 @@ def test_a_pbs_job_id_loses_its_server(repo: Path) -> None:
     assert out_record.environment.job is not None
     assert out_record.environment.job.id == "77.anonymous"
     assert out_record.environment.command == "qsub -q gpu@anonymous job.sh"
+
+
+def test_anonymous_variables_shorten_every_absolute_path(repo: Path) -> None:
+    # a value that was not a path list was kept whole: --out /data/secret-project/x stayed
+    extra = {
+        "TANGO_STEPINFO_PRIVACY": "anonymous",
+        "TANGO_STEPINFO_VARIABLES": "MY_*",
+        "MY_OPTS": "--out /data/secret-project/x --seed 1",
+        "MY_UNC": "\\\\fileserver\\share\\proj",
+        "MY_LIST": "/data/a:/data/b",
+        "MY_URL": "https://example.com/x",
+        "MY_N": "4",
+    }
+    out = made(repo, extra)
+    assert out["environment"]["variables"] == {
+        "MY_LIST": ".../a:.../b",
+        "MY_N": "4",
+        "MY_OPTS": "--out .../x --seed 1",
+        "MY_UNC": ".../proj",
+        "MY_URL": "https://example.com/x",
+    }
+    info = full_record()
+    info.environment.variables = {"MY_OPTS": extra["MY_OPTS"], "MY_UNC": extra["MY_UNC"]}
+    assert anonymize(info).environment.variables == {
+        "MY_OPTS": "--out .../x --seed 1",
+        "MY_UNC": ".../proj",
+    }

@@ -335,8 +335,11 @@ def free_text(text: str, paths: bool = True) -> str:
 
 
 def shorten(path: str) -> str:
-    """``.../`` and the last component of an absolute path; anything else as it is."""
-    if not path.startswith("/") and not (len(path) > 2 and path[1] == ":" and path[2] in "\\/"):
+    """``.../`` and the last component of an absolute path (POSIX, a drive's, or a Windows
+    share's ``\\\\server\\share\\...``, which names its server); anything else as it is."""
+    if not path.startswith(("/", "\\\\")) and not (
+        len(path) > 2 and path[1] == ":" and path[2] in "\\/"
+    ):
         return path
     parts = [p for p in path.replace("\\", "/").split("/") if p]
     return ".../" + parts[-1] if parts else "/"
@@ -378,11 +381,12 @@ def shorten_command(text: str) -> str:
 
 
 def shorten_value(value: str) -> str:
-    """An environment variable's value: an absolute path or a list of them, shortened."""
+    """An environment variable's value: an absolute path or a list of them, shortened; else each
+    absolute path in it, as in a command line's word (``--out /data/proj/x`` holds one)."""
     parts = value.split(os.pathsep)
     if all(shorten(p) != p for p in parts):
         return os.pathsep.join(shorten(p) for p in parts)
-    return value
+    return _shorten_word(value)
 
 
 # --- anonymize() ---------------------------------------------------------------------------------
