@@ -468,6 +468,11 @@ def test_anonymize_tangos_records() -> None:
             "0,GPU-8d8b1c2e-1234-5678-9abc-def012345678,mig-8D8B1C2E-1234-5678-9abc-def012345678",
             "0,anonymous,anonymous",
         ),
+        ("[2001:db8::5]:29500 fe80::1%eth0", "[anonymous]:29500 anonymous"),
+        (
+            "12:30:45 aa:bb:cc:dd:ee:ff std::vector a::b::c",
+            "12:30:45 aa:bb:cc:dd:ee:ff std::vector a::b::c",
+        ),
         ("root ubuntu 1000 al", "root ubuntu 1000 al"),  # generic, a uid, too short: not looked for
     ],
 )

@@ -21,7 +21,7 @@ everything; ``anonymous`` (any letter case) makes the probes record, instead of
   values of ``environment.variables``, ``git.branch``, ``job.id`` and ``job.name``, the other
   fallback reasons and a failure's ``error`` (whose absolute paths are shortened too): every
   user or host name the process knows (:func:`process_names`; a record's own, for
-  :func:`anonymize`), matched whole in any letter case, GPU and MIG UUIDs and IPv4 addresses,
+  :func:`anonymize`), matched whole in any letter case, GPU and MIG UUIDs and IP addresses,
   each by its stand-in (:meth:`Policy.scrub`): ``~alice/x``, ``--entity Alice``,
   ``node-alice01``, ``alice/fix`` become ``~anonymous/x``, ``--entity anonymous``...
 
@@ -94,7 +94,7 @@ class Policy:
         return hidden
 
     def scrub(self, text: str) -> str:
-        """``text`` with every user, host or GPU it names, and IPv4 addresses, hidden.
+        """``text`` with every user, host or GPU it names, and IP addresses, hidden.
 
         The names are this process's (:func:`process_names`) unless given to the constructor;
         each is matched whole, in any letter case, and replaced by its stand-in
@@ -116,12 +116,24 @@ class Policy:
                 return self.hide(names[found.lower()])
             if match.lastgroup == "ip" and any(int(n) > 255 for n in found.split(".")):
                 return found  # four numbers, not an address
+            if match.lastgroup == "ip6" and not _is_ipv6(found):
+                return found  # a time (12:30:45), a MAC address...
             return self.hide(found)
 
         out: str = self._pattern.sub(stand_in, text)
         if len(self._scrubbed) < 4096:  # later records meet the same few texts again
             self._scrubbed[text] = out
         return out
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress  # 1 ms, only when an anonymous record's text has hex groups and colons
+
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _encode(text: str) -> bytes:
@@ -247,7 +259,7 @@ def _canonical(values: Iterable[str]) -> Dict[str, str]:
 
 def _scrub_pattern(names: Dict[str, str]) -> Any:
     """One expression for the names (whole: no letter, or digit for a digit, next to either
-    end), GPU and MIG UUIDs, and IPv4 addresses; compiled only in anonymous records.
+    end), GPU and MIG UUIDs, and IPv4 and IPv6 addresses; compiled only in anonymous records.
 
     Each alternative starts with a character, and checks what comes before that character
     after it (``a(?<![^\\W\\d_].)lice``, not ``(?<![^\\W\\d_])alice``): a position whose
@@ -268,6 +280,11 @@ def _scrub_pattern(names: Dict[str, str]) -> Any:
     ]
     if parts:
         alternatives.append("(?P<name>" + "|".join(parts) + ")")
+    # IPv6: hex groups with at least two colons (checked by ipaddress: 12:30:45 is none)
+    alternatives.append(
+        r"(?P<ip6>[0-9A-F:](?<![\w:.][0-9A-F:])(?:(?<=:)|[0-9A-F]{0,3})"
+        r"(?::[0-9A-F]{0,4}){2,7}(?:%[\w.-]+)?(?![\w:]|\.\d))"
+    )
     return re.compile("|".join(alternatives), re.IGNORECASE)
 
 
