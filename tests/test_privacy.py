@@ -15,9 +15,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tango_stepinfo
 from tango_stepinfo import (
@@ -34,6 +36,7 @@ from tango_stepinfo import (
 from tango_stepinfo._privacy import WITHHELD, Policy
 
 from .conftest import TANGO_DATA
+from .strategies import identity_texts, step_infos
 
 GIT = shutil.which("git")
 
@@ -550,3 +553,44 @@ def test_anonymous_variables_shorten_every_absolute_path(repo: Path) -> None:
         "MY_OPTS": "--out .../x --seed 1",
         "MY_UNC": ".../proj",
     }
+
+
+@settings(max_examples=150, deadline=None)
+@given(step_infos(), st.sampled_from([None, "k3y"]))
+def test_anonymize_any_record_is_stable_and_round_trips(info: StepInfo, key: Optional[str]) -> None:
+    out = anonymize(info, key=key)
+    assert anonymize(out, key=key) == out
+    assert StepInfo.from_json_dict(json.loads(json.dumps(out.to_json_dict()))) == out
+    assert tango_stepinfo.loads(pickle.dumps(out)) == out
+    if info.platform is not None and out.platform is not None:
+        user = info.platform.user
+        if key is None:
+            assert out.platform.user == "anonymous"
+        elif user != "anonymous" and not user.startswith("anon:"):
+            assert out.platform.user == hidden(key, user)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.tuples(*[identity_texts] * 7),
+    st.sampled_from([None, "k3y"]),
+)
+def test_anonymize_twice_changes_nothing_whatever_the_names(
+    texts: Tuple[str, ...], key: Optional[str]
+) -> None:
+    # names overlapping names, stand-ins next to addresses, unbalanced quotes in a command: a
+    # second anonymize() found what the first had made (1.2.3.4.5 as a user and the error
+    # fe80::11.2.3.4.5 became fe80::11.anonymous, then anonymous.anonymous)
+    user, host, command, branch, remote, value, error = texts
+    info = full_record()
+    info.platform.user, info.platform.host = user, host
+    info.environment.command = command
+    info.environment.git = GitMetadata("abc", remote or None, branch or None, False)
+    info.environment.variables = {"USER": value, "X": f"{value}:{error}", "HOSTNAME": host}
+    info.environment.job = JobMetadata("pbs", "1." + host, value or None)
+    info.error = error or None
+    info.environment.fallbacks = {"gpus": error} if error else None
+    out = anonymize(info, key=key)
+    assert anonymize(out, key=key) == out
+    assert StepInfo.from_json_dict(json.loads(json.dumps(out.to_json_dict()))) == out
+    assert tango_stepinfo.loads(pickle.dumps(out)) == out

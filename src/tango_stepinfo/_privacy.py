@@ -36,7 +36,7 @@ import copy
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple, TypeVar
 
 from .errors import InvalidSettingError
 
@@ -93,6 +93,15 @@ class Policy:
         hidden = self._memo[value] = "anon:" + digest.hexdigest()[:12]
         return hidden
 
+    def variable(self, name: str, value: str) -> Tuple[str, str]:
+        """An environment variable as an anonymous record holds it: a variable naming a user or
+        host (:data:`_NAME_VARIABLES`: ``USER``, ``HOSTNAME``...) hidden whole; any other with
+        its absolute paths shortened (:func:`shorten_value`) after its names are scrubbed (so
+        that a second pass finds what the first left), and its name scrubbed."""
+        if name in _NAME_VARIABLES and value:
+            return self.scrub(name), self.hide(value)
+        return self.scrub(name), shorten_value(self.scrub(value))
+
     def scrub(self, text: str) -> str:
         """``text`` with every user, host or GPU it names, and IP addresses, hidden.
 
@@ -120,7 +129,12 @@ class Policy:
                 return found  # a time (12:30:45), a MAC address...
             return self.hide(found)
 
+        before: str = text
         out: str = self._pattern.sub(stand_in, text)
+        for _ in range(3):  # a stand-in can end what reads as an address next to it: once more
+            if out == before:
+                break
+            before, out = out, self._pattern.sub(stand_in, out)
         if len(self._scrubbed) < 4096:  # later records meet the same few texts again
             self._scrubbed[text] = out
         return out
@@ -149,7 +163,18 @@ def _encode(text: str) -> bytes:
 # --- names: who and where to hide in free text ------------------------------------------------
 
 _GENERIC = frozenset(
-    ("root", "nobody", "runner", "ubuntu", "user", "admin", "localhost", "jovyan", ANONYMOUS)
+    (
+        "root",
+        "nobody",
+        "runner",
+        "ubuntu",
+        "user",
+        "admin",
+        "localhost",
+        "jovyan",
+        "anon",
+        ANONYMOUS,
+    )
 )
 """Account and host names shared by everyone (containers, CI runners): hidden in ``user`` and
 ``host``, but not looked for in free text, where ``--root`` or ``localhost`` say nothing."""
@@ -274,12 +299,12 @@ def _scrub_pattern(names: Dict[str, str]) -> Any:
         return re.escape(name[0]) + before + re.escape(name[1:]) + after
 
     parts = [bounded(n) for n in sorted(names, key=len, reverse=True)]
-    alternatives = [
+    # names first, longest first: a host name holding a GPU UUID or an address is hidden whole
+    alternatives = ["(?P<name>" + "|".join(parts) + ")"] if parts else []
+    alternatives += [
         r"(?P<gpu>[GM](?<!\w.)(?:PU|IG)-[0-9A-F]{8}(?:-[0-9A-F]{4}){3}-[0-9A-F]{12})",
         r"(?P<ip>\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]|\.\d))",
     ]
-    if parts:
-        alternatives.append("(?P<name>" + "|".join(parts) + ")")
     # IPv6: hex groups with at least two colons (checked by ipaddress: 12:30:45 is none)
     alternatives.append(
         r"(?P<ip6>[0-9A-F:](?<![\w:.][0-9A-F:])(?:(?<=:)|[0-9A-F]{0,3})"
@@ -345,7 +370,7 @@ def free_text(text: str, paths: bool = True) -> str:
         policy = Policy(None)
     if policy is None:
         return text
-    return policy.scrub(_shorten_word(text) if paths else text)
+    return _shorten_word(policy.scrub(text)) if paths else policy.scrub(text)
 
 
 # --- paths ---------------------------------------------------------------------------------------
@@ -394,7 +419,8 @@ def shorten_command(text: str) -> str:
         words = shlex.split(text)
     except ValueError:  # not shell-quoted after all: treat it as one embedded command line
         return _shorten_word(text)
-    return shlex.join(shorten_words(words))
+    short = shorten_words(words)
+    return text if short == words else shlex.join(short)  # nothing to shorten: not re-quoted
 
 
 def shorten_value(value: str) -> str:
@@ -504,20 +530,20 @@ def _apply(record: Any, policy: Policy) -> None:
             if name == "root":
                 new = Path(policy.hide(str(value)))
             elif name == "executable":
-                new = Path(policy.scrub(shorten(str(value))))
+                new = Path(shorten(policy.scrub(str(value))))
             elif name == "command" and isinstance(value, str):
-                new = policy.scrub(shorten_command(value))
+                new = shorten_command(policy.scrub(value))
             elif name == "variables" and isinstance(value, dict):
-                new = {
-                    policy.scrub(k): policy.scrub(shorten_value(v)) if isinstance(v, str) else v
+                new = dict(
+                    policy.variable(k, v) if isinstance(v, str) else (policy.scrub(k), v)
                     for k, v in value.items()
-                }
+                )
         elif name == "gpus" and isinstance(value, list):
             for gpu in value:
                 if dataclasses.is_dataclass(gpu) and not isinstance(gpu, type):
                     _apply(gpu, policy)
         elif kind == "StepInfo" and name == "error":
-            new = policy.scrub(_shorten_word(value)) if isinstance(value, str) else value
+            new = _shorten_word(policy.scrub(value)) if isinstance(value, str) else value
         if name == "fallbacks":
             new = _reasons(value, policy)
         if new is not value:
@@ -543,5 +569,11 @@ def anonymize(record: _R, key: Optional[str] = None) -> _R:
     if not dataclasses.is_dataclass(record) or isinstance(record, type):
         raise TypeError(f"anonymize() takes a record, got {type(record).__name__}")
     out = copy.deepcopy(record)
-    _apply(out, Policy(key, _record_names(out, [])))
+    names = _record_names(out, [])
+    for _ in range(4):  # until the copy names nothing new: anonymizing it again changes nothing
+        _apply(out, Policy(key, names))
+        more = _record_names(out, [])
+        if not _canonical(more).keys() - _canonical(names).keys():
+            break  # the usual case, after one pass; overlapping names can take another
+        names += more
     return out

@@ -221,7 +221,7 @@ def _process_facts(policy: Any) -> Dict[str, Any]:
     }
     if policy is not None:
         facts["user"], facts["host"] = policy.hide(facts["user"]), policy.hide(facts["host"])
-        facts["executable"] = Path(policy.scrub(_privacy.shorten(str(facts["executable"]))))
+        facts["executable"] = Path(_privacy.shorten(policy.scrub(str(facts["executable"]))))
     return facts
 
 
@@ -716,7 +716,7 @@ def command() -> str:
                 debug("TANGO_STEPINFO_COMMAND cannot be split (%s), redacting it as text", e)
                 reason = "TANGO_STEPINFO_COMMAND is not a valid shell line; redacted it as text"
                 text = redact.redact_text(line)
-                text = text if policy is None else policy.scrub(_privacy.shorten_command(text))
+                text = text if policy is None else _privacy.shorten_command(policy.scrub(text))
                 cached_line = (line, text, reason)
             _env_line = cached_line
         _fallbacks.note("command", cached_line[2])

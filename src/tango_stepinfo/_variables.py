@@ -22,7 +22,7 @@ import os
 from typing import Dict, Optional
 
 from . import redact
-from ._privacy import Policy, shorten_value
+from ._privacy import Policy
 
 __all__ = ["DEFAULT", "read"]
 
@@ -96,5 +96,6 @@ def read(policy: Optional[Policy]) -> Optional[Dict[str, str]]:
         if policy is None:
             found[name] = value
         else:
-            found[policy.scrub(name)] = policy.scrub(shorten_value(value))
+            shown, value = policy.variable(name, value)
+            found[shown] = value
     return found
