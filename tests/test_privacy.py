@@ -594,3 +594,12 @@ def test_anonymize_twice_changes_nothing_whatever_the_names(
     assert anonymize(out, key=key) == out
     assert StepInfo.from_json_dict(json.loads(json.dumps(out.to_json_dict()))) == out
     assert tango_stepinfo.loads(pickle.dumps(out)) == out
+
+
+def test_scrub_letters_that_match_in_another_case_than_they_lower_to() -> None:
+    # re matches "AL\u0130" (dotted capital I) to "ali" and "ba\u017f\u017f" (long s) to
+    # "bass", but their lower() is neither: the stand-in looked up by lower() raised KeyError
+    policy = Policy("k3y", ["ali", "bass"])
+    assert policy.scrub("AL\u0130 ba\u017f\u017f Ali") == " ".join(
+        [hidden("k3y", "ali"), hidden("k3y", "bass"), hidden("k3y", "ali")]
+    )

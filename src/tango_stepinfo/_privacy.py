@@ -75,7 +75,7 @@ class Policy:
         self._key = _encode(key) if key else None
         self._memo: Dict[str, str] = {}
         self._names: Optional[Dict[str, str]] = None if names is None else _canonical(names)
-        self._pattern: Any = None
+        self._pattern: Optional[_Pattern] = None
         self._scrubbed: Dict[str, str] = {}
 
     def hide(self, value: str) -> str:
@@ -118,11 +118,13 @@ class Policy:
             names = self._names = _canonical(process_names())
         if self._pattern is None:
             self._pattern = _scrub_pattern(names)
+        by_group = self._pattern.names  # which name each group n0, n1... matches
 
         def stand_in(match: Any) -> str:
             found: str = match.group(0)
-            if match.lastgroup == "name":
-                return self.hide(names[found.lower()])
+            group: str = match.lastgroup
+            if group in by_group:  # not found.lower(): "ALİ" matches "ali" but lowers to "ali̇"
+                return self.hide(by_group[group])
             if match.lastgroup == "ip" and any(int(n) > 255 for n in found.split(".")):
                 return found  # four numbers, not an address
             if match.lastgroup == "ip6" and not _is_ipv6(found):
@@ -282,7 +284,7 @@ def _canonical(values: Iterable[str]) -> Dict[str, str]:
     return found
 
 
-def _scrub_pattern(names: Dict[str, str]) -> Any:
+def _scrub_pattern(names: Dict[str, str]) -> _Pattern:
     """One expression for the names (whole: no letter, or digit for a digit, next to either
     end), GPU and MIG UUIDs, and IPv4 and IPv6 addresses; compiled only in anonymous records.
 
@@ -298,9 +300,10 @@ def _scrub_pattern(names: Dict[str, str]) -> Any:
         after = r"(?!\d)" if name[-1].isdigit() else r"(?![^\W\d_])"
         return re.escape(name[0]) + before + re.escape(name[1:]) + after
 
-    parts = [bounded(n) for n in sorted(names, key=len, reverse=True)]
-    # names first, longest first: a host name holding a GPU UUID or an address is hidden whole
-    alternatives = ["(?P<name>" + "|".join(parts) + ")"] if parts else []
+    # names first, longest first: a host name holding a GPU UUID or an address is hidden whole;
+    # a group each, so that the stand-in is the name's whatever the letter case of the match
+    ordered = sorted(names, key=len, reverse=True)
+    alternatives = [f"(?P<n{i}>{bounded(n)})" for i, n in enumerate(ordered)]
     alternatives += [
         r"(?P<gpu>[GM](?<!\w.)(?:PU|IG)-[0-9A-F]{8}(?:-[0-9A-F]{4}){3}-[0-9A-F]{12})",
         r"(?P<ip>\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]|\.\d))",
@@ -310,7 +313,21 @@ def _scrub_pattern(names: Dict[str, str]) -> Any:
         r"(?P<ip6>[0-9A-F:](?<![\w:.][0-9A-F:])(?:(?<=:)|[0-9A-F]{0,3})"
         r"(?::[0-9A-F]{0,4}){2,7}(?:%[\w.-]+)?(?![\w:]|\.\d))"
     )
-    return re.compile("|".join(alternatives), re.IGNORECASE)
+    return _Pattern(
+        re.compile("|".join(alternatives), re.IGNORECASE),
+        {f"n{i}": names[n] for i, n in enumerate(ordered)},
+    )
+
+
+class _Pattern:
+    """The compiled scrub expression and the name each of its groups ``n0``, ``n1``... stands
+    for."""
+
+    __slots__ = ("names", "sub")
+
+    def __init__(self, compiled: Any, names: Dict[str, str]) -> None:
+        self.sub = compiled.sub
+        self.names = names
 
 
 _UNREAD: Any = object()
@@ -345,7 +362,8 @@ def clear() -> None:
 
 def reason(key: str, text: str) -> str:
     """``text``; in an anonymous record :data:`WITHHELD` when ``key`` is a hidden field, else
-    ``text`` with its absolute paths shortened and its names scrubbed (:meth:`Policy.scrub`).
+    ``text`` with its names scrubbed (:meth:`Policy.scrub`; its paths are the system files a
+    probe read, kept).
 
     Never raises: an unknown mode counts as anonymous here (the record itself will fail).
     """
