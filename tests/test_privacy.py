@@ -332,6 +332,12 @@ print(json.dumps([info.to_json_dict(), repr(info)]))
 """
 
 
+PLAIN = """
+import json, tango_stepinfo
+print(json.dumps(tango_stepinfo.StepInfo("a", "A", set(), True).to_json_dict()))
+"""
+
+
 def run(repo: Path, script: str, extra: Dict[str, str], *args: str) -> Any:
     done = subprocess.run(
         [sys.executable, "-c", script, *args],
@@ -603,3 +609,16 @@ def test_scrub_letters_that_match_in_another_case_than_they_lower_to() -> None:
     assert policy.scrub("AL\u0130 ba\u017f\u017f Ali") == " ".join(
         [hidden("k3y", "ali"), hidden("k3y", "bass"), hidden("k3y", "ali")]
     )
+
+
+def test_anonymous_hides_the_remotes_owner_in_the_command(repo: Path) -> None:
+    # the probe knew the user and host, not the owner of a fork it was cloned from
+    subprocess.run(
+        [GIT, "remote", "set-url", "origin", "git@github.com:alice-gh/secret-paper.git"],
+        cwd=repo,
+        env=git_env(repo.parent),
+        check=True,
+    )
+    extra = {"TANGO_STEPINFO_PRIVACY": "anonymous"}
+    out = run(repo, PLAIN, extra, "--wandb-entity", "Alice-GH", "--project", "paper")
+    assert out["environment"]["command"] == "-c --wandb-entity anonymous --project paper"

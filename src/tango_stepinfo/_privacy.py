@@ -241,7 +241,9 @@ def names_in(value: str) -> List[str]:
 def process_names() -> List[str]:
     """The identifying values of this process, to hide in free text (see :meth:`Policy.scrub`):
     the login name (and that of the uid), the host name, the values of :data:`_NAME_VARIABLES`,
-    and the owner of a home folder in ``$HOME``, the working directory and ``sys.executable``."""
+    the owner of a home folder in ``$HOME``, the working directory and ``sys.executable``, and
+    the namespace of the git remote of the working directory's repository (at the first
+    anonymous record: names are read once per process)."""
     import sys
 
     env = os.environ
@@ -264,6 +266,12 @@ def process_names() -> List[str]:
         owner = home_owner(path)
         if owner:
             values.append(owner)
+    if where:  # the owner of the git remote (a fork's): read from the config, no git child
+        from . import _git
+
+        repo = _git.find(where)
+        remote = None if repo is None else _git._remote(repo, [])
+        values.extend(_remote_names(remote) if remote else ())
     return [value for value in values if value]
 
 
