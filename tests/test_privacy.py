@@ -352,12 +352,12 @@ def run(repo: Path, script: str, extra: Dict[str, str], *args: str) -> Any:
 
 
 def test_anonymous_scrubs_user_host_gpu_and_addresses_from_free_text(repo: Path) -> None:
-    args = ("--entity", "Alicez", "--peer", "node2.corp.example.com", "--ip=10.1.2.3", "~alicez")
+    args = ("--entity", "Alicez", "--peer", "zqpeer7.corp.example.com", "--ip=10.1.2.3", "~alicez")
     extra = {**WHO, "TANGO_STEPINFO_PRIVACY": "anonymous"}
     out, text = run(repo, SCRUBBED, extra, *args)
     env = out["environment"]
     assert env["command"] == (
-        "-c --entity anonymous --peer node2.anonymous --ip=anonymous '~anonymous'"
+        "-c --entity anonymous --peer zqpeer7.anonymous --ip=anonymous '~anonymous'"
     )
     assert env["job"]["name"] == "anonymous-train"
     assert env["variables"] == {
