@@ -221,7 +221,7 @@ def _process_facts(policy: Any) -> Dict[str, Any]:
     }
     if policy is not None:
         facts["user"], facts["host"] = policy.hide(facts["user"]), policy.hide(facts["host"])
-        facts["executable"] = Path(_privacy.shorten(str(facts["executable"])))
+        facts["executable"] = Path(_privacy.shorten(policy.scrub(str(facts["executable"]))))
     return facts
 
 
@@ -262,8 +262,10 @@ def _probe_fixed_facts() -> Dict[str, Any]:
             job=_job.job(),
         )
         if policy is not None and facts["job"] is not None:
-            # (system, id, name, url, attempt): the url is dropped, as it is probed
-            facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
+            # (system, id, name, url, attempt): the url is dropped, id and name scrubbed, as probed
+            system, job_id, name, _, attempt = facts["job"]
+            name = name if name is None else policy.scrub(name)
+            facts["job"] = (system, policy.scrub(job_id), name, None, attempt)
         packages()  # the first scan, cached for the record being made
     except BaseException:  # KeyboardInterrupt meanwhile: it propagates, uname is not left behind
         if processor is not None:
@@ -272,6 +274,11 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
     facts["operating_system"] = _operating_system(linux)
     facts["gpus"] = gpus()
+    if policy is not None and facts["gpus"]:
+        # (name, uuid, bus, driver, memory): a GPU's UUID names its machine as well as the host
+        facts["gpus"] = [
+            (g[0], g[1] if g[1] is None else policy.hide(g[1]), *g[2:]) for g in facts["gpus"]
+        ]
     return facts
 
 
@@ -709,12 +716,13 @@ def command() -> str:
             try:
                 words = shlex.split(line)
                 words = words if policy is None else _privacy.shorten_words(words)
-                cached_line = (line, redact.redact_command(words), None)
+                text = redact.redact_command(words)
+                cached_line = (line, text if policy is None else policy.scrub(text), None)
             except ValueError as e:
                 debug("TANGO_STEPINFO_COMMAND cannot be split (%s), redacting it as text", e)
                 reason = "TANGO_STEPINFO_COMMAND is not a valid shell line; redacted it as text"
                 text = redact.redact_text(line)
-                text = text if policy is None else _privacy.shorten_command(text)
+                text = text if policy is None else _privacy.shorten_command(policy.scrub(text))
                 cached_line = (line, text, reason)
             _env_line = cached_line
         _fallbacks.note("command", cached_line[2])
@@ -747,6 +755,7 @@ def command() -> str:
 
     policy = _privacy.current()
     text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
+    text = text if policy is None else policy.scrub(text)  # names, after the paths and secrets
     _argv = (seen, orig, text, why)
     _fallbacks.note("command", why)
     return text
@@ -1169,8 +1178,11 @@ def git() -> Optional[GitFacts]:
         seen = _git_seen
     facts: Optional[GitFacts] = seen[1]
     policy = _privacy.current()
-    if policy is not None and facts is not None and facts[1] is not None:
-        facts = (facts[0], policy.hide(facts[1]), facts[2], facts[3], facts[4])
+    if policy is not None and facts is not None:
+        # (commit, remote, branch, dirty, diff): the remote hidden, the branch scrubbed
+        remote = facts[1] if facts[1] is None else policy.hide(facts[1])
+        branch = facts[2] if facts[2] is None else policy.scrub(facts[2])
+        facts = (facts[0], remote, branch, facts[3], facts[4])
     return facts
 
 
