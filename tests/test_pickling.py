@@ -860,6 +860,44 @@ def test_records_of_a_shape_already_checked_are_checked_as_closely(
     assert second.config == {"t": [1, 2]}
 
 
+@pytest.mark.parametrize("value", [u("v"), b"K\x01", b"\x88", b"J\x00\x00\x00\x01"])
+def test_setitems_of_strings_or_plain_values_only_change_a_new_dict(value: bytes) -> None:
+    # SETITEMS whose values hold no container (strings, ints, constants) is read inline, not
+    # through grow(): the same refusals. A dict put into a list, then changed:
+    used = P2 + b"}q\x00]q\x01h\x00a0h\x00(" + u("k") + value + b"u" + STOP
+    with pytest.raises(CorruptPickleError, match="SETITEM on a dict that was already used"):
+        loads(used)
+    # SETITEMS on a list, and on a string
+    for target in (b"]", u("s")):
+        with pytest.raises(CorruptPickleError, match="SETITEM on something that is not a new"):
+            loads(P2 + target + b"(" + u("k") + value + b"u" + STOP)
+    # on a new dict: as pickle.loads
+    data = P2 + b"}(" + u("k") + value + b"u" + STOP
+    with pytest.raises(StepInfoDecodeError):
+        loads(data)  # a dict of no record, but scanned and loaded first
+    assert pickle.loads(data)["k"] is not None
+
+
+def test_a_memoize_read_with_the_value_before_it_stores_the_same_index() -> None:
+    # MEMOIZE right after a container, a global, a call or a short tuple is read with it: the
+    # memo index of each is the one the C unpickler gives it (0 to 5 here), so GET fetches the
+    # same value
+    data = (
+        b"\x80\x04]\x94"  # 0: the list
+        + b"\x8c\x06failed\x940"  # 1 (then popped)
+        + b"\x8c\x18tango_stepinfo.step_info\x94"  # 2
+        + b"\x8c\tStepState\x93\x94"  # 3: the global
+        + b"h\x01\x85\x94"  # 4: the arguments
+        + b"R\x94a"  # 5: the member, appended
+        + b"h\x03h\x04Ra"  # the global and the arguments fetched again
+        + b"h\x05a"  # the member fetched again
+        + STOP
+    )
+    expected = [StepState.FAILED] * 3
+    assert pickle.loads(data) == expected
+    assert loads(data) == expected
+
+
 def test_strings_read_from_text_lines_can_be_fetched_again_by_any_get() -> None:
     # UNICODE (a text line) memoized with BINPUT and fetched with BINGET: the cell carries the
     # string's size, not a position to read it from

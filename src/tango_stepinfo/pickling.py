@@ -828,6 +828,11 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     end_of.append(total)
                     push(_REF - len(kind_of) + 1)
                 i += 1
+                if data[i] == 0x94 and not holes:
+                    # A MEMOIZE that follows, at once: 20 of the 140 passes of this loop for a
+                    # record's pickle were one after a container, a global or a call.
+                    memoize(stack[-1])
+                    i += 1
             elif op == 0x93:  # STACK_GLOBAL
                 if len(stack) - 2 < fence:
                     raise _Refused("stack underflow")
@@ -878,6 +883,9 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                         raise _Refused("STACK_GLOBAL needs two strings")
                     push(global_cell(module_text, name_text))
                 i += 1
+                if data[i] == 0x94 and not holes:  # MEMOIZE at once (see EMPTY_DICT)
+                    memoize(stack[-1])
+                    i += 1
             elif op in {0x75, 0x73}:  # SETITEMS, SETITEM
                 if op == 0x75:
                     items = to_mark()[0]
@@ -896,21 +904,22 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     if min(keys) < 0:
                         raise _Refused("dict keys may only be strings")
                     least = min(values)
-                    if least < 0 or stack[-1] > _REF:  # values that are not strings: grow()
+                    if least <= _REF:  # a container or record as a value: grow()
                         target = grow(stack[-1], values, _DICT, "SETITEM")
-                        if least <= _REF:  # a container as a value: a set field's list?
-                            for name_at, value in zip(keys, values):
-                                if (
-                                    value <= _REF
-                                    and kind_of[_REF - value] in (_LIST, _TUPLE)
-                                    and flags_of[_REF - value] & _NONSTR
-                                    and _text(data, name_at) in _set_fields()
-                                ):
-                                    flags_of[target] |= _SETBAD
-                    else:  # strings only: grow() inlined
+                        for name_at, value in zip(keys, values):  # a set field's list?
+                            if (
+                                value <= _REF
+                                and kind_of[_REF - value] in (_LIST, _TUPLE)
+                                and flags_of[_REF - value] & _NONSTR
+                                and _text(data, name_at) in _set_fields()
+                            ):
+                                flags_of[target] |= _SETBAD
+                    else:  # strings and plain values only (nothing to place): grow() inlined
                         target = _REF - stack[-1]
                         if target < 0 or kind_of[target] != _DICT or flags_of[target] & _PLACED:
                             grow(stack[-1], values, _DICT, "SETITEM")  # raises
+                        if least < 0:
+                            flags_of[target] |= _NONSTR
                         end_of[target] = total
                 i += 1
             elif op in {0x81, 0x52}:  # NEWOBJ, REDUCE
@@ -927,6 +936,9 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 else:
                     push(call(fn, args, "NEWOBJ" if op == 0x81 else "REDUCE"))
                 i += 1
+                if data[i] == 0x94 and not holes:  # MEMOIZE at once (see EMPTY_DICT)
+                    memoize(stack[-1])
+                    i += 1
             elif op == 0x62:  # BUILD
                 if len(stack) - 2 < fence:
                     raise _Refused("stack underflow")
@@ -963,9 +975,11 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 items = stack[-count:]
                 del stack[-count:]
                 # where the items began is not known: the tuple starts their sizes back
-                place(items)
                 push(made(_TUPLE, items, total - sum(map(size_of, items))))
                 i += 1
+                if data[i] == 0x94 and not holes:  # MEMOIZE at once (see EMPTY_DICT)
+                    memoize(stack[-1])
+                    i += 1
             elif op in {0x65, 0x61}:  # APPENDS, APPEND
                 if op == 0x65:
                     items = to_mark()[0]
