@@ -898,6 +898,86 @@ def test_a_memoize_read_with_the_value_before_it_stores_the_same_index() -> None
     assert loads(data) == expected
 
 
+def _bad_in_a_known_shape(field: str) -> Any:
+    """A record whose ``field`` (a dotted path) holds a bad value of the same type as in
+    ``record()``: the same shape for the checks' shortcut, refused or changed by the whole check."""
+    import copy
+
+    info = record()
+    bad: Dict[str, Any] = {
+        "environment.packages": [("a", "1"), ("b", 2)],  # a row of a str and an int
+        "environment.packages/3": [("a", "1", "x")],  # a row of three strings
+        "environment.variables": {"A": "1", "B": 2},
+        "config": {"lr": float("nan")},
+        "config/int": {"steps": [10**5000]},
+        "metadata": {"owner": ("a", "b")},  # a tuple: becomes a list
+        "platform.gpus": [copy.copy(info.environment.git)],  # a record (of a known shape)
+        "platform.gpus/memory": None,
+    }
+    owner, _, name = field.split("/", maxsplit=1)[0].rpartition(".")
+    target = info
+    for part in filter(None, owner.split(".")):
+        target = getattr(target, part)
+    if field == "platform.gpus/memory":
+        gpu = copy.copy(info.platform.gpus[0])
+        gpu.memory = 10**5000
+        target.gpus = [gpu]
+    else:
+        setattr(target, name, bad[field])
+    return info
+
+
+@pytest.mark.parametrize(
+    ("field", "error", "message"),
+    [
+        ("environment.packages", StepInfoDecodeError, r"^environment\.packages\[1\]\[1\]: exp"),
+        ("environment.packages/3", StepInfoDecodeError, r"^environment\.packages\[0\]: expected"),
+        ("environment.variables", StepInfoDecodeError, r"^environment\.variables\.B: expected"),
+        ("config", StepInfoDecodeError, r"^config\.lr: nan has no JSON form"),
+        ("config/int", CorruptPickleError, r"^config\.steps\[0\]: an int of more than 4300"),
+        ("metadata", None, ""),
+        ("platform.gpus", StepInfoDecodeError, r"^platform\.gpus\[0\]: expected"),
+        ("platform.gpus/memory", CorruptPickleError, r"^platform\.gpus\[0\]\.memory: an int"),
+    ],
+)
+def test_the_shortcut_looks_at_each_field_as_the_whole_check_does(
+    monkeypatch: pytest.MonkeyPatch, field: str, error: Any, message: str
+) -> None:
+    # Each field of a known shape gets a look of its own (pickling._Shapes._look) in place of
+    # the field check and _usable_value: a value of the same type that the whole check refuses
+    # or changes goes the whole way, with its message.
+    from tango_stepinfo import pickling
+
+    monkeypatch.setattr(pickling, "_SHAPES", {})
+    good = pickle.dumps(record())
+    loads(good)
+    loads(good)  # known now, platform, environment and the GPU record included
+    data = pickle.dumps(_bad_in_a_known_shape(field))
+    if error is None:
+        assert loads(data).metadata == {"owner": ["a", "b"]}  # as to_json_dict writes it
+        return
+    with pytest.raises(error, match=message):
+        loads(data)
+    # the whole check alone (no shape known) says the same
+    monkeypatch.setattr(pickling, "_SHAPES", {})
+    with pytest.raises(error, match=message):
+        loads(data)
+
+
+def test_the_shortcut_for_a_set_of_strings_refuses_other_members() -> None:
+    # dependencies: the scan lets only strings into a record's set field through SETITEMS; the
+    # look checks the members again, whatever built the state
+    from tango_stepinfo import pickling
+
+    back = loads(pickle.dumps(record()))
+    loads(pickle.dumps(record()))
+    assert pickling._known(back)
+    back.dependencies = {"a", 1}  # type: ignore[assignment]
+    assert not pickling._known(back)
+    back.dependencies = {"a", "b"}
+    assert pickling._known(back)
+
+
 def test_strings_read_from_text_lines_can_be_fetched_again_by_any_get() -> None:
     # UNICODE (a text line) memoized with BINPUT and fetched with BINGET: the cell carries the
     # string's size, not a position to read it from
