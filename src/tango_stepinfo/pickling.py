@@ -1386,9 +1386,18 @@ class _Shapes:
         """The look at a value of exact type ``t`` in field ``i`` (see above)."""
         hint, name = self.hints[i], self.names[i]
         if t in _RECORDS:
-            return lambda record, value: _shapes(t).check(value)
+            return _shapes(t).look
         if t is int and hint is int:
             return _int_look
+        if t is _dt.datetime and hint is _dt.datetime:
+
+            def time(record: Any, value: _dt.datetime) -> bool:
+                real = _real_time(value, name)  # a naive time is made aware (UTC)
+                if real is not value:
+                    record.__dict__[name] = real
+                return True
+
+            return time
         if t is _NATIVE_PATH and isinstance(hint, type) and issubclass(hint, PurePath):
             return _true_look  # a path as it loads on this system: nothing to do
         if t is list and name in self.lists:  # gpus: records of the item class, known shapes
@@ -1418,7 +1427,16 @@ class _Shapes:
         if t is set and hint == Set[str]:
             return _str_set_look
         if t is dict and name in _FREE_JSON:
-            return _free_look
+            from ._free import is_json
+
+            def free(record: Any, value: Dict[str, Any]) -> bool:
+                # config, metadata: a value that is JSON already (exact JSON types, str keys,
+                # ints and depth within the bounds, finite floats) is what both checks accept
+                # and what _json_value would copy unchanged: it is kept as it is. Anything else
+                # (a tuple, a time, a path ...) goes the whole way, which converts it.
+                return is_json(value)
+
+            return free
         check = self.checks[i]
 
         def whole(record: Any, value: Any) -> bool:
@@ -1429,6 +1447,10 @@ class _Shapes:
             return True
 
         return whole
+
+    def look(self, owner: Any, record: Any) -> bool:
+        """The look at a record in a field of ``owner``: :meth:`check`."""
+        return self.check(record)
 
     def check(self, record: Any) -> bool:
         """Check ``record`` and make it usable if its shape is known; whether it was."""
@@ -1461,16 +1483,6 @@ def _str_dict_look(record: Any, value: Dict[Any, Any]) -> bool:
 def _str_set_look(record: Any, value: Set[Any]) -> bool:
     """``Set[str]`` (dependencies): the field check made a sorted list."""
     return set(map(type, value)) <= _STRS
-
-
-def _free_look(record: Any, value: Dict[str, Any]) -> bool:
-    """``config``, ``metadata``: a value that is JSON already (exact JSON types, str keys, ints
-    and depth within the bounds, finite floats) is what both checks accept, and what
-    :func:`_json_value` would copy unchanged; it is kept as it is. Anything else (a tuple, a
-    time, a path ...) goes the whole way, which converts it."""
-    from ._free import is_json
-
-    return is_json(value)
 
 
 _SHAPES: Dict[type, _Shapes] = {}
