@@ -106,8 +106,8 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _privacy
+from ._proc import SHORTAGES, debug, sig, unchanged, which
 from ._proc import collect as _collect
-from ._proc import debug, sig, unchanged, which
 from ._proc import run_subprocess as _run_subprocess
 from ._proc import spawn as _spawn
 
@@ -246,23 +246,29 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     """
     policy = _privacy.current()  # an unknown mode raises here, before any child is started
     parts = _linux_parts()
-    processor = _start_uname_p() if parts is not None else None
-    from . import _gpu, _job, _machine  # imported while uname runs (0.6 ms)
+    processor = None
+    try:
+        processor = _start_uname_p() if parts is not None else None
+        from . import _gpu, _job, _machine  # imported while uname runs (0.6 ms)
 
-    gpus = _gpu.start()  # NVML, when there is a driver, answers in a thread meanwhile
-    cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
-    facts = _process_facts(policy)
-    facts.update(
-        cpu_model=_machine.cpu_model(),
-        cpu_usable=_machine.cpu_usable(cgroups),
-        memory=_machine.memory(cgroups),
-        container=_machine.container(),
-        job=_job.job(),
-    )
-    if policy is not None and facts["job"] is not None:
-        # (system, id, name, url, attempt): the url is dropped, as it is probed
-        facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
-    packages()  # the first scan, cached for the record being made
+        gpus = _gpu.start()  # NVML, when there is a driver, answers in a thread meanwhile
+        cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
+        facts = _process_facts(policy)
+        facts.update(
+            cpu_model=_machine.cpu_model(),
+            cpu_usable=_machine.cpu_usable(cgroups),
+            memory=_machine.memory(cgroups),
+            container=_machine.container(),
+            job=_job.job(),
+        )
+        if policy is not None and facts["job"] is not None:
+            # (system, id, name, url, attempt): the url is dropped, as it is probed
+            facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
+        packages()  # the first scan, cached for the record being made
+    except BaseException:  # KeyboardInterrupt meanwhile: it propagates, uname is not left behind
+        if processor is not None:
+            processor()  # reaps it: it has usually ended (else killed, within 2 s at most)
+        raise
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
     facts["operating_system"] = _operating_system(linux)
     facts["gpus"] = gpus()
@@ -940,9 +946,13 @@ def _distribution(path: str, stem: str, is_dist_info: bool) -> Optional[Package]
     return normalize_name(headers["name"]), headers["version"]
 
 
-def _scan_folder(folder: str, found: Dict[str, str], zips: List[str]) -> bool:
+def _scan_folder(
+    folder: str, found: Dict[str, str], zips: List[str], unlisted: List[Tuple[str, str]]
+) -> bool:
     """Add the distributions of one ``sys.path`` entry to ``found``, keeping earlier ones; add
-    it to ``zips`` when it is a zip archive (whose distributions are not read).
+    it to ``zips`` when it is a zip archive (whose distributions are not read), and
+    ``(folder, problem)`` to ``unlisted`` when the process lacks the file descriptors or the
+    memory to list it (``EMFILE``, ``ENFILE``, ``ENOMEM``: a passing shortage, not absence).
 
     The names are lowered in one call (joined by NUL, which no file name holds) and only
     ``*-info`` entries are looked at further: a ``site-packages`` holds many more modules than
@@ -957,7 +967,10 @@ def _scan_folder(folder: str, found: Dict[str, str], zips: List[str]) -> bool:
         if _is_zip(folder):
             zips.append(folder)
         return False
-    except OSError:
+    except OSError as e:
+        if e.errno in SHORTAGES:
+            debug("cannot list %s for packages: %s", folder, e)
+            unlisted.append((folder, e.strerror or type(e).__name__))
         return False  # a missing sys.path entry, like pythonXY.zip, is normal
     except ValueError as e:  # a NUL byte or a lone surrogate: no folder has that name
         debug("not scanning %r for packages: %s", folder, e)
@@ -1055,7 +1068,11 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[
     sigs = [sig(folder) for folder in folders]
     found: Dict[str, str] = {}
     zips: List[str] = []
-    holds = [_scan_folder(folder, found, zips) for folder in folders]
+    unlisted: List[Tuple[str, str]] = []
+    holds = [_scan_folder(folder, found, zips, unlisted) for folder in folders]
+    if unlisted:  # kept as missing: the next check finds them there and scans again
+        missed = {folder for folder, _ in unlisted}
+        sigs = [None if folder in missed else s for folder, s in zip(folders, sigs)]
     stdlib = os.path.dirname(getattr(os, "__file__", "") or "") or None
     fixed = set()
     if stdlib:
@@ -1072,14 +1089,21 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[
         for folder, folder_sig, has in zip(folders, sigs, holds)
         if has or folder not in fixed
     )
-    reason = None
+    reasons = []
     if zips:
         more = f" and {len(zips) - 1} more" if len(zips) > 1 else ""
         # Shortened as anonymous records shorten paths (.../app.pyz): a reason is kept in every
         # record, and a home folder's path names its user.
         first = _privacy.shorten(zips[0])
-        reason = f"distributions in zip archives on sys.path are not read ({first}{more})"
-    return entries, deps, sorted(found.items()), reason
+        reasons.append(f"distributions in zip archives on sys.path are not read ({first}{more})")
+    if unlisted:
+        more = f" and {len(unlisted) - 1} more" if len(unlisted) > 1 else ""
+        folder, problem = unlisted[0]
+        reasons.append(
+            f"cannot list {_privacy.shorten(folder)}{more} on sys.path ({problem}); its"
+            " distributions are missing, and it is listed again by the next record"
+        )
+    return entries, deps, sorted(found.items()), "; ".join(reasons) or None
 
 
 def _is_zip(path: str) -> bool:
