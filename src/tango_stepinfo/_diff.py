@@ -4,7 +4,9 @@ Facts come from the fields and their metadata (:mod:`._facts`), so a new field i
 with no change here. They are listed by group (field metadata ``"group"``), known groups first
 in the order below, others after them in field order. A field this library added
 (metadata ``"since"``) that one side lacks is not a difference: older records and Tango's say
-nothing about it. A list of ``(name, version)`` pairs (``packages``) is compared row by row.
+nothing about it; an entry of such a field that is a dict (a chosen variable) present on one
+side only is a difference when the other side recorded the field (shown ``(unset)`` there).
+A list of ``(name, version)`` pairs (``packages``) is compared row by row.
 """
 
 from __future__ import annotations
@@ -98,7 +100,11 @@ def compare(
                 groups.setdefault(fact.group, {})[fact.key] = changed
             continue
         if fact.since is not None and (va is None or vb is None):
-            continue
+            # The field is missing from one side, unless this is an entry of a dict (a chosen
+            # variable) that the other side recorded, empty or without that key.
+            other = fa if one is None else fb
+            if fact.within is None or _unrecorded(other, fact.group, fact.within):
+                continue
         ja = None if one is None else one.json()
         jb = None if two is None else two.json()
         if ja != jb:
@@ -115,6 +121,13 @@ def compare(
         else:
             out[_group_key(group)] = changes
     return out
+
+
+def _unrecorded(side: Dict[Tuple[str, str], Fact], group: str, key: str) -> bool:
+    """Whether the dict field at ``key`` is ``None`` on ``side`` (a dict with entries has no
+    fact of its own, only its entries' facts)."""
+    whole = side.get((group, key))
+    return whole is not None and whole.value is None
 
 
 def _is_pairs(fa: Dict[Any, Fact], fb: Dict[Any, Fact], group: str, key: str) -> bool:
@@ -167,8 +180,8 @@ def diff_text(
 
 
 def _value(fact: Any, like: Fact) -> str:
-    if fact is None:  # the other side has more items
-        return like.none
+    if fact is None:  # the other side has more items, or keys (a variable: unset there)
+        return like.none if like.within is None else "(unset)"
     return clean(fact.text())
 
 

@@ -45,6 +45,7 @@ class Fact:
         "show",
         "since",
         "value",
+        "within",
     )
 
     def __init__(
@@ -61,6 +62,7 @@ class Fact:
         absent: Optional[str] = None,
         record: bool = False,
         pairs: bool = False,
+        within: Optional[str] = None,
     ) -> None:
         # Named parameters, not a loop of setattr over ``**kw``: a record with 80,000
         # variables makes as many facts a side, and diff took 2.7 s of CPU for two of them.
@@ -75,6 +77,7 @@ class Fact:
         self.absent = absent  # the none text of a missing record above it
         self.record = record  # a record field itself (only listed when it is None)
         self.pairs = pairs  # a list of (name, version) pairs
+        self.within = within  # the key of the dict field holding this entry, else None
 
     def text(self, none: Optional[str] = None) -> str:
         """The value as text (``none`` for ``None``, else the field's or the missing record's)."""
@@ -209,6 +212,7 @@ def _walk(
                     show=show_,
                     since=since_,
                     none=none_,
+                    within=f_key,
                 )
                 for k in sorted(value)
             ]
