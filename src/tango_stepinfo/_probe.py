@@ -318,13 +318,20 @@ def _linux_parts() -> Optional[Tuple[str, str, str, str]]:
 
 
 def _start_uname_p() -> Callable[[], Optional[Tuple[int, bytes]]]:
-    """Start ``uname -p``, as ``platform`` runs it; return a function waiting for its result."""
+    """Start ``uname -p``, as ``platform`` runs it; return a function waiting for its result.
+
+    ``uname`` is looked for on ``$PATH`` by the C library in the child (:func:`os.posix_spawnp`,
+    as :mod:`subprocess` has the child look for it under ``platform``): the first executable
+    file of that name, else none (no ``uname``: the processor is blank, as ``platform`` leaves
+    it). Looking for it here first with :func:`which` cost 0.09 ms of the first record (eight
+    ``access`` calls on this ``$PATH``, 3.11, fresh processes).
+    """
+    if hasattr(os, "posix_spawnp"):
+        child = _spawn(["uname", "-p"], None, search=True)
+        return lambda: None if child is None else _collect("uname", child, 2.0)
     uname = which("uname")
     if uname is None:
         return lambda: None
-    if hasattr(os, "posix_spawn"):
-        child = _spawn([uname, "-p"], None)
-        return lambda: None if child is None else _collect(uname, child, 2.0)
     return lambda: _run_subprocess([uname, "-p"], 2.0, None)
 
 

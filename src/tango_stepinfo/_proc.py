@@ -86,13 +86,20 @@ def run(
     return run_subprocess(argv, timeout, env, sink)
 
 
-def spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tuple[int, int]]:
-    """Start ``argv`` with :func:`os.posix_spawn`; ``(pid, fd of its stdout)``, or ``None``."""
+def spawn(
+    argv: Sequence[str], env: Optional[Mapping[str, str]], search: bool = False
+) -> Optional[Tuple[int, int]]:
+    """Start ``argv`` with :func:`os.posix_spawn`; ``(pid, fd of its stdout)``, or ``None``.
+
+    :param search: ``argv[0]`` is a bare name, looked for on ``$PATH`` by the C library in the
+        child (:func:`os.posix_spawnp`, as ``execvp`` and :mod:`subprocess` look for it), so that
+        this process makes no :func:`which` lookup.
+    """
     read_end, write_end = os.pipe()  # both non-inheritable: the child keeps only its dup2 copy
     try:
         devnull = os.open(os.devnull, os.O_RDWR)
         try:
-            pid = os.posix_spawn(
+            pid = (os.posix_spawnp if search else os.posix_spawn)(
                 argv[0],
                 list(argv),
                 os.environ if env is None else env,
@@ -106,7 +113,8 @@ def spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tup
             os.close(devnull)
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
         os.close(read_end)
-        debug("could not run %s: %s", argv[0], e)
+        if not (search and isinstance(e, FileNotFoundError)):  # not on $PATH: absence, no log
+            debug("could not run %s: %s", argv[0], e)
         return None
     finally:
         os.close(write_end)
