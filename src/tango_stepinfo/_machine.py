@@ -86,7 +86,7 @@ KFD = "/sys/class/kfd"
 def gpu_driver() -> bool:
     """Whether :mod:`._gpu` may find a GPU driver: ``False`` only when it would find neither
     (``NVIDIA_VERSION`` does not exist and ``KFD`` is no folder), so that the first record of a
-    machine without one does not import it (0.25 ms of that record, 3.11, fresh processes).
+    machine without one does not import it (0.18 ms of that record's CPU, 3.11).
 
     Any other answer of ``stat`` (a permission error...) is left to :mod:`._gpu` to read and note.
     """
