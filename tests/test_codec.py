@@ -6,6 +6,7 @@ import collections
 import copy
 import dataclasses
 import datetime as dt
+import enum
 import json
 import multiprocessing
 import pickle
@@ -838,6 +839,74 @@ def test_times_in_any_zone_pickle_as_the_same_instant() -> None:
     assert back.end_time.utcoffset() == dt.timedelta(hours=2)  # a fixed offset is kept
 
 
+class EngineTime(dt.datetime):
+    """A datetime subclass, as engines' times are (pendulum's in Airflow, pandas' Timestamp)."""
+
+
+@pytest.mark.parametrize(
+    "tz",
+    [UTC, pytz.utc, dt.timezone(dt.timedelta(hours=2)), zoneinfo.ZoneInfo("Europe/Paris")],
+    ids=str,
+)
+def test_times_of_a_datetime_subclass_pickle_as_plain_datetimes(tz: dt.tzinfo) -> None:
+    # The subclass went into the pickle: pickle.loads read it, the safe loader refused the record
+    # ("refused to load global 'tests.test_codec.EngineTime'"), though its JSON reads.
+    info = full_record()
+    info.start_time = EngineTime(2024, 7, 1, 12, 0, 0, 5, tzinfo=tz)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        back = loads(pickle.dumps(info, protocol=protocol))
+        assert back == info and back.to_json_dict() == info.to_json_dict()
+        assert type(back.start_time) is dt.datetime
+        assert back.start_time.utcoffset() == info.start_time.utcoffset() or isinstance(
+            tz, zoneinfo.ZoneInfo
+        )  # a zoneinfo zone is stored as UTC, as for a plain datetime
+
+
+class _Named(str, enum.Enum):
+    """A str mixin enum, as engines name steps: ``str()`` gives ``_Named.TRAIN`` up to 3.12."""
+
+    TRAIN = "train"
+
+
+class _Shown(str):
+    """A str subclass whose ``str()`` is not its text."""
+
+    def __str__(self) -> str:
+        return "shown"
+
+
+class _Counted(int):
+    """An int subclass whose ``int()`` is not its value."""
+
+    def __int__(self) -> int:
+        return -1
+
+
+def test_subclasses_of_str_and_int_are_written_as_their_own_value() -> None:
+    # to_json_dict wrote str(value): "_Named.TRAIN" for an enum member "train", and any
+    # subclass's own __str__ / __int__, a value the record never held (its pickle held "train").
+    info = full_record()
+    info.step_name = _Named.TRAIN
+    info.unique_id = _Shown("Train-1")
+    info.dependencies = {_Named.TRAIN, _Shown("b")}
+    assert info.platform is not None and info.environment is not None
+    info.platform.cpu_count = _Counted(8)
+    info.environment.packages = [(_Shown("pkg"), _Named.TRAIN)]
+    assert info.environment.git is not None
+    info.environment.git.commit = _Shown("abc")
+    info.environment.variables = {"V": _Shown("x")}
+    for tango_compat in (False, True):
+        doc = info.to_json_dict(tango_compat=tango_compat)
+        assert (doc["step_name"], doc["unique_id"]) == ("train", "Train-1")
+        assert doc["dependencies"] == ["b", "train"]
+        assert doc["platform"]["cpu_count"] == 8
+        assert doc["environment"]["packages"] == [["pkg", "train"]]
+        assert doc["environment"]["git"]["commit"] == "abc"
+        assert json.loads(json.dumps(doc)) == doc
+    assert info.to_json_dict()["environment"]["variables"] == {"V": "x"}
+    assert StepInfo.from_json_dict(info.to_json_dict()) == info
+
+
 def test_repeated_package_lists_encode_to_fresh_equal_lists() -> None:
     info = full_record(n_packages=3)
     first = info.to_json_dict()["environment"]["packages"]
@@ -1202,3 +1271,30 @@ def test_optional_field_of_wrong_type_still_says_or_null() -> None:
     data = full_record(n_packages=2).to_json_dict()
     with pytest.raises(StepInfoDecodeError, match=r"^platform: expected an object or null"):
         StepInfo.from_json_dict({**data, "platform": 3})
+
+
+def test_lone_surrogates_that_json_allows_survive_every_codec() -> None:
+    # "\ud800" is valid JSON (an escape of broken UTF-16): json.loads gives a lone surrogate,
+    # which has no UTF-8 form. It stays as it is in every string of a record, through JSON,
+    # pickles of every protocol (the safe loader too) and copies (docs/format.rst).
+    doc = json.loads((TANGO_DATA / "json" / "completed.json").read_text())
+    doc["unique_id"] = "Step-\ud800"
+    doc["error"] = "Error: \udcff"
+    doc["config"] = {"k\udfff": ["\ud83d", {"\udc00": "x"}]}
+    doc["metadata"] = {"m": "\ud800\ud800"}
+    doc["dependencies"] = ["Dep-\udbff"]
+    doc["environment"]["command"] = "run \udcc3"
+    doc["environment"]["root"] = "/data/\udcff"  # os.fsdecode's form of the byte 0xff
+    doc["environment"]["packages"] = [["pkg\ud800", "1.0\udfff"]]
+    doc["platform"]["host"] = "host-\ud800"
+    text = json.dumps(doc)  # ensure_ascii: the surrogates written as escapes
+    info = StepInfo.from_json_dict(json.loads(text))
+    assert info.error == "Error: \udcff" and info.config == doc["config"]
+    assert info.environment.packages == [("pkg\ud800", "1.0\udfff")]
+    again = StepInfo.from_json_dict(json.loads(json.dumps(info.to_json_dict())))
+    assert again == info and again.to_json_dict() == info.to_json_dict()
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        data = pickle.dumps(info, protocol=protocol)
+        assert loads(data) == info == pickle.loads(data)
+    assert copy.deepcopy(info) == info == copy.copy(info)
+    assert "\\ud800" in repr(info) and "\ud800" not in repr(info)  # escaped, never raw

@@ -1297,3 +1297,27 @@ def test_bad_entries_of_a_store_are_kept_without_the_frames_of_their_decode(
     assert all(e.__traceback__ is None and e.__context__ is None for e in errors)
     result = run("check", str(db))
     assert result.returncode == 1 and result.stdout.count("\n") == 300
+
+
+def test_lone_surrogates_are_shown_escaped_by_every_command(tmp_path: Path) -> None:
+    # Valid JSON ("\ud800"), no UTF-8 form: printed escaped, on a strict UTF-8 output too.
+    doc = json.loads((TANGO_JSON / "completed.json").read_text())
+    doc["unique_id"] = "Step-\ud800"
+    doc["config"] = {"k\udcff": "v"}
+    a = write(tmp_path / "a.json", doc)
+    doc["platform"]["host"] = "host-\udfff"
+    b = write(tmp_path / "b.json", doc)
+    for args, status, shown in [
+        (("show", a), 0, "Step-\\ud800"),
+        (("show", "--json", a), 0, '"k\\udcff": "v"'),
+        (("ls", a), 0, "Step-\\ud800"),
+        (("check", a), 0, "a.json: OK"),
+        (("diff", a, b), 1, "host: gpu-node-07 -> host-\\udfff"),
+    ]:
+        result = run(*args)
+        assert (result.returncode, result.stderr) == (status, ""), args
+        assert shown in result.stdout, args
+    shown_json = json.loads(run("show", "--json", a).stdout)
+    assert StepInfo.from_json_dict(shown_json[0]) == StepInfo.from_json_dict(
+        json.loads(Path(a).read_text())
+    )

@@ -38,6 +38,7 @@ from tango_stepinfo._migrate import (
 
 from .conftest import TANGO_DATA
 from .strategies import full_record, step_infos
+from .test_stores import HALF_COMMIT
 
 SQLITE = TANGO_DATA / "sqlite"
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -234,6 +235,29 @@ def test_dry_run_writes_nothing(workspace: Path) -> None:
     assert len(result.rewritten) == 4 and result.backup is None and result.dry_run
     assert db.read_bytes() == before
     assert sorted(p.name for p in workspace.iterdir()) == ["stepinfo.sqlite"]
+
+
+@pytest.mark.parametrize("workspace", ["stepinfo.sqlite"], indirect=True)
+def test_after_a_killed_writer_a_dry_run_names_the_journal_and_a_real_run_rolls_it_back(
+    workspace: Path,
+) -> None:
+    db = workspace / "stepinfo.sqlite"
+    before = rows(db)
+    killed = subprocess.run([sys.executable, "-c", HALF_COMMIT, str(db)], check=False)
+    assert killed.returncode < 0 and (workspace / "stepinfo.sqlite-journal").exists()
+    with pytest.raises(MigrateError, match=r"left its journal \(stepinfo\.sqlite-journal\)"):
+        migrate(str(workspace), "ours", dry_run=True)  # read-only: was "readonly database"
+    result = migrate(str(workspace), "ours")  # a writer: SQLite rolls the half commit back
+    assert sorted(result.rewritten) == sorted(before)
+    assert {k: loads(v) for k, v in rows(db).items()} == {k: loads(v) for k, v in before.items()}
+
+
+def test_a_workspace_whose_database_is_not_one_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "stepinfo.sqlite").write_bytes(b"")
+    with pytest.raises(MigrateError) as e:
+        migrate(str(tmp_path), "ours")
+    assert str(e.value) == f"{tmp_path / 'stepinfo.sqlite'}: not a SQLite database (it is empty)"
+    assert e.value.status == 2 and (tmp_path / "stepinfo.sqlite").read_bytes() == b""
 
 
 def test_a_bad_record_stops_everything_before_writing(workspace: Path) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -141,3 +144,73 @@ def test_a_table_that_computes_its_values_is_refused(
     with pytest.raises(StoreError, match=re.escape(problem)) as e:
         entries(str(tmp_path))
     assert not e.value.unreadable
+
+
+def test_a_row_whose_key_or_text_value_is_not_utf8_is_one_bad_entry(tmp_path: Path) -> None:
+    # SQLite stores TEXT as given: a key (or a value kept as TEXT) that is not UTF-8 made
+    # sqlite3 raise for the whole query, so not one good record of the store could be read.
+    db = tmp_path / "stepinfo.sqlite"
+    shutil.copyfile(DB, db)
+    with closing(sqlite3.connect(db)) as conn, conn:
+        good = sorted(conn.execute("SELECT key, value FROM unnamed"))
+        conn.execute("INSERT INTO unnamed VALUES (CAST(x'41ff42' AS TEXT), x'80')")
+        conn.execute("INSERT INTO unnamed VALUES ('Text-1', CAST(x'7bff7d' AS TEXT))")
+    got = entries(str(db))
+    assert got is not None
+    assert [(e.key, e.data) for e in got if e.key in dict(good)] == good
+    bad = {e.key: e for e in got if e.key not in dict(good)}
+    assert sorted(bad) == ["A\\xffB", "Text-1"]
+    assert bad["A\\xffB"].label == f"{db}[A\\xffB]" and bad["A\\xffB"].data == b"\x80"
+    assert bad["Text-1"].data == b"{\xff}"  # the bytes as stored, for the decoder to refuse
+
+
+HALF_COMMIT = """\
+import os, signal, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size = 1")  # pages go to the file (and the journal) at once
+db.execute("BEGIN IMMEDIATE")
+db.execute("UPDATE unnamed SET value = zeroblob(20000)")
+os.kill(os.getpid(), signal.SIGKILL)  # a writer killed mid-commit: the journal stays hot
+"""
+
+
+def test_a_journal_left_by_a_killed_writer_is_named_not_a_readonly_error(tmp_path: Path) -> None:
+    # A read-only reader cannot roll a hot journal back; sqlite3 said only "attempt to write a
+    # readonly database", for a command that writes nothing.
+    db = tmp_path / "stepinfo.sqlite"
+    shutil.copyfile(DB, db)
+    with closing(sqlite3.connect(db)) as conn, conn:
+        before = sorted(conn.execute("SELECT key, value FROM unnamed"))
+    killed = subprocess.run([sys.executable, "-c", HALF_COMMIT, str(db)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / "stepinfo.sqlite-journal").exists()
+    with pytest.raises(StoreError) as e:
+        entries(str(tmp_path))
+    assert e.value.unreadable
+    assert e.value.problem == (
+        "cannot read the database: a writer stopped in the middle of a commit and left its"
+        " journal (stepinfo.sqlite-journal), which only a writer can roll back: open the"
+        " workspace with Tango (or the database with the sqlite3 shell) first"
+    )
+    with closing(sqlite3.connect(db)) as conn:  # a writer: rolls the journal back
+        conn.execute("SELECT count(*) FROM unnamed").fetchall()
+    got = entries(str(tmp_path))
+    assert got is not None and [(x.key, x.data) for x in got] == before
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [(b"", "it is empty"), (b"\x00" * 100, "100 bytes without SQLite's header")],
+)
+def test_a_workspace_whose_database_is_not_one_is_named_as_such(
+    tmp_path: Path, content: bytes, what: str
+) -> None:
+    # An empty or damaged stepinfo.sqlite (a writer killed as it created it, a partial copy)
+    # was reported as "no stepinfo.sqlite and no .json files in the folder".
+    (tmp_path / "stepinfo.sqlite").write_bytes(content)
+    (tmp_path / "notes.json").write_text("{}")  # not read: the folder is a workspace
+    with pytest.raises(StoreError) as e:
+        entries(str(tmp_path))
+    assert e.value.name == str(tmp_path / "stepinfo.sqlite")
+    assert e.value.problem == f"not a SQLite database ({what})"
+    assert e.value.unreadable

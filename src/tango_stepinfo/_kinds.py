@@ -189,12 +189,15 @@ class _Scalar(Kind):
     def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
         cls: Any = self.cls
         expected = self.json_name
+        # A subclass's value as the base type holds it: str() of a str mixin enum member is
+        # "Kind.TRAIN" up to 3.12, and any subclass may override __str__ or __int__.
+        plain: Any = {str: str.__str__, int: int.__int__, float: float.__float__}.get(cls)
 
         def enc(value: Any) -> Any:
             if type(value) is cls and cls is not int:
                 return value
             if cls is not bool and isinstance(value, cls) and not isinstance(value, bool):
-                return _bounded(cls(value)) if cls is int else cls(value)
+                return _bounded(plain(value)) if cls is int else plain(value)
             if cls is float and type(value) is int:
                 _number(value)
                 return value

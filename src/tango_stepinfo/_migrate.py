@@ -345,7 +345,10 @@ def migrate(name: str, to: str, *, dry_run: bool = False) -> Result:
     """
     if to not in FORMS:
         raise MigrateError(f"--to must be one of {', '.join(FORMS)}, not {to!r}")
-    database = _stores.database_of(name)
+    try:
+        database = _stores.database_of(name)
+    except _stores.StoreError as e:
+        raise MigrateError(str(e)) from None
     if database is None:
         if os.path.isdir(name):
             raise MigrateError(f"{name}: not a Tango workspace: no {_stores.DATABASE} in it")
@@ -360,7 +363,8 @@ def migrate(name: str, to: str, *, dry_run: bool = False) -> Result:
     try:
         _run(db, result)
     except sqlite3.Error as e:
-        raise MigrateError(f"{database}: {e}; nothing was changed") from None
+        problem = _stores.read_problem(database, e)
+        raise MigrateError(f"{database}: {problem}; nothing was changed") from None
     finally:
         db.close()
     return result

@@ -83,10 +83,22 @@ def database_of(name: str) -> Optional[Path]:
     """The database ``name`` designates: a SQLite file itself, or a folder's ``stepinfo.sqlite``.
 
     :returns: ``None`` when ``name`` is neither (a plain file, a folder without a database).
+    :raises StoreError: when a folder's ``stepinfo.sqlite`` is a file but not a database (empty
+        or damaged: a writer killed as it created it, a partial copy): the folder is a
+        workspace whose database cannot be read, not a folder of JSON files.
     """
     if os.path.isdir(name):
         inner = os.path.join(name, DATABASE)
-        return Path(inner) if is_database(inner) else None
+        if is_database(inner):
+            return Path(inner)
+        if os.path.isfile(inner):
+            try:
+                size = os.path.getsize(inner)
+            except OSError as e:
+                raise StoreError(inner, f"cannot read: {e.strerror or e}") from None
+            what = "it is empty" if size == 0 else f"{size} bytes without SQLite's header"
+            raise StoreError(inner, f"not a SQLite database ({what})")
+        return None
     return Path(name) if is_database(name) else None
 
 
@@ -124,6 +136,24 @@ def table_problem(db: sqlite3.Connection) -> Optional[str]:
     return None
 
 
+def read_problem(path: Path, error: sqlite3.Error) -> str:
+    """Why reading the database ``path`` failed with ``error``, for a message.
+
+    A writer killed in the middle of a commit leaves its journal "hot": SQLite rolls it back
+    when the database is next opened, which a read-only connection may not do
+    (``SQLITE_READONLY_ROLLBACK``: sqlite3 says only "attempt to write a readonly database").
+    """
+    journal = path.with_name(path.name + "-journal")
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11 and later
+    if (code == 776 or (code is None and "readonly" in str(error))) and journal.exists():
+        return (
+            f"a writer stopped in the middle of a commit and left its journal ({journal.name}),"
+            " which only a writer can roll back: open the workspace with Tango (or the"
+            " database with the sqlite3 shell) first"
+        )
+    return str(error)
+
+
 def _rows(path: Path) -> List[Entry]:
     name = str(path)
     db = read_only(path)
@@ -131,15 +161,20 @@ def _rows(path: Path) -> List[Entry]:
         problem = table_problem(db)
         if problem:
             raise StoreError(name, problem, unreadable=False)
+        # Text as the bytes stored: SQLite keeps whatever TEXT it is given, and a key or value
+        # that is not UTF-8 made sqlite3 refuse the whole query (every good row with it).
+        db.text_factory = bytes
         rows = db.execute(f'SELECT key, value FROM "{TABLE}" ORDER BY key').fetchall()
     except sqlite3.Error as e:
-        raise StoreError(name, f"cannot read the database: {e}") from None
+        raise StoreError(name, f"cannot read the database: {read_problem(path, e)}") from None
     finally:
         db.close()
     out = []
-    for key, value in rows:
-        data = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
-        out.append(Entry(f"{name}[{key}]", str(key), data))
+    for raw, value in rows:
+        data = value if isinstance(value, bytes) else str(value).encode("utf-8")
+        # A key that is not UTF-8 is named with its bad bytes as Python shows them (\xff).
+        key = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+        out.append(Entry(f"{name}[{key}]", key, data))
     return out
 
 

@@ -161,10 +161,25 @@ def decode(value: Any) -> _dt.datetime:
 
 
 def to_state(value: Any) -> Any:
-    """A time as pickled: a zone the safe loader would refuse becomes the same instant in UTC."""
-    if isinstance(value, _dt.datetime) and not safe_tz(value.tzinfo):
+    """A time as pickled, in a form the safe loader reads: a zone it would refuse becomes the
+    same instant in UTC, and a subclass of ``datetime`` (pendulum's, as Airflow's times are,
+    pandas' ``Timestamp``) a plain ``datetime``, since its class would be refused too."""
+    if type(value) is _dt.datetime and safe_tz(value.tzinfo):
+        return value  # (nearly always: one type check more than before for a pickled time)
+    if not isinstance(value, _dt.datetime):
+        return value
+    if not safe_tz(value.tzinfo):
         try:
-            return as_utc(value, _pytz_utc or decoded_utc())
-        except OverflowError:  # out of range in UTC: kept as it is
-            return value
-    return value
+            value = as_utc(value, _pytz_utc or decoded_utc())
+        except OverflowError:  # out of range in UTC: its zone kept as it is
+            return _plain(value)
+    return _plain(value)
+
+
+def _plain(t: _dt.datetime) -> _dt.datetime:
+    """``t`` as a plain ``datetime`` (the same fields, zone and fold)."""
+    if type(t) is _dt.datetime:
+        return t
+    return _dt.datetime(
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, t.tzinfo, fold=t.fold
+    )
