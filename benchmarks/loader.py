@@ -17,6 +17,11 @@ Usage (from the repository root, with the package installed in the running Pytho
 3. With ``--memory``: the peak of memory allocated (``tracemalloc``) while loading records with
    more and more packages (70, 600 and 5,000 by default), how much of it is beyond the loaded
    value itself, and the peak of the scan alone.
+4. With ``--against PICKLING_PY``: an A/B in one process. That other ``pickling.py`` (say, main's)
+   is imported beside the installed one as a second module of the package, and the two
+   ``loads`` (or, with ``--scan``, the two scans) and ``pickle.loads`` are timed alternately,
+   ``--rounds`` times, in CPU time: best and median of each, and of new / old. Only
+   ``pickling.py`` comes from the other file; the rest of the package is the installed one.
 """
 
 from __future__ import annotations
@@ -131,6 +136,41 @@ def ratio(rounds: int) -> None:
     )
 
 
+def against(other: Path, rounds: int, scan: bool) -> None:
+    import importlib.util
+    import statistics
+
+    from tests.strategies import full_record
+
+    from tango_stepinfo import pickling as new
+
+    spec = importlib.util.spec_from_file_location("tango_stepinfo._pickling_other", other)
+    assert spec is not None and spec.loader is not None
+    old = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = old
+    spec.loader.exec_module(old)
+    data = pickle.dumps(full_record(70))
+    assert old.loads(data) == new.loads(data) == pickle.loads(data)
+    what = "_scan" if scan else "loads"
+    timers = {
+        "pickle.loads": timeit.Timer(lambda: pickle.loads(data), timer=time.process_time),
+        f"old {what}": timeit.Timer(lambda: getattr(old, what)(data), timer=time.process_time),
+        f"new {what}": timeit.Timer(lambda: getattr(new, what)(data), timer=time.process_time),
+    }
+    times: Dict[str, List[float]] = {name: [] for name in timers}
+    number = 200
+    for i in range(rounds):
+        for name in list(timers)[:: 1 if i % 2 else -1]:  # each order half of the time
+            times[name].append(timers[name].timeit(number) / number * 1e6)
+    best = {name: min(values) for name, values in times.items()}
+    median = {name: statistics.median(values) for name, values in times.items()}
+    for name in timers:
+        print(f"{name:<14} best {best[name]:7.1f} us  median {median[name]:7.1f} us")
+    b = best[f"new {what}"] / best[f"old {what}"]
+    m = median[f"new {what}"] / median[f"old {what}"]
+    print(f"new / old: best {b:.3f}, median {m:.3f}", flush=True)
+
+
 def memory(sizes: List[int]) -> None:
     """Peak memory of ``loads`` (``tracemalloc``) on records with more and more packages, and
     how much of it is beyond the loaded value (which stays alive) and in the scan."""
@@ -194,8 +234,18 @@ def main() -> None:
         metavar="PACKAGES",
         help="instead: peak memory of loads on records with these many packages",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="PICKLING_PY",
+        help="instead: an A/B in one process against this other pickling.py",
+    )
+    parser.add_argument("--scan", action="store_true", help="with --against: the scans only")
     args = parser.parse_args()
     print(f"Python {platform.python_version()} on {platform.platform()}", flush=True)
+    if args.against is not None:
+        against(args.against, args.rounds, args.scan)
+        return
     if args.memory is not None:
         memory(args.memory or [70, 600, 5000])
         return

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
 import pwd
+import resource
 import socket
 import subprocess
 import sys
@@ -67,6 +69,29 @@ def run_signalled(
     return subprocess.run(
         [sys.executable, "-c", code], check=False, cwd=cwd, env=env, stdout=-1, timeout=120
     )
+
+
+@contextlib.contextmanager
+def no_free_fd(spare: int = 0) -> Iterator[None]:
+    """Every file descriptor below a lowered soft ``RLIMIT_NOFILE`` taken but ``spare``: opening
+    more fails with ``EMFILE``, as in a process that leaked its files (one spare: files can be
+    read one at a time, but no pipe had). Restored on leaving."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    taken = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+    try:
+        while True:
+            try:
+                taken.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        for _ in range(spare):
+            os.close(taken.pop())
+        yield
+    finally:
+        for fd in taken:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def exit_code_of_forked(check: Callable[[], bool]) -> int:

@@ -331,3 +331,38 @@ def mutated_records(draw: Any) -> Any:
     elif isinstance(target, list) and target:
         target[draw(st.integers(0, len(target) - 1))] = new
     return data
+
+
+identity_texts = st.lists(
+    st.sampled_from(
+        [
+            "alice",
+            "Alice",
+            "node1",
+            "node1.cs.uni.edu",
+            "/home/alice/x",
+            "~alice",
+            "10.1.2.3",
+            "1.2.3.4.5",
+            "fe80::1",
+            "::",
+            "GPU-8d8b1c2e-1234-5678-9abc-def012345678",
+            " ",
+            "\t",
+            "=",
+            "'",
+            "/",
+            ".",
+            ":",
+            "anon:",
+            "anonymous",
+            "1",
+            "C:\\Users\\alice\\x",
+            "\\\\srv\\s",
+            "git@github.com:alice/p.git",
+        ]
+    ),
+    max_size=8,
+).map("".join)
+"""Texts made of what anonymous records look for (names, paths, addresses, UUIDs, stand-ins)
+and what borders them, for the tests of ``anonymize()``."""

@@ -18,7 +18,7 @@ import pytest
 import tango_stepinfo
 from tango_stepinfo import GitMetadata, StepInfo, _fallbacks, _git, _probe
 
-from .conftest import exit_code_of_forked, fake_bin, run_signalled
+from .conftest import exit_code_of_forked, fake_bin, no_free_fd, run_signalled
 
 GIT = shutil.which("git")
 pytestmark = pytest.mark.skipif(GIT is None, reason="the git CLI makes the test repositories")
@@ -707,6 +707,23 @@ def test_a_nul_byte_in_a_git_file_does_not_raise(
     assert (meta.commit, meta.branch, meta.remote) == (None, "ma\0in", None)
 
 
+@pytest.mark.parametrize("include", ["~us\0er/extra", "~\0/extra"])
+def test_a_nul_byte_in_the_user_of_an_include_does_not_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, include: str
+) -> None:
+    """``~user/...`` include paths go to ``pwd.getpwnam``, which raises ``ValueError`` on a NUL
+    byte (a config file a crash left zero-filled in places): the include is skipped, as one
+    that does not exist, and the rest of the config is read."""
+    repo = make_repo(tmp_path / "repo")
+    commit = git(repo, "rev-parse", "HEAD")  # before: git refuses the config that follows
+    (repo / ".git" / "config").write_text(
+        f'[include]\n\tpath = {include}\n[remote "origin"]\n\turl = /srv/x.git\n'
+    )
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert (meta.commit, meta.remote) == (commit, "/srv/x.git")
+
+
 # --- diff: the working tree's hash ---------------------------------------------------------------
 
 
@@ -1137,3 +1154,210 @@ def test_a_signal_handler_making_a_record_during_the_dirty_check_does_not_hang(
     done = run_signalled(SIGNAL_DURING_DIRTY_CHECK, tmp_path / "bin", "git", GIT, cwd=repo)
     assert done.returncode == 0, "the handler's record deadlocked on the git lock"
     assert done.stdout.decode().split() == ["[True]", "True"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+@pytest.mark.parametrize("layout", ["plain", "worktree"])
+def test_git_files_not_opened_for_want_of_file_descriptors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """``EMFILE`` opening the repository's files (a process that leaked its files) is no
+    answer: the record's git is ``None`` with the reason noted, not an unborn branch or no
+    repository at all, and nothing of it is kept: the next record reads the repository."""
+    repo = make_repo(tmp_path / "repo")
+    where = repo
+    if layout == "worktree":
+        where = tmp_path / "tree"
+        git(repo, "worktree", "add", "-q", "-b", "feature", str(where))
+    monkeypatch.chdir(where)
+    expected = (git(where, "rev-parse", "HEAD"), None, "main" if layout == "plain" else "feature")
+    with no_free_fd():
+        assert _git.facts(str(where)) is None
+        reasons = _fallbacks.collect(["git"])
+    assert reasons is not None and set(reasons) == {"git"}
+    assert "Too many open files" in reasons["git"], reasons
+    found = _git.facts(str(where))
+    assert found is not None and found[:3] == expected
+    assert _fallbacks.collect(["git"]) is None
+
+
+def test_leaving_a_repository_drops_its_reasons(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reasons of a repository's fallbacks (a failing ``git diff``) belong to records made
+    in it: a record made outside any repository afterwards has ``git`` ``None`` and none of
+    them."""
+    repo = make_repo(tmp_path / "repo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", "exit 3\n")))
+    found = _git.facts(str(repo))
+    assert found is not None and found[3:] == (None, None)
+    assert set(_fallbacks.collect(["git"]) or {}) == {"git.dirty", "git.diff"}
+    assert _git.facts(str(outside)) is None
+    assert _fallbacks.collect(["git"]) is None
+
+
+INTERRUPT_DURING_DIRTY_CHECK = """
+import os, signal
+from tango_stepinfo import StepInfo
+def handler(signum, frame):  # Ctrl-C, or a SIGTERM handler that raises
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the next record's git signals again
+    raise KeyboardInterrupt
+signal.signal(signal.SIGUSR1, handler)
+signal.alarm(20)  # a deadlock ends the process instead of the test run
+fds = len(os.listdir("/proc/self/fd"))
+try:
+    StepInfo("a", "A", set(), True)
+    print("not-interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+git = StepInfo("b", "B", set(), True).environment.git
+try:
+    left = os.waitpid(-1, os.WNOHANG)
+except ChildProcessError:
+    left = "none"
+opened = len(os.listdir("/proc/self/fd")) - fds
+print(git.dirty, git.diff is not None, "children", left, "fds", opened)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the signal comes from a child")
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc/self/fd")
+@pytest.mark.parametrize("delay", ["0", "0.3"], ids=["at-start", "while-waited-for"])
+def test_an_interrupted_dirty_check_leaves_no_child_and_the_next_record_is_right(
+    tmp_path: Path, delay: str
+) -> None:
+    """A ``KeyboardInterrupt`` raised while the first record's ``git diff`` runs, whether it
+    comes while the other facts are probed or while the record waits for git, propagates; the
+    next record gets the right answer, and no git child is left behind nor its pipe open."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    script = f'sleep {delay}\nkill -USR1 "$PPID"\nsleep 0.5\nexec "{GIT}" "$@"\n'
+    env = dict(os.environ, PATH=str(fake_bin(tmp_path / "bin", "git", script)))
+    env["GIT_CEILING_DIRECTORIES"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_DURING_DIRTY_CHECK],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0
+    assert done.stdout.decode().split() == [
+        "interrupted",
+        "True",
+        "True",
+        "children",
+        "none",
+        "fds",
+        "0",
+    ]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_a_git_child_not_started_for_want_of_file_descriptors_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``git diff`` that cannot be started for a passing shortage (no pipe: ``EMFILE``; no
+    process: ``EAGAIN`` under ``RLIMIT_NPROC``) is a fallback of that record, not the answer
+    for the commit: the next record runs it."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    with no_free_fd(spare=1):  # HEAD and the config are read, one file at a time
+        found = _git.facts(str(repo))
+        reasons = _fallbacks.collect(["git"])
+    assert found is not None and found[0] == git(repo, "rev-parse", "HEAD")
+    assert found[3:] == (None, None)
+    assert reasons is not None and set(reasons) == {"git.dirty", "git.diff"}
+    assert _git.facts(str(repo)) == (found[0], None, "main", True, diff_hash(repo))
+    assert _fallbacks.collect(["git"]) is None
+
+
+FIFO_PROBE = """
+import signal, sys
+signal.alarm(20)  # a hang ends the process instead of the test run
+from tango_stepinfo import _git
+found = _git.facts(sys.argv[1])
+print(found[:3] if found else None)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+@pytest.mark.parametrize("where", ["include", "ref", "packed-refs", "config"])
+def test_a_fifo_among_the_git_files_is_not_read(tmp_path: Path, where: str) -> None:
+    """Opening a FIFO for reading waits for a writer, forever: a FIFO where a git file is read
+    (a config include, a ref, ``packed-refs``, ``config``) is skipped as a file that is not
+    there, and the record made."""
+    repo = make_repo(tmp_path / "repo")
+    commit = git(repo, "rev-parse", "HEAD")
+    dotgit = repo / ".git"
+    expected = [commit, None, "main"]
+    if where == "include":
+        os.mkfifo(dotgit / "extra")
+        with open(dotgit / "config", "a") as f:
+            f.write("[include]\n\tpath = extra\n")
+    elif where == "ref":
+        git(repo, "pack-refs", "--all")  # the commit stays readable from packed-refs
+        os.mkfifo(dotgit / "refs" / "heads" / "main")
+    elif where == "packed-refs":
+        git(repo, "checkout", "-q", "--orphan", "unborn-here")  # read: the loose ref is not there
+        os.mkfifo(dotgit / "packed-refs")
+        expected = [None, None, "unborn-here"]
+    else:
+        (dotgit / "config").unlink()
+        os.mkfifo(dotgit / "config")
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path), TANGO_STEPINFO_GIT_DIRTY="0")
+    done = subprocess.run(
+        [sys.executable, "-c", FIFO_PROBE, str(repo)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, "the probe hung on the FIFO"
+    assert done.stdout.strip() == str(tuple(expected))
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the child started ahead of need")
+def test_a_record_made_by_a_handler_while_the_pending_child_is_finished_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal handler's record, made in the thread about to collect the child started ahead
+    of need (while it asks whether output waits), collects it itself; the interrupted thread
+    then finds it done and keeps that answer, instead of collecting it again (a closed pipe,
+    a reaped pid) and recording a failure over it."""
+    import select
+
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    monkeypatch.chdir(repo)
+    _git.prefetch(str(repo))
+    assert _git._pending is not None
+    real_poll = select.poll
+    nested: List[object] = []
+
+    class HandlerOnFirstPoll:
+        def __init__(self) -> None:
+            self.real = real_poll()
+
+        def register(self, fd: int, mask: int) -> None:
+            self.real.register(fd, mask)
+
+        def poll(self, timeout: float) -> object:
+            if not nested:  # as if a signal arrived here, its handler making a record
+                nested.append(None)  # once: the handler's own check polls too
+                nested[0] = _git.facts(str(repo))
+            return self.real.poll(timeout)
+
+    monkeypatch.setattr(select, "poll", HandlerOnFirstPoll)
+    with _git._lock:
+        _git._finish_pending()
+    monkeypatch.setattr(select, "poll", real_poll)
+    expected = (git(repo, "rev-parse", "HEAD"), None, "main", True, diff_hash(repo))
+    assert nested == [expected]
+    assert _git.facts(str(repo)) == expected
+    assert _fallbacks.collect(["git"]) is None

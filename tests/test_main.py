@@ -1299,6 +1299,19 @@ def test_bad_entries_of_a_store_are_kept_without_the_frames_of_their_decode(
     assert result.returncode == 1 and result.stdout.count("\n") == 300
 
 
+@pytest.mark.parametrize("args", [(), ("--json",)], ids=["summary", "json"])
+def test_an_invalid_setting_is_one_line_and_status_2(args: tuple) -> None:
+    """A setting the capture cannot run with (an unknown privacy mode, the one probe that
+    raises) is a usage error: one line naming it, no traceback."""
+    result = run(*args, env={"TANGO_STEPINFO_PRIVACY": "bogus"})
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == (
+        "tango-stepinfo: TANGO_STEPINFO_PRIVACY: unknown privacy mode 'bogus'; expected 'full'"
+        " or 'anonymous'\n"
+    )
+
+
 def test_lone_surrogates_are_shown_escaped_by_every_command(tmp_path: Path) -> None:
     # Valid JSON ("\ud800"), no UTF-8 form: printed escaped, on a strict UTF-8 output too.
     doc = json.loads((TANGO_JSON / "completed.json").read_text())

@@ -379,6 +379,20 @@ def test_record_classes_are_never_initialised(probe_calls: List[str]) -> None:
     assert probe_calls == []
 
 
+def test_every_record_class_stand_in_makes_a_bare_record(probe_calls: List[str]) -> None:
+    # What find_class hands out for a record class: called (REDUCE) or given to NEWOBJ, with or
+    # without arguments, it makes a bare record of the real class (no field set, __init__ not
+    # run: it would probe).
+    from tango_stepinfo import pickling
+    from tango_stepinfo._record import RECORDS
+
+    for cls in RECORDS:
+        stand_in = pickling._allowed()[(cls.__module__, cls.__name__)]
+        for made in (stand_in(), stand_in("a", 1), stand_in.__new__(stand_in)):
+            assert type(made) is cls and made.__dict__ == {}
+    assert probe_calls == []
+
+
 def test_state_can_only_be_given_to_records() -> None:
     utc_zone = g("pytz", "_UTC") + b")R"
     # BUILD on pytz's shared UTC object (dict state and slot state)
@@ -858,6 +872,124 @@ def test_records_of_a_shape_already_checked_are_checked_as_closely(
     first, second = loads(pickle.dumps(naive)), loads(pickle.dumps(naive))
     assert first == second and second.start_time.tzinfo is not None
     assert second.config == {"t": [1, 2]}
+
+
+@pytest.mark.parametrize("value", [u("v"), b"K\x01", b"\x88", b"J\x00\x00\x00\x01"])
+def test_setitems_of_strings_or_plain_values_only_change_a_new_dict(value: bytes) -> None:
+    # SETITEMS whose values hold no container (strings, ints, constants) is read inline, not
+    # through grow(): the same refusals. A dict put into a list, then changed:
+    used = P2 + b"}q\x00]q\x01h\x00a0h\x00(" + u("k") + value + b"u" + STOP
+    with pytest.raises(CorruptPickleError, match="SETITEM on a dict that was already used"):
+        loads(used)
+    # SETITEMS on a list, and on a string
+    for target in (b"]", u("s")):
+        with pytest.raises(CorruptPickleError, match="SETITEM on something that is not a new"):
+            loads(P2 + target + b"(" + u("k") + value + b"u" + STOP)
+    # on a new dict: as pickle.loads
+    data = P2 + b"}(" + u("k") + value + b"u" + STOP
+    with pytest.raises(StepInfoDecodeError):
+        loads(data)  # a dict of no record, but scanned and loaded first
+    assert pickle.loads(data)["k"] is not None
+
+
+def test_a_memoize_read_with_the_value_before_it_stores_the_same_index() -> None:
+    # MEMOIZE right after a container, a global, a call or a short tuple is read with it: the
+    # memo index of each is the one the C unpickler gives it (0 to 5 here), so GET fetches the
+    # same value
+    data = (
+        b"\x80\x04]\x94"  # 0: the list
+        + b"\x8c\x06failed\x940"  # 1 (then popped)
+        + b"\x8c\x18tango_stepinfo.step_info\x94"  # 2
+        + b"\x8c\tStepState\x93\x94"  # 3: the global
+        + b"h\x01\x85\x94"  # 4: the arguments
+        + b"R\x94a"  # 5: the member, appended
+        + b"h\x03h\x04Ra"  # the global and the arguments fetched again
+        + b"h\x05a"  # the member fetched again
+        + STOP
+    )
+    expected = [StepState.FAILED] * 3
+    assert pickle.loads(data) == expected
+    assert loads(data) == expected
+
+
+def _bad_in_a_known_shape(field: str) -> Any:
+    """A record whose ``field`` (a dotted path) holds a bad value of the same type as in
+    ``record()``: the same shape for the checks' shortcut, refused or changed by the whole check."""
+    import copy
+
+    info = record()
+    bad: Dict[str, Any] = {
+        "environment.packages": [("a", "1"), ("b", 2)],  # a row of a str and an int
+        "environment.packages/3": [("a", "1", "x")],  # a row of three strings
+        "environment.variables": {"A": "1", "B": 2},
+        "config": {"lr": float("nan")},
+        "config/int": {"steps": [10**5000]},
+        "metadata": {"owner": ("a", "b")},  # a tuple: becomes a list
+        "platform.gpus": [copy.copy(info.environment.git)],  # a record (of a known shape)
+        "platform.gpus/memory": None,
+    }
+    owner, _, name = field.split("/", maxsplit=1)[0].rpartition(".")
+    target = info
+    for part in filter(None, owner.split(".")):
+        target = getattr(target, part)
+    if field == "platform.gpus/memory":
+        gpu = copy.copy(info.platform.gpus[0])
+        gpu.memory = 10**5000
+        target.gpus = [gpu]
+    else:
+        setattr(target, name, bad[field])
+    return info
+
+
+@pytest.mark.parametrize(
+    ("field", "error", "message"),
+    [
+        ("environment.packages", StepInfoDecodeError, r"^environment\.packages\[1\]\[1\]: exp"),
+        ("environment.packages/3", StepInfoDecodeError, r"^environment\.packages\[0\]: expected"),
+        ("environment.variables", StepInfoDecodeError, r"^environment\.variables\.B: expected"),
+        ("config", StepInfoDecodeError, r"^config\.lr: nan has no JSON form"),
+        ("config/int", CorruptPickleError, r"^config\.steps\[0\]: an int of more than 4300"),
+        ("metadata", None, ""),
+        ("platform.gpus", StepInfoDecodeError, r"^platform\.gpus\[0\]: expected"),
+        ("platform.gpus/memory", CorruptPickleError, r"^platform\.gpus\[0\]\.memory: an int"),
+    ],
+)
+def test_the_shortcut_looks_at_each_field_as_the_whole_check_does(
+    monkeypatch: pytest.MonkeyPatch, field: str, error: Any, message: str
+) -> None:
+    # Each field of a known shape gets a look of its own (pickling._Shapes._look) in place of
+    # the field check and _usable_value: a value of the same type that the whole check refuses
+    # or changes goes the whole way, with its message.
+    from tango_stepinfo import pickling
+
+    monkeypatch.setattr(pickling, "_SHAPES", {})
+    good = pickle.dumps(record())
+    loads(good)
+    loads(good)  # known now, platform, environment and the GPU record included
+    data = pickle.dumps(_bad_in_a_known_shape(field))
+    if error is None:
+        assert loads(data).metadata == {"owner": ["a", "b"]}  # as to_json_dict writes it
+        return
+    with pytest.raises(error, match=message):
+        loads(data)
+    # the whole check alone (no shape known) says the same
+    monkeypatch.setattr(pickling, "_SHAPES", {})
+    with pytest.raises(error, match=message):
+        loads(data)
+
+
+def test_the_shortcut_for_a_set_of_strings_refuses_other_members() -> None:
+    # dependencies: the scan lets only strings into a record's set field through SETITEMS; the
+    # look checks the members again, whatever built the state
+    from tango_stepinfo import pickling
+
+    back = loads(pickle.dumps(record()))
+    loads(pickle.dumps(record()))
+    assert pickling._known(back)
+    back.dependencies = {"a", 1}  # type: ignore[assignment]
+    assert not pickling._known(back)
+    back.dependencies = {"a", "b"}
+    assert pickling._known(back)
 
 
 def test_strings_read_from_text_lines_can_be_fetched_again_by_any_get() -> None:

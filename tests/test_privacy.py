@@ -10,18 +10,22 @@ import hashlib
 import hmac
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tango_stepinfo
 from tango_stepinfo import (
     EnvironmentMetadata,
     GitMetadata,
+    GpuMetadata,
     InvalidSettingError,
     JobMetadata,
     PlatformMetadata,
@@ -29,7 +33,10 @@ from tango_stepinfo import (
     TangoMetadata,
     anonymize,
 )
-from tango_stepinfo._privacy import WITHHELD
+from tango_stepinfo._privacy import WITHHELD, Policy
+
+from .conftest import TANGO_DATA
+from .strategies import identity_texts, step_infos
 
 GIT = shutil.which("git")
 
@@ -298,3 +305,320 @@ def test_anonymous_shortens_a_command_given_by_the_environment(repo: Path) -> No
         "TANGO_STEPINFO_COMMAND": "/home/alice/x.py --out=/home/alice/y",
     }
     assert made(repo, extra)["environment"]["command"] == ".../x.py --out=.../y"
+
+
+# --- names, GPUs and addresses in free text -----------------------------------------------------
+
+WHO = {
+    "LOGNAME": "alicez",
+    "USER": "alicez",
+    "HOSTNAME": "alicez-box.corp.example.com",
+    "SLURM_JOB_ID": "12",
+    "SLURM_JOB_NAME": "alicez-train",
+    "TANGO_STEPINFO_VARIABLES": "MY_*",
+    "MY_OUT": "~alicez/runs",
+    "MY_NODES": "node-alicez01",
+    "MY_ADDR": "10.1.2.3",
+    "MY_GPU": "GPU-8d8b1c2e-1234-5678-9abc-def012345678",
+    "MY_THREADS": "4",
+}
+
+SCRUBBED = """
+import json, sys, tango_stepinfo
+info = tango_stepinfo.StepInfo("a", "A", set(), True)
+info.mark_started()
+info.mark_failed(OSError("cannot open /home/alicez/data/x.csv on alicez-box.corp.example.com"))
+print(json.dumps([info.to_json_dict(), repr(info)]))
+"""
+
+
+PLAIN = """
+import json, tango_stepinfo
+print(json.dumps(tango_stepinfo.StepInfo("a", "A", set(), True).to_json_dict()))
+"""
+
+
+def run(repo: Path, script: str, extra: Dict[str, str], *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=repo,
+        env={**git_env(repo.parent), **extra},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_anonymous_scrubs_user_host_gpu_and_addresses_from_free_text(repo: Path) -> None:
+    args = ("--entity", "Alicez", "--peer", "zqpeer7.corp.example.com", "--ip=10.1.2.3", "~alicez")
+    extra = {**WHO, "TANGO_STEPINFO_PRIVACY": "anonymous"}
+    out, text = run(repo, SCRUBBED, extra, *args)
+    env = out["environment"]
+    assert env["command"] == (
+        "-c --entity anonymous --peer zqpeer7.anonymous --ip=anonymous '~anonymous'"
+    )
+    assert env["job"]["name"] == "anonymous-train"
+    assert env["variables"] == {
+        "MY_ADDR": "anonymous",
+        "MY_GPU": "anonymous",
+        "MY_NODES": "node-anonymous01",
+        "MY_OUT": "~anonymous/runs",
+        "MY_THREADS": "4",  # not identifying: kept
+    }
+    assert out["error"].endswith("OSError: cannot open .../x.csv on anonymous\n")
+    everything = (json.dumps(out) + text).lower()
+    for name in ("alicez", "corp.example", "10.1.2.3", "8d8b1c2e"):
+        assert name not in everything
+    keyed = run(repo, SCRUBBED, {**extra, "TANGO_STEPINFO_PRIVACY_KEY": "k3y"}, *args)[0]
+    user = keyed["platform"]["user"]
+    assert user == hidden("k3y", "alicez")  # the same stand-in wherever the name is, any case
+    assert keyed["environment"]["command"].startswith(f"-c --entity {user} ")
+    assert keyed["environment"]["job"]["name"] == f"{user}-train"
+    full = run(repo, SCRUBBED, WHO, *args)[0]
+    assert "--entity Alicez" in full["environment"]["command"]  # full mode: as it was
+
+
+def test_anonymous_command_with_a_tab_or_a_newline(repo: Path) -> None:
+    # a word with whitespace other than spaces made shortening recurse until RecursionError
+    extra = {"TANGO_STEPINFO_PRIVACY": "anonymous"}
+    out = run(
+        repo,
+        "import json, tango_stepinfo as t\n"
+        "print(json.dumps(t.StepInfo('a', 'A', set(), True).to_json_dict()))",
+        extra,
+        "a\t/home/alicez/x",
+        "b\n/srv/y z",
+    )
+    assert out["environment"]["command"] == "-c 'a\t.../x' 'b\n.../y z'"
+    info = full_record()
+    info.environment.command = "sh -c 'cd /home/alice/p\tpython t.py'"
+    assert anonymize(info).environment.command == "sh -c 'cd .../p\tpython t.py'"
+
+
+def test_anonymize_scrubs_names_from_every_free_text_field() -> None:
+    info = full_record()
+    env = info.environment
+    assert env.git is not None and env.job is not None and env.variables is not None
+    env.git.branch = "alice/fix"
+    env.job.name = "Alice-nightly"
+    env.variables.update(USER="alice", MASTER_ADDR="10.1.2.3", MY_GPU="GPU-" + UUID)
+    env.command += " --entity alice --peer alice-laptop"
+    env.fallbacks = {"git.dirty": "git status in /home/alice/p timed out"}
+    info.platform.gpus = [GpuMetadata("A100", "GPU-" + UUID, "0000:3b:00.0")]
+    info.error = 'Traceback:\n  File "/srv/lab/train.py", line 3\nOSError: ALICE-LAPTOP down'
+    for key in (None, "k3y"):
+        out = anonymize(info, key=key)
+        user = "anonymous" if key is None else hidden(key, "alice")
+        host = "anonymous" if key is None else hidden(key, "alice-laptop")
+        env = out.environment
+        assert env.git is not None and env.job is not None and env.variables is not None
+        assert out.platform.user == user and out.platform.host == host
+        assert (env.git.branch, env.job.name) == (f"{user}/fix", f"{user}-nightly")
+        assert env.command.endswith(f" --entity {user} --peer {host}")
+        assert env.variables["USER"] == user
+        stand_ins = (
+            {"anonymous"} if key is None else {hidden(key, "10.1.2.3"), hidden(key, "GPU-" + UUID)}
+        )
+        assert {env.variables["MASTER_ADDR"], env.variables["MY_GPU"]} == stand_ins
+        assert out.platform.gpus is not None
+        assert out.platform.gpus[0].uuid == env.variables["MY_GPU"]
+        assert out.platform.gpus[0].bus == "0000:3b:00.0"
+        assert env.fallbacks == {"git.dirty": f"git status in /home/{user}/p timed out"}
+        assert out.error == f'Traceback:\n  File ".../train.py", line 3\nOSError: {host} down'
+        assert anonymize(out, key=key) == out
+        assert StepInfo.from_json_dict(json.loads(json.dumps(out.to_json_dict()))) == out
+        assert tango_stepinfo.loads(pickle.dumps(out)) == out
+        left = (json.dumps(out.to_json_dict(), sort_keys=True) + repr(out)).lower()
+        assert left.count("alice") == 2  # config's own /home/alice/data, in JSON and repr
+        assert UUID not in left and "10.1.2.3" not in left
+    assert (info.environment.variables or {})["USER"] == "alice"  # the record given: as it is
+
+
+UUID = "8d8b1c2e-1234-5678-9abc-def012345678"
+
+
+def test_anonymize_with_a_key_takes_any_string() -> None:
+    # a lone surrogate (JSON's "\ud800") made the keyed HMAC raise UnicodeEncodeError
+    platform = PlatformMetadata("L", 1, "\ud800", "h\udcff", None, None, None, None, None, None)
+    out = anonymize(platform, key="k3y")
+    assert out.user.startswith("anon:") and out.host.startswith("anon:")
+    assert out.host == hidden_bytes("k3y", b"h\xff")  # as the OS gave it
+
+
+def hidden_bytes(key: str, value: bytes) -> str:
+    return "anon:" + hmac.new(key.encode(), value, hashlib.sha256).hexdigest()[:12]
+
+
+def test_anonymize_tangos_records() -> None:
+    for path in sorted((TANGO_DATA / "json").glob("*.json")):
+        info = StepInfo.from_json_dict(json.loads(path.read_text()))
+        out = anonymize(info, key="k3y")
+        assert anonymize(out, key="k3y") == out
+        assert StepInfo.from_json_dict(out.to_json_dict()) == out
+        assert out.platform.user.startswith("anon:")
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("--entity Alice", "--entity anonymous"),
+        ("malice alices", "malice alices"),  # letters around: another word
+        ("alice2 alice_2 x-alice.y", "anonymous2 anonymous_2 x-anonymous.y"),
+        ("node1 node12 xnode1 node1a", "anonymous node12 xnode1 anonymous" + "a"),
+        ("node2.cs.uni.edu NODE1.CS.UNI.EDU", "node2.anonymous anonymous"),
+        ("bob@corp.example.com", "anonymous"),
+        (
+            "10.1.2.3:29500 999.1.1.1 1.2.3.4.5 v1.2.3.4",
+            "anonymous:29500 999.1.1.1 1.2.3.4.5 v1.2.3.4",
+        ),
+        (
+            "0,GPU-8d8b1c2e-1234-5678-9abc-def012345678,mig-8D8B1C2E-1234-5678-9abc-def012345678",
+            "0,anonymous,anonymous",
+        ),
+        ("[2001:db8::5]:29500 fe80::1%eth0", "[anonymous]:29500 anonymous"),
+        (
+            "12:30:45 aa:bb:cc:dd:ee:ff std::vector a::b::c",
+            "12:30:45 aa:bb:cc:dd:ee:ff std::vector a::b::c",
+        ),
+        ("root ubuntu 1000 al", "root ubuntu 1000 al"),  # generic, a uid, too short: not looked for
+    ],
+)
+def test_scrub_rules(text: str, scrubbed: str) -> None:
+    names = ["alice", "node1.cs.uni.edu", "bob@corp.example.com", "root", "ubuntu", "1000", "al"]
+    assert Policy(None, names).scrub(text) == scrubbed
+
+
+def test_scrub_keeps_one_stand_in_per_name() -> None:
+    policy = Policy("k3y", ["Alice"])
+    assert policy.scrub("ALICE alice") == " ".join([hidden("k3y", "Alice")] * 2)
+    assert policy.scrub(policy.scrub("alice 10.0.0.1")) == policy.scrub("alice 10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "remote",
+    [
+        "git@github.com:alice-gh/paper.git",
+        "https://github.com/alice-gh/paper.git",
+        "ssh://git@gitlab.example.com:2222/alice-gh/paper.git",
+        "/home/alice-gh/src/paper.git",
+    ],
+)
+def test_anonymize_hides_the_remotes_owner_elsewhere(remote: str) -> None:
+    info = full_record()
+    assert info.environment.git is not None
+    info.environment.git.remote = remote
+    info.environment.command = "train.py --wandb-entity alice-gh --project paper"
+    out = anonymize(info)
+    assert out.environment.command == "train.py --wandb-entity anonymous --project paper"
+
+
+def test_a_pbs_job_id_loses_its_server(repo: Path) -> None:
+    # PBS ids are NUMBER.SERVER: the server's host name names the site
+    extra = {"TANGO_STEPINFO_PRIVACY": "anonymous", "PBS_JOBID": "1234.pbs01.cs.uni.edu"}
+    out = made(repo, extra)
+    assert out["environment"]["job"] == {
+        "system": "pbs",
+        "id": "1234.anonymous",
+        "name": None,
+        "url": None,
+        "attempt": None,
+    }
+    info = full_record()
+    info.environment.job = JobMetadata("pbs", "77.pbs01.cs.uni.edu")
+    info.environment.command = "qsub -q gpu@pbs01 job.sh"
+    out_record = anonymize(info)
+    assert out_record.environment.job is not None
+    assert out_record.environment.job.id == "77.anonymous"
+    assert out_record.environment.command == "qsub -q gpu@anonymous job.sh"
+
+
+def test_anonymous_variables_shorten_every_absolute_path(repo: Path) -> None:
+    # a value that was not a path list was kept whole: --out /data/secret-project/x stayed
+    extra = {
+        "TANGO_STEPINFO_PRIVACY": "anonymous",
+        "TANGO_STEPINFO_VARIABLES": "MY_*",
+        "MY_OPTS": "--out /data/secret-project/x --seed 1",
+        "MY_UNC": "\\\\fileserver\\share\\proj",
+        "MY_LIST": "/data/a:/data/b",
+        "MY_URL": "https://example.com/x",
+        "MY_N": "4",
+    }
+    out = made(repo, extra)
+    assert out["environment"]["variables"] == {
+        "MY_LIST": ".../a:.../b",
+        "MY_N": "4",
+        "MY_OPTS": "--out .../x --seed 1",
+        "MY_UNC": ".../proj",
+        "MY_URL": "https://example.com/x",
+    }
+    info = full_record()
+    info.environment.variables = {"MY_OPTS": extra["MY_OPTS"], "MY_UNC": extra["MY_UNC"]}
+    assert anonymize(info).environment.variables == {
+        "MY_OPTS": "--out .../x --seed 1",
+        "MY_UNC": ".../proj",
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(step_infos(), st.sampled_from([None, "k3y"]))
+def test_anonymize_any_record_is_stable_and_round_trips(info: StepInfo, key: Optional[str]) -> None:
+    out = anonymize(info, key=key)
+    assert anonymize(out, key=key) == out
+    assert StepInfo.from_json_dict(json.loads(json.dumps(out.to_json_dict()))) == out
+    assert tango_stepinfo.loads(pickle.dumps(out)) == out
+    if info.platform is not None and out.platform is not None:
+        user = info.platform.user
+        if key is None:
+            assert out.platform.user == "anonymous"
+        elif user != "anonymous" and not user.startswith("anon:"):
+            assert out.platform.user == hidden(key, user)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.tuples(*[identity_texts] * 7),
+    st.sampled_from([None, "k3y"]),
+)
+def test_anonymize_twice_changes_nothing_whatever_the_names(
+    texts: Tuple[str, ...], key: Optional[str]
+) -> None:
+    # names overlapping names, stand-ins next to addresses, unbalanced quotes in a command: a
+    # second anonymize() found what the first had made (1.2.3.4.5 as a user and the error
+    # fe80::11.2.3.4.5 became fe80::11.anonymous, then anonymous.anonymous)
+    user, host, command, branch, remote, value, error = texts
+    info = full_record()
+    info.platform.user, info.platform.host = user, host
+    info.environment.command = command
+    info.environment.git = GitMetadata("abc", remote or None, branch or None, False)
+    info.environment.variables = {"USER": value, "X": f"{value}:{error}", "HOSTNAME": host}
+    info.environment.job = JobMetadata("pbs", "1." + host, value or None)
+    info.error = error or None
+    info.environment.fallbacks = {"gpus": error} if error else None
+    out = anonymize(info, key=key)
+    assert anonymize(out, key=key) == out
+    assert StepInfo.from_json_dict(json.loads(json.dumps(out.to_json_dict()))) == out
+    assert tango_stepinfo.loads(pickle.dumps(out)) == out
+
+
+def test_scrub_letters_that_match_in_another_case_than_they_lower_to() -> None:
+    # re matches "AL\u0130" (dotted capital I) to "ali" and "ba\u017f\u017f" (long s) to
+    # "bass", but their lower() is neither: the stand-in looked up by lower() raised KeyError
+    policy = Policy("k3y", ["ali", "bass"])
+    assert policy.scrub("AL\u0130 ba\u017f\u017f Ali") == " ".join(
+        [hidden("k3y", "ali"), hidden("k3y", "bass"), hidden("k3y", "ali")]
+    )
+
+
+def test_anonymous_hides_the_remotes_owner_in_the_command(repo: Path) -> None:
+    # the probe knew the user and host, not the owner of a fork it was cloned from
+    subprocess.run(
+        [GIT, "remote", "set-url", "origin", "git@github.com:alice-gh/secret-paper.git"],
+        cwd=repo,
+        env=git_env(repo.parent),
+        check=True,
+    )
+    extra = {"TANGO_STEPINFO_PRIVACY": "anonymous"}
+    out = run(repo, PLAIN, extra, "--wandb-entity", "Alice-GH", "--project", "paper")
+    assert out["environment"]["command"] == "-c --wandb-entity anonymous --project paper"

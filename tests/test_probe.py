@@ -33,11 +33,12 @@ from tango_stepinfo import (
     StepInfo,
     TangoMetadata,
     __version__,
+    _fallbacks,
     _probe,
     redact,
 )
 
-from .conftest import exit_code_of_forked, fake_bin, run_signalled
+from .conftest import exit_code_of_forked, fake_bin, no_free_fd, run_signalled
 
 # importlib.metadata loads parts of itself (and email) lazily; load them now, while sys.path is
 # still whole, since some tests below replace it.
@@ -783,6 +784,48 @@ def test_a_signal_handler_making_a_record_during_the_first_record_does_not_hang(
     assert done.stdout.decode().split() == ["1", "True"]
 
 
+INTERRUPT_DURING_FIRST_RECORD = """
+import os, platform, signal
+from tango_stepinfo import StepInfo
+def handler(signum, frame):  # Ctrl-C, or a SIGTERM handler that raises
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    raise KeyboardInterrupt
+signal.signal(signal.SIGUSR1, handler)
+signal.alarm(20)  # a deadlock ends the process instead of the test run
+fds = len(os.listdir("/proc/self/fd"))
+try:
+    StepInfo("a", "A", set(), True)
+    print("not interrupted")
+except KeyboardInterrupt:
+    try:
+        left = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        left = "none"
+    print("children", left, "fds", len(os.listdir("/proc/self/fd")) - fds)
+    info = StepInfo("b", "B", set(), True)
+    print(info.platform.operating_system == platform.platform(), info.platform.fallbacks)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the signal comes from a child")
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc/self/fd")
+def test_an_interrupted_first_record_leaves_no_child_and_the_next_is_right(
+    outside_git: Path, tmp_path: Path
+) -> None:
+    """A ``KeyboardInterrupt`` raised while the first record probes the fixed facts (here sent
+    by ``uname -p`` as it starts, so that it comes while the other facts are probed or while
+    ``uname`` is waited for) propagates; ``uname`` is not left behind, running or unreaped,
+    nor its pipe open; the next record probes the fixed facts afresh."""
+    uname = shutil.which("uname")
+    if uname is None:
+        pytest.skip("the fake uname runs the real one")
+    done = run_signalled(
+        INTERRUPT_DURING_FIRST_RECORD, tmp_path / "bin", "uname", uname, cwd=outside_git
+    )
+    assert done.returncode == 0
+    assert done.stdout.decode().split() == ["children", "none", "fds", "0", "True", "None"]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_child_forked_during_a_recheck_can_recheck(outside_git: Path) -> None:
     """The re-check lock, held by a thread of the parent at the fork, is a new one in the child."""
@@ -989,6 +1032,26 @@ def test_a_sys_path_folder_created_later_is_scanned(
     assert _probe.packages() == []
     dist_info(later, "late-1.0.dist-info", "late", "1.0")
     assert _probe.packages() == [("late", "1.0")]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_a_folder_not_listed_for_want_of_file_descriptors_is_noted_and_listed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``EMFILE`` listing a ``sys.path`` folder (a process that leaked its files) is no
+    absence: the distributions missing are noted, and the next record lists the folder again
+    though it did not change."""
+    folder = tmp_path / "site"
+    dist_info(folder, "here-1.0.dist-info", "here", "1.0")
+    monkeypatch.setattr(sys, "path", [str(folder)])
+    _probe.clear_cache()
+    with no_free_fd():
+        assert _probe.packages() == []
+        reason = _fallbacks.collect(["packages"])
+    assert reason is not None
+    assert "Too many open files" in reason["packages"], reason
+    assert _probe.packages() == [("here", "1.0")]
+    assert _fallbacks.collect(["packages"]) is None
 
 
 def test_first_on_sys_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1329,6 +1392,10 @@ def test_probes_with_file_descriptors_past_1024(tmp_path: Path, has_poll: bool) 
     setup = f"import os; os.chdir({str(tmp_path / 'repo')!r})\n"
     if not has_poll:
         setup += "import logging, select; del select.poll; logging.basicConfig(level='DEBUG')\n"
+        # git still runs when the record waits for it, however busy the machine: an exited
+        # child is read without waiting, and then select() is never asked.
+        slow = fake_bin(tmp_path / "bin", "git", f'sleep 1\nexec "{shutil.which("git")}" "$@"\n')
+        env["PATH"] = f"{slow}{os.pathsep}{env['PATH']}"
     done = subprocess.run(
         [sys.executable, "-c", setup + FILE_DESCRIPTORS_PAST_1024],
         env=env,

@@ -6,15 +6,16 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
 from tango_stepinfo import _proc
 
-from .conftest import fake_bin
+from .conftest import fake_bin, no_free_fd
 
 
 @pytest.fixture
@@ -212,3 +213,104 @@ def test_kill_leaves_a_child_that_outlives_sigkill_behind(
     finally:
         real_kill(child[0], signal.SIGKILL)
         os.waitpid(child[0], 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the posix_spawn path")
+def test_run_without_a_free_file_descriptor_is_none(
+    tmp_path: Path, debug_log: pytest.LogCaptureFixture
+) -> None:
+    """``os.pipe()`` failing with ``EMFILE`` is a child that could not be started, not an error."""
+    tool = str(fake_bin(tmp_path / "bin", "tool", "echo out\n") / "tool")
+    with no_free_fd():
+        assert _proc.spawn([tool], None) is None
+        assert _proc.run([tool], 5.0) is None
+    assert "Too many open files" in debug_log.text
+    assert _proc.run([tool], 5.0) == (0, b"out\n")
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the posix_spawn path")
+@pytest.mark.parametrize("closes_output", [False, True], ids=["writing", "output-closed"])
+def test_an_exception_while_collecting_stops_the_child(tmp_path: Path, closes_output: bool) -> None:
+    """A ``KeyboardInterrupt`` (or a ``SIGTERM`` handler's exception) raised while a child is
+    waited for propagates, and the child is killed and reaped, not left running."""
+    import signal
+
+    script = "exec >&-; sleep 30\n" if closes_output else "sleep 30\n"
+    tool = str(fake_bin(tmp_path / "bin", "tool", script) / "tool")
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    child = _proc.spawn([tool], None)
+    assert child is not None
+    before = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _proc.collect("tool", child, 20.0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        with pytest.raises(ChildProcessError):  # reaped: no such child any more
+            os.waitpid(child[0], os.WNOHANG)
+        with pytest.raises(OSError):  # its pipe closed
+            os.fstat(child[1])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+        try:
+            os.kill(child[0], signal.SIGKILL)
+            os.waitpid(child[0], 0)
+        except OSError:
+            pass
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the posix_spawn path")
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc/self/fd")
+def test_a_signal_while_a_child_starts_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal whose handler raises, coming as the child starts (before it is handed back),
+    propagates once the child is handed over: the child is killed and reaped, no fd left open,
+    and the child started with the signal mask the process had, not the blocked one."""
+    import signal
+
+    tool = str(fake_bin(tmp_path / "bin", "tool", "grep SigBlk /proc/self/status; sleep 30\n"))
+    started: List[int] = []
+    real_spawn = os.posix_spawn
+
+    def spawn_then_signal(*args: Any, **kwargs: Any) -> int:
+        pid = real_spawn(*args, **kwargs)
+        started.append(pid)
+        # As if Ctrl-C came just then, to this thread: a signal sent to the process may be
+        # delivered to another thread of it (pytest's), whose handler then runs in the window.
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+        return pid
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "posix_spawn", spawn_then_signal)
+    before = signal.signal(signal.SIGUSR1, interrupt)
+    fds = len(os.listdir("/proc/self/fd"))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _proc.spawn([tool + "/tool"], None)
+        assert len(started) == 1
+        with pytest.raises(ChildProcessError):  # reaped: no such child any more
+            os.waitpid(started[0], os.WNOHANG)
+        assert len(os.listdir("/proc/self/fd")) == fds
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    monkeypatch.setattr(os, "posix_spawn", real_spawn)
+    child = _proc.spawn([tool + "/tool"], None)
+    assert child is not None
+    with os.fdopen(child[1], "rb", closefd=False) as out:
+        assert out.readline() == b"SigBlk:\t0000000000000000\n"
+    _proc.kill(child[0])
+    os.close(child[1])

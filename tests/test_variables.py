@@ -197,3 +197,15 @@ def test_json_round_trip_and_tango_compat() -> None:
     assert EnvironmentMetadata.from_json_dict(old).variables is None  # written before 0.2.0
     info = StepInfo("a", "A", set(), True, environment=env)
     assert StepInfo.from_json_dict(info.to_json_dict()).environment.variables == env.variables
+
+
+def test_environment_only_credential_names_are_never_recorded(tmp_path: Path) -> None:
+    # is_secret_name keeps these (``--pw``, ``--keys`` on a command line), but in an
+    # environment they hold a password or keys: sshpass -e reads SSHPASS, ldap tools a *_PW
+    secrets = {"SSHPASS": "x", "LDAP_BIND_PW": "x", "REDIS_PW": "x", "APP_KEYS": "a,b"}
+    kept = {"PWD": "/w", "KEYBOARD": "us", "KEYS_DIR": "/k"}
+    found = variables_of(tmp_path, {"TANGO_STEPINFO_VARIABLES": "*", **secrets, **kept})
+    assert found is not None
+    assert not set(secrets) & set(found)
+    for name, value in kept.items():
+        assert found[name] == value

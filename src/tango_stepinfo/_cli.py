@@ -25,7 +25,7 @@ from ._errors import show as _show
 from ._show import capture_summary, human_duration, local_time, show_record, text_or_dash
 from ._show import clean as _clean
 from ._version import __version__
-from .errors import InvalidStepStateError, StepInfoDecodeError
+from .errors import InvalidSettingError, InvalidStepStateError, StepInfoDecodeError
 from .metadata import EnvironmentMetadata, PlatformMetadata
 from .step_info import StepInfo, StepState
 
@@ -848,6 +848,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as e:  # writing the output failed: a full disk (``>/dev/full``), EIO ...
         _drop_output()
         _error(f"cannot write the output: {e.strerror or e}")
+        return 2
+    except InvalidSettingError as e:  # TANGO_STEPINFO_PRIVACY naming no mode: a usage error
+        _error(str(e))
         return 2
     except KeyboardInterrupt:
         return 130

@@ -23,10 +23,12 @@ No git binary and no subprocess is needed for ``commit``, ``remote`` and ``branc
   When the index looks fresh, that ``git diff`` is the only child (``GIT_TERMINAL_PROMPT=0``,
   a 2 s timeout); otherwise ``git status --porcelain --untracked-files=no`` runs first and
   ``git diff`` only when it found changes (see :func:`_command`). Only when a ``git`` binary is
-  on ``$PATH``, and at most once per repository and commit in a process. Both ``None`` when
-  there is no binary, git fails or times out (the reason is noted as ``git.dirty`` and
-  ``git.diff``), or ``TANGO_STEPINFO_GIT_DIRTY`` is ``0``/``false``/``no``/``off``; ``diff``
-  is ``None`` in a repository with no commits (``git status`` alone answers there).
+  on ``$PATH``, and at most once per repository and commit in a process (a child that could
+  not be started for a passing shortage, ``EMFILE`` or ``EAGAIN``, is started again by the next
+  record). Both ``None`` when there is no binary, git fails or times out (the reason is noted
+  as ``git.dirty`` and ``git.diff``), or ``TANGO_STEPINFO_GIT_DIRTY`` is
+  ``0``/``false``/``no``/``off``; ``diff`` is ``None`` in a repository with no commits
+  (``git status`` alone answers there).
 - Every child runs without the variables that point git at one repository's files
   (``GIT_DIR``, ``GIT_INDEX_FILE``, ``GIT_OBJECT_DIRECTORY``...; see :data:`_LOCAL_ENV`), as git
   runs a command in a submodule: a git hook sets them for its own repository.
@@ -37,7 +39,11 @@ No git binary and no subprocess is needed for ``commit``, ``remote`` and ``branc
   the index.
 
 When ``HEAD`` cannot be read or is corrupt, ``commit`` (and ``branch``) are ``None`` and the
-reason is noted as ``git.commit`` (and ``git.branch``); an unborn branch notes nothing.
+reason is noted as ``git.commit`` (and ``git.branch``); an unborn branch notes nothing. When a
+file of the repository cannot be opened because the process lacks file descriptors or memory
+(``EMFILE``, ``ENFILE``, ``ENOMEM``: a process that leaked its files), whether there is a
+repository is unknown: ``git`` is ``None``, the reason noted as ``git``, and nothing read is
+kept, so the next record reads the repository again.
 
 Not handled (each gives ``commit``/``branch`` ``None`` or skips the feature, logged at DEBUG):
 the reftable ref format, ``core.worktree``, ``$GIT_DIR`` (ignored, as Tango ignores it) and
@@ -59,9 +65,9 @@ import stat
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from . import _fallbacks, redact
+from . import _fallbacks, _proc, redact
+from ._proc import SHORTAGES, debug, kill, readable, run, sig, unchanged, which
 from ._proc import collect as _collect
-from ._proc import debug, kill, readable, run, sig, unchanged, which
 from ._proc import spawn as _spawn
 
 if TYPE_CHECKING:
@@ -127,12 +133,35 @@ class Repo:
 # --- finding the repository ----------------------------------------------------------------------
 
 
+_short: Optional[str] = None
+"""The problem when a file of the repository could not be opened since :func:`_current` began,
+for want of file descriptors or memory (:data:`._proc.SHORTAGES`); ``None`` otherwise."""
+
+
 def _read_text(path: str) -> Optional[str]:
+    """The text of the regular file ``path``; ``None`` when it is missing, unreadable or not a
+    regular file. Opened without blocking and checked before it is read: a FIFO (a config
+    include naming one, ``/dev/stdin``) would wait for a writer forever, ``/dev/zero`` never end.
+    """
+    global _short
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
-    except (OSError, ValueError):  # ValueError: a NUL byte in a path read from a file
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        if e.errno in SHORTAGES:  # EMFILE fails even the open of a missing file
+            _short = e.strerror or type(e).__name__
         return None
+    except ValueError:  # a NUL byte in a path read from a file
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            debug("%s is not a regular file, not read", path)
+            return None
+        with open(fd, encoding="utf-8", errors="surrogateescape", closefd=False) as f:
+            return f.read()
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def _is_dir(path: str) -> bool:
@@ -404,7 +433,11 @@ def _read_config(path: str, deps: List[Tuple[str, Sig]], depth: int = 0) -> List
         if section.startswith("remote.") and key == "url":
             remotes.append((section[len("remote.") :], value))
         elif section == "include" and key == "path" and depth < 10:
-            target = os.path.expanduser(value)
+            try:
+                target = os.path.expanduser(value)
+            except ValueError as e:  # a NUL byte in ~user: pwd.getpwnam refuses it
+                debug("%s: skipping the include %r: %s", path, value, e)
+                continue
             if not os.path.isabs(target):
                 target = os.path.join(os.path.dirname(path), target)
             remotes.extend(_read_config(target, deps, depth + 1))
@@ -794,12 +827,12 @@ def _start_pending(repo: Repo, key: Key) -> None:
         _dirty[key] = _NO_GIT
         return
     what, argv, env, timeout = command
+    hasher = _Hasher() if what == "diff" else None
     started = time.monotonic()
     child = _spawn(argv, env)
-    if child is not None:
-        _pending = (key, repo, child, started, timeout, _Hasher() if what == "diff" else None)
-    else:
-        _dirty[key] = (None, None, _failed(what, None, started, timeout))
+    if child is not None:  # kept at once: a signal handler raising next cannot lose the child
+        _pending = (key, repo, child, started, timeout, hasher)
+    # else: the record's own check (_dirty_for) tries again, and keeps a lasting failure
 
 
 def reap_pending() -> None:
@@ -828,9 +861,9 @@ def reap_pending() -> None:
 def _finish_pending() -> None:
     """Wait for the child started ahead of need and record its answer (the lock is held)."""
     global _pending
-    if _pending is not None:
-        key, repo, child, started, timeout, hasher = _pending
-        _pending = None
+    pending = _pending
+    if pending is not None:
+        key, repo, child, started, timeout, hasher = pending
         now = time.monotonic()
         left = max(timeout - (now - started), 0.01)
         try:
@@ -841,6 +874,9 @@ def _finish_pending() -> None:
             # Output nobody read yet: a child whose output outgrew the pipe (a diff over 64 KiB)
             # has been blocked on it since, waiting for us, not working; its time runs from now.
             started, left = now, timeout
+        if _pending is not pending:
+            return  # finished meanwhile by a signal handler's record, in this thread
+        _pending = None  # _collect owns the child now (an exception meanwhile kills it)
         if hasher is None:
             _dirty[key] = _answer(repo, key[1], _collect("git", child, left), started, timeout)
         else:
@@ -865,7 +901,11 @@ def _dirty_for(repo: Repo, commit: Optional[str], wait: bool = True) -> Tree:
             return _UNKNOWN
         _finish_pending()
         if key not in _dirty:
-            _dirty[key] = _status(repo, commit)
+            before = _proc.shortages
+            tree = _status(repo, commit)
+            if _proc.shortages != before:
+                return tree  # a child not started for a passing shortage: the next one asks
+            _dirty[key] = tree
         return _dirty[key]
 
 
@@ -873,23 +913,48 @@ def _current(
     cwd: str,
 ) -> Optional[Tuple[Repo, Optional[str], Optional[str], Optional[str], Optional[str]]]:
     """``(repo, commit, remote, branch, reason)`` around ``cwd``, from the cache while still
-    true; ``reason`` says why the commit could not be read (see :func:`_resolve`)."""
-    global _found, _state
+    true; ``reason`` says why the commit could not be read (see :func:`_resolve`).
+
+    ``None`` outside a repository, and when a file could not be opened for want of file
+    descriptors or memory (:data:`_short` says why): that is no answer, and none is kept.
+    """
+    global _found, _state, _short
+    _short = None
     found = _found
     if found is None or found[0] != cwd:
-        found = _found = (cwd, find(cwd))
+        repo = find(cwd)
+        if _short is not None:
+            return None
+        found = _found = (cwd, repo)
+        if repo is None:
+            _forget_reasons()
     repo = found[1]
     if repo is None:
         return None
     state = _state
     if state is None or state[0] is not repo or not unchanged(state[1]):
         commit, remote, branch, deps, reason = read(repo)
+        if _short is not None:
+            return None
         if commit is None and branch is None and sig(deps[0][0]) is None:
             # HEAD is gone: the repository was removed or moved; look again next time.
             _found = None
+            _forget_reasons()
             return None
         state = _state = (repo, deps, commit, remote, branch, reason)
     return repo, state[2], state[3], state[4], state[5]
+
+
+_short_noted = False
+"""Whether the last :func:`facts` noted a reason under ``git`` (files it could not open)."""
+
+
+def _forget_reasons() -> None:
+    """Drop the reasons of a repository left behind (its failing ``git diff``, its unreadable
+    ``HEAD``): they are not those of a record made outside it. Run when the working directory
+    is found outside any repository, not for every record there."""
+    for key in ("git.commit", "git.branch", "git.dirty", "git.diff"):
+        _fallbacks.note(key, None)
 
 
 def prefetch(cwd: str) -> None:
@@ -910,10 +975,21 @@ def facts(cwd: str) -> Optional[GitFacts]:
     """``(commit, remote, branch, dirty, diff)`` of the repository around ``cwd``; ``None`` outside.
 
     Notes why ``dirty`` and ``diff`` are ``None`` when a check failed (``git.dirty``,
-    ``git.diff`` in :mod:`._fallbacks`), and why ``commit`` (``git.commit``, and ``git.branch``
-    when it is ``None`` too) when ``HEAD`` could not be read, at every call.
+    ``git.diff`` in :mod:`._fallbacks`), why ``commit`` (``git.commit``, and ``git.branch``
+    when it is ``None`` too) when ``HEAD`` could not be read, and why the whole is ``None``
+    (``git``) when the repository's files could not be opened, at every call.
     """
+    global _short_noted
     current = _current(cwd)
+    short = _short
+    if short is not None or _short_noted:  # a flag, not a note per check: the usual case
+        _short_noted = short is not None
+        _fallbacks.note(
+            "git",
+            None
+            if short is None
+            else f"cannot open the repository's files ({short}); recorded git as None",
+        )
     if current is None:
         return None
     repo, commit, remote, branch, unread = current

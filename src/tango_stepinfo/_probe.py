@@ -106,8 +106,8 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _privacy
+from ._proc import SHORTAGES, debug, sig, unchanged, which
 from ._proc import collect as _collect
-from ._proc import debug, sig, unchanged, which
 from ._proc import run_subprocess as _run_subprocess
 from ._proc import spawn as _spawn
 
@@ -221,7 +221,7 @@ def _process_facts(policy: Any) -> Dict[str, Any]:
     }
     if policy is not None:
         facts["user"], facts["host"] = policy.hide(facts["user"]), policy.hide(facts["host"])
-        facts["executable"] = Path(_privacy.shorten(str(facts["executable"])))
+        facts["executable"] = Path(_privacy.shorten(policy.scrub(str(facts["executable"]))))
     return facts
 
 
@@ -246,26 +246,39 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     """
     policy = _privacy.current()  # an unknown mode raises here, before any child is started
     parts = _linux_parts()
-    processor = _start_uname_p() if parts is not None else None
-    from . import _job, _machine  # imported while uname runs (0.3 ms)
+    processor = None
+    try:
+        processor = _start_uname_p() if parts is not None else None
+        from . import _job, _machine  # imported while uname runs (0.3 ms)
 
-    gpus = _start_gpus(_machine.gpu_driver())
-    cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
-    facts = _process_facts(policy)
-    facts.update(
-        cpu_model=_machine.cpu_model(),
-        cpu_usable=_machine.cpu_usable(cgroups),
-        memory=_machine.memory(cgroups),
-        container=_machine.container(),
-        job=_job.job(),
-    )
-    if policy is not None and facts["job"] is not None:
-        # (system, id, name, url, attempt): the url is dropped, as it is probed
-        facts["job"] = (*facts["job"][:3], None, *facts["job"][4:])
-    packages()  # the first scan, cached for the record being made
+        gpus = _start_gpus(_machine.gpu_driver())
+        cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
+        facts = _process_facts(policy)
+        facts.update(
+            cpu_model=_machine.cpu_model(),
+            cpu_usable=_machine.cpu_usable(cgroups),
+            memory=_machine.memory(cgroups),
+            container=_machine.container(),
+            job=_job.job(),
+        )
+        if policy is not None and facts["job"] is not None:
+            # (system, id, name, url, attempt): the url is dropped, id and name scrubbed, as probed
+            system, job_id, name, _, attempt = facts["job"]
+            name = name if name is None else policy.scrub(name)
+            facts["job"] = (system, policy.scrub(job_id), name, None, attempt)
+        packages()  # the first scan, cached for the record being made
+    except BaseException:  # KeyboardInterrupt meanwhile: it propagates, uname is not left behind
+        if processor is not None:
+            processor()  # reaps it: it has usually ended (else killed, within 2 s at most)
+        raise
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
     facts["operating_system"] = _operating_system(linux)
     facts["gpus"] = gpus()
+    if policy is not None and facts["gpus"]:
+        # (name, uuid, bus, driver, memory): a GPU's UUID names its machine as well as the host
+        facts["gpus"] = [
+            (g[0], g[1] if g[1] is None else policy.hide(g[1]), *g[2:]) for g in facts["gpus"]
+        ]
     return facts
 
 
@@ -725,12 +738,13 @@ def command() -> str:
             try:
                 words = shlex.split(line)
                 words = words if policy is None else _privacy.shorten_words(words)
-                cached_line = (line, redact.redact_command(words), None)
+                text = redact.redact_command(words)
+                cached_line = (line, text if policy is None else policy.scrub(text), None)
             except ValueError as e:
                 debug("TANGO_STEPINFO_COMMAND cannot be split (%s), redacting it as text", e)
                 reason = "TANGO_STEPINFO_COMMAND is not a valid shell line; redacted it as text"
                 text = redact.redact_text(line)
-                text = text if policy is None else _privacy.shorten_command(text)
+                text = text if policy is None else _privacy.shorten_command(policy.scrub(text))
                 cached_line = (line, text, reason)
             _env_line = cached_line
         _fallbacks.note("command", cached_line[2])
@@ -763,6 +777,7 @@ def command() -> str:
 
     policy = _privacy.current()
     text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
+    text = text if policy is None else policy.scrub(text)  # names, after the paths and secrets
     _argv = (seen, orig, text, why)
     _fallbacks.note("command", why)
     return text
@@ -962,9 +977,13 @@ def _distribution(path: str, stem: str, is_dist_info: bool) -> Optional[Package]
     return normalize_name(headers["name"]), headers["version"]
 
 
-def _scan_folder(folder: str, found: Dict[str, str], zips: List[str]) -> bool:
+def _scan_folder(
+    folder: str, found: Dict[str, str], zips: List[str], unlisted: List[Tuple[str, str]]
+) -> bool:
     """Add the distributions of one ``sys.path`` entry to ``found``, keeping earlier ones; add
-    it to ``zips`` when it is a zip archive (whose distributions are not read).
+    it to ``zips`` when it is a zip archive (whose distributions are not read), and
+    ``(folder, problem)`` to ``unlisted`` when the process lacks the file descriptors or the
+    memory to list it (``EMFILE``, ``ENFILE``, ``ENOMEM``: a passing shortage, not absence).
 
     The names are lowered in one call (joined by NUL, which no file name holds) and only
     ``*-info`` entries are looked at further: a ``site-packages`` holds many more modules than
@@ -979,7 +998,10 @@ def _scan_folder(folder: str, found: Dict[str, str], zips: List[str]) -> bool:
         if _is_zip(folder):
             zips.append(folder)
         return False
-    except OSError:
+    except OSError as e:
+        if e.errno in SHORTAGES:
+            debug("cannot list %s for packages: %s", folder, e)
+            unlisted.append((folder, e.strerror or type(e).__name__))
         return False  # a missing sys.path entry, like pythonXY.zip, is normal
     except ValueError as e:  # a NUL byte or a lone surrogate: no folder has that name
         debug("not scanning %r for packages: %s", folder, e)
@@ -1077,7 +1099,11 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[
     sigs = [sig(folder) for folder in folders]
     found: Dict[str, str] = {}
     zips: List[str] = []
-    holds = [_scan_folder(folder, found, zips) for folder in folders]
+    unlisted: List[Tuple[str, str]] = []
+    holds = [_scan_folder(folder, found, zips, unlisted) for folder in folders]
+    if unlisted:  # kept as missing: the next check finds them there and scans again
+        missed = {folder for folder, _ in unlisted}
+        sigs = [None if folder in missed else s for folder, s in zip(folders, sigs)]
     stdlib = os.path.dirname(getattr(os, "__file__", "") or "") or None
     fixed = set()
     if stdlib:
@@ -1094,14 +1120,21 @@ def _scan(entries: List[Any]) -> Tuple[List[Any], Deps, List[Package], Optional[
         for folder, folder_sig, has in zip(folders, sigs, holds)
         if has or folder not in fixed
     )
-    reason = None
+    reasons = []
     if zips:
         more = f" and {len(zips) - 1} more" if len(zips) > 1 else ""
         # Shortened as anonymous records shorten paths (.../app.pyz): a reason is kept in every
         # record, and a home folder's path names its user.
         first = _privacy.shorten(zips[0])
-        reason = f"distributions in zip archives on sys.path are not read ({first}{more})"
-    return entries, deps, sorted(found.items()), reason
+        reasons.append(f"distributions in zip archives on sys.path are not read ({first}{more})")
+    if unlisted:
+        more = f" and {len(unlisted) - 1} more" if len(unlisted) > 1 else ""
+        folder, problem = unlisted[0]
+        reasons.append(
+            f"cannot list {_privacy.shorten(folder)}{more} on sys.path ({problem}); its"
+            " distributions are missing, and it is listed again by the next record"
+        )
+    return entries, deps, sorted(found.items()), "; ".join(reasons) or None
 
 
 def _is_zip(path: str) -> bool:
@@ -1167,8 +1200,11 @@ def git() -> Optional[GitFacts]:
         seen = _git_seen
     facts: Optional[GitFacts] = seen[1]
     policy = _privacy.current()
-    if policy is not None and facts is not None and facts[1] is not None:
-        facts = (facts[0], policy.hide(facts[1]), facts[2], facts[3], facts[4])
+    if policy is not None and facts is not None:
+        # (commit, remote, branch, dirty, diff): the remote hidden, the branch scrubbed
+        remote = facts[1] if facts[1] is None else policy.hide(facts[1])
+        branch = facts[2] if facts[2] is None else policy.scrub(facts[2])
+        facts = (facts[0], remote, branch, facts[3], facts[4])
     return facts
 
 

@@ -8,9 +8,10 @@ imported at module import (:mod:`logging`, :mod:`select`, :mod:`subprocess` on f
 
 from __future__ import annotations
 
+import errno
 import os
 import time
-from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     # Type aliases for the checker only: subscripting typing costs about 0.1 ms at import (3.11,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     """Paths and their :func:`sig` when a cached value was read from them."""
 
 __all__ = [
+    "SHORTAGES",
     "collect",
     "debug",
     "kill",
@@ -34,6 +36,18 @@ __all__ = [
     "unchanged",
     "which",
 ]
+
+SHORTAGES = frozenset(
+    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOMEM") if hasattr(errno, name)
+)
+"""Errors (``errno``) of opening a file or listing a folder that say the process lacked file
+descriptors or memory, not that the file is missing or unreadable: a passing shortage, whose
+answer is not kept (the package scan's folder and git's files are read again next time)."""
+
+shortages = 0
+"""How many children :func:`spawn` could not start for a passing shortage (no pipe:
+:data:`SHORTAGES`; no process: ``EAGAIN``, as under ``RLIMIT_NPROC``): an answer computed
+while it grew is not kept."""
 
 
 def debug(message: str, *args: object) -> None:
@@ -91,34 +105,89 @@ def spawn(
 ) -> Optional[Tuple[int, int]]:
     """Start ``argv`` with :func:`os.posix_spawn`; ``(pid, fd of its stdout)``, or ``None``.
 
-    :param search: ``argv[0]`` is a bare name, looked for on ``$PATH`` by the C library in the
-        child (:func:`os.posix_spawnp`, as ``execvp`` and :mod:`subprocess` look for it), so that
-        this process makes no :func:`which` lookup.
+    With ``search``, ``argv[0]`` is a bare name, looked for on ``$PATH`` by the C library in the
+    child (:func:`os.posix_spawnp`, as ``execvp`` and :mod:`subprocess` look for it), so that
+    this process makes no :func:`which` lookup; not found there is absence: ``None``, no log.
+
+    ``None`` too when no pipe can be had (``EMFILE``: the process is at its ``RLIMIT_NOFILE``).
+    Signals are blocked from before the start until the child is handed back (two
+    ``sigprocmask`` calls, the child starting with the mask of before): a Python signal
+    handler raising (``KeyboardInterrupt``) runs at the end, when the child is stopped and
+    reaped before the exception propagates, never between the start and the hand-over,
+    where the child would be lost, left running and then unreaped. (Only this thread's signals
+    wait: a signal sent to a process whose other threads do not block it reaches one of those,
+    and its handler may still run in that window, a few bytecodes wide.)
     """
-    read_end, write_end = os.pipe()  # both non-inheritable: the child keeps only its dup2 copy
+    global shortages
     try:
-        devnull = os.open(os.devnull, os.O_RDWR)
-        try:
-            pid = (os.posix_spawnp if search else os.posix_spawn)(
-                argv[0],
-                list(argv),
-                os.environ if env is None else env,
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, devnull, 0),
-                    (os.POSIX_SPAWN_DUP2, write_end, 1),
-                    (os.POSIX_SPAWN_DUP2, devnull, 2),
-                ],
-            )
-        finally:
-            os.close(devnull)
-    except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
-        os.close(read_end)
-        if not (search and isinstance(e, FileNotFoundError)):  # not on $PATH: absence, no log
-            debug("could not run %s: %s", argv[0], e)
+        read_end, write_end = os.pipe()  # both non-inheritable: the child keeps only its copy
+    except OSError as e:
+        shortages += e.errno in SHORTAGES
+        debug("could not run %s: %s", argv[0], e)
         return None
-    finally:
-        os.close(write_end)
+    blocked = _block_signals()
+    pid = None
+    try:
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            try:
+                pid = (os.posix_spawnp if search else os.posix_spawn)(
+                    argv[0],
+                    list(argv),
+                    os.environ if env is None else env,
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, devnull, 0),
+                        (os.POSIX_SPAWN_DUP2, write_end, 1),
+                        (os.POSIX_SPAWN_DUP2, devnull, 2),
+                    ],
+                    **({} if blocked is None else {"setsigmask": blocked}),
+                )
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
+            if isinstance(e, OSError):
+                shortages += e.errno in SHORTAGES or e.errno == errno.EAGAIN
+            if not (search and isinstance(e, FileNotFoundError)):  # not on $PATH: no log
+                debug("could not run %s: %s", argv[0], e)
+        finally:
+            os.close(write_end)
+        if blocked is not None:
+            _unblock_signals(blocked)  # a handler of a signal that came meanwhile runs here
+    except BaseException:
+        os.close(read_end)
+        if pid is not None:
+            kill(pid)
+        raise
+    if pid is None:
+        os.close(read_end)
+        return None
     return pid, read_end
+
+
+_ALL_SIGNALS: Optional[Any] = None
+
+
+def _block_signals() -> Optional[Any]:
+    """Block every signal in this thread; the mask of before, or ``None`` where signals
+    cannot be blocked (then nothing is)."""
+    global _ALL_SIGNALS
+    # _signal is loaded by the interpreter at startup; signal.py costs 7 ms (it imports enum).
+    import _signal  # type: ignore[import-not-found]
+
+    if not hasattr(_signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        return None
+    if _ALL_SIGNALS is None:
+        _ALL_SIGNALS = _signal.valid_signals()
+    try:
+        return _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
+    except (OSError, ValueError):
+        return None
+
+
+def _unblock_signals(mask: Any) -> None:
+    import _signal
+
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
 
 
 def readable(fd: int, seconds: float) -> bool:
@@ -168,6 +237,8 @@ def collect(
     """Read a child's output to its end and reap it; kill it after ``timeout`` seconds.
 
     Never raises: when the output cannot be read the child is killed, and ``None`` returned.
+    An exception raised meanwhile by a signal handler (``KeyboardInterrupt``) propagates, the
+    child killed and reaped first.
     With a ``sink``, each chunk is handed to it instead of being kept (see :func:`run`).
 
     A child that has already exited (as ``uname -p``, started well before it is collected,
@@ -208,6 +279,9 @@ def collect(
         kill(pid)
         debug("cannot read the output of %s (%s), it was killed", name, e)
         return None
+    except BaseException:  # KeyboardInterrupt, a SIGTERM handler's exception: it propagates,
+        kill(pid)  # and the child does not outlive the wait for it
+        raise
     finally:
         os.close(read_end)
     try:
@@ -215,6 +289,9 @@ def collect(
     except OSError as e:  # ChildProcessError: SIGCHLD is ignored, so nobody gets the status
         debug("cannot get the exit status of %s: %s", name, e)
         return None
+    except BaseException:
+        kill(pid)
+        raise
     if status is None:
         kill(pid)
         debug("%s closed its output but ran for more than %s s, and was killed", name, timeout)

@@ -5,11 +5,11 @@ matched case-sensitively against the names of the process's environment variable
 patterns are :data:`DEFAULT`; set but empty (or only commas and spaces), nothing is recorded
 and ``variables`` is ``None``. Whatever the patterns say, a variable whose name looks secret
 (:func:`tango_stepinfo.redact.is_secret_name`: ``HF_TOKEN``, ``PGPASSWORD``), or that
-ends in ``_KEY`` (``SSH_KEY``: in an environment, a key of any kind is more often a credential
-than not), is never recorded, and every value recorded passes
-:func:`tango_stepinfo.redact.redact_text` (credentials in URLs, well-known token shapes). In an
-anonymous record, values that are absolute paths keep their last component only (see
-:mod:`._privacy`).
+ends in ``_KEY`` or ``_KEYS`` (``SSH_KEY``: in an environment, a key of any kind is more often
+a credential than not) or ``_PW``, or is ``SSHPASS``, is never recorded, and every value recorded
+passes :func:`tango_stepinfo.redact.redact_text` (credentials in URLs, well-known token
+shapes). In an anonymous record, values that are absolute paths keep their last component only,
+and names of the user and host are scrubbed from names and values (see :mod:`._privacy`).
 
 The variables are read once per process, at the first record (``clear_cache()`` and
 ``StepInfo.refresh()`` read them again): a run's settings are fixed when it starts, and a
@@ -22,7 +22,7 @@ import os
 from typing import Dict, Optional
 
 from . import redact
-from ._privacy import Policy, shorten_value
+from ._privacy import Policy
 
 __all__ = ["DEFAULT", "read"]
 
@@ -62,6 +62,14 @@ run's numbers or its use of devices, with short values that are neither secret n
 _GLOB = frozenset("*?[")
 
 
+def _credential_name(upper: str) -> bool:
+    """Names that hold a credential in an environment but not on a command line (where
+    :func:`tango_stepinfo.redact.is_secret_name` keeps ``--key`` and ``--pw``): a key or keys
+    of any kind (``SSH_KEY``, ``APP_KEYS``), a short password (``LDAP_BIND_PW``), and
+    ``SSHPASS``, which ``sshpass -e`` reads its password from."""
+    return upper == "SSHPASS" or upper.endswith(("_KEY", "_KEYS", "_PW"))
+
+
 def read(policy: Optional[Policy]) -> Optional[Dict[str, str]]:
     """The chosen variables of this process, sorted by name; ``None`` when none are chosen.
 
@@ -82,8 +90,12 @@ def read(policy: Optional[Policy]) -> Optional[Dict[str, str]]:
         names.update(n for n in os.environ if any(fnmatch.fnmatchcase(n, g) for g in globs))
     found: Dict[str, str] = {}
     for name in sorted(names):
-        if redact.is_secret_name(name) or name.upper().endswith("_KEY"):
+        if redact.is_secret_name(name) or _credential_name(name.upper()):
             continue  # never recorded, whatever the patterns say
         value = redact.redact_text(os.environ[name])
-        found[name] = value if policy is None else shorten_value(value)
+        if policy is None:
+            found[name] = value
+        else:
+            shown, value = policy.variable(name, value)
+            found[shown] = value
     return found

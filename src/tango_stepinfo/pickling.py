@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import io
 import operator
 import os
 import pickle
 import re
+import typing
 from array import array
 from pathlib import Path, PurePath
 from typing import (
@@ -64,6 +66,7 @@ from typing import (
     List,
     Optional,
     Sequence,
+    Set,
     Tuple,
 )
 
@@ -130,15 +133,17 @@ def _bare(real: type) -> Any:
 def _stand_in(real: type) -> type:
     """A subclass of ``real`` whose construction returns a bare ``real``, never calling __init__.
 
-    ``NEWOBJ`` needs a class and ``REDUCE`` calls it; both end here and get
-    :func:`_bare` ``(real)``. Since the result is not an instance of the stand-in, ``type.__call__``
-    skips ``__init__`` (whose default factories would probe the machine).
+    ``NEWOBJ`` needs a class and ``REDUCE`` calls it; both end here and get what :func:`_bare`
+    makes, ``object.__new__(real)``. Since the result is not an instance of the stand-in,
+    ``type.__call__`` skips ``__init__`` (whose default factories would probe the machine).
     """
-
-    def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
-        return _bare(real)
-
-    return _Frozen(real.__name__, (real,), {"__new__": __new__, "__slots__": ()})
+    # ``object.__new__(real, cls, *args)``, all in C (a Python __new__ calling _bare was two
+    # frames a record; loads of the 70-package record -1 to -4%, CPU, in-process A/B, busy
+    # machine): object.__new__ ignores the arguments of a class with an __init__ of its own and
+    # no __new__, as every record class is; a record class given a __new__ would make it raise
+    # TypeError (a corrupt pickle), never call anything.
+    new = staticmethod(functools.partial(object.__new__, real))
+    return _Frozen(real.__name__, (real,), {"__new__": new, "__slots__": ()})
 
 
 class _Call:
@@ -828,6 +833,11 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     end_of.append(total)
                     push(_REF - len(kind_of) + 1)
                 i += 1
+                if data[i] == 0x94 and not holes:
+                    # A MEMOIZE that follows, at once: 20 of the 140 passes of this loop for a
+                    # record's pickle were one after a container, a global or a call.
+                    memoize(stack[-1])
+                    i += 1
             elif op == 0x93:  # STACK_GLOBAL
                 if len(stack) - 2 < fence:
                     raise _Refused("stack underflow")
@@ -878,6 +888,9 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                         raise _Refused("STACK_GLOBAL needs two strings")
                     push(global_cell(module_text, name_text))
                 i += 1
+                if data[i] == 0x94 and not holes:  # MEMOIZE at once (see EMPTY_DICT)
+                    memoize(stack[-1])
+                    i += 1
             elif op in {0x75, 0x73}:  # SETITEMS, SETITEM
                 if op == 0x75:
                     items = to_mark()[0]
@@ -896,21 +909,22 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     if min(keys) < 0:
                         raise _Refused("dict keys may only be strings")
                     least = min(values)
-                    if least < 0 or stack[-1] > _REF:  # values that are not strings: grow()
+                    if least <= _REF:  # a container or record as a value: grow()
                         target = grow(stack[-1], values, _DICT, "SETITEM")
-                        if least <= _REF:  # a container as a value: a set field's list?
-                            for name_at, value in zip(keys, values):
-                                if (
-                                    value <= _REF
-                                    and kind_of[_REF - value] in (_LIST, _TUPLE)
-                                    and flags_of[_REF - value] & _NONSTR
-                                    and _text(data, name_at) in _set_fields()
-                                ):
-                                    flags_of[target] |= _SETBAD
-                    else:  # strings only: grow() inlined
+                        for name_at, value in zip(keys, values):  # a set field's list?
+                            if (
+                                value <= _REF
+                                and kind_of[_REF - value] in (_LIST, _TUPLE)
+                                and flags_of[_REF - value] & _NONSTR
+                                and _text(data, name_at) in _set_fields()
+                            ):
+                                flags_of[target] |= _SETBAD
+                    else:  # strings and plain values only (nothing to place): grow() inlined
                         target = _REF - stack[-1]
                         if target < 0 or kind_of[target] != _DICT or flags_of[target] & _PLACED:
                             grow(stack[-1], values, _DICT, "SETITEM")  # raises
+                        if least < 0:
+                            flags_of[target] |= _NONSTR
                         end_of[target] = total
                 i += 1
             elif op in {0x81, 0x52}:  # NEWOBJ, REDUCE
@@ -927,6 +941,9 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 else:
                     push(call(fn, args, "NEWOBJ" if op == 0x81 else "REDUCE"))
                 i += 1
+                if data[i] == 0x94 and not holes:  # MEMOIZE at once (see EMPTY_DICT)
+                    memoize(stack[-1])
+                    i += 1
             elif op == 0x62:  # BUILD
                 if len(stack) - 2 < fence:
                     raise _Refused("stack underflow")
@@ -963,9 +980,11 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 items = stack[-count:]
                 del stack[-count:]
                 # where the items began is not known: the tuple starts their sizes back
-                place(items)
                 push(made(_TUPLE, items, total - sum(map(size_of, items))))
                 i += 1
+                if data[i] == 0x94 and not holes:  # MEMOIZE at once (see EMPTY_DICT)
+                    memoize(stack[-1])
+                    i += 1
             elif op in {0x65, 0x61}:  # APPENDS, APPEND
                 if op == 0x65:
                     items = to_mark()[0]
@@ -1320,13 +1339,20 @@ def _usable_value(record: Any, name: str, value: Any, path: str) -> None:
 # None, whose check depends on the field and the type alone. So once a record has passed both,
 # the types of its field values (one tuple, made in C) are remembered for its class, with the
 # fields whose values need a look of their own (any other type: ints, times, paths, config,
-# records ...). A record of a remembered shape gets only those looks: the same field check
-# (:mod:`._kinds`) and the same :func:`_usable_value`; any other record, or any failure, goes
-# the whole way above, which also words the error. Measured on a record with 70 packages
-# (3.11): about 40 us of checks become about 20.
+# records ...) and, for each, the look: a function of the field's type and the value's exact
+# type, chosen once (:func:`_look`). A look accepts only what the two checks accept, does what
+# :func:`_usable_value` does to it, and returns False for anything it is not sure of. A record
+# of a remembered shape gets only those looks; any other record, or any look that says False or
+# raises, goes the whole way above, which also words the error. Measured on a record with 70
+# packages (3.11): about 40 us of checks became about 20 with the shapes; the looks take the
+# checks of a known shape from 36 to 19 us (best of 20 interleaved rounds, CPU time, busy
+# machine): the field checks were the encoders, which built copies only to drop them (lists of
+# the 70 package rows, a sorted dict of the variables, a sorted copy of config), a time in UTC
+# needs no isoformat(), and config, already JSON, is not copied.
 
 _SHAPES_MAX = 64  # remembered shapes per record class (cleared whole when full)
 _SKIP = frozenset((str, bool, type(None)))
+_Look = Callable[[Any, Any], bool]  # (record, value) -> whether the value is checked and usable
 
 
 class _Shapes:
@@ -1337,34 +1363,129 @@ class _Shapes:
         self.names = tuple(c[0] for c in checks)
         self.row = operator.itemgetter(*self.names)
         self.checks = tuple(c[1] for c in checks)
-        self.known: Dict[Tuple[type, ...], Tuple[int, ...]] = {}
+        self.hints = tuple(
+            f.detail if f.kind.name == "optional" else f.tp for f in _plans().fields(cls)
+        )
+        self.lists = _record_lists(cls)
+        self.known: Dict[Tuple[type, ...], Tuple[Tuple[int, _Look], ...]] = {}
 
     def learn(self, record: Any) -> None:
         """Remember the shape of ``record``, which passed both checks (and its records')."""
-        types = tuple(map(type, self.row(record.__dict__)))
+        values = self.row(record.__dict__)
+        types = tuple(map(type, values))
         if len(self.known) >= _SHAPES_MAX:
             self.known.clear()
-        self.known[types] = tuple(i for i, t in enumerate(types) if t not in _SKIP)
-        for t, value in zip(types, self.row(record.__dict__)):
+        self.known[types] = tuple(
+            (i, self._look(i, t)) for i, t in enumerate(types) if t not in _SKIP
+        )
+        for i, (t, value) in enumerate(zip(types, values)):
             if t in _RECORDS:
                 _shapes(t).learn(value)
+            elif t is list and self.names[i] in self.lists:  # gpus
+                for item in value:
+                    _shapes(type(item)).learn(item)
+
+    def _look(self, i: int, t: type) -> _Look:
+        """The look at a value of exact type ``t`` in field ``i`` (see above)."""
+        hint, name = self.hints[i], self.names[i]
+        if t in _RECORDS:
+            return _shapes(t).look
+        if t is int and hint is int:
+            return _int_look
+        if t is _dt.datetime and hint is _dt.datetime:
+
+            def time(record: Any, value: _dt.datetime) -> bool:
+                real = _real_time(value, name)  # a naive time is made aware (UTC)
+                if real is not value:
+                    record.__dict__[name] = real
+                return True
+
+            return time
+        if t is _NATIVE_PATH and isinstance(hint, type) and issubclass(hint, PurePath):
+            return _true_look  # a path as it loads on this system: nothing to do
+        if t is list and name in self.lists:  # gpus: records of the item class, known shapes
+            item_class = typing.get_args(hint)[0]
+            return lambda record, value: all(
+                type(item) is item_class and _shapes(item_class).check(item) for item in value
+            )
+        if t is list and hint == List[Tuple[str, str]]:
+            from . import _kinds
+
+            def rows(record: Any, value: List[Any]) -> bool:
+                # packages: the field check made a list of two-item lists (3 us for 70 rows).
+                # The rows __setstate__ shares are tuples of two plain strings by construction
+                # (_kinds._shared_rows): the same rows as the list it made last are known good
+                # at one identity test each.
+                last = _kinds._last_rows
+                if len(value) == len(last) and all(map(operator.is_, value, last)):
+                    return True
+                return all(
+                    type(row) is tuple and len(row) == 2 and type(row[0]) is str is type(row[1])
+                    for row in value
+                )
+
+            return rows
+        if t is dict and hint == Dict[str, str]:
+            return _str_dict_look
+        if t is set and hint == Set[str]:
+            return _str_set_look
+        if t is dict and name in _FREE_JSON:
+            from ._free import is_json
+
+            def free(record: Any, value: Dict[str, Any]) -> bool:
+                # config, metadata: a value that is JSON already (exact JSON types, str keys,
+                # ints and depth within the bounds, finite floats) is what both checks accept
+                # and what _json_value would copy unchanged: it is kept as it is. Anything else
+                # (a tuple, a time, a path ...) goes the whole way, which converts it.
+                return is_json(value)
+
+            return free
+        check = self.checks[i]
+
+        def whole(record: Any, value: Any) -> bool:
+            # the field check (a time: _real_time checks all encode does), then usable
+            if t is not _dt.datetime:
+                check(value)
+            _usable_value(record, name, value, "")
+            return True
+
+        return whole
+
+    def look(self, owner: Any, record: Any) -> bool:
+        """The look at a record in a field of ``owner``: :meth:`check`."""
+        return self.check(record)
 
     def check(self, record: Any) -> bool:
         """Check ``record`` and make it usable if its shape is known; whether it was."""
         values = self.row(record.__dict__)
-        deep = self.known.get(tuple(map(type, values)))
-        if deep is None:
+        looks = self.known.get(tuple(map(type, values)))
+        if looks is None:
             return False
-        for i in deep:
-            value = values[i]
-            if type(value) in _RECORDS:
-                if not _shapes(type(value)).check(value):
-                    return False
-            else:
-                if type(value) is not _dt.datetime:  # a time: _real_time checks all encode does
-                    self.checks[i](value)
-                _usable_value(record, self.names[i], value, "")
+        for i, look in looks:  # noqa: SIM110 (a loop: no generator made per record)
+            if not look(record, values[i]):
+                return False
         return True
+
+
+def _true_look(record: Any, value: Any) -> bool:
+    return True
+
+
+def _int_look(record: Any, value: int) -> bool:
+    return bool(_limits.MIN_INT < value < _limits.MAX_INT)
+
+
+_STRS = frozenset((str,))
+
+
+def _str_dict_look(record: Any, value: Dict[Any, Any]) -> bool:
+    """``Dict[str, str]`` (variables, fallbacks): the field check made a sorted copy."""
+    return set(map(type, value)) <= _STRS and set(map(type, value.values())) <= _STRS
+
+
+def _str_set_look(record: Any, value: Set[Any]) -> bool:
+    """``Set[str]`` (dependencies): the field check made a sorted list."""
+    return set(map(type, value)) <= _STRS
 
 
 _SHAPES: Dict[type, _Shapes] = {}
@@ -1424,7 +1545,10 @@ def _real_time(value: _dt.datetime, path: str) -> _dt.datetime:
             value.microsecond,
             fold=value.fold,
         )
-        if value.tzinfo is None or value.utcoffset() is None:
+        tz = value.tzinfo
+        if tz is _times.UTC or tz is _times.decoded_utc():
+            return value  # an offset of 0: always computed, always in range (1.3 us, 3.11)
+        if tz is None or value.utcoffset() is None:
             value = value.replace(tzinfo=_times.decoded_utc())
         _times.as_utc(value).isoformat()  # the offset can be computed and stays in range
     except Exception as e:  # ValueError, OverflowError, or whatever a zone's utcoffset raises

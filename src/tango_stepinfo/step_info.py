@@ -125,7 +125,9 @@ def _format_error(error: Union[BaseException, str]) -> str:
         text = error
     else:
         raise TypeError(f"error: expected an exception or a string, got {type(error).__name__}")
-    return redact.redact_text(text)
+    from ._privacy import free_text
+
+    return free_text(redact.redact_text(text))
 
 
 class _Running:
