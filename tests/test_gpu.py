@@ -3,6 +3,7 @@ form, the PCI bus order, and NVML through a small real shared library built with
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -190,6 +191,56 @@ def test_no_driver_is_none_and_not_a_fallback(
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert _gpu.gpus() is None
     assert _fallbacks.collect(["gpus"]) is None
+
+
+def test_gpu_driver_is_false_only_where_the_probe_finds_no_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first record's check before importing _gpu agrees with what _gpu finds."""
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setattr(_machine, "ROOT", str(root))
+    assert not _machine.gpu_driver()
+    assert _gpu.gpus() is None
+    (root / "sys/class/kfd").mkdir(parents=True)  # AMD's KFD without nodes: an empty list
+    assert _machine.gpu_driver()
+    assert _gpu.gpus() == []
+    shutil.rmtree(root / "sys")
+    (root / "proc/driver").mkdir(parents=True)
+    (root / "proc/driver/nvidia").write_text("")  # stat fails with ENOTDIR: _gpu reads, notes
+    assert _machine.gpu_driver()
+    assert _gpu.gpus() is None
+    reasons = _fallbacks.collect(["gpus"]) or {}
+    assert (
+        reasons["gpus"] == "cannot list /proc/driver/nvidia/gpus (Not a directory); recorded None"
+    )
+
+
+@pytest.mark.parametrize("driver", [None, "nvidia-8gpu", "amd-kfd"])
+def test_a_first_record_imports_the_gpu_probe_only_with_a_driver(
+    tmp_path: Path, driver: Optional[str]
+) -> None:
+    root = tmp_path / "root"
+    if driver is None:
+        root.mkdir()
+    else:
+        shutil.copytree(MACHINE / driver, root)
+    code = (
+        "import sys\n"
+        "from tango_stepinfo import PlatformMetadata, _machine\n"
+        f"_machine.ROOT = {str(root)!r}\n"
+        "p = PlatformMetadata()\n"
+        "gpu_reasons = [k for k in p.fallbacks or {} if k.startswith('gpus')]\n"
+        "print(p.gpus is None, gpu_reasons, 'tango_stepinfo._gpu' in sys.modules)\n"
+    )
+    env = {"PATH": os.environ.get("PATH", os.defpath), "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    ).stdout.split()
+    if driver is None:
+        assert out == ["True", "[]", "False"]
+    else:
+        assert out[0] == "False" and out[-1] == "True"
 
 
 # --- CUDA_VISIBLE_DEVICES ----------------------------------------------------------------------

@@ -38,6 +38,26 @@ def test_which(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _proc.which("absent") is None
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_spawnp"), reason="no os.posix_spawnp")
+def test_spawn_searching_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, debug_log: pytest.LogCaptureFixture
+) -> None:
+    """A bare name is looked for on $PATH as which() looks for it: files that are not
+    executable are skipped; a name found nowhere is absence, started as None without a log."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "tool").write_text("#!/bin/sh\necho wrong\n")  # not executable
+    bin_dir = fake_bin(tmp_path / "bin", "tool", "echo found $1\n")
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join([str(tmp_path / "nothing"), str(plain), str(bin_dir)])
+    )
+    child = _proc.spawn(["tool", "-p"], None, search=True)
+    assert child is not None
+    assert _proc.collect("tool", child, 5.0) == (0, b"found -p\n")
+    assert _proc.spawn(["absent", "-p"], None, search=True) is None
+    assert debug_log.text == ""
+
+
 def test_unchanged_follows_replacement_creation_and_removal(tmp_path: Path) -> None:
     kept, replaced, created, removed = (str(tmp_path / n) for n in ("kept", "rep", "new", "gone"))
     for path in (kept, replaced, removed):

@@ -1145,6 +1145,7 @@ def test_nothing_is_compiled_at_import() -> None:
         "import tango_stepinfo.redact as r; assert not r._patterns, r._patterns; "
         "r.redact_command(['train.py', '--config', 'x.jsonnet', '--lr', '3e-4', '-w', '/ws']); "
         "r.redact_url('git@github.com:org/repo.git'); "
+        "r.redact_url('https://github.com/allenai/tango.git'); "  # no "@": no credentials
         "assert not r._patterns, r._patterns; import sys; assert 'shlex' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -69,7 +69,7 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _fallbacks
-from ._machine import path, problem, read
+from ._machine import KFD, NVIDIA_VERSION, path, problem, read
 
 if TYPE_CHECKING:  # type aliases only for the checker: subscripting typing costs at import
     import threading
@@ -116,11 +116,11 @@ def _bus_order(bus: Optional[str]) -> Tuple[int, ...]:
 def _nvidia_files() -> Optional[List[GpuFacts]]:
     """Every GPU the driver serves, in PCI bus order, without memory; ``None`` without driver."""
     try:
-        driver = _driver_version(read("/proc/driver/nvidia/version"))
+        driver = _driver_version(read(NVIDIA_VERSION))
     except FileNotFoundError:
         return None  # no NVIDIA driver: absence
     except OSError as e:
-        _fallbacks.note("gpus", f"cannot read /proc/driver/nvidia/version ({problem(e)})")
+        _fallbacks.note("gpus", f"cannot read {NVIDIA_VERSION} ({problem(e)})")
         driver = None
     try:
         entries = sorted(os.listdir(path("/proc/driver/nvidia/gpus")))
@@ -344,7 +344,7 @@ def _amd_files() -> Tuple[Optional[List[GpuFacts]], List[Tuple[str, str]]]:
 
     The GPUs are ``None`` without ``/sys/class/kfd`` (no AMD driver).
     """
-    if not os.path.isdir(path("/sys/class/kfd")):
+    if not os.path.isdir(path(KFD)):
         return None, []
     reasons: List[Tuple[str, str]] = []
     try:

@@ -75,6 +75,30 @@ def problem(e: OSError) -> str:
     return e.strerror or type(e).__name__
 
 
+# --- GPU drivers -------------------------------------------------------------------------------
+
+NVIDIA_VERSION = "/proc/driver/nvidia/version"
+"""Present when the NVIDIA kernel driver is loaded (read by :mod:`._gpu`)."""
+KFD = "/sys/class/kfd"
+"""A folder when the ``amdgpu`` driver's KFD is loaded (read by :mod:`._gpu`)."""
+
+
+def gpu_driver() -> bool:
+    """Whether :mod:`._gpu` may find a GPU driver: ``False`` only when it would find neither
+    (``NVIDIA_VERSION`` does not exist and ``KFD`` is no folder), so that the first record of a
+    machine without one does not import it (0.18 ms of that record's CPU, 3.11).
+
+    Any other answer of ``stat`` (a permission error...) is left to :mod:`._gpu` to read and note.
+    """
+    try:
+        os.stat(path(NVIDIA_VERSION))
+    except FileNotFoundError:
+        return os.path.isdir(path(KFD))
+    except (OSError, ValueError):
+        pass
+    return True
+
+
 # --- CPU model ---------------------------------------------------------------------------------
 
 _CPUINFO_BUDGET = 64 << 10

@@ -100,8 +100,14 @@ def run(
     return run_subprocess(argv, timeout, env, sink)
 
 
-def spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tuple[int, int]]:
+def spawn(
+    argv: Sequence[str], env: Optional[Mapping[str, str]], search: bool = False
+) -> Optional[Tuple[int, int]]:
     """Start ``argv`` with :func:`os.posix_spawn`; ``(pid, fd of its stdout)``, or ``None``.
+
+    With ``search``, ``argv[0]`` is a bare name, looked for on ``$PATH`` by the C library in the
+    child (:func:`os.posix_spawnp`, as ``execvp`` and :mod:`subprocess` look for it), so that
+    this process makes no :func:`which` lookup; not found there is absence: ``None``, no log.
 
     ``None`` too when no pipe can be had (``EMFILE``: the process is at its ``RLIMIT_NOFILE``).
     Signals are blocked from before the start until the child is handed back (two
@@ -125,7 +131,7 @@ def spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tup
         try:
             devnull = os.open(os.devnull, os.O_RDWR)
             try:
-                pid = os.posix_spawn(
+                pid = (os.posix_spawnp if search else os.posix_spawn)(
                     argv[0],
                     list(argv),
                     os.environ if env is None else env,
@@ -141,7 +147,8 @@ def spawn(argv: Sequence[str], env: Optional[Mapping[str, str]]) -> Optional[Tup
         except (OSError, ValueError) as e:  # ValueError: a NUL byte in an argument
             if isinstance(e, OSError):
                 shortages += e.errno in SHORTAGES or e.errno == errno.EAGAIN
-            debug("could not run %s: %s", argv[0], e)
+            if not (search and isinstance(e, FileNotFoundError)):  # not on $PATH: no log
+                debug("could not run %s: %s", argv[0], e)
         finally:
             os.close(write_end)
         if blocked is not None:
