@@ -525,10 +525,8 @@ def test_git_gets_no_locks_and_no_prompts(tmp_path: Path, monkeypatch: pytest.Mo
     assert "GIT_OPTIONAL_LOCKS=0" in seen
     assert "GIT_TERMINAL_PROMPT=0" in seen
     commit = git(repo, "rev-parse", "HEAD")
-    assert (
-        f"-c diff.autoRefreshIndex=false -c diff.relative=false diff"
-        f" {' '.join(_git.DIFF_OPTIONS)} {commit} --"
-    ) in seen
+    assert "-c diff.autoRefreshIndex=false -c diff.relative=false" in seen
+    assert f" diff {' '.join(_git.DIFF_OPTIONS)} -O{os.devnull} {commit} --" in seen
     tango_stepinfo.clear_cache()
     probe(unborn, monkeypatch)
     seen = out.read_text()
@@ -1361,3 +1359,92 @@ def test_a_record_made_by_a_handler_while_the_pending_child_is_finished_is_kept(
     assert nested == [expected]
     assert _git.facts(str(repo)) == expected
     assert _fallbacks.collect(["git"]) is None
+
+
+EDITS = {
+    # (committed, edited): each pair chosen so that the setting named beside it changes the diff
+    "algo.txt": (  # diff.algorithm=patience and =histogram each give another diff
+        "b\n{\n}\nc\n}\nc\n{\nc\n}\n}\na\n{\n",
+        "}\nb\n}\n}\nb\n{\na\n{\nc\n}\n}\nb\n",
+    ),
+    "indent.py": (  # diff.indentHeuristic=false slides the added block
+        "if x:\nif x:\nif x:\n\n\n    y\n    y\n    y\n",
+        "if x:\n    y\n    y\nif x:\nif x:\nif x:\n\n\n    y\n    y\n    y\n",
+    ),
+    "long.txt": (  # diff.context, diff.interHunkContext, diff.suppressBlankEmpty
+        "".join(f"{i}\n\n" for i in range(20)),
+        "".join(f"{i}\n\n" if i not in (5, 12) else "edit\n\n" for i in range(20)),
+    ),
+    "caf\u00e9.txt": ("old\n", "new\n"),  # core.quotePath=false
+    "zzz.txt": ("z\n", "zz\n"),  # diff.orderFile naming it first
+}
+
+
+def edited_clone(origin: Path, clone: Path) -> Path:
+    """A clone of ``origin`` (see :func:`origin_for_edits`) with the edits of :data:`EDITS`."""
+    git(origin.parent, "clone", "-q", str(origin), str(clone))
+    for name, (_, new) in EDITS.items():
+        (clone / name).write_text(new)
+        backdate(clone / name)
+    (clone / "bin.dat").write_bytes(bytes(range(255, -1, -1)) * 64)  # a binary patch: deflated
+    backdate(clone / "bin.dat")
+    git(clone, "status")  # a fresh index, as after any git command of the user's
+    return clone
+
+
+def origin_for_edits(path: Path) -> Path:
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    for name, (old, _) in EDITS.items():
+        (path / name).write_text(old)
+    (path / "bin.dat").write_bytes(bytes(range(256)) * 64)
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "first")
+    return path
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"diff.algorithm": "patience"},
+        {"diff.algorithm": "histogram"},
+        {"diff.indentHeuristic": "false"},
+        {"diff.context": "1"},
+        {"diff.interHunkContext": "10"},
+        {"diff.suppressBlankEmpty": "true"},
+        {"core.quotePath": "false"},
+        {"core.abbrev": "12"},
+        {"core.compression": "9"},
+        {"core.loosecompression": "0"},
+        {"diff.orderFile": "{order}"},
+        {"env:GIT_DIFF_OPTS": "--unified=1"},
+        {
+            "env:GIT_CONFIG_COUNT": "1",
+            "env:GIT_CONFIG_KEY_0": "diff.context",
+            "env:GIT_CONFIG_VALUE_0": "0",
+        },
+        {"env:GIT_CONFIG_PARAMETERS": "'diff.context'='0'"},
+    ],
+    ids=lambda settings: ",".join(f"{k}={v}" for k, v in settings.items()),
+)
+def test_the_same_edits_hash_the_same_whatever_the_diff_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: dict
+) -> None:
+    """The user's or the machine's diff settings change what ``git diff`` writes; the hash must
+    not follow them, or two machines never share a cache key. It is that of the documented
+    command run with git's defaults (a clone without the setting)."""
+    origin = origin_for_edits(tmp_path / "origin")
+    expected = diff_hash(edited_clone(origin, tmp_path / "plain"))
+    assert expected is not None
+    clone = edited_clone(origin, tmp_path / "configured")
+    (tmp_path / "order").write_text("zzz.txt\n")
+    for key, given in settings.items():
+        value = given.replace("{order}", str(tmp_path / "order"))
+        if key.startswith("env:"):
+            monkeypatch.setenv(key[len("env:") :], value)
+        else:
+            git(clone, "config", key, value)
+    assert diff_hash(clone) != expected  # the setting does change the command's output
+    meta = probe(clone, monkeypatch)
+    assert meta is not None
+    assert (meta.dirty, meta.diff) == (True, expected)

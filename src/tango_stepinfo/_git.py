@@ -607,6 +607,7 @@ def _git_env(refresh: bool) -> Dict[str, str]:
     env = dict(os.environ)
     for name in _LOCAL_ENV:
         env.pop(name, None)
+    env.pop("GIT_DIFF_OPTS", None)  # --unified=N: overrides diff.context (see _PINNED)
     env["GIT_TERMINAL_PROMPT"] = "0"
     if not refresh:
         env["GIT_OPTIONAL_LOCKS"] = "0"
@@ -690,21 +691,40 @@ def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
     directory, and a step run in a subfolder would miss the changes outside it (a ``-c``, not
     ``--no-relative``, which gits before 2.28 refuse). The commit
     is named by its hash rather than ``HEAD`` (the output is the same), so that the hash
-    belongs to the recorded ``commit`` even if ``HEAD`` moves meanwhile.
+    belongs to the recorded ``commit`` even if ``HEAD`` moves meanwhile. The other settings that
+    change its output are pinned to git's defaults (:data:`_PINNED`), and ``GIT_DIFF_OPTS`` is
+    dropped (:func:`_git_env`).
     """
-    return [
-        git,
-        "--git-dir=" + repo.gitdir,
-        "--work-tree=" + str(repo.worktree),
-        "-c",
-        "diff.autoRefreshIndex=false",
-        "-c",
-        "diff.relative=false",
-        "diff",
-        *DIFF_OPTIONS,
-        commit,
-        "--",
-    ]
+    argv = [git, "--git-dir=" + repo.gitdir, "--work-tree=" + str(repo.worktree)]
+    for setting in _PINNED:
+        argv += ("-c", setting)
+    return [*argv, "diff", *DIFF_OPTIONS, "-O" + os.devnull, commit, "--"]
+
+
+_PINNED = (
+    "diff.autoRefreshIndex=false",
+    "diff.relative=false",
+    "diff.algorithm=default",
+    "diff.indentHeuristic=true",
+    "diff.context=3",
+    "diff.interHunkContext=0",
+    "diff.suppressBlankEmpty=false",
+    "core.quotePath=true",
+    "core.abbrev=auto",
+    "core.loosecompression=1",
+    "core.fsmonitor=false",
+)
+"""The ``-c`` settings of the ``git diff`` whose output ``diff`` hashes: git's defaults for every
+setting that changes what it writes (from any config file, ``GIT_CONFIG_COUNT`` or
+``GIT_CONFIG_PARAMETERS``: a ``-c`` comes last and wins), so that two machines hash the same
+edits alike. ``core.loosecompression`` sets the zlib level of binary patches (``core.compression``
+too, unless it is set; 1 is git's default). ``-O`` with an empty file undoes ``diff.orderFile``
+(an empty value is refused). ``core.fsmonitor=false``: a configured hook command is not run; git
+then reads the stat data of every file, as without one. Not pinned: ``diff.<driver>.xfuncname``
+(hunk headers of files given a ``diff`` attribute; the drivers' names are the user's), the
+``text``, ``eol`` and ``filter`` attributes and ``core.autocrlf``/``core.eol`` (the checkout was
+written with them: ignoring them would call every converted file changed), ``core.fileMode``
+and ``core.symlinks`` (set by ``git init`` for the file system)."""
 
 
 class _Hasher:
