@@ -972,11 +972,11 @@ def test_diff_runs_once_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     git(repo, "commit", "-q", "-m", "more")
     (repo / "file.txt").write_text("changed\n" * 40000)  # a diff larger than a pipe holds
     log = tmp_path / "git-runs"
-    script = f'echo "$3" >> "{log}"\nexec "{GIT}" "$@"\n'  # the word after --work-tree
+    script = f'echo "$5" >> "{log}"\nexec "{GIT}" "$@"\n'  # after --work-tree and a -c
     monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
     monkeypatch.chdir(repo)
     infos = [StepInfo("a", "A", set(), True) for _ in range(4)]
-    assert log.read_text().split() == ["-c"]  # -c diff.autoRefreshIndex=false diff ...
+    assert log.read_text().split() == ["-c"]  # -c diff.relative=false ... diff ...
     assert {i.environment.git.diff for i in infos if i.environment.git} == {diff_hash(repo)}
     (repo / "a.txt").write_text("changed too\n")
     log.unlink()
@@ -1448,3 +1448,64 @@ def test_the_same_edits_hash_the_same_whatever_the_diff_settings(
     meta = probe(clone, monkeypatch)
     assert meta is not None
     assert (meta.dirty, meta.diff) == (True, expected)
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["fresh", "copied"])
+@pytest.mark.parametrize(
+    "setting",
+    ["diff.submodule=log", "diff.submodule=diff", "diff.ignoreSubmodules=all"],
+)
+def test_a_changed_submodule_hashes_the_same_whatever_the_submodule_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, copied: bool
+) -> None:
+    """A submodule moved to a new commit is written as two ``Subproject commit`` lines by
+    default; ``diff.submodule`` writes its log or its diff instead, ``diff.ignoreSubmodules``
+    hides it (a change recorded as clean), from ``git status`` too (a copied checkout's first
+    child)."""
+    inner = make_repo(tmp_path / "inner")
+    outer = make_repo(tmp_path / "outer")
+    git(outer, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(inner), "sub")
+    git(outer, "commit", "-q", "-m", "add sub")
+    (outer / "sub" / "file.txt").write_text("moved on\n")
+    git(outer / "sub", "commit", "-q", "-am", "moved on")
+    expected = diff_hash(outer)
+    assert expected is not None
+    key, _, value = setting.partition("=")
+    (tmp_path / "empty-gitconfig").write_text(
+        f"[{key.split('.')[0]}]\n\t{key.split('.')[1]} = {value}\n"
+    )
+    assert diff_hash(outer) != expected  # the user's setting does change the command's output
+    if copied:
+        subprocess.run(["cp", "-a", str(outer), str(tmp_path / "copy")], check=True)
+        outer = tmp_path / "copy"
+        # a stale index: git status asks first
+        assert _git._index_is_stale(_git.find(str(outer)), git(outer, "rev-parse", "HEAD"))  # type: ignore[arg-type]
+    meta = probe(outer, monkeypatch)
+    assert meta is not None
+    assert (meta.dirty, meta.diff) == (True, expected)
+
+
+def test_a_file_system_monitor_hook_is_not_run_by_git_diff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``core.fsmonitor`` naming a command makes ``git diff`` run it (git 2.39); the probe's
+    ``git diff`` runs with ``core.fsmonitor=false``, and still sees the edit."""
+    repo = make_repo(tmp_path / "repo")
+    for name in ("a.txt", "b.txt", "c.txt"):  # one edit among four: the index is not stale
+        (repo / name).write_text(f"{name}\n")
+        backdate(repo / name)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "more")
+    ran = tmp_path / "hook-ran"
+    hook = tmp_path / "hook"
+    hook.write_text(f'#!/bin/sh\necho "$@" >> "{ran}"\nexit 1\n')
+    hook.chmod(0o755)
+    git(repo, "config", "core.fsmonitor", str(hook))
+    (repo / "file.txt").write_text("edited\n")
+    expected = diff_hash(repo)
+    assert ran.exists()  # the documented command does run it
+    ran.unlink()
+    assert not _git._index_is_stale(_git.find(str(repo)), git(repo, "rev-parse", "HEAD"))  # type: ignore[arg-type]
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and (meta.dirty, meta.diff) == (True, expected)
+    assert not ran.exists()

@@ -646,6 +646,8 @@ def _command(repo: Repo, commit: Optional[str]) -> Optional[Command]:
         git,
         "--git-dir=" + repo.gitdir,
         "--work-tree=" + str(repo.worktree),
+        "-c",
+        "diff.ignoreSubmodules=none",  # as git diff runs (_PINNED): a hidden change is no change
         "status",
         "--porcelain",
         "--untracked-files=no",
@@ -709,6 +711,8 @@ _PINNED = (
     "diff.context=3",
     "diff.interHunkContext=0",
     "diff.suppressBlankEmpty=false",
+    "diff.submodule=short",
+    "diff.ignoreSubmodules=none",
     "core.quotePath=true",
     "core.abbrev=auto",
     "core.loosecompression=1",
@@ -719,7 +723,9 @@ setting that changes what it writes (from any config file, ``GIT_CONFIG_COUNT`` 
 ``GIT_CONFIG_PARAMETERS``: a ``-c`` comes last and wins), so that two machines hash the same
 edits alike. ``core.loosecompression`` sets the zlib level of binary patches (``core.compression``
 too, unless it is set; 1 is git's default). ``-O`` with an empty file undoes ``diff.orderFile``
-(an empty value is refused). ``core.fsmonitor=false``: a configured hook command is not run; git
+(an empty value is refused). ``diff.ignoreSubmodules=none`` is the default it sets: a
+``submodule.<name>.ignore`` of the repository's (``.gitmodules``, its ``config``) still applies.
+``core.fsmonitor=false``: a configured hook command is not run; git
 then reads the stat data of every file, as without one. Not pinned: ``diff.<driver>.xfuncname``
 (hunk headers of files given a ``diff`` attribute; the drivers' names are the user's), the
 ``text``, ``eol`` and ``filter`` attributes and ``core.autocrlf``/``core.eol`` (the checkout was
