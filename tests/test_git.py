@@ -972,7 +972,7 @@ def test_diff_runs_once_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     git(repo, "commit", "-q", "-m", "more")
     (repo / "file.txt").write_text("changed\n" * 40000)  # a diff larger than a pipe holds
     log = tmp_path / "git-runs"
-    script = f'echo "$5" >> "{log}"\nexec "{GIT}" "$@"\n'  # after --work-tree and a -c
+    script = f'echo "$5" >> "{log}"\nexec "{GIT}" "$@"\n'  # after -C <worktree> and a -c
     monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
     monkeypatch.chdir(repo)
     infos = [StepInfo("a", "A", set(), True) for _ in range(4)]
@@ -1509,3 +1509,46 @@ def test_a_file_system_monitor_hook_is_not_run_by_git_diff(
     meta = probe(repo, monkeypatch)
     assert meta is not None and (meta.dirty, meta.diff) == (True, expected)
     assert not ran.exists()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown to another uid needs root"
+)
+@pytest.mark.parametrize("copied", [False, True], ids=["fresh", "copied"])
+def test_a_repository_of_another_user_runs_none_of_its_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copied: bool
+) -> None:
+    """git refuses a repository owned by another user ("dubious ownership", ``safe.directory``)
+    found from the working directory, since its config can name commands (a clean filter, an
+    ``fsmonitor`` hook): ``/tmp/.git`` made by someone else. Naming it with ``--git-dir``
+    skips that check, so the probe must not: ``dirty`` and ``diff`` are unknown, and nothing
+    that repository names is run."""
+    monkeypatch.delenv("SUDO_UID", raising=False)
+    repo = make_repo(tmp_path / "repo")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (repo / name).write_text(f"{name}\n")
+        backdate(repo / name)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "more")
+    ran = tmp_path / "ran"
+    hook = tmp_path / "hook"
+    hook.write_text(f'#!/bin/sh\necho "$0 $*" >> "{ran}"\ncat\n')
+    hook.chmod(0o755)
+    git(repo, "config", "filter.evil.clean", str(hook))
+    git(repo, "config", "core.fsmonitor", str(hook))
+    (repo / ".git" / "info" / "attributes").write_text("* filter=evil\n")
+    (repo / "file.txt").write_text("edited\n")
+    if copied:
+        subprocess.run(["cp", "-a", str(repo), str(tmp_path / "copy")], check=True)
+        repo = tmp_path / "copy"
+    subprocess.run(["chown", "-R", "12345:12345", str(repo)], check=True)
+    status = subprocess.run([str(GIT), "status"], cwd=repo, capture_output=True, check=False)
+    assert b"dubious ownership" in status.stderr  # what plain git says there
+    assert not ran.exists()
+    meta = probe(repo, monkeypatch)
+    assert meta is not None
+    assert meta.commit is not None  # read from the files: no command involved
+    assert (meta.dirty, meta.diff) == (None, None)
+    assert not ran.exists()
+    reasons = git_reasons()
+    assert reasons is not None and " exited with 12" in reasons["git.dirty"]  # 128 or 129

@@ -644,8 +644,8 @@ def _command(repo: Repo, commit: Optional[str]) -> Optional[Command]:
         )
     argv = [
         git,
-        "--git-dir=" + repo.gitdir,
-        "--work-tree=" + str(repo.worktree),
+        "-C",
+        str(repo.worktree),  # not --git-dir: see _diff_argv
         "-c",
         "diff.ignoreSubmodules=none",  # as git diff runs (_PINNED): a hidden change is no change
         "status",
@@ -693,11 +693,19 @@ def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
     directory, and a step run in a subfolder would miss the changes outside it (a ``-c``, not
     ``--no-relative``, which gits before 2.28 refuse). The commit
     is named by its hash rather than ``HEAD`` (the output is the same), so that the hash
-    belongs to the recorded ``commit`` even if ``HEAD`` moves meanwhile. The other settings that
+    belongs to the recorded ``commit`` even if ``HEAD`` moves meanwhile.
+
+    Runs as ``git -C <worktree>`` (so does ``git status``), so that git finds the repository
+    itself and applies its ``safe.directory`` check: it refuses a repository owned by another
+    user ("dubious ownership"), whose config may name commands that ``git diff`` and ``git
+    status`` run (a ``filter.<driver>.clean``, a ``core.fsmonitor`` hook). ``--git-dir`` and
+    ``--work-tree`` skip that check: a ``/tmp/.git`` planted by another user would run its
+    commands as ours. The refusal leaves ``dirty`` and ``diff`` ``None`` (``git diff`` then
+    exits with 129, ``git status`` with 128). The other settings that
     change its output are pinned to git's defaults (:data:`_PINNED`), and ``GIT_DIFF_OPTS`` is
     dropped (:func:`_git_env`).
     """
-    argv = [git, "--git-dir=" + repo.gitdir, "--work-tree=" + str(repo.worktree)]
+    argv = [git, "-C", str(repo.worktree)]
     for setting in _PINNED:
         argv += ("-c", setting)
     return [*argv, "diff", *DIFF_OPTIONS, "-O" + os.devnull, commit, "--"]
