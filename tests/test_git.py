@@ -972,7 +972,7 @@ def test_diff_runs_once_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     git(repo, "commit", "-q", "-m", "more")
     (repo / "file.txt").write_text("changed\n" * 40000)  # a diff larger than a pipe holds
     log = tmp_path / "git-runs"
-    script = f'echo "$5" >> "{log}"\nexec "{GIT}" "$@"\n'  # after -C <worktree> and a -c
+    script = f'echo "$6" >> "{log}"\nexec "{GIT}" "$@"\n'  # after -C <worktree> ... and a -c
     monkeypatch.setenv("PATH", str(fake_bin(tmp_path / "bin", "git", script)))
     monkeypatch.chdir(repo)
     infos = [StepInfo("a", "A", set(), True) for _ in range(4)]
@@ -1552,3 +1552,29 @@ def test_a_repository_of_another_user_runs_none_of_its_commands(
     assert not ran.exists()
     reasons = git_reasons()
     assert reasons is not None and " exited with 12" in reasons["git.dirty"]  # 128 or 129
+
+
+def test_a_replaced_commit_is_diffed_as_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``git replace`` makes git read another commit wherever the replaced one is named (a local
+    ref, not fetched by clones): ``git diff <commit>`` then compares with the other's tree. The
+    hash belongs to the recorded ``commit``, so it is that of a clone without the replacement."""
+    origin = make_repo(tmp_path / "origin")
+    repo = tmp_path / "repo"
+    git(tmp_path, "clone", "-q", str(origin), str(repo))
+    commit = git(repo, "rev-parse", "HEAD")
+    (repo / "file.txt").write_text("other\n")
+    git(repo, "commit", "-q", "-am", "other")
+    other = git(repo, "rev-parse", "HEAD")
+    git(repo, "reset", "-q", "--hard", commit)
+    git(repo, "replace", commit, other)
+    plain = tmp_path / "plain"
+    git(tmp_path, "clone", "-q", str(origin), str(plain))
+    for where in (repo, plain):
+        (where / "file.txt").write_text("edited\n")
+    expected = diff_hash(plain)
+    assert expected is not None and diff_hash(repo) != expected  # git diff HEAD follows it
+    meta = probe(repo, monkeypatch)
+    assert meta is not None and meta.commit == commit
+    assert (meta.dirty, meta.diff) == (True, expected)

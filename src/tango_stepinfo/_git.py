@@ -646,6 +646,7 @@ def _command(repo: Repo, commit: Optional[str]) -> Optional[Command]:
         git,
         "-C",
         str(repo.worktree),  # not --git-dir: see _diff_argv
+        "--no-replace-objects",
         "-c",
         "diff.ignoreSubmodules=none",  # as git diff runs (_PINNED): a hidden change is no change
         "status",
@@ -701,11 +702,13 @@ def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
     status`` run (a ``filter.<driver>.clean``, a ``core.fsmonitor`` hook). ``--git-dir`` and
     ``--work-tree`` skip that check: a ``/tmp/.git`` planted by another user would run its
     commands as ours. The refusal leaves ``dirty`` and ``diff`` ``None`` (``git diff`` then
-    exits with 129, ``git status`` with 128). The other settings that
+    exits with 129, ``git status`` with 128). ``--no-replace-objects``: the diff is against
+    the recorded commit's own tree, not that of a commit ``git replace`` put in its place (a
+    local ref clones do not fetch). The other settings that
     change its output are pinned to git's defaults (:data:`_PINNED`), and ``GIT_DIFF_OPTS`` is
     dropped (:func:`_git_env`).
     """
-    argv = [git, "-C", str(repo.worktree)]
+    argv = [git, "-C", str(repo.worktree), "--no-replace-objects"]
     for setting in _PINNED:
         argv += ("-c", setting)
     return [*argv, "diff", *DIFF_OPTIONS, "-O" + os.devnull, commit, "--"]
@@ -735,7 +738,7 @@ too, unless it is set; 1 is git's default). ``-O`` with an empty file undoes ``d
 ``submodule.<name>.ignore`` of the repository's (``.gitmodules``, its ``config``) still applies.
 ``core.fsmonitor=false``: a configured hook command is not run; git
 then reads the stat data of every file, as without one. Not pinned: ``diff.<driver>.xfuncname``
-(hunk headers of files given a ``diff`` attribute; the drivers' names are the user's), the
+and ``.binary`` (files given a ``diff`` attribute; the drivers' names are the user's), the
 ``text``, ``eol`` and ``filter`` attributes and ``core.autocrlf``/``core.eol`` (the checkout was
 written with them: ignoring them would call every converted file changed), ``core.fileMode``
 and ``core.symlinks`` (set by ``git init`` for the file system)."""
