@@ -469,6 +469,7 @@ def read(
 
 DIFF_OPTIONS = (
     "--binary",
+    "--full-index",
     "--no-color",
     "--no-ext-diff",
     "--no-textconv",
@@ -725,7 +726,6 @@ _PINNED = (
     "diff.submodule=short",
     "diff.ignoreSubmodules=none",
     "core.quotePath=true",
-    "core.abbrev=auto",
     "core.loosecompression=1",
     "core.fsmonitor=false",
 )
