@@ -727,7 +727,7 @@ _PINNED = (
     "diff.ignoreSubmodules=none",
     "core.quotePath=true",
     "core.loosecompression=1",
-    "core.fsmonitor=false",
+    "core.fsmonitor=",  # off: empty is false to gits since 2.36, no hook to older ones
 )
 """The ``-c`` settings of the ``git diff`` whose output ``diff`` hashes: git's defaults for every
 setting that changes what it writes (from any config file, ``GIT_CONFIG_COUNT`` or
@@ -736,7 +736,7 @@ edits alike. ``core.loosecompression`` sets the zlib level of binary patches (``
 too, unless it is set; 1 is git's default). ``-O`` with an empty file undoes ``diff.orderFile``
 (an empty value is refused). ``diff.ignoreSubmodules=none`` is the default it sets: a
 ``submodule.<name>.ignore`` of the repository's (``.gitmodules``, its ``config``) still applies.
-``core.fsmonitor=false``: a configured hook command is not run; git
+``core.fsmonitor`` empty: a configured hook command is not run; git
 then reads the stat data of every file, as without one. Not pinned: ``diff.<driver>.xfuncname``
 and ``.binary`` (files given a ``diff`` attribute; the drivers' names are the user's), the
 ``text``, ``eol`` and ``filter`` attributes and ``core.autocrlf``/``core.eol`` (the checkout was
