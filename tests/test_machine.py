@@ -589,3 +589,92 @@ def test_read_gives_the_whole_file_up_to_one_mib(
     assert _machine.read("/proc/empty") == ""
     with pytest.raises(FileNotFoundError):
         _machine.read("/proc/missing")
+
+
+# --- real-world cgroup layouts the sample trees do not show ------------------------------------
+
+# The memory.stat of a Docker container on cgroup v1 (posted in an rstudio notes file, read with
+# find_string "hierarchical_memory_limit 9223372036854771712"), its limit lines set as below.
+MEMORY_STAT_V1 = """cache 139583488
+rss 4206592
+rss_huge 0
+mapped_file 6574080
+swap 0
+pgpgin 368752
+pgpgout 333647
+pgfault 1484463
+pgmajfault 402
+inactive_anon 2228224
+active_anon 1929216
+inactive_file 41877504
+active_file 97697792
+unevictable 0
+hierarchical_memory_limit {limit}
+hierarchical_memsw_limit {limit}
+total_cache 139583488
+total_rss 4206592
+"""
+
+
+def v1_container_without_its_own_limit(root: Path, limit: int) -> Path:
+    """A cgroup v1 container without a cgroup namespace whose limit is set on its parent: an ECS
+    or Fargate task with only task-level memory (heroku/buildpacks-nodejs#220: the container's
+    ``memory.limit_in_bytes`` is 9223372036854771712, the task has 512 MB), or a Kubernetes
+    container without a limit under ``/kubepods`` (cloudfoundry/gosigar#56,
+    VictoriaMetrics/VictoriaMetrics#699). The mount's root is the container's cgroup, so the
+    parent's folder is not visible (moby/moby#34584); ``memory.stat`` gives the limit over the
+    hierarchy (``hierarchical_memory_limit``, kernel ``Documentation/admin-guide/cgroup-v1/
+    memory.rst`` section 5.2)."""
+    cgroup = "/ecs/5a7b1c2d3e4f/9f8e7d6c5b4a"
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text(f"4:memory:{cgroup}\n")
+    (root / "proc/self/mountinfo").write_text(
+        f"396 394 0:24 {cgroup} /sys/fs/cgroup/memory ro,nosuid,nodev,noexec,relatime"
+        " - cgroup cgroup rw,memory\n"
+    )
+    folder = root / "sys/fs/cgroup/memory"
+    folder.mkdir(parents=True)
+    (folder / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (folder / "memory.stat").write_text(MEMORY_STAT_V1.format(limit=limit))
+    return folder
+
+
+def test_a_v1_limit_set_on_an_invisible_parent_is_read_from_memory_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = fake_root(tmp_path, monkeypatch)
+    v1_container_without_its_own_limit(root, 536870912)  # the task's 512 MiB
+    assert _machine.memory() == 536870912
+    assert _fallbacks.collect(["memory"]) is None
+
+
+def test_memory_stat_without_a_limit_in_the_hierarchy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = fake_root(tmp_path, monkeypatch)
+    folder = v1_container_without_its_own_limit(root, 9223372036854771712)
+    assert _machine.memory() == MEMTOTAL
+    (folder / "memory.limit_in_bytes").write_text("1048576\n")  # the container's own limit
+    assert _machine.memory() == 1048576  # still the lowest
+    assert _fallbacks.collect(["memory"]) is None
+
+
+@pytest.mark.parametrize(
+    "stat", ["cache 0\n", "hierarchical_memory_limit lots\n", "hierarchical_memory_limit -1\n"]
+)
+def test_a_memory_stat_without_a_readable_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stat: str
+) -> None:
+    """No line (a kernel that writes none) is no limit; a malformed one is a noted fallback."""
+    root = fake_root(tmp_path, monkeypatch)
+    folder = v1_container_without_its_own_limit(root, 0)
+    (folder / "memory.stat").write_text(stat)
+    assert _machine.memory() == MEMTOTAL
+    reasons = _fallbacks.collect(["memory"])
+    if stat.startswith("cache"):
+        assert reasons is None
+    else:
+        assert reasons == {
+            "memory": "cannot read hierarchical_memory_limit in /sys/fs/cgroup/memory/memory.stat;"
+            " ignored it"
+        }

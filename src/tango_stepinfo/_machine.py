@@ -16,7 +16,8 @@ probe                value, then its fallbacks
                      ``cpu.cfs_quota_us / cpu.cfs_period_us``), rounded up
 :func:`memory`       ``MemTotal`` of ``/proc/meminfo`` (else ``SC_PHYS_PAGES * SC_PAGE_SIZE``),
                      lowered by the memory limit of the cgroup and its ancestors (v2
-                     ``memory.max``, v1 ``memory.limit_in_bytes``); ``max``, a value of at
+                     ``memory.max``, v1 ``memory.limit_in_bytes`` and the
+                     ``hierarchical_memory_limit`` of ``memory.stat``); ``max``, a value of at
                      least 2**62 (v1's "no limit") or above the machine's memory is no limit
 :func:`container`    ``"kubernetes"`` (``$KUBERNETES_SERVICE_HOST`` set), ``"apptainer"``
                      (``$APPTAINER_CONTAINER`` or ``$SINGULARITY_CONTAINER``), ``"podman"``
@@ -344,6 +345,36 @@ def _memory_limit(version: int, folder: str) -> Optional[int]:
     return None if value >= _NO_MEMORY_LIMIT else value
 
 
+def _hierarchical_limit(found: Found) -> Optional[int]:
+    """v1 only: ``hierarchical_memory_limit`` of ``memory.stat`` in the process's memory cgroup.
+
+    The kernel writes there the lowest limit of the cgroup and its ancestors, including those
+    above the mount's root, which a container without a cgroup namespace cannot see (an ECS task's
+    or a Kubernetes node's limit on the container's parent). One more file read, on v1 only.
+    """
+    dirs = cgroup_dirs("memory", found[0])
+    if dirs is None or dirs[0] != 1:
+        return None
+    name = dirs[1][0] + "/memory.stat"
+    try:
+        text = read(name)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        _fallbacks.note("memory", f"cannot read {name} ({problem(e)}); ignored it")
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "hierarchical_memory_limit":
+            value = value.strip()
+            if value.isascii() and value.isdigit() and len(value) < 20:
+                number = int(value)
+                return None if number >= _NO_MEMORY_LIMIT else number
+            _fallbacks.note("memory", f"cannot read {key} in {name}; ignored it")
+            return None
+    return None  # a kernel that writes no such line
+
+
 def _meminfo() -> Optional[int]:
     try:
         text = read("/proc/meminfo")
@@ -377,10 +408,10 @@ def memory(found: Optional[Found] = None) -> Optional[int]:
     """
     _fallbacks.note("memory", None)
     total = _meminfo() or _sysconf()
-    limit = _lowest("memory", "memory", _memory_limit, found or cgroups())
-    if total is None or limit is None:
-        return limit if total is None else total
-    return min(total, limit)
+    found = found or cgroups()
+    limits = [_lowest("memory", "memory", _memory_limit, found), _hierarchical_limit(found)]
+    known = [value for value in (total, *limits) if value is not None]
+    return min(known) if known else None
 
 
 # --- container ---------------------------------------------------------------------------------
