@@ -298,7 +298,8 @@ CONTAINER_VARS = (
         ((), ("/run/.containerenv", "/.dockerenv"), "podman"),
         (("SINGULARITY_CONTAINER",), ("/.dockerenv",), "apptainer"),
         (("APPTAINER_CONTAINER",), ("/run/.containerenv",), "apptainer"),
-        (("KUBERNETES_SERVICE_HOST", "APPTAINER_CONTAINER"), ("/.dockerenv",), "kubernetes"),
+        (("KUBERNETES_SERVICE_HOST",), ("/.dockerenv",), "kubernetes"),
+        (("KUBERNETES_SERVICE_HOST", "APPTAINER_CONTAINER"), ("/.dockerenv",), "apptainer"),
     ],
 )
 def test_container_in_priority_order(
@@ -318,6 +319,21 @@ def test_container_in_priority_order(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("")
     assert _machine.container() == expected
+
+
+def test_apptainer_inside_a_kubernetes_pod_is_apptainer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Apptainer passes most of the host's variables into its containers (the Apptainer user
+    docs, "Environment and Metadata"), so a job it runs in a Kubernetes pod (an OSG pilot, a CI
+    runner pod) sees the pod's ``KUBERNETES_SERVICE_HOST`` too. ``APPTAINER_CONTAINER`` is set
+    only inside an Apptainer container: the innermost runtime is the one recorded."""
+    fake_root(tmp_path, monkeypatch)
+    for name in CONTAINER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("APPTAINER_CONTAINER", "/cvmfs/unpacked.cern.ch/el9")
+    assert _machine.container() == "apptainer"
 
 
 # --- the records -------------------------------------------------------------------------------

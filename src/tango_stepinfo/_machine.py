@@ -19,8 +19,8 @@ probe                value, then its fallbacks
                      ``memory.max``, v1 ``memory.limit_in_bytes`` and the
                      ``hierarchical_memory_limit`` of ``memory.stat``); ``max``, a value of at
                      least 2**62 (v1's "no limit") or above the machine's memory is no limit
-:func:`container`    ``"kubernetes"`` (``$KUBERNETES_SERVICE_HOST`` set), ``"apptainer"``
-                     (``$APPTAINER_CONTAINER`` or ``$SINGULARITY_CONTAINER``), ``"podman"``
+:func:`container`    ``"apptainer"`` (``$APPTAINER_CONTAINER`` or ``$SINGULARITY_CONTAINER``),
+                     ``"kubernetes"`` (``$KUBERNETES_SERVICE_HOST`` set), ``"podman"``
                      (``/run/.containerenv``), ``"docker"`` (``/.dockerenv``), the first that
                      matches; ``None`` when none does
 ===================  ========================================================================
@@ -420,10 +420,12 @@ def memory(found: Optional[Found] = None) -> Optional[int]:
 def container() -> Optional[str]:
     """The container runtime this process runs in, first match in the documented order."""
     env = os.environ
-    if "KUBERNETES_SERVICE_HOST" in env:
-        return "kubernetes"
+    # Apptainer first: it passes the host's variables in, KUBERNETES_SERVICE_HOST among them
+    # when it runs in a pod, while APPTAINER_CONTAINER is set only inside its containers.
     if "APPTAINER_CONTAINER" in env or "SINGULARITY_CONTAINER" in env:
         return "apptainer"
+    if "KUBERNETES_SERVICE_HOST" in env:
+        return "kubernetes"
     if os.path.exists(path("/run/.containerenv")):
         return "podman"
     if os.path.exists(path("/.dockerenv")):
