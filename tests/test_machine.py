@@ -336,6 +336,48 @@ def test_apptainer_inside_a_kubernetes_pod_is_apptainer(
     assert _machine.container() == "apptainer"
 
 
+# A Docker container's mountinfo: Docker bind-mounts /etc/resolv.conf, /etc/hostname and
+# /etc/hosts from /var/lib/docker/containers/<id>/ into every container (the mount lines of
+# ``mount`` in a container, as yeasy/docker_practice advanced_network/dns.md shows them).
+DOCKER_MOUNTINFO = (
+    "611 558 0:52 / / rw,relatime master:302 - overlay overlay rw,lowerdir=/var/lib/docker/"
+    "overlay2/l/ABC:/var/lib/docker/overlay2/l/DEF,upperdir=/var/lib/docker/overlay2/123/diff\n"
+    "624 611 254:1 /var/lib/docker/containers/0f1e2d/resolv.conf /etc/resolv.conf"
+    " rw,relatime - ext4 /dev/vda1 rw\n"
+    "625 611 254:1 /var/lib/docker/containers/0f1e2d/hostname /etc/hostname"
+    " rw,relatime - ext4 /dev/vda1 rw\n"
+    "626 611 254:1 /var/lib/docker/containers/0f1e2d/hosts /etc/hosts"
+    " rw,relatime - ext4 /dev/vda1 rw\n"
+)
+# WSL 2 with a distribution imported from ``docker export``: the tarball keeps the container's
+# /.dockerenv (docker/cli#3037; Arch-WSL shipped one, VSWSL/Arch-WSL#10, starship/starship#3862),
+# but nothing is bind-mounted over /etc/hostname.
+WSL_MOUNTINFO = (
+    "60 62 8:48 / / rw,relatime - ext4 /dev/sdd rw,discard,errors=remount-ro,data=ordered\n"
+    "84 60 0:60 / /mnt/c rw,noatime - 9p C:\\134 rw,aname=drvfs;path=C:\\;uid=1000;gid=1000\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("mountinfo", "expected"),
+    [(DOCKER_MOUNTINFO, "docker"), (WSL_MOUNTINFO, None), (None, "docker")],
+)
+def test_a_dockerenv_left_behind_is_no_docker_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mountinfo: Optional[str], expected: str
+) -> None:
+    """``/.dockerenv`` counts only when ``/etc/hostname`` is a mount, as in every Docker container;
+    without a readable mountinfo (no /proc) the file alone still counts."""
+    root = fake_root(tmp_path, monkeypatch)
+    for name in CONTAINER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    (root / ".dockerenv").write_text("")
+    if mountinfo is not None:
+        (root / "proc/self").mkdir(parents=True)
+        (root / "proc/self/mountinfo").write_text(mountinfo)
+    assert _machine.container() == expected
+    assert _fallbacks.collect(["container"]) is None
+
+
 # --- the records -------------------------------------------------------------------------------
 
 
@@ -438,8 +480,12 @@ def test_this_machine() -> None:
         assert platform.gpus is not None
     else:
         assert platform.gpus is None
-    if os.path.exists("/.dockerenv") and not any(v in os.environ for v in CONTAINER_VARS):
-        assert platform.container in ("docker", "podman")
+    if not any(v in os.environ for v in CONTAINER_VARS) and os.path.exists("/.dockerenv"):
+        # this development VM's root file system came from a container image: it has a
+        # /.dockerenv but is no Docker container (no /etc/hostname bind mount, 2026-11-30)
+        docker = " /etc/hostname " in Path("/proc/self/mountinfo").read_text()
+        expected = ("docker", "podman") if docker else (None, "podman")
+        assert platform.container in expected
     assert platform.fallbacks is None or all(
         isinstance(v, str) for v in platform.fallbacks.values()
     )

@@ -21,8 +21,9 @@ probe                value, then its fallbacks
                      least 2**62 (v1's "no limit") or above the machine's memory is no limit
 :func:`container`    ``"apptainer"`` (``$APPTAINER_CONTAINER`` or ``$SINGULARITY_CONTAINER``),
                      ``"kubernetes"`` (``$KUBERNETES_SERVICE_HOST`` set), ``"podman"``
-                     (``/run/.containerenv``), ``"docker"`` (``/.dockerenv``), the first that
-                     matches; ``None`` when none does
+                     (``/run/.containerenv``), ``"docker"`` (``/.dockerenv``, with
+                     ``/etc/hostname`` a mount point), the first that matches; ``None`` when
+                     none does
 ===================  ========================================================================
 
 Cgroups are found as the kernel documents them (``Documentation/admin-guide/cgroup-v1`` and
@@ -428,6 +429,25 @@ def container() -> Optional[str]:
         return "kubernetes"
     if os.path.exists(path("/run/.containerenv")):
         return "podman"
-    if os.path.exists(path("/.dockerenv")):
+    if os.path.exists(path("/.dockerenv")) and _hostname_mounted() is not False:
         return "docker"
     return None
+
+
+def _hostname_mounted() -> Optional[bool]:
+    """Whether ``/etc/hostname`` is a mount point, as Docker makes it in every container (bound
+    from ``/var/lib/docker/containers/<id>/hostname``); ``None`` when mountinfo cannot be read.
+
+    ``/.dockerenv`` alone is not enough: ``docker export`` keeps it (docker/cli#3037), so a WSL
+    distribution, VM image or chroot made from a container's files has one. Read only when
+    ``/.dockerenv`` exists: one more read of mountinfo, in Docker containers only.
+    """
+    try:
+        text = read("/proc/self/mountinfo")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        fields = line.split(" ", 5)
+        if len(fields) > 4 and _unescape(fields[4]) == "/etc/hostname":
+            return True
+    return False
