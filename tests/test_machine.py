@@ -740,3 +740,37 @@ def test_a_memory_stat_without_a_readable_limit(
             "memory": "cannot read hierarchical_memory_limit in /sys/fs/cgroup/memory/memory.stat;"
             " ignored it"
         }
+
+
+def test_a_mount_whose_root_is_above_the_cgroup_namespace_is_no_place_to_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container with its own cgroup namespace (Docker's default on v2) that bind-mounts the
+    host's hierarchy (``-v /sys/fs/cgroup:/sys/fs/cgroup``): its cgroup is ``0::/`` and the
+    mount's root, relative to the namespace's, is ``/../..`` (``kernfs_path_from_node`` in the
+    kernel's ``fs/kernfs/dir.c``: "a relative path (which includes '..'s)"; cgroup_namespaces(7)).
+    The mount point is the host's root cgroup, not the container's: the container's folder two
+    levels below it cannot be named, so its limits are unknown, which is noted, never silently
+    read as "no limit" from the host's root."""
+    root = fake_root(tmp_path, monkeypatch)
+    affinity(monkeypatch, 64)
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text("0::/\n")
+    (root / "proc/self/mountinfo").write_text(
+        "1012 1001 0:30 /../.. /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4"
+        " - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n"
+    )
+    scope = root / "sys/fs/cgroup/system.slice/docker-0f1e2d3c.scope"
+    scope.mkdir(parents=True)
+    (scope / "memory.max").write_text("1073741824\n")
+    (scope / "cpu.max").write_text("200000 100000\n")
+    assert _machine.cgroup_dirs("memory", _machine.cgroups()[0]) == (2, [])
+    assert (_machine.cpu_usable(), _machine.memory()) == (64, MEMTOTAL)
+    reason = (
+        "the {} hierarchy is mounted from above this cgroup namespace's root (a bind mount of"
+        " the host's): the process's cgroup cannot be located; ignored limits"
+    )
+    assert _fallbacks.collect(["cpu_usable", "memory"]) == {
+        "cpu_usable": reason.format("cpu"),
+        "memory": reason.format("memory"),
+    }

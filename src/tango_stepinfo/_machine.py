@@ -34,7 +34,9 @@ mounted (file system type ``cgroup`` with the controller among its super options
 is read there (v1 and hybrid systems), else in the v2 one. When the mount's root is not ``/``
 (a container seeing part of the hierarchy) the path is taken relative to it; when the path is
 outside it (a container without a cgroup namespace, moby/moby#34584), the mount point itself is
-the process's cgroup.
+the process's cgroup. When the mount's root is above the cgroup namespace's root (``/../..``, the
+host's hierarchy bind-mounted into a container with its own namespace), the process's cgroup
+cannot be named: its limits are ignored, with a reason.
 """
 
 from __future__ import annotations
@@ -182,8 +184,15 @@ def _memberships(text: str) -> Iterator[Tuple[List[str], str]]:
             yield controllers or ["(none)"], parts[2]
 
 
-def _join(mount_root: str, mount_point: str, cgroup: str) -> str:
-    """The folder of ``cgroup`` in a hierarchy whose folder ``mount_root`` is at ``mount_point``."""
+def _join(mount_root: str, mount_point: str, cgroup: str) -> Optional[str]:
+    """The folder of ``cgroup`` in a hierarchy whose folder ``mount_root`` is at ``mount_point``.
+
+    ``None`` when the mount's root is above the cgroup namespace's root (``/../..``: the host's
+    hierarchy bind-mounted into a container with its own namespace): the process's cgroup is
+    below the mount point, but its path there is not shown.
+    """
+    if ".." in mount_root and ".." in mount_root.split("/"):
+        return None
     if ".." in cgroup and ".." in cgroup.split("/"):
         relative = ""  # above the cgroup namespace's root: not below the mount either
     elif mount_root == "/":
@@ -222,7 +231,8 @@ def cgroup_dirs(controller: str, found: Optional[Cgroups]) -> Optional[Tuple[int
     The folders go from the process's cgroup up to the mount point (limits of ancestors apply
     too). The mount point is read too: inside a cgroup namespace it is the container's own
     cgroup, though it looks like the hierarchy's root. ``None`` when the process is in no such
-    hierarchy, or it is not mounted.
+    hierarchy, or it is not mounted; no folders when it is mounted only from above the cgroup
+    namespace's root (see :func:`_join`).
     """
     if found is None:
         return None
@@ -231,9 +241,15 @@ def cgroup_dirs(controller: str, found: Optional[Cgroups]) -> Optional[Tuple[int
         for controllers, cgroup in memberships:
             if (controller not in controllers) if version == 1 else controllers:
                 continue
+            mounted = False
             for mount_root, mount_point, fs, options in mounts:
                 if fs == fs_type and (version == 2 or controller in options):
-                    return version, _ancestors(_join(mount_root, mount_point, cgroup), mount_point)
+                    folder = _join(mount_root, mount_point, cgroup)
+                    if folder is not None:
+                        return version, _ancestors(folder, mount_point)
+                    mounted = True  # only from above the namespace: try another mount
+            if mounted:
+                return version, []  # mounted, but nowhere the process's cgroup can be named
     return None
 
 
@@ -261,6 +277,13 @@ def _lowest(
     if dirs is None:
         return None
     version, folders = dirs
+    if not folders:
+        _fallbacks.note(
+            key,
+            f"the {controller} hierarchy is mounted from above this cgroup namespace's root (a"
+            " bind mount of the host's): the process's cgroup cannot be located; ignored limits",
+        )
+        return None
     lowest: Optional[int] = None
     for folder in folders:
         try:
@@ -354,7 +377,7 @@ def _hierarchical_limit(found: Found) -> Optional[int]:
     or a Kubernetes node's limit on the container's parent). One more file read, on v1 only.
     """
     dirs = cgroup_dirs("memory", found[0])
-    if dirs is None or dirs[0] != 1:
+    if dirs is None or dirs[0] != 1 or not dirs[1]:
         return None
     name = dirs[1][0] + "/memory.stat"
     try:
