@@ -77,6 +77,21 @@ def test_cpu_model_without_a_model_name_line(
     assert _fallbacks.collect(["cpu_model"]) is None
 
 
+def test_cpu_model_of_a_loongarch_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LoongArch kernels write ``Model Name`` capitalised, after a ``system type`` line
+    (``show_cpuinfo`` in the kernel's ``arch/loongarch/kernel/proc.c``: ``"Model Name\\t\\t:
+    %s\\n"``); the chip name here is a placeholder in the form the kernel builds it."""
+    root = fake_root(tmp_path, monkeypatch)
+    (root / "proc" / "cpuinfo").write_text(
+        "system type\t\t: generic-loongson-machine\n\n"
+        "processor\t\t: 0\npackage\t\t\t: 0\ncore\t\t\t: 0\nglobal_id\t\t: 0\n"
+        "CPU Family\t\t: Loongson-64bit\nModel Name\t\t: Loongson-3A5000\n"
+        "CPU Revision\t\t: 0x10\nFPU Revision\t\t: 0x00\nCPU MHz\t\t\t: 2500.00\n"
+    )
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert _machine.cpu_model() == "Loongson-3A5000"
+
+
 def test_cpu_model_of_an_unreadable_cpuinfo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

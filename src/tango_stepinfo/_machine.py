@@ -9,8 +9,9 @@ cannot be read or parsed is noted with :func:`tango_stepinfo._fallbacks.note`.
 ===================  ========================================================================
 probe                value, then its fallbacks
 ===================  ========================================================================
-:func:`cpu_model`    the first ``model name`` of ``/proc/cpuinfo`` (Linux; ``None`` elsewhere,
-                     and on kernels that print none, as on ARM)
+:func:`cpu_model`    the first ``model name`` of ``/proc/cpuinfo``, in any case (LoongArch
+                     writes ``Model Name``); ``None`` elsewhere than Linux, and on kernels that
+                     print none (arm64, POWER, s390x, RISC-V)
 :func:`cpu_usable`   ``len(os.sched_getaffinity(0))`` (else ``os.cpu_count()``), lowered by the
                      CPU quota of the process's cgroup and its ancestors (v2 ``cpu.max``, v1
                      ``cpu.cfs_quota_us / cpu.cfs_period_us``), rounded up
@@ -111,7 +112,7 @@ the first 200 bytes; without one, 64 KiB is about 60 CPUs' worth of an arm64 ker
 
 
 def cpu_model() -> Optional[str]:
-    """The first ``model name`` of ``/proc/cpuinfo``; ``None`` when there is none.
+    """The first ``model name`` of ``/proc/cpuinfo`` (in any case); ``None`` when there is none.
 
     Only the lines up to it are read, and at most :data:`_CPUINFO_BUDGET` bytes of lines of at
     most 4 KiB each (``/proc/cpuinfo`` of a 256-CPU machine is 300 kB and the kernel makes it as
@@ -129,7 +130,7 @@ def cpu_model() -> Optional[str]:
                     break
                 budget -= len(line)
                 key, colon, value = line.partition(b":")
-                if colon and key.strip() == b"model name":
+                if colon and key.strip().lower() == b"model name":  # LoongArch: "Model Name"
                     return value.strip().decode("utf-8", "replace") or None
     except OSError as e:
         _fallbacks.note("cpu_model", f"cannot read /proc/cpuinfo ({problem(e)}); recorded None")
