@@ -1607,3 +1607,20 @@ def test_clones_holding_more_or_fewer_objects_hash_the_same_edits_alike(
     plain = [git(tmp_path / name, "diff", "HEAD") for name in ("full", "one")]
     assert plain[0] != plain[1]  # index 56a6051..c06ac0c against index 56a6051c..c06ac0c5
     assert hashes == [diff_hash(tmp_path / "full")] * 2
+
+
+def test_a_repository_git_cannot_read_is_not_answered_for_by_the_one_around_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``.git`` whose ``HEAD`` is corrupt is no repository to git, which then looks further
+    up: a ``git -C <worktree>`` would answer for a repository around it (a home folder kept in
+    git). The children look no higher than the checkout found."""
+    outer = make_repo(tmp_path / "outer")
+    (outer / "file.txt").write_text("changed in the outer repository\n")
+    inner = make_repo(outer / "inner")
+    (inner / ".git" / "HEAD").write_text("garbage\n")
+    meta = probe(inner, monkeypatch)
+    assert meta is not None and meta.commit is None
+    assert (meta.dirty, meta.diff) == (None, None)
+    reasons = git_reasons()
+    assert reasons is not None and "git status exited with 128" in reasons["git.dirty"]

@@ -604,10 +604,19 @@ another, and would make git read that one's index or objects: a clean checkout r
 dirty, with the hash of a diff against another repository's index."""
 
 
-def _git_env(refresh: bool) -> Dict[str, str]:
+def _git_env(repo: Repo, refresh: bool) -> Dict[str, str]:
+    """The environment of a git child run as ``git -C <worktree>`` (see :func:`_diff_argv`).
+
+    ``GIT_CEILING_DIRECTORIES`` is the folder holding the checkout: a ``.git`` git finds
+    invalid (a corrupt ``HEAD``) would make it look further up, and answer for a repository
+    around the checkout (a home folder kept in git) with the commit of this one.
+    """
     env = dict(os.environ)
     for name in _LOCAL_ENV:
         env.pop(name, None)
+    parent = os.path.dirname(str(repo.worktree))
+    if parent != repo.worktree:
+        env["GIT_CEILING_DIRECTORIES"] = parent
     env.pop("GIT_DIFF_OPTS", None)  # --unified=N: overrides diff.context (see _PINNED)
     env["GIT_TERMINAL_PROMPT"] = "0"
     if not refresh:
@@ -636,7 +645,7 @@ def _command(repo: Repo, commit: Optional[str]) -> Optional[Command]:
         return None
     stale = commit is not None and _index_is_stale(repo, commit)
     if commit is not None and not stale:
-        return "diff", _diff_argv(git, repo, commit), _git_env(False), GIT_TIMEOUT
+        return "diff", _diff_argv(git, repo, commit), _git_env(repo, False), GIT_TIMEOUT
     refresh = stale and not _off("TANGO_STEPINFO_GIT_REFRESH")
     if refresh:
         debug(
@@ -654,7 +663,7 @@ def _command(repo: Repo, commit: Optional[str]) -> Optional[Command]:
         "--porcelain",
         "--untracked-files=no",
     ]
-    return "status", argv, _git_env(refresh), REFRESH_TIMEOUT if refresh else GIT_TIMEOUT
+    return "status", argv, _git_env(repo, refresh), REFRESH_TIMEOUT if refresh else GIT_TIMEOUT
 
 
 _NO_GIT: Tree = (None, None, "no git binary on $PATH; recorded dirty and diff as None")
@@ -703,7 +712,8 @@ def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
     status`` run (a ``filter.<driver>.clean``, a ``core.fsmonitor`` hook). ``--git-dir`` and
     ``--work-tree`` skip that check: a ``/tmp/.git`` planted by another user would run its
     commands as ours. The refusal leaves ``dirty`` and ``diff`` ``None`` (``git diff`` then
-    exits with 129, ``git status`` with 128). ``--no-replace-objects``: the diff is against
+    exits with 129, ``git status`` with 128); it looks no higher than the checkout
+    (:func:`_git_env`). ``--no-replace-objects``: the diff is against
     the recorded commit's own tree, not that of a commit ``git replace`` put in its place (a
     local ref clones do not fetch). The other settings that
     change its output are pinned to git's defaults (:data:`_PINNED`), and ``GIT_DIFF_OPTS`` is
@@ -781,7 +791,7 @@ def _diff(repo: Repo, commit: str) -> Tree:
         return _NO_GIT
     hasher = _Hasher()
     started = time.monotonic()
-    done = run(_diff_argv(git, repo, commit), GIT_TIMEOUT, _git_env(False), hasher)
+    done = run(_diff_argv(git, repo, commit), GIT_TIMEOUT, _git_env(repo, False), hasher)
     return hasher.answer(done, started, GIT_TIMEOUT)
 
 
