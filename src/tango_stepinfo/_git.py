@@ -32,6 +32,10 @@ No git binary and no subprocess is needed for ``commit``, ``remote`` and ``branc
 - Every child runs without the variables that point git at one repository's files
   (``GIT_DIR``, ``GIT_INDEX_FILE``, ``GIT_OBJECT_DIRECTORY``...; see :data:`_LOCAL_ENV`), as git
   runs a command in a submodule: a git hook sets them for its own repository.
+- Every child runs as ``git -C <worktree>``, looking no higher (``GIT_CEILING_DIRECTORIES``),
+  so that git applies its ``safe.directory`` check (a repository of another user gets ``dirty``
+  and ``diff`` ``None``); ``git diff`` pins to git's defaults the settings that change its
+  output (:data:`_PINNED`), so that the same edits hash alike whatever the user's git config.
 - Every child runs with ``GIT_OPTIONAL_LOCKS=0`` (it never takes ``index.lock``), except the
   ``git status`` run when the index looks stale, as in a copied checkout or a fresh clone
   (:func:`_index_is_stale`): it runs as a plain ``git status`` and refreshes the index under
@@ -713,11 +717,10 @@ def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
     ``--work-tree`` skip that check: a ``/tmp/.git`` planted by another user would run its
     commands as ours. The refusal leaves ``dirty`` and ``diff`` ``None`` (``git diff`` then
     exits with 129, ``git status`` with 128); it looks no higher than the checkout
-    (:func:`_git_env`). ``--no-replace-objects``: the diff is against
-    the recorded commit's own tree, not that of a commit ``git replace`` put in its place (a
-    local ref clones do not fetch). The other settings that
-    change its output are pinned to git's defaults (:data:`_PINNED`), and ``GIT_DIFF_OPTS`` is
-    dropped (:func:`_git_env`).
+    (:func:`_git_env`). ``--no-replace-objects``: the diff is against the recorded commit's own
+    tree, not that of a commit ``git replace`` put in its place (a local ref clones do not
+    fetch). The other settings that change its output are pinned to git's defaults
+    (:data:`_PINNED`), and ``GIT_DIFF_OPTS`` is dropped (:func:`_git_env`).
     """
     argv = [git, "-C", str(repo.worktree), "--no-replace-objects"]
     for setting in _PINNED:
@@ -746,8 +749,8 @@ edits alike. ``core.loosecompression`` sets the zlib level of binary patches (``
 too, unless it is set; 1 is git's default). ``-O`` with an empty file undoes ``diff.orderFile``
 (an empty value is refused). ``diff.ignoreSubmodules=none`` is the default it sets: a
 ``submodule.<name>.ignore`` of the repository's (``.gitmodules``, its ``config``) still applies.
-``core.fsmonitor`` empty: a configured hook command is not run; git
-then reads the stat data of every file, as without one. Not pinned: ``diff.<driver>.xfuncname``
+``core.fsmonitor`` empty: a configured hook command is not run; git then reads the stat data
+of every file, as without one. Not pinned: ``diff.<driver>.xfuncname``
 and ``.binary`` (files given a ``diff`` attribute; the drivers' names are the user's), the
 ``text``, ``eol`` and ``filter`` attributes and ``core.autocrlf``/``core.eol`` (the checkout was
 written with them: ignoring them would call every converted file changed), ``core.fileMode``
