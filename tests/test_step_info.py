@@ -486,6 +486,47 @@ def test_a_start_set_by_hand_in_another_zone_is_compared_in_utc(start: dt.dateti
     assert earlier.duration is not None and earlier.duration > dt.timedelta(days=9000)
 
 
+@pytest.mark.parametrize(
+    ("start", "error", "message"),
+    [
+        ("2024-03-10T06:59:58", TypeError, r"^start_time: expected a datetime, got '2024-03-10T"),
+        (dt.date(2024, 3, 10), TypeError, r"^start_time: expected a datetime, got a value of"),
+        (1710053998.0, TypeError, r"^start_time: expected a datetime, got 1710053998\.0$"),
+        # set by hand at an offset that puts it past the range of datetime in UTC
+        (
+            dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+            ValueError,
+            r"^start_time: .* is out of range in UTC$",
+        ),
+        (
+            dt.datetime(1, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5))),
+            ValueError,
+            r"^start_time: .* is out of range in UTC$",
+        ),
+    ],
+)
+def test_ending_with_a_start_time_set_by_hand_that_is_not_a_time_names_it(
+    start: Any, error: type, message: str
+) -> None:
+    # An engine that set start_time itself (an ISO string, a date, a POSIX timestamp) got a bare
+    # AttributeError from inside the end-time check, and an OverflowError for a time whose UTC
+    # falls outside year 1 to 9999; mark_failed had set the error already, which left the record
+    # with no state. Now a clear error names the field, and the record is left as it was.
+    for name in ("complete", "fail"):
+        info = record(start_time=start)
+        with pytest.raises(error, match=message):
+            call(info, name)
+        assert info.end_time is None and info.error is None
+    info = record(start_time=start, end_time=T1)
+    with pytest.raises(error, match=message):
+        info.duration  # noqa: B018
+
+
+def test_duration_of_an_end_time_set_by_hand_that_is_not_a_time_names_it() -> None:
+    with pytest.raises(TypeError, match=r"^end_time: expected a datetime, got '2024-03-10"):
+        record(start_time=T0, end_time="2024-03-10T07:42:03").duration  # noqa: B018
+
+
 def test_the_real_clock_gives_aware_utc_times_with_microseconds() -> None:
     info = record()
     before = dt.datetime.now(UTC)

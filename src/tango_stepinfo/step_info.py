@@ -111,6 +111,24 @@ def _local(value: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
     return None if value is None else as_utc(value).astimezone()
 
 
+def _in_utc(name: str, value: Any, utc: Optional[_dt.tzinfo] = None) -> _dt.datetime:
+    """``value``, a time field set by hand, in UTC (a naive one taken as UTC).
+
+    :raises TypeError: ``value`` is not a datetime (an ISO string, a date, a timestamp).
+    :raises ValueError: ``value`` is out of the range of datetime in UTC.
+    """
+    from ._times import UTC, as_utc
+
+    if not isinstance(value, _dt.datetime):
+        from ._errors import show
+
+        raise TypeError(f"{name}: expected a datetime, got {show(value)}")
+    try:
+        return as_utc(value, utc or UTC)
+    except OverflowError:
+        raise ValueError(f"{name}: {value!r} is out of range in UTC") from None
+
+
 def _format_error(error: Union[BaseException, str]) -> str:
     """The text stored for a failure: an exception formatted with its traceback (the chained
     exceptions included) exactly as Tango's workspaces store it, or a string as it is; secret
@@ -298,12 +316,15 @@ class StepInfo(Record):
 
     @property
     def duration(self) -> Optional[_dt.timedelta]:
-        """``end_time - start_time``, or ``None`` when either is missing."""
+        """``end_time - start_time``, or ``None`` when either is missing.
+
+        :raises TypeError: a time set by hand is not a datetime; the message names the field.
+        :raises ValueError: a time set by hand is out of the range of datetime in UTC.
+        """
         if self.start_time is None or self.end_time is None:
             return None
-        from ._times import as_utc
-
-        return as_utc(self.end_time) - as_utc(self.start_time)
+        start = _in_utc("start_time", self.start_time)
+        return _in_utc("end_time", self.end_time) - start
 
     @property
     def state(self) -> StepState:
@@ -366,10 +387,9 @@ class StepInfo(Record):
         start = self.start_time
         if start is None:
             return end
-        if start.tzinfo is not end.tzinfo:  # set by hand: compared in UTC, naive taken as UTC
-            from ._times import as_utc
-
-            start = as_utc(start, end.tzinfo)  # type: ignore[arg-type]
+        if type(start) is not _dt.datetime or start.tzinfo is not end.tzinfo:
+            # set by hand: compared in UTC, naive taken as UTC
+            start = _in_utc("start_time", start, end.tzinfo)
         return start if end < start else end
 
     def mark_started(self) -> None:
@@ -405,6 +425,8 @@ class StepInfo(Record):
 
         :raises InvalidStepStateError: the step is not running (never started, or already
             finished).
+        :raises TypeError: :attr:`start_time` was set by hand to something not a datetime.
+        :raises ValueError: :attr:`start_time` was set by hand out of the range of datetime in UTC.
         """
         self._require_running("complete")
         self.end_time = self._end_time()
@@ -421,12 +443,13 @@ class StepInfo(Record):
         :param error: the exception the step failed with, or a text describing the failure.
         :raises InvalidStepStateError: the step is not running (never started, or already
             finished).
+        :raises TypeError: :attr:`start_time` was set by hand to something not a datetime.
+        :raises ValueError: :attr:`start_time` was set by hand out of the range of datetime in UTC.
         :raises TypeError: ``error`` is neither an exception nor a string.
         """
         text = _format_error(error)
         self._require_running("fail")
-        self.error = text
-        self.end_time = self._end_time()
+        self.end_time, self.error = self._end_time(), text
 
     def running(self) -> ContextManager[StepInfo]:
         """Mark the step as started, run the ``with`` body, then mark it completed or failed.
