@@ -601,6 +601,24 @@ def test_failing_with_something_else_is_a_type_error() -> None:
     assert info.state is StepState.RUNNING
 
 
+class _Reason(str):
+    """A str subclass, as an engine's own reason type or a str-mixin enum member would be."""
+
+
+def test_a_failure_given_as_a_str_subclass_is_stored_as_a_plain_string() -> None:
+    # The text was stored as given: the record then pickled with the subclass's class, which
+    # the safe loader refuses, so a record failed by the helper could not be read back.
+    import pickle
+
+    from tango_stepinfo import loads
+
+    for reason in (_Reason("worker lost: exit code -9"), StepState.FAILED):
+        info = record(start_time=T0)
+        info.mark_failed(reason)
+        assert type(info.error) is str and info.error == str.__str__(reason)
+        assert loads(pickle.dumps(info)) == info
+
+
 def test_running_completes() -> None:
     info = record()
     with info.running() as inside:

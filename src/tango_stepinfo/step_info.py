@@ -131,8 +131,8 @@ def _in_utc(name: str, value: Any, utc: Optional[_dt.tzinfo] = None) -> _dt.date
 
 def _format_error(error: Union[BaseException, str]) -> str:
     """The text stored for a failure: an exception formatted with its traceback (the chained
-    exceptions included) exactly as Tango's workspaces store it, or a string as it is; secret
-    shapes redacted from either."""
+    exceptions included) exactly as Tango's workspaces store it, or a string as the plain string it
+    holds; secret shapes redacted from either."""
     from . import redact
 
     if isinstance(error, BaseException):
@@ -140,7 +140,7 @@ def _format_error(error: Union[BaseException, str]) -> str:
 
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     elif isinstance(error, str):
-        text = error
+        text = str.__str__(error)  # a subclass's class would make the pickle unreadable
     else:
         raise TypeError(f"error: expected an exception or a string, got {type(error).__name__}")
     from ._privacy import free_text
@@ -437,7 +437,8 @@ class StepInfo(Record):
 
         An exception is stored as Tango's workspaces store it, formatted with its traceback
         (``traceback.format_exception``, chained exceptions included); a string is stored as it
-        is. Either way, secret shapes (credentials in URLs, ``password=...``) are redacted with
+        is (a subclass of ``str`` as the plain string it holds). Either way, secret shapes
+        (credentials in URLs, ``password=...``) are redacted with
         :func:`tango_stepinfo.redact.redact_text`.
 
         :param error: the exception the step failed with, or a text describing the failure.
