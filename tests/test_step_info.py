@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 import pytest
 import pytz
@@ -18,6 +18,7 @@ from tango_stepinfo import (
     InvalidStepStateError,
     PlatformMetadata,
     StepInfo,
+    StepInfoEncodeError,
     StepState,
 )
 from tango_stepinfo.step_info import replace_steps_with_unique_id
@@ -282,6 +283,52 @@ def test_replace_steps_keeps_plain_values() -> None:
     value = {"a": [1, "x", None, 2.5], "b": {"c": True}}
     assert replace_steps_with_unique_id(value) == value
     assert replace_steps_with_unique_id({"s": {FakeStep("A").unique_id}}) == {"s": {"A"}}
+
+
+class _Point(NamedTuple):
+    x: Any
+    y: Any
+
+
+class _Pair(list):  # type: ignore[type-arg]
+    """A list subclass whose constructor does not take an iterable."""
+
+    def __init__(self, a: Any, b: Any) -> None:
+        super().__init__([a, b])
+
+
+def test_replace_steps_rebuilds_named_tuples_and_odd_sequence_subclasses() -> None:
+    # type(value)(items) is what Tango does, and a namedtuple (or any subclass whose constructor
+    # takes no iterable) in a step's config made new_from_step raise a bare TypeError from
+    # inside (Point.__new__() missing 1 required positional argument: 'y').
+    step = FakeStep("A")
+    point = replace_steps_with_unique_id({"p": _Point(1, step)})["p"]
+    assert type(point) is _Point and point == _Point(1, {"type": "ref", "ref": "A"})
+    pair = replace_steps_with_unique_id(_Pair(step, 2))
+    assert type(pair) is list and pair == [{"type": "ref", "ref": "A"}, 2]
+
+
+@pytest.mark.parametrize("shape", ["dict", "list", "deep"])
+def test_new_from_step_with_a_config_that_holds_itself_names_it(
+    shape: str, new_step_platform: Dict[str, Any]
+) -> None:
+    # Replacing the steps inside recursed without end: a bare RecursionError.
+    config: Dict[str, Any] = {"a": 1}
+    if shape == "dict":
+        config["self"] = config
+    elif shape == "list":
+        loop: List[Any] = [1]
+        loop.append(loop)
+        config["l"] = loop
+    else:
+        inner: List[Any] = []
+        config["x"] = inner
+        for _ in range(100_000):
+            inner.append([])
+            inner = inner[0]
+    step = FakeStep("X", config=config)
+    with pytest.raises(StepInfoEncodeError, match=r"^config: .*holds itself"):
+        StepInfo.new_from_step(step, **new_step_platform)
 
 
 def test_explicit_platform_and_environment_never_probe(probe_calls: List[str]) -> None:

@@ -174,18 +174,31 @@ class _Running:
         # else: the body finished the record itself; its exception propagates unchanged.
 
 
+_SEQUENCES = (list, tuple, set, frozenset)
+
+
 def replace_steps_with_unique_id(value: Any) -> Any:
     """Replace the steps inside a step's config by references, as Tango does.
 
     A step (any object with a string ``unique_id``) becomes ``{"type": "ref", "ref": <id>}``; an
     indexed step (an object with a ``step`` that has one, and a ``key``, like Tango's
     ``StepIndexer``) becomes ``{"type": "ref", "ref": <id>, "key": <key>}``. Lists, tuples, sets
-    and dicts are rebuilt with their contents replaced; everything else is returned as it is.
+    and dicts are rebuilt with their contents replaced (a named tuple as itself, a subclass whose
+    constructor takes no iterable as its base type); everything else is returned as it is.
     """
     if isinstance(value, dict):
         return {key: replace_steps_with_unique_id(item) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return type(value)(replace_steps_with_unique_id(item) for item in value)
+        cls = type(value)
+        items = [replace_steps_with_unique_id(item) for item in value]
+        if cls in _SEQUENCES:
+            return cls(items)
+        if isinstance(value, tuple) and hasattr(cls, "_make"):  # a named tuple
+            return cls._make(items)
+        try:
+            return cls(items)
+        except TypeError:  # its constructor takes other arguments
+            return next(base for base in _SEQUENCES if isinstance(value, base))(items)
     if isinstance(value, (str, bytes, int, float)) or value is None:
         return value
     step = getattr(value, "step", None)
@@ -484,11 +497,21 @@ class StepInfo(Record):
 
         :param step: a Tango ``Step`` or any object with the same attributes.
         :param kwargs: further fields, e.g. ``start_time`` or ``platform``.
+        :raises StepInfoEncodeError: the config holds itself, or nests too deeply to replace the
+            steps inside.
         """
         try:
             config = step.config
         except ValueError:
             config = None
+        try:
+            config = replace_steps_with_unique_id(config)
+        except RecursionError:
+            from .errors import StepInfoEncodeError
+
+            raise StepInfoEncodeError(
+                "config", "nested too deeply, or a container in it holds itself"
+            ) from None
         return cls(
             unique_id=step.unique_id,
             step_name=step.name,
@@ -496,7 +519,7 @@ class StepInfo(Record):
             version=step.VERSION,
             dependencies={dep.unique_id for dep in step.dependencies},
             cacheable=step.cache_results,
-            config=replace_steps_with_unique_id(config),
+            config=config,
             metadata=step.metadata,
             **kwargs,
         )
