@@ -666,6 +666,65 @@ def test_a_failure_given_as_a_str_subclass_is_stored_as_a_plain_string() -> None
         assert loads(pickle.dumps(info)) == info
 
 
+class _RaisingGetattr(Exception):
+    def __getattr__(self, name: str) -> Any:  # a proxy's: raises other than AttributeError
+        raise RuntimeError(f"no remote attribute {name}")
+
+
+class _RaisingCause(Exception):
+    @property  # type: ignore[override]
+    def __cause__(self) -> Any:
+        raise RuntimeError("cause")
+
+
+class _RaisingSuppress(Exception):
+    @property  # type: ignore[override]
+    def __suppress_context__(self) -> Any:
+        raise RuntimeError("suppress")
+
+
+class _BadTraceback(Exception):
+    @property  # type: ignore[override]
+    def __traceback__(self) -> Any:
+        return 5
+
+
+class _BadContext(Exception):
+    @property  # type: ignore[override]
+    def __context__(self) -> Any:
+        return "not an exception"
+
+
+@pytest.mark.parametrize(
+    "kind", [_RaisingGetattr, _RaisingCause, _RaisingSuppress, _BadTraceback, _BadContext]
+)
+def test_running_fails_with_an_exception_that_traceback_cannot_format(kind: type) -> None:
+    # traceback.format_exception raised from inside (a __getattr__ raising RuntimeError for
+    # __notes__, a property raising, a __traceback__ that is no traceback): mark_failed raised
+    # that instead, running() replaced the step's exception with it, and the record stayed
+    # RUNNING, so it looked alive for good. Now the exception is stored with its own traceback
+    # and text, read past its overrides.
+    import pickle
+
+    from tango_stepinfo import loads
+
+    info = record()
+    escaped: Optional[BaseException] = None
+    try:  # not pytest.raises: pytest itself fails to report such an exception
+        with info.running():
+            raise kind("the step broke")
+    except BaseException as e:
+        escaped = e
+    assert type(escaped).__name__ == kind.__name__
+    assert info.state is StepState.FAILED and info.error is not None
+    assert info.error.startswith("Traceback (most recent call last):\n")
+    assert 'raise kind("the step broke")' in info.error
+    # (3.13's traceback reports an error getting __notes__ on a line of its own after it)
+    assert f"{kind.__qualname__}: the step broke\n" in info.error
+    assert loads(pickle.dumps(info)) == info
+    assert StepInfo.from_json_dict(json.loads(json.dumps(info.to_json_dict()))) == info
+
+
 def test_running_completes() -> None:
     info = record()
     with info.running() as inside:

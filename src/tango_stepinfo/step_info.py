@@ -138,7 +138,10 @@ def _format_error(error: Union[BaseException, str]) -> str:
     if isinstance(error, BaseException):
         import traceback  # ~1 ms to import: only when a step fails
 
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        try:
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        except Exception:  # any: the exception's own code runs in there
+            text = _format_own(error)
     elif isinstance(error, str):
         text = str.__str__(error)  # a subclass's class would make the pickle unreadable
     else:
@@ -146,6 +149,26 @@ def _format_error(error: Union[BaseException, str]) -> str:
     from ._privacy import free_text
 
     return free_text(redact.redact_text(text))
+
+
+def _format_own(error: BaseException) -> str:
+    """``error`` with its own traceback and text only, read past its class's overrides: for an
+    exception that :func:`traceback.format_exception` cannot format (a ``__getattr__`` that
+    raises other than :exc:`AttributeError` for ``__notes__``, a property ``__cause__`` that
+    raises, a ``__traceback__`` that is no traceback)."""
+    import traceback
+
+    tb: Optional[TracebackType] = vars(BaseException)["__traceback__"].__get__(error)
+    kind = type(error)
+    name = kind.__qualname__
+    if kind.__module__ not in ("__main__", "builtins"):
+        name = f"{kind.__module__}.{name}"
+    try:
+        message = str(error)
+    except Exception:  # as traceback writes it
+        message = "<exception str() failed>"
+    head = "Traceback (most recent call last):\n" + "".join(traceback.format_tb(tb)) if tb else ""
+    return f"{head}{name}: {message}\n" if message else f"{head}{name}\n"
 
 
 class _Running:
@@ -450,7 +473,9 @@ class StepInfo(Record):
 
         An exception is stored as Tango's workspaces store it, formatted with its traceback
         (``traceback.format_exception``, chained exceptions included); a string is stored as it
-        is (a subclass of ``str`` as the plain string it holds). Either way, secret shapes
+        is (a subclass of ``str`` as the plain string it holds). An exception that
+        :mod:`traceback` cannot format (its own code raises in there) is stored with its own
+        traceback and text only, without the chained ones. Either way, secret shapes
         (credentials in URLs, ``password=...``) are redacted with
         :func:`tango_stepinfo.redact.redact_text`.
 
