@@ -285,6 +285,18 @@ def test_replace_steps_keeps_plain_values() -> None:
     assert replace_steps_with_unique_id({"s": {FakeStep("A").unique_id}}) == {"s": {"A"}}
 
 
+@pytest.mark.parametrize("dependency", ["Data-1", None, 5])
+def test_new_from_step_with_a_dependency_that_is_not_a_step_names_it(
+    dependency: Any, new_step_platform: Dict[str, Any]
+) -> None:
+    # An engine whose steps list their dependencies' ids (strings) got a bare AttributeError
+    # ('str' object has no attribute 'unique_id'), as from Tango.
+    step = FakeStep("Train-3", dependencies=[FakeStep("Tok-2"), dependency])
+    expected = r"^dependencies: expected steps \(objects with a unique_id\), got "
+    with pytest.raises(TypeError, match=expected):
+        StepInfo.new_from_step(step, **new_step_platform)
+
+
 class _Point(NamedTuple):
     x: Any
     y: Any

@@ -524,6 +524,7 @@ class StepInfo(Record):
         :param kwargs: further fields, e.g. ``start_time`` or ``platform``.
         :raises StepInfoEncodeError: the config holds itself, or nests too deeply to replace the
             steps inside.
+        :raises TypeError: a dependency is not a step (has no ``unique_id``).
         """
         try:
             config = step.config
@@ -537,12 +538,24 @@ class StepInfo(Record):
             raise StepInfoEncodeError(
                 "config", "nested too deeply, or a container in it holds itself"
             ) from None
+        dependencies = list(step.dependencies)
+        try:
+            ids = {dep.unique_id for dep in dependencies}
+        except AttributeError:
+            odd = [dep for dep in dependencies if not hasattr(dep, "unique_id")]
+            if not odd:
+                raise  # a unique_id that raised only once: its own error
+            from ._errors import show
+
+            raise TypeError(
+                f"dependencies: expected steps (objects with a unique_id), got {show(odd[0])}"
+            ) from None
         return cls(
             unique_id=step.unique_id,
             step_name=step.name,
             step_class_name=step.class_name,
             version=step.VERSION,
-            dependencies={dep.unique_id for dep in step.dependencies},
+            dependencies=ids,
             cacheable=step.cache_results,
             config=config,
             metadata=step.metadata,
