@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
@@ -23,7 +24,7 @@ from tango_stepinfo import (
 )
 from tango_stepinfo.step_info import replace_steps_with_unique_id
 
-from .conftest import since_none
+from .conftest import exit_code_of_forked, since_none
 from .strategies import full_record
 
 UTC = dt.timezone.utc
@@ -801,3 +802,92 @@ def test_the_lifecycle_never_probes(probe_calls: List[str]) -> None:
     with pytest.raises(ZeroDivisionError), again.running():
         1 / 0  # noqa: B018
     assert probe_calls == []
+
+
+# --- the same record marked from two threads ------------------------------------------------
+
+
+def _race(monkeypatch: pytest.MonkeyPatch, first: str, second: str) -> List[str]:
+    """Run ``call(info, first)`` in one thread, held inside its reading of the clock, and
+    ``call(info, second)`` in another meanwhile; the names of those that were accepted."""
+    import threading
+
+    from tango_stepinfo import _clock
+
+    inside, go = threading.Event(), threading.Event()
+    times = iter([T0, T1, T1 + dt.timedelta(seconds=1)])
+
+    def held_now() -> dt.datetime:
+        if not inside.is_set():
+            inside.set()
+            go.wait(10)
+        return next(times)
+
+    info = record(start_time=T0 if first != "start" else None)
+    monkeypatch.setattr(_clock, "now", held_now)
+    accepted: List[str] = []
+
+    def mark(name: str) -> None:
+        try:
+            call(info, name)
+            accepted.append(name)
+        except InvalidStepStateError:
+            pass
+
+    one = threading.Thread(target=mark, args=(first,))
+    one.start()
+    assert inside.wait(10)
+    two = threading.Thread(target=mark, args=(second,))
+    two.start()
+    two.join(0.2)  # not a timing assert: lets the second get as far as it can before the first
+    go.set()
+    one.join(10)
+    two.join(10)
+    assert info._phase() is not StepState.INCOMPLETE
+    return accepted
+
+
+def test_two_threads_never_both_start_a_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both checked that the record could start before either set its start time: two workers
+    # of a pool were each told they own the step.
+    assert _race(monkeypatch, "start", "start") == ["start"]
+
+
+@pytest.mark.parametrize(("first", "second"), [("complete", "fail"), ("fail", "complete")])
+def test_two_threads_never_both_end_a_record(
+    monkeypatch: pytest.MonkeyPatch, first: str, second: str
+) -> None:
+    # A timeout thread failing a step while the worker completes it: both were accepted, and
+    # the record kept the end of one and the error of the other.
+    assert _race(monkeypatch, first, second) == [first]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_child_forked_while_another_thread_marks_a_record_can_mark_records() -> None:
+    # The helpers' lock, held by a thread that the child does not have, is made anew there.
+    import threading
+
+    from tango_stepinfo import step_info
+
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with step_info._marking:
+            holding.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+
+        def child() -> bool:
+            info = record()
+            with info.running():
+                pass
+            return info.state is StepState.COMPLETED
+
+        assert exit_code_of_forked(child) == 0
+    finally:
+        done.set()
+        holder.join(10)

@@ -6,7 +6,9 @@ so the classes stay here for good.
 
 from __future__ import annotations
 
+import _thread
 import datetime as _dt
+import os
 from dataclasses import field
 from enum import Enum
 from types import TracebackType
@@ -102,6 +104,23 @@ class StepLike(Protocol):
     @property
     def metadata(self) -> Optional[Dict[str, Any]]:
         """Free-form metadata of the step; becomes :attr:`StepInfo.metadata`."""
+
+
+_marking = _thread.RLock()
+"""Held while a lifecycle helper checks a record's state and sets its times and error, so that
+of two threads marking one record (two workers starting it, a timeout failing it while it
+completes) exactly one succeeds. One lock for all records: each helper holds it for a few
+microseconds. Reentrant, so that a signal handler marking a record in the thread that holds it
+does not wait for itself; made anew in a forked child, where the thread holding it is gone."""
+
+
+def _new_lock() -> None:
+    global _marking
+    _marking = _thread.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_new_lock)
 
 
 def _local(value: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
@@ -442,18 +461,19 @@ class StepInfo(Record):
         :raises InvalidStepStateError: the step is running, or completed and cacheable, or its
             times and error have no state.
         """
-        phase = self._phase()
-        if phase is StepState.RUNNING or (phase is StepState.COMPLETED and self.cacheable):
-            raise InvalidStepStateError(
-                f"StepInfo {self.unique_id!r}: cannot start a step that is {phase.value}"
-                + ("" if phase is StepState.RUNNING else " (a cacheable result is reused)")
-            )
         from ._clock import now
 
-        self.start_time = now()
-        self.end_time = None
-        self.error = None
-        self.result_location = None
+        with _marking:
+            phase = self._phase()
+            if phase is StepState.RUNNING or (phase is StepState.COMPLETED and self.cacheable):
+                raise InvalidStepStateError(
+                    f"StepInfo {self.unique_id!r}: cannot start a step that is {phase.value}"
+                    + ("" if phase is StepState.RUNNING else " (a cacheable result is reused)")
+                )
+            self.start_time = now()
+            self.end_time = None
+            self.error = None
+            self.result_location = None
 
     def mark_completed(self) -> None:
         """Mark the running step as finished without error: :attr:`end_time` becomes the
@@ -464,8 +484,9 @@ class StepInfo(Record):
         :raises TypeError: :attr:`start_time` was set by hand to something not a datetime.
         :raises ValueError: :attr:`start_time` was set by hand out of the range of datetime in UTC.
         """
-        self._require_running("complete")
-        self.end_time = self._end_time()
+        with _marking:
+            self._require_running("complete")
+            self.end_time = self._end_time()
 
     def mark_failed(self, error: Union[BaseException, str]) -> None:
         """Mark the running step as failed: :attr:`end_time` becomes the current time (never
@@ -487,8 +508,9 @@ class StepInfo(Record):
         :raises TypeError: ``error`` is neither an exception nor a string.
         """
         text = _format_error(error)
-        self._require_running("fail")
-        self.end_time, self.error = self._end_time(), text
+        with _marking:
+            self._require_running("fail")
+            self.end_time, self.error = self._end_time(), text
 
     def running(self) -> ContextManager[StepInfo]:
         """Mark the step as started, run the ``with`` body, then mark it completed or failed.
