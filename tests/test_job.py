@@ -32,6 +32,7 @@ JOB_VARIABLES = (
     "JOB_ID",
     "SGE_TASK_ID",
     "SGE_ROOT",
+    "LSB_JOBINDEX",
 )
 
 GITHUB = {
@@ -106,7 +107,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         ({"PBS_JOBID": "1234.pbsserver"}, ("pbs", "1234.pbsserver", None, None, None)),
         ({"LSB_JOBID": "5678"}, ("lsf", "5678", None, None, None)),
         ({"JOB_ID": "91", "SGE_TASK_ID": "undefined"}, ("sge", "91", None, None, None)),
-        ({"JOB_ID": "91", "SGE_ROOT": "/opt/sge"}, ("sge", "91", None, None, None)),
         ({"JOB_ID": "91"}, None),  # JOB_ID alone is too common a name
         ({"SLURM_JOB_ID": ""}, None),  # empty is unset
         # First match wins: a CI job submitting to Slurm, Slurm inside Beaker...
@@ -152,3 +152,32 @@ def test_environment_metadata_job(monkeypatch: pytest.MonkeyPatch) -> None:
     assert EnvironmentMetadata().job == env.job  # fixed for the process...
     tango_stepinfo.clear_cache()
     assert EnvironmentMetadata().job is None  # ... until clear_cache()
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        # A login node of an SGE cluster: settings.sh exports SGE_ROOT in every shell, and any
+        # tool may set JOB_ID. Only sge_execd sets SGE_TASK_ID, in every job ("undefined" outside
+        # an array: the ENVIRONMENTAL VARIABLES of qsub(1)).
+        ({"JOB_ID": "91", "SGE_ROOT": "/opt/sge"}, None),
+        # An array task: qsub(1) gives its index in SGE_TASK_ID; tasks are named
+        # <job>.<task> (sge_types(1), job_task_list), as qdel and qalter take them.
+        ({"JOB_ID": "91", "SGE_TASK_ID": "3", "SGE_ROOT": "/opt/sge"}, ("sge", "91.3")),
+        ({"JOB_ID": "91", "SGE_TASK_ID": "undefined"}, ("sge", "91")),
+        # LSF: every element of an array shares LSB_JOBID; LSB_JOBINDEX is its index, 0 for a
+        # job outside an array (IBM LSF docs, "Passing arguments on the command line"); bjobs
+        # names an element <job>[<index>].
+        ({"LSB_JOBID": "5678", "LSB_JOBINDEX": "7"}, ("lsf", "5678[7]")),
+        ({"LSB_JOBID": "5678", "LSB_JOBINDEX": "0"}, ("lsf", "5678")),
+    ],
+)
+def test_array_tasks_and_login_nodes(
+    monkeypatch: pytest.MonkeyPatch,
+    variables: Dict[str, str],
+    expected: Optional[Tuple[str, str]],
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    facts = _job.job()
+    assert (facts if facts is None else facts[:2]) == expected

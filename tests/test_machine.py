@@ -77,6 +77,21 @@ def test_cpu_model_without_a_model_name_line(
     assert _fallbacks.collect(["cpu_model"]) is None
 
 
+def test_cpu_model_of_a_loongarch_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LoongArch kernels write ``Model Name`` capitalised, after a ``system type`` line
+    (``show_cpuinfo`` in the kernel's ``arch/loongarch/kernel/proc.c``: ``"Model Name\\t\\t:
+    %s\\n"``); the chip name here is a placeholder in the form the kernel builds it."""
+    root = fake_root(tmp_path, monkeypatch)
+    (root / "proc" / "cpuinfo").write_text(
+        "system type\t\t: generic-loongson-machine\n\n"
+        "processor\t\t: 0\npackage\t\t\t: 0\ncore\t\t\t: 0\nglobal_id\t\t: 0\n"
+        "CPU Family\t\t: Loongson-64bit\nModel Name\t\t: Loongson-3A5000\n"
+        "CPU Revision\t\t: 0x10\nFPU Revision\t\t: 0x00\nCPU MHz\t\t\t: 2500.00\n"
+    )
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert _machine.cpu_model() == "Loongson-3A5000"
+
+
 def test_cpu_model_of_an_unreadable_cpuinfo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,7 +313,8 @@ CONTAINER_VARS = (
         ((), ("/run/.containerenv", "/.dockerenv"), "podman"),
         (("SINGULARITY_CONTAINER",), ("/.dockerenv",), "apptainer"),
         (("APPTAINER_CONTAINER",), ("/run/.containerenv",), "apptainer"),
-        (("KUBERNETES_SERVICE_HOST", "APPTAINER_CONTAINER"), ("/.dockerenv",), "kubernetes"),
+        (("KUBERNETES_SERVICE_HOST",), ("/.dockerenv",), "kubernetes"),
+        (("KUBERNETES_SERVICE_HOST", "APPTAINER_CONTAINER"), ("/.dockerenv",), "apptainer"),
     ],
 )
 def test_container_in_priority_order(
@@ -318,6 +334,63 @@ def test_container_in_priority_order(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("")
     assert _machine.container() == expected
+
+
+def test_apptainer_inside_a_kubernetes_pod_is_apptainer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Apptainer passes most of the host's variables into its containers (the Apptainer user
+    docs, "Environment and Metadata"), so a job it runs in a Kubernetes pod (an OSG pilot, a CI
+    runner pod) sees the pod's ``KUBERNETES_SERVICE_HOST`` too. ``APPTAINER_CONTAINER`` is set
+    only inside an Apptainer container: the innermost runtime is the one recorded."""
+    fake_root(tmp_path, monkeypatch)
+    for name in CONTAINER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("APPTAINER_CONTAINER", "/cvmfs/unpacked.cern.ch/el9")
+    assert _machine.container() == "apptainer"
+
+
+# A Docker container's mountinfo: Docker bind-mounts /etc/resolv.conf, /etc/hostname and
+# /etc/hosts from /var/lib/docker/containers/<id>/ into every container (the mount lines of
+# ``mount`` in a container, as yeasy/docker_practice advanced_network/dns.md shows them).
+DOCKER_MOUNTINFO = (
+    "611 558 0:52 / / rw,relatime master:302 - overlay overlay rw,lowerdir=/var/lib/docker/"
+    "overlay2/l/ABC:/var/lib/docker/overlay2/l/DEF,upperdir=/var/lib/docker/overlay2/123/diff\n"
+    "624 611 254:1 /var/lib/docker/containers/0f1e2d/resolv.conf /etc/resolv.conf"
+    " rw,relatime - ext4 /dev/vda1 rw\n"
+    "625 611 254:1 /var/lib/docker/containers/0f1e2d/hostname /etc/hostname"
+    " rw,relatime - ext4 /dev/vda1 rw\n"
+    "626 611 254:1 /var/lib/docker/containers/0f1e2d/hosts /etc/hosts"
+    " rw,relatime - ext4 /dev/vda1 rw\n"
+)
+# WSL 2 with a distribution imported from ``docker export``: the tarball keeps the container's
+# /.dockerenv (docker/cli#3037; Arch-WSL shipped one, VSWSL/Arch-WSL#10, starship/starship#3862),
+# but nothing is bind-mounted over /etc/hostname.
+WSL_MOUNTINFO = (
+    "60 62 8:48 / / rw,relatime - ext4 /dev/sdd rw,discard,errors=remount-ro,data=ordered\n"
+    "84 60 0:60 / /mnt/c rw,noatime - 9p C:\\134 rw,aname=drvfs;path=C:\\;uid=1000;gid=1000\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("mountinfo", "expected"),
+    [(DOCKER_MOUNTINFO, "docker"), (WSL_MOUNTINFO, None), (None, "docker")],
+)
+def test_a_dockerenv_left_behind_is_no_docker_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mountinfo: Optional[str], expected: str
+) -> None:
+    """``/.dockerenv`` counts only when ``/etc/hostname`` is a mount, as in every Docker container;
+    without a readable mountinfo (no /proc) the file alone still counts."""
+    root = fake_root(tmp_path, monkeypatch)
+    for name in CONTAINER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    (root / ".dockerenv").write_text("")
+    if mountinfo is not None:
+        (root / "proc/self").mkdir(parents=True)
+        (root / "proc/self/mountinfo").write_text(mountinfo)
+    assert _machine.container() == expected
+    assert _fallbacks.collect(["container"]) is None
 
 
 # --- the records -------------------------------------------------------------------------------
@@ -422,8 +495,12 @@ def test_this_machine() -> None:
         assert platform.gpus is not None
     else:
         assert platform.gpus is None
-    if os.path.exists("/.dockerenv") and not any(v in os.environ for v in CONTAINER_VARS):
-        assert platform.container in ("docker", "podman")
+    if not any(v in os.environ for v in CONTAINER_VARS) and os.path.exists("/.dockerenv"):
+        # this development VM's root file system came from a container image: it has a
+        # /.dockerenv but is no Docker container (no /etc/hostname bind mount, 2026-11-30)
+        docker = " /etc/hostname " in Path("/proc/self/mountinfo").read_text()
+        expected = ("docker", "podman") if docker else (None, "podman")
+        assert platform.container in expected
     assert platform.fallbacks is None or all(
         isinstance(v, str) for v in platform.fallbacks.values()
     )
@@ -589,3 +666,126 @@ def test_read_gives_the_whole_file_up_to_one_mib(
     assert _machine.read("/proc/empty") == ""
     with pytest.raises(FileNotFoundError):
         _machine.read("/proc/missing")
+
+
+# --- real-world cgroup layouts the sample trees do not show ------------------------------------
+
+# The memory.stat of a Docker container on cgroup v1 (posted in an rstudio notes file, read with
+# find_string "hierarchical_memory_limit 9223372036854771712"), its limit lines set as below.
+MEMORY_STAT_V1 = """cache 139583488
+rss 4206592
+rss_huge 0
+mapped_file 6574080
+swap 0
+pgpgin 368752
+pgpgout 333647
+pgfault 1484463
+pgmajfault 402
+inactive_anon 2228224
+active_anon 1929216
+inactive_file 41877504
+active_file 97697792
+unevictable 0
+hierarchical_memory_limit {limit}
+hierarchical_memsw_limit {limit}
+total_cache 139583488
+total_rss 4206592
+"""
+
+
+def v1_container_without_its_own_limit(root: Path, limit: int) -> Path:
+    """A cgroup v1 container without a cgroup namespace whose limit is set on its parent: an ECS
+    or Fargate task with only task-level memory (heroku/buildpacks-nodejs#220: the container's
+    ``memory.limit_in_bytes`` is 9223372036854771712, the task has 512 MB), or a Kubernetes
+    container without a limit under ``/kubepods`` (cloudfoundry/gosigar#56,
+    VictoriaMetrics/VictoriaMetrics#699). The mount's root is the container's cgroup, so the
+    parent's folder is not visible (moby/moby#34584); ``memory.stat`` gives the limit over the
+    hierarchy (``hierarchical_memory_limit``, kernel ``Documentation/admin-guide/cgroup-v1/
+    memory.rst`` section 5.2)."""
+    cgroup = "/ecs/5a7b1c2d3e4f/9f8e7d6c5b4a"
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text(f"4:memory:{cgroup}\n")
+    (root / "proc/self/mountinfo").write_text(
+        f"396 394 0:24 {cgroup} /sys/fs/cgroup/memory ro,nosuid,nodev,noexec,relatime"
+        " - cgroup cgroup rw,memory\n"
+    )
+    folder = root / "sys/fs/cgroup/memory"
+    folder.mkdir(parents=True)
+    (folder / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (folder / "memory.stat").write_text(MEMORY_STAT_V1.format(limit=limit))
+    return folder
+
+
+def test_a_v1_limit_set_on_an_invisible_parent_is_read_from_memory_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = fake_root(tmp_path, monkeypatch)
+    v1_container_without_its_own_limit(root, 536870912)  # the task's 512 MiB
+    assert _machine.memory() == 536870912
+    assert _fallbacks.collect(["memory"]) is None
+
+
+def test_memory_stat_without_a_limit_in_the_hierarchy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = fake_root(tmp_path, monkeypatch)
+    folder = v1_container_without_its_own_limit(root, 9223372036854771712)
+    assert _machine.memory() == MEMTOTAL
+    (folder / "memory.limit_in_bytes").write_text("1048576\n")  # the container's own limit
+    assert _machine.memory() == 1048576  # still the lowest
+    assert _fallbacks.collect(["memory"]) is None
+
+
+@pytest.mark.parametrize(
+    "stat", ["cache 0\n", "hierarchical_memory_limit lots\n", "hierarchical_memory_limit -1\n"]
+)
+def test_a_memory_stat_without_a_readable_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stat: str
+) -> None:
+    """No line (a kernel that writes none) is no limit; a malformed one is a noted fallback."""
+    root = fake_root(tmp_path, monkeypatch)
+    folder = v1_container_without_its_own_limit(root, 0)
+    (folder / "memory.stat").write_text(stat)
+    assert _machine.memory() == MEMTOTAL
+    reasons = _fallbacks.collect(["memory"])
+    if stat.startswith("cache"):
+        assert reasons is None
+    else:
+        assert reasons == {
+            "memory": "cannot read hierarchical_memory_limit in /sys/fs/cgroup/memory/memory.stat;"
+            " ignored it"
+        }
+
+
+def test_a_mount_whose_root_is_above_the_cgroup_namespace_is_no_place_to_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container with its own cgroup namespace (Docker's default on v2) that bind-mounts the
+    host's hierarchy (``-v /sys/fs/cgroup:/sys/fs/cgroup``): its cgroup is ``0::/`` and the
+    mount's root, relative to the namespace's, is ``/../..`` (``kernfs_path_from_node`` in the
+    kernel's ``fs/kernfs/dir.c``: "a relative path (which includes '..'s)"; cgroup_namespaces(7)).
+    The mount point is the host's root cgroup, not the container's: the container's folder two
+    levels below it cannot be named, so its limits are unknown, which is noted, never silently
+    read as "no limit" from the host's root."""
+    root = fake_root(tmp_path, monkeypatch)
+    affinity(monkeypatch, 64)
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text("0::/\n")
+    (root / "proc/self/mountinfo").write_text(
+        "1012 1001 0:30 /../.. /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4"
+        " - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n"
+    )
+    scope = root / "sys/fs/cgroup/system.slice/docker-0f1e2d3c.scope"
+    scope.mkdir(parents=True)
+    (scope / "memory.max").write_text("1073741824\n")
+    (scope / "cpu.max").write_text("200000 100000\n")
+    assert _machine.cgroup_dirs("memory", _machine.cgroups()[0]) == (2, [])
+    assert (_machine.cpu_usable(), _machine.memory()) == (64, MEMTOTAL)
+    reason = (
+        "the {} hierarchy is mounted from above this cgroup namespace's root (a bind mount of"
+        " the host's): the process's cgroup cannot be located; ignored limits"
+    )
+    assert _fallbacks.collect(["cpu_usable", "memory"]) == {
+        "cpu_usable": reason.format("cpu"),
+        "memory": reason.format("memory"),
+    }

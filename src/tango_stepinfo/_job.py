@@ -16,8 +16,11 @@ system             when, and what is read
 ``gitlab-ci``      ``$GITLAB_CI`` is ``true`` and ``$CI_JOB_ID`` set: id, name ``$CI_JOB_NAME``,
                    url ``$CI_JOB_URL``
 ``pbs``            ``$PBS_JOBID``: id
-``lsf``            ``$LSB_JOBID``: id
-``sge``            ``$JOB_ID`` with ``$SGE_TASK_ID`` or ``$SGE_ROOT`` set: id
+``lsf``            ``$LSB_JOBID``: id (``$LSB_JOBID[$LSB_JOBINDEX]`` for an element of a job
+                   array, as ``bjobs`` names it)
+``sge``            ``$JOB_ID`` with ``$SGE_TASK_ID`` set (by every job, ``undefined`` outside
+                   an array; ``$SGE_ROOT`` is set on login nodes too): id
+                   (``$JOB_ID.$SGE_TASK_ID`` for an array task, as ``qdel`` names it)
 ================== ===========================================================================
 
 Empty variables count as unset. URLs pass through :func:`tango_stepinfo.redact.redact_url`.
@@ -77,11 +80,17 @@ def _gitlab(env: Mapping[str, str]) -> Optional[JobFacts]:
 
 
 def _id_only(env: Mapping[str, str]) -> Optional[JobFacts]:
-    for system, variable in (("pbs", "PBS_JOBID"), ("lsf", "LSB_JOBID")):
-        if env.get(variable):
-            return system, env[variable], None, None, None
-    if env.get("JOB_ID") and (env.get("SGE_TASK_ID") or env.get("SGE_ROOT")):
-        return "sge", env["JOB_ID"], None, None, None
+    if env.get("PBS_JOBID"):
+        return "pbs", env["PBS_JOBID"], None, None, None  # "1234[7].server" for an array task
+    job = env.get("LSB_JOBID")
+    if job:
+        index = env.get("LSB_JOBINDEX", "0")  # 0 outside an array; elements share LSB_JOBID
+        return "lsf", job if index in ("", "0") else f"{job}[{index}]", None, None, None
+    # SGE_TASK_ID is set by sge_execd in every job ("undefined" outside an array), and only
+    # there: SGE_ROOT is in every shell of a login node, and JOB_ID too common a name.
+    job, task = env.get("JOB_ID"), env.get("SGE_TASK_ID")
+    if job and task:
+        return "sge", job if task == "undefined" else f"{job}.{task}", None, None, None
     return None
 
 

@@ -9,19 +9,22 @@ cannot be read or parsed is noted with :func:`tango_stepinfo._fallbacks.note`.
 ===================  ========================================================================
 probe                value, then its fallbacks
 ===================  ========================================================================
-:func:`cpu_model`    the first ``model name`` of ``/proc/cpuinfo`` (Linux; ``None`` elsewhere,
-                     and on kernels that print none, as on ARM)
+:func:`cpu_model`    the first ``model name`` of ``/proc/cpuinfo``, in any case (LoongArch
+                     writes ``Model Name``); ``None`` elsewhere than Linux, and on kernels that
+                     print none (arm64, POWER, s390x, RISC-V)
 :func:`cpu_usable`   ``len(os.sched_getaffinity(0))`` (else ``os.cpu_count()``), lowered by the
                      CPU quota of the process's cgroup and its ancestors (v2 ``cpu.max``, v1
                      ``cpu.cfs_quota_us / cpu.cfs_period_us``), rounded up
 :func:`memory`       ``MemTotal`` of ``/proc/meminfo`` (else ``SC_PHYS_PAGES * SC_PAGE_SIZE``),
                      lowered by the memory limit of the cgroup and its ancestors (v2
-                     ``memory.max``, v1 ``memory.limit_in_bytes``); ``max``, a value of at
+                     ``memory.max``, v1 ``memory.limit_in_bytes`` and the
+                     ``hierarchical_memory_limit`` of ``memory.stat``); ``max``, a value of at
                      least 2**62 (v1's "no limit") or above the machine's memory is no limit
-:func:`container`    ``"kubernetes"`` (``$KUBERNETES_SERVICE_HOST`` set), ``"apptainer"``
-                     (``$APPTAINER_CONTAINER`` or ``$SINGULARITY_CONTAINER``), ``"podman"``
-                     (``/run/.containerenv``), ``"docker"`` (``/.dockerenv``), the first that
-                     matches; ``None`` when none does
+:func:`container`    ``"apptainer"`` (``$APPTAINER_CONTAINER`` or ``$SINGULARITY_CONTAINER``),
+                     ``"kubernetes"`` (``$KUBERNETES_SERVICE_HOST`` set), ``"podman"``
+                     (``/run/.containerenv``), ``"docker"`` (``/.dockerenv``, with
+                     ``/etc/hostname`` a mount point), the first that matches; ``None`` when
+                     none does
 ===================  ========================================================================
 
 Cgroups are found as the kernel documents them (``Documentation/admin-guide/cgroup-v1`` and
@@ -32,7 +35,9 @@ mounted (file system type ``cgroup`` with the controller among its super options
 is read there (v1 and hybrid systems), else in the v2 one. When the mount's root is not ``/``
 (a container seeing part of the hierarchy) the path is taken relative to it; when the path is
 outside it (a container without a cgroup namespace, moby/moby#34584), the mount point itself is
-the process's cgroup.
+the process's cgroup. When the mount's root is above the cgroup namespace's root (``/../..``, the
+host's hierarchy bind-mounted into a container with its own namespace), the process's cgroup
+cannot be named: its limits are ignored, with a reason.
 """
 
 from __future__ import annotations
@@ -107,7 +112,7 @@ the first 200 bytes; without one, 64 KiB is about 60 CPUs' worth of an arm64 ker
 
 
 def cpu_model() -> Optional[str]:
-    """The first ``model name`` of ``/proc/cpuinfo``; ``None`` when there is none.
+    """The first ``model name`` of ``/proc/cpuinfo`` (in any case); ``None`` when there is none.
 
     Only the lines up to it are read, and at most :data:`_CPUINFO_BUDGET` bytes of lines of at
     most 4 KiB each (``/proc/cpuinfo`` of a 256-CPU machine is 300 kB and the kernel makes it as
@@ -125,7 +130,7 @@ def cpu_model() -> Optional[str]:
                     break
                 budget -= len(line)
                 key, colon, value = line.partition(b":")
-                if colon and key.strip() == b"model name":
+                if colon and key.strip().lower() == b"model name":  # LoongArch: "Model Name"
                     return value.strip().decode("utf-8", "replace") or None
     except OSError as e:
         _fallbacks.note("cpu_model", f"cannot read /proc/cpuinfo ({problem(e)}); recorded None")
@@ -180,8 +185,15 @@ def _memberships(text: str) -> Iterator[Tuple[List[str], str]]:
             yield controllers or ["(none)"], parts[2]
 
 
-def _join(mount_root: str, mount_point: str, cgroup: str) -> str:
-    """The folder of ``cgroup`` in a hierarchy whose folder ``mount_root`` is at ``mount_point``."""
+def _join(mount_root: str, mount_point: str, cgroup: str) -> Optional[str]:
+    """The folder of ``cgroup`` in a hierarchy whose folder ``mount_root`` is at ``mount_point``.
+
+    ``None`` when the mount's root is above the cgroup namespace's root (``/../..``: the host's
+    hierarchy bind-mounted into a container with its own namespace): the process's cgroup is
+    below the mount point, but its path there is not shown.
+    """
+    if ".." in mount_root and ".." in mount_root.split("/"):
+        return None
     if ".." in cgroup and ".." in cgroup.split("/"):
         relative = ""  # above the cgroup namespace's root: not below the mount either
     elif mount_root == "/":
@@ -220,7 +232,8 @@ def cgroup_dirs(controller: str, found: Optional[Cgroups]) -> Optional[Tuple[int
     The folders go from the process's cgroup up to the mount point (limits of ancestors apply
     too). The mount point is read too: inside a cgroup namespace it is the container's own
     cgroup, though it looks like the hierarchy's root. ``None`` when the process is in no such
-    hierarchy, or it is not mounted.
+    hierarchy, or it is not mounted; no folders when it is mounted only from above the cgroup
+    namespace's root (see :func:`_join`).
     """
     if found is None:
         return None
@@ -229,9 +242,15 @@ def cgroup_dirs(controller: str, found: Optional[Cgroups]) -> Optional[Tuple[int
         for controllers, cgroup in memberships:
             if (controller not in controllers) if version == 1 else controllers:
                 continue
+            mounted = False
             for mount_root, mount_point, fs, options in mounts:
                 if fs == fs_type and (version == 2 or controller in options):
-                    return version, _ancestors(_join(mount_root, mount_point, cgroup), mount_point)
+                    folder = _join(mount_root, mount_point, cgroup)
+                    if folder is not None:
+                        return version, _ancestors(folder, mount_point)
+                    mounted = True  # only from above the namespace: try another mount
+            if mounted:
+                return version, []  # mounted, but nowhere the process's cgroup can be named
     return None
 
 
@@ -259,6 +278,13 @@ def _lowest(
     if dirs is None:
         return None
     version, folders = dirs
+    if not folders:
+        _fallbacks.note(
+            key,
+            f"the {controller} hierarchy is mounted from above this cgroup namespace's root (a"
+            " bind mount of the host's): the process's cgroup cannot be located; ignored limits",
+        )
+        return None
     lowest: Optional[int] = None
     for folder in folders:
         try:
@@ -344,6 +370,36 @@ def _memory_limit(version: int, folder: str) -> Optional[int]:
     return None if value >= _NO_MEMORY_LIMIT else value
 
 
+def _hierarchical_limit(found: Found) -> Optional[int]:
+    """v1 only: ``hierarchical_memory_limit`` of ``memory.stat`` in the process's memory cgroup.
+
+    The kernel writes there the lowest limit of the cgroup and its ancestors, including those
+    above the mount's root, which a container without a cgroup namespace cannot see (an ECS task's
+    or a Kubernetes node's limit on the container's parent). One more file read, on v1 only.
+    """
+    dirs = cgroup_dirs("memory", found[0])
+    if dirs is None or dirs[0] != 1 or not dirs[1]:
+        return None
+    name = dirs[1][0] + "/memory.stat"
+    try:
+        text = read(name)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        _fallbacks.note("memory", f"cannot read {name} ({problem(e)}); ignored it")
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "hierarchical_memory_limit":
+            value = value.strip()
+            if value.isascii() and value.isdigit() and len(value) < 20:
+                number = int(value)
+                return None if number >= _NO_MEMORY_LIMIT else number
+            _fallbacks.note("memory", f"cannot read {key} in {name}; ignored it")
+            return None
+    return None  # a kernel that writes no such line
+
+
 def _meminfo() -> Optional[int]:
     try:
         text = read("/proc/meminfo")
@@ -377,10 +433,10 @@ def memory(found: Optional[Found] = None) -> Optional[int]:
     """
     _fallbacks.note("memory", None)
     total = _meminfo() or _sysconf()
-    limit = _lowest("memory", "memory", _memory_limit, found or cgroups())
-    if total is None or limit is None:
-        return limit if total is None else total
-    return min(total, limit)
+    found = found or cgroups()
+    limits = [_lowest("memory", "memory", _memory_limit, found), _hierarchical_limit(found)]
+    known = [value for value in (total, *limits) if value is not None]
+    return min(known) if known else None
 
 
 # --- container ---------------------------------------------------------------------------------
@@ -389,12 +445,33 @@ def memory(found: Optional[Found] = None) -> Optional[int]:
 def container() -> Optional[str]:
     """The container runtime this process runs in, first match in the documented order."""
     env = os.environ
-    if "KUBERNETES_SERVICE_HOST" in env:
-        return "kubernetes"
+    # Apptainer first: it passes the host's variables in, KUBERNETES_SERVICE_HOST among them
+    # when it runs in a pod, while APPTAINER_CONTAINER is set only inside its containers.
     if "APPTAINER_CONTAINER" in env or "SINGULARITY_CONTAINER" in env:
         return "apptainer"
+    if "KUBERNETES_SERVICE_HOST" in env:
+        return "kubernetes"
     if os.path.exists(path("/run/.containerenv")):
         return "podman"
-    if os.path.exists(path("/.dockerenv")):
+    if os.path.exists(path("/.dockerenv")) and _hostname_mounted() is not False:
         return "docker"
     return None
+
+
+def _hostname_mounted() -> Optional[bool]:
+    """Whether ``/etc/hostname`` is a mount point, as Docker makes it in every container (bound
+    from ``/var/lib/docker/containers/<id>/hostname``); ``None`` when mountinfo cannot be read.
+
+    ``/.dockerenv`` alone is not enough: ``docker export`` keeps it (docker/cli#3037), so a WSL
+    distribution, VM image or chroot made from a container's files has one. Read only when
+    ``/.dockerenv`` exists: one more read of mountinfo, in Docker containers only.
+    """
+    try:
+        text = read("/proc/self/mountinfo")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        fields = line.split(" ", 5)
+        if len(fields) > 4 and _unescape(fields[4]) == "/etc/hostname":
+            return True
+    return False

@@ -180,7 +180,8 @@ class JobMetadata(Record):
 
     :ivar system: ``"slurm"``, ``"beaker"``, ``"github-actions"``, ``"gitlab-ci"``, ``"pbs"``,
         ``"lsf"`` or ``"sge"``.
-    :ivar id: the job's id (``<array job>_<task>`` for a Slurm array task).
+    :ivar id: the job's id; for an array task as the system names it: ``<job>_<task>``
+        (Slurm), ``<job>[<index>]`` (LSF), ``<job>.<task>`` (SGE); PBS's id includes it.
     :ivar name: the job's or workflow's name, where the system gives one.
     :ivar url: the run's web page (GitHub Actions, GitLab CI), credentials removed.
     :ivar attempt: which attempt this is (Slurm restart count, GitHub run attempt).
