@@ -12,6 +12,8 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 import pytest
 import pytz
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tango_stepinfo import (
     EnvironmentMetadata,
@@ -25,7 +27,7 @@ from tango_stepinfo import (
 from tango_stepinfo.step_info import replace_steps_with_unique_id
 
 from .conftest import exit_code_of_forked, since_none
-from .strategies import full_record
+from .strategies import clock_readings, full_record, lifecycle_calls
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=UTC)
@@ -891,3 +893,43 @@ def test_a_child_forked_while_another_thread_marks_a_record_can_mark_records() -
     finally:
         done.set()
         holder.join(10)
+
+
+# --- any sequence of calls ------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    phase=st.sampled_from(sorted(PHASES)),
+    cacheable=st.booleans(),
+    calls=lifecycle_calls,
+    readings=st.lists(clock_readings, min_size=16, max_size=16),
+)
+def test_any_sequence_of_calls_keeps_a_valid_record_that_round_trips(
+    phase: str, cacheable: bool, calls: List[Any], readings: List[dt.datetime]
+) -> None:
+    import pickle
+
+    from tango_stepinfo import _clock, loads
+
+    info = record(cacheable=cacheable, result_location="/r", **PHASES[phase])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_clock, "now", readings.pop)
+        for name, failure in calls:
+            before = dataclasses.replace(info)
+            expected = TRANSITIONS[(info._phase().value, name)]
+            if not cacheable and (info._phase().value, name) == ("completed", "start"):
+                expected = "running"
+            try:
+                if name == "fail":
+                    info.mark_failed(failure)
+                else:
+                    call(info, name)
+            except InvalidStepStateError:
+                assert expected is None and info == before
+                continue
+            assert info._phase() is StepState(expected)
+            if info.end_time is not None:
+                assert info.start_time is not None and info.end_time >= info.start_time
+            assert StepInfo.from_json_dict(json.loads(json.dumps(info.to_json_dict()))) == info
+            assert loads(pickle.dumps(info)) == info
