@@ -589,6 +589,15 @@ def test_duration_of_an_end_time_set_by_hand_that_is_not_a_time_names_it() -> No
         record(start_time=T0, end_time="2024-03-10T07:42:03").duration  # noqa: B018
 
 
+def test_local_times_of_times_set_by_hand_that_are_not_times_name_them() -> None:
+    # A bare AttributeError ('str' object has no attribute 'tzinfo') before.
+    info = record(start_time=dt.date(2024, 3, 10), end_time="2024-03-10T07:42:03")
+    with pytest.raises(TypeError, match=r"^start_time: expected a datetime, got a value of type"):
+        info.start_time_local  # noqa: B018
+    with pytest.raises(TypeError, match=r"^end_time: expected a datetime, got '2024-03-10"):
+        info.end_time_local  # noqa: B018
+
+
 def test_the_real_clock_gives_aware_utc_times_with_microseconds() -> None:
     info = record()
     before = dt.datetime.now(UTC)

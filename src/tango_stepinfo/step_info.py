@@ -123,11 +123,9 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_new_lock)
 
 
-def _local(value: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
-    from ._times import as_utc
-
+def _local(name: str, value: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
     # astimezone() with no argument uses the local zone's rules in force at that instant.
-    return None if value is None else as_utc(value).astimezone()
+    return None if value is None else _in_utc(name, value).astimezone()
 
 
 def _in_utc(name: str, value: Any, utc: Optional[_dt.tzinfo] = None) -> _dt.datetime:
@@ -361,13 +359,18 @@ class StepInfo(Record):
         """:attr:`start_time` in this machine's local time zone, with the offset in force then.
 
         A July time in New York comes back at -04:00 and a January one at -05:00.
+
+        :raises TypeError: :attr:`start_time` was set by hand to something not a datetime.
         """
-        return _local(self.start_time)
+        return _local("start_time", self.start_time)
 
     @property
     def end_time_local(self) -> Optional[_dt.datetime]:
-        """:attr:`end_time` in this machine's local time zone, with the offset in force then."""
-        return _local(self.end_time)
+        """:attr:`end_time` in this machine's local time zone, with the offset in force then.
+
+        :raises TypeError: :attr:`end_time` was set by hand to something not a datetime.
+        """
+        return _local("end_time", self.end_time)
 
     @property
     def duration(self) -> Optional[_dt.timedelta]:
