@@ -506,14 +506,16 @@ class StepInfo(Record):
         :param error: the exception the step failed with, or a text describing the failure.
         :raises InvalidStepStateError: the step is not running (never started, or already
             finished).
-        :raises TypeError: :attr:`start_time` was set by hand to something not a datetime.
+        :raises TypeError: ``error`` is neither an exception nor a string, or
+            :attr:`start_time` was set by hand to something not a datetime.
         :raises ValueError: :attr:`start_time` was set by hand out of the range of datetime in UTC.
-        :raises TypeError: ``error`` is neither an exception nor a string.
         """
         text = _format_error(error)
         with _marking:
             self._require_running("fail")
-            self.end_time, self.error = self._end_time(), text
+            end = self._end_time()  # may raise: before anything is set
+            self.error = text  # first: a reader never sees the end without the error (COMPLETED)
+            self.end_time = end
 
     def running(self) -> ContextManager[StepInfo]:
         """Mark the step as started, run the ``with`` body, then mark it completed or failed.
