@@ -498,7 +498,7 @@ class StepInfo(Record):
         An exception is stored as Tango's workspaces store it, formatted with its traceback
         (``traceback.format_exception``, chained exceptions included); a string is stored as it
         is (a subclass of ``str`` as the plain string it holds). An exception that
-        :mod:`traceback` cannot format (its own code raises in there) is stored with its own
+        ``traceback`` cannot format (its own code raises in there) is stored with its own
         traceback and text only, without the chained ones. Either way, secret shapes
         (credentials in URLs, ``password=...``) are redacted with
         :func:`tango_stepinfo.redact.redact_text`.
