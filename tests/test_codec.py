@@ -620,6 +620,40 @@ def test_parse_time_refuses(text: str) -> None:
         parse_time(text)
 
 
+class _Text(str):
+    """A str subclass: refused by a time field whether or not an equal string came before."""
+
+
+def test_time_fields_answer_a_time_seen_last_as_a_new_one() -> None:
+    info = full_record()
+    first = dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=UTC)
+    info.start_time = first
+    assert info.to_json_dict()["start_time"] == "2024-03-10T06:59:58.000000+00:00"
+    assert info.to_json_dict()["start_time"] == "2024-03-10T06:59:58.000000+00:00"
+    assert info.to_json_dict(tango_compat=True)["start_time"] == "2024-03-10T06:59:58"
+    # An equal instant in another zone, a naive time, a pytz time: each written for itself.
+    info.start_time = dt.datetime(2024, 3, 10, 7, 59, 58, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert info.to_json_dict()["start_time"] == "2024-03-10T06:59:58.000000+00:00"
+    info.start_time = dt.datetime(2024, 3, 10, 6, 59, 58, 7)
+    assert info.to_json_dict()["start_time"] == "2024-03-10T06:59:58.000007+00:00"
+    info.start_time = first.replace(microsecond=9, tzinfo=pytz.utc)
+    assert info.to_json_dict()["start_time"] == "2024-03-10T06:59:58.000009+00:00"
+    info.start_time = "not a time"  # type: ignore[assignment]
+    with pytest.raises(StepInfoEncodeError, match="start_time: expected a datetime or null"):
+        info.to_json_dict()
+
+    data = full_record().to_json_dict()
+    one, two = StepInfo.from_json_dict(data), StepInfo.from_json_dict(json.loads(json.dumps(data)))
+    assert one.start_time == two.start_time and one.start_time is two.start_time  # immutable
+    assert one.end_time is two.end_time and one.start_time != one.end_time
+    text = data["start_time"]
+    data["start_time"] = text.replace("2024", "2023", 1)
+    assert StepInfo.from_json_dict(data).start_time == parse_time(data["start_time"])
+    data["start_time"] = _Text(text)  # on a warm cache as on a cold one
+    with pytest.raises(StepInfoDecodeError, match="start_time: expected an ISO 8601 time"):
+        StepInfo.from_json_dict(data)
+
+
 # --- pickle ------------------------------------------------------------------------------------
 
 

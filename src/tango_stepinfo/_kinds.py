@@ -258,7 +258,8 @@ class _Time(Kind):
         return "a datetime" if python else "an ISO 8601 time"
 
     def converters(self, detail: Any, mode: str) -> Tuple[Convert, Convert]:
-        return (_times.encode_tango if mode is Mode.TANGO else _times.encode), _times.decode
+        # Each field its own pair, each keeping its last time (see _times.encoder).
+        return _times.encoder(mode is Mode.TANGO), _times.decoder()
 
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
         return {
