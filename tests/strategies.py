@@ -366,3 +366,25 @@ identity_texts = st.lists(
 ).map("".join)
 """Texts made of what anonymous records look for (names, paths, addresses, UUIDs, stand-ins)
 and what borders them, for the tests of ``anonymize()``."""
+
+clock_readings = st.datetimes(
+    min_value=dt.datetime(1900, 1, 2), max_value=dt.datetime(2200, 12, 30), timezones=_pytz_utc()
+)
+"""What the lifecycle's clock (``tango_stepinfo._clock.now``) returns: aware, in ``pytz.utc``,
+in any order (a wall clock stepped back between two readings)."""
+
+failures = st.one_of(
+    texts,
+    st.builds(ValueError, texts),
+    st.builds(KeyboardInterrupt),
+    st.builds(SystemExit, st.integers(0, 255)),
+)
+lifecycle_calls = st.lists(
+    st.one_of(
+        st.just(("start", None)),
+        st.just(("complete", None)),
+        st.tuples(st.just("fail"), failures),
+    ),
+    max_size=8,
+)
+"""Calls of the lifecycle helpers, in any order: ``(name, failure or None)``."""

@@ -12,6 +12,7 @@ Tango's JSON, in the JSON Schema, and shown by ``show``, ``diff`` and the captur
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import enum
@@ -580,6 +581,31 @@ def test_a_record_pickled_by_python_3_13_loads_with_plain_pickle_loads(tmp_path:
     back = pickle.loads(data)
     assert back == info and type(back.environment.executable) is type(Path())
     assert pickling.loads(data) == info
+
+
+def test_copies_keep_the_config_as_it_is_and_equal_the_record() -> None:
+    # An engine copying a running record (copy.copy, copy.deepcopy) gets an equal record, as
+    # with Tango's plain dataclass: copies went through the pickled state, which writes config
+    # and metadata as JSON values, so a config holding a tuple, set, Path or Enum came back
+    # converted and the copy was not equal to the record.
+    info = full_record()
+    info.config = _odd_config()
+    info.metadata = {"m": _odd_config()}
+    info.start_time = dt.datetime(2024, 3, 10, 7, tzinfo=dt.timezone.utc)  # running
+    info.end_time = info.error = None
+    shallow = copy.copy(info)
+    assert type(shallow) is step_info.StepInfo and shallow == info
+    assert shallow.config is info.config and shallow.platform is info.platform
+    deep = copy.deepcopy(info)
+    assert type(deep) is step_info.StepInfo and deep == info
+    assert deep.config is not info.config and deep.config["shape"] == (1, 2)
+    assert type(deep.config["lr"]) is _Ratio and deep.environment is not info.environment
+    assert deep.environment == info.environment
+    deep.mark_completed()  # a copy is marked alone
+    assert info.end_time is None and deep.end_time is not None
+    box = [info, info]  # shared references stay shared
+    twice = copy.deepcopy(box)
+    assert twice[0] is twice[1] and twice[0] == info
 
 
 # --- record_class: what @dataclass(init=False, eq=False, repr=False) makes -------------------

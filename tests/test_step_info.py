@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 import pytest
 import pytz
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tango_stepinfo import (
     EnvironmentMetadata,
@@ -18,12 +21,13 @@ from tango_stepinfo import (
     InvalidStepStateError,
     PlatformMetadata,
     StepInfo,
+    StepInfoEncodeError,
     StepState,
 )
 from tango_stepinfo.step_info import replace_steps_with_unique_id
 
-from .conftest import since_none
-from .strategies import full_record
+from .conftest import exit_code_of_forked, since_none
+from .strategies import clock_readings, full_record, lifecycle_calls
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 3, 10, 6, 59, 58, tzinfo=UTC)
@@ -284,6 +288,64 @@ def test_replace_steps_keeps_plain_values() -> None:
     assert replace_steps_with_unique_id({"s": {FakeStep("A").unique_id}}) == {"s": {"A"}}
 
 
+@pytest.mark.parametrize("dependency", ["Data-1", None, 5])
+def test_new_from_step_with_a_dependency_that_is_not_a_step_names_it(
+    dependency: Any, new_step_platform: Dict[str, Any]
+) -> None:
+    # An engine whose steps list their dependencies' ids (strings) got a bare AttributeError
+    # ('str' object has no attribute 'unique_id'), as from Tango.
+    step = FakeStep("Train-3", dependencies=[FakeStep("Tok-2"), dependency])
+    expected = r"^dependencies: expected steps \(objects with a unique_id\), got "
+    with pytest.raises(TypeError, match=expected):
+        StepInfo.new_from_step(step, **new_step_platform)
+
+
+class _Point(NamedTuple):
+    x: Any
+    y: Any
+
+
+class _Pair(list):  # type: ignore[type-arg]
+    """A list subclass whose constructor does not take an iterable."""
+
+    def __init__(self, a: Any, b: Any) -> None:
+        super().__init__([a, b])
+
+
+def test_replace_steps_rebuilds_named_tuples_and_odd_sequence_subclasses() -> None:
+    # type(value)(items) is what Tango does, and a namedtuple (or any subclass whose constructor
+    # takes no iterable) in a step's config made new_from_step raise a bare TypeError from
+    # inside (Point.__new__() missing 1 required positional argument: 'y').
+    step = FakeStep("A")
+    point = replace_steps_with_unique_id({"p": _Point(1, step)})["p"]
+    assert type(point) is _Point and point == _Point(1, {"type": "ref", "ref": "A"})
+    pair = replace_steps_with_unique_id(_Pair(step, 2))
+    assert type(pair) is list and pair == [{"type": "ref", "ref": "A"}, 2]
+
+
+@pytest.mark.parametrize("shape", ["dict", "list", "deep"])
+def test_new_from_step_with_a_config_that_holds_itself_names_it(
+    shape: str, new_step_platform: Dict[str, Any]
+) -> None:
+    # Replacing the steps inside recursed without end: a bare RecursionError.
+    config: Dict[str, Any] = {"a": 1}
+    if shape == "dict":
+        config["self"] = config
+    elif shape == "list":
+        loop: List[Any] = [1]
+        loop.append(loop)
+        config["l"] = loop
+    else:
+        inner: List[Any] = []
+        config["x"] = inner
+        for _ in range(100_000):
+            inner.append([])
+            inner = inner[0]
+    step = FakeStep("X", config=config)
+    with pytest.raises(StepInfoEncodeError, match=r"^config: .*holds itself"):
+        StepInfo.new_from_step(step, **new_step_platform)
+
+
 def test_explicit_platform_and_environment_never_probe(probe_calls: List[str]) -> None:
     base = full_record()
     StepInfo("u", "C", set(), True, platform=base.platform, environment=base.environment)
@@ -486,6 +548,56 @@ def test_a_start_set_by_hand_in_another_zone_is_compared_in_utc(start: dt.dateti
     assert earlier.duration is not None and earlier.duration > dt.timedelta(days=9000)
 
 
+@pytest.mark.parametrize(
+    ("start", "error", "message"),
+    [
+        ("2024-03-10T06:59:58", TypeError, r"^start_time: expected a datetime, got '2024-03-10T"),
+        (dt.date(2024, 3, 10), TypeError, r"^start_time: expected a datetime, got a value of"),
+        (1710053998.0, TypeError, r"^start_time: expected a datetime, got 1710053998\.0$"),
+        # set by hand at an offset that puts it past the range of datetime in UTC
+        (
+            dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+            ValueError,
+            r"^start_time: .* is out of range in UTC$",
+        ),
+        (
+            dt.datetime(1, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5))),
+            ValueError,
+            r"^start_time: .* is out of range in UTC$",
+        ),
+    ],
+)
+def test_ending_with_a_start_time_set_by_hand_that_is_not_a_time_names_it(
+    start: Any, error: type, message: str
+) -> None:
+    # An engine that set start_time itself (an ISO string, a date, a POSIX timestamp) got a bare
+    # AttributeError from inside the end-time check, and an OverflowError for a time whose UTC
+    # falls outside year 1 to 9999; mark_failed had set the error already, which left the record
+    # with no state. Now a clear error names the field, and the record is left as it was.
+    for name in ("complete", "fail"):
+        info = record(start_time=start)
+        with pytest.raises(error, match=message):
+            call(info, name)
+        assert info.end_time is None and info.error is None
+    info = record(start_time=start, end_time=T1)
+    with pytest.raises(error, match=message):
+        info.duration  # noqa: B018
+
+
+def test_duration_of_an_end_time_set_by_hand_that_is_not_a_time_names_it() -> None:
+    with pytest.raises(TypeError, match=r"^end_time: expected a datetime, got '2024-03-10"):
+        record(start_time=T0, end_time="2024-03-10T07:42:03").duration  # noqa: B018
+
+
+def test_local_times_of_times_set_by_hand_that_are_not_times_name_them() -> None:
+    # A bare AttributeError ('str' object has no attribute 'tzinfo') before.
+    info = record(start_time=dt.date(2024, 3, 10), end_time="2024-03-10T07:42:03")
+    with pytest.raises(TypeError, match=r"^start_time: expected a datetime, got a value of type"):
+        info.start_time_local  # noqa: B018
+    with pytest.raises(TypeError, match=r"^end_time: expected a datetime, got '2024-03-10"):
+        info.end_time_local  # noqa: B018
+
+
 def test_the_real_clock_gives_aware_utc_times_with_microseconds() -> None:
     info = record()
     before = dt.datetime.now(UTC)
@@ -560,6 +672,83 @@ def test_failing_with_something_else_is_a_type_error() -> None:
     assert info.state is StepState.RUNNING
 
 
+class _Reason(str):
+    """A str subclass, as an engine's own reason type or a str-mixin enum member would be."""
+
+
+def test_a_failure_given_as_a_str_subclass_is_stored_as_a_plain_string() -> None:
+    # The text was stored as given: the record then pickled with the subclass's class, which
+    # the safe loader refuses, so a record failed by the helper could not be read back.
+    import pickle
+
+    from tango_stepinfo import loads
+
+    for reason in (_Reason("worker lost: exit code -9"), StepState.FAILED):
+        info = record(start_time=T0)
+        info.mark_failed(reason)
+        assert type(info.error) is str and info.error == str.__str__(reason)
+        assert loads(pickle.dumps(info)) == info
+
+
+class _RaisingGetattr(Exception):
+    def __getattr__(self, name: str) -> Any:  # a proxy's: raises other than AttributeError
+        raise RuntimeError(f"no remote attribute {name}")
+
+
+class _RaisingCause(Exception):
+    @property  # type: ignore[override]
+    def __cause__(self) -> Any:
+        raise RuntimeError("cause")
+
+
+class _RaisingSuppress(Exception):
+    @property  # type: ignore[override]
+    def __suppress_context__(self) -> Any:
+        raise RuntimeError("suppress")
+
+
+class _BadTraceback(Exception):
+    @property  # type: ignore[override]
+    def __traceback__(self) -> Any:
+        return 5
+
+
+class _BadContext(Exception):
+    @property  # type: ignore[override]
+    def __context__(self) -> Any:
+        return "not an exception"
+
+
+@pytest.mark.parametrize(
+    "kind", [_RaisingGetattr, _RaisingCause, _RaisingSuppress, _BadTraceback, _BadContext]
+)
+def test_running_fails_with_an_exception_that_traceback_cannot_format(kind: type) -> None:
+    # traceback.format_exception raised from inside (a __getattr__ raising RuntimeError for
+    # __notes__, a property raising, a __traceback__ that is no traceback): mark_failed raised
+    # that instead, running() replaced the step's exception with it, and the record stayed
+    # RUNNING, so it looked alive for good. Now the exception is stored with its own traceback
+    # and text, read past its overrides.
+    import pickle
+
+    from tango_stepinfo import loads
+
+    info = record()
+    escaped: Optional[BaseException] = None
+    try:  # not pytest.raises: pytest itself fails to report such an exception
+        with info.running():
+            raise kind("the step broke")
+    except BaseException as e:
+        escaped = e
+    assert type(escaped).__name__ == kind.__name__
+    assert info.state is StepState.FAILED and info.error is not None
+    assert info.error.startswith("Traceback (most recent call last):\n")
+    assert 'raise kind("the step broke")' in info.error
+    # (3.13's traceback reports an error getting __notes__ on a line of its own after it)
+    assert f"{kind.__qualname__}: the step broke\n" in info.error
+    assert loads(pickle.dumps(info)) == info
+    assert StepInfo.from_json_dict(json.loads(json.dumps(info.to_json_dict()))) == info
+
+
 def test_running_completes() -> None:
     info = record()
     with info.running() as inside:
@@ -624,3 +813,132 @@ def test_the_lifecycle_never_probes(probe_calls: List[str]) -> None:
     with pytest.raises(ZeroDivisionError), again.running():
         1 / 0  # noqa: B018
     assert probe_calls == []
+
+
+# --- the same record marked from two threads ------------------------------------------------
+
+
+def _race(monkeypatch: pytest.MonkeyPatch, first: str, second: str) -> List[str]:
+    """Run ``call(info, first)`` in one thread, held inside its reading of the clock, and
+    ``call(info, second)`` in another meanwhile; the names of those that were accepted."""
+    import threading
+
+    from tango_stepinfo import _clock
+
+    inside, go = threading.Event(), threading.Event()
+    times = iter([T0, T1, T1 + dt.timedelta(seconds=1)])
+
+    def held_now() -> dt.datetime:
+        if not inside.is_set():
+            inside.set()
+            go.wait(10)
+        return next(times)
+
+    info = record(start_time=T0 if first != "start" else None)
+    monkeypatch.setattr(_clock, "now", held_now)
+    accepted: List[str] = []
+
+    def mark(name: str) -> None:
+        try:
+            call(info, name)
+            accepted.append(name)
+        except InvalidStepStateError:
+            pass
+
+    one = threading.Thread(target=mark, args=(first,))
+    one.start()
+    assert inside.wait(10)
+    two = threading.Thread(target=mark, args=(second,))
+    two.start()
+    two.join(0.2)  # not a timing assert: lets the second get as far as it can before the first
+    go.set()
+    one.join(10)
+    two.join(10)
+    assert info._phase() is not StepState.INCOMPLETE
+    return accepted
+
+
+def test_two_threads_never_both_start_a_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both checked that the record could start before either set its start time: two workers
+    # of a pool were each told they own the step.
+    assert _race(monkeypatch, "start", "start") == ["start"]
+
+
+@pytest.mark.parametrize(("first", "second"), [("complete", "fail"), ("fail", "complete")])
+def test_two_threads_never_both_end_a_record(
+    monkeypatch: pytest.MonkeyPatch, first: str, second: str
+) -> None:
+    # A timeout thread failing a step while the worker completes it: both were accepted, and
+    # the record kept the end of one and the error of the other.
+    assert _race(monkeypatch, first, second) == [first]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_child_forked_while_another_thread_marks_a_record_can_mark_records() -> None:
+    # The helpers' lock, held by a thread that the child does not have, is made anew there.
+    import threading
+
+    from tango_stepinfo import step_info
+
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with step_info._marking:
+            holding.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+
+        def child() -> bool:
+            info = record()
+            with info.running():
+                pass
+            return info.state is StepState.COMPLETED
+
+        assert exit_code_of_forked(child) == 0
+    finally:
+        done.set()
+        holder.join(10)
+
+
+# --- any sequence of calls ------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    phase=st.sampled_from(sorted(PHASES)),
+    cacheable=st.booleans(),
+    calls=lifecycle_calls,
+    readings=st.lists(clock_readings, min_size=16, max_size=16),
+)
+def test_any_sequence_of_calls_keeps_a_valid_record_that_round_trips(
+    phase: str, cacheable: bool, calls: List[Any], readings: List[dt.datetime]
+) -> None:
+    import pickle
+
+    from tango_stepinfo import _clock, loads
+
+    info = record(cacheable=cacheable, result_location="/r", **PHASES[phase])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_clock, "now", readings.pop)
+        for name, failure in calls:
+            before = dataclasses.replace(info)
+            expected = TRANSITIONS[(info._phase().value, name)]
+            if not cacheable and (info._phase().value, name) == ("completed", "start"):
+                expected = "running"
+            try:
+                if name == "fail":
+                    info.mark_failed(failure)
+                else:
+                    call(info, name)
+            except InvalidStepStateError:
+                assert expected is None and info == before
+                continue
+            assert info._phase() is StepState(expected)
+            if info.end_time is not None:
+                assert info.start_time is not None and info.end_time >= info.start_time
+            assert StepInfo.from_json_dict(json.loads(json.dumps(info.to_json_dict()))) == info
+            assert loads(pickle.dumps(info)) == info

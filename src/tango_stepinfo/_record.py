@@ -345,6 +345,26 @@ class Record:
         """
         return (_plans or _codec()).decode(cls, json_dict)  # type: ignore[no-any-return]
 
+    def __copy__(self: _T) -> _T:
+        """A shallow copy: the same field values, as ``copy.copy`` makes of a plain dataclass.
+
+        Without it, :mod:`copy` would go through :meth:`__getstate__`, which writes ``config``
+        and ``metadata`` as JSON values (a tuple as a list, a ``Path`` as a string): the copy
+        would not equal the record.
+        """
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self: _T, memo: Dict[int, Any]) -> _T:
+        """A deep copy of the field values as they are (see :meth:`__copy__`)."""
+        import copy
+
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
+
     def __getstate__(self) -> Dict[str, Any]:
         """The pickled state: fields by name, ``None`` fields left out, sets as sorted lists,
         lists of pairs (``packages``) flattened into one tuple ``(name, version, name, ...)``,

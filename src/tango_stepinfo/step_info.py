@@ -6,7 +6,9 @@ so the classes stay here for good.
 
 from __future__ import annotations
 
+import _thread
 import datetime as _dt
+import os
 from dataclasses import field
 from enum import Enum
 from types import TracebackType
@@ -104,30 +106,86 @@ class StepLike(Protocol):
         """Free-form metadata of the step; becomes :attr:`StepInfo.metadata`."""
 
 
-def _local(value: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
-    from ._times import as_utc
+_marking = _thread.RLock()
+"""Held while a lifecycle helper checks a record's state and sets its times and error, so that
+of two threads marking one record (two workers starting it, a timeout failing it while it
+completes) exactly one succeeds. One lock for all records: each helper holds it for a few
+microseconds. Reentrant, so that a signal handler marking a record in the thread that holds it
+does not wait for itself; made anew in a forked child, where the thread holding it is gone."""
 
+
+def _new_lock() -> None:
+    global _marking
+    _marking = _thread.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_new_lock)
+
+
+def _local(name: str, value: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
     # astimezone() with no argument uses the local zone's rules in force at that instant.
-    return None if value is None else as_utc(value).astimezone()
+    return None if value is None else _in_utc(name, value).astimezone()
+
+
+def _in_utc(name: str, value: Any, utc: Optional[_dt.tzinfo] = None) -> _dt.datetime:
+    """``value``, a time field set by hand, in UTC (a naive one taken as UTC).
+
+    :raises TypeError: ``value`` is not a datetime (an ISO string, a date, a timestamp).
+    :raises ValueError: ``value`` is out of the range of datetime in UTC.
+    """
+    from ._times import UTC, as_utc
+
+    if not isinstance(value, _dt.datetime):
+        from ._errors import show
+
+        raise TypeError(f"{name}: expected a datetime, got {show(value)}")
+    try:
+        return as_utc(value, utc or UTC)
+    except OverflowError:
+        raise ValueError(f"{name}: {value!r} is out of range in UTC") from None
 
 
 def _format_error(error: Union[BaseException, str]) -> str:
     """The text stored for a failure: an exception formatted with its traceback (the chained
-    exceptions included) exactly as Tango's workspaces store it, or a string as it is; secret
-    shapes redacted from either."""
+    exceptions included) exactly as Tango's workspaces store it, or a string as the plain string it
+    holds; secret shapes redacted from either."""
     from . import redact
 
     if isinstance(error, BaseException):
         import traceback  # ~1 ms to import: only when a step fails
 
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        try:
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        except Exception:  # any: the exception's own code runs in there
+            text = _format_own(error)
     elif isinstance(error, str):
-        text = error
+        text = str.__str__(error)  # a subclass's class would make the pickle unreadable
     else:
         raise TypeError(f"error: expected an exception or a string, got {type(error).__name__}")
     from ._privacy import free_text
 
     return free_text(redact.redact_text(text))
+
+
+def _format_own(error: BaseException) -> str:
+    """``error`` with its own traceback and text only, read past its class's overrides: for an
+    exception that :func:`traceback.format_exception` cannot format (a ``__getattr__`` that
+    raises other than :exc:`AttributeError` for ``__notes__``, a property ``__cause__`` that
+    raises, a ``__traceback__`` that is no traceback)."""
+    import traceback
+
+    tb: Optional[TracebackType] = vars(BaseException)["__traceback__"].__get__(error)
+    kind = type(error)
+    name = kind.__qualname__
+    if kind.__module__ not in ("__main__", "builtins"):
+        name = f"{kind.__module__}.{name}"
+    try:
+        message = str(error)
+    except Exception:  # as traceback writes it
+        message = "<exception str() failed>"
+    head = "Traceback (most recent call last):\n" + "".join(traceback.format_tb(tb)) if tb else ""
+    return f"{head}{name}: {message}\n" if message else f"{head}{name}\n"
 
 
 class _Running:
@@ -156,18 +214,31 @@ class _Running:
         # else: the body finished the record itself; its exception propagates unchanged.
 
 
+_SEQUENCES = (list, tuple, set, frozenset)
+
+
 def replace_steps_with_unique_id(value: Any) -> Any:
     """Replace the steps inside a step's config by references, as Tango does.
 
     A step (any object with a string ``unique_id``) becomes ``{"type": "ref", "ref": <id>}``; an
     indexed step (an object with a ``step`` that has one, and a ``key``, like Tango's
     ``StepIndexer``) becomes ``{"type": "ref", "ref": <id>, "key": <key>}``. Lists, tuples, sets
-    and dicts are rebuilt with their contents replaced; everything else is returned as it is.
+    and dicts are rebuilt with their contents replaced (a named tuple as itself, a subclass whose
+    constructor takes no iterable as its base type); everything else is returned as it is.
     """
     if isinstance(value, dict):
         return {key: replace_steps_with_unique_id(item) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return type(value)(replace_steps_with_unique_id(item) for item in value)
+        cls = type(value)
+        items = [replace_steps_with_unique_id(item) for item in value]
+        if cls in _SEQUENCES:
+            return cls(items)
+        if isinstance(value, tuple) and hasattr(cls, "_make"):  # a named tuple
+            return cls._make(items)
+        try:
+            return cls(items)
+        except TypeError:  # its constructor takes other arguments
+            return next(base for base in _SEQUENCES if isinstance(value, base))(items)
     if isinstance(value, (str, bytes, int, float)) or value is None:
         return value
     step = getattr(value, "step", None)
@@ -288,22 +359,30 @@ class StepInfo(Record):
         """:attr:`start_time` in this machine's local time zone, with the offset in force then.
 
         A July time in New York comes back at -04:00 and a January one at -05:00.
+
+        :raises TypeError: :attr:`start_time` was set by hand to something not a datetime.
         """
-        return _local(self.start_time)
+        return _local("start_time", self.start_time)
 
     @property
     def end_time_local(self) -> Optional[_dt.datetime]:
-        """:attr:`end_time` in this machine's local time zone, with the offset in force then."""
-        return _local(self.end_time)
+        """:attr:`end_time` in this machine's local time zone, with the offset in force then.
+
+        :raises TypeError: :attr:`end_time` was set by hand to something not a datetime.
+        """
+        return _local("end_time", self.end_time)
 
     @property
     def duration(self) -> Optional[_dt.timedelta]:
-        """``end_time - start_time``, or ``None`` when either is missing."""
+        """``end_time - start_time``, or ``None`` when either is missing.
+
+        :raises TypeError: a time set by hand is not a datetime; the message names the field.
+        :raises ValueError: a time set by hand is out of the range of datetime in UTC.
+        """
         if self.start_time is None or self.end_time is None:
             return None
-        from ._times import as_utc
-
-        return as_utc(self.end_time) - as_utc(self.start_time)
+        start = _in_utc("start_time", self.start_time)
+        return _in_utc("end_time", self.end_time) - start
 
     @property
     def state(self) -> StepState:
@@ -366,10 +445,9 @@ class StepInfo(Record):
         start = self.start_time
         if start is None:
             return end
-        if start.tzinfo is not end.tzinfo:  # set by hand: compared in UTC, naive taken as UTC
-            from ._times import as_utc
-
-            start = as_utc(start, end.tzinfo)  # type: ignore[arg-type]
+        if type(start) is not _dt.datetime or start.tzinfo is not end.tzinfo:
+            # set by hand: compared in UTC, naive taken as UTC
+            start = _in_utc("start_time", start, end.tzinfo)
         return start if end < start else end
 
     def mark_started(self) -> None:
@@ -386,18 +464,19 @@ class StepInfo(Record):
         :raises InvalidStepStateError: the step is running, or completed and cacheable, or its
             times and error have no state.
         """
-        phase = self._phase()
-        if phase is StepState.RUNNING or (phase is StepState.COMPLETED and self.cacheable):
-            raise InvalidStepStateError(
-                f"StepInfo {self.unique_id!r}: cannot start a step that is {phase.value}"
-                + ("" if phase is StepState.RUNNING else " (a cacheable result is reused)")
-            )
         from ._clock import now
 
-        self.start_time = now()
-        self.end_time = None
-        self.error = None
-        self.result_location = None
+        with _marking:
+            phase = self._phase()
+            if phase is StepState.RUNNING or (phase is StepState.COMPLETED and self.cacheable):
+                raise InvalidStepStateError(
+                    f"StepInfo {self.unique_id!r}: cannot start a step that is {phase.value}"
+                    + ("" if phase is StepState.RUNNING else " (a cacheable result is reused)")
+                )
+            self.start_time = now()
+            self.end_time = None
+            self.error = None
+            self.result_location = None
 
     def mark_completed(self) -> None:
         """Mark the running step as finished without error: :attr:`end_time` becomes the
@@ -405,9 +484,12 @@ class StepInfo(Record):
 
         :raises InvalidStepStateError: the step is not running (never started, or already
             finished).
+        :raises TypeError: :attr:`start_time` was set by hand to something not a datetime.
+        :raises ValueError: :attr:`start_time` was set by hand out of the range of datetime in UTC.
         """
-        self._require_running("complete")
-        self.end_time = self._end_time()
+        with _marking:
+            self._require_running("complete")
+            self.end_time = self._end_time()
 
     def mark_failed(self, error: Union[BaseException, str]) -> None:
         """Mark the running step as failed: :attr:`end_time` becomes the current time (never
@@ -415,18 +497,25 @@ class StepInfo(Record):
 
         An exception is stored as Tango's workspaces store it, formatted with its traceback
         (``traceback.format_exception``, chained exceptions included); a string is stored as it
-        is. Either way, secret shapes (credentials in URLs, ``password=...``) are redacted with
+        is (a subclass of ``str`` as the plain string it holds). An exception that
+        ``traceback`` cannot format (its own code raises in there) is stored with its own
+        traceback and text only, without the chained ones. Either way, secret shapes
+        (credentials in URLs, ``password=...``) are redacted with
         :func:`tango_stepinfo.redact.redact_text`.
 
         :param error: the exception the step failed with, or a text describing the failure.
         :raises InvalidStepStateError: the step is not running (never started, or already
             finished).
-        :raises TypeError: ``error`` is neither an exception nor a string.
+        :raises TypeError: ``error`` is neither an exception nor a string, or
+            :attr:`start_time` was set by hand to something not a datetime.
+        :raises ValueError: :attr:`start_time` was set by hand out of the range of datetime in UTC.
         """
         text = _format_error(error)
-        self._require_running("fail")
-        self.error = text
-        self.end_time = self._end_time()
+        with _marking:
+            self._require_running("fail")
+            end = self._end_time()  # may raise: before anything is set
+            self.error = text  # first: a reader never sees the end without the error (COMPLETED)
+            self.end_time = end
 
     def running(self) -> ContextManager[StepInfo]:
         """Mark the step as started, run the ``with`` body, then mark it completed or failed.
@@ -460,19 +549,42 @@ class StepInfo(Record):
 
         :param step: a Tango ``Step`` or any object with the same attributes.
         :param kwargs: further fields, e.g. ``start_time`` or ``platform``.
+        :raises StepInfoEncodeError: the config holds itself, or nests too deeply to replace the
+            steps inside.
+        :raises TypeError: a dependency is not a step (has no ``unique_id``).
         """
         try:
             config = step.config
         except ValueError:
             config = None
+        try:
+            config = replace_steps_with_unique_id(config)
+        except RecursionError:
+            from .errors import StepInfoEncodeError
+
+            raise StepInfoEncodeError(
+                "config", "nested too deeply, or a container in it holds itself"
+            ) from None
+        dependencies = list(step.dependencies)
+        try:
+            ids = {dep.unique_id for dep in dependencies}
+        except AttributeError:
+            odd = [dep for dep in dependencies if not hasattr(dep, "unique_id")]
+            if not odd:
+                raise  # a unique_id that raised only once: its own error
+            from ._errors import show
+
+            raise TypeError(
+                f"dependencies: expected steps (objects with a unique_id), got {show(odd[0])}"
+            ) from None
         return cls(
             unique_id=step.unique_id,
             step_name=step.name,
             step_class_name=step.class_name,
             version=step.VERSION,
-            dependencies={dep.unique_id for dep in step.dependencies},
+            dependencies=ids,
             cacheable=step.cache_results,
-            config=replace_steps_with_unique_id(config),
+            config=config,
             metadata=step.metadata,
             **kwargs,
         )
