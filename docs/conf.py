@@ -47,6 +47,7 @@ _STDLIB = [
     "datetime.datetime",
     "datetime.timedelta",
     "fnmatch",
+    "ipaddress",
     "json.dumps",
     "json.loads",
     "os.fsdecode",

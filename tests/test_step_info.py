@@ -805,6 +805,16 @@ def test_running_leaves_a_record_the_body_finished_and_re_raises() -> None:
         finished.mark_completed()
 
 
+def test_running_keeps_a_failure_the_body_recorded_and_returned() -> None:
+    # An engine running a child process fails the step with its exit code and returns.
+    info = record()
+    with info.running():
+        info.mark_failed("worker lost: exit code -9")
+    assert info.state is StepState.FAILED
+    assert info.error == "worker lost: exit code -9"
+    assert info.end_time is not None
+
+
 def test_the_lifecycle_never_probes(probe_calls: List[str]) -> None:
     info = record()
     with info.running():

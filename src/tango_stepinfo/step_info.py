@@ -207,7 +207,9 @@ class _Running:
         tb: Optional[TracebackType],
     ) -> None:
         if error is None:
-            self.info.mark_completed()
+            if self.info._phase() is not StepState.FAILED:
+                self.info.mark_completed()  # raises if the body completed it itself: twice
+            # else: the body failed it with a reason of its own (a child's exit code): kept
             return
         if self.info._phase() is StepState.RUNNING:
             self.info.mark_failed(error)
@@ -527,7 +529,9 @@ class StepInfo(Record):
         :class:`SystemExit` and :class:`GeneratorExit` (a generator closed inside the body)
         included, because the step did not finish; Tango's steps record these as failures too,
         and a ``FAILED`` record is run again, where a ``RUNNING`` one would look alive. If the
-        body raised after finishing the record itself, the record is left as it is.
+        body raised after finishing the record itself, the record is left as it is; if it
+        returns after :meth:`mark_failed` (a failure that is no Python exception, say a child's
+        exit code), the record stays failed and nothing is raised.
 
         :returns: a context manager whose ``as`` target is this record.
         """
