@@ -1407,7 +1407,7 @@ def test_probes_with_file_descriptors_past_1024(tmp_path: Path, has_poll: bool) 
     diff = subprocess.run(
         [
             str(shutil.which("git")),
-            *("diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "--no-textconv"),
+            *("diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv"),
             *("--no-renames", "--src-prefix=a/", "--dst-prefix=b/", "HEAD"),
         ],
         cwd=tmp_path / "repo",

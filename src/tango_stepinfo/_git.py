@@ -473,7 +473,6 @@ def read(
 
 DIFF_OPTIONS = (
     "--binary",
-    "--full-index",
     "--no-color",
     "--no-ext-diff",
     "--no-textconv",
@@ -739,6 +738,7 @@ _PINNED = (
     "diff.submodule=short",
     "diff.ignoreSubmodules=none",
     "core.quotePath=true",
+    "core.abbrev=auto",
     "core.loosecompression=1",
     "core.fsmonitor=",  # off: empty is false to gits since 2.36, no hook to older ones
 )

@@ -65,10 +65,9 @@ class GitMetadata(Record):
     :ivar dirty: whether tracked files differ from ``HEAD``; ``None`` when unknown (no ``git``
         binary, the check timed out or is turned off). Not in Tango.
     :ivar diff: what the tracked files hold that ``HEAD`` does not: the SHA-256 (lowercase hex) of
-        the output of ``git diff --binary --full-index --no-color --no-ext-diff --no-textconv
-        --no-renames --src-prefix=a/ --dst-prefix=b/ HEAD`` with git's default diff settings.
-        ``None`` when the tree is clean, when there are no commits, or when it could not be
-        computed. Untracked files are not part of it. Set
+        the output of ``git diff --binary --no-color --no-ext-diff --no-textconv --no-renames
+        --src-prefix=a/ --dst-prefix=b/ HEAD``. ``None`` when the tree is clean, when there are
+        no commits, or when it could not be computed. Untracked files are not part of it. Set
         exactly when ``dirty`` is true (when both are known). Not in Tango.
     """
 
