@@ -1239,6 +1239,35 @@ def test_tango_alias_on_refuses_an_environment_without_tango() -> None:
     )
 
 
+def test_tango_alias_status_names_what_is_in_the_way(tmp_path: Path) -> None:
+    from tango_stepinfo._tango_alias import PTH_NAME
+
+    (tmp_path / PTH_NAME).mkdir()
+    line = fails_cleanly(run("tango-alias", "status", "--site", str(tmp_path)))
+    assert line == f"tango-stepinfo: {tmp_path / PTH_NAME}: not a regular file (a directory)"
+    line = fails_cleanly(run("tango-alias", "on", "--site", str(tmp_path)))
+    assert line == f"tango-stepinfo: {tmp_path / PTH_NAME}: Is a directory"
+    assert [p.name for p in tmp_path.iterdir()] == [PTH_NAME]
+
+
+@pytest.mark.parametrize("version", ["1.4.0", None])
+def test_tango_alias_on_refuses_another_tango(tmp_path: Path, version: Optional[str]) -> None:
+    (tmp_path / "tango").mkdir()
+    (tmp_path / "tango" / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    if version:
+        info = tmp_path / f"ai2_tango-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: ai2-tango\nVersion: {version}\n"
+        )
+    line = fails_cleanly(run("tango-alias", "on", env={"PYTHONPATH": str(tmp_path)}))
+    found = f"ai2-tango {version}" if version else "a tango package that is not ai2-tango"
+    assert line == (
+        f"tango-stepinfo: {tmp_path / 'tango' / '__init__.py'}: {found}, "
+        "but the alias is made for ai2-tango 1.3.2; use --site to force"
+    )
+
+
 def _run_with_stdout(stdout: Any, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tango_stepinfo", *args],

@@ -128,3 +128,80 @@ def test_tango_location_imports_nothing(fake_tango: Path) -> None:
     done = python(code, fake_tango)
     assert done.stdout == f"{fake_tango / 'tango' / '__init__.py'}\nFalse\n", done.stderr
     assert _tango_alias.ALIASED == "tango.step_info"
+
+
+def _status_in_a_child(site: Path) -> subprocess.CompletedProcess[str]:
+    """``status(site)`` in a fresh interpreter: a FIFO once made it wait for a writer forever."""
+    code = "import sys, pathlib, tango_stepinfo._tango_alias as a\n"
+    code += "try:\n print(a.status(pathlib.Path(sys.argv[1])))\n"
+    code += "except a.AliasFileError as e:\n print(e)\n"
+    environ = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.run(
+        [sys.executable, "-c", code, str(site)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,  # a guard against the old hang, not a speed assertion
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_status_of_a_fifo_in_place_of_the_file_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / PTH_NAME)
+    done = _status_in_a_child(tmp_path)
+    assert done.stdout == f"{tmp_path / PTH_NAME}: not a regular file (a FIFO)\n", done.stderr
+
+
+def test_status_of_a_directory_or_an_edited_file_is_an_error_not_off(tmp_path: Path) -> None:
+    path = tmp_path / PTH_NAME
+    path.mkdir()
+    with pytest.raises(_tango_alias.AliasFileError, match=r"not a regular file \(a directory\)"):
+        status(tmp_path)
+    path.rmdir()
+    path.write_text("import os\n" + PTH_LINE)  # Python still runs it: neither on nor off
+    with pytest.raises(_tango_alias.AliasFileError) as raised:
+        status(tmp_path)
+    assert str(raised.value) == (
+        f"{path}: is not the file 'tango-alias on' writes (edited?); "
+        "'on' rewrites it, 'off' removes it"
+    )
+    path.write_text(PTH_LINE)
+    assert status(tmp_path)
+
+
+def test_status_follows_a_symlink_as_python_does(tmp_path: Path) -> None:
+    real = tmp_path / "real.txt"
+    real.write_text(PTH_LINE)
+    (tmp_path / PTH_NAME).symlink_to(real)
+    assert status(tmp_path)
+    real.unlink()  # dangling: Python skips it, so it is off
+    assert not status(tmp_path)
+    enable(tmp_path)  # replaces the link itself, never writes through it
+    assert not (tmp_path / PTH_NAME).is_symlink() and status(tmp_path)
+
+
+def test_a_failed_enable_leaves_no_temporary_file(tmp_path: Path) -> None:
+    (tmp_path / PTH_NAME).mkdir()
+    with pytest.raises(IsADirectoryError):
+        enable(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [PTH_NAME]
+
+
+def test_enable_never_writes_through_a_planted_temporary_name(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / f"{PTH_NAME}.tmp").symlink_to(victim)  # the fixed name the old code wrote to
+    enable(site)
+    assert victim.read_text() == "keep me\n" and status(site)
+
+
+def test_the_file_is_readable_by_every_user_of_the_environment(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = enable(tmp_path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -583,9 +583,23 @@ def _cmd_alias(args: argparse.Namespace) -> int:
     path = _clean(str(alias.pth_path(site)))
     try:
         if args.action == "on":
-            if site is None and alias.tango_location() is None:
-                _error(f"ai2-tango is not installed for {sys.executable}; use --site to force")
-                return 2
+            if site is None:
+                location = alias.tango_location()
+                if location is None:
+                    _error(f"ai2-tango is not installed for {sys.executable}; use --site to force")
+                    return 2
+                version = alias.tango_version()
+                if version != alias.TANGO_VERSION:
+                    found = (
+                        f"ai2-tango {version}"
+                        if version
+                        else "a tango package that is not ai2-tango"
+                    )
+                    _error(
+                        f"{location}: {found}, but the alias is made for ai2-tango "
+                        f"{alias.TANGO_VERSION}; use --site to force"
+                    )
+                    return 2
             alias.enable(site)
             sys.stdout.write(f"on: tango.step_info is tango_stepinfo in new processes ({path})\n")
         elif args.action == "off":
@@ -597,6 +611,9 @@ def _cmd_alias(args: argparse.Namespace) -> int:
             return 0 if on else 1
     except OSError as e:
         _error(f"{path}: {e.strerror or e}")
+        return 2
+    except alias.AliasFileError as e:
+        _error(str(e))
         return 2
     return 0
 

@@ -20,7 +20,9 @@ unmodified Tango.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import sys
 import sysconfig
 from importlib.abc import Loader, MetaPathFinder
@@ -29,9 +31,23 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence
 
-__all__ = ["PTH_NAME", "disable", "enable", "install", "pth_path", "spec", "status"]
+from .errors import _PathError
+
+__all__ = [
+    "PTH_NAME",
+    "AliasFileError",
+    "disable",
+    "enable",
+    "install",
+    "pth_path",
+    "spec",
+    "status",
+]
 
 ALIASED = "tango.step_info"
+
+TANGO_VERSION = "1.3.2"
+"""The ai2-tango release whose ``tango.step_info`` this library stands in for."""
 
 PTH_NAME = "tango_stepinfo_tango_alias.pth"
 """The file :func:`enable` writes into site-packages."""
@@ -115,25 +131,87 @@ def pth_path(site: Optional[Path] = None) -> Path:
     return (site or site_packages()) / PTH_NAME
 
 
+class AliasFileError(_PathError, ValueError):
+    """Something other than the file :func:`enable` writes is at the ``.pth`` path.
+
+    The message is ``path: problem``: a directory, FIFO or other non-regular file, or a file
+    with other contents (Python would still run its ``import`` lines, so it is neither on nor
+    off).
+    """
+
+
+# The kinds of non-regular file that can sit at a path, named for the message.
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
 def status(site: Optional[Path] = None) -> bool:
-    """Whether the alias is on in ``site`` (this environment's site-packages by default)."""
+    """Whether the alias is on in ``site`` (this environment's site-packages by default).
+
+    A symbolic link is followed, as Python does; a dangling one is off.
+
+    :returns: ``True`` when the file holds exactly the line :func:`enable` writes, ``False``
+        when there is none.
+    :raises AliasFileError: when something else is there (never waits on a FIFO).
+    :raises OSError: when it cannot be read.
+    """
     path = pth_path(site)
     try:
-        return path.read_text(encoding="utf-8") == PTH_LINE
-    except (OSError, UnicodeDecodeError):
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
         return False
+    except IsADirectoryError:  # where opening a directory read-only is refused
+        raise AliasFileError(str(path), "not a regular file (a directory)") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "of an unknown kind")
+            raise AliasFileError(str(path), f"not a regular file ({kind})")
+        data = os.read(fd, len(PTH_LINE) + 1)  # enough to tell; a huge file is not read whole
+    finally:
+        os.close(fd)
+    if data != PTH_LINE.encode("utf-8"):
+        raise AliasFileError(
+            str(path),
+            "is not the file 'tango-alias on' writes (edited?); 'on' rewrites it, 'off' removes it",
+        )
+    return True
 
 
 def enable(site: Optional[Path] = None) -> Path:
-    """Write the ``.pth`` file (atomically: a temporary file renamed into place).
+    """Write the ``.pth`` file atomically, readable by every user of the environment.
+
+    The line goes to a new temporary file of a unique name in the same folder (created
+    exclusively, so nothing planted there is written through), which is then renamed over
+    the path; on failure it is removed, so the folder is left as it was.
 
     :returns: its path.
     :raises OSError: when it cannot be written.
     """
+    import tempfile
+
     path = pth_path(site)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(PTH_LINE, encoding="utf-8")
-    os.replace(tmp, path)
+    # The name starts with "." and does not end in ".pth": site never runs it.
+    fd, name = tempfile.mkstemp(prefix=f".{PTH_NAME}.", suffix=".tmp", dir=path.parent)
+    try:
+        with open(fd, "wb") as f:
+            f.write(PTH_LINE.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(name, 0o666 & ~umask)  # mkstemp makes it 0600: other users' Pythons read it
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
     return path
 
 
@@ -159,3 +237,17 @@ def tango_location() -> Optional[str]:
     except (ImportError, ValueError):
         return None
     return None if spec is None else str(spec.origin)
+
+
+def tango_version() -> Optional[str]:
+    """The installed ``ai2-tango`` distribution's version, or ``None``; imports nothing of it.
+
+    ``None`` with :func:`tango_location` set means a ``tango`` package that pip did not install
+    as ``ai2-tango`` (another project of that name, or a source tree on ``sys.path``).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ai2-tango")
+    except PackageNotFoundError:
+        return None
