@@ -205,3 +205,10 @@ def test_the_file_is_readable_by_every_user_of_the_environment(tmp_path: Path) -
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_status_of_a_site_that_is_not_a_folder_is_an_error_not_off(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-site"  # a mistyped --site must not read as "off"
+    with pytest.raises(_tango_alias.AliasFileError) as raised:
+        status(missing)
+    assert str(raised.value) == f"{missing}: no such folder"

@@ -157,7 +157,8 @@ def status(site: Optional[Path] = None) -> bool:
 
     :returns: ``True`` when the file holds exactly the line :func:`enable` writes, ``False``
         when there is none.
-    :raises AliasFileError: when something else is there (never waits on a FIFO).
+    :raises AliasFileError: when something else is there (never waits on a FIFO), or when
+        ``site`` is not a folder.
     :raises OSError: when it cannot be read.
     """
     path = pth_path(site)
@@ -165,6 +166,8 @@ def status(site: Optional[Path] = None) -> bool:
         # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
+        if not path.parent.is_dir():  # a mistyped --site is not "off"
+            raise AliasFileError(str(path.parent), "no such folder") from None
         return False
     except IsADirectoryError:  # where opening a directory read-only is refused
         raise AliasFileError(str(path), "not a regular file (a directory)") from None
