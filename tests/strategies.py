@@ -81,6 +81,47 @@ aware_times = st.datetimes(
 )
 naive_times = st.datetimes(min_value=dt.datetime(1900, 1, 2), max_value=dt.datetime(2200, 12, 30))
 
+
+def _mostly(valid: Any, misses: Any) -> Any:
+    """Values of ``valid`` three times in four, else a near miss of ``misses``."""
+    return st.one_of(valid, valid, valid, misses)
+
+
+def _either(*items: str) -> Any:
+    return st.sampled_from(items)
+
+
+# Texts shaped like times, in the forms the decoder reads and near misses (each part mostly
+# right, so that whole texts often are): years at the ends of a datetime's range (0000 is
+# none), days past the month's end, hour 24, a leap second, a fraction of 0 to 10 digits after
+# "." or ",", offsets with and without colons, a trailing newline or space.
+time_texts = st.builds(
+    "".join,
+    st.tuples(
+        _mostly(
+            _either("0001", "2024", "2023", "9999") | st.from_regex(r"\A[0-9]{4}\Z"),
+            st.just("0000"),
+        ),
+        st.just("-"),
+        _mostly(_either("01", "02", "12"), _either("00", "13")),
+        st.just("-"),
+        _mostly(_either("01", "29", "30", "31"), _either("00", "32")),
+        _mostly(_either("T", "t", " "), _either("_", "")),
+        _mostly(_either("00", "23"), st.just("24")),
+        st.just(":"),
+        _mostly(_either("00", "59"), st.just("60")),
+        st.just(":"),
+        _mostly(_either("00", "59", "60"), st.just("61")),
+        _mostly(st.just("") | st.from_regex(r"\A[.,][0-9]{1,10}\Z"), st.just(".")),
+        _mostly(
+            _either("", "Z", "z", "+00:00", "-01:00", "+23:59", "+05", "+0530", "-00:30:15")
+            | st.from_regex(r"\A[+-][01][0-9](:?[0-5][0-9](:?[0-5][0-9])?)?\Z"),
+            _either("+24:00", "+01:60", "+1", "Z+01:00"),
+        ),
+        _mostly(st.just(""), _either("\n", " ")),
+    ),
+)
+
 paths = texts.filter(lambda t: "\x00" not in t).map(Path)
 packages = st.lists(st.tuples(texts, texts), max_size=8)
 
