@@ -42,6 +42,15 @@ json_values = st.recursive(
 )
 json_objects = st.dictionaries(texts, json_values, max_size=5)
 
+# JSON values at the edges where the schema and the decoder could part: integers written as
+# floats, ints at the digit bound, empty containers, rows of 1 to 3 strings, times.
+edge_json_values = st.one_of(
+    json_values,
+    st.sampled_from([4.0, -0.0, 1e300, 0.5, 10**4300 - 1, "", [], {}, [[]], [{}]]),
+    st.lists(st.text(max_size=3), min_size=1, max_size=3).map(lambda row: [row]),
+    st.dictionaries(texts, texts | st.none(), max_size=3),
+)
+
 
 def _wrap(value: Any, shape: str) -> Any:
     for kind in shape:
@@ -242,16 +251,18 @@ DELETE = object()
 
 
 def changed(data: Dict[str, Any], path: str, value: Any) -> Dict[str, Any]:
-    """A deep copy of a record's JSON with the value at dotted ``path`` replaced (or deleted)."""
+    """A deep copy of a record's JSON with the value at dotted ``path`` replaced (or deleted); a
+    part of digits indexes a list (``platform.gpus.0.name``)."""
     out = copy.deepcopy(data)
     *parents, last = path.split(".")
     target: Any = out
     for part in parents:
-        target = target[part]
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    key: Any = int(last) if isinstance(target, list) else last
     if value is DELETE:
-        del target[last]
+        del target[key]
     else:
-        target[last] = value
+        target[key] = value
     return out
 
 
