@@ -1332,3 +1332,20 @@ def test_lone_surrogates_that_json_allows_survive_every_codec() -> None:
         assert loads(data) == info == pickle.loads(data)
     assert copy.deepcopy(info) == info == copy.copy(info)
     assert "\\ud800" in repr(info) and "\ud800" not in repr(info)  # escaped, never raw
+
+
+def test_a_record_of_another_class_of_the_same_name_is_named_with_its_module() -> None:
+    # An engine mixing in Tango's own metadata class read "expected a PlatformMetadata or null,
+    # got a value of type 'PlatformMetadata'".
+    import dataclasses
+
+    foreign = dataclasses.make_dataclass("PlatformMetadata", [("host", str)])
+    foreign.__module__ = "tango.step_info"
+    info = full_record()
+    info.platform = foreign("h")
+    with pytest.raises(StepInfoEncodeError) as raised:
+        info.to_json_dict()
+    assert str(raised.value) == (
+        "platform: expected a PlatformMetadata or null, got a tango.step_info.PlatformMetadata,"
+        " not tango_stepinfo.metadata's"
+    )

@@ -1489,7 +1489,7 @@ def test_a_file_system_monitor_hook_is_not_run_by_git_diff(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``core.fsmonitor`` naming a command makes ``git diff`` run it (git 2.39); the probe's
-    ``git diff`` runs with ``core.fsmonitor=false``, and still sees the edit."""
+    ``git diff`` runs with an empty ``core.fsmonitor``, and still sees the edit."""
     repo = make_repo(tmp_path / "repo")
     for name in ("a.txt", "b.txt", "c.txt"):  # one edit among four: the index is not stale
         (repo / name).write_text(f"{name}\n")

@@ -195,6 +195,7 @@ def test_kill_leaves_a_child_that_outlives_sigkill_behind(
     os.close(child[1])
     real_kill = os.kill
     monkeypatch.setattr(os, "kill", lambda pid, sig: None)  # signals do not reach it
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: None)
 
     def hung(signum: int, frame: object) -> None:
         raise AssertionError("kill() waited for a child that does not die")
@@ -314,3 +315,23 @@ def test_a_signal_while_a_child_starts_stops_it(
         assert out.readline() == b"SigBlk:\t0000000000000000\n"
     _proc.kill(child[0])
     os.close(child[1])
+
+
+def test_a_timeout_stops_what_the_child_started_too(tmp_path: Path) -> None:
+    # git killed after its timeout left a clean filter it ran going (reparented to init).
+    started = tmp_path / "grandchild"
+    tool = fake_bin(tmp_path / "bin", "tool", f'sleep 60 &\necho $! > "{started}"\nexec sleep 60\n')
+    child = _proc.spawn([str(tool / "tool")], None)
+    assert child is not None
+    while not started.exists() or not started.read_text().strip():
+        time.sleep(0.01)  # the child wrote its grandchild's pid (bounded: the test's timeout)
+    grandchild = int(started.read_text())
+    assert _proc.collect("tool", child, 0.5) is None
+    for _ in range(500):  # once signalled, it goes; reparented, init reaps it
+        state = Path(f"/proc/{grandchild}/stat")
+        if not state.exists() or state.read_text().split(")")[-1].split()[0] == "Z":
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(grandchild, 9)
+        raise AssertionError("the grandchild outlived the child's timeout")

@@ -404,7 +404,7 @@ class _RecordKind(Kind):
         def enc(value: Any) -> Any:
             nonlocal encode
             if not isinstance(value, cls):
-                raise Bad(f"expected {expected}, got {show(value)}")
+                raise Bad(f"expected {expected}, got {_other(value, cls)}")
             if encode is None:
                 from ._plans import plan
 
@@ -430,10 +430,19 @@ class _RecordKind(Kind):
 
         def check(value: Any) -> Any:
             if not isinstance(value, cls):
-                raise Bad(f"expected {expected}, got {show(value)}")
+                raise Bad(f"expected {expected}, got {_other(value, cls)}")
             check_fields(value)
 
         return check
+
+
+def _other(value: Any, cls: type) -> str:
+    """:func:`show` of a value that is not a ``cls``; a class of the same name (Tango's own
+    ``PlatformMetadata`` where this library's is expected) is named with its module."""
+    kind = type(value)
+    if kind.__name__ == cls.__name__:
+        return f"a {kind.__module__}.{kind.__qualname__}, not {cls.__module__}'s"
+    return show(value)
 
 
 # --- Optional ----------------------------------------------------------------------------------
@@ -514,7 +523,8 @@ def _or_none(inner: Convert, expected: str) -> Convert:
 def retell(e: Bad, expected: str, value: Any) -> None:
     """Make a type error about ``value`` itself (not inside it) say ``expected``."""
     if not e.parts and e.problem.startswith("expected "):
-        e.problem = f"expected {expected}, got {show(value)}"
+        _, found, got = e.problem.partition(", got ")  # the inner converter's words for it
+        e.problem = f"expected {expected}, got {got if found else show(value)}"
 
 
 # --- sequences ---------------------------------------------------------------------------------

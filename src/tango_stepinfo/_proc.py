@@ -110,6 +110,10 @@ def spawn(
     this process makes no :func:`which` lookup; not found there is absence: ``None``, no log.
 
     ``None`` too when no pipe can be had (``EMFILE``: the process is at its ``RLIMIT_NOFILE``).
+    The child leads a process group of its own, so that :func:`kill` stops what it started too
+    (a clean filter or hook that ``git`` runs), which would otherwise outlive it. Its standard
+    input is ``/dev/null``, so being outside the terminal's foreground group stops nothing.
+
     Signals are blocked from before the start until the child is handed back (two
     ``sigprocmask`` calls, the child starting with the mask of before): a Python signal
     handler raising (``KeyboardInterrupt``) runs at the end, when the child is stopped and
@@ -140,6 +144,7 @@ def spawn(
                         (os.POSIX_SPAWN_DUP2, write_end, 1),
                         (os.POSIX_SPAWN_DUP2, devnull, 2),
                     ],
+                    setpgroup=0,  # a group of its own: kill() stops what it started too
                     **({} if blocked is None else {"setsigmask": blocked}),
                 )
             finally:
@@ -209,7 +214,9 @@ def readable(fd: int, seconds: float) -> bool:
 
 
 def kill(pid: int, grace: float = 0.5) -> None:
-    """Stop the child ``pid`` and reap it; nothing if it is already gone.
+    """Stop the child ``pid``, and its process group when it leads one (as :func:`spawn`
+    makes it: the children it started, say a filter ``git`` runs, stop with it), and reap it;
+    nothing if it is already gone.
 
     ``SIGTERM`` first, so that a ``git`` holding ``index.lock`` removes it (git does on that
     signal; ``SIGKILL`` would leave it behind and make every later git command in the checkout
@@ -220,11 +227,17 @@ def kill(pid: int, grace: float = 0.5) -> None:
     """
     import signal
 
+    def send(sig: int) -> None:
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:  # no such group: a child started otherwise, or gone
+            os.kill(pid, sig)
+
     try:
-        os.kill(pid, signal.SIGTERM)
+        send(signal.SIGTERM)
         if _reap(pid, time.monotonic() + grace) is not None:
             return
-        os.kill(pid, signal.SIGKILL)
+        send(signal.SIGKILL)
         if _reap(pid, time.monotonic() + grace) is None:
             debug("child %s outlived SIGKILL for %s s, and was left behind", pid, grace)
     except OSError:
