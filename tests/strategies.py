@@ -42,6 +42,15 @@ json_values = st.recursive(
 )
 json_objects = st.dictionaries(texts, json_values, max_size=5)
 
+# JSON values at the edges where the schema and the decoder could part: integers written as
+# floats, ints at the digit bound, empty containers, rows of 1 to 3 strings, times.
+edge_json_values = st.one_of(
+    json_values,
+    st.sampled_from([4.0, -0.0, 1e300, 0.5, 10**4300 - 1, "", [], {}, [[]], [{}]]),
+    st.lists(st.text(max_size=3), min_size=1, max_size=3).map(lambda row: [row]),
+    st.dictionaries(texts, texts | st.none(), max_size=3),
+)
+
 
 def _wrap(value: Any, shape: str) -> Any:
     for kind in shape:
@@ -80,6 +89,47 @@ aware_times = st.datetimes(
     timezones=st.one_of(offsets, _pytz_utc()),
 )
 naive_times = st.datetimes(min_value=dt.datetime(1900, 1, 2), max_value=dt.datetime(2200, 12, 30))
+
+
+def _mostly(valid: Any, misses: Any) -> Any:
+    """Values of ``valid`` three times in four, else a near miss of ``misses``."""
+    return st.one_of(valid, valid, valid, misses)
+
+
+def _either(*items: str) -> Any:
+    return st.sampled_from(items)
+
+
+# Texts shaped like times, in the forms the decoder reads and near misses (each part mostly
+# right, so that whole texts often are): years at the ends of a datetime's range (0000 is
+# none), days past the month's end, hour 24, a leap second, a fraction of 0 to 10 digits after
+# "." or ",", offsets with and without colons, a trailing newline or space.
+time_texts = st.builds(
+    "".join,
+    st.tuples(
+        _mostly(
+            _either("0001", "2024", "2023", "9999") | st.from_regex(r"\A[0-9]{4}\Z"),
+            st.just("0000"),
+        ),
+        st.just("-"),
+        _mostly(_either("01", "02", "12"), _either("00", "13")),
+        st.just("-"),
+        _mostly(_either("01", "29", "30", "31"), _either("00", "32")),
+        _mostly(_either("T", "t", " "), _either("_", "")),
+        _mostly(_either("00", "23"), st.just("24")),
+        st.just(":"),
+        _mostly(_either("00", "59"), st.just("60")),
+        st.just(":"),
+        _mostly(_either("00", "59", "60"), st.just("61")),
+        _mostly(st.just("") | st.from_regex(r"\A[.,][0-9]{1,10}\Z"), st.just(".")),
+        _mostly(
+            _either("", "Z", "z", "+00:00", "-01:00", "+23:59", "+05", "+0530", "-00:30:15")
+            | st.from_regex(r"\A[+-][01][0-9](:?[0-5][0-9](:?[0-5][0-9])?)?\Z"),
+            _either("+24:00", "+01:60", "+1", "Z+01:00"),
+        ),
+        _mostly(st.just(""), _either("\n", " ")),
+    ),
+)
 
 paths = texts.filter(lambda t: "\x00" not in t).map(Path)
 packages = st.lists(st.tuples(texts, texts), max_size=8)
@@ -201,16 +251,18 @@ DELETE = object()
 
 
 def changed(data: Dict[str, Any], path: str, value: Any) -> Dict[str, Any]:
-    """A deep copy of a record's JSON with the value at dotted ``path`` replaced (or deleted)."""
+    """A deep copy of a record's JSON with the value at dotted ``path`` replaced (or deleted); a
+    part of digits indexes a list (``platform.gpus.0.name``)."""
     out = copy.deepcopy(data)
     *parents, last = path.split(".")
     target: Any = out
     for part in parents:
-        target = target[part]
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    key: Any = int(last) if isinstance(target, list) else last
     if value is DELETE:
-        del target[last]
+        del target[key]
     else:
-        target[last] = value
+        target[key] = value
     return out
 
 

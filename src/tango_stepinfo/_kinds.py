@@ -262,9 +262,11 @@ class _Time(Kind):
         return _times.encoder(mode is Mode.TANGO), _times.decoder()
 
     def schema(self, detail: Any, builder: Any) -> Dict[str, Any]:
+        # "$(?!\n)": the end of the text in every dialect; Python's ``re`` (which Python
+        # validators use) also matches a bare "$" before a final newline, the decoder does not.
         return {
             "type": "string",
-            "pattern": f"^(?:{_times.TIME_PATTERN})$",
+            "pattern": f"^(?:{_times.TIME_PATTERN})$(?!\\n)",
             "description": "ISO 8601 time; without an offset it means UTC",
         }
 

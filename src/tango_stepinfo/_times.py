@@ -28,15 +28,17 @@ __all__ = [
 UTC = _dt.timezone.utc
 
 TIME_PATTERN = (
-    r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]"
+    r"(?!0000)([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]"
     r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]|60)(?:[.,]([0-9]+))?"
     r"(?:(Z|z)|([+-])([01][0-9]|2[0-3])(?::?([0-5][0-9])(?::?([0-5][0-9]))?)?)?"
 )
-"""The ISO 8601 times the decoder reads; ASCII digits and in-range fields only, so that the JSON
-Schema (which uses it too) and the decoder agree (a day past the month's end is the decoder's
-alone to refuse). Besides the forms Tango and this library write, those of other tools: a
-fraction of any length (.NET writes 7 digits, Go and Java up to 9), a lowercase ``t`` (RFC 3339
-allows it), an offset of hours only (PostgreSQL's ``+05``) and a leap second (``23:59:60``)."""
+"""The ISO 8601 times the decoder reads; ASCII digits and in-range fields only (no year 0000,
+which a datetime cannot hold), so that the JSON Schema (which uses it too) and the decoder agree
+(a day past the month's end, and a time whose UTC instant falls outside years 1 to 9999, are
+the decoder's alone to refuse). Besides the forms Tango and this library write, those of other
+tools: a fraction of any length (.NET writes 7 digits, Go and Java up to 9), a lowercase ``t``
+(RFC 3339 allows it), an offset of hours only (PostgreSQL's ``+05``) and a leap second
+(``23:59:60``)."""
 _time_re: re.Pattern[str] | None = None
 
 _WRITTEN = (
