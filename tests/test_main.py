@@ -1260,7 +1260,20 @@ def test_tango_alias_on_refuses_another_tango(tmp_path: Path, version: Optional[
         (info / "METADATA").write_text(
             f"Metadata-Version: 2.1\nName: ai2-tango\nVersion: {version}\n"
         )
-    line = fails_cleanly(run("tango-alias", "on", env={"PYTHONPATH": str(tmp_path)}))
+    # The default site folder is a sandbox: were the refusal broken, the alias would be written
+    # there, not into the site-packages of the Python running the tests.
+    sandbox = tmp_path / "site"
+    sandbox.mkdir()
+    program = [
+        sys.executable,
+        "-c",
+        "import sys, pathlib; from tango_stepinfo import __main__, _tango_alias; "
+        f"_tango_alias.site_packages = lambda: pathlib.Path({str(sandbox)!r}); "
+        "sys.exit(__main__.main())",
+    ]
+    result = run("tango-alias", "on", env={"PYTHONPATH": str(tmp_path)}, program=program)
+    line = fails_cleanly(result)
+    assert list(sandbox.iterdir()) == []
     found = f"ai2-tango {version}" if version else "a tango package that is not ai2-tango"
     assert line == (
         f"tango-stepinfo: {tmp_path / 'tango' / '__init__.py'}: {found}, "
