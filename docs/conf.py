@@ -47,6 +47,7 @@ _STDLIB = [
     "datetime.datetime",
     "datetime.timedelta",
     "fnmatch",
+    "re",
     "ipaddress",
     "json.dumps",
     "json.loads",
