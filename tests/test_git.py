@@ -73,6 +73,16 @@ def backdate(path: Path, seconds: float = 10.0) -> None:
     os.utime(path, (when, when))
 
 
+def three_more_files(repo: Path) -> None:
+    """Commit three more old files in ``repo``: an edit to one file of four then leaves the
+    index fresh by the probe's sample (see :func:`_git._index_is_stale`)."""
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (repo / name).write_text(f"{name}\n")
+        backdate(repo / name)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "more")
+
+
 def make_repo(path: Path, *, commit: bool = True, branch: str = "main") -> Path:
     """A repository with one committed file, older than its index: never racily clean, so no
     test depends on whether a second boundary passed since the commit (see
@@ -965,11 +975,7 @@ def test_diff_runs_once_per_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """A dirty tree with a fresh index costs one child, ``git diff``; with a stale index (one
     edit among two sampled files looks like one), ``git status`` and then ``git diff``."""
     repo = make_repo(tmp_path / "repo")
-    for name in ("a.txt", "b.txt", "c.txt"):
-        (repo / name).write_text(f"{name}\n")
-        backdate(repo / name)
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "more")
+    three_more_files(repo)
     (repo / "file.txt").write_text("changed\n" * 40000)  # a diff larger than a pipe holds
     log = tmp_path / "git-runs"
     script = f'echo "$6" >> "{log}"\nexec "{GIT}" "$@"\n'  # after -C <worktree> ... and a -c
@@ -1491,11 +1497,7 @@ def test_a_file_system_monitor_hook_is_not_run_by_git_diff(
     """``core.fsmonitor`` naming a command makes ``git diff`` run it (git 2.39); the probe's
     ``git diff`` runs with an empty ``core.fsmonitor``, and still sees the edit."""
     repo = make_repo(tmp_path / "repo")
-    for name in ("a.txt", "b.txt", "c.txt"):  # one edit among four: the index is not stale
-        (repo / name).write_text(f"{name}\n")
-        backdate(repo / name)
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "more")
+    three_more_files(repo)  # one edit among four: the index is not stale
     ran = tmp_path / "hook-ran"
     hook = tmp_path / "hook"
     hook.write_text(f'#!/bin/sh\necho "$@" >> "{ran}"\nexit 1\n')
@@ -1525,11 +1527,7 @@ def test_a_repository_of_another_user_runs_none_of_its_commands(
     that repository names is run."""
     monkeypatch.delenv("SUDO_UID", raising=False)
     repo = make_repo(tmp_path / "repo")
-    for name in ("a.txt", "b.txt", "c.txt"):
-        (repo / name).write_text(f"{name}\n")
-        backdate(repo / name)
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "more")
+    three_more_files(repo)
     ran = tmp_path / "ran"
     hook = tmp_path / "hook"
     hook.write_text(f'#!/bin/sh\necho "$0 $*" >> "{ran}"\ncat\n')

@@ -381,12 +381,8 @@ def _hierarchical_limit(found: Found) -> Optional[int]:
     if dirs is None or dirs[0] != 1 or not dirs[1]:
         return None
     name = dirs[1][0] + "/memory.stat"
-    try:
-        text = read(name)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        _fallbacks.note("memory", f"cannot read {name} ({problem(e)}); ignored it")
+    text = _read_noted(name, "memory", "ignored it")
+    if text is None:
         return None
     for line in text.splitlines():
         key, _, value = line.partition(" ")
@@ -400,13 +396,21 @@ def _hierarchical_limit(found: Found) -> Optional[int]:
     return None  # a kernel that writes no such line
 
 
-def _meminfo() -> Optional[int]:
+def _read_noted(name: str, field: str, instead: str) -> Optional[str]:
+    """The text of ``name``; ``None`` when it does not exist (absence, no reason), or when it
+    cannot be read, the reason then noted under ``field`` with what was done ``instead``."""
     try:
-        text = read("/proc/meminfo")
+        return read(name)
     except FileNotFoundError:
         return None
     except OSError as e:
-        _fallbacks.note("memory", f"cannot read /proc/meminfo ({problem(e)}); asked sysconf")
+        _fallbacks.note(field, f"cannot read {name} ({problem(e)}); {instead}")
+        return None
+
+
+def _meminfo() -> Optional[int]:
+    text = _read_noted("/proc/meminfo", "memory", "asked sysconf")
+    if text is None:
         return None
     for line in text.splitlines():
         if line.startswith("MemTotal:"):
