@@ -656,10 +656,7 @@ def _command(repo: Repo, commit: Optional[str]) -> Optional[Command]:
             repo.worktree,
         )
     argv = [
-        git,
-        "-C",
-        str(repo.worktree),  # not --git-dir: see _diff_argv
-        "--no-replace-objects",
+        *_base_argv(git, repo),
         "-c",
         "diff.ignoreSubmodules=none",  # as git diff runs (_PINNED): a hidden change is no change
         "status",
@@ -697,6 +694,12 @@ def _answer(
     return _diff(repo, commit)
 
 
+def _base_argv(git: str, repo: Repo) -> List[str]:
+    """How both children of the dirty check start: ``git -C <worktree> --no-replace-objects``
+    (not ``--git-dir``; see :func:`_diff_argv`)."""
+    return [git, "-C", str(repo.worktree), "--no-replace-objects"]
+
+
 def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
     """The ``git diff`` whose output ``diff`` hashes, against ``commit``.
 
@@ -721,7 +724,7 @@ def _diff_argv(git: str, repo: Repo, commit: str) -> List[str]:
     fetch). The other settings that change its output are pinned to git's defaults
     (:data:`_PINNED`), and ``GIT_DIFF_OPTS`` is dropped (:func:`_git_env`).
     """
-    argv = [git, "-C", str(repo.worktree), "--no-replace-objects"]
+    argv = _base_argv(git, repo)
     for setting in _PINNED:
         argv += ("-c", setting)
     return [*argv, "diff", *DIFF_OPTIONS, "-O" + os.devnull, commit, "--"]
