@@ -12,6 +12,7 @@ import multiprocessing
 import pickle
 import re
 import traceback
+import typing
 import zoneinfo
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
@@ -328,22 +329,57 @@ def _decode_packages(data: Dict[str, Any], rows: Any) -> Any:
         return e
 
 
-@given(package_list_runs)
-def test_package_lists_decode_as_row_by_row_whatever_came_before(runs: List[Any]) -> None:
-    # Each list is decoded after the ones before it (the decoder keeps the last list's rows and
-    # every row by name), then with nothing kept: both give what plain row-by-row decoding gives.
+@pytest.fixture(params=[True, False], ids=["whole-list", "row-by-row"])
+def whole_list(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways package lists from JSON are checked (``_kinds._WHOLE_LIST``, which the Python
+    version picks), on every Python: each must give the same rows and the same errors."""
     from tango_stepinfo import _kinds
 
-    data = full_record(n_packages=0).to_json_dict()
+    monkeypatch.setattr(_kinds, "_WHOLE_LIST", request.param)
+    return typing.cast(bool, request.param)
+
+
+def _forget_rows() -> Any:
+    """Empty the decoder's kept package rows; returns what to put back (:func:`_keep_rows`)."""
+    from tango_stepinfo import _kinds
+
+    kept = (_kinds._ROWS, _kinds._last_rows, _kinds._last_json)
+    _kinds._ROWS, _kinds._last_rows, _kinds._last_json = {}, [], (b"", [])
+    return kept
+
+
+def _keep_rows(kept: Any) -> None:
+    from tango_stepinfo import _kinds
+
+    _kinds._ROWS, _kinds._last_rows, _kinds._last_json = kept
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole-list", "row-by-row"])
+@given(runs=package_list_runs)
+def test_package_lists_decode_as_row_by_row_whatever_came_before(
+    whole: bool, runs: List[Any]
+) -> None:
+    # Each list is decoded after the ones before it (the decoder keeps the last list's rows, its
+    # marshal bytes and every row by name), then with nothing kept: both give what plain
+    # row-by-row decoding gives, whichever way the lists are checked (_kinds._WHOLE_LIST).
+    from tango_stepinfo import _kinds
+
+    default, _kinds._WHOLE_LIST = _kinds._WHOLE_LIST, whole
+    try:
+        _check_package_runs(full_record(n_packages=0).to_json_dict(), runs)
+    finally:
+        _kinds._WHOLE_LIST = default
+
+
+def _check_package_runs(data: Dict[str, Any], runs: List[Any]) -> None:
     before: Optional[List[Any]] = None
     for rows in runs:
         warm = _decode_packages(data, rows)
-        kept = (_kinds._ROWS, _kinds._last_rows)
-        _kinds._ROWS, _kinds._last_rows = {}, []
+        kept = _forget_rows()
         try:
             cold = _decode_packages(data, rows)
         finally:
-            _kinds._ROWS, _kinds._last_rows = kept
+            _keep_rows(kept)
         problem = _package_problem(rows)
         if problem is not None:
             assert isinstance(warm, StepInfoDecodeError) and isinstance(cold, StepInfoDecodeError)
@@ -361,7 +397,9 @@ def test_package_lists_decode_as_row_by_row_whatever_came_before(runs: List[Any]
         before = got
 
 
-def test_an_equal_package_list_decodes_to_independent_lists_of_shared_rows() -> None:
+def test_an_equal_package_list_decodes_to_independent_lists_of_shared_rows(
+    whole_list: bool,
+) -> None:
     data = full_record(n_packages=4).to_json_dict()
     rows = data["environment"]["packages"]
     one = StepInfo.from_json_dict(json.loads(json.dumps(data))).environment.packages
@@ -391,7 +429,9 @@ def test_an_equal_package_list_decodes_to_independent_lists_of_shared_rows() -> 
         (["package-01", "1.1.0", "x"], r"\[1\]: expected a list of 2 items, got 3"),
     ],
 )
-def test_a_package_row_equal_to_a_shared_one_is_still_checked(row: Any, problem: str) -> None:
+def test_a_package_row_equal_to_a_shared_one_is_still_checked(
+    row: Any, problem: str, whole_list: bool
+) -> None:
     # The same list decoded just before: its rows are kept, and this one compares equal to them.
     data = full_record(n_packages=3).to_json_dict()
     StepInfo.from_json_dict(data)
@@ -399,6 +439,53 @@ def test_a_package_row_equal_to_a_shared_one_is_still_checked(row: Any, problem:
     bad = changed(data, "environment.packages", [rows[0], row, rows[2]])
     with pytest.raises(StepInfoDecodeError, match=r"^environment\.packages" + problem):
         StepInfo.from_json_dict(bad)
+
+
+class _Exports:
+    """An object that exports a buffer (3.12+: ``__buffer__``, PEP 688; before, a plain method
+    nothing calls), counting the calls: decoding must never call it."""
+
+    calls = 0
+
+    def __buffer__(self, flags: int) -> memoryview:
+        _Exports.calls += 1
+        return memoryview(b"1.1.0")
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+@pytest.mark.parametrize(
+    ("item", "shown"),
+    [
+        (lambda: StrLike("1.1.0"), "'1.1.0'"),
+        (lambda: bytearray(b"1.1.0"), "a value of type 'bytearray'"),
+        (lambda: memoryview(b"1.1.0"), "a value of type 'memoryview'"),
+        (_Exports, "a value of type '_Exports'"),
+        (EqualsAll, "a value of type 'EqualsAll'"),
+    ],
+)
+def test_a_package_list_equal_to_the_last_one_but_for_one_item_is_refused(
+    item: Any, shown: str, warm: bool, whole_list: bool
+) -> None:
+    # Fresh lists as json.loads makes them, the last one decoded (warm) or nothing kept (cold):
+    # an item that is not a plain str is refused the same way by either check, even when it
+    # holds or compares equal to the same text, and no code of it runs.
+    data = json.loads(json.dumps(full_record(n_packages=3).to_json_dict()))
+    kept = _forget_rows()
+    try:
+        if warm:
+            StepInfo.from_json_dict(copy.deepcopy(data))
+        bad = copy.deepcopy(data)
+        bad["environment"]["packages"][1][1] = item()
+        _Exports.calls = 0
+        with pytest.raises(StepInfoDecodeError) as e:
+            StepInfo.from_json_dict(bad)
+        assert _Exports.calls == 0
+        assert str(e.value) == f"environment.packages[1][1]: expected a string, got {shown}"
+        # The plain list after it still decodes to its rows.
+        back = StepInfo.from_json_dict(copy.deepcopy(data)).environment.packages
+        assert back == [tuple(row) for row in data["environment"]["packages"]]
+    finally:
+        _keep_rows(kept)
 
 
 def test_decoding_never_probes_the_reader(probe_calls: List[str]) -> None:
