@@ -344,7 +344,7 @@ def _forget_rows() -> Any:
     from tango_stepinfo import _kinds
 
     kept = (_kinds._ROWS, _kinds._last_rows, _kinds._last_json)
-    _kinds._ROWS, _kinds._last_rows, _kinds._last_json = {}, [], (b"", [])
+    _kinds._ROWS, _kinds._last_rows, _kinds._last_json = {}, [], ()
     return kept
 
 
@@ -418,6 +418,22 @@ def test_an_equal_package_list_decodes_to_independent_lists_of_shared_rows(
     four = StepInfo.from_json_dict(changed(data, "environment.packages", rows[::-2]))
     assert four.environment.packages == [tuple(rows[3]), tuple(rows[1])]
     assert four.environment.packages[1] is two[1]
+
+
+def test_package_lists_of_a_few_environments_in_turn_keep_sharing_rows(whole_list: bool) -> None:
+    # A store holding records of two environments, read in turn: each list's rows stay shared
+    # (row by row, the row that differs is made anew each time: its name's row is the other's).
+    data = json.loads(json.dumps(full_record(n_packages=5).to_json_dict()))
+    other = changed(data, "environment.packages.2", ["package-02", "9.9"])
+    got = [
+        StepInfo.from_json_dict(copy.deepcopy(d)).environment.packages
+        for d in (data, other, data, other, data)
+    ]
+    assert got[0] == got[2] == got[4] == [tuple(row) for row in data["environment"]["packages"]]
+    assert got[1] == got[3] and got[1] != got[0]
+    for a, b in [(got[0], got[2]), (got[2], got[4]), (got[1], got[3])]:
+        assert a is not b
+        assert [x is y for x, y in zip(a, b)] == [True, True, whole_list, True, True]
 
 
 @pytest.mark.parametrize(
