@@ -33,7 +33,8 @@ from tango_stepinfo import (
     TangoMetadata,
     anonymize,
 )
-from tango_stepinfo._privacy import WITHHELD, Policy
+from tango_stepinfo._hiding import Policy
+from tango_stepinfo._privacy import WITHHELD
 
 from .conftest import TANGO_DATA
 from .strategies import identity_texts, step_infos
