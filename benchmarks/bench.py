@@ -246,9 +246,9 @@ def _threads(mod: Any) -> Dict[str, float]:
 
 
 def _collect_first() -> None:
-    """Collect garbage before a timed import span, as ``timeit`` and ``pyperf`` keep the
-    collector out of their timings: a collection owed to the objects made before the span
-    (this script's own imports, the baseline's) is not billed to the span.
+    """Collect garbage before a timed import span, so that a collection owed to the objects made
+    before it (this script's own imports, the baseline's) is not billed to it (``timeit`` goes
+    further: it turns the collector off while it times).
 
     Without it, which span a generation-1 collection falls in depends on how many objects came
     before: on 3.11 one fell in ``import tango_stepinfo`` and cost about 1 ms (a third of the

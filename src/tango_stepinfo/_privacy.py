@@ -60,7 +60,7 @@ __all__ = [
 
 # How values are hidden (the stand-ins, the names scrubbed from free text, a record's fields)
 # is in :mod:`._hiding`, loaded by the first anonymous record or anonymize():
-# a record in full mode never needs it, and loading it with this module cost 0.3 ms of
+# a record in full mode never needs it, and loading it with this module cost 0.2 ms of
 # ``import tango_stepinfo`` (3.11).
 
 ANONYMOUS = "anonymous"
