@@ -31,6 +31,7 @@ __all__ = [
     "readable",
     "run",
     "run_subprocess",
+    "searchable",
     "sig",
     "spawn",
     "unchanged",
@@ -75,6 +76,22 @@ def which(name: str) -> Optional[str]:
             if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
                 return candidate
     return None
+
+
+def searchable() -> bool:
+    """Whether a program named bare may be left to the C library to look for on ``$PATH`` in
+    the child (``spawn(..., search=True)``, :func:`os.posix_spawnp`), as ``execvp`` and
+    :mod:`subprocess` do, instead of to :func:`which` first.
+
+    :func:`which` makes an ``access`` call per ``$PATH`` folder (0.2 ms of CPU for ``git``, the
+    ninth of ten here, in a fresh process, 3.11). ``False`` where there is no ``posix_spawnp``,
+    and when an entry of ``$PATH`` is empty: that means the working directory to the C library
+    (and to :mod:`subprocess`), where :func:`which` skips it, so that a checkout holding an
+    executable named ``uname`` or ``git`` is never run.
+    """
+    return hasattr(os, "posix_spawnp") and "" not in os.environ.get("PATH", os.defpath).split(
+        os.pathsep
+    )
 
 
 def run(
