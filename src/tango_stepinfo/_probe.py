@@ -258,7 +258,7 @@ def _probe_fixed_facts() -> Dict[str, Any]:
             cpu_model=_machine.cpu_model(),
             cpu_usable=_machine.cpu_usable(cgroups),
             memory=_machine.memory(cgroups),
-            container=_machine.container(),
+            container=_machine.container(cgroups),
             job=_job.job(),
         )
         if policy is not None and facts["job"] is not None:
