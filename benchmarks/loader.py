@@ -23,8 +23,9 @@ Usage (from the repository root, with the package installed in the running Pytho
    ``--rounds`` times, in CPU time: best and median of each, and of new / old. Only
    ``pickling.py`` comes from the other file; the rest of the package is the installed one.
    ``--records values`` loads, in turn, 50 records of that one shape with other values (other
-   strings, of other lengths, numbers and times), ``--records shapes`` 50 records each of a
-   shape of its own (20 to 69 packages); times are per record.
+   strings, of other lengths, numbers and times), ``--records shapes`` 400 records each of a
+   shape of its own (0 to 99 packages, 1 to 4 dependencies: more shapes than templates are
+   kept, so each load misses them); times are per record.
 """
 
 from __future__ import annotations
@@ -147,9 +148,11 @@ def _records(how: str) -> List[bytes]:
     if how == "one":
         return [pickle.dumps(full_record(70))]
     blobs = []
-    for i in range(50):
-        info = full_record(70 if how == "values" else 20 + i)
-        if how == "values":
+    for i in range(50 if how == "values" else 400):
+        info = full_record(70 if how == "values" else i % 100)
+        if how == "shapes":
+            info.dependencies = {f"Step-{j}" for j in range(i // 100 + 1)}
+        else:
             info.unique_id = f"Step{i}-" + "x" * i
             info.environment.packages = [(f"pkg{i}-{j}", f"{i}.{j}") for j in range(70)]
             info.platform.cpu_count = i + 1
@@ -206,10 +209,14 @@ def memory(sizes: List[int]) -> None:
     import tango_stepinfo
     from tango_stepinfo import pickling
 
-    print("packages  pickle bytes  result KB  peak KB  beyond result KB  scan peak KB")
+    print(
+        "packages  pickle bytes  result KB  peak KB  beyond result KB  scan peak KB"
+        "  template peak KB"
+    )
     for n in sizes:
         data = pickle.dumps(full_record(n))
-        tango_stepinfo.loads(data)  # caches filled, imports done
+        for _ in range(3):  # caches filled, imports done, its template learned (if it may be)
+            tango_stepinfo.loads(data)
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         value = tango_stepinfo.loads(data)
@@ -218,11 +225,16 @@ def memory(sizes: List[int]) -> None:
         start = tracemalloc.get_traced_memory()[0]
         pickling._scan(data)
         scan = tracemalloc.get_traced_memory()[1] - start
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        matched = pickling._matched(data, data.count(0x94)) >= 0
+        template = tracemalloc.get_traced_memory()[1] - start
         tracemalloc.stop()
         result, peak = (kept - base) / 1e3, (peak - base) / 1e3
         print(
             f"{n:>8}  {len(data):>12}  {result:>9.1f}  {peak:>7.1f}  {peak - result:>16.1f}"
-            f"  {scan / 1e3:>12.1f}",
+            f"  {scan / 1e3:>12.1f}  "
+            + (f"{template / 1e3:>16.1f}" if matched else f"{'(none)':>16}"),
             flush=True,
         )
         del value
@@ -270,7 +282,7 @@ def main() -> None:
         "--records",
         choices=["one", "values", "shapes"],
         default="one",
-        help="with --against: one record, 50 of its shape with other values, or 50 shapes",
+        help="with --against: one record, 50 of its shape with other values, or 400 shapes",
     )
     args = parser.parse_args()
     print(f"Python {platform.python_version()} on {platform.platform()}", flush=True)
