@@ -1079,7 +1079,7 @@ def test_constants_appended_one_by_one_still_count_and_mark_the_list() -> None:
 _MISSED = pickling_module._missed
 
 
-def _learned(info: Any, monkeypatch: pytest.MonkeyPatch) -> bytes:
+def _learned(info: Any, monkeypatch: pytest.MonkeyPatch, protocol: int = 4) -> bytes:
     """The pickle of ``info``, loaded twice with no other template known: its template is the
     only one, and no other is learned after it."""
     from tango_stepinfo import pickling
@@ -1087,7 +1087,7 @@ def _learned(info: Any, monkeypatch: pytest.MonkeyPatch) -> bytes:
     monkeypatch.setattr(pickling, "_missed", _MISSED)
     monkeypatch.setattr(pickling, "_TEMPLATES", [])
     monkeypatch.setattr(pickling, "_SEEN", set())
-    data = pickle.dumps(info)
+    data = pickle.dumps(info, protocol=protocol)
     loads(data)
     assert pickling._TEMPLATES == []  # learned when its shape comes again
     loads(data)
@@ -1281,3 +1281,35 @@ def test_only_loaded_pickles_of_record_opcodes_are_learned(
         _outcome(data)
         _outcome(data)
         assert pickling._TEMPLATES == []
+
+
+def test_a_failure_while_learning_never_fails_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tango_stepinfo import pickling
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug while learning")
+
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_learn", broken)
+    data = pickle.dumps(record())
+    assert loads(data) == loads(data) == pickle.loads(data)
+    assert pickling._TEMPLATES == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [record(), record()],
+        (record(),),
+        {"a": record(), "b": record(step_name="other")},
+        record(config={"a": [1, 2.5, None, True, "x"], "b": {"c": ["d"] * 3}, "e": -(2**70)}),
+        StepState.FAILED,
+    ],
+)
+def test_templates_of_lists_tuples_dicts_of_records_and_states(
+    value: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for protocol in (4, 5):
+        data = _learned(value, monkeypatch, protocol)
+        assert _agrees(data)
+        assert _outcome(data) == _without_templates(data, monkeypatch) == ("loaded", value)

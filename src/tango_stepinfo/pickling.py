@@ -1368,7 +1368,7 @@ def _learn(data: bytes, end: int, total: int, reads: List[int]) -> Optional[_Tem
     try:
         if _scan_all(longer, None) != (end + count, total + count):
             return None
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError:  # (a longer string may go past a limit)
         return None
     steps = []
     i = 0
@@ -1392,7 +1392,10 @@ def _missed(data: bytes, memos: int, end: int, total: int, reads: List[int]) -> 
         return
     if end > _TEMPLATE_BYTES or (len(_TEMPLATES) >= _TEMPLATES_MAX and _misses % _LEARN_EVERY):
         return
-    template = _learn(data, end, total, reads)
+    try:
+        template = _learn(data, end, total, reads)
+    except Exception:  # a template is only a shortcut: never let learning fail a load
+        return
     if template is not None:
         _TEMPLATES = [template, *_TEMPLATES[: _TEMPLATES_MAX - 1]]
 
