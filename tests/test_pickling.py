@@ -1313,3 +1313,39 @@ def test_templates_of_lists_tuples_dicts_of_records_and_states(
         data = _learned(value, monkeypatch, protocol)
         assert _agrees(data)
         assert _outcome(data) == _without_templates(data, monkeypatch) == ("loaded", value)
+
+
+def test_templates_shared_by_threads_load_what_pickle_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # templates are learned, reordered and dropped (more shapes than are kept) from 8 threads
+    import threading
+
+    from tango_stepinfo import pickling
+
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_TEMPLATES_MAX", 4)
+    monkeypatch.setattr(pickling, "_LEARN_EVERY", 2)
+    blobs = []
+    for i in range(12):
+        info = full_record(i % 6)
+        info.unique_id = f"Step-{i}"
+        blobs.append(pickle.dumps(info))
+    expected = [pickle.loads(b) for b in blobs]
+    failures: List[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            for j in range(60):
+                n = (j * 5 + k) % len(blobs)
+                assert loads(blobs[n]) == expected[n]
+        except BaseException as e:  # the test thread reports it
+            failures.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert 0 < len(pickling._TEMPLATES) <= 4

@@ -1295,8 +1295,9 @@ def _matched(data: bytes, memos: int) -> int:
                 limit = _limits.JSON_BYTES_PER_PICKLE_BYTE * n + _limits.JSON_BYTES_FLOOR
                 if total + i - end > limit or n >= _LINE:
                     return -1  # the scan words it
-                if template is not _TEMPLATES[0]:
-                    _TEMPLATES = [template, *(t for t in _TEMPLATES if t is not template)]
+                if template is not _TEMPLATES[0]:  # (another thread may have dropped it)
+                    others = (t for t in _TEMPLATES if t is not template)
+                    _TEMPLATES = [template, *others][:_TEMPLATES_MAX]
                 return i
         except IndexError:  # a hole's length past the end
             pass
