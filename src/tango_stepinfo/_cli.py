@@ -20,11 +20,11 @@ import stat
 import sys
 from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 
+from . import __version__
 from ._diff import compare, diff_text, snapshots
 from ._errors import show as _show
 from ._show import capture_summary, human_duration, local_time, show_record, text_or_dash
 from ._show import clean as _clean
-from ._version import __version__
 from .errors import InvalidSettingError, InvalidStepStateError, StepInfoDecodeError
 from .metadata import EnvironmentMetadata, PlatformMetadata
 from .step_info import StepInfo, StepState

@@ -20,9 +20,9 @@ everything; ``anonymous`` (any letter case) makes the probes record, instead of
 - in the free text of ``environment.command``, ``environment.executable``, the names and
   values of ``environment.variables``, ``git.branch``, ``job.id`` and ``job.name``, the other
   fallback reasons and a failure's ``error`` (whose absolute paths are shortened too): every
-  user or host name the process knows (:func:`process_names`; a record's own, for
+  user or host name the process knows (:func:`._hiding.process_names`; a record's own, for
   :func:`anonymize`), matched whole in any letter case, GPU and MIG UUIDs and IP addresses,
-  each by its stand-in (:meth:`Policy.scrub`): ``~alice/x``, ``--entity Alice``,
+  each by its stand-in (:meth:`._hiding.Policy.scrub`): ``~alice/x``, ``--entity Alice``,
   ``node-alice01``, ``alice/fix`` become ``~anonymous/x``, ``--entity anonymous``...
 
 ``environment.privacy`` says ``"anonymous"`` in such a record. Any other mode raises
@@ -35,21 +35,33 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, List, Optional, TypeVar
 
 from .errors import InvalidSettingError
 
+if TYPE_CHECKING:
+    from ._hiding import Policy
+
 __all__ = [
     "ANONYMOUS",
-    "Policy",
+    "WITHHELD",
     "anonymize",
     "clear",
     "current",
     "free_text",
+    "is_hidden",
     "reason",
     "shorten",
+    "shorten_command",
+    "shorten_value",
+    "shorten_word",
+    "shorten_words",
 ]
+
+# How values are hidden (the stand-ins, the names scrubbed from free text, a record's fields)
+# is in :mod:`._hiding`, loaded by the first anonymous record or anonymize():
+# a record in full mode never needs it, and loading it with this module cost 0.2 ms of
+# ``import tango_stepinfo`` (3.11).
 
 ANONYMOUS = "anonymous"
 """What a hidden value becomes without a key, and the value of ``environment.privacy``."""
@@ -61,281 +73,6 @@ _HIDDEN_REASONS = ("user", "host", "root", "executable", "command", "variables",
 
 if TYPE_CHECKING:  # for the checker only: a TypeVar costs 0.01 to 0.02 ms at import (3.11)
     _R = TypeVar("_R")
-
-
-class Policy:
-    """How values are hidden: ``"anonymous"``, or ``anon:`` + 12 hex digits of an HMAC.
-
-    :param key: the HMAC key; ``None`` or empty for the plain ``"anonymous"``.
-    """
-
-    __slots__ = ("_key", "_memo", "_names", "_pattern", "_scrubbed")
-
-    def __init__(self, key: Optional[str], names: Optional[Iterable[str]] = None) -> None:
-        self._key = _encode(key) if key else None
-        self._memo: Dict[str, str] = {}
-        self._names: Optional[Dict[str, str]] = None if names is None else _canonical(names)
-        self._pattern: Optional[_Pattern] = None
-        self._scrubbed: Dict[str, str] = {}
-
-    def hide(self, value: str) -> str:
-        """The stand-in for ``value``; values already hidden are kept (anonymizing twice)."""
-        if self._key is None or value == ANONYMOUS or value.startswith("anon:"):
-            return ANONYMOUS if self._key is None else value
-        try:
-            return self._memo[value]
-        except KeyError:
-            pass
-        import hashlib
-        import hmac
-
-        digest = hmac.new(self._key, _encode(value), hashlib.sha256)
-        hidden = self._memo[value] = "anon:" + digest.hexdigest()[:12]
-        return hidden
-
-    def variable(self, name: str, value: str) -> Tuple[str, str]:
-        """An environment variable as an anonymous record holds it: a variable naming a user or
-        host (:data:`_NAME_VARIABLES`: ``USER``, ``HOSTNAME``...) hidden whole; any other with
-        its absolute paths shortened (:func:`shorten_value`) after its names are scrubbed (so
-        that a second pass finds what the first left), and its name scrubbed."""
-        if name in _NAME_VARIABLES and value:
-            return self.scrub(name), self.hide(value)
-        return self.scrub(name), shorten_value(self.scrub(value))
-
-    def scrub(self, text: str) -> str:
-        """``text`` with every user, host or GPU it names, and IP addresses, hidden.
-
-        The names are this process's (:func:`process_names`) unless given to the constructor;
-        each is matched whole, in any letter case, and replaced by its stand-in
-        (:meth:`hide` of the name as known).
-        """
-        try:
-            return self._scrubbed[text]
-        except KeyError:
-            pass
-        names = self._names
-        if names is None:
-            names = self._names = _canonical(process_names())
-        if self._pattern is None:
-            self._pattern = _scrub_pattern(names)
-        by_group = self._pattern.names  # which name each group n0, n1... matches
-
-        def stand_in(match: Any) -> str:
-            found: str = match.group(0)
-            group: str = match.lastgroup
-            if group in by_group:  # not found.lower(): "ALİ" matches "ali" but lowers to "ali̇"
-                return self.hide(by_group[group])
-            if match.lastgroup == "ip" and any(int(n) > 255 for n in found.split(".")):
-                return found  # four numbers, not an address
-            if match.lastgroup == "ip6" and not _is_ipv6(found):
-                return found  # a time (12:30:45), a MAC address...
-            return self.hide(found)
-
-        before: str = text
-        out: str = self._pattern.sub(stand_in, text)
-        for _ in range(3):  # a stand-in can end what reads as an address next to it: once more
-            if out == before:
-                break
-            before, out = out, self._pattern.sub(stand_in, out)
-        if len(self._scrubbed) < 4096:  # later records meet the same few texts again
-            self._scrubbed[text] = out
-        return out
-
-
-def _is_ipv6(text: str) -> bool:
-    import ipaddress  # 1 ms, only when an anonymous record's text has hex groups and colons
-
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _encode(text: str) -> bytes:
-    """``text`` as bytes for the HMAC: as the OS gave it (``surrogateescape``), and a lone
-    surrogate that stands for no byte (from JSON, ``"\\ud800"``) as ``surrogatepass`` writes
-    it, never raising."""
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass")
-
-
-# --- names: who and where to hide in free text ------------------------------------------------
-
-_GENERIC = frozenset(
-    (
-        "root",
-        "nobody",
-        "runner",
-        "ubuntu",
-        "user",
-        "admin",
-        "localhost",
-        "jovyan",
-        "anon",
-        ANONYMOUS,
-    )
-)
-"""Account and host names shared by everyone (containers, CI runners): hidden in ``user`` and
-``host``, but not looked for in free text, where ``--root`` or ``localhost`` say nothing."""
-
-_NAME_VARIABLES = (
-    # the user, under its login, a sudo, a batch system and a CI system
-    "LOGNAME",
-    "USER",
-    "LNAME",
-    "USERNAME",
-    "SUDO_USER",
-    "SLURM_JOB_USER",
-    "PBS_O_LOGNAME",
-    "GITHUB_ACTOR",
-    "GITHUB_TRIGGERING_ACTOR",
-    "GITHUB_REPOSITORY_OWNER",
-    "GITLAB_USER_LOGIN",
-    "GITLAB_USER_EMAIL",
-    "CI_PROJECT_NAMESPACE",
-    # the host, and those a batch system names
-    "HOSTNAME",
-    "SLURMD_NODENAME",
-    "SLURM_SUBMIT_HOST",
-    "SLURM_CLUSTER_NAME",
-    "PBS_O_HOST",
-    "PBS_SERVER",
-)
-"""Environment variables whose values name the user, the host or an account of theirs."""
-
-_HOME_ROOTS = ("/home/", "/Users/", "/u/", "/usr/home/", "C:/Users/", "c:/Users/")
-
-
-def home_owner(path: str) -> Optional[str]:
-    """The user a home folder path names (``/home/alice/x`` gives ``alice``); else ``None``."""
-    path = path.replace("\\", "/")
-    for home in _HOME_ROOTS:
-        at = path.find(home)
-        if at >= 0 and (at == 0 or not path[at - 1].isalnum()):
-            owner = path[at + len(home) :].partition("/")[0]
-            return owner or None
-    return None
-
-
-def names_in(value: str) -> List[str]:
-    """The names to look for that one identifying value gives: itself, the parts of an e-mail
-    address, and a host name's first label and its domain (``node1.cs.uni.edu`` gives
-    ``node1`` and ``cs.uni.edu``)."""
-    value = value.strip()
-    found = [value]
-    local, at, domain = value.rpartition("@")
-    if at:
-        found += [local, domain]
-        value = domain
-    first, dot, domain = value.partition(".")
-    if dot and "/" not in value:
-        found.append(first)
-        if "." in domain:
-            found.append(domain)
-    return found
-
-
-def process_names() -> List[str]:
-    """The identifying values of this process, to hide in free text (see :meth:`Policy.scrub`):
-    the login name (and that of the uid), the host name, the values of :data:`_NAME_VARIABLES`,
-    the owner of a home folder in ``$HOME``, the working directory and ``sys.executable``, and
-    the namespace of the git remote of the working directory's repository (at the first
-    anonymous record: names are read once per process)."""
-    import sys
-
-    env = os.environ
-    values = [env.get(name, "") for name in _NAME_VARIABLES]
-    values.append(env.get("PBS_JOBID", "").partition(".")[2])  # 1234.server.uni.edu
-    try:
-        import pwd
-
-        values.append(pwd.getpwuid(os.getuid()).pw_name)
-    except (ImportError, KeyError, AttributeError, OSError):
-        pass  # no passwd entry (docker run -u 1234), or no uids
-    uname = getattr(os, "uname", None)
-    if uname is not None:
-        values.append(uname().nodename)
-    try:
-        where = os.getcwd()
-    except OSError:
-        where = ""
-    for path in (env.get("HOME", ""), where, str(getattr(sys, "executable", "") or "")):
-        owner = home_owner(path)
-        if owner:
-            values.append(owner)
-    if where:  # the owner of the git remote (a fork's): read from the config, no git child
-        from . import _git
-
-        repo = _git.find(where)
-        remote = None if repo is None else _git._remote(repo, [])
-        values.extend(_remote_names(remote) if remote else ())
-    return [value for value in values if value]
-
-
-def _canonical(values: Iterable[str]) -> Dict[str, str]:
-    """The names of identifying ``values`` (:func:`names_in`) worth looking for, by their
-    lowercase form: at least 3 characters, not a number alone (a uid: too often a number of
-    something else), not generic, not hidden already."""
-    found: Dict[str, str] = {}
-    for name in (name for value in values for name in names_in(value)):
-        lower = name.lower()
-        if (
-            len(name) >= 3
-            and not name.isdigit()
-            and lower not in _GENERIC
-            and not lower.startswith("anon:")
-        ):
-            found.setdefault(lower, name)
-    return found
-
-
-def _scrub_pattern(names: Dict[str, str]) -> _Pattern:
-    """One expression for the names (whole: no letter, or digit for a digit, next to either
-    end), GPU and MIG UUIDs, and IPv4 and IPv6 addresses; compiled only in anonymous records.
-
-    Each alternative starts with a character, and checks what comes before that character
-    after it (``a(?<![^\\W\\d_].)lice``, not ``(?<![^\\W\\d_])alice``): a position whose
-    character starts none of them is then passed over quickly, 2 to 3 times less CPU on 128 KiB
-    of text (23 ms for ``a`` repeated, 8 ms for ``1.1.1.1 ``, Python 3.11).
-    """
-    import re
-
-    def bounded(name: str) -> str:
-        before = r"(?<!\d.)" if name[0].isdigit() else r"(?<![^\W\d_].)"
-        after = r"(?!\d)" if name[-1].isdigit() else r"(?![^\W\d_])"
-        return re.escape(name[0]) + before + re.escape(name[1:]) + after
-
-    # names first, longest first: a host name holding a GPU UUID or an address is hidden whole;
-    # a group each, so that the stand-in is the name's whatever the letter case of the match
-    ordered = sorted(names, key=len, reverse=True)
-    alternatives = [f"(?P<n{i}>{bounded(n)})" for i, n in enumerate(ordered)]
-    alternatives += [
-        r"(?P<gpu>[GM](?<!\w.)(?:PU|IG)-[0-9A-F]{8}(?:-[0-9A-F]{4}){3}-[0-9A-F]{12})",
-        r"(?P<ip>\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]|\.\d))",
-    ]
-    # IPv6: hex groups with at least two colons (checked by ipaddress: 12:30:45 is none)
-    alternatives.append(
-        r"(?P<ip6>[0-9A-F:](?<![\w:.][0-9A-F:])(?:(?<=:)|[0-9A-F]{0,3})"
-        r"(?::[0-9A-F]{0,4}){2,7}(?:%[\w.-]+)?(?![\w:]|\.\d))"
-    )
-    return _Pattern(
-        re.compile("|".join(alternatives), re.IGNORECASE),
-        {f"n{i}": names[n] for i, n in enumerate(ordered)},
-    )
-
-
-class _Pattern:
-    """The compiled scrub expression and the name each of its groups ``n0``, ``n1``... stands
-    for."""
-
-    __slots__ = ("names", "sub")
-
-    def __init__(self, compiled: Any, names: Dict[str, str]) -> None:
-        self.sub = compiled.sub
-        self.names = names
 
 
 _UNREAD: Any = object()
@@ -358,7 +95,12 @@ def current() -> Optional[Policy]:
                 f"unknown privacy mode {value!r}; expected 'full' or 'anonymous'",
             )
         key = os.environ.get("TANGO_STEPINFO_PRIVACY_KEY")
-        policy = _policy = Policy(key) if mode == ANONYMOUS else None
+        if mode == ANONYMOUS:
+            from ._hiding import Policy
+
+            policy = _policy = Policy(key)
+        else:
+            policy = _policy = None
     return policy  # type: ignore[no-any-return]
 
 
@@ -370,12 +112,12 @@ def clear() -> None:
 
 def reason(key: str, text: str) -> str:
     """``text``; in an anonymous record :data:`WITHHELD` when ``key`` is a hidden field, else
-    ``text`` with its names scrubbed (:meth:`Policy.scrub`; its paths are the system files a
-    probe read, kept).
+    ``text`` with its names scrubbed (:meth:`._hiding.Policy.scrub`; its paths are the system
+    files a probe read, kept).
 
     Never raises: an unknown mode counts as anonymous here (the record itself will fail).
     """
-    if not _is_hidden(key):
+    if not is_hidden(key):
         return free_text(text, paths=False)
     try:
         anonymous = current() is not None
@@ -387,16 +129,23 @@ def reason(key: str, text: str) -> str:
 def free_text(text: str, paths: bool = True) -> str:
     """``text`` (a failure's traceback, a fallback reason) as this process's mode records it:
     as it is in ``full`` mode; in an anonymous record with its names scrubbed
-    (:meth:`Policy.scrub`) and, with ``paths``, its absolute paths shortened (a reason's paths
-    are the system files a probe read: ``/proc/driver/nvidia/gpus``). Never raises: an unknown
-    mode counts as anonymous."""
+    (:meth:`._hiding.Policy.scrub`) and, with ``paths``, its absolute paths shortened (a
+    reason's paths are the system files a probe read: ``/proc/driver/nvidia/gpus``). Never
+    raises: an unknown mode counts as anonymous."""
     try:
         policy = current()
     except InvalidSettingError:
+        from ._hiding import Policy
+
         policy = Policy(None)
     if policy is None:
         return text
-    return _shorten_word(policy.scrub(text)) if paths else policy.scrub(text)
+    return shorten_word(policy.scrub(text)) if paths else policy.scrub(text)
+
+
+def is_hidden(key: str) -> bool:
+    """Whether the reason noted under ``key`` belongs to a field anonymous records hide."""
+    return key in _HIDDEN_REASONS or key.partition(".")[0] == "job"
 
 
 # --- paths ---------------------------------------------------------------------------------------
@@ -413,13 +162,13 @@ def shorten(path: str) -> str:
     return ".../" + parts[-1] if parts else "/"
 
 
-def _shorten_word(word: str) -> str:
+def shorten_word(word: str) -> str:
     """A command-line word with its absolute path, or the one after ``=``, shortened."""
     if any(c.isspace() for c in word):  # a shell command in one word: every path in it
         from itertools import groupby  # keeps each run of whitespace (tabs, newlines) as it is
 
         return "".join(
-            "".join(run) if space else _shorten_word("".join(run))
+            "".join(run) if space else shorten_word("".join(run))
             for space, run in groupby(word, str.isspace)
         )
     core = word.lstrip("'\"")
@@ -434,7 +183,7 @@ def _shorten_word(word: str) -> str:
 
 def shorten_words(words: List[str]) -> List[str]:
     """The words of a command line with absolute paths shortened (see the module docstring)."""
-    return [_shorten_word(w) for w in words]
+    return [shorten_word(w) for w in words]
 
 
 def shorten_command(text: str) -> str:
@@ -444,7 +193,7 @@ def shorten_command(text: str) -> str:
     try:
         words = shlex.split(text)
     except ValueError:  # not shell-quoted after all: treat it as one embedded command line
-        return _shorten_word(text)
+        return shorten_word(text)
     short = shorten_words(words)
     return text if short == words else shlex.join(short)  # nothing to shorten: not re-quoted
 
@@ -455,127 +204,7 @@ def shorten_value(value: str) -> str:
     parts = value.split(os.pathsep)
     if all(shorten(p) != p for p in parts):
         return os.pathsep.join(shorten(p) for p in parts)
-    return _shorten_word(value)
-
-
-# --- anonymize() ---------------------------------------------------------------------------------
-
-
-def _reasons(reasons: Any, policy: Policy) -> Any:
-    if not isinstance(reasons, dict):
-        return reasons
-    return {
-        key: WITHHELD if _is_hidden(key) else policy.scrub(text) if isinstance(text, str) else text
-        for key, text in reasons.items()
-    }
-
-
-def _remote_names(remote: str) -> List[str]:
-    """The owners a git remote names: the folders of its path on a host (``alice`` of
-    ``https://github.com/alice/paper.git`` or ``git@github.com:alice/paper.git``), or the owner
-    of a home folder in a local path."""
-    owner = home_owner(remote)
-    if owner:
-        return [owner]
-    _, sep, rest = remote.partition("://")
-    if not sep:  # scp-like: [user@]host:path
-        host, colon, rest = remote.partition(":")
-        if not colon or "/" in host:
-            return []
-    else:
-        rest = rest.partition("/")[2]
-    return [part for part in rest.split("/")[:-1] if part]
-
-
-def _record_names(record: Any, out: List[str]) -> List[str]:
-    """The identifying values a record (and the records inside it) holds: user, host, the
-    owners of home folders in its paths, of its git remote, and the values of the variables
-    that name a user or host (:data:`_NAME_VARIABLES`)."""
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        kind = type(record).__name__
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            _record_names(value, out)
-        elif isinstance(value, list):
-            for item in value:
-                if dataclasses.is_dataclass(item) and not isinstance(item, type):
-                    _record_names(item, out)
-        elif kind == "PlatformMetadata" and f.name in ("user", "host") and value:
-            out.append(str(value))
-        elif kind == "GitMetadata" and f.name == "remote" and isinstance(value, str):
-            out.extend(_remote_names(value))
-        elif kind == "JobMetadata" and f.name == "id" and record.system == "pbs":
-            out.append(str(value).partition(".")[2])  # PBS ids name their server
-        elif f.name == "variables" and isinstance(value, dict):
-            for name, text in value.items():
-                if not isinstance(text, str):
-                    continue
-                if name in _NAME_VARIABLES:
-                    out.append(text)
-                out.extend(o for o in map(home_owner, text.split(os.pathsep)) if o)
-        elif kind == "EnvironmentMetadata" and f.name in ("root", "executable", "command"):
-            text = str(value)
-            out.extend(o for o in map(home_owner, text.split()) if o)
-    return out
-
-
-def _is_hidden(key: str) -> bool:
-    """Whether the reason noted under ``key`` belongs to a field anonymous records hide."""
-    return key in _HIDDEN_REASONS or key.partition(".")[0] == "job"
-
-
-def _apply(record: Any, policy: Policy) -> None:
-    """Hide, in place, the fields of ``record`` (a deep copy) and of the records inside it."""
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        name = f.name
-        new: Any = value
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            if name == "job":  # any job record: its url dropped, id and name scrubbed
-                names = {g.name for g in dataclasses.fields(value)}
-                if "url" in names:
-                    setattr(value, "url", None)  # noqa: B010
-                for text in ("id", "name"):
-                    if text in names and isinstance(getattr(value, text), str):
-                        setattr(value, text, policy.scrub(getattr(value, text)))
-            _apply(value, policy)
-            continue
-        if value is None:
-            continue
-        kind = type(record).__name__
-        if (kind, name) in (
-            ("PlatformMetadata", "user"),
-            ("PlatformMetadata", "host"),
-            ("GitMetadata", "remote"),
-            ("GpuMetadata", "uuid"),
-        ):
-            new = policy.hide(str(value))
-        elif (kind, name) == ("GitMetadata", "branch"):
-            new = policy.scrub(value) if isinstance(value, str) else value
-        elif kind == "EnvironmentMetadata":
-            if name == "root":
-                new = Path(policy.hide(str(value)))
-            elif name == "executable":
-                new = Path(shorten(policy.scrub(str(value))))
-            elif name == "command" and isinstance(value, str):
-                new = shorten_command(policy.scrub(value))
-            elif name == "variables" and isinstance(value, dict):
-                new = dict(
-                    policy.variable(k, v) if isinstance(v, str) else (policy.scrub(k), v)
-                    for k, v in value.items()
-                )
-        elif name == "gpus" and isinstance(value, list):
-            for gpu in value:
-                if dataclasses.is_dataclass(gpu) and not isinstance(gpu, type):
-                    _apply(gpu, policy)
-        elif kind == "StepInfo" and name == "error":
-            new = _shorten_word(policy.scrub(value)) if isinstance(value, str) else value
-        if name == "fallbacks":
-            new = _reasons(value, policy)
-        if new is not value:
-            setattr(record, name, new)
-    if type(record).__name__ == "EnvironmentMetadata" and hasattr(record, "privacy"):
-        record.privacy = ANONYMOUS
+    return shorten_word(value)
 
 
 def anonymize(record: _R, key: Optional[str] = None) -> _R:
@@ -594,12 +223,14 @@ def anonymize(record: _R, key: Optional[str] = None) -> _R:
     """
     if not dataclasses.is_dataclass(record) or isinstance(record, type):
         raise TypeError(f"anonymize() takes a record, got {type(record).__name__}")
+    from . import _hiding
+
     out = copy.deepcopy(record)
-    names = _record_names(out, [])
+    names = _hiding.record_names(out, [])
     for _ in range(4):  # until the copy names nothing new: anonymizing it again changes nothing
-        _apply(out, Policy(key, names))
-        more = _record_names(out, [])
-        if not _canonical(more).keys() - _canonical(names).keys():
+        _hiding.apply(out, _hiding.Policy(key, names))
+        more = _hiding.record_names(out, [])
+        if not _hiding.canonical(more).keys() - _hiding.canonical(names).keys():
             break  # the usual case, after one pass; overlapping names can take another
         names += more
     return out

@@ -83,18 +83,19 @@ factories running as the generated one runs them (``tests/test_record.py`` check
 the one ``@dataclass`` generates)."""
 
 
-@dataclasses.dataclass(init=False, eq=False, repr=False)
-class _Fieldless:
-    """What ``@dataclass`` adds to a class with no field, beside its fields (see below)."""
-
-
-class _Plain:
-    """What ``@dataclass`` adds to a class with no field, beside its fields (see below)."""
-
-
-_ADDED = {k: v for k, v in vars(_Fieldless).items() if k not in vars(_Plain)}
-_ADDED.pop("__dataclass_fields__")
-_MATCH_ARGS = _ADDED.pop("__match_args__", None) is not None  # 3.10 and later
+# What @dataclass(init=False, eq=False, repr=False) adds to a class beside its fields (3.9 to
+# 3.13; from 3.14 the real decorator runs, see record_class): its parameters, six of them, ten
+# from 3.12 (match_args=True, kw_only, slots and weakref_slot False); __match_args__ from 3.10;
+# __replace__ from 3.13. Made here rather than read off a class @dataclass decorates at import,
+# which cost 0.04 ms of ``import tango_stepinfo`` on 3.11 and 0.17 ms on 3.13 (fresh processes);
+# tests/test_record.py checks every record class against the one @dataclass makes.
+_ADDED: Dict[str, Any] = {}
+if sys.version_info < (3, 14):
+    _PARAMS = (False,) * 6 + ((True, False, False, False) if sys.version_info >= (3, 12) else ())
+    _ADDED["__dataclass_params__"] = dataclasses._DataclassParams(*_PARAMS)  # type: ignore[attr-defined]
+    if sys.version_info >= (3, 13):
+        _ADDED["__replace__"] = dataclasses._replace  # type: ignore[attr-defined]
+_MATCH_ARGS = sys.version_info >= (3, 10)
 
 
 def _record_class(cls: type) -> type:
@@ -105,12 +106,11 @@ def _record_class(cls: type) -> type:
     :func:`dataclasses.fields`, :func:`dataclasses.replace` and pattern matching read. Its
     general code (it checks every string annotation for ``ClassVar``, ``InitVar`` and
     ``KW_ONLY`` with a regex, among others) cost 0.93 ms of ``import tango_stepinfo`` for the
-    seven record classes (their class bodies included); with this loop they cost 0.41 ms, and
-    the ``_Fieldless`` class below 0.06 ms (3.11, medians of 21 fresh processes timing each
-    top-level statement, busy 2-core machine). What ``@dataclass`` adds beside the fields
-    (``__dataclass_params__``, and ``__replace__`` from 3.13) is taken from a class it
-    decorated, so it is what this Python's ``@dataclass`` adds. The record classes have no
-    ``ClassVar``, ``InitVar`` or ``KW_ONLY`` field and no dataclass base;
+    seven record classes (their class bodies included); with this loop they cost 0.41 ms (3.11,
+    medians of 21 fresh processes timing each top-level statement, busy 2-core machine). What
+    ``@dataclass`` adds beside the fields is :data:`_ADDED` (and ``__match_args__`` from 3.10).
+    The record classes have no ``ClassVar``, ``InitVar`` or ``KW_ONLY`` field and no dataclass
+    base;
     ``tests/test_record.py`` checks every class against the one ``@dataclass`` makes from the
     same class body, on every Python CI runs. Type checkers see ``@dataclass`` itself
     (:data:`record_class`).

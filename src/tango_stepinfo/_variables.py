@@ -19,10 +19,12 @@ variable changed by the program later is not what the run was started with.
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
 from . import redact
-from ._privacy import Policy
+
+if TYPE_CHECKING:
+    from ._hiding import Policy
 
 __all__ = ["DEFAULT", "read"]
 

@@ -15,9 +15,8 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import _fallbacks, _probe
+from . import __version__, _fallbacks, _probe
 from ._record import FACTORY, Record, record_class
-from ._version import __version__
 
 __all__ = [
     "EnvironmentMetadata",
