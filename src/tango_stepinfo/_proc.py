@@ -85,13 +85,14 @@ def searchable() -> bool:
 
     :func:`which` makes an ``access`` call per ``$PATH`` folder (0.2 ms of CPU for ``git``, in
     the ninth of eleven folders here, in a fresh process, 3.11). ``False`` where there is no
-    ``posix_spawnp``, and when an entry of ``$PATH`` is empty: that means the working directory
-    to the C library (and to :mod:`subprocess`), where :func:`which` skips it, so that a
-    checkout holding an executable named ``uname`` or ``git`` is never run.
+    ``posix_spawnp``, when an entry of ``$PATH`` is empty (that means the working directory
+    to the C library and to :mod:`subprocess`, where :func:`which` skips it), and when
+    ``$PATH`` is unset (the C library then searches its own default, which held the working
+    directory first in glibc before 2.24, e.g. CentOS 7's 2.17), so that a checkout holding
+    an executable named ``uname`` or ``git`` is never run.
     """
-    return hasattr(os, "posix_spawnp") and "" not in os.environ.get("PATH", os.defpath).split(
-        os.pathsep
-    )
+    path = os.environ.get("PATH")
+    return hasattr(os, "posix_spawnp") and path is not None and "" not in path.split(os.pathsep)
 
 
 def run(
