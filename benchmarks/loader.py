@@ -22,6 +22,10 @@ Usage (from the repository root, with the package installed in the running Pytho
    ``loads`` (or, with ``--scan``, the two scans) and ``pickle.loads`` are timed alternately,
    ``--rounds`` times, in CPU time: best and median of each, and of new / old. Only
    ``pickling.py`` comes from the other file; the rest of the package is the installed one.
+   ``--records values`` loads, in turn, 50 records of that one shape with other values (other
+   strings, of other lengths, numbers and times), ``--records shapes`` 400 records each of a
+   shape of its own (0 to 99 packages, 1 to 4 dependencies: more shapes than templates are
+   kept, so each load misses them); times are per record.
 """
 
 from __future__ import annotations
@@ -136,11 +140,30 @@ def ratio(rounds: int) -> None:
     )
 
 
-def against(other: Path, rounds: int, scan: bool) -> None:
-    import importlib.util
-    import statistics
+def _records(how: str) -> List[bytes]:
+    import datetime as dt
 
     from tests.strategies import full_record
+
+    if how == "one":
+        return [pickle.dumps(full_record(70))]
+    blobs = []
+    for i in range(50 if how == "values" else 400):
+        info = full_record(70 if how == "values" else i % 100)
+        if how == "shapes":
+            info.dependencies = {f"Step-{j}" for j in range(i // 100 + 1)}
+        else:
+            info.unique_id = f"Step{i}-" + "x" * i
+            info.environment.packages = [(f"pkg{i}-{j}", f"{i}.{j}") for j in range(70)]
+            info.platform.cpu_count = i + 1
+            info.start_time = dt.datetime(2024, 1, 1 + i % 28, tzinfo=dt.timezone.utc)
+        blobs.append(pickle.dumps(info))
+    return blobs
+
+
+def against(other: Path, rounds: int, scan: bool, records: str = "one") -> None:
+    import importlib.util
+    import statistics
 
     from tango_stepinfo import pickling as new
 
@@ -149,19 +172,24 @@ def against(other: Path, rounds: int, scan: bool) -> None:
     old = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = old
     spec.loader.exec_module(old)
-    data = pickle.dumps(full_record(70))
-    assert old.loads(data) == new.loads(data) == pickle.loads(data)
+    blobs = _records(records)
+    for data in blobs:
+        assert old.loads(data) == new.loads(data) == pickle.loads(data)
     what = "_scan" if scan else "loads"
+
+    def each(load: Callable[[bytes], object]) -> Callable[[], None]:
+        return lambda: [load(data) for data in blobs] and None
+
     timers = {
-        "pickle.loads": timeit.Timer(lambda: pickle.loads(data), timer=time.process_time),
-        f"old {what}": timeit.Timer(lambda: getattr(old, what)(data), timer=time.process_time),
-        f"new {what}": timeit.Timer(lambda: getattr(new, what)(data), timer=time.process_time),
+        "pickle.loads": timeit.Timer(each(pickle.loads), timer=time.process_time),
+        f"old {what}": timeit.Timer(each(getattr(old, what)), timer=time.process_time),
+        f"new {what}": timeit.Timer(each(getattr(new, what)), timer=time.process_time),
     }
     times: Dict[str, List[float]] = {name: [] for name in timers}
-    number = 200
+    number = max(1, 200 // len(blobs))
     for i in range(rounds):
         for name in list(timers)[:: 1 if i % 2 else -1]:  # each order half of the time
-            times[name].append(timers[name].timeit(number) / number * 1e6)
+            times[name].append(timers[name].timeit(number) / number / len(blobs) * 1e6)
     best = {name: min(values) for name, values in times.items()}
     median = {name: statistics.median(values) for name, values in times.items()}
     for name in timers:
@@ -181,10 +209,14 @@ def memory(sizes: List[int]) -> None:
     import tango_stepinfo
     from tango_stepinfo import pickling
 
-    print("packages  pickle bytes  result KB  peak KB  beyond result KB  scan peak KB")
+    print(
+        "packages  pickle bytes  result KB  peak KB  beyond result KB  scan peak KB"
+        "  template peak KB"
+    )
     for n in sizes:
         data = pickle.dumps(full_record(n))
-        tango_stepinfo.loads(data)  # caches filled, imports done
+        for _ in range(3):  # caches filled, imports done, its template learned (if it may be)
+            tango_stepinfo.loads(data)
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         value = tango_stepinfo.loads(data)
@@ -193,11 +225,16 @@ def memory(sizes: List[int]) -> None:
         start = tracemalloc.get_traced_memory()[0]
         pickling._scan(data)
         scan = tracemalloc.get_traced_memory()[1] - start
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        matched = pickling._matched(data, data.count(0x94)) >= 0
+        template = tracemalloc.get_traced_memory()[1] - start
         tracemalloc.stop()
         result, peak = (kept - base) / 1e3, (peak - base) / 1e3
         print(
             f"{n:>8}  {len(data):>12}  {result:>9.1f}  {peak:>7.1f}  {peak - result:>16.1f}"
-            f"  {scan / 1e3:>12.1f}",
+            f"  {scan / 1e3:>12.1f}  "
+            + (f"{template / 1e3:>16.1f}" if matched else f"{'(none)':>16}"),
             flush=True,
         )
         del value
@@ -241,10 +278,16 @@ def main() -> None:
         help="instead: an A/B in one process against this other pickling.py",
     )
     parser.add_argument("--scan", action="store_true", help="with --against: the scans only")
+    parser.add_argument(
+        "--records",
+        choices=["one", "values", "shapes"],
+        default="one",
+        help="with --against: one record, 50 of its shape with other values, or 400 shapes",
+    )
     args = parser.parse_args()
     print(f"Python {platform.python_version()} on {platform.platform()}", flush=True)
     if args.against is not None:
-        against(args.against, args.rounds, args.scan)
+        against(args.against, args.rounds, args.scan, args.records)
         return
     if args.memory is not None:
         memory(args.memory or [70, 600, 5000])

@@ -30,6 +30,7 @@ from tango_stepinfo import (
     TangoMetadata,
     UnsafePickleError,
 )
+from tango_stepinfo import pickling as pickling_module
 from tango_stepinfo.pickling import CorruptPickleError, load, loads
 
 from .conftest import TANGO_DATA, since_none, with_since_none
@@ -1071,3 +1072,280 @@ def test_constants_appended_one_by_one_still_count_and_mark_the_list() -> None:
     data = data[:start] + b"Na\x88a" + data[data.index(b"a", at) + 1 :]
     with pytest.raises(CorruptPickleError, match="set field may only hold strings"):
         loads(data)
+
+
+# --- templates: the scan skipped for a pickle of a shape already scanned ---------------------
+
+_MISSED = pickling_module._missed
+
+
+def _learned(info: Any, monkeypatch: pytest.MonkeyPatch, protocol: int = 4) -> bytes:
+    """The pickle of ``info``, loaded twice with no other template known: its template is the
+    only one, and no other is learned after it."""
+    from tango_stepinfo import pickling
+
+    monkeypatch.setattr(pickling, "_missed", _MISSED)
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_SEEN", set())
+    data = pickle.dumps(info, protocol=protocol)
+    loads(data)
+    assert pickling._TEMPLATES == []  # learned when its shape comes again
+    loads(data)
+    assert len(pickling._TEMPLATES) == 1
+    _no_more_learning(monkeypatch)
+    return data
+
+
+def _no_more_learning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tango_stepinfo import pickling
+
+    monkeypatch.setattr(pickling, "_missed", lambda *args: None)
+
+
+def _agrees(data: bytes) -> bool:
+    """Whether a template matches ``data``; if one does, the scan accepts ``data`` too, ends
+    where the template said and reaches the total it predicts."""
+    from tango_stepinfo import pickling
+
+    end = pickling._matched(data, data.count(0x94))
+    if end < 0:
+        return False
+    _, _, total, learned_end = pickling._TEMPLATES[0]
+    assert pickling._scan_all(data, None) == (end, total + end - learned_end)
+    return True
+
+
+def _outcome(data: bytes) -> Any:
+    try:
+        return "loaded", loads(data)
+    except Exception as e:
+        return type(e), str(e)
+
+
+def _without_templates(data: bytes, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from tango_stepinfo import pickling
+
+    with monkeypatch.context() as m:
+        m.setattr(pickling, "_TEMPLATES", [])
+        return _outcome(data)
+
+
+def test_a_record_of_a_learned_shape_with_other_values_skips_the_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tango_stepinfo import pickling
+
+    _learned(full_record(70), monkeypatch)
+    other = full_record(70)
+    other.unique_id = "EvalStep-" + "x" * 200  # longer and shorter strings, other numbers, times
+    other.environment.packages = [(f"p{i}", f"{i}.0.0.dev{i}") for i in range(70)]
+    other.platform.cpu_count = 7
+    other.start_time = dt.datetime(1999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+    data = pickle.dumps(other)
+    assert _agrees(data)
+    calls: List[bytes] = []
+    monkeypatch.setattr(pickling, "_scan_all", lambda d, r: calls.append(d) or (0, 0))
+    assert loads(data) == pickle.loads(data) and not calls
+    assert loads(pickle.dumps(full_record(71))) is not None and calls  # another shape: scanned
+
+
+def test_every_byte_changed_either_misses_the_template_or_scans_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tango_stepinfo import pickling
+
+    data = _learned(record(), monkeypatch)
+    steps = pickling._TEMPLATES[0][1]
+    fixed = set()
+    i = 0
+    for _, size, hole in steps:
+        fixed.update(range(i, i + size))
+        i += size + (data[i + size] + 1 if hole < 0 else hole)
+    hits = 0
+    for at in range(len(data)):
+        for delta in (1, 0x80, 0xFF):
+            changed = data[:at] + bytes([(data[at] + delta) % 256]) + data[at + 1 :]
+            hit = _agrees(changed)
+            assert not (hit and at in fixed)  # a byte of a chunk changed: always the scan
+            hits += hit
+            if at % 7 == 0:  # (a sample: each load is ~0.3 ms)
+                assert _outcome(changed) == _without_templates(changed, monkeypatch)
+    assert hits > 100  # the holes: string bytes, numbers, times, the FRAME's length
+
+
+@pytest.mark.parametrize("frame", [0, 1, 100, 2**63, 2**64 - 1])
+def test_other_frame_lengths_load_as_without_templates(
+    frame: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _learned(full_record(70), monkeypatch)
+    assert data[2] == 0x95  # FRAME
+    changed = data[:3] + frame.to_bytes(8, "little") + data[11:]
+    assert _agrees(changed)
+    assert _outcome(changed) == _without_templates(changed, monkeypatch)
+
+
+def test_memo_index_games_miss_the_template(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _learned(record(), monkeypatch)
+    stores = data.count(b"\x94")
+    at = data.index(b"h")  # the first BINGET
+    while at >= 0:
+        if data[at - 1] == 0x94:  # (not the byte of a string)
+            for index in (0, data[at + 1] - 1, data[at + 1] + 1, stores - 1, stores, 255):
+                changed = data[: at + 1] + bytes([index % 256]) + data[at + 2 :]
+                if changed != data:
+                    assert not _agrees(changed)
+                    assert _outcome(changed) == _without_templates(changed, monkeypatch)
+        at = data.find(b"h", at + 1)
+    # a MEMOIZE dropped or added shifts every index after it: the scan decides
+    for changed in (data.replace(b"\x94", b"", 1), data.replace(b"\x94", b"\x94\x94", 1)):
+        assert not _agrees(changed)
+        assert _outcome(changed) == _without_templates(changed, monkeypatch)
+
+
+def test_free_strings_of_other_lengths_and_bytes_load_as_without_templates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = _learned(record(), monkeypatch)
+    at = data.index(b"TrainStep-abc123")
+    for text in (b"", b"\xff\xfe", b"x" * 254, b"\x00", "é".encode() * 100, b"ab\xc3"):
+        changed = data[: at - 1] + bytes([len(text)]) + text + data[at + 16 :]
+        assert _agrees(changed)
+        assert _outcome(changed) == _without_templates(changed, monkeypatch)
+    # a length byte changed alone: the bytes after it are read as other opcodes
+    for size in range(0, 40):
+        changed = data[: at - 1] + bytes([size]) + data[at:]
+        _agrees(changed)
+        assert _outcome(changed) == _without_templates(changed, monkeypatch)
+
+
+def test_names_of_globals_are_never_holes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the scan reads them: a template keeps them, so another name goes to the scan and is refused
+    data = _learned(record(), monkeypatch)
+    for old, new in (
+        (b"\x08datetime\x94\x8c\x08datetime", b"\x08datetime\x94\x8c\x08__import"),
+        (b"\x08StepInfo", b"\x08Popen___"),  # (read only by the scan: no other rule keeps it)
+        (b"\x10PlatformMetadata", b"\x10PlatformMetadatb"),
+    ):
+        changed = data.replace(old, new, 1)
+        assert changed != data and not _agrees(changed)
+        with pytest.raises(UnsafePickleError, match=new[-8:].decode()):
+            loads(changed)
+    # a value whose string the pickle fetches again as a global's module and name: kept too
+    data = _learned(record(step_name=sys.intern("datetime")), monkeypatch)
+    assert b"step_name\x94\x8c\x08datetime\x94" in data and b"h\x0f\x8c\x08datetime" in data
+    assert _agrees(data)
+    changed = data.replace(b"step_name\x94\x8c\x08datetime", b"step_name\x94\x8c\x08builtins")
+    assert not _agrees(changed)
+    with pytest.raises(UnsafePickleError, match="datetime"):
+        loads(changed)
+
+
+def test_a_string_whose_size_counts_twice_gives_no_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tango_stepinfo import pickling
+
+    info = record()
+    shared = ["a string inside a list that is fetched again"]
+    info.config = {"a": shared, "b": shared}
+    data = pickle.dumps(info)
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    assert loads(data) == loads(data) == pickle.loads(data)
+    assert pickling._TEMPLATES == []  # a longer string would add twice its growth
+    # a string fetched again itself stays in its chunk instead: the shape is learned
+    info.config = {"a": shared[0], "b": shared[0]}
+    _learned(info, monkeypatch)
+
+
+def test_a_matched_pickle_still_meets_the_size_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tango_stepinfo import _limits
+
+    data = _learned(record(), monkeypatch)
+    assert _agrees(data)
+    monkeypatch.setattr(_limits, "JSON_BYTES_PER_PICKLE_BYTE", 1)
+    monkeypatch.setattr(_limits, "JSON_BYTES_FLOOR", 0)
+    with pytest.raises(CorruptPickleError, match="expand to more than"):
+        loads(data)
+
+
+def test_only_loaded_pickles_of_record_opcodes_are_learned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tango_stepinfo import pickling
+
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    for data in (
+        pickle.dumps(record(), protocol=2),  # BINPUT: memo indexes compared with positions
+        pickle.dumps([1, 2, 3]),  # scanned, then refused after loading
+    ):
+        _outcome(data)
+        _outcome(data)
+        assert pickling._TEMPLATES == []
+
+
+def test_a_failure_while_learning_never_fails_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tango_stepinfo import pickling
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug while learning")
+
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_learn", broken)
+    data = pickle.dumps(record())
+    assert loads(data) == loads(data) == pickle.loads(data)
+    assert pickling._TEMPLATES == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [record(), record()],
+        (record(),),
+        {"a": record(), "b": record(step_name="other")},
+        record(config={"a": [1, 2.5, None, True, "x"], "b": {"c": ["d"] * 3}, "e": -(2**70)}),
+        StepState.FAILED,
+    ],
+)
+def test_templates_of_lists_tuples_dicts_of_records_and_states(
+    value: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for protocol in (4, 5):
+        data = _learned(value, monkeypatch, protocol)
+        assert _agrees(data)
+        assert _outcome(data) == _without_templates(data, monkeypatch) == ("loaded", value)
+
+
+def test_templates_shared_by_threads_load_what_pickle_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # templates are learned, reordered and dropped (more shapes than are kept) from 8 threads
+    import threading
+
+    from tango_stepinfo import pickling
+
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_TEMPLATES_MAX", 4)
+    monkeypatch.setattr(pickling, "_LEARN_EVERY", 2)
+    blobs = []
+    for i in range(12):
+        info = full_record(i % 6)
+        info.unique_id = f"Step-{i}"
+        blobs.append(pickle.dumps(info))
+    expected = [pickle.loads(b) for b in blobs]
+    failures: List[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            for j in range(60):
+                n = (j * 5 + k) % len(blobs)
+                assert loads(blobs[n]) == expected[n]
+        except BaseException as e:  # the test thread reports it
+            failures.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert 0 < len(pickling._TEMPLATES) <= 4

@@ -173,6 +173,8 @@ def grown(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, type]]:
     monkeypatch.setattr(pickling, "_KINDS", {})
     monkeypatch.setattr(pickling, "_SET_FIELDS", None)
     monkeypatch.setattr(pickling, "_REQUIRED", {})
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_FIELD_NAMES", None)
     yield classes
     _record.RECORDS.clear()
     _record.RECORDS.update(saved)

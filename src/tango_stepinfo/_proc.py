@@ -31,6 +31,7 @@ __all__ = [
     "readable",
     "run",
     "run_subprocess",
+    "searchable",
     "sig",
     "spawn",
     "unchanged",
@@ -75,6 +76,23 @@ def which(name: str) -> Optional[str]:
             if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
                 return candidate
     return None
+
+
+def searchable() -> bool:
+    """Whether a program named bare may be left to the C library to look for on ``$PATH`` in
+    the child (``spawn(..., search=True)``, :func:`os.posix_spawnp`), as ``execvp`` and
+    :mod:`subprocess` do, instead of to :func:`which` first.
+
+    :func:`which` makes an ``access`` call per ``$PATH`` folder (0.2 ms of CPU for ``git``, in
+    the ninth of eleven folders here, in a fresh process, 3.11). ``False`` where there is no
+    ``posix_spawnp``, when an entry of ``$PATH`` is empty (that means the working directory
+    to the C library and to :mod:`subprocess`, where :func:`which` skips it), and when
+    ``$PATH`` is unset (the C library then searches its own default, which held the working
+    directory first in glibc before 2.24, e.g. CentOS 7's 2.17), so that a checkout holding
+    an executable named ``uname`` or ``git`` is never run.
+    """
+    path = os.environ.get("PATH")
+    return hasattr(os, "posix_spawnp") and path is not None and "" not in path.split(os.pathsep)
 
 
 def run(
@@ -138,7 +156,9 @@ def spawn(
                 pid = (os.posix_spawnp if search else os.posix_spawn)(
                     argv[0],
                     list(argv),
-                    os.environ if env is None else env,
+                    # os.environb: the variables of os.environ (one dict underneath), as bytes
+                    # that need no encoding: 0.03 ms less CPU a child (3.11, 37 variables).
+                    getattr(os, "environb", os.environ) if env is None else env,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, devnull, 0),
                         (os.POSIX_SPAWN_DUP2, write_end, 1),

@@ -32,7 +32,9 @@ values may nest at most :data:`~tango_stepinfo._limits.MAX_DEPTH` (200) levels d
 few levels records add (deeper nesting can crash the interpreter while hashing), and the JSON
 the result would expand to is estimated, shared references counted each time they are used: at
 most :data:`~tango_stepinfo._limits.JSON_BYTES_PER_PICKLE_BYTE` (8) bytes per byte of pickle
-plus 1 MiB.
+plus 1 MiB. A pickle of the same shape as a record loaded before (the same opcodes, field
+names and globals; other strings, numbers and times) is matched against that record's template
+instead, which accepts exactly what the scan would (see "templates" in the source).
 
 **Checks after loading.** The result must be a record, a ``StepState``, or a ``list``, ``tuple``
 or ``dict`` of them; every record is checked field by field (a wrong type raises
@@ -500,8 +502,21 @@ class _Refused(Exception):
     """Internal: a scan failure, turned into :class:`CorruptPickleError` with the position."""
 
 
-def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode reads best)
+def _scan(data: bytes) -> int:
     """Check the opcodes of the pickle in ``data`` without running it; return where it ends.
+
+    :raises UnsafePickleError: see :func:`_scan_all`.
+    :raises CorruptPickleError: see :func:`_scan_all`.
+    """
+    return _scan_all(data, None)[0]
+
+
+def _scan_all(data: bytes, reads: Optional[List[int]]) -> Tuple[int, int]:  # noqa: PLR0915
+    """Check the opcodes of the pickle in ``data`` without running it (one flat dispatch on the
+    opcode reads best); return where it ends and the estimated JSON size of its value.
+
+    :param reads: if a list, the cells of the strings whose text the scan read are added to
+        it (see :func:`_learn`).
 
     :raises UnsafePickleError: a global that is not allowed, ``getattr`` used for anything but
         an enum member, or a copyreg extension code.
@@ -672,6 +687,8 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 raise too_large()
             return new(_RECORD, 0, 1, total - _RECORD_BYTES)
         if kind == _GETATTR:
+            if reads is not None and items is not None:
+                reads.extend(items)
             if (
                 items is None
                 or len(items) != 2
@@ -851,6 +868,8 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                 ):
                     # The cell by the names' raw bytes: no decoding, no _resolve (measured on
                     # 3.11 over 200 globals: 0.5 us less a global).
+                    if reads is not None:
+                        reads += (module_at, name_at)
                     key = (
                         data[module_at + 2 : module_at + 2 + data[module_at + 1]],
                         data[name_at + 2 : name_at + 2 + data[name_at + 1]],
@@ -882,6 +901,8 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                         continue
                     push(found)
                 else:
+                    if reads is not None:
+                        reads += (module_at, name_at)
                     name_text = _text(data, name_at)
                     module_text = _text(data, module_at)
                     if module_text is None or name_text is None:
@@ -916,9 +937,11 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                                 value <= _REF
                                 and kind_of[_REF - value] in (_LIST, _TUPLE)
                                 and flags_of[_REF - value] & _NONSTR
-                                and _text(data, name_at) in _set_fields()
                             ):
-                                flags_of[target] |= _SETBAD
+                                if reads is not None:
+                                    reads.append(name_at)
+                                if _text(data, name_at) in _set_fields():
+                                    flags_of[target] |= _SETBAD
                     else:  # strings and plain values only (nothing to place): grow() inlined
                         target = _REF - stack[-1]
                         if target < 0 or kind_of[target] != _DICT or flags_of[target] & _PLACED:
@@ -1101,7 +1124,7 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
                     raise _Refused("a record without state (every record needs one)")
                 if total > limit:
                     raise too_large()
-                return i + 1
+                return i + 1, total
             elif op == 0x80:  # PROTO
                 if data[i + 1] > pickle.HIGHEST_PROTOCOL:
                     raise _Refused(f"unsupported pickle protocol {data[i + 1]}")
@@ -1192,6 +1215,190 @@ def _scan(data: bytes) -> int:  # noqa: PLR0915 (one flat dispatch on the opcode
         raise CorruptPickleError(f"corrupt pickle at byte {i}: truncated") from None
     except (ValueError, UnicodeDecodeError, OverflowError) as e:  # no line end, bad text ...
         raise CorruptPickleError(f"corrupt pickle at byte {i}: {e}") from None
+
+
+# --- the scan, skipped for a pickle of a shape scanned before ----------------------------------
+#
+# Records of one kind, pickled by this library, differ mostly in the bytes of their strings,
+# numbers and times, not in their opcodes: the field names, globals and memo indexes repeat.
+# So after a record has loaded, its pickle is remembered as a *template*: its bytes cut into
+# fixed *chunks* and *holes* between them, the holes being bytes the scan never reads:
+#
+# - the payload of a ``SHORT_BINUNICODE`` (a string of up to 254 bytes) whose text the scan did
+#   not read (the names of globals, a set field's key, ``getattr``'s member name are read), that
+#   is not fetched again from the memo and is not a record's field name: a *free* string, with
+#   its length byte (the length may change);
+# - the length of a ``FRAME``, the value of ``BININT1``, ``BININT2``, ``BININT`` and
+#   ``BINFLOAT``, and the bytes of ``SHORT_BINBYTES``, ``BINBYTES``, ``LONG1``, ``LONG4``,
+#   ``BINUNICODE`` (a string whose text was not read): the same number of bytes.
+#
+# A pickle made of the same chunks, in the same order, with any bytes in the holes, runs the scan
+# through the same steps (the scan reads the opcodes and lengths, which are in the chunks, and a
+# string's position only as its identity) to the same end, with the same stack, memo, depths and
+# flags: it differs only in the total, the estimated JSON size, which grows by each free string's
+# size once for each time the scan counts it. Learning checks that each is counted exactly once:
+# the scan of the same pickle with every free string one byte longer must give a total larger by
+# exactly their number (each is counted at least once, when it is pushed, and the total is a sum
+# of such counts). So the template's total plus the change in those strings' sizes is the total
+# the scan would reach, and the total only grows: if it is within the bound at the end, it was
+# all along. Such a pickle is accepted without its scan, as the scan would accept it; anything
+# else, a byte off in a chunk included, goes through the scan, which words the error.
+#
+# Only the opcodes of protocols 4 and 5 that pickle.dumps writes for records are in templates
+# (no PUT ops, whose memo indexes the scan compares with positions, no text lines). A record
+# with 70 packages has about 190 holes; matching it is a loop of three steps a hole.
+
+_OPS_PLAIN = frozenset(b"\x94(}])\x8f\x93usb\x81R\x85\x86\x87tld\x91\x90eaN\x88\x8901.2")
+_OPS_KEPT = {0x80: 1, 0x68: 1, 0x6A: 4}  # PROTO, BINGET, LONG_BINGET: argument in the chunk
+_OPS_NUMBER = {0x95: 8, 0x4B: 1, 0x4D: 2, 0x4A: 4, 0x47: 8}  # FRAME, BININT1/2, BININT, BINFLOAT
+# SHORT_BINBYTES, BINBYTES, BINBYTES8, LONG1, LONG4, BINUNICODE, BINUNICODE8: width of the size
+_OPS_SIZED = {0x43: 1, 0x42: 4, 0x8E: 8, 0x8A: 1, 0x8B: 4, 0x58: 4, 0x8D: 8}
+_TEMPLATES_MAX = 32  # templates kept, the most recently used first
+_TEMPLATE_BYTES = 1 << 16  # the longest pickle learned (so at most 2 MiB of templates)
+_LEARN_EVERY = 64  # with _TEMPLATES_MAX templates, a new one is learned once in so many misses
+_SEEN_MAX = 256
+_Steps = Tuple[Tuple[bytes, int, int], ...]  # chunk, its size, the hole after it
+_Template = Tuple[int, _Steps, int, int]  # its MEMOIZE bytes, steps, total, end
+_TEMPLATES: List[_Template] = []
+_SEEN: Set[int] = set()  # MEMOIZE bytes of pickles that matched no template lately
+_misses = 0
+_FIELD_NAMES: Optional[FrozenSet[bytes]] = None
+
+
+def _field_names() -> FrozenSet[bytes]:
+    """The field names of the record classes, as a pickle spells them: kept in chunks."""
+    global _FIELD_NAMES
+    if _FIELD_NAMES is None:
+        _FIELD_NAMES = frozenset(f.name.encode() for c in _RECORDS for f in _plans().fields(c))
+    return _FIELD_NAMES
+
+
+def _matched(data: bytes, memos: int) -> int:
+    """Where the pickle in ``data`` ends if a template matches it (then it is accepted as its
+    scan would accept it, see above), else -1. ``memos`` is how many bytes 0x94 (MEMOIZE) it
+    holds: only the templates with as many in their chunks are tried (a string, time or number
+    holding that byte makes the pickle go through the scan)."""
+    global _TEMPLATES
+    n = len(data)
+    for template in _TEMPLATES:
+        count, steps, total, end = template
+        if count != memos:
+            continue
+        i = 0
+        try:
+            for chunk, size, hole in steps:
+                if not data.startswith(chunk, i):
+                    break
+                i += size
+                i += data[i] + 1 if hole < 0 else hole
+            else:
+                limit = _limits.JSON_BYTES_PER_PICKLE_BYTE * n + _limits.JSON_BYTES_FLOOR
+                if total + i - end > limit or n >= _LINE:
+                    return -1  # the scan words it
+                if template is not _TEMPLATES[0]:  # (another thread may have dropped it)
+                    others = (t for t in _TEMPLATES if t is not template)
+                    _TEMPLATES = [template, *others][:_TEMPLATES_MAX]
+                return i
+        except IndexError:  # a hole's length past the end
+            pass
+    return -1
+
+
+def _holes(data: bytes, end: int, reads: List[int]) -> Optional[List[Tuple[int, int, bool]]]:
+    """The holes of the scanned pickle ``data[:end]``: (start, bytes, free string?) each, in
+    order; None if it holds an opcode templates leave out."""
+    read = {cell & _POSITION for cell in reads if cell >= 0}
+    names = _field_names()
+    strings: Dict[int, int] = {}  # memo index -> position of the string stored there
+    fetched = set()
+    found: List[Tuple[int, int, bool]] = []
+    memo = 0
+    last = -1  # position of the string just pushed (a SHORT_BINUNICODE), or -1
+    i = 0
+    while i < end:
+        op = data[i]
+        at = i + 1
+        if op in _OPS_PLAIN:
+            i = at
+            if op == 0x94:
+                if last >= 0:
+                    strings[memo] = last
+                memo += 1
+        elif op == 0x8C:
+            size = data[at]
+            if size < 255 and i not in read and data[at + 1 : at + 1 + size] not in names:
+                found.append((at, size + 1, True))
+            i = at + 1 + size
+        elif op in _OPS_KEPT:
+            width = _OPS_KEPT[op]
+            if op != 0x80:
+                fetched.add(int.from_bytes(data[at : at + width], "little"))
+            i = at + width
+        elif op in _OPS_NUMBER:
+            found.append((at, _OPS_NUMBER[op], False))
+            i = at + _OPS_NUMBER[op]
+        elif op in _OPS_SIZED:
+            width = _OPS_SIZED[op]
+            size = int.from_bytes(data[at : at + width], "little")
+            if size and not (op in {0x58, 0x8D} and i in read):
+                found.append((at + width, size, False))
+            i = at + width + size
+        else:
+            return None
+        last = at - 1 if op == 0x8C else -1
+    shared = {strings[k] + 1 for k in fetched if k in strings}  # a string fetched again: kept
+    return [hole for hole in found if not (hole[2] and hole[0] in shared)]
+
+
+def _learn(data: bytes, end: int, total: int, reads: List[int]) -> Optional[_Template]:
+    """The template of ``data[:end]``, a pickle that loaded (its scan gave ``total`` and
+    ``reads``), or None if it may not have one (see above)."""
+    holes = _holes(data, end, reads)
+    if holes is None:
+        return None
+    # every free string one byte longer: its size must be counted once (see above)
+    parts: List[bytes] = []
+    i = 0
+    for start, size, free in holes:
+        if free:
+            parts += (data[i:start], bytes([data[start] + 1]), data[start + 1 : start + size], b"a")
+            i = start + size
+    parts.append(data[i:end])
+    longer = b"".join(parts)
+    count = sum(free for _, _, free in holes)
+    try:
+        if _scan_all(longer, None) != (end + count, total + count):
+            return None
+    except pickle.UnpicklingError:  # (a longer string may go past a limit)
+        return None
+    steps = []
+    i = 0
+    for start, size, free in holes:
+        steps.append((data[i:start], start - i, -1 if free else size))
+        i = start + size
+    steps.append((data[i:end], end - i, 0))
+    return sum(chunk.count(0x94) for chunk, _, _ in steps), tuple(steps), total, end
+
+
+def _missed(data: bytes, memos: int, end: int, total: int, reads: List[int]) -> None:
+    """Learn the template of a pickle that matched none and loaded, if its shape seems to come
+    again: a pickle with as many MEMOIZE bytes missed lately, and while the templates are all
+    taken, once in :data:`_LEARN_EVERY` misses (learning costs about two scans)."""
+    global _misses, _TEMPLATES
+    _misses += 1
+    if memos not in _SEEN:
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN.add(memos)
+        return
+    if end > _TEMPLATE_BYTES or (len(_TEMPLATES) >= _TEMPLATES_MAX and _misses % _LEARN_EVERY):
+        return
+    try:
+        template = _learn(data, end, total, reads)
+    except Exception:  # a template is only a shortcut: never let learning fail a load
+        return
+    if template is not None:
+        _TEMPLATES = [template, *_TEMPLATES[: _TEMPLATES_MAX - 1]]
 
 
 _KIND_NAMES = {
@@ -1619,7 +1826,12 @@ def _load(data: Any) -> Tuple[Any, int]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    end = _scan(data)
+    memos = data.count(0x94)
+    end = _matched(data, memos)
+    reads: Optional[List[int]] = None
+    if end < 0:
+        reads = []
+        end, total = _scan_all(data, reads)
     try:
         value = _Unpickler(io.BytesIO(data)).load()
     except (UnsafePickleError, CorruptPickleError, StepInfoDecodeError):
@@ -1640,6 +1852,8 @@ def _load(data: Any) -> Tuple[Any, int]:
         raise
     except Exception as e:  # a value no check foresaw; never let it out as something else
         raise CorruptPickleError(f"invalid value: {type(e).__name__}: {e}"[:300]) from e
+    if reads is not None:  # it loaded: its shape may be worth a template
+        _missed(data, memos, end, total, reads)
     return value, end
 
 
