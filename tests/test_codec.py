@@ -436,6 +436,39 @@ def test_package_lists_of_a_few_environments_in_turn_keep_sharing_rows(whole_lis
         assert [x is y for x, y in zip(a, b)] == [True, True, whole_list, True, True]
 
 
+def test_a_package_list_changed_while_decoded_does_not_change_the_kept_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another thread changes the caller's list just after its marshal bytes were taken: the rows
+    # kept beside those bytes are still the rows they stand for, so a later list equal to the
+    # first decodes to its own versions.
+    import marshal
+
+    from tango_stepinfo import _kinds
+
+    monkeypatch.setattr(_kinds, "_WHOLE_LIST", True)
+    text = json.dumps(full_record(n_packages=3).to_json_dict())
+    rows = [tuple(row) for row in json.loads(text)["environment"]["packages"]]
+    kept = _forget_rows()
+    try:
+
+        class Meddling:
+            @staticmethod
+            def dumps(value: Any) -> bytes:
+                blob = marshal.dumps(value)
+                value[1][1] = "6.6.6"
+                return blob
+
+            loads = staticmethod(marshal.loads)
+
+        monkeypatch.setattr(_kinds, "marshal", Meddling)
+        StepInfo.from_json_dict(json.loads(text))
+        monkeypatch.setattr(_kinds, "marshal", marshal)
+        assert StepInfo.from_json_dict(json.loads(text)).environment.packages == rows
+    finally:
+        _keep_rows(kept)
+
+
 @pytest.mark.parametrize(
     ("row", "problem"),
     [

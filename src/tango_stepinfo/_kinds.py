@@ -790,6 +790,12 @@ def _json_rows(value: List[Any]) -> Optional[List[Tuple[str, str]]]:
         for kept, rows in _last_json:
             if text == kept:
                 return rows.copy()
+        if len(value) <= _ROWS_MAX:
+            # The rows are taken from a copy made from these bytes, so that the bytes kept are
+            # those of the rows checked even if another thread changes the caller's list now.
+            value = marshal.loads(text)
+        else:  # not kept (bounded as _ROWS is)
+            text = b""
     if (
         # Rows as json.loads makes them; counting is cheaper than a set (3 us in 569).
         list(map(type, value)).count(list) == len(value) or set(map(type, value)) <= _ROW_TYPES
