@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
@@ -28,6 +29,7 @@ __all__ = [
     "collect",
     "debug",
     "kill",
+    "load",
     "readable",
     "run",
     "run_subprocess",
@@ -54,11 +56,36 @@ while it grew is not kept."""
 def debug(message: str, *args: object) -> None:
     """Log ``message % args`` at DEBUG on the ``tango_stepinfo`` logger.
 
-    :mod:`logging` costs milliseconds to import, so it is loaded on the first fallback only.
+    :mod:`logging` costs milliseconds to import, so it is loaded on the first fallback only;
+    when the process lacks the file descriptors or memory to load it (:data:`SHORTAGES`), the
+    line is dropped (the record's ``fallbacks`` still say why).
     """
-    import logging
-
+    try:
+        import logging
+    except OSError as e:
+        if e.errno in SHORTAGES:
+            return
+        raise
     logging.getLogger("tango_stepinfo").debug(message, *args)
+
+
+def load(name: str) -> Any:
+    """The module ``name`` (absolute: ``"tango_stepinfo._git"``), imported now if it is not yet;
+    or, when the process lacks the file descriptors or memory to read its file
+    (:data:`SHORTAGES`: every import of a module not loaded yet then fails), the reason as a
+    ``str``: the probe that needs it falls back, notes why, and the next record tries again.
+
+    The probe modules load with the first record, not with ``import tango_stepinfo``; without
+    this, a process out of file descriptors before its first record could not make one.
+    """
+    try:
+        __import__(name)
+    except OSError as e:
+        if e.errno not in SHORTAGES:
+            raise
+        debug("cannot load %s: %s", name, e)
+        return f"cannot load {name.rpartition('.')[2]} ({e.strerror or type(e).__name__})"
+    return sys.modules[name]
 
 
 def which(name: str) -> Optional[str]:
