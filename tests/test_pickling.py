@@ -1087,6 +1087,7 @@ def _learned(info: Any, monkeypatch: pytest.MonkeyPatch, protocol: int = 4) -> b
     monkeypatch.setattr(pickling, "_missed", _MISSED)
     monkeypatch.setattr(pickling, "_TEMPLATES", [])
     monkeypatch.setattr(pickling, "_SEEN", set())
+    monkeypatch.setattr(pickling, "_FAILED", set())
     data = pickle.dumps(info, protocol=protocol)
     loads(data)
     assert pickling._TEMPLATES == []  # learned when its shape comes again
@@ -1349,3 +1350,92 @@ def test_templates_shared_by_threads_load_what_pickle_loads(
         t.join()
     assert not failures
     assert 0 < len(pickling._TEMPLATES) <= 4
+
+
+def _dense(k: int, ints: int) -> bytes:
+    """A record whose config holds ``ints`` small ints (a hole every 2 bytes) and a list of
+    ``k + 1`` None: as many MEMOIZE bytes for every ``k``, another template each."""
+    return pickle.dumps(record(config={"a": [i % 100 for i in range(ints)], "z": [None] * (k + 1)}))
+
+
+def test_templates_hold_a_bounded_number_of_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each step (a chunk and its hole) costs about 90 bytes: 32 templates of 41 KB pickles of
+    # small ints held 46 MB. A store of records written by an attacker fills them.
+    from tango_stepinfo import pickling
+
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_SEEN", set())
+    monkeypatch.setattr(pickling, "_FAILED", set())
+    for k in range(40):
+        data = _dense(k, 3000)
+        assert loads(data) == loads(data) == pickle.loads(data)
+    held = [len(steps) for _, steps, _, _ in pickling._TEMPLATES]
+    assert len(held) > 4 and sum(held) <= 1 << 15
+    # a shape of more steps than a quarter of them is not learned (nor tried at every load)
+    data = _dense(0, 10_000)
+    for _ in range(3):
+        assert loads(data) == pickle.loads(data)
+    assert all(len(steps) <= 1 << 13 for _, steps, _, _ in pickling._TEMPLATES)
+
+
+def test_a_miss_walks_the_input_about_once_whatever_the_templates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 32 templates that share a long start and part at the end: a pickle of that start missed
+    # each of them at its end, walking 32 times over the input (0.13 s for 63 KB against 6.5 ms
+    # for its scan, 3.11). Counted here as steps: each compares one chunk.
+    from tango_stepinfo import pickling
+
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_SEEN", set())
+    monkeypatch.setattr(pickling, "_FAILED", set())
+    for k in range(32):
+        data = _dense(k, 300)
+        loads(data)
+        loads(data)
+    assert len(pickling._TEMPLATES) == 32
+    _no_more_learning(monkeypatch)
+    compared = []
+
+    class Counted(bytes):
+        def startswith(self, *args: Any) -> bool:
+            compared.append(1)
+            return super().startswith(*args)
+
+    probe = _dense(40, 300)
+    assert pickling._matched(Counted(probe), probe.count(0x94)) == -1
+    assert len(compared) <= len(probe) // 2  # (32 walks of 430 steps before)
+    assert (
+        _outcome(probe) == _without_templates(probe, monkeypatch) == ("loaded", pickle.loads(probe))
+    )
+
+
+def test_a_shape_that_gives_no_template_is_not_learned_at_every_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a list referenced twice in config: a longer string would count twice, so no template;
+    # trying to learn it again at every load made each load 2.7 times as long (3.11)
+    from tango_stepinfo import pickling
+
+    shared = ["a string inside a list that is fetched again"]
+    data = pickle.dumps(record(config={"a": shared, "b": shared}))
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_SEEN", set())
+    monkeypatch.setattr(pickling, "_FAILED", set())
+    tries = []
+
+    def learn(*args: Any) -> Any:
+        tries.append(1)
+        return _LEARN(*args)
+
+    monkeypatch.setattr(pickling, "_learn", learn)
+    for _ in range(64):
+        assert loads(data) == pickle.loads(data)
+    assert pickling._TEMPLATES == [] and 1 <= len(tries) <= 2
+    # the same list twice, as two lists: a shape of its own, learned as before
+    other = pickle.dumps(record(config={"a": list(shared), "b": shared}))
+    assert loads(other) == loads(other) == pickle.loads(other)
+    assert len(pickling._TEMPLATES) == 1
+
+
+_LEARN = pickling_module._learn
