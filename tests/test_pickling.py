@@ -1439,3 +1439,31 @@ def test_a_shape_that_gives_no_template_is_not_learned_at_every_load(
 
 
 _LEARN = pickling_module._learn
+
+
+def test_a_set_field_given_by_the_dict_opcode_or_a_made_tuple_may_only_hold_strings() -> None:
+    # MARK, key, value ..., DICT: the scan checked set fields in SETITEM(S) only, so 30,000
+    # ints that all hash alike reached __setstate__, whose set of them took 6 s (359 KB)
+    def text(value: str) -> bytes:
+        return b"\x8c" + bytes([len(value)]) + value.encode()
+
+    def long(value: int) -> bytes:
+        return b"\x8a" + bytes([len(pickle.encode_long(value))]) + pickle.encode_long(value)
+
+    ints = b"".join(long(k * (2**61 - 1)) for k in range(1, 50))  # (each hash is 0)
+    start = b"\x80\x04" + text("tango_stepinfo.step_info") + text("StepInfo") + b"\x93)\x81("
+    for key, value in (("dependencies", b"](" + ints + b"e"), ("dependencies", b"K\x01\x85")):
+        data = start + text(key) + value + b"db."
+        with pytest.raises(CorruptPickleError, match="set field may only hold strings"):
+            loads(data)
+    # nor in the dict of a (dict, slots) state that a call to tuple made (its items unseen)
+    state = b"}" + text("dependencies") + b"](" + ints + b"es"  # SETITEM: checked
+    made = text("builtins") + text("tuple") + b"\x93](" + state + b"Ne\x85R"
+    with pytest.raises(CorruptPickleError, match="state may only be a dict or"):
+        loads(start[:-1] + made + b"b.")
+    with pytest.raises(CorruptPickleError, match="set field may only hold strings"):
+        loads(start[:-1] + state + b"N\x86b.")  # (dict, slots) as pickle writes it
+    # strings, or another key, load as before (and are refused afterwards as incomplete)
+    for key, value in (("dependencies", b"]" + text("a") + b"a"), ("config", b"](" + ints + b"e")):
+        with pytest.raises(StepInfoDecodeError):
+            loads(start + text(key) + value + b"db.")
