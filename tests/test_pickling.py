@@ -1467,3 +1467,94 @@ def test_a_set_field_given_by_the_dict_opcode_or_a_made_tuple_may_only_hold_stri
     for key, value in (("dependencies", b"]" + text("a") + b"a"), ("config", b"](" + ints + b"e")):
         with pytest.raises(StepInfoDecodeError):
             loads(start + text(key) + value + b"db.")
+
+
+def _learned_bytes(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Learn the pickle ``data`` (it loads) as the only template."""
+    from tango_stepinfo import pickling
+
+    monkeypatch.setattr(pickling, "_missed", _MISSED)
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_SEEN", set())
+    monkeypatch.setattr(pickling, "_FAILED", set())
+    assert loads(data) == loads(data)
+    assert len(pickling._TEMPLATES) == 1
+    _no_more_learning(monkeypatch)
+
+
+@pytest.mark.parametrize(("value", "holds_strings"), [(b"]K\x01a", False), (b"]\x8c\x01aa", True)])
+def test_a_key_learned_as_free_text_cannot_become_a_set_field(
+    value: bytes, holds_strings: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An attacker stores a record whose state has a key no field has (dropped on loading), then
+    # the same bytes with that key renamed to a set field: the scan reads the key when its value
+    # may hold something else than strings, so the template keeps it; else the key is a hole,
+    # and any text in it is what the scan accepts too.
+    state = b")\x81\x94}\x94("
+    base = pickle.dumps(record())
+    at = base.index(state) + len(state)
+    learned = base[:at] + b"\x8c\x0cxdependencie" + value + base[at:]
+    _learned_bytes(learned, monkeypatch)
+    attack = learned.replace(b"\x8c\x0cxdependencie", b"\x8c\x0cdependencies", 1)
+    assert _agrees(attack) == holds_strings
+    if holds_strings:
+        assert _outcome(attack) == _without_templates(attack, monkeypatch)
+        assert loads(attack) == pickle.loads(attack)
+    else:
+        with pytest.raises(CorruptPickleError, match="set field may only hold strings"):
+            loads(attack)
+
+
+def test_a_string_memoized_again_and_fetched_gives_no_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # DUP then MEMOIZE: the string is in the memo at an index the holes' bookkeeping does not
+    # tie to it; fetched again, its size counts more than once, which the rescan of learning
+    # sees: no template, so its text can never be changed unscanned
+    import pickletools
+
+    from tango_stepinfo import pickling
+
+    base = pickle.dumps(record())
+    index = sum(op.name == "MEMOIZE" for op, _, _ in pickletools.genops(base))
+    extra = b"\x8c\x0bxfree_text2" + b"2\x94" + b"00" + b"h" + bytes([index]) + b"0"
+    data = base[:-1] + extra + b"."
+    monkeypatch.setattr(pickling, "_TEMPLATES", [])
+    monkeypatch.setattr(pickling, "_SEEN", set())
+    monkeypatch.setattr(pickling, "_FAILED", set())
+    for _ in range(3):
+        assert loads(data) == pickle.loads(data)
+    assert pickling._TEMPLATES == []
+
+
+def test_a_frame_that_ends_inside_an_operand_hides_no_opcode_from_the_scan() -> None:
+    # From a file, the C unpickler read a FRAME's bytes at once, then an operand that went past
+    # the frame's end from the bytes after the frame, skipping the rest of the frame; the scan
+    # reads on. Here the scan sees pytz.utc made and dropped, then a record given a state; the C
+    # unpickler skipped the drop and the record (44 bytes) and gave pytz.utc that state (BUILD),
+    # for the whole process, before the result was refused.
+    def text(value: str) -> bytes:
+        return b"\x8c" + bytes([len(value)]) + value.encode()
+
+    utc = text("pytz") + text("_UTC") + b"\x93)R"
+    hidden = b"00" + text("tango_stepinfo.step_info") + text("StepInfo") + b"\x93)\x81" + text("x")
+    head = b"\x80\x04\x95" + b"\0" * 8 + utc
+    frame_end = len(head) + 2 + len(hidden)  # inside the 100 bytes of a LONG1
+    data = head + b"\x8a\x64" + b"A" * 100 + hidden + b"0}" + text("zone") + text("EVIL") + b"sb."
+    data = data[:3] + (frame_end - 11).to_bytes(8, "little") + data[11:]
+    assert pickle_module_scan(data) == len(data)
+    try:
+        with pytest.raises(StepInfoDecodeError, match="unique_id: required field is missing"):
+            loads(data)  # read as the scan read it: a record with no field
+        assert pytz.utc.zone == "UTC" and "zone" not in vars(pytz.utc)
+    finally:
+        vars(pytz.utc).pop("zone", None)
+    # a record whose FRAME is too short by the bytes inserted after it loads as without frames
+    base = pickle.dumps(record())
+    at = base.index(b")\x81\x94}\x94(") + 6
+    longer = base[:at] + text("not_a_field") + b"]K\x01a" + base[at:]
+    assert loads(longer) == pickle.loads(longer[:2] + longer[11:]) == pickle.loads(base)
+
+
+def pickle_module_scan(data: bytes) -> int:
+    return pickling_module._scan(data)

@@ -50,7 +50,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
-import io
 import operator
 import os
 import pickle
@@ -371,6 +370,36 @@ def _resolve(module: str, name: str) -> Any:
     if len(_FOUND) < 1000:
         _FOUND[(module, name)] = found
     return found
+
+
+class _Whole:
+    """The pickle as a file whose first read gives all of it (more than asked, which the C
+    unpickler accepts): every opcode is then read from that one buffer, as the scan reads them.
+
+    From an :class:`io.BytesIO`, the C unpickler read a ``FRAME``'s bytes at once, and an
+    operand that went past the frame's end from the file after it, skipping the rest of the
+    frame: a ``FRAME`` length ending inside an operand hid the opcodes after it from the C
+    unpickler, not from the scan, so the scan checked other opcodes than ran (a 189-byte pickle
+    gave the process-wide ``pytz.utc`` a state with ``BUILD``).
+    """
+
+    __slots__ = ("_rest",)
+
+    def __init__(self, data: bytes) -> None:
+        self._rest = data
+
+    def read(self, size: int = -1) -> bytes:
+        rest, self._rest = self._rest, b""
+        return rest
+
+    readline = read
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = min(len(view), len(self._rest))
+        view[:count] = self._rest[:count]
+        self._rest = self._rest[count:]
+        return count
 
 
 class _Unpickler(pickle.Unpickler):
@@ -1878,7 +1907,7 @@ def _load(data: Any) -> Tuple[Any, int]:
         reads = []
         end, total = _scan_all(data, reads)
     try:
-        value = _Unpickler(io.BytesIO(data)).load()
+        value = _Unpickler(_Whole(data)).load()
     except (UnsafePickleError, CorruptPickleError, StepInfoDecodeError):
         raise
     except Exception as e:
