@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/first_ab.py A_SRC B_SRC [--runs N] [--cwd DIR] [--dirty] [--bench-imports]
+                                  [--packages DIR]
 
 Runs N fresh interpreters (this one) for each of ``A_SRC`` and ``B_SRC`` (folders holding
 ``tango_stepinfo``, put on ``PYTHONPATH``), alternating A, B then B, A, so that a drift in the
@@ -12,7 +13,8 @@ standard library modules it loads), its first ``StepInfo(...)`` (CPU and wall) a
 differences (B minus A, run by run), which moves less with the load than the difference of the
 medians. ``TANGO_STEPINFO_GIT_DIRTY=0`` is set
 unless ``--dirty``; ``--bench-imports`` first imports what ``bench.py``'s worker has loaded
-(``argparse``, ``json``, ``re``, ``subprocess``...). Byte-code should be compiled first
+(``argparse``, ``json``, ``re``, ``subprocess``...); ``--packages`` puts a folder of
+distributions on ``sys.path`` too (``bench.py`` pads to 569 so). Byte-code should be compiled first
 (``python -m compileall -q A_SRC B_SRC``). Only the standard library is used.
 """
 
@@ -49,12 +51,16 @@ def main() -> int:
     parser.add_argument("--cwd", default=".", help="the folder to run in (a git checkout)")
     parser.add_argument("--dirty", action="store_true", help="leave the git dirty check on")
     parser.add_argument("--bench-imports", action="store_true", help="import as bench.py does")
+    parser.add_argument(
+        "--packages", help="a folder of distributions put on PYTHONPATH after the source folder"
+    )
     args = parser.parse_args()
     code = CODE.format(pre=BENCH_IMPORTS if args.bench_imports else "")
     runs: Dict[str, List[List[float]]] = {args.a: [], args.b: []}
     for n in range(args.runs):
         for src in (args.a, args.b) if n % 2 == 0 else (args.b, args.a):
-            env = dict(os.environ, PYTHONPATH=os.path.abspath(src))
+            path = [os.path.abspath(src)] + ([args.packages] if args.packages else [])
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
             if not args.dirty:
                 env["TANGO_STEPINFO_GIT_DIRTY"] = "0"
             out = subprocess.run(

@@ -34,7 +34,8 @@ from tango_stepinfo import metadata
 t0 = time.perf_counter()
 from tango_stepinfo import _gpu, _job, _machine
 groups = _machine.cgroups()
-_machine.cpu_model(); _machine.cpu_usable(groups); _machine.memory(groups); _machine.container()
+_machine.cpu_model(); _machine.cpu_usable(groups); _machine.memory(groups)
+_machine.container(groups)
 _gpu.start()(); _job.job(); sys.implementation.name
 first = time.perf_counter() - t0
 tango_stepinfo.PlatformMetadata()  # fill the cache

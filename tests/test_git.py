@@ -480,6 +480,39 @@ def test_no_git_binary(
     assert "no git binary" in caplog.text
 
 
+FIRST_RECORD = """
+import tango_stepinfo
+git = tango_stepinfo.StepInfo("s", "S", set(), True).environment.git
+print(git.dirty if git else None)
+"""
+
+
+@pytest.mark.parametrize("empty_entry", [False, True])
+def test_the_first_record_runs_the_git_on_path_never_one_in_the_checkout(
+    tmp_path: Path, empty_entry: bool
+) -> None:
+    """The first record's git child is looked for on $PATH by the C library (posix_spawnp),
+    except when an entry of $PATH is empty: that is the working directory to the C library, and
+    an executable named git in the checkout must never run (which() looks for git then)."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    marker = tmp_path / "ran"
+    fake_bin(repo, "git", f'touch "{marker}"\nexit 0\n')  # in the checkout, untracked
+    real = str(Path(str(GIT)).parent)
+    env = dict(os.environ, PATH=f":{real}" if empty_entry else real)
+    env.pop("TANGO_STEPINFO_GIT_DIRTY", None)
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_RECORD],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == [b"True"]
+    assert not marker.exists()
+
+
 def test_git_status_failing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -620,6 +653,36 @@ def test_config_parsing_matches_git(tmp_path: Path) -> None:
             continue  # git remote get-url gives the first url only
         assert url == git(repo, "config", "--get-all", f"remote.{name}.url").splitlines()[0]
     assert [d[0] for d in deps] == [str(config), str(repo / ".git" / "extra.config")]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"ref: refs/heads/main\n", b"[core]\r\n\tx = 1\r\n", b"a\rb\r\n\rc\r", b"\xff\xfeok\n"],
+)
+def test_read_text_matches_open_in_text_mode(tmp_path: Path, data: bytes) -> None:
+    """Read with os.read, a git file gives what open(...).read() gives: line ends translated
+    (CRLF and CR), undecodable bytes kept as surrogates."""
+    path = tmp_path / "file"
+    path.write_bytes(data)
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        expected = f.read()
+    assert _git._read_text(str(path)) == expected
+
+
+def test_read_text_reads_past_the_size_fstat_gave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that grew between its fstat and its read is read to its end."""
+    path = tmp_path / "file"
+    path.write_bytes(b"x" * 100_000)
+    real_fstat = os.fstat
+
+    def stale_fstat(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        return os.stat_result((st.st_mode, *st[1:6], 10, *st[7:10]))
+
+    monkeypatch.setattr(os, "fstat", stale_fstat)
+    assert _git._read_text(str(path)) == "x" * 100_000
 
 
 def test_parse_config_entries() -> None:

@@ -393,6 +393,25 @@ def test_a_dockerenv_left_behind_is_no_docker_container(
     assert _fallbacks.collect(["container"]) is None
 
 
+def test_container_uses_the_mountinfo_the_cgroups_were_read_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the process's cgroups, the docker check reads /etc/hostname's mount from the same
+    reading of mountinfo (read once for the first record), not from a second one."""
+    root = fake_root(tmp_path, monkeypatch)
+    for name in CONTAINER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    (root / ".dockerenv").write_text("")
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text("0::/\n")
+    (root / "proc/self/mountinfo").write_text(DOCKER_MOUNTINFO)
+    found = _machine.cgroups()
+    (root / "proc/self/mountinfo").write_text(WSL_MOUNTINFO)  # what a second reading would see
+    assert _machine.container(found) == "docker"
+    assert _machine.container() is None
+    assert _machine.container((None, None)) is None  # no cgroups read: mountinfo read again
+
+
 # --- the records -------------------------------------------------------------------------------
 
 

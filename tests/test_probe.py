@@ -1054,6 +1054,74 @@ def test_a_folder_not_listed_for_want_of_file_descriptors_is_noted_and_listed_ag
     assert _fallbacks.collect(["packages"]) is None
 
 
+_OUT_OF_FDS = """
+import json, os, resource
+import tango_stepinfo
+
+def record():
+    return tango_stepinfo.StepInfo(
+        unique_id="s", step_class_name="S", dependencies=set(), cacheable=True
+    )
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+taken = []
+while True:
+    try:
+        taken.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        break
+try:
+    first = record()
+finally:
+    for fd in taken:
+        os.close(fd)
+later = record()
+print(json.dumps({
+    name: {
+        "fallbacks": {**(r.platform.fallbacks or {}), **(r.environment.fallbacks or {})},
+        "cpu_model": r.platform.cpu_model,
+        "command": r.environment.command,
+        "git": r.environment.git is not None,
+        "variables": r.environment.variables,
+    }
+    for name, r in (("first", first), ("later", later))
+}))
+"""
+
+
+def test_first_record_out_of_file_descriptors(tmp_path: Path) -> None:
+    """A process out of file descriptors before its first record cannot load the probe modules
+    (each import opens a file): the record is made anyway, what those modules probe is None with
+    the shortage as its reason, the command '' (never unredacted); the next record, with
+    descriptors back, probes them again and has them all, its reasons gone."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f").write_text("x")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "add", "f"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    env = dict(os.environ, TANGO_STEPINFO_VARIABLES="HOME", HOME=str(tmp_path))
+    env["PYTHONPATH"] = str(Path(tango_stepinfo.__file__).parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_FDS],
+        env=env,
+        cwd=tmp_path,
+        check=True,
+        stdout=subprocess.PIPE,
+    )
+    out = json.loads(done.stdout)
+    first, later = out["first"], out["later"]
+    reasons = first["fallbacks"]
+    for key in ("cpu_model", "cpu_usable", "memory", "container", "job", "git", "variables"):
+        assert "Too many open files" in reasons[key], (key, reasons)
+    assert reasons["command"].startswith("cannot load redact (Too many open files)"), reasons
+    assert first["command"] == "" and first["git"] is False and first["variables"] is None
+    assert first["cpu_model"] is None
+    assert not any("Too many open files" in r for r in later["fallbacks"].values()), later
+    assert later["command"] and later["git"] is True
+    assert later["variables"] == {"HOME": str(tmp_path)}
+
+
 def test_first_on_sys_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     dist_info(first, "dup-2.0.dist-info", "dup", "2.0")

@@ -335,3 +335,19 @@ def test_a_timeout_stops_what_the_child_started_too(tmp_path: Path) -> None:
     else:
         os.kill(grandchild, 9)
         raise AssertionError("the grandchild outlived the child's timeout")
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawnp"), reason="posix_spawnp is POSIX")
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("/usr/bin:/bin", True), (":/usr/bin", False), ("/usr/bin:", False), ("/a::/b", False)],
+)
+def test_searchable_refuses_an_empty_path_entry(
+    monkeypatch: pytest.MonkeyPatch, path: str, expected: bool
+) -> None:
+    """An empty $PATH entry is the working directory to the C library's search; so was the
+    default search path of glibc before 2.24 when $PATH is unset: which() is used then."""
+    monkeypatch.setenv("PATH", path)
+    assert _proc.searchable() is expected
+    monkeypatch.delenv("PATH")
+    assert _proc.searchable() is False

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, Optional
 
+from ._proc import debug
+
 __all__ = ["clear", "collect", "note"]
 
 _reasons: Dict[str, str] = {}
@@ -35,9 +37,7 @@ def note(key: str, reason: Optional[str]) -> None:
 
     reason = _privacy.reason(key, reason)  # anonymous records withhold reasons of hidden fields
     if _reasons.get(key) != reason:
-        import logging  # milliseconds to import: only on a fallback
-
-        logging.getLogger("tango_stepinfo").debug("%s: %s", key, reason)
+        debug("%s: %s", key, reason)
     _reasons[key] = reason
 
 

@@ -146,10 +146,15 @@ def _read_text(path: str) -> Optional[str]:
     """The text of the regular file ``path``; ``None`` when it is missing, unreadable or not a
     regular file. Opened without blocking and checked before it is read: a FIFO (a config
     include naming one, ``/dev/stdin``) would wait for a writer forever, ``/dev/zero`` never end.
+
+    Read with :func:`os.read` (the size ``fstat`` gave, then until the end) and decoded as
+    ``open(path, encoding="utf-8", errors="surrogateescape").read()`` does, line ends included
+    (``\\r\\n`` and ``\\r`` become ``\\n``): a text file object costs five more system calls
+    and about 14 us a file, and the first record reads three to five (3.11).
     """
     global _short
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
         if e.errno in SHORTAGES:  # EMFILE fails even the open of a missing file
             _short = e.strerror or type(e).__name__
@@ -157,15 +162,19 @@ def _read_text(path: str) -> Optional[str]:
     except ValueError:  # a NUL byte in a path read from a file
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             debug("%s is not a regular file, not read", path)
             return None
-        with open(fd, encoding="utf-8", errors="surrogateescape", closefd=False) as f:
-            return f.read()
+        chunks = [os.read(fd, st.st_size + 1)]
+        while chunks[-1]:  # the file may have grown since: read to its end
+            chunks.append(os.read(fd, 65536))
+        text = b"".join(chunks).decode("utf-8", "surrogateescape")
     except (OSError, ValueError):
         return None
     finally:
         os.close(fd)
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def _is_dir(path: str) -> bool:
@@ -627,8 +636,9 @@ def _git_env(repo: Repo, refresh: bool) -> Dict[str, str]:
     return env
 
 
-def _command(repo: Repo, commit: Optional[str]) -> Optional[Command]:
-    """The first (usually only) child of the check of ``repo``; ``None`` without ``git``.
+def _command(repo: Repo, commit: Optional[str], git: str) -> Command:
+    """The first (usually only) child of the check of ``repo``, run as the program ``git`` (a
+    full path, or the bare name for the C library to look for on ``$PATH``).
 
     When the index looks fresh (the usual case) that child is ``git diff`` itself
     (:func:`_diff_argv`): its output is both answers (``dirty`` is whether it is empty), so a
@@ -643,9 +653,6 @@ def _command(repo: Repo, commit: Optional[str]) -> Optional[Command]:
     ``TANGO_STEPINFO_GIT_REFRESH`` is not ``0``: then it runs as a plain ``git status`` does,
     refreshing the index under git's own lock, once, so that later processes find it fresh.
     """
-    git = which("git")
-    if git is None:
-        return None
     stale = commit is not None and _index_is_stale(repo, commit)
     if commit is not None and not stale:
         return "diff", _diff_argv(git, repo, commit), _git_env(repo, False), GIT_TIMEOUT
@@ -806,10 +813,10 @@ def _status(repo: Repo, commit: Optional[str]) -> Tree:
     ``HEAD``, waiting for the answer."""
     if repo.worktree is None:
         return None, None, None  # a bare repository has no checkout to compare
-    command = _command(repo, commit)
-    if command is None:
+    git = which("git")
+    if git is None:
         return _NO_GIT
-    what, argv, env, timeout = command
+    what, argv, env, timeout = _command(repo, commit, git)
     if what == "diff" and commit is not None:
         return _diff(repo, commit)
     started = time.monotonic()
@@ -875,14 +882,18 @@ def _start_pending(repo: Repo, key: Key) -> None:
     if repo.worktree is None:
         _dirty[key] = (None, None, None)  # a bare repository has no checkout to compare
         return
-    command = _command(repo, key[1])
-    if command is None:
+    # git is looked for by the C library in the child where it may (_proc.searchable), not by
+    # which() here first: 0.2 ms less CPU for a first record with the check on (3.11). Not found
+    # there, no child starts, and the record's own check asks which() (_status): _NO_GIT.
+    search = _proc.searchable()
+    git = "git" if search else which("git")
+    if git is None:
         _dirty[key] = _NO_GIT
         return
-    what, argv, env, timeout = command
+    what, argv, env, timeout = _command(repo, key[1], git)
     hasher = _Hasher() if what == "diff" else None
     started = time.monotonic()
-    child = _spawn(argv, env)
+    child = _spawn(argv, env, search)
     if child is not None:  # kept at once: a signal handler raising next cannot lose the child
         _pending = (key, repo, child, started, timeout, hasher)
     # else: the record's own check (_dirty_for) tries again, and keeps a lasting failure

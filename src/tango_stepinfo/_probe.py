@@ -106,7 +106,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _privacy
-from ._proc import SHORTAGES, debug, sig, unchanged, which
+from ._proc import SHORTAGES, debug, load, searchable, sig, unchanged, which
 from ._proc import collect as _collect
 from ._proc import run_subprocess as _run_subprocess
 from ._proc import spawn as _spawn
@@ -182,7 +182,7 @@ def _fact(name: str) -> Any:
                 _fixed.update(_probe_fixed_facts())
             finally:
                 _probing = None
-        return _fixed[name]
+        return _fixed.get(name)  # the machine facts are left out when their modules cannot load
 
 
 _probing: Optional[int] = None
@@ -202,7 +202,7 @@ def _while_probing() -> Dict[str, Any]:
     debug("a record made while its own thread probes the fixed facts: machine facts left None")
     parts = _linux_parts()
     facts = _process_facts(_privacy.current())
-    facts.update(dict.fromkeys(("cpu_model", "cpu_usable", "memory", "container", "job", "gpus")))
+    facts.update(dict.fromkeys(_MACHINE_FACTS))
     facts["operating_system"] = _operating_system(None if parts is None else _os_linux(parts, None))
     return facts
 
@@ -249,18 +249,26 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     processor = None
     try:
         processor = _start_uname_p() if parts is not None else None
-        from . import _job, _machine  # imported while uname runs (0.3 ms)
-
-        gpus = _start_gpus(_machine.gpu_driver())
-        cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
+        _machine = load("tango_stepinfo._machine")  # imported while uname runs (0.3 ms)
+        _job = load("tango_stepinfo._job")
         facts = _process_facts(policy)
-        facts.update(
-            cpu_model=_machine.cpu_model(),
-            cpu_usable=_machine.cpu_usable(cgroups),
-            memory=_machine.memory(cgroups),
-            container=_machine.container(),
-            job=_job.job(),
-        )
+        unloaded = next((m for m in (_machine, _job) if isinstance(m, str)), None)
+        gpus: Optional[Callable[[], Optional[List[Any]]]] = None
+        if unloaded is not None:  # out of file descriptors: left out, so probed again (_fact)
+            for key in _MACHINE_FACTS:
+                _fallbacks.note(key, f"{unloaded}; recorded None")
+        else:
+            for key in _MACHINE_FACTS:  # a reason left by a try that could not load them
+                _fallbacks.note(key, None)
+            gpus = _start_gpus(_machine.gpu_driver())
+            cgroups = _machine.cgroups()  # read once for both cpu_usable and memory
+            facts.update(
+                cpu_model=_machine.cpu_model(),
+                cpu_usable=_machine.cpu_usable(cgroups),
+                memory=_machine.memory(cgroups),
+                container=_machine.container(cgroups),
+                job=_job.job(),
+            )
         if policy is not None and facts["job"] is not None:
             # (system, id, name, url, attempt): the url is dropped, id and name scrubbed, as probed
             system, job_id, name, _, attempt = facts["job"]
@@ -273,8 +281,9 @@ def _probe_fixed_facts() -> Dict[str, Any]:
         raise
     linux = None if parts is None or processor is None else _os_linux(parts, processor())
     facts["operating_system"] = _operating_system(linux)
-    facts["gpus"] = gpus()
-    if policy is not None and facts["gpus"]:
+    if gpus is not None:
+        facts["gpus"] = gpus()
+    if policy is not None and facts.get("gpus"):
         # (name, uuid, bus, driver, memory): a GPU's UUID names its machine as well as the host
         facts["gpus"] = [
             (g[0], g[1] if g[1] is None else policy.hide(g[1]), *g[2:]) for g in facts["gpus"]
@@ -282,15 +291,22 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     return facts
 
 
+_MACHINE_FACTS = ("cpu_model", "cpu_usable", "memory", "container", "job", "gpus")
+"""The fixed facts probed by modules of their own (:mod:`._machine`, :mod:`._job`,
+:mod:`._gpu`), which a process out of file descriptors cannot load."""
+
+
 def _start_gpus(driver: bool) -> Callable[[], Optional[List[Any]]]:
     """Start the GPU probe (:func:`._gpu.start`; NVML, when there is a driver, answers in a
     thread meanwhile); without a GPU driver (``driver``), ``None`` without importing
     :mod:`._gpu`: 0.18 ms less CPU for the first record (3.11, median of the paired differences
     of 301 alternating fresh processes each, busy 2-core machine)."""
-    if driver:
-        from . import _gpu
-
-        return _gpu.start()
+    _gpu = load("tango_stepinfo._gpu") if driver else None
+    if isinstance(_gpu, str):
+        _fallbacks.note("gpus", f"{_gpu}; recorded None")
+        return lambda: None
+    if _gpu is not None:
+        return _gpu.start()  # type: ignore[no-any-return]
     _fallbacks.note("gpus", None)
     _fallbacks.note("gpus.memory", None)
     return lambda: None
@@ -310,14 +326,28 @@ def prefetch_git() -> None:
     probes its platform, so that the child runs while the other facts are probed; the git probe
     then reads its answer. Later calls cost one check of a flag.
     """
-    global _git_module, _git_prefetched
+    global _git_prefetched
     if _git_prefetched:
         return
+    _git = _load_git()
+    if isinstance(_git, str):  # out of file descriptors: tried again by the next record
+        return
     _git_prefetched = True
-    from . import _git
-
-    _git_module = _git
     _git.prefetch(cwd())
+
+
+def _load_git() -> Any:
+    """:mod:`._git`, loaded now if it is not yet; when the process lacks the file descriptors
+    to load it, why (a ``str``, noted as the reason of ``git``: the next check tries again)."""
+    global _git_module
+    if _git_module is None:
+        found = load("tango_stepinfo._git")
+        if isinstance(found, str):
+            _fallbacks.note("git", f"{found}; recorded git as None")
+            return found
+        _fallbacks.note("git", None)
+        _git_module = found
+    return _git_module
 
 
 # --- operating system --------------------------------------------------------------------------
@@ -353,11 +383,10 @@ def _start_uname_p() -> Callable[[], Optional[Tuple[int, bytes]]]:
     it). Looking for it here first with :func:`which` (eight ``access`` calls on this ``$PATH``)
     cost 0.09 ms on its own; the first record takes 0.26 ms less CPU without it (3.11, median of
     the paired differences of 301 alternating fresh processes each, busy 2-core machine).
-    An empty entry of ``$PATH`` means the working directory to the C library (and to
-    :mod:`subprocess`): with one, :func:`which`, which skips such entries, finds ``uname``, so
-    that a checkout holding an executable named ``uname`` is never run.
+    :func:`which` still looks for it where :func:`._proc.searchable` says the C library may not
+    (an empty ``$PATH`` entry: the working directory).
     """
-    if hasattr(os, "posix_spawnp") and "" not in os.environ.get("PATH", os.defpath).split(":"):
+    if searchable():
         child = _spawn(["uname", "-p"], None, search=True)
         return lambda: None if child is None else _collect("uname", child, 2.0)
     uname = which("uname")
@@ -384,9 +413,9 @@ def _os_linux(parts: Tuple[str, str, str, str], uname_p: Optional[Tuple[int, byt
 
 
 def _os_platform() -> Optional[str]:
-    import platform
+    try:  # (an OSError while importing too: a process out of file descriptors)
+        import platform
 
-    try:
         return platform.platform() or None
     except OSError as e:
         debug("platform.platform() failed: %s", e)
@@ -449,7 +478,7 @@ def _user_passwd() -> Optional[str]:
         import pwd
 
         return pwd.getpwuid(getuid())[0] or None
-    except (KeyError, ImportError) as e:
+    except (KeyError, ImportError, OSError) as e:  # OSError: out of file descriptors
         debug("no login variable and no passwd entry (%r), recording the uid", e)
         return None
 
@@ -494,9 +523,9 @@ def _host_uname() -> Optional[str]:
 
 
 def _host_socket() -> Optional[str]:
-    import socket
-
     try:
+        import socket
+
         return socket.gethostname() or None
     except OSError as e:
         debug("socket.gethostname() failed: %s", e)
@@ -504,9 +533,9 @@ def _host_socket() -> Optional[str]:
 
 
 def _host_platform() -> Optional[str]:
-    import platform
-
     try:
+        import platform
+
         return platform.node() or None
     except OSError as e:
         debug("platform.node() failed: %s", e)
@@ -647,8 +676,11 @@ def variables() -> Optional[Dict[str, str]]:
     try:
         found = _fixed["variables"]
     except KeyError:
-        from . import _variables
-
+        _variables = load("tango_stepinfo._variables")
+        if isinstance(_variables, str):  # out of file descriptors: not kept, tried again
+            _fallbacks.note("variables", f"{_variables}; recorded None")
+            return None
+        _fallbacks.note("variables", None)
         policy = _privacy.current()
         with _lock:
             found = _fixed.setdefault("variables", _variables.read(policy))
@@ -733,23 +765,10 @@ def command() -> str:
     if line:
         cached_line = _env_line
         if line != cached_line[0]:
-            import shlex
-
-            from . import redact
-
-            policy = _privacy.current()
-            try:
-                words = shlex.split(line)
-                words = words if policy is None else _privacy.shorten_words(words)
-                text = redact.redact_command(words)
-                cached_line = (line, text if policy is None else policy.scrub(text), None)
-            except ValueError as e:
-                debug("TANGO_STEPINFO_COMMAND cannot be split (%s), redacting it as text", e)
-                reason = "TANGO_STEPINFO_COMMAND is not a valid shell line; redacted it as text"
-                text = redact.redact_text(line)
-                text = text if policy is None else _privacy.shorten_command(policy.scrub(text))
-                cached_line = (line, text, reason)
-            _env_line = cached_line
+            found = _env_command(line)
+            if found is None:
+                return ""
+            _env_line = cached_line = found
         _fallbacks.note("command", cached_line[2])
         return cached_line[1]
     argv = getattr(sys, "argv", None)
@@ -776,14 +795,39 @@ def command() -> str:
         debug("%s", why)
     copy = [_argv_text(item) if text is None else text for item, text in zip(seen, texts)]
     typed = _typed_argv(copy)
-    from . import redact  # loaded by the first record's probes (0.3 ms), not by the import
-
+    redact = load("tango_stepinfo.redact")  # by the first record's probes (0.3 ms), not the import
+    if isinstance(redact, str):  # out of file descriptors: never a command unredacted
+        _fallbacks.note("command", f"{redact}; recorded ''")
+        return ""
     policy = _privacy.current()
     text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
     text = text if policy is None else policy.scrub(text)  # names, after the paths and secrets
     _argv = (seen, orig, text, why)
     _fallbacks.note("command", why)
     return text
+
+
+def _env_command(line: str) -> Optional[Tuple[str, str, Optional[str]]]:
+    """``(line, its redacted text, the fallback reason)`` of ``$TANGO_STEPINFO_COMMAND``'s
+    ``line`` (see :func:`command`); ``None`` when the process lacks the file descriptors to
+    load the redaction rules (noted: the record gets ``''``, never a command unredacted)."""
+    redact, shlex = load("tango_stepinfo.redact"), load("shlex")
+    unloaded = next((m for m in (redact, shlex) if isinstance(m, str)), None)
+    if unloaded is not None:
+        _fallbacks.note("command", f"{unloaded}; recorded ''")
+        return None
+    policy = _privacy.current()
+    try:
+        words = shlex.split(line)
+        words = words if policy is None else _privacy.shorten_words(words)
+        text = redact.redact_command(words)
+        return (line, text if policy is None else policy.scrub(text), None)
+    except ValueError as e:
+        debug("TANGO_STEPINFO_COMMAND cannot be split (%s), redacting it as text", e)
+        reason = "TANGO_STEPINFO_COMMAND is not a valid shell line; redacted it as text"
+        text = redact.redact_text(line)
+        text = text if policy is None else _privacy.shorten_command(policy.scrub(text))
+        return (line, text, reason)
 
 
 def _argv_word(item: Any) -> Optional[str]:
@@ -1277,15 +1321,12 @@ def _check_packages(epoch: int) -> None:
 
 def _check_git(epoch: int) -> None:
     """Read git around the working directory as checked in ``epoch``."""
-    global _git_module, _git_seen
+    global _git_seen
     if _git_seen[0] == epoch:
         return
     _check_cwd(epoch)
-    if _git_module is None:
-        from . import _git
-
-        _git_module = _git
-    _git_seen = (epoch, _git_module.facts(_cwd_seen[1]))
+    _git = _load_git()
+    _git_seen = (epoch, None if isinstance(_git, str) else _git.facts(_cwd_seen[1]))
 
 
 _CHECKS: Dict[str, Callable[[int], None]] = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
@@ -28,9 +29,11 @@ __all__ = [
     "collect",
     "debug",
     "kill",
+    "load",
     "readable",
     "run",
     "run_subprocess",
+    "searchable",
     "sig",
     "spawn",
     "unchanged",
@@ -53,11 +56,36 @@ while it grew is not kept."""
 def debug(message: str, *args: object) -> None:
     """Log ``message % args`` at DEBUG on the ``tango_stepinfo`` logger.
 
-    :mod:`logging` costs milliseconds to import, so it is loaded on the first fallback only.
+    :mod:`logging` costs milliseconds to import, so it is loaded on the first fallback only;
+    when the process lacks the file descriptors or memory to load it (:data:`SHORTAGES`), the
+    line is dropped (the record's ``fallbacks`` still say why).
     """
-    import logging
-
+    try:
+        import logging
+    except OSError as e:
+        if e.errno in SHORTAGES:
+            return
+        raise
     logging.getLogger("tango_stepinfo").debug(message, *args)
+
+
+def load(name: str) -> Any:
+    """The module ``name`` (absolute: ``"tango_stepinfo._git"``), imported now if it is not yet;
+    or, when the process lacks the file descriptors or memory to read its file
+    (:data:`SHORTAGES`: every import of a module not loaded yet then fails), the reason as a
+    ``str``: the probe that needs it falls back, notes why, and the next record tries again.
+
+    The probe modules load with the first record, not with ``import tango_stepinfo``; without
+    this, a process out of file descriptors before its first record could not make one.
+    """
+    try:
+        __import__(name)
+    except OSError as e:
+        if e.errno not in SHORTAGES:
+            raise
+        debug("cannot load %s: %s", name, e)
+        return f"cannot load {name.rpartition('.')[2]} ({e.strerror or type(e).__name__})"
+    return sys.modules[name]
 
 
 def which(name: str) -> Optional[str]:
@@ -75,6 +103,23 @@ def which(name: str) -> Optional[str]:
             if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
                 return candidate
     return None
+
+
+def searchable() -> bool:
+    """Whether a program named bare may be left to the C library to look for on ``$PATH`` in
+    the child (``spawn(..., search=True)``, :func:`os.posix_spawnp`), as ``execvp`` and
+    :mod:`subprocess` do, instead of to :func:`which` first.
+
+    :func:`which` makes an ``access`` call per ``$PATH`` folder (0.2 ms of CPU for ``git``, in
+    the ninth of eleven folders here, in a fresh process, 3.11). ``False`` where there is no
+    ``posix_spawnp``, when an entry of ``$PATH`` is empty (that means the working directory
+    to the C library and to :mod:`subprocess`, where :func:`which` skips it), and when
+    ``$PATH`` is unset (the C library then searches its own default, which held the working
+    directory first in glibc before 2.24, e.g. CentOS 7's 2.17), so that a checkout holding
+    an executable named ``uname`` or ``git`` is never run.
+    """
+    path = os.environ.get("PATH")
+    return hasattr(os, "posix_spawnp") and path is not None and "" not in path.split(os.pathsep)
 
 
 def run(
@@ -138,7 +183,9 @@ def spawn(
                 pid = (os.posix_spawnp if search else os.posix_spawn)(
                     argv[0],
                     list(argv),
-                    os.environ if env is None else env,
+                    # os.environb: the variables of os.environ (one dict underneath), as bytes
+                    # that need no encoding: 0.03 ms less CPU a child (3.11, 37 variables).
+                    getattr(os, "environb", os.environ) if env is None else env,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, devnull, 0),
                         (os.POSIX_SPAWN_DUP2, write_end, 1),
