@@ -50,7 +50,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import functools
-import io
 import operator
 import os
 import pickle
@@ -371,6 +370,36 @@ def _resolve(module: str, name: str) -> Any:
     if len(_FOUND) < 1000:
         _FOUND[(module, name)] = found
     return found
+
+
+class _Whole:
+    """The pickle as a file whose first read gives all of it (more than asked, which the C
+    unpickler accepts): every opcode is then read from that one buffer, as the scan reads them.
+
+    From an :class:`io.BytesIO`, the C unpickler read a ``FRAME``'s bytes at once, and an
+    operand that went past the frame's end from the file after it, skipping the rest of the
+    frame: a ``FRAME`` length ending inside an operand hid the opcodes after it from the C
+    unpickler, not from the scan, so the scan checked other opcodes than ran (a 189-byte pickle
+    gave the process-wide ``pytz.utc`` a state with ``BUILD``).
+    """
+
+    __slots__ = ("_rest",)
+
+    def __init__(self, data: bytes) -> None:
+        self._rest = data
+
+    def read(self, size: int = -1) -> bytes:
+        rest, self._rest = self._rest, b""
+        return rest
+
+    readline = read
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = min(len(view), len(self._rest))
+        view[:count] = self._rest[:count]
+        self._rest = self._rest[count:]
+        return count
 
 
 class _Unpickler(pickle.Unpickler):
@@ -982,6 +1011,11 @@ def _scan_all(data: bytes, reads: Optional[List[int]]) -> Tuple[int, int]:  # no
                     k = _REF - state
                     if flags_of[k] & _SETBAD:
                         raise _Refused("a record's set field may only hold strings")
+                    if kind_of[k] == _TUPLE and k not in items_of:
+                        # (dict, slots), as pickle writes it, keeps its dict's _SETBAD; a tuple
+                        # a call made does not: tuple([dict, None]) with 30,000 ints of one
+                        # hash in a set field made __setstate__'s set take 5.5 s (359 KB, 3.11)
+                        raise _Refused("a record's state may only be a dict or (dict, slots)")
                     flags_of[k] |= _PLACED
                     depth = depth_of[k]
                     if depth >= depth_of[record]:
@@ -1080,6 +1114,18 @@ def _scan_all(data: bytes, reads: Optional[List[int]]) -> Tuple[int, int]:  # no
                         raise _Refused("odd number of items for DICT")
                     strings_only(items[0::2], "dict keys")
                     push(made(_DICT, items, start))
+                    # a set field's list, as SETITEM checks it: unchecked, 30,000 ints of one
+                    # hash in a DICT made __setstate__'s set take 6 s (359 KB, 3.11)
+                    for name_at, value in zip(items[0::2], items[1::2]):
+                        if (
+                            value <= _REF
+                            and kind_of[_REF - value] in (_LIST, _TUPLE)
+                            and flags_of[_REF - value] & _NONSTR
+                        ):
+                            if reads is not None:
+                                reads.append(name_at)
+                            if _text(data, name_at) in _set_fields():
+                                flags_of[_REF - stack[-1]] |= _SETBAD
                 elif op == 0x91:
                     strings_only(items, "frozenset members")
                     push(made(_FROZENSET, items, start))
@@ -1254,13 +1300,18 @@ _OPS_NUMBER = {0x95: 8, 0x4B: 1, 0x4D: 2, 0x4A: 4, 0x47: 8}  # FRAME, BININT1/2,
 # SHORT_BINBYTES, BINBYTES, BINBYTES8, LONG1, LONG4, BINUNICODE, BINUNICODE8: width of the size
 _OPS_SIZED = {0x43: 1, 0x42: 4, 0x8E: 8, 0x8A: 1, 0x8B: 4, 0x58: 4, 0x8D: 8}
 _TEMPLATES_MAX = 32  # templates kept, the most recently used first
-_TEMPLATE_BYTES = 1 << 16  # the longest pickle learned (so at most 2 MiB of templates)
+_TEMPLATE_BYTES = 1 << 16  # the longest pickle learned (so at most 2 MiB of chunks)
+# Steps (a chunk and the hole after it) kept in all templates: each costs about 110 bytes (a
+# tuple, its chunk, its ints): 32 templates of 41 KB pickles of BININT1 (2 bytes a step) held
+# 46 MB (tracemalloc, 3.11); now at most about 3 MB, and one template takes at most a quarter.
+_TEMPLATE_STEPS = 1 << 15
 _LEARN_EVERY = 64  # with _TEMPLATES_MAX templates, a new one is learned once in so many misses
 _SEEN_MAX = 256
 _Steps = Tuple[Tuple[bytes, int, int], ...]  # chunk, its size, the hole after it
 _Template = Tuple[int, _Steps, int, int]  # its MEMOIZE bytes, steps, total, end
 _TEMPLATES: List[_Template] = []
 _SEEN: Set[int] = set()  # MEMOIZE bytes of pickles that matched no template lately
+_FAILED: Set[int] = set()  # MEMOIZE bytes of pickles whose learning gave no template lately
 _misses = 0
 _FIELD_NAMES: Optional[FrozenSet[bytes]] = None
 
@@ -1280,10 +1331,16 @@ def _matched(data: bytes, memos: int) -> int:
     holding that byte makes the pickle go through the scan)."""
     global _TEMPLATES
     n = len(data)
+    walked = 0  # bytes of ``data`` matched by the templates that then failed
     for template in _TEMPLATES:
         count, steps, total, end = template
         if count != memos:
             continue
+        if walked > n:
+            # Templates that share a long start (an attacker can have 32 learned) would each
+            # walk the input to near its end: a 63 KB pickle missing 32 such templates took
+            # 0.13 s to match against 6.5 ms to scan (3.11). Misses walk it once at most.
+            return -1
         i = 0
         try:
             for chunk, size, hole in steps:
@@ -1301,6 +1358,7 @@ def _matched(data: bytes, memos: int) -> int:
                 return i
         except IndexError:  # a hole's length past the end
             pass
+        walked += i
     return -1
 
 
@@ -1391,14 +1449,30 @@ def _missed(data: bytes, memos: int, end: int, total: int, reads: List[int]) -> 
             _SEEN.clear()
         _SEEN.add(memos)
         return
-    if end > _TEMPLATE_BYTES or (len(_TEMPLATES) >= _TEMPLATES_MAX and _misses % _LEARN_EVERY):
+    # A shape whose learning failed (a string counted twice, too many holes ...) is tried again
+    # once in _LEARN_EVERY misses too: each try was 2.7 times the load of a record with a list
+    # referenced twice in its config (3.11), at every load while fewer templates were held.
+    if end > _TEMPLATE_BYTES or (
+        (len(_TEMPLATES) >= _TEMPLATES_MAX or memos in _FAILED) and _misses % _LEARN_EVERY
+    ):
         return
     try:
         template = _learn(data, end, total, reads)
     except Exception:  # a template is only a shortcut: never let learning fail a load
+        template = None
+    if template is None or len(template[1]) > _TEMPLATE_STEPS // 4:
+        if len(_FAILED) >= _SEEN_MAX:
+            _FAILED.clear()
+        _FAILED.add(memos)
         return
-    if template is not None:
-        _TEMPLATES = [template, *_TEMPLATES[: _TEMPLATES_MAX - 1]]
+    _FAILED.discard(memos)
+    kept, steps = [template], len(template[1])
+    for other in _TEMPLATES[: _TEMPLATES_MAX - 1]:
+        steps += len(other[1])
+        if steps > _TEMPLATE_STEPS:
+            break
+        kept.append(other)
+    _TEMPLATES = kept
 
 
 _KIND_NAMES = {
@@ -1833,7 +1907,7 @@ def _load(data: Any) -> Tuple[Any, int]:
         reads = []
         end, total = _scan_all(data, reads)
     try:
-        value = _Unpickler(io.BytesIO(data)).load()
+        value = _Unpickler(_Whole(data)).load()
     except (UnsafePickleError, CorruptPickleError, StepInfoDecodeError):
         raise
     except Exception as e:
