@@ -26,7 +26,9 @@ side by side, and printed beside its target and, with ``--tango``, Tango's figur
   string, the last package rows) answers every call: the two ``new times each call`` figures
   encode, and decode, 64 copies of the record in turn, each with its own start and end times
   (no target: they show what a store of different records pays);
-- ``16 threads``: records made per second by 16 threads over those made by one;
+- ``16 threads``: records made per second by 16 threads over those made by one; and, as the
+  ceiling of any CPU-bound code under the GIL, the same ratio for a pure-Python function that
+  costs what a record costs and makes no system call;
 - ``memory``: what one record decoded from JSON, or unpickled, keeps allocated (tracemalloc, 200
   records kept alive, 70 packages);
 - ``pickle size``: the 70-package record with ``pickle.HIGHEST_PROTOCOL``.
@@ -210,39 +212,54 @@ def _kept_bytes(make: Callable[[], Any], count: int = 200) -> float:
     return (after - before - sys.getsizeof(kept)) / count
 
 
+def _pure(n: int) -> Any:
+    """Pure Python, no system call: builds small objects as a record does."""
+    kept = []
+    for i in range(n):
+        kept.append({"name": "s", "index": i, "pair": (i, str(i))})
+    return kept
+
+
 def _threads(mod: Any) -> Dict[str, float]:
-    """Records per second made by 16 threads over those made by one (median of 3)."""
+    """Records per second made by 16 threads over those made by one (median of 3); and the
+    same ratio for a pure-Python function of the same cost that makes no system call
+    (``pure``): the ceiling of CPU-bound code under the GIL."""
     import threading
 
-    per_thread = _per_call(lambda: _new(mod), budget=0.02, repeat=3)["wall"]
-    each = max(20, int(0.25 / (16 * per_thread)))  # about 0.25 s for one thread
-    total = 16 * each
+    def ratio(call: Callable[[], Any]) -> float:
+        per_thread = _per_call(call, budget=0.02, repeat=3)["wall"]
+        each = max(20, int(0.25 / (16 * per_thread)))  # about 0.25 s for one thread
 
-    def make(n: int) -> None:
-        for _ in range(n):
-            _new(mod)
+        def make(n: int) -> None:
+            for _ in range(n):
+                call()
 
-    ratios = []
-    for _ in range(3):
-        start = _clocks()
-        make(total)
-        one = _since(start)["wall"]
-        barrier = threading.Barrier(17)
+        ratios = []
+        for _ in range(3):
+            start = _clocks()
+            make(16 * each)
+            one = _since(start)["wall"]
+            barrier = threading.Barrier(17)
 
-        def run(gate: threading.Barrier = barrier) -> None:
-            gate.wait()
-            make(each)
+            def run(gate: threading.Barrier = barrier) -> None:
+                gate.wait()
+                make(each)
 
-        threads = [threading.Thread(target=run) for _ in range(16)]
-        for t in threads:
-            t.start()
-        start = _clocks()
-        barrier.wait()
-        for t in threads:
-            t.join()
-        many = _since(start)["wall"]
-        ratios.append(one / many)
-    return {"value": statistics.median(ratios), "records": total}
+            threads = [threading.Thread(target=run) for _ in range(16)]
+            for t in threads:
+                t.start()
+            start = _clocks()
+            barrier.wait()
+            for t in threads:
+                t.join()
+            many = _since(start)["wall"]
+            ratios.append(one / many)
+        return statistics.median(ratios)
+
+    cost = _per_call(lambda: _new(mod), budget=0.05, repeat=5)["cpu"]
+    unit = _per_call(lambda: _pure(100), budget=0.05, repeat=5)["cpu"]
+    size = max(1, round(cost / unit * 100))
+    return {"value": ratio(lambda: _new(mod)), "pure": ratio(lambda: _pure(size))}
 
 
 def _collect_first() -> None:
@@ -414,7 +431,9 @@ class Runner:
             self.record(key, value if isinstance(value, dict) else {"value": value})
         for key, value in self.run("memory", self.padded).items():
             self.record(key, {"value": value})
-        self.record("threads", self.run("threads", self.padded))
+        threads = self.run("threads", self.padded)
+        self.record("threads", {"value": threads["value"]})
+        self.record("threads_pure", {"value": threads["pure"]})
 
     def figures(self) -> Dict[str, Dict[str, float]]:
         out: Dict[str, Dict[str, float]] = {}
@@ -481,6 +500,7 @@ ROWS: List[Tuple[str, str, str, Optional[float], bool]] = [
     ("to_json_new", "to_json_dict, new times each call", "us", None, True),
     ("from_json_new", "from_json_dict, new times each call", "us", None, True),
     ("threads", "16 threads / 1 thread", "x", 1.0, False),
+    ("threads_pure", "16 threads / 1, pure Python (ceiling)", "x", None, False),
     ("mem_json", "memory, decoded from JSON", "KB", 5.0, False),
     ("mem_pickle", "memory, unpickled", "KB", 5.0, False),
     ("mem_safe", "memory, safe loads()", "KB", 5.0, False),
