@@ -1485,3 +1485,18 @@ def test_a_record_of_another_class_of_the_same_name_is_named_with_its_module() -
         "platform: expected a PlatformMetadata or null, got a tango.step_info.PlatformMetadata,"
         " not tango_stepinfo.metadata's"
     )
+
+
+def test_sets_nested_in_a_package_row_are_refused_at_once() -> None:
+    """Python 3.11's marshal orders set items by their own marshal bytes, made again at each
+    level: 40 nested frozensets would take days there, so the whole-list check is not used from
+    3.11 (``_kinds._WHOLE_LIST``); on every Python such a row is refused, naming it."""
+    nested: object = frozenset({"a"})
+    for _ in range(40):
+        nested = frozenset({nested, "b"})
+    data = StepInfo(
+        unique_id="s", step_class_name="S", dependencies=set(), cacheable=True
+    ).to_json_dict()
+    data["environment"]["packages"] = [["ok", "1.0"], [nested, "1.0"]]
+    with pytest.raises(StepInfoDecodeError, match=r"environment\.packages\[1\]"):
+        StepInfo.from_json_dict(data)

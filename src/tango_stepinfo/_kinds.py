@@ -744,18 +744,20 @@ def _shared_rows(pairs: Any, size: int) -> List[Tuple[str, str]]:
     return out
 
 
-_WHOLE_LIST = sys.version_info < (3, 12)
+_WHOLE_LIST = sys.version_info < (3, 11)
 """Whether :func:`_json_rows` first compares a package list whole with the last one, as marshal
 bytes (the one place that decides; both ways give the same rows and errors).
 
+Not from 3.11: its ``marshal.dumps`` orders the items of a set by their own marshal bytes, made
+again at each level, so sets nested in a row (which a caller's dict may hold) take time
+exponential in their depth (18 levels: 0.25 s, and twice as long a level more).
 Before 3.12 a class written in Python cannot export a buffer (``__buffer__``, PEP 688), so
 ``marshal.dumps`` runs no Python code of the caller's objects: it writes exact ``list``,
 ``tuple``, ``str`` (and other builtin) objects itself and fails on any other one, a ``str``
 subclass included; only a C type's buffer (``bytearray``, ``memoryview``, a numpy array) is read,
 as bytes, which never equal a string's. From 3.12 a ``__buffer__`` method would run: the rows are
 checked one by one there. Measured (CPU, interleaved A/B against the row-by-row check, fresh
-``json.loads`` input, 70 rows): 3.9 4.1 against 12.6 us, 3.10 4.3 / 11.3, 3.11 3.9 / 6.7 (3.12
-and 3.13 would gain as much)."""
+``json.loads`` input, 70 rows): 3.9 4.1 against 12.6 us, 3.10 4.3 / 11.3 (3.11: 3.9 / 6.7)."""
 
 _last_json: Tuple[Tuple[bytes, List[Tuple[str, str]]], ...] = ()
 """``(marshal.dumps(value), rows)`` of the last :data:`_JSON_LISTS` different package lists
