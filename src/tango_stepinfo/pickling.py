@@ -651,6 +651,21 @@ def _scan_all(data: bytes, reads: Optional[List[int]]) -> Tuple[int, int]:  # no
         end_of[target] = total
         return target
 
+    def set_fields(keys: Sequence[int], values: Sequence[int], target: int) -> None:
+        """Mark the dict ``target`` (a table index) when one of its keys names a set field and
+        its value is a list or tuple holding more than strings: its record then refuses it
+        (unchecked, 30,000 ints of one hash made ``__setstate__``'s set take 6 s)."""
+        for name_at, value in zip(keys, values):
+            if (
+                value <= _REF
+                and kind_of[_REF - value] in (_LIST, _TUPLE)
+                and flags_of[_REF - value] & _NONSTR
+            ):
+                if reads is not None:
+                    reads.append(name_at)
+                if _text(data, name_at) in _set_fields():
+                    flags_of[target] |= _SETBAD
+
     def strings_only(items: Sequence[int], what: str) -> None:
         if items and min(items) < 0:
             raise _Refused(f"{what} may only be strings")
@@ -961,16 +976,7 @@ def _scan_all(data: bytes, reads: Optional[List[int]]) -> Tuple[int, int]:  # no
                     least = min(values)
                     if least <= _REF:  # a container or record as a value: grow()
                         target = grow(stack[-1], values, _DICT, "SETITEM")
-                        for name_at, value in zip(keys, values):  # a set field's list?
-                            if (
-                                value <= _REF
-                                and kind_of[_REF - value] in (_LIST, _TUPLE)
-                                and flags_of[_REF - value] & _NONSTR
-                            ):
-                                if reads is not None:
-                                    reads.append(name_at)
-                                if _text(data, name_at) in _set_fields():
-                                    flags_of[target] |= _SETBAD
+                        set_fields(keys, values, target)
                     else:  # strings and plain values only (nothing to place): grow() inlined
                         target = _REF - stack[-1]
                         if target < 0 or kind_of[target] != _DICT or flags_of[target] & _PLACED:
@@ -1114,18 +1120,7 @@ def _scan_all(data: bytes, reads: Optional[List[int]]) -> Tuple[int, int]:  # no
                         raise _Refused("odd number of items for DICT")
                     strings_only(items[0::2], "dict keys")
                     push(made(_DICT, items, start))
-                    # a set field's list, as SETITEM checks it: unchecked, 30,000 ints of one
-                    # hash in a DICT made __setstate__'s set take 6 s (359 KB, 3.11)
-                    for name_at, value in zip(items[0::2], items[1::2]):
-                        if (
-                            value <= _REF
-                            and kind_of[_REF - value] in (_LIST, _TUPLE)
-                            and flags_of[_REF - value] & _NONSTR
-                        ):
-                            if reads is not None:
-                                reads.append(name_at)
-                            if _text(data, name_at) in _set_fields():
-                                flags_of[_REF - stack[-1]] |= _SETBAD
+                    set_fields(items[0::2], items[1::2], _REF - stack[-1])  # as SETITEMS does
                 elif op == 0x91:
                     strings_only(items, "frozenset members")
                     push(made(_FROZENSET, items, start))
