@@ -367,24 +367,21 @@ def test_package_lists_decode_as_row_by_row_whatever_came_before(
 
     default, _kinds._WHOLE_LIST = _kinds._WHOLE_LIST, whole
     try:
-        _check_package_runs(full_record(n_packages=0).to_json_dict(), runs, shared=not whole)
+        _check_package_runs(full_record(n_packages=0).to_json_dict(), runs)
     finally:
         _kinds._WHOLE_LIST = default
 
 
-def _check_package_runs(data: Dict[str, Any], runs: List[Any], shared: bool = True) -> None:
-    # The decoder starts empty, so that what a run shares comes from the run itself. With the
-    # whole-list check (shared=False) an equal list is answered by the rows kept with its
-    # marshal bytes, which depend on how its strings are shared and interned: equal lists may
-    # then get equal rows that are not the same objects (memory, not values: checked below).
+def _check_package_runs(data: Dict[str, Any], runs: List[Any]) -> None:
+    # The decoder starts empty, so that what a run shares comes from the run itself.
     start = _forget_rows()
     try:
-        _check_runs_from_empty(data, runs, shared)
+        _check_runs_from_empty(data, runs)
     finally:
         _keep_rows(start)
 
 
-def _check_runs_from_empty(data: Dict[str, Any], runs: List[Any], shared: bool) -> None:
+def _check_runs_from_empty(data: Dict[str, Any], runs: List[Any]) -> None:
     before: Optional[List[Any]] = None
     for rows in runs:
         warm = _decode_packages(data, rows)
@@ -405,7 +402,7 @@ def _check_runs_from_empty(data: Dict[str, Any], runs: List[Any], shared: bool) 
         assert got == cold.environment.packages == [tuple(row) for row in rows]
         assert got is not None and got is not before
         assert all(type(row) is tuple and list(map(type, row)) == [str, str] for row in got)
-        if shared and before is not None and before == got:
+        if before is not None and before == got:
             assert all(map(operator.is_, before, got))  # an equal list: its rows shared
         before = got
 

@@ -782,7 +782,7 @@ def _json_rows(value: List[Any]) -> Optional[List[Tuple[str, str]]]:
     kept bytes are those of a list :func:`_shared_rows` took) with the same text. Else the rows
     are checked and shared one by one by :func:`_shared_rows`.
     """
-    global _last_json
+    global _last_json, _last_rows
     text = b""
     if _WHOLE_LIST:
         try:
@@ -791,6 +791,9 @@ def _json_rows(value: List[Any]) -> Optional[List[Tuple[str, str]]]:
             return None
         for kept, rows in _last_json:
             if text == kept:
+                # the last rows too: an equal list whose bytes differ (its strings shared or
+                # interned otherwise) then shares these rows, compared row by row
+                _last_rows = rows
                 return rows.copy()
         if len(value) <= _ROWS_MAX:
             # The rows are taken from a copy made from these bytes, so that the bytes kept are
