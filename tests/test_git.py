@@ -1274,7 +1274,7 @@ def handler(signum, frame):  # Ctrl-C, or a SIGTERM handler that raises
     raise KeyboardInterrupt
 signal.signal(signal.SIGUSR1, handler)
 signal.alarm(20)  # a deadlock ends the process instead of the test run
-fds = len(os.listdir("/proc/self/fd"))
+fds = set(os.listdir("/proc/self/fd"))
 try:
     StepInfo("a", "A", set(), True)
     print("not-interrupted")
@@ -1285,8 +1285,9 @@ try:
     left = os.waitpid(-1, os.WNOHANG)
 except ChildProcessError:
     left = "none"
-opened = len(os.listdir("/proc/self/fd")) - fds
-print(git.dirty, git.diff is not None, "children", left, "fds", opened)
+opened = [f"/proc/self/fd/{n}" for n in sorted(set(os.listdir("/proc/self/fd")) - fds)]
+print(git.dirty, git.diff is not None, "children", left, "fds", len(opened),
+      *map(os.readlink, filter(os.path.exists, opened)))
 """
 
 

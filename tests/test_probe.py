@@ -792,7 +792,7 @@ def handler(signum, frame):  # Ctrl-C, or a SIGTERM handler that raises
     raise KeyboardInterrupt
 signal.signal(signal.SIGUSR1, handler)
 signal.alarm(20)  # a deadlock ends the process instead of the test run
-fds = len(os.listdir("/proc/self/fd"))
+fds = set(os.listdir("/proc/self/fd"))
 try:
     StepInfo("a", "A", set(), True)
     print("not interrupted")
@@ -801,7 +801,8 @@ except KeyboardInterrupt:
         left = os.waitpid(-1, os.WNOHANG)
     except ChildProcessError:
         left = "none"
-    print("children", left, "fds", len(os.listdir("/proc/self/fd")) - fds)
+    opened = [f"/proc/self/fd/{n}" for n in sorted(set(os.listdir("/proc/self/fd")) - fds)]
+    print("children", left, "fds", len(opened), *map(os.readlink, filter(os.path.exists, opened)))
     info = StepInfo("b", "B", set(), True)
     print(info.platform.operating_system == platform.platform(), info.platform.fallbacks)
 """

@@ -70,7 +70,7 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _proc, redact
-from ._proc import SHORTAGES, debug, kill, readable, run, sig, unchanged, which
+from ._proc import SHORTAGES, debug, readable, run, sig, unchanged, which
 from ._proc import collect as _collect
 from ._proc import spawn as _spawn
 
@@ -83,7 +83,6 @@ if TYPE_CHECKING:
     """``(commit, remote, branch, dirty, diff)``, the fields of ``GitMetadata`` in order."""
 
     Key = Tuple[str, Optional[str]]  # (gitdir, commit)
-    Child = Tuple[int, int]  # (pid, fd of its stdout)
     Tree = Tuple[Optional[bool], Optional[str], Optional[str]]
     """``(dirty, diff, reason)``: the answer for one commit; ``reason`` says why both are
     ``None``."""
@@ -147,33 +146,28 @@ def _read_text(path: str) -> Optional[str]:
     regular file. Opened without blocking and checked before it is read: a FIFO (a config
     include naming one, ``/dev/stdin``) would wait for a writer forever, ``/dev/zero`` never end.
 
-    Read with :func:`os.read` (the size ``fstat`` gave, then until the end) and decoded as
+    Read unbuffered (the size ``fstat`` gave, then until the end) and decoded as
     ``open(path, encoding="utf-8", errors="surrogateescape").read()`` does, line ends included
     (``\\r\\n`` and ``\\r`` become ``\\n``): a text file object costs five more system calls
     and about 14 us a file, and the first record reads three to five (3.11).
     """
     global _short
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with _proc.open_file(path, nonblocking=True) as f:  # owned at once: see open_file
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                debug("%s is not a regular file, not read", path)
+                return None
+            chunks = [f.read(st.st_size + 1)]
+            while chunks[-1]:  # the file may have grown since: read to its end
+                chunks.append(f.read(65536))
     except OSError as e:
         if e.errno in SHORTAGES:  # EMFILE fails even the open of a missing file
             _short = e.strerror or type(e).__name__
         return None
     except ValueError:  # a NUL byte in a path read from a file
         return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            debug("%s is not a regular file, not read", path)
-            return None
-        chunks = [os.read(fd, st.st_size + 1)]
-        while chunks[-1]:  # the file may have grown since: read to its end
-            chunks.append(os.read(fd, 65536))
-        text = b"".join(chunks).decode("utf-8", "surrogateescape")
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
+    text = b"".join(chunks).decode("utf-8", "surrogateescape")
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
@@ -837,17 +831,16 @@ _state: Optional[Tuple[Repo, Deps, Optional[str], Optional[str], Optional[str], 
 _dirty: Dict[Key, Tree] = {}
 # The first child of a check started ahead of need by prefetch(): key, repo, child, when it
 # started, its timeout, and for a git diff the hasher of its output (None for git status).
-_pending: Optional[Tuple[Key, Repo, Child, float, float, Optional[_Hasher]]] = None
+_pending: Optional[Tuple[Key, Repo, _proc.Child, float, float, Optional[_Hasher]]] = None
 
 
 def _discard_pending() -> None:
     """Kill and reap the child started ahead of need, if any (the lock is held)."""
     global _pending
     if _pending is not None:
-        pid, fd = _pending[2]
+        child = _pending[2]
         _pending = None
-        os.close(fd)
-        kill(pid)
+        child.stop()
 
 
 def _after_fork() -> None:
@@ -856,7 +849,7 @@ def _after_fork() -> None:
     global _lock, _pending
     _lock = _thread.RLock()
     if _pending is not None:
-        os.close(_pending[2][1])
+        _pending[2].done()
         _pending = None
 
 
@@ -894,7 +887,7 @@ def _start_pending(repo: Repo, key: Key) -> None:
     hasher = _Hasher() if what == "diff" else None
     started = time.monotonic()
     child = _spawn(argv, env, search)
-    if child is not None:  # kept at once: a signal handler raising next cannot lose the child
+    if child is not None:  # (a signal handler raising before this line: the Child stops it)
         _pending = (key, repo, child, started, timeout, hasher)
     # else: the record's own check (_dirty_for) tries again, and keeps a lasting failure
 
@@ -913,7 +906,7 @@ def reap_pending() -> None:
         if _pending is not pending:
             return  # finished by another thread meanwhile
         try:
-            ended = readable(pending[2][1], 0.0)  # it wrote its answer, or exited
+            ended = readable(pending[2].out.fileno(), 0.0)  # it wrote its answer, or exited
         except (OSError, ValueError):
             ended = True  # _finish_pending reports it
         if ended or time.monotonic() - pending[3] > pending[4]:
@@ -931,7 +924,7 @@ def _finish_pending() -> None:
         now = time.monotonic()
         left = max(timeout - (now - started), 0.01)
         try:
-            waiting = readable(child[1], 0.0)
+            waiting = readable(child.out.fileno(), 0.0)
         except (OSError, ValueError):
             waiting = False  # _collect reports it
         if waiting:

@@ -106,7 +106,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _privacy
-from ._proc import SHORTAGES, debug, load, searchable, sig, unchanged, which
+from ._proc import SHORTAGES, debug, load, open_file, searchable, sig, unchanged, which
 from ._proc import collect as _collect
 from ._proc import run_subprocess as _run_subprocess
 from ._proc import spawn as _spawn
@@ -1190,19 +1190,14 @@ def _is_zip(path: str) -> bool:
     looks for it (a zipapp starts with a ``#!`` line, not with ``PK``). Only a regular file is
     read: opened without blocking, so that a FIFO on ``sys.path`` cannot hang the probe."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open_file(path, nonblocking=True) as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return False
+            f.seek(max(st.st_size - (65536 + 22), 0))
+            return b"PK\x05\x06" in (f.read(65536 + 22) or b"")
     except (OSError, ValueError):
         return False
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        os.lseek(fd, max(st.st_size - (65536 + 22), 0), os.SEEK_SET)
-        return b"PK\x05\x06" in os.read(fd, 65536 + 22)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 _tango: Tuple[Any, Optional[str]] = (None, None)

@@ -8,7 +8,9 @@ imported at module import (:mod:`logging`, :mod:`select`, :mod:`subprocess` on f
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import os
 import sys
 import time
@@ -26,10 +28,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SHORTAGES",
+    "Child",
     "collect",
     "debug",
     "kill",
     "load",
+    "open_file",
+    "owned",
     "readable",
     "run",
     "run_subprocess",
@@ -147,8 +152,8 @@ def run(
 
 def spawn(
     argv: Sequence[str], env: Optional[Mapping[str, str]], search: bool = False
-) -> Optional[Tuple[int, int]]:
-    """Start ``argv`` with :func:`os.posix_spawn`; ``(pid, fd of its stdout)``, or ``None``.
+) -> Optional[Child]:
+    """Start ``argv`` with :func:`os.posix_spawn`; the :class:`Child`, or ``None``.
 
     With ``search``, ``argv[0]`` is a bare name, looked for on ``$PATH`` by the C library in the
     child (:func:`os.posix_spawnp`, as ``execvp`` and :mod:`subprocess` look for it), so that
@@ -159,25 +164,24 @@ def spawn(
     (a clean filter or hook that ``git`` runs), which would otherwise outlive it. Its standard
     input is ``/dev/null``, so being outside the terminal's foreground group stops nothing.
 
-    Signals are blocked from before the start until the child is handed back (two
-    ``sigprocmask`` calls, the child starting with the mask of before): a Python signal
-    handler raising (``KeyboardInterrupt``) runs at the end, when the child is stopped and
-    reaped before the exception propagates, never between the start and the hand-over,
-    where the child would be lost, left running and then unreaped. (Only this thread's signals
-    wait: a signal sent to a process whose other threads do not block it reaches one of those,
-    and its handler may still run in that window, a few bytecodes wide.)
+    Signals are blocked from before the pipe is made until the :class:`Child` owns it and the
+    child (three ``pthread_sigmask`` calls, the child starting with the mask of before): a
+    Python signal handler raising (``KeyboardInterrupt``) runs before anything is made, or at
+    the end, when the child is stopped and reaped before the exception propagates; never
+    between, where the pipe or the child would be lost, left open, running and then unreaped.
+    From then on the :class:`Child` owns them, wherever a handler raises. (Only this thread's
+    signals wait: a signal sent to a process whose other threads do not block it reaches one
+    of those, and its handler may still run in that window, a few bytecodes wide.)
     """
     global shortages
+    before = _signal_mask()
+    read_end = write_end = -1
+    pid = child = None
     try:
-        read_end, write_end = os.pipe()  # both non-inheritable: the child keeps only its copy
-    except OSError as e:
-        shortages += e.errno in SHORTAGES
-        debug("could not run %s: %s", argv[0], e)
-        return None
-    blocked = _block_signals()
-    pid = None
-    try:
+        if before is not None:
+            _set_signal_mask(_all_signals())  # a handler pending from before raises here
         try:
+            read_end, write_end = os.pipe()  # both non-inheritable: the child keeps its copy only
             devnull = os.open(os.devnull, os.O_RDWR)
             try:
                 pid = (os.posix_spawnp if search else os.posix_spawn)(
@@ -192,7 +196,7 @@ def spawn(
                         (os.POSIX_SPAWN_DUP2, devnull, 2),
                     ],
                     setpgroup=0,  # a group of its own: kill() stops what it started too
-                    **({} if blocked is None else {"setsigmask": blocked}),
+                    **({} if before is None else {"setsigmask": before}),
                 )
             finally:
                 os.close(devnull)
@@ -202,44 +206,190 @@ def spawn(
             if not (search and isinstance(e, FileNotFoundError)):  # not on $PATH: no log
                 debug("could not run %s: %s", argv[0], e)
         finally:
-            os.close(write_end)
-        if blocked is not None:
-            _unblock_signals(blocked)  # a handler of a signal that came meanwhile runs here
+            if write_end >= 0:
+                os.close(write_end)
+        if pid is None:
+            if read_end >= 0:
+                os.close(read_end)
+        else:
+            child = _Owned(pid, io.FileIO(read_end, "rb"))
+        read_end = -1  # owned by the child's file object, or closed
+        if before is not None:
+            _set_signal_mask(before)  # a handler of a signal that came meanwhile runs here
+            before = None
     except BaseException:
-        os.close(read_end)
-        if pid is not None:
+        if read_end >= 0:
+            os.close(read_end)
+        if child is not None:
+            child.stop()  # now, not when the traceback holding it goes
+        elif pid is not None:
             kill(pid)
         raise
-    if pid is None:
-        os.close(read_end)
-        return None
-    return pid, read_end
+    finally:
+        if before is not None:  # interrupted while blocked: by a handler pending from before
+            _set_signal_mask(before)
+    return child
+
+
+class Child:
+    """A child started by :func:`spawn`: its ``pid``, and ``out``, the read end of its standard
+    output as a file object (unbuffered; read it with :func:`os.read` on its ``fileno()``).
+
+    The child is owned by this object until it is done with (:func:`collect` reaped it,
+    :meth:`stop`, :meth:`done`): dropped before, it is stopped (:func:`kill`: its group too)
+    and reaped, and the pipe closed, so that a signal handler's exception raised while it is
+    handed from one function to the next (where no ``try`` can hold it) leaves nothing behind
+    once the exception is handled. Only a child of this process still waiting to be reaped is
+    stopped: never a pid already reaped by anyone, which may by then name another process.
+
+    Only a child not done with has a finalizer (it is a :class:`_Owned` until then): Python
+    runs pending signal handlers in a finalizer's code too, and a handler's exception raised
+    there is printed and lost. A child done with is dropped without running any Python code.
+    """
+
+    __slots__ = ("out", "pid")
+
+    def __init__(self, pid: int, out: io.FileIO) -> None:
+        self.pid: Optional[int] = pid
+        self.out = out
+
+    def stop(self) -> None:
+        """Stop the child (:func:`kill`: its group too) and reap it, unless it was reaped
+        already; close the pipe."""
+        pid = self.pid
+        if pid is not None and _unreaped(pid):
+            kill(pid)
+        self.done()  # only once stopped: interrupted before, the next stop() tries again
+
+    def done(self) -> None:
+        """Forget the child (reaped, or not this process's to stop: a forked process's copy of
+        its parent's child) and close the pipe; dropping it then does nothing more."""
+        self.pid = None
+        self.out.close()
+        self.__class__ = Child  # no finalizer any more (same slots: an allowed change)
+
+
+class _Owned(Child):
+    """A :class:`Child` not done with: dropped, it is stopped (see :class:`Child`)."""
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        # Stopped with this thread's signals blocked: a handler's exception raised in a
+        # finalizer is printed and lost; it runs after, instead. (kill() waits 1 s at most.)
+        # Never done() here: changing the class of an object being finalized is unsafe.
+        # Modules may be torn down at interpreter exit: then the pipe is closed, nothing more.
+        try:
+            pid = self.pid
+            if pid is not None:
+                with contextlib.suppress(Exception):
+                    before = _signal_mask()
+                    try:
+                        if before is not None:
+                            _set_signal_mask(_all_signals())  # a pending handler raises here
+                    finally:
+                        try:
+                            if _unreaped(pid):
+                                kill(pid)  # (then with signals blocked all the same)
+                        finally:
+                            if before is not None:
+                                _set_signal_mask(before)
+        finally:
+            self.out.close()
+
+
+def _unreaped(pid: int) -> bool:
+    """Whether ``pid`` is a child of this process not reaped yet, running or exited (``waitid``
+    with ``WNOWAIT``, which reaps nothing); ``False`` where that cannot be told."""
+    if not hasattr(os, "waitid") or not hasattr(os, "WNOWAIT"):
+        return False  # pragma: no cover - macOS before Python 3.13, Windows
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except OSError:  # ChildProcessError: not a child of this process (any more)
+        return False
+    return True
 
 
 _ALL_SIGNALS: Optional[Any] = None
 
 
-def _block_signals() -> Optional[Any]:
-    """Block every signal in this thread; the mask of before, or ``None`` where signals
-    cannot be blocked (then nothing is)."""
-    global _ALL_SIGNALS
+def _signal_mask() -> Optional[Any]:
+    """This thread's signal mask, read and left as it is; ``None`` where signals cannot be
+    blocked (Windows), or the mask cannot be read.
+
+    Read apart from blocking: a signal whose Python handler was pending from before raises
+    right after the call that blocks (as after any call); the mask of before must then be known
+    already, or the thread would be left with every signal blocked.
+    """
     # _signal is loaded by the interpreter at startup; signal.py costs 7 ms (it imports enum).
     import _signal  # type: ignore[import-not-found]
 
     if not hasattr(_signal, "pthread_sigmask"):  # pragma: no cover - Windows
         return None
-    if _ALL_SIGNALS is None:
-        _ALL_SIGNALS = _signal.valid_signals()
     try:
-        return _signal.pthread_sigmask(_signal.SIG_BLOCK, _ALL_SIGNALS)
+        return _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
     except (OSError, ValueError):
         return None
 
 
-def _unblock_signals(mask: Any) -> None:
+def _all_signals() -> Any:
+    global _ALL_SIGNALS
+    if _ALL_SIGNALS is None:
+        import _signal
+
+        _ALL_SIGNALS = _signal.valid_signals()
+    return _ALL_SIGNALS
+
+
+def _set_signal_mask(mask: Any) -> None:
     import _signal
 
     _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+
+
+def owned(acquire: Callable[[], int]) -> io.FileIO:
+    """The descriptor ``acquire()`` returns, owned from the start by a file object that closes
+    it (``with``, or when it is dropped).
+
+    A descriptor held as an ``int`` is lost when a signal handler raises (``KeyboardInterrupt``)
+    between the call that returns it and the ``try`` that would close it: Python runs pending
+    handlers right after calls. Here ``acquire`` runs, and its descriptor is handed to the file
+    object, with this thread's signals blocked (three ``pthread_sigmask`` calls, 4 us); a handler
+    then raises, if at all, before ``acquire`` or once the object owns the descriptor. (A signal
+    delivered to another thread of the process may still trip the handler meanwhile.)
+
+    :raises OSError: or :class:`ValueError`, as ``acquire`` raises them.
+    """
+    before = _signal_mask()
+    if before is None:  # pragma: no cover - Windows: no masks, the window stays
+        return io.FileIO(acquire(), "rb")
+    try:
+        _set_signal_mask(_all_signals())  # a handler pending from before raises here
+        fd = acquire()
+        try:
+            return io.FileIO(fd, "rb")
+        except BaseException:  # a directory (EISDIR): the object did not take the descriptor
+            os.close(fd)
+            raise
+    finally:
+        _set_signal_mask(before)  # a signal that came meanwhile: its handler runs here
+
+
+def open_file(path: str, nonblocking: bool = False) -> io.FileIO:
+    """``path`` opened for reading, as a file object (see :func:`owned`: no signal handler's
+    exception can lose its descriptor).
+
+    With ``nonblocking``, opened with ``O_NONBLOCK``: a FIFO (or a terminal) opens at once,
+    without waiting for a writer; a caller reading a file that may be one checks its
+    :func:`os.fstat` first. Without, opened as :class:`io.FileIO` opens (no masks needed: the
+    object owns the descriptor as soon as it exists).
+
+    :raises OSError: when it cannot be opened; :class:`ValueError` for a NUL byte in ``path``.
+    """
+    if not nonblocking:
+        return io.FileIO(path, "rb")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    return owned(lambda: os.open(path, flags))
 
 
 def readable(fd: int, seconds: float) -> bool:
@@ -292,7 +442,7 @@ def kill(pid: int, grace: float = 0.5) -> None:
 
 
 def collect(
-    name: str, child: Tuple[int, int], timeout: float, sink: Optional[Sink] = None
+    name: str, child: Child, timeout: float, sink: Optional[Sink] = None
 ) -> Optional[Tuple[int, bytes]]:
     """Read a child's output to its end and reap it; kill it after ``timeout`` seconds.
 
@@ -309,8 +459,13 @@ def collect(
     The ``timeout`` bounds the whole: a grandchild that keeps writing into the pipe after the
     child exited, and a child that closes its output but keeps running, are given up on at the
     deadline as a slow child is (the child is killed and reaped, the pipe closed).
+
+    The ``child`` is done with when this returns or raises: reaped, or stopped and reaped (its
+    ``pid`` is then ``None``), its pipe closed.
     """
-    pid, read_end = child
+    pid, read_end, stop = child.pid, child.out.fileno(), child.stop
+    if pid is None:  # collected before
+        return None
     chunks = []
     deadline = time.monotonic() + timeout
     try:
@@ -320,7 +475,7 @@ def collect(
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or (not ended and not readable(read_end, left)):
-                kill(pid)
+                stop()
                 debug("%s took more than %s s and was killed", name, timeout)
                 return None
             try:
@@ -336,26 +491,28 @@ def collect(
             else:
                 sink(chunk)
     except (OSError, ValueError) as e:
-        kill(pid)
+        stop()
         debug("cannot read the output of %s (%s), it was killed", name, e)
         return None
     except BaseException:  # KeyboardInterrupt, a SIGTERM handler's exception: it propagates,
-        kill(pid)  # and the child does not outlive the wait for it
+        stop()  # and the child does not outlive the wait for it
         raise
     finally:
-        os.close(read_end)
+        child.out.close()
     try:
         status = _reap(pid, deadline)
     except OSError as e:  # ChildProcessError: SIGCHLD is ignored, so nobody gets the status
+        child.done()
         debug("cannot get the exit status of %s: %s", name, e)
         return None
     except BaseException:
-        kill(pid)
+        stop()
         raise
     if status is None:
-        kill(pid)
+        stop()
         debug("%s closed its output but ran for more than %s s, and was killed", name, timeout)
         return None
+    child.done()
     code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
     return code, b"".join(chunks)
 
@@ -376,8 +533,8 @@ def _reap(pid: int, deadline: float) -> Optional[int]:
         return status
     pidfd = None
     if hasattr(os, "pidfd_open"):
-        try:
-            pidfd = os.pidfd_open(pid)
+        try:  # owned by a file object at once (see owned): a handler raising cannot leak it
+            pidfd = owned(lambda: os.pidfd_open(pid))
         except OSError:  # ENOSYS before Linux 5.3; EPERM under some seccomp filters
             pidfd = None
     try:
@@ -388,9 +545,9 @@ def _reap(pid: int, deadline: float) -> Optional[int]:
                 return None
             if pidfd is not None:
                 try:
-                    readable(pidfd, left)
+                    readable(pidfd.fileno(), left)
                 except (OSError, ValueError):  # select() refuses fds of 1024 and more: poll
-                    os.close(pidfd)
+                    pidfd.close()
                     pidfd = None
             if pidfd is None:
                 time.sleep(min(delay, left))
@@ -400,7 +557,7 @@ def _reap(pid: int, deadline: float) -> Optional[int]:
                 return status
     finally:
         if pidfd is not None:
-            os.close(pidfd)
+            pidfd.close()
 
 
 def _exited(pid: int) -> bool:
