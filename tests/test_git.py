@@ -487,19 +487,20 @@ print(git.dirty if git else None)
 """
 
 
-@pytest.mark.parametrize("empty_entry", [False, True])
+@pytest.mark.parametrize("entry", [None, "", ".", "tools"])
 def test_the_first_record_runs_the_git_on_path_never_one_in_the_checkout(
-    tmp_path: Path, empty_entry: bool
+    tmp_path: Path, entry: Optional[str]
 ) -> None:
     """The first record's git child is looked for on $PATH by the C library (posix_spawnp),
-    except when an entry of $PATH is empty: that is the working directory to the C library, and
-    an executable named git in the checkout must never run (which() looks for git then)."""
+    except when an entry of $PATH is not absolute (empty, ".", relative): that is a folder of
+    the working directory to the C library, and an executable named git in the checkout must
+    never run (which() looks for git then, in the absolute folders only)."""
     repo = make_repo(tmp_path / "repo")
     (repo / "file.txt").write_text("changed\n")
     marker = tmp_path / "ran"
-    fake_bin(repo, "git", f'touch "{marker}"\nexit 0\n')  # in the checkout, untracked
+    fake_bin(repo / (entry or ""), "git", f'touch "{marker}"\nexit 0\n')  # untracked
     real = str(Path(str(GIT)).parent)
-    env = dict(os.environ, PATH=f":{real}" if empty_entry else real)
+    env = dict(os.environ, PATH=real if entry is None else f"{entry}:{real}")
     env.pop("TANGO_STEPINFO_GIT_DIRTY", None)
     done = subprocess.run(
         [sys.executable, "-c", FIRST_RECORD],

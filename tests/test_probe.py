@@ -1724,13 +1724,17 @@ def test_reasons_are_one_line_and_name_no_exception(monkeypatch: pytest.MonkeyPa
         assert "\n" not in reason and "Traceback" not in reason and "secret-ish" not in reason
 
 
-def test_an_empty_path_entry_never_runs_a_uname_of_the_working_directory(tmp_path: Path) -> None:
-    # An empty $PATH entry is the working directory to the C library's search: a checkout
-    # holding an executable named "uname" must not be run by the first record.
+@pytest.mark.parametrize("entry", ["", ".", "tools"])
+def test_a_relative_path_entry_never_runs_a_uname_of_the_working_directory(
+    tmp_path: Path, entry: str
+) -> None:
+    # An empty, "." or relative $PATH entry is a folder of the working directory to the C
+    # library's search: a checkout holding an executable named "uname" there must not be run
+    # by the first record, whether the C library or which() would look for it.
     marker = tmp_path / "ran"
-    fake_bin(tmp_path, "uname", f'touch "{marker}"\necho planted\n')
+    fake_bin(tmp_path / entry, "uname", f'touch "{marker}"\necho planted\n')
     real = Path(shutil.which("uname") or "/bin/uname").parent
-    env = dict(os.environ, PATH=f":{real}", TANGO_STEPINFO_GIT_DIRTY="0")
+    env = dict(os.environ, PATH=f"{entry}:{real}", TANGO_STEPINFO_GIT_DIRTY="0")
     done = subprocess.run(
         [sys.executable, "-c", "import tango_stepinfo as t; print(t.PlatformMetadata())"],
         cwd=tmp_path,

@@ -345,13 +345,22 @@ def test_a_timeout_stops_what_the_child_started_too(tmp_path: Path) -> None:
 @pytest.mark.skipif(not hasattr(os, "posix_spawnp"), reason="posix_spawnp is POSIX")
 @pytest.mark.parametrize(
     ("path", "expected"),
-    [("/usr/bin:/bin", True), (":/usr/bin", False), ("/usr/bin:", False), ("/a::/b", False)],
+    [
+        ("/usr/bin:/bin", True),
+        (":/usr/bin", False),
+        ("/usr/bin:", False),
+        ("/a::/b", False),
+        (".:/usr/bin", False),
+        ("/usr/bin:bin", False),
+        ("/usr/bin:../tools", False),
+    ],
 )
-def test_searchable_refuses_an_empty_path_entry(
+def test_searchable_refuses_a_path_entry_that_is_not_absolute(
     monkeypatch: pytest.MonkeyPatch, path: str, expected: bool
 ) -> None:
-    """An empty $PATH entry is the working directory to the C library's search; so was the
-    default search path of glibc before 2.24 when $PATH is unset: which() is used then."""
+    """An empty, ``.`` or relative $PATH entry is a folder of the working directory to the C
+    library's search; so was the default search path of glibc before 2.24 when $PATH is
+    unset: which() is used then."""
     monkeypatch.setenv("PATH", path)
     assert _proc.searchable() is expected
     monkeypatch.delenv("PATH")

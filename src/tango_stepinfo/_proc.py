@@ -94,12 +94,19 @@ def load(name: str) -> Any:
 
 
 def which(name: str) -> Optional[str]:
-    """Return the full path of the executable ``name`` on ``$PATH``, or ``None``."""
+    """Return the full path of the executable ``name`` on ``$PATH``, or ``None``.
+
+    Only absolute folders of ``$PATH`` are looked in: an empty entry, ``.`` or any relative
+    one names a folder of the working directory, and a checkout holding an executable named
+    ``uname`` or ``git`` (untracked, from a clone or an archive) must never be run by a record
+    made there. (A shell or :mod:`subprocess` would look there: a ``$PATH`` so set is taken to
+    be a mistake, not a wish to run what the current folder holds.)
+    """
     exts = [""]
     if os.name == "nt":  # pragma: no cover - POSIX CI
         exts += os.environ.get("PATHEXT", ".EXE;.BAT;.CMD").lower().split(";")
     for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        if not folder:
+        if not os.path.isabs(folder):
             continue
         for ext in exts:
             candidate = os.path.join(folder, name + ext)
@@ -117,14 +124,18 @@ def searchable() -> bool:
 
     :func:`which` makes an ``access`` call per ``$PATH`` folder (0.2 ms of CPU for ``git``, in
     the ninth of eleven folders here, in a fresh process, 3.11). ``False`` where there is no
-    ``posix_spawnp``, when an entry of ``$PATH`` is empty (that means the working directory
-    to the C library and to :mod:`subprocess`, where :func:`which` skips it), and when
-    ``$PATH`` is unset (the C library then searches its own default, which held the working
-    directory first in glibc before 2.24, e.g. CentOS 7's 2.17), so that a checkout holding
-    an executable named ``uname`` or ``git`` is never run.
+    ``posix_spawnp``, when an entry of ``$PATH`` is not absolute (empty, ``.``, ``bin``: a
+    folder of the working directory to the C library and to :mod:`subprocess`, where
+    :func:`which` skips it), and when ``$PATH`` is unset (the C library then searches its own
+    default, which held the working directory first in glibc before 2.24, e.g. CentOS 7's
+    2.17), so that a checkout holding an executable named ``uname`` or ``git`` is never run.
     """
     path = os.environ.get("PATH")
-    return hasattr(os, "posix_spawnp") and path is not None and "" not in path.split(os.pathsep)
+    return (
+        hasattr(os, "posix_spawnp")
+        and path is not None
+        and all(map(os.path.isabs, path.split(os.pathsep)))
+    )
 
 
 def run(
