@@ -309,11 +309,11 @@ def worker(mode: str, lib: str) -> Dict[str, Any]:
     if mode == "first":
         start = _clocks()
         first = _new(mod)
-        took: Dict[str, Any] = dict(_since(start))
+        made: Dict[str, Any] = dict(_since(start))
         git = first.environment.git
-        took["packages"] = len(first.environment.packages or [])
-        took["git"] = None if git is None else git.commit
-        return took
+        made["packages"] = len(first.environment.packages or [])
+        made["git"] = None if git is None else git.commit
+        return made
     if mode == "threads":
         return _threads(mod)
     import pickle
