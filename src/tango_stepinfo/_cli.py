@@ -23,6 +23,7 @@ from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 from . import __version__
 from ._diff import compare, diff_text, snapshots
 from ._errors import show as _show
+from ._proc import open_file
 from ._show import capture_summary, human_duration, local_time, show_record, text_or_dash
 from ._show import clean as _clean
 from .errors import InvalidSettingError, InvalidStepStateError, StepInfoDecodeError
@@ -158,24 +159,22 @@ def _read(name: str) -> bytes:
     if name == "-":
         return _read_stdin()
     try:
-        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        f = open_file(name, nonblocking=True)
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
         raise InputError(
             name, f"cannot read: {getattr(e, 'strerror', None) or e}", unreadable=True
         ) from None
-    try:
-        info = os.fstat(fd)
-        problem = _not_a_regular_file(name, info.st_mode)
-        if problem is not None:
-            raise problem
-        if info.st_size > _max_size:
-            raise _too_large(name)
-        with open(fd, "rb", closefd=False) as f:
+    with f:
+        try:
+            info = os.fstat(f.fileno())
+            problem = _not_a_regular_file(name, info.st_mode)
+            if problem is not None:
+                raise problem
+            if info.st_size > _max_size:
+                raise _too_large(name)
             data: bytes = _read_capped(f, info.st_size)  # the file may have grown since fstat
-    except OSError as e:
-        raise InputError(name, f"cannot read: {e.strerror or e}", unreadable=True) from None
-    finally:
-        os.close(fd)
+        except OSError as e:
+            raise InputError(name, f"cannot read: {e.strerror or e}", unreadable=True) from None
     if len(data) > _max_size:
         raise _too_large(name)
     return data

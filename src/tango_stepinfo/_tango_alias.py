@@ -31,6 +31,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence
 
+from ._proc import open_file
 from .errors import _PathError
 
 __all__ = [
@@ -163,22 +164,20 @@ def status(site: Optional[Path] = None) -> bool:
     """
     path = pth_path(site)
     try:
-        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        # Without blocking: opening a FIFO for reading would otherwise wait for a writer forever.
+        f = open_file(str(path), nonblocking=True)
     except FileNotFoundError:
         if not path.parent.is_dir():  # a mistyped --site is not "off"
             raise AliasFileError(str(path.parent), "no such folder") from None
         return False
-    except IsADirectoryError:  # where opening a directory read-only is refused
+    except IsADirectoryError:  # a directory: the file object refuses it
         raise AliasFileError(str(path), "not a regular file (a directory)") from None
-    try:
-        mode = os.fstat(fd).st_mode
+    with f:
+        mode = os.fstat(f.fileno()).st_mode
         if not stat.S_ISREG(mode):
             kind = next((name for test, name in _KINDS if test(mode)), "of an unknown kind")
             raise AliasFileError(str(path), f"not a regular file ({kind})")
-        data = os.read(fd, len(PTH_LINE) + 1)  # enough to tell; a huge file is not read whole
-    finally:
-        os.close(fd)
+        data = f.read(len(PTH_LINE) + 1) or b""  # enough to tell; a huge file is not read whole
     if data != PTH_LINE.encode("utf-8"):
         raise AliasFileError(
             str(path),
