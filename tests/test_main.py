@@ -1376,3 +1376,10 @@ def test_lone_surrogates_are_shown_escaped_by_every_command(tmp_path: Path) -> N
     assert StepInfo.from_json_dict(shown_json[0]) == StepInfo.from_json_dict(
         json.loads(Path(a).read_text())
     )
+
+
+def test_a_folder_read_as_a_record_file_is_named_as_a_folder(tmp_path: Path) -> None:
+    # The commands take a folder as a store (test_stores); one that becomes a folder between
+    # that check and the read is refused as the other kinds are, not as an unreadable file.
+    with pytest.raises(_cli.InputError, match=r"not a regular file \(a directory\)$"):
+        _cli._read(str(tmp_path))

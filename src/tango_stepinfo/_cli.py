@@ -160,6 +160,11 @@ def _read(name: str) -> bytes:
         return _read_stdin()
     try:
         f = open_file(name, nonblocking=True)
+    except IsADirectoryError:  # the file object refuses a folder before fstat can say so
+        problem = _not_a_regular_file(name, stat.S_IFDIR)
+        if problem is not None:
+            raise problem from None
+        raise
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
         raise InputError(
             name, f"cannot read: {getattr(e, 'strerror', None) or e}", unreadable=True

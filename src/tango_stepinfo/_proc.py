@@ -8,6 +8,9 @@ imported at module import (:mod:`logging`, :mod:`select`, :mod:`subprocess` on f
 
 from __future__ import annotations
 
+# _signal is loaded by the interpreter at startup (signal.py would cost 7 ms: it imports enum);
+# bound here, not where used: an import fails at interpreter exit, where a finalizer may run.
+import _signal  # type: ignore[import-not-found]
 import contextlib
 import errno
 import io
@@ -182,15 +185,19 @@ def spawn(
     between, where the pipe or the child would be lost, left open, running and then unreaped.
     From then on the :class:`Child` owns them, wherever a handler raises. (Only this thread's
     signals wait: a signal sent to a process whose other threads do not block it reaches one
-    of those, and its handler may still run in that window, a few bytecodes wide.)
+    of those, and its handler may still run in that window, a few bytecodes wide: the pipe or
+    the child may then be left behind, never a descriptor closed twice, and the mask is
+    restored all the same.)
     """
     global shortages
+    if _dropped:
+        _reap_dropped()
     before = _signal_mask()
     read_end = write_end = -1
     pid = child = None
     try:
-        if before is not None:
-            _set_signal_mask(_all_signals())  # a handler pending from before raises here
+        if _sigmask is not None and before is not None:
+            _sigmask(_signal.SIG_SETMASK, _all_signals())  # a handler pending from before: here
         try:
             read_end, write_end = os.pipe()  # both non-inheritable: the child keeps its copy only
             devnull = os.open(os.devnull, os.O_RDWR)
@@ -219,26 +226,30 @@ def spawn(
         finally:
             if write_end >= 0:
                 os.close(write_end)
+        # From here the read end is closed by its file object or by hand here, never both: a
+        # handler raising just as the file object is made (for a signal another thread took)
+        # would have the number closed twice, the second time maybe another thread's file.
+        fd, read_end = read_end, -1
         if pid is None:
-            if read_end >= 0:
-                os.close(read_end)
+            if fd >= 0:
+                os.close(fd)
         else:
-            child = _Owned(pid, io.FileIO(read_end, "rb"))
-        read_end = -1  # owned by the child's file object, or closed
-        if before is not None:
-            _set_signal_mask(before)  # a handler of a signal that came meanwhile runs here
-            before = None
+            child = _Owned(pid, io.FileIO(fd, "rb"))
     except BaseException:
         if read_end >= 0:
             os.close(read_end)
-        if child is not None:
-            child.stop()  # now, not when the traceback holding it goes
-        elif pid is not None:
+        if child is None and pid is not None and _unreaped(pid):
             kill(pid)
         raise
     finally:
-        if before is not None:  # interrupted while blocked: by a handler pending from before
-            _set_signal_mask(before)
+        if _sigmask is not None and before is not None:
+            try:  # the C function itself: a Python one would check for pending handlers first
+                _sigmask(_signal.SIG_SETMASK, before)  # a signal that came meanwhile: here
+            except BaseException:  # (3.9 may check before the call too: again, then raise)
+                _sigmask(_signal.SIG_SETMASK, before)
+                if child is not None:
+                    child.stop()  # now, not when the traceback holding it goes
+                raise
     return child
 
 
@@ -286,27 +297,47 @@ class _Owned(Child):
     __slots__ = ()
 
     def __del__(self) -> None:
-        # Stopped with this thread's signals blocked: a handler's exception raised in a
-        # finalizer is printed and lost; it runs after, instead. (kill() waits 1 s at most.)
-        # Never done() here: changing the class of an object being finalized is unsafe.
-        # Modules may be torn down at interpreter exit: then the pipe is closed, nothing more.
+        # Short, and waiting for nothing: Python runs pending handlers in a finalizer too, and
+        # an exception raised there is printed and lost. SIGTERM to its group (git removes its
+        # index.lock on it); reaped later (_reap_dropped, by the next spawn). Never done() here:
+        # changing the class of an object being finalized is unsafe. Modules may be torn down
+        # at interpreter exit: then the pipe is closed, nothing more.
         try:
             pid = self.pid
-            if pid is not None:
-                with contextlib.suppress(Exception):
-                    before = _signal_mask()
-                    try:
-                        if before is not None:
-                            _set_signal_mask(_all_signals())  # a pending handler raises here
-                    finally:
-                        try:
-                            if _unreaped(pid):
-                                kill(pid)  # (then with signals blocked all the same)
-                        finally:
-                            if before is not None:
-                                _set_signal_mask(before)
+            with contextlib.suppress(Exception):  # torn down at exit: nothing more can be done
+                if pid is not None and _unreaped(pid):
+                    _dropped.append(pid)
+                    _signal_group(pid, _signal.SIGTERM)
         finally:
             self.out.close()
+
+
+_dropped: List[int] = []
+"""Children stopped by :meth:`_Owned.__del__`, to be reaped by :func:`_reap_dropped`."""
+
+
+def _reap_dropped() -> None:
+    """Reap the children stopped when dropped that have exited since (``WNOHANG``); one still
+    there after ``SIGTERM`` gets ``SIGKILL``, and is reaped by a later call."""
+    for pid in list(_dropped):
+        try:
+            done = os.waitpid(pid, os.WNOHANG)[0]
+        except ChildProcessError:  # reaped elsewhere
+            done = pid
+        if done:
+            _dropped.remove(pid)
+        else:
+            _signal_group(pid, _signal.SIGKILL)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to the process group ``pid`` leads, or to ``pid`` alone when it leads
+    none; nothing when it is gone."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:  # no such group: a child started otherwise, or gone
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 def _unreaped(pid: int) -> bool:
@@ -323,6 +354,10 @@ def _unreaped(pid: int) -> bool:
 
 _ALL_SIGNALS: Optional[Any] = None
 
+_sigmask: Optional[Callable[[int, Any], Any]] = getattr(_signal, "pthread_sigmask", None)
+"""``signal.pthread_sigmask`` (``None`` on Windows), called as it is where a mask is restored:
+calling a Python function first would give a pending handler its chance to raise before."""
+
 
 def _signal_mask() -> Optional[Any]:
     """This thread's signal mask, read and left as it is; ``None`` where signals cannot be
@@ -332,13 +367,10 @@ def _signal_mask() -> Optional[Any]:
     right after the call that blocks (as after any call); the mask of before must then be known
     already, or the thread would be left with every signal blocked.
     """
-    # _signal is loaded by the interpreter at startup; signal.py costs 7 ms (it imports enum).
-    import _signal  # type: ignore[import-not-found]
-
-    if not hasattr(_signal, "pthread_sigmask"):  # pragma: no cover - Windows
+    if _sigmask is None:  # pragma: no cover - Windows
         return None
     try:
-        return _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
+        return _sigmask(_signal.SIG_BLOCK, ())
     except (OSError, ValueError):
         return None
 
@@ -346,61 +378,58 @@ def _signal_mask() -> Optional[Any]:
 def _all_signals() -> Any:
     global _ALL_SIGNALS
     if _ALL_SIGNALS is None:
-        import _signal
-
         _ALL_SIGNALS = _signal.valid_signals()
     return _ALL_SIGNALS
 
 
-def _set_signal_mask(mask: Any) -> None:
-    import _signal
-
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
-
-
-def owned(acquire: Callable[[], int]) -> io.FileIO:
-    """The descriptor ``acquire()`` returns, owned from the start by a file object that closes
-    it (``with``, or when it is dropped).
+def owned(name: str, opener: Callable[[str, int], int]) -> io.FileIO:
+    """``io.FileIO(name, "rb", opener=opener)``, with this thread's signals blocked: the
+    descriptor ``opener`` returns is owned by the file object from the start, which closes it
+    (``with``, or when it is dropped).
 
     A descriptor held as an ``int`` is lost when a signal handler raises (``KeyboardInterrupt``)
     between the call that returns it and the ``try`` that would close it: Python runs pending
-    handlers right after calls. Here ``acquire`` runs, and its descriptor is handed to the file
-    object, with this thread's signals blocked (three ``pthread_sigmask`` calls, 4 us); a handler
-    then raises, if at all, before ``acquire`` or once the object owns the descriptor. (A signal
-    delivered to another thread of the process may still trip the handler meanwhile.)
+    handlers right after calls. The file object takes the descriptor from ``opener`` in C, and
+    the few bytecodes of ``opener`` run with this thread's signals blocked (three
+    ``pthread_sigmask`` calls, 4 us): a handler raises before, or once the object owns the
+    descriptor. (A signal another thread takes, one that does not block it, may still trip the
+    handler inside ``opener``: that descriptor is then left open, never closed twice.)
 
-    :raises OSError: or :class:`ValueError`, as ``acquire`` raises them.
+    :raises OSError: or :class:`ValueError`, as ``opener`` or :class:`io.FileIO` raise them (a
+        folder: :class:`IsADirectoryError`, its descriptor closed).
     """
     before = _signal_mask()
-    if before is None:  # pragma: no cover - Windows: no masks, the window stays
-        return io.FileIO(acquire(), "rb")
+    if _sigmask is None or before is None:  # pragma: no cover - Windows: no masks
+        return io.FileIO(name, "rb", opener=opener)
     try:
-        _set_signal_mask(_all_signals())  # a handler pending from before raises here
-        fd = acquire()
-        try:
-            return io.FileIO(fd, "rb")
-        except BaseException:  # a directory (EISDIR): the object did not take the descriptor
-            os.close(fd)
-            raise
+        _sigmask(_signal.SIG_SETMASK, _all_signals())  # a handler pending from before: here
+        return io.FileIO(name, "rb", opener=opener)
     finally:
-        _set_signal_mask(before)  # a signal that came meanwhile: its handler runs here
+        try:  # the C function itself: see _sigmask
+            _sigmask(_signal.SIG_SETMASK, before)  # a signal that came meanwhile: here
+        except BaseException:
+            _sigmask(_signal.SIG_SETMASK, before)
+            raise
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
 
 
 def open_file(path: str, nonblocking: bool = False) -> io.FileIO:
-    """``path`` opened for reading, as a file object (see :func:`owned`: no signal handler's
-    exception can lose its descriptor).
+    """``path`` opened for reading, as a file object that owns its descriptor from the start
+    (no signal handler's exception can lose it).
 
-    With ``nonblocking``, opened with ``O_NONBLOCK``: a FIFO (or a terminal) opens at once,
-    without waiting for a writer; a caller reading a file that may be one checks its
-    :func:`os.fstat` first. Without, opened as :class:`io.FileIO` opens (no masks needed: the
-    object owns the descriptor as soon as it exists).
+    With ``nonblocking``, opened with ``O_NONBLOCK`` (see :func:`owned`): a FIFO (or a
+    terminal) opens at once, without waiting for a writer; a caller reading a file that may be
+    one checks its :func:`os.fstat` first. Without, opened as :class:`io.FileIO` opens.
 
-    :raises OSError: when it cannot be opened; :class:`ValueError` for a NUL byte in ``path``.
+    :raises OSError: when it cannot be opened (a folder: :class:`IsADirectoryError`);
+        :class:`ValueError` for a NUL byte in ``path``.
     """
     if not nonblocking:
         return io.FileIO(path, "rb")
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    return owned(lambda: os.open(path, flags))
+    return owned(path, _open_nonblocking)
 
 
 def readable(fd: int, seconds: float) -> bool:
@@ -433,26 +462,18 @@ def kill(pid: int, grace: float = 0.5) -> None:
     reading from a hung NFS mount is until the mount answers) is left behind unreaped rather
     than waited for without end.
     """
-    import signal
-
-    def send(sig: int) -> None:
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:  # no such group: a child started otherwise, or gone
-            os.kill(pid, sig)
-
     try:
-        send(signal.SIGTERM)
+        _signal_group(pid, _signal.SIGTERM)
         if _reap(pid, time.monotonic() + grace) is not None:
             return
-        send(signal.SIGKILL)
+        _signal_group(pid, _signal.SIGKILL)
         if _reap(pid, time.monotonic() + grace) is None:
             debug("child %s outlived SIGKILL for %s s, and was left behind", pid, grace)
     except OSError:
         pass  # already reaped, or reaped by the system (SIGCHLD ignored)
 
 
-def collect(
+def collect(  # noqa: PLR0915 - one read loop, each way out stopping the child
     name: str, child: Child, timeout: float, sink: Optional[Sink] = None
 ) -> Optional[Tuple[int, bytes]]:
     """Read a child's output to its end and reap it; kill it after ``timeout`` seconds.
@@ -474,9 +495,10 @@ def collect(
     The ``child`` is done with when this returns or raises: reaped, or stopped and reaped (its
     ``pid`` is then ``None``), its pipe closed.
     """
-    pid, read_end, stop = child.pid, child.out.fileno(), child.stop
+    pid = child.pid
     if pid is None:  # collected before
         return None
+    read_end = child.out.fileno()
     chunks = []
     deadline = time.monotonic() + timeout
     try:
@@ -486,7 +508,7 @@ def collect(
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or (not ended and not readable(read_end, left)):
-                stop()
+                child.stop()
                 debug("%s took more than %s s and was killed", name, timeout)
                 return None
             try:
@@ -502,11 +524,11 @@ def collect(
             else:
                 sink(chunk)
     except (OSError, ValueError) as e:
-        stop()
+        child.stop()
         debug("cannot read the output of %s (%s), it was killed", name, e)
         return None
     except BaseException:  # KeyboardInterrupt, a SIGTERM handler's exception: it propagates,
-        stop()  # and the child does not outlive the wait for it
+        child.stop()  # and the child does not outlive the wait for it
         raise
     finally:
         child.out.close()
@@ -517,10 +539,10 @@ def collect(
         debug("cannot get the exit status of %s: %s", name, e)
         return None
     except BaseException:
-        stop()
+        child.stop()
         raise
     if status is None:
-        stop()
+        child.stop()
         debug("%s closed its output but ran for more than %s s, and was killed", name, timeout)
         return None
     child.done()
@@ -545,7 +567,7 @@ def _reap(pid: int, deadline: float) -> Optional[int]:
     pidfd = None
     if hasattr(os, "pidfd_open"):
         try:  # owned by a file object at once (see owned): a handler raising cannot leak it
-            pidfd = owned(lambda: os.pidfd_open(pid))
+            pidfd = owned(f"<pidfd of {pid}>", lambda _name, _flags: os.pidfd_open(pid))
         except OSError:  # ENOSYS before Linux 5.3; EPERM under some seccomp filters
             pidfd = None
     try:
