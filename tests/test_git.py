@@ -1658,3 +1658,37 @@ def test_a_repository_git_cannot_read_is_not_answered_for_by_the_one_around_it(
     assert (meta.dirty, meta.diff) == (None, None)
     reasons = git_reasons()
     assert reasons is not None and "git status exited with 128" in reasons["git.dirty"]
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the child started ahead of need")
+def test_a_child_started_ahead_of_need_is_stopped_before_the_process_exits(tmp_path: Path) -> None:
+    """A process that started the dirty check's git child ahead of need and exits before any
+    record read it (an interrupted record, then exit) stops it, and waits for it, at exit: left
+    running, a git status refreshing a stale index held index.lock after the process ended, and
+    the next git command of the same script (``python train.py && git commit``) failed."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "file.txt").write_text("changed\n")
+    lock = tmp_path / "index.lock"  # what git removes when SIGTERM stops it
+    script = (
+        f'PATH="{os.environ["PATH"]}"\n'  # (touch, sleep and rm; this PATH holds the fake git)
+        f'touch "{lock}"\n'
+        f"trap 'sleep 0.2; rm -f \"{lock}\"; exit 143' TERM\n"
+        "sleep 30 & wait\n"
+        f'exec "{GIT}" "$@"\n'
+    )
+    env = dict(os.environ, PATH=str(fake_bin(tmp_path / "bin", "git", script)))
+    env["GIT_CEILING_DIRECTORIES"] = str(tmp_path)
+    env.pop("TANGO_STEPINFO_GIT_DIRTY", None)
+    code = (
+        "import os, time\n"
+        "from tango_stepinfo import _probe\n"
+        "_probe.prefetch_git()\n"
+        f"while not os.path.exists({str(lock)!r}):\n"
+        "    time.sleep(0.01)\n"
+        "time.sleep(0.1)  # the trap set\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, env=env, check=False, timeout=60, stderr=-1
+    )
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    assert not lock.exists()  # removed before the process ended

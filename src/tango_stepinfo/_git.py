@@ -843,6 +843,29 @@ def _discard_pending() -> None:
         child.stop()
 
 
+_exit_hooked = False
+
+
+def _hook_exit() -> None:
+    global _exit_hooked
+    import atexit
+
+    atexit.register(_discard_at_exit)
+    _exit_hooked = True
+
+
+def _discard_at_exit() -> None:
+    """At interpreter exit, stop the child started ahead of need that no record read (an
+    interrupted record, then exit): left running, it outlived the process, and a ``git status``
+    refreshing a stale index held ``index.lock`` meanwhile (git removes it on ``SIGTERM``).
+    Skipped when another thread holds the lock (a daemon thread stopped mid-check)."""
+    if _lock.acquire(blocking=False):
+        try:
+            _discard_pending()
+        finally:
+            _lock.release()
+
+
 def _after_fork() -> None:
     # A child process must not read or reap its parent's git child, and a fork copies a lock
     # held by another thread as held.
@@ -889,6 +912,8 @@ def _start_pending(repo: Repo, key: Key) -> None:
     child = _spawn(argv, env, search)
     if child is not None:  # (a signal handler raising before this line: the Child stops it)
         _pending = (key, repo, child, started, timeout, hasher)
+        if not _exit_hooked:
+            _hook_exit()
     # else: the record's own check (_dirty_for) tries again, and keeps a lasting failure
 
 
