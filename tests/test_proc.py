@@ -561,3 +561,20 @@ def test_open_file_of_a_folder_raises_and_leaves_no_descriptor(tmp_path: Path) -
         with pytest.raises(IsADirectoryError):
             _proc.open_file(str(tmp_path), nonblocking=nonblocking)
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_dropped_children_are_reaped_once_when_two_threads_reap_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two threads starting children at once both walk the list of dropped children: the
+    # second to find one reaped must not fail removing it (a ValueError out of a probe).
+    monkeypatch.setattr(_proc, "_dropped", [os.getpid()])  # not a child: "reaped elsewhere"
+    real_waitpid = os.waitpid
+
+    def other_thread_first(pid: int, options: int) -> Tuple[int, int]:
+        _proc._dropped.clear()  # the other thread reaped and removed it meanwhile
+        return real_waitpid(pid, options)
+
+    monkeypatch.setattr(os, "waitpid", other_thread_first)
+    _proc._reap_dropped()
+    assert _proc._dropped == []

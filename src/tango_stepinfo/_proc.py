@@ -325,7 +325,8 @@ def _reap_dropped() -> None:
         except ChildProcessError:  # reaped elsewhere
             done = pid
         if done:
-            _dropped.remove(pid)
+            with contextlib.suppress(ValueError):  # removed meanwhile by another thread
+                _dropped.remove(pid)
         else:
             _signal_group(pid, _signal.SIGKILL)
 
