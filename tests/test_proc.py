@@ -568,13 +568,35 @@ def test_dropped_children_are_reaped_once_when_two_threads_reap_them(
 ) -> None:
     # Two threads starting children at once both walk the list of dropped children: the
     # second to find one reaped must not fail removing it (a ValueError out of a probe).
-    monkeypatch.setattr(_proc, "_dropped", [os.getpid()])  # not a child: "reaped elsewhere"
-    real_waitpid = os.waitpid
+    _proc._dropped.append(os.getpid())  # not a child: "reaped elsewhere" (the list itself:
+    real_waitpid = os.waitpid  # _probe holds it by name)
 
     def other_thread_first(pid: int, options: int) -> Tuple[int, int]:
         _proc._dropped.clear()  # the other thread reaped and removed it meanwhile
         return real_waitpid(pid, options)
 
     monkeypatch.setattr(os, "waitpid", other_thread_first)
-    _proc._reap_dropped()
-    assert _proc._dropped == []
+    try:
+        _proc._reap_dropped()
+        assert _proc._dropped == []
+    finally:
+        _proc._dropped.clear()
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_spawn"), reason="the posix_spawn path")
+def test_a_dropped_child_is_reaped_by_the_next_record_once_it_has_ended(tmp_path: Path) -> None:
+    # A process that starts no more children after a hand-over was interrupted: the next
+    # record (any probe of a fixed fact) reaps the dropped child, no zombie left until exit.
+    from tango_stepinfo import PlatformMetadata
+
+    PlatformMetadata()  # the fixed facts probed: this record starts no child
+    tool = fake_bin(tmp_path / "bin", "tool", "exec sleep 60\n")
+    child = _proc.spawn([str(tool / "tool")], None)
+    assert child is not None and child.pid is not None
+    pid = child.pid
+    del child  # SIGTERM
+    assert exited(pid)
+    assert os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None  # zombie
+    PlatformMetadata()
+    with pytest.raises(ChildProcessError):  # reaped
+        os.waitpid(pid, os.WNOHANG)

@@ -106,7 +106,18 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import _fallbacks, _privacy
-from ._proc import SHORTAGES, debug, load, open_file, searchable, sig, unchanged, which
+from ._proc import (
+    SHORTAGES,
+    _dropped,
+    _reap_dropped,
+    debug,
+    load,
+    open_file,
+    searchable,
+    sig,
+    unchanged,
+    which,
+)
 from ._proc import collect as _collect
 from ._proc import run_subprocess as _run_subprocess
 from ._proc import spawn as _spawn
@@ -163,10 +174,13 @@ def _fact(name: str) -> Any:
 
     Also reaps the git child of the dirty check started ahead of need (:func:`prefetch_git`) once
     it has ended, so that a process making only :class:`PlatformMetadata` leaves no zombie child
-    behind.
+    behind; and a child dropped before it was waited for (:class:`._proc.Child`: a signal
+    handler raised while it was handed over), once it has ended.
     """
     if _git_module is not None:
         _git_module.reap_pending()
+    if _dropped:
+        _reap_dropped()
     try:
         return _fixed[name]
     except KeyError:
