@@ -258,11 +258,12 @@ class Child:
     output as a file object (unbuffered; read it with :func:`os.read` on its ``fileno()``).
 
     The child is owned by this object until it is done with (:func:`collect` reaped it,
-    :meth:`stop`, :meth:`done`): dropped before, it is stopped (:func:`kill`: its group too)
-    and reaped, and the pipe closed, so that a signal handler's exception raised while it is
-    handed from one function to the next (where no ``try`` can hold it) leaves nothing behind
-    once the exception is handled. Only a child of this process still waiting to be reaped is
-    stopped: never a pid already reaped by anyone, which may by then name another process.
+    :meth:`stop`, :meth:`done`): dropped before, its group gets ``SIGTERM`` and the pipe is
+    closed, and the next child started or record made reaps it (``SIGKILL`` if it is still
+    there), so that a signal handler's exception raised while it is handed from one function
+    to the next (where no ``try`` can hold it) leaves nothing behind. Only a child of this
+    process still waiting to be reaped is signalled: never a pid already reaped by anyone,
+    which may by then name another process.
 
     Only a child not done with has a finalizer (it is a :class:`_Owned` until then): Python
     runs pending signal handlers in a finalizer's code too, and a handler's exception raised
@@ -304,10 +305,11 @@ class _Owned(Child):
         # at interpreter exit: then the pipe is closed, nothing more.
         try:
             pid = self.pid
-            with contextlib.suppress(Exception):  # torn down at exit: nothing more can be done
-                if pid is not None and _unreaped(pid):
-                    _dropped.append(pid)
-                    _signal_group(pid, _signal.SIGTERM)
+            if pid is not None and _unreaped(pid):
+                _dropped.append(pid)
+                _signal_group(pid, _signal.SIGTERM)
+        except Exception:  # (not contextlib.suppress: at exit, the names here may be None)
+            pass
         finally:
             self.out.close()
 
