@@ -1670,9 +1670,9 @@ def test_a_child_started_ahead_of_need_is_stopped_before_the_process_exits(tmp_p
     (repo / "file.txt").write_text("changed\n")
     lock = tmp_path / "index.lock"  # what git removes when SIGTERM stops it
     script = (
-        f'PATH="{os.environ["PATH"]}"\n'  # (touch, sleep and rm; this PATH holds the fake git)
-        f'touch "{lock}"\n'
-        f"trap 'sleep 0.2; rm -f \"{lock}\"; exit 143' TERM\n"
+        f'PATH="{os.environ["PATH"]}"\n'  # (sleep and rm; this PATH holds the fake git)
+        f"trap 'sleep 0.05; rm -f \"{lock}\"; exit 143' TERM\n"
+        f': > "{lock}"\n'  # (after the trap: once the lock is there, SIGTERM removes it)
         "sleep 30 & wait\n"
         f'exec "{GIT}" "$@"\n'
     )
@@ -1685,7 +1685,6 @@ def test_a_child_started_ahead_of_need_is_stopped_before_the_process_exits(tmp_p
         "_probe.prefetch_git()\n"
         f"while not os.path.exists({str(lock)!r}):\n"
         "    time.sleep(0.01)\n"
-        "time.sleep(0.1)  # the trap set\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=repo, env=env, check=False, timeout=60, stderr=-1

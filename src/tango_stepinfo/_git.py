@@ -858,7 +858,9 @@ def _discard_at_exit() -> None:
     """At interpreter exit, stop the child started ahead of need that no record read (an
     interrupted record, then exit): left running, it outlived the process, and a ``git status``
     refreshing a stale index held ``index.lock`` meanwhile (git removes it on ``SIGTERM``).
-    Skipped when another thread holds the lock (a daemon thread stopped mid-check)."""
+    Skipped when another thread holds the lock (a daemon thread stopped mid-check). Exit waits
+    1 s at most, for a git that neither ends on ``SIGTERM`` nor on ``SIGKILL`` at once (in
+    uninterruptible sleep on a hung NFS mount): see :func:`._proc.kill`."""
     if _lock.acquire(blocking=False):
         try:
             _discard_pending()

@@ -11,13 +11,14 @@ from __future__ import annotations
 # _signal is loaded by the interpreter at startup (signal.py would cost 7 ms: it imports enum);
 # bound here, not where used: an import fails at interpreter exit, where a finalizer may run.
 import _signal  # type: ignore[import-not-found]
+import _thread
 import contextlib
 import errno
 import io
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     # Type aliases for the checker only: subscripting typing costs about 0.1 ms at import (3.11,
@@ -260,10 +261,12 @@ class Child:
     The child is owned by this object until it is done with (:func:`collect` reaped it,
     :meth:`stop`, :meth:`done`): dropped before, its group gets ``SIGTERM`` and the pipe is
     closed, and the next child started or record made reaps it (``SIGKILL`` if it is still
-    there), so that a signal handler's exception raised while it is handed from one function
-    to the next (where no ``try`` can hold it) leaves nothing behind. Only a child of this
-    process still waiting to be reaped is signalled: never a pid already reaped by anyone,
-    which may by then name another process.
+    there 0.5 s later), so that a signal handler's exception raised while it is handed from one
+    function to the next (where no ``try`` can hold it) leaves no child running nor unreaped
+    past the next record. Only a child of this process still waiting to be reaped is
+    signalled, never a pid this process reaped already (which may by then name another
+    process; a ``waitpid(-1)`` of the caller's, in another thread at that moment, is the one
+    race left).
 
     Only a child not done with has a finalizer (it is a :class:`_Owned` until then): Python
     runs pending signal handlers in a finalizer's code too, and a handler's exception raised
@@ -300,13 +303,13 @@ class _Owned(Child):
     def __del__(self) -> None:
         # Short, and waiting for nothing: Python runs pending handlers in a finalizer too, and
         # an exception raised there is printed and lost. SIGTERM to its group (git removes its
-        # index.lock on it); reaped later (_reap_dropped, by the next spawn). Never done() here:
-        # changing the class of an object being finalized is unsafe. Modules may be torn down
-        # at interpreter exit: then the pipe is closed, nothing more.
+        # index.lock on it); reaped later (_reap_dropped: the next record or spawn). Never
+        # done() here: changing the class of an object being finalized is unsafe. Modules may
+        # be torn down at interpreter exit: then the pipe is closed, nothing more.
         try:
             pid = self.pid
             if pid is not None and _unreaped(pid):
-                _dropped.append(pid)
+                _dropped[pid] = time.monotonic() + 0.5  # SIGKILL from then on, as kill() does
                 _signal_group(pid, _signal.SIGTERM)
         except Exception:  # (not contextlib.suppress: at exit, the names here may be None)
             pass
@@ -314,23 +317,45 @@ class _Owned(Child):
             self.out.close()
 
 
-_dropped: List[int] = []
-"""Children stopped by :meth:`_Owned.__del__`, to be reaped by :func:`_reap_dropped`."""
+_dropped: Dict[int, float] = {}
+"""Children signalled by :meth:`_Owned.__del__`, to be reaped by :func:`_reap_dropped`: pid,
+and when ``SIGKILL`` is due if it is still there (0.5 s after ``SIGTERM``, as :func:`kill`)."""
+
+_reaping = _thread.allocate_lock()
 
 
 def _reap_dropped() -> None:
-    """Reap the children stopped when dropped that have exited since (``WNOHANG``); one still
-    there after ``SIGTERM`` gets ``SIGKILL``, and is reaped by a later call."""
-    for pid in list(_dropped):
-        try:
-            done = os.waitpid(pid, os.WNOHANG)[0]
-        except ChildProcessError:  # reaped elsewhere
-            done = pid
-        if done:
-            with contextlib.suppress(ValueError):  # removed meanwhile by another thread
-                _dropped.remove(pid)
-        else:
-            _signal_group(pid, _signal.SIGKILL)
+    """Reap the dropped children that have exited since (``WNOHANG``); one still there when its
+    ``SIGKILL`` is due gets it, and is reaped by a later call. Does nothing while another
+    thread does it: two at once could signal a pid the other just reaped, maybe another
+    process's by then."""
+    if not _reaping.acquire(blocking=False):
+        return
+    try:
+        for pid, kill_after in list(_dropped.items()):
+            try:
+                done = os.waitpid(pid, os.WNOHANG)[0]
+            except ChildProcessError:  # reaped elsewhere
+                done = pid
+            if done:
+                _dropped.pop(pid, None)
+            elif time.monotonic() >= kill_after:
+                try:
+                    _signal_group(pid, _signal.SIGKILL)
+                except OSError:  # EPERM: not ours to signal any more (a setuid program)
+                    _dropped.pop(pid, None)
+    finally:
+        _reaping.release()
+
+
+def _forget_dropped() -> None:
+    global _reaping
+    _dropped.clear()  # a forked process's: its parent's children
+    _reaping = _thread.allocate_lock()  # (held by another thread at the fork: held for good)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_dropped)
 
 
 def _signal_group(pid: int, sig: int) -> None:
