@@ -637,3 +637,26 @@ def test_a_dropped_child_has_time_to_clean_up_before_sigkill(tmp_path: Path) -> 
     PlatformMetadata()
     with pytest.raises(ChildProcessError):  # reaped
         os.waitpid(pid, os.WNOHANG)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and /dev/null (POSIX)")
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc/self/fd")
+def test_open_regular_names_what_is_not_a_regular_file_and_leaves_no_descriptor(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: an open that blocks would wait for good
+    regular = tmp_path / "regular"
+    regular.write_bytes(b"12345")
+    fds = len(os.listdir("/proc/self/fd"))
+    kinds = [(fifo, "a FIFO"), (tmp_path, "a directory"), ("/dev/null", "a character device")]
+    for path, kind in kinds:
+        with pytest.raises(_proc.NotARegularFile) as refused:
+            _proc.open_regular(str(path))
+        assert refused.value.kind == kind
+    assert len(os.listdir("/proc/self/fd")) == fds
+    f, st = _proc.open_regular(str(regular))
+    with f:
+        assert st.st_size == 5 and f.read() == b"12345"
+    with pytest.raises(FileNotFoundError):
+        _proc.open_regular(str(tmp_path / "missing"))

@@ -16,14 +16,13 @@ import datetime as _dt
 import io
 import json
 import os
-import stat
 import sys
 from typing import Any, List, NoReturn, Optional, Sequence, Tuple
 
 from . import __version__
 from ._diff import compare, diff_text, snapshots
 from ._errors import show as _show
-from ._proc import open_file
+from ._proc import NotARegularFile, open_regular
 from ._show import capture_summary, human_duration, local_time, show_record, text_or_dash
 from ._show import clean as _clean
 from .errors import InvalidSettingError, InvalidStepStateError, StepInfoDecodeError
@@ -131,25 +130,6 @@ def _read_capped(stream: Any, size: int = 0) -> Any:
     return chunks[0] if len(chunks) == 1 else chunks[0][:0].join(chunks)
 
 
-def _not_a_regular_file(name: str, mode: int) -> Optional[InputError]:
-    """Why ``name``, of ``st_mode`` ``mode``, is not read; ``None`` for a regular file.
-
-    The one place that decides what kinds of file the commands read: a FIFO or a device would
-    block or never end, a directory holds no record.
-    """
-    if stat.S_ISREG(mode):
-        return None
-    kinds = [
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ]
-    kind = next((text for test, text in kinds if test(mode)), "not a regular file")
-    return InputError(name, f"not a regular file ({kind})", unreadable=True)
-
-
 def _read(name: str) -> bytes:
     """The bytes of the regular file ``name`` (``-``: standard input), at most the size cap.
 
@@ -159,22 +139,16 @@ def _read(name: str) -> bytes:
     if name == "-":
         return _read_stdin()
     try:
-        f = open_file(name, nonblocking=True)
-    except IsADirectoryError:  # the file object refuses a folder before fstat can say so
-        problem = _not_a_regular_file(name, stat.S_IFDIR)
-        if problem is not None:
-            raise problem from None
-        raise
+        f, info = open_regular(name)
+    except NotARegularFile as e:  # a FIFO would block, a device never end, a folder holds none
+        kind = e.kind or "not a regular file"
+        raise InputError(name, f"not a regular file ({kind})", unreadable=True) from None
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the name
         raise InputError(
             name, f"cannot read: {getattr(e, 'strerror', None) or e}", unreadable=True
         ) from None
     with f:
         try:
-            info = os.fstat(f.fileno())
-            problem = _not_a_regular_file(name, info.st_mode)
-            if problem is not None:
-                raise problem
             if info.st_size > _max_size:
                 raise _too_large(name)
             data: bytes = _read_capped(f, info.st_size)  # the file may have grown since fstat

@@ -153,14 +153,14 @@ def _read_text(path: str) -> Optional[str]:
     """
     global _short
     try:
-        with _proc.open_file(path, nonblocking=True) as f:  # owned at once: see open_file
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                debug("%s is not a regular file, not read", path)
-                return None
+        f, st = _proc.open_regular(path)
+        with f:
             chunks = [f.read(st.st_size + 1)]
             while chunks[-1]:  # the file may have grown since: read to its end
                 chunks.append(f.read(65536))
+    except _proc.NotARegularFile:
+        debug("%s is not a regular file, not read", path)
+        return None
     except OSError as e:
         if e.errno in SHORTAGES:  # EMFILE fails even the open of a missing file
             _short = e.strerror or type(e).__name__

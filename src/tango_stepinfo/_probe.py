@@ -112,7 +112,7 @@ from ._proc import (
     _reap_dropped,
     debug,
     load,
-    open_file,
+    open_regular,
     searchable,
     sig,
     unchanged,
@@ -1204,13 +1204,11 @@ def _is_zip(path: str) -> bool:
     looks for it (a zipapp starts with a ``#!`` line, not with ``PK``). Only a regular file is
     read: opened without blocking, so that a FIFO on ``sys.path`` cannot hang the probe."""
     try:
-        with open_file(path, nonblocking=True) as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                return False
+        f, st = open_regular(path)
+        with f:
             f.seek(max(st.st_size - (65536 + 22), 0))
             return b"PK\x05\x06" in (f.read(65536 + 22) or b"")
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # NotARegularFile too
         return False
 
 

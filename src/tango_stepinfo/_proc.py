@@ -16,6 +16,7 @@ import contextlib
 import errno
 import io
 import os
+import stat
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -33,11 +34,13 @@ if TYPE_CHECKING:
 __all__ = [
     "SHORTAGES",
     "Child",
+    "NotARegularFile",
     "collect",
     "debug",
     "kill",
     "load",
     "open_file",
+    "open_regular",
     "owned",
     "readable",
     "run",
@@ -458,6 +461,50 @@ def open_file(path: str, nonblocking: bool = False) -> io.FileIO:
     if not nonblocking:
         return io.FileIO(path, "rb")
     return owned(path, _open_nonblocking)
+
+
+class NotARegularFile(OSError):
+    """Raised by :func:`open_regular` for what is not a regular file; ``kind`` names it (``"a
+    directory"``, ``"a FIFO"`` ...), ``None`` for a kind without a name here."""
+
+    def __init__(self, path: str, kind: Optional[str]) -> None:
+        super().__init__(f"{path}: not a regular file ({kind or 'of an unknown kind'})")
+        self.kind = kind
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def open_regular(path: str) -> Tuple[io.FileIO, os.stat_result]:
+    """The regular file ``path`` opened for reading (:func:`open_file` without blocking), and
+    its :func:`os.fstat`: what is read is what was checked, even behind a symbolic link.
+
+    The one place that tells a regular file from the other kinds a path may name: a FIFO would
+    wait for a writer, a device (``/dev/zero``) never end, a folder holds no text.
+
+    :raises NotARegularFile: for any other kind (a folder too, which the file object refuses
+        before it can be checked); other :class:`OSError` when it cannot be opened or checked;
+        :class:`ValueError` for a NUL byte in ``path``.
+    """
+    try:
+        f = open_file(path, nonblocking=True)
+    except IsADirectoryError:
+        raise NotARegularFile(path, "a directory") from None
+    try:
+        st = os.fstat(f.fileno())
+    except BaseException:
+        f.close()
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        f.close()
+        raise NotARegularFile(path, next((k for test, k in _KINDS if test(st.st_mode)), None))
+    return f, st
 
 
 def readable(fd: int, seconds: float) -> bool:

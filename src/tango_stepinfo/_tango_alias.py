@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import sys
 import sysconfig
 from importlib.abc import Loader, MetaPathFinder
@@ -31,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence
 
-from ._proc import open_file
+from ._proc import NotARegularFile, open_regular
 from .errors import _PathError
 
 __all__ = [
@@ -142,15 +141,6 @@ class AliasFileError(_PathError, ValueError):
 
 
 # The kinds of non-regular file that can sit at a path, named for the message.
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
 def status(site: Optional[Path] = None) -> bool:
     """Whether the alias is on in ``site`` (this environment's site-packages by default).
 
@@ -165,18 +155,15 @@ def status(site: Optional[Path] = None) -> bool:
     path = pth_path(site)
     try:
         # Without blocking: opening a FIFO for reading would otherwise wait for a writer forever.
-        f = open_file(str(path), nonblocking=True)
+        f, _ = open_regular(str(path))
     except FileNotFoundError:
         if not path.parent.is_dir():  # a mistyped --site is not "off"
             raise AliasFileError(str(path.parent), "no such folder") from None
         return False
-    except IsADirectoryError:  # a directory: the file object refuses it
-        raise AliasFileError(str(path), "not a regular file (a directory)") from None
+    except NotARegularFile as e:
+        kind = e.kind or "of an unknown kind"
+        raise AliasFileError(str(path), f"not a regular file ({kind})") from None
     with f:
-        mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "of an unknown kind")
-            raise AliasFileError(str(path), f"not a regular file ({kind})")
         data = f.read(len(PTH_LINE) + 1) or b""  # enough to tell; a huge file is not read whole
     if data != PTH_LINE.encode("utf-8"):
         raise AliasFileError(
