@@ -16,7 +16,8 @@ Usage (from the repository root, with the package installed in the running Pytho
    objects included).
 3. With ``--memory``: the peak of memory allocated (``tracemalloc``) while loading records with
    more and more packages (70, 600 and 5,000 by default), how much of it is beyond the loaded
-   value itself, and the peak of the scan alone.
+   value itself, the peak of ``pickle.loads`` on the same pickle, and the peaks of the scan
+   alone and of a template's match alone.
 4. With ``--against PICKLING_PY``: an A/B in one process. That other ``pickling.py`` (say, main's)
    is imported beside the installed one as a second module of the package, and the two
    ``loads`` (or, with ``--scan``, the two scans) and ``pickle.loads`` are timed alternately,
@@ -210,13 +211,20 @@ def memory(sizes: List[int]) -> None:
     from tango_stepinfo import pickling
 
     print(
-        "packages  pickle bytes  result KB  peak KB  beyond result KB  scan peak KB"
-        "  template peak KB"
+        "packages  pickle bytes  result KB  peak KB  beyond result KB  pickle.loads peak KB"
+        "  scan peak KB  template peak KB"
     )
     for n in sizes:
         data = pickle.dumps(full_record(n))
         for _ in range(3):  # caches filled, imports done, its template learned (if it may be)
             tango_stepinfo.loads(data)
+            pickle.loads(data)
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        value = pickle.loads(data)
+        plain = tracemalloc.get_traced_memory()[1] - base
+        del value
+        tracemalloc.stop()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         value = tango_stepinfo.loads(data)
@@ -233,7 +241,7 @@ def memory(sizes: List[int]) -> None:
         result, peak = (kept - base) / 1e3, (peak - base) / 1e3
         print(
             f"{n:>8}  {len(data):>12}  {result:>9.1f}  {peak:>7.1f}  {peak - result:>16.1f}"
-            f"  {scan / 1e3:>12.1f}  "
+            f"  {plain / 1e3:>20.1f}  {scan / 1e3:>12.1f}  "
             + (f"{template / 1e3:>16.1f}" if matched else f"{'(none)':>16}"),
             flush=True,
         )

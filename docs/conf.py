@@ -49,6 +49,7 @@ _STDLIB = [
     "fnmatch",
     "re",
     "ipaddress",
+    "tracemalloc",
     "json.dumps",
     "json.loads",
     "os.fsdecode",

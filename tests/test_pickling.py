@@ -1029,6 +1029,44 @@ def test_a_million_items_of_the_wrong_type_are_refused_without_walking_them_all(
     assert peak < 40_000_000
 
 
+def _peak_of(load: Any, data: bytes) -> int:
+    """The peak of memory allocated (``tracemalloc``) while ``load`` reads ``data``, above what
+    was allocated before, once caches are filled and imports done."""
+    import tracemalloc
+
+    load(data)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        load(data)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_loads_needs_no_more_memory_than_pickle_loads_whatever_the_size() -> None:
+    # The scan ends (and frees its tables) before the C unpickler starts, and holds less per
+    # value than the unpickler holds for the same value, so loading costs what pickle.loads
+    # costs plus a constant. Pickles over 64 KiB: never learned as templates. (Sizes kept
+    # small: under tracemalloc, 3.11+ finds the line of each allocation by reading the scan's
+    # line table from its start, which made 40,000 BINUNICODE strings take 17 s.)
+    short = b"(" + b"".join(b"\x8c" + bytes([len(w)]) + w for w in _words(12_000))
+    shapes = {
+        "10,000 packages": pickle.dumps(full_record(n_packages=10_000)),
+        "20,000 strings": pickle.dumps(record(config={"x": [f"s{i}" for i in range(20_000)]})),
+        "a stack of 12,000 strings": _with_list(short + b"e"),
+    }
+    for name, data in shapes.items():
+        assert len(data) > 65536, name
+        plain, safe = _peak_of(pickle.loads, data), _peak_of(loads, data)
+        assert plain > 500_000, name  # so the bound below is not lost in the noise
+        assert safe <= plain + 65536, (name, plain, safe)
+
+
+def _words(count: int) -> List[bytes]:
+    return [f"word-{i}".encode() for i in range(count)]
+
+
 def _with_list(config_list: bytes, protocol: int = 2) -> bytes:
     """The pickle of a record whose ``config["a"]`` is a list written as ``config_list``
     (opcodes that fill the empty list on top of the stack)."""
