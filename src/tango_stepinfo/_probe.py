@@ -103,7 +103,7 @@ import stat
 import sys
 from pathlib import Path
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _fallbacks, _privacy
 from ._proc import (
@@ -263,15 +263,15 @@ def _probe_fixed_facts() -> Dict[str, Any]:
     processor = None
     try:
         processor = _start_uname_p() if parts is not None else None
-        _machine = load("tango_stepinfo._machine")  # imported while uname runs (0.3 ms)
-        _job = load("tango_stepinfo._job")
+        # imported while uname runs (0.3 ms); out of file descriptors, the machine facts are
+        # left out of _fixed, so probed again (_fact)
+        modules = _modules(
+            ("tango_stepinfo._machine", "tango_stepinfo._job"), _MACHINE_FACTS, "None"
+        )
         facts = _process_facts(policy)
-        unloaded = next((m for m in (_machine, _job) if isinstance(m, str)), None)
         gpus: Optional[Callable[[], Optional[List[Any]]]] = None
-        if unloaded is not None:  # out of file descriptors: left out, so probed again (_fact)
-            for key in _MACHINE_FACTS:
-                _fallbacks.note(key, f"{unloaded}; recorded None")
-        else:
+        if modules is not None:
+            _machine, _job = modules
             for key in _MACHINE_FACTS:  # a reason left by a try that could not load them
                 _fallbacks.note(key, None)
             gpus = _start_gpus(_machine.gpu_driver())
@@ -310,17 +310,32 @@ _MACHINE_FACTS = ("cpu_model", "cpu_usable", "memory", "container", "job", "gpus
 :mod:`._gpu`), which a process out of file descriptors cannot load."""
 
 
+def _modules(names: Sequence[str], noting: Sequence[str], recorded: str) -> Optional[List[Any]]:
+    """The modules ``names`` (absolute: ``"tango_stepinfo._git"``), loaded now if they are not
+    yet (:func:`._proc.load`).
+
+    When the process lacks the file descriptors or memory to load one, ``None``, and
+    ``"<why>; recorded <recorded>"`` is noted as the reason of each fact in ``noting``: nothing
+    is kept, so the next record tries again. Clearing those reasons once the modules load is the
+    caller's (some facts have reasons of their own).
+    """
+    found = [load(name) for name in names]
+    why = next((m for m in found if isinstance(m, str)), None)
+    if why is None:
+        return found
+    for key in noting:
+        _fallbacks.note(key, f"{why}; recorded {recorded}")
+    return None
+
+
 def _start_gpus(driver: bool) -> Callable[[], Optional[List[Any]]]:
     """Start the GPU probe (:func:`._gpu.start`; NVML, when there is a driver, answers in a
     thread meanwhile); without a GPU driver (``driver``), ``None`` without importing
     :mod:`._gpu`: 0.18 ms less CPU for the first record (3.11, median of the paired differences
     of 301 alternating fresh processes each, busy 2-core machine)."""
-    _gpu = load("tango_stepinfo._gpu") if driver else None
-    if isinstance(_gpu, str):
-        _fallbacks.note("gpus", f"{_gpu}; recorded None")
-        return lambda: None
-    if _gpu is not None:
-        return _gpu.start()  # type: ignore[no-any-return]
+    if driver:
+        modules = _modules(("tango_stepinfo._gpu",), ("gpus",), "None")
+        return (lambda: None) if modules is None else modules[0].start()
     _fallbacks.note("gpus", None)
     _fallbacks.note("gpus.memory", None)
     return lambda: None
@@ -344,23 +359,22 @@ def prefetch_git() -> None:
     if _git_prefetched:
         return
     _git = _load_git()
-    if isinstance(_git, str):  # out of file descriptors: tried again by the next record
+    if _git is None:  # out of file descriptors: tried again by the next record
         return
     _git_prefetched = True
     _git.prefetch(cwd())
 
 
 def _load_git() -> Any:
-    """:mod:`._git`, loaded now if it is not yet; when the process lacks the file descriptors
-    to load it, why (a ``str``, noted as the reason of ``git``: the next check tries again)."""
+    """:mod:`._git`, loaded now if it is not yet; ``None`` when the process lacks the file
+    descriptors to load it (noted as the reason of ``git``: the next check tries again)."""
     global _git_module
     if _git_module is None:
-        found = load("tango_stepinfo._git")
-        if isinstance(found, str):
-            _fallbacks.note("git", f"{found}; recorded git as None")
-            return found
+        modules = _modules(("tango_stepinfo._git",), ("git",), "git as None")
+        if modules is None:
+            return None
         _fallbacks.note("git", None)
-        _git_module = found
+        _git_module = modules[0]
     return _git_module
 
 
@@ -690,11 +704,11 @@ def variables() -> Optional[Dict[str, str]]:
     try:
         found = _fixed["variables"]
     except KeyError:
-        _variables = load("tango_stepinfo._variables")
-        if isinstance(_variables, str):  # out of file descriptors: not kept, tried again
-            _fallbacks.note("variables", f"{_variables}; recorded None")
+        modules = _modules(("tango_stepinfo._variables",), ("variables",), "None")
+        if modules is None:  # out of file descriptors: not kept, tried again
             return None
         _fallbacks.note("variables", None)
+        _variables = modules[0]
         policy = _privacy.current()
         with _lock:
             found = _fixed.setdefault("variables", _variables.read(policy))
@@ -809,10 +823,12 @@ def command() -> str:
         debug("%s", why)
     copy = [_argv_text(item) if text is None else text for item, text in zip(seen, texts)]
     typed = _typed_argv(copy)
-    redact = load("tango_stepinfo.redact")  # by the first record's probes (0.3 ms), not the import
-    if isinstance(redact, str):  # out of file descriptors: never a command unredacted
-        _fallbacks.note("command", f"{redact}; recorded ''")
+    # by the first record's probes (0.3 ms), not the import; out of file descriptors, never a
+    # command unredacted
+    modules = _modules(("tango_stepinfo.redact",), ("command",), "''")
+    if modules is None:
         return ""
+    redact = modules[0]
     policy = _privacy.current()
     text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
     text = text if policy is None else policy.scrub(text)  # names, after the paths and secrets
@@ -825,11 +841,10 @@ def _env_command(line: str) -> Optional[Tuple[str, str, Optional[str]]]:
     """``(line, its redacted text, the fallback reason)`` of ``$TANGO_STEPINFO_COMMAND``'s
     ``line`` (see :func:`command`); ``None`` when the process lacks the file descriptors to
     load the redaction rules (noted: the record gets ``''``, never a command unredacted)."""
-    redact, shlex = load("tango_stepinfo.redact"), load("shlex")
-    unloaded = next((m for m in (redact, shlex) if isinstance(m, str)), None)
-    if unloaded is not None:
-        _fallbacks.note("command", f"{unloaded}; recorded ''")
+    modules = _modules(("tango_stepinfo.redact", "shlex"), ("command",), "''")
+    if modules is None:
         return None
+    redact, shlex = modules
     policy = _privacy.current()
     try:
         words = shlex.split(line)
@@ -1333,7 +1348,7 @@ def _check_git(epoch: int) -> None:
         return
     _check_cwd(epoch)
     _git = _load_git()
-    _git_seen = (epoch, None if isinstance(_git, str) else _git.facts(_cwd_seen[1]))
+    _git_seen = (epoch, None if _git is None else _git.facts(_cwd_seen[1]))
 
 
 _CHECKS: Dict[str, Callable[[int], None]] = {
