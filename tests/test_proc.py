@@ -26,6 +26,14 @@ def debug_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
+def start_tool(tmp_path: Path, script: str) -> _proc.Child:
+    """A fake program running the shell ``script``, started with :func:`_proc.spawn`."""
+    tool = fake_bin(tmp_path / "bin", "tool", script)
+    child = _proc.spawn([str(tool / "tool")], None)
+    assert child is not None and child.pid is not None
+    return child
+
+
 def test_run_reports_a_missing_program(debug_log: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     assert _proc.run([str(tmp_path / "missing")], 1.0) is None
     assert "could not run" in debug_log.text
@@ -161,9 +169,7 @@ def test_collect_gives_up_on_a_child_that_closes_its_output_and_runs_on(
     tmp_path: Path, debug_log: pytest.LogCaptureFixture
 ) -> None:
     # End of output does not mean exit: the wait for the status is bounded by the timeout too.
-    tool = fake_bin(tmp_path / "bin", "tool", "echo x86_64\nexec 1>&-\nexec sleep 60\n")
-    child = _proc.spawn([str(tool / "tool")], None)
-    assert child is not None and child.pid is not None
+    child = start_tool(tmp_path, "echo x86_64\nexec 1>&-\nexec sleep 60\n")
     pid = child.pid
     assert _proc.collect("tool", child, 0.5) is None
     assert "closed its output" in debug_log.text
@@ -181,9 +187,7 @@ def test_collect_waits_for_a_child_that_exits_after_closing_its_output(
             raise OSError(38, "Function not implemented")
 
         monkeypatch.setattr(os, "pidfd_open", refused, raising=False)
-    tool = fake_bin(tmp_path / "bin", "tool", "echo out\nexec 1>&-\nsleep 0.2\nexit 5\n")
-    child = _proc.spawn([str(tool / "tool")], None)
-    assert child is not None
+    child = start_tool(tmp_path, "echo out\nexec 1>&-\nsleep 0.2\nexit 5\n")
     assert _proc.collect("tool", child, 5.0) == (5, b"out\n")
 
 
@@ -194,9 +198,7 @@ def test_kill_leaves_a_child_that_outlives_sigkill_behind(
     # the mount answers: kill() waited for it without end, and the record with it.
     import signal
 
-    tool = fake_bin(tmp_path / "bin", "tool", "exec sleep 1000\n")
-    child = _proc.spawn([str(tool / "tool")], None)
-    assert child is not None and child.pid is not None
+    child = start_tool(tmp_path, "exec sleep 1000\n")
     pid = child.pid
     child.done()  # its pipe closed; the child is this test's to kill
     real_kill = os.kill
@@ -324,13 +326,11 @@ def test_a_signal_while_a_child_starts_stops_it(
 
 def test_a_timeout_stops_what_the_child_started_too(tmp_path: Path) -> None:
     # git killed after its timeout left a clean filter it ran going (reparented to init).
-    started = tmp_path / "grandchild"
-    tool = fake_bin(tmp_path / "bin", "tool", f'sleep 60 &\necho $! > "{started}"\nexec sleep 60\n')
-    child = _proc.spawn([str(tool / "tool")], None)
-    assert child is not None
-    while not started.exists() or not started.read_text().strip():
+    pid_file = tmp_path / "grandchild"
+    child = start_tool(tmp_path, f'sleep 60 &\necho $! > "{pid_file}"\nexec sleep 60\n')
+    while not pid_file.exists() or not pid_file.read_text().strip():
         time.sleep(0.01)  # the child wrote its grandchild's pid (bounded: the test's timeout)
-    grandchild = int(started.read_text())
+    grandchild = int(pid_file.read_text())
     assert _proc.collect("tool", child, 0.5) is None
     for _ in range(500):  # once signalled, it goes; reparented, init reaps it
         state = Path(f"/proc/{grandchild}/stat")
@@ -519,9 +519,7 @@ def test_a_dropped_child_reaped_by_someone_else_is_not_signalled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Once reaped elsewhere (os.waitpid(-1) in the caller), its pid may name another process.
-    tool = fake_bin(tmp_path / "bin", "tool", "exit 0\n")
-    child = _proc.spawn([str(tool / "tool")], None)
-    assert child is not None and child.pid is not None
+    child = start_tool(tmp_path, "exit 0\n")
     assert os.waitpid(child.pid, 0)[0] == child.pid
     sent: List[Tuple[int, int]] = []
     monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
@@ -535,9 +533,7 @@ def test_a_child_done_with_runs_on_and_its_pipe_is_closed(tmp_path: Path) -> Non
     # A forked process's copy of its parent's child: not its own to stop.
     import signal
 
-    tool = fake_bin(tmp_path / "bin", "tool", "exec sleep 60\n")
-    child = _proc.spawn([str(tool / "tool")], None)
-    assert child is not None and child.pid is not None
+    child = start_tool(tmp_path, "exec sleep 60\n")
     pid = child.pid
     try:
         child.done()
@@ -594,9 +590,7 @@ def test_a_dropped_child_is_reaped_by_the_next_record_once_it_has_ended(tmp_path
     from tango_stepinfo import PlatformMetadata
 
     PlatformMetadata()  # the fixed facts probed: this record starts no child
-    tool = fake_bin(tmp_path / "bin", "tool", "exec sleep 60\n")
-    child = _proc.spawn([str(tool / "tool")], None)
-    assert child is not None and child.pid is not None
+    child = start_tool(tmp_path, "exec sleep 60\n")
     pid = child.pid
     del child  # SIGTERM
     assert exited(pid)
@@ -621,9 +615,7 @@ def test_a_dropped_child_has_time_to_clean_up_before_sigkill(tmp_path: Path) -> 
         "exec 1>&-\n"
         "while :; do :; done\n"
     )
-    tool = fake_bin(tmp_path / "bin", "tool", script)
-    child = _proc.spawn([str(tool / "tool")], None)
-    assert child is not None and child.pid is not None
+    child = start_tool(tmp_path, script)
     pid = child.pid
     for _ in range(500):  # until the trap is set (bounded: 5 s)
         if lock.exists():
