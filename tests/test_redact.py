@@ -375,6 +375,14 @@ LEAKS: List[Tuple[str, Any, Any]] = [
     ("google-aiza", ["x", AIZA], ["x", MASK]),
     ("stripe", ["x", "sk_live_abcdefghijklmnop1234"], ["x", MASK]),
     ("npm", ["x", "npm_abcdefghijklmnopqrstuvwxyz0123456789"], ["x", MASK]),
+    ("google-ya29", ["gcurl", "ya29.a0AfH6SMBx3abcdefghijklmnop_-0123456789"], ["gcurl", MASK]),
+    ("alibaba-ltai", ["x", "LTAI5tAbCdEfGhIjKlMnOpQr"], ["x", MASK]),
+    ("grafana-glsa", ["x", "glsa_" + "a1B2" * 8 + "_0123abcd"], ["x", MASK]),
+    ("grafana-glc", ["x", "glc_" + "eyJvIjoiMTIzNDU2Nzg5MCIsIm4iOiJ4In0="], ["x", MASK]),
+    ("linear", ["x", "lin_api_" + "a1b2c3d4e5" * 4], ["x", MASK]),
+    ("docker-hub", ["x", "dckr_pat_" + "aB3-" * 7], ["x", MASK]),
+    ("rubygems", ["gem", "push", "rubygems_" + "0a1b2c3d" * 6], ["gem", "push", MASK]),
+    ("digitalocean-oauth", ["x", "doo_v1_" + "0123abcd" * 8], ["x", MASK]),
     (
         "key-in-value",
         ["x", "--remote", "https://x.io/?auth=" + GH],
@@ -649,6 +657,12 @@ KEEPS: List[Tuple[str, Any]] = [
     ("token-ids", ["x", "--token_ids", "1,2"]),
     ("num-key-value-heads", ["x", "--num-key-value-heads", "8", "--attention-key-dim", "64"]),
     ("sig-figs", ["x", "--sig-figs", "3"]),
+    # near misses of the key shapes added with Google's ya29. and the Grafana, Linear rules
+    ("key-shape-near-misses", ["x", "ALTAI5tAbCdEfGhIjKlMnOpQr", "glc_short", "ya29.short"]),
+    (
+        "prefix-inside-a-word",
+        ["x", "xglc_" + "a" * 40, "xya29." + "b" * 30, "berlin_api_" + "c" * 40],
+    ),
     ("secretary", ["x", "--secretary", "bob"]),
     ("jwt-issuer", ["x", "JWT_ISSUER=https://id.example.com", "--jwt-algorithm", "RS256"]),
     ("sqlplus-nolog", ["sqlplus", "/nolog"]),
