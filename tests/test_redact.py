@@ -660,6 +660,10 @@ KEEPS: List[Tuple[str, Any]] = [
     # near misses of the key shapes added with Google's ya29. and the Grafana, Linear rules
     ("key-shape-near-misses", ["x", "ALTAI5tAbCdEfGhIjKlMnOpQr", "glc_short", "ya29.short"]),
     (
+        "paths-starting-like-a-key",
+        ["cp", "glc_measurements/2024/january/plate1/readings.csv", "/data/glc_experiments/x"],
+    ),
+    (
         "prefix-inside-a-word",
         ["x", "xglc_" + "a" * 40, "xya29." + "b" * 30, "berlin_api_" + "c" * 40],
     ),

@@ -404,11 +404,12 @@ _KEY_SHAPES = {
     "ya29.": r"[A-Za-z0-9_\-]{20,}",  # Google OAuth access tokens
     "LTAI": r"[A-Za-z0-9]{20}(?![A-Za-z0-9])",  # Alibaba Cloud access key ids
     "glsa_": r"[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}",  # Grafana service accounts
-    "glc_": r"[A-Za-z0-9+/]{32,}={0,2}",  # Grafana Cloud
+    "glc_eyJ": r"[A-Za-z0-9+/]{30,}={0,2}",  # Grafana Cloud (base64 of JSON)
     "lin_api_": r"[A-Za-z0-9]{40}",  # Linear
     "dckr_": r"(?:pat|oat)_[A-Za-z0-9_\-]{24,}",  # Docker Hub
     "rubygems_": r"[a-f0-9]{48}",
-    "do": r"[or]_v1_[a-f0-9]{64}",  # DigitalOcean OAuth and refresh tokens (dop_v1_ above)
+    "doo_v1_": r"[a-f0-9]{64}",  # DigitalOcean OAuth and refresh tokens
+    "dor_v1_": r"[a-f0-9]{64}",
     # a run then a dot: the prefix must not continue a run of the same characters either
     "eyJ": r"[A-Za-z0-9_\-]{7,}\.eyJ[A-Za-z0-9_\-]{7,}\.[A-Za-z0-9_\-]*",  # JWTs
     "SG.": r"[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}",  # SendGrid
