@@ -1035,13 +1035,17 @@ def _peak_of(load: Any, data: bytes) -> int:
     import tracemalloc
 
     load(data)
-    tracemalloc.start()
+    tracing = tracemalloc.is_tracing()  # PYTHONTRACEMALLOC: left on, as found
+    if not tracing:
+        tracemalloc.start()
     try:
+        tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
         load(data)
         return tracemalloc.get_traced_memory()[1] - base
     finally:
-        tracemalloc.stop()
+        if not tracing:
+            tracemalloc.stop()
 
 
 def test_loads_needs_no_more_memory_than_pickle_loads_whatever_the_size() -> None:
