@@ -1310,12 +1310,20 @@ def test_an_interrupted_dirty_check_leaves_no_child_and_the_next_record_is_right
         [sys.executable, "-c", INTERRUPT_DURING_DIRTY_CHECK],
         cwd=repo,
         env=env,
-        stdout=subprocess.PIPE,
+        capture_output=True,
         check=False,
         timeout=120,
     )
-    assert done.returncode == 0
-    assert done.stdout.decode().split() == [
+    assert done.returncode == 0, done.stderr.decode()
+    words = done.stdout.decode().split()
+    if words[0] == "not-interrupted":
+        # Python itself lost the exception: the handler ran inside a callback whose exceptions
+        # are printed and ignored (importlib's module-lock weakref callback, as the first
+        # record imports its probe modules; seen once in CI on 3.13). Not ours to propagate.
+        lost = done.stderr.decode()
+        assert "Exception ignored in" in lost and "KeyboardInterrupt" in lost, lost
+        words[0] = "interrupted"
+    assert words == [
         "interrupted",
         "True",
         "True",
