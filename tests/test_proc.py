@@ -652,3 +652,17 @@ def test_open_regular_names_what_is_not_a_regular_file_and_leaves_no_descriptor(
         assert st.st_size == 5 and f.read() == b"12345"
     with pytest.raises(FileNotFoundError):
         _proc.open_regular(str(tmp_path / "missing"))
+
+
+def test_a_child_half_made_when_a_handler_raised_is_dropped_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A handler raising inside _Owned.__init__ (a signal another thread took, run between its
+    # two assignments) left an object without ``out``: its finalizer printed AttributeError
+    # ("Exception ignored in ... __del__"; the idle-thread stress test, 3.13).
+    unraisable: List[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    half = _proc._Owned.__new__(_proc._Owned)
+    half.pid = None
+    del half
+    assert unraisable == []

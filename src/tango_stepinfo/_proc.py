@@ -317,7 +317,11 @@ class _Owned(Child):
         except Exception:  # (not contextlib.suppress: at exit, the names here may be None)
             pass
         finally:
-            self.out.close()
+            # unset when a handler raised inside __init__ (a signal another thread took): the
+            # file object, dropped with the call, closes the pipe, and spawn() stops the child
+            out = getattr(self, "out", None)
+            if out is not None:
+                out.close()
 
 
 _dropped: Dict[int, float] = {}
