@@ -1085,6 +1085,9 @@ print(json.dumps({
         "command": r.environment.command,
         "git": r.environment.git is not None,
         "variables": r.environment.variables,
+        "user": r.platform.user,
+        "host": r.platform.host,
+        "privacy": r.environment.privacy,
     }
     for name, r in (("first", first), ("later", later))
 }))
@@ -1121,6 +1124,37 @@ def test_first_record_out_of_file_descriptors(tmp_path: Path) -> None:
     assert not any("Too many open files" in r for r in later["fallbacks"].values()), later
     assert later["command"] and later["git"] is True
     assert later["variables"] == {"HOME": str(tmp_path)}
+
+
+def test_first_anonymous_record_out_of_file_descriptors(tmp_path: Path) -> None:
+    """Out of file descriptors, the rules of anonymous records cannot load either (they raised
+    OSError out of StepInfo()): the record is made, every hidden value and free text is
+    'anonymous', never the value itself, and the reason is noted under 'privacy'; the next
+    record loads the rules, and that reason is gone."""
+    import pwd
+    import socket
+
+    env = dict(os.environ, TANGO_STEPINFO_PRIVACY="anonymous", HOME=str(tmp_path))
+    env.pop("TANGO_STEPINFO_PRIVACY_KEY", None)
+    env["PYTHONPATH"] = str(Path(tango_stepinfo.__file__).parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_FDS],
+        env=env,
+        cwd=tmp_path,
+        check=True,
+        stdout=subprocess.PIPE,
+    )
+    out = json.loads(done.stdout)
+    first, later = out["first"], out["later"]
+    assert first["fallbacks"]["privacy"].startswith(
+        "the rules of anonymous records could not load (Too many open files)"
+    ), first["fallbacks"]
+    assert first["privacy"] == later["privacy"] == "anonymous"
+    assert first["user"] == first["host"] == later["user"] == later["host"] == "anonymous"
+    names = {socket.gethostname(), pwd.getpwuid(os.getuid()).pw_name}
+    assert not any(name in done.stdout.decode() for name in names if len(name) > 3)
+    assert "privacy" not in later["fallbacks"]
+    assert first["command"] == "" and later["command"] == "-c"  # python -c: sys.argv == ['-c']
 
 
 def test_first_on_sys_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

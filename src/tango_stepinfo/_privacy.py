@@ -96,18 +96,71 @@ def current() -> Optional[Policy]:
             )
         key = os.environ.get("TANGO_STEPINFO_PRIVACY_KEY")
         if mode == ANONYMOUS:
-            from ._hiding import Policy
+            from ._proc import SHORTAGES
 
-            policy = _policy = Policy(key)
+            try:
+                from ._hiding import Policy
+
+                policy = Policy(key)
+            except OSError as e:  # out of file descriptors or memory: the rules cannot load
+                if e.errno not in SHORTAGES:
+                    raise
+                policy = _blank(e)
+                return policy  # type: ignore[no-any-return]
+            _policy = policy
+            if _blanked:
+                _blank(None)
         else:
             policy = _policy = None
     return policy  # type: ignore[no-any-return]
 
 
+BLANK_REASON = "the rules of anonymous records could not load"
+"""The start of the reason noted under ``privacy`` for a record made by :class:`_Blank`."""
+
+_blanked = False  # a record was made by _Blank: its reason is noted (cleared by the real rules)
+
+
+class _Blank:
+    """The policy of an anonymous record whose rules (:mod:`._hiding` and what it imports)
+    cannot load, the process being out of file descriptors or memory: every hidden value and
+    every free text becomes ``"anonymous"`` (never the value unhidden), a variable keeps its
+    name. Not kept: the next record loads the rules again."""
+
+    def hide(self, value: str) -> str:
+        return ANONYMOUS
+
+    def scrub(self, text: str) -> str:
+        return text if text.startswith(BLANK_REASON) else ANONYMOUS
+
+    def variable(self, name: str, value: str) -> tuple[str, str]:
+        return name, ANONYMOUS
+
+
+def _blank(error: Optional[OSError]) -> Any:
+    """:class:`_Blank`, with the reason noted under ``privacy`` (``error`` ``None``: cleared)."""
+    global _blanked
+    from . import _fallbacks
+
+    if error is None:
+        _blanked = False
+        _fallbacks.note("privacy", None)
+        return None
+    if not _blanked:  # noting runs this module's reason(), which asks current() again
+        _blanked = True
+        why = error.strerror or type(error).__name__
+        _fallbacks.note(
+            "privacy",
+            f"{BLANK_REASON} ({why}); hidden values and free text recorded as {ANONYMOUS!r}",
+        )
+    return _Blank()
+
+
 def clear() -> None:
     """Forget the mode read, so that the next record reads it again (``clear_cache()``)."""
-    global _policy
+    global _policy, _blanked
     _policy = _UNREAD
+    _blanked = False
 
 
 def reason(key: str, text: str) -> str:

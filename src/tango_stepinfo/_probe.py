@@ -283,7 +283,7 @@ def _probe_fixed_facts() -> Dict[str, Any]:
                 container=_machine.container(cgroups),
                 job=_job.job(),
             )
-        if policy is not None and facts["job"] is not None:
+        if policy is not None and facts.get("job") is not None:
             # (system, id, name, url, attempt): the url is dropped, id and name scrubbed, as probed
             system, job_id, name, _, attempt = facts["job"]
             name = name if name is None else policy.scrub(name)
