@@ -577,3 +577,59 @@ def test_anonymous_hides_the_remotes_owner_in_the_command(repo: Path) -> None:
     extra = {"TANGO_STEPINFO_PRIVACY": "anonymous"}
     out = run(repo, PLAIN, extra, "--wandb-entity", "Alice-GH", "--project", "paper")
     assert out["environment"]["command"] == "-c --wandb-entity anonymous --project paper"
+
+
+def _rules_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``from ._hiding import Policy`` fail as it does out of file descriptors."""
+    import builtins
+    import errno
+
+    real_import = builtins.__import__
+
+    def short_of_files(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name in ("_hiding", "tango_stepinfo._hiding"):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "tango_stepinfo._hiding", raising=False)
+    monkeypatch.setattr(builtins, "__import__", short_of_files)
+
+
+def test_anonymous_rules_that_cannot_load_hide_everything_and_say_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tango_stepinfo import _fallbacks, _privacy
+
+    monkeypatch.setenv("TANGO_STEPINFO_PRIVACY", "anonymous")
+    _privacy.clear()
+    _fallbacks.clear()
+    try:
+        with monkeypatch.context() as m:
+            _rules_cannot_load(m)
+            policy = _privacy.current()
+            assert policy is not None
+            assert policy.hide("alice") == policy.scrub("--entity alice") == "anonymous"
+            assert policy.variable("OUT", "/home/alice/x") == ("OUT", "anonymous")
+            assert _privacy.free_text("no passwd entry for alice") == "anonymous"
+            why = (_fallbacks.collect(["privacy"]) or {}).get("privacy", "")
+            assert why.startswith("the rules of anonymous records could not load (Too many open")
+        policy = _privacy.current()  # the rules load now: kept, and the reason is gone
+        assert policy is _privacy.current() and type(policy).__name__ == "Policy"
+        assert _fallbacks.collect(["privacy"]) is None
+    finally:
+        _privacy.clear()
+        _fallbacks.clear()
+
+
+def test_free_text_never_raises_when_the_mode_is_unknown_and_the_rules_cannot_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tango_stepinfo import _privacy
+
+    monkeypatch.setenv("TANGO_STEPINFO_PRIVACY", "bogus")
+    _privacy.clear()
+    try:
+        _rules_cannot_load(monkeypatch)
+        assert _privacy.free_text("no passwd entry for alice") == "anonymous"
+    finally:
+        _privacy.clear()

@@ -185,12 +185,16 @@ def free_text(text: str, paths: bool = True) -> str:
     (:meth:`._hiding.Policy.scrub`) and, with ``paths``, its absolute paths shortened (a
     reason's paths are the system files a probe read: ``/proc/driver/nvidia/gpus``). Never
     raises: an unknown mode counts as anonymous."""
+    policy: Any  # a Policy, None, or a _Blank
     try:
         policy = current()
     except InvalidSettingError:
-        from ._hiding import Policy
+        try:
+            from ._hiding import Policy
 
-        policy = Policy(None)
+            policy = Policy(None)
+        except OSError:  # out of file descriptors or memory as well
+            policy = _Blank()
     if policy is None:
         return text
     return shorten_word(policy.scrub(text)) if paths else policy.scrub(text)
