@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 from hypothesis import given
@@ -1780,3 +1780,24 @@ def test_a_relative_path_entry_never_runs_a_uname_of_the_working_directory(
     assert b"operating_system=" in done.stdout
     assert b"planted" not in done.stdout
     assert not marker.exists()
+
+
+def test_clear_cache_loads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Out of file descriptors, loading the JSON codec's cache module (to clear it) raised
+    # OSError out of clear_cache() and StepInfo.refresh(); not loaded, it has nothing to clear.
+    import builtins
+    import errno
+
+    real_import = builtins.__import__
+
+    def short_of_files(name: str, *args: Any, **kwargs: Any) -> Any:
+        fromlist = args[2] if len(args) > 2 else kwargs.get("fromlist")
+        if name.endswith("_json_default") or "_json_default" in (fromlist or ()):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "tango_stepinfo._json_default", raising=False)
+    monkeypatch.delattr(tango_stepinfo, "_json_default", raising=False)
+    monkeypatch.setattr(builtins, "__import__", short_of_files)
+    tango_stepinfo.clear_cache()
+    assert "tango_stepinfo._json_default" not in sys.modules

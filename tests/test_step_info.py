@@ -952,3 +952,30 @@ def test_any_sequence_of_calls_keeps_a_valid_record_that_round_trips(
                 assert info.start_time is not None and info.end_time >= info.start_time
             assert StepInfo.from_json_dict(json.loads(json.dumps(info.to_json_dict()))) == info
             assert loads(pickle.dumps(info)) == info
+
+
+def test_running_fails_the_step_when_its_traceback_cannot_be_formatted_for_want_of_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A step that failed because the process ran out of file descriptors: `import traceback`
+    # failed too, and its OSError replaced the step's own exception, the record left RUNNING.
+    import builtins
+    import errno
+    import sys
+
+    real_import = builtins.__import__
+
+    def short_of_files(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "traceback":
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_import(name, *args, **kwargs)
+
+    info = full_record(n_packages=1)
+    info.start_time = info.end_time = info.error = None
+    with pytest.raises(RuntimeError, match="token=s3cr3t"), monkeypatch.context() as m:
+        m.delitem(sys.modules, "traceback")
+        m.setattr(builtins, "__import__", short_of_files)
+        with info.running():
+            raise RuntimeError("no more files; token=s3cr3t")
+    assert info.state == StepState.FAILED
+    assert info.error == "RuntimeError (its text withheld: Too many open files while formatting it)"

@@ -1371,8 +1371,11 @@ def clear_cache() -> None:
     """
     global _argv, _env_line, _root, _packages, _git_prefetched
     global _fresh, _cwd_seen, _git_seen, _packages_epoch
-    from . import _fallbacks, _json_default
+    from . import _fallbacks
 
+    # not loaded yet (no record encoded): nothing to clear, and nothing to load (out of file
+    # descriptors, loading it raised OSError)
+    _json_default = sys.modules.get(__name__.rpartition(".")[0] + "._json_default")
     with _lock, _recheck_lock:
         _fresh = (0.0, _fresh[1])  # over: the next probe starts a new epoch
         _cwd_seen = (-1, "")
@@ -1383,7 +1386,8 @@ def clear_cache() -> None:
         _git_prefetched = False
         _fallbacks.clear()
         _privacy.clear()
-        _json_default.clear()
+        if _json_default is not None:
+            _json_default.clear()
         _argv = ([], None, "", None)
         _env_line = ("", "", None)
         _root = ("", Path("."))

@@ -149,20 +149,28 @@ def _in_utc(name: str, value: Any, utc: Optional[_dt.tzinfo] = None) -> _dt.date
 def _format_error(error: Union[BaseException, str]) -> str:
     """The text stored for a failure: an exception formatted with its traceback (the chained
     exceptions included) exactly as Tango's workspaces store it, or a string as the plain string it
-    holds; secret shapes redacted from either."""
-    from . import redact
+    holds; secret shapes redacted from either.
 
+    Out of file descriptors or memory, where :mod:`traceback` or the redaction rules cannot
+    load (the step failed for want of them, say), the class's name alone, with the reason.
+    """
+    if not isinstance(error, (BaseException, str)):
+        raise TypeError(f"error: expected an exception or a string, got {type(error).__name__}")
+    try:
+        from . import redact
+
+        if isinstance(error, BaseException):
+            import traceback  # ~1 ms to import: only when a step fails
+    except OSError as e:  # the message could hold a secret: not kept unredacted
+        kind = type(error).__qualname__ if isinstance(error, BaseException) else "str"
+        return f"{kind} (its text withheld: {e.strerror or type(e).__name__} while formatting it)"
     if isinstance(error, BaseException):
-        import traceback  # ~1 ms to import: only when a step fails
-
         try:
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         except Exception:  # any: the exception's own code runs in there
             text = _format_own(error)
-    elif isinstance(error, str):
-        text = str.__str__(error)  # a subclass's class would make the pickle unreadable
     else:
-        raise TypeError(f"error: expected an exception or a string, got {type(error).__name__}")
+        text = str.__str__(error)  # a subclass's class would make the pickle unreadable
     from ._privacy import free_text
 
     return free_text(redact.redact_text(text))
