@@ -3,6 +3,8 @@ text (the probes and ``anonymize()`` that use it are tested in ``test_privacy.py
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pytest
 
 from tango_stepinfo._hiding import Policy
@@ -76,3 +78,49 @@ def test_an_address_is_hidden_when_ipaddress_cannot_load(monkeypatch: pytest.Mon
     monkeypatch.setattr(builtins, "__import__", short_of_files)
     assert "fe80" not in Policy(None, names=[]).scrub(text)
     assert "deadbeef" in Policy(None, names=[]).scrub("commit deadbeef")  # not an address shape
+
+
+def test_the_owner_of_a_deleted_working_directory_is_a_name_to_hide(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # os.getcwd() fails once the folder is deleted; the record's root then comes from
+    # /proc/self/cwd, and so must the names to hide (the owner of /home/carol was kept).
+    import os
+
+    from tango_stepinfo import _hiding
+
+    real_readlink = os.readlink
+
+    def gone() -> str:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    def readlink(path: str, *args: object, **kwargs: object) -> str:
+        if path == "/proc/self/cwd":
+            return "/home/carol/run (deleted)"
+        return real_readlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setenv("HOME", "/root")
+    monkeypatch.setattr(os, "getcwd", gone)
+    monkeypatch.setattr(os, "readlink", readlink)
+    names = _hiding.process_names()
+    assert names is not None and "carol" in names
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (
+            "CUDA_VISIBLE_DEVICES=GPU-8d8b1c2e,GPU-11112222",
+            "CUDA_VISIBLE_DEVICES=anonymous,anonymous",
+        ),
+        ("HIP_VISIBLE_DEVICES=GPU-4a3b2c1d5e6f7a8b", "HIP_VISIBLE_DEVICES=anonymous"),  # AMD
+        ("GPU-8d8b1c2e-1a2b-3c4d-5e6f-7a8b9c0d1e2f", "anonymous"),
+        ("MIG-8d8b1c2e-1a2b-3c4d-5e6f-7a8b9c0d1e2f", "anonymous"),
+        ("GPU-8d8b1c2e-1a2b", "anonymous"),  # a prefix CUDA takes
+        ("GPU-short GPU-1234567 GPU-8d8b1c2ez xGPU-8d8b1c2e", None),  # none is an id
+    ],
+)
+def test_gpu_ids_are_hidden_whole_or_by_prefix(text: str, kept: Optional[str]) -> None:
+    # CUDA accepts any unique prefix of a UUID, and AMD's ids are GPU- and 16 hex digits: both
+    # were left in CUDA_VISIBLE_DEVICES (a default variable) and HIP_VISIBLE_DEVICES.
+    assert Policy(None, names=[]).scrub(text) == (text if kept is None else kept)

@@ -1801,3 +1801,58 @@ def test_clear_cache_loads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", short_of_files)
     tango_stepinfo.clear_cache()
     assert "tango_stepinfo._json_default" not in sys.modules
+
+
+_NAMES_OUT_OF_FDS = """
+import json, os, resource, tango_stepinfo
+
+def record():
+    return tango_stepinfo.StepInfo("s", "S", set(), True).to_json_dict()
+
+first = record()
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 4096), hard))
+taken = []
+try:
+    while True:
+        taken.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+try:
+    tango_stepinfo.clear_cache()  # the names to hide are read again, out of descriptors
+    short = record()
+finally:
+    for fd in taken:
+        os.close(fd)
+later = [record(), record()]
+print(json.dumps([first, short, *later]))
+"""
+
+
+def test_names_to_hide_read_out_of_file_descriptors_are_not_kept(tmp_path: Path) -> None:
+    """Out of file descriptors, the names to hide (the git remote's owner, from the git config;
+    the passwd name) could not all be read, and the Policy kept the short list: every later
+    record named them. Now a record made then hides its texts whole, and keeps nothing."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "carol-gh/fix", str(repo)], check=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "remote", "add", "origin", "git@github.com:carol-gh/x.git"], check=True)
+    (repo / "f").write_text("x")
+    subprocess.run([*git, "add", "f"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    env = dict(os.environ, TANGO_STEPINFO_PRIVACY="anonymous", HOME=str(tmp_path))
+    env.pop("TANGO_STEPINFO_PRIVACY_KEY", None)
+    env["PYTHONPATH"] = str(Path(tango_stepinfo.__file__).parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", _NAMES_OUT_OF_FDS, "--entity", "carol-gh"],
+        env=env,
+        cwd=repo,
+        check=True,
+        stdout=subprocess.PIPE,
+    )
+    assert b"carol-gh" not in done.stdout
+    first, short, *later = json.loads(done.stdout)
+    assert first["environment"]["command"] == "-c --entity anonymous"
+    assert short["environment"]["command"] in ("", "anonymous")  # hidden whole
+    for record in later:  # names read again: the command is the full record's, not 'anonymous'
+        assert record["environment"]["command"] == "-c --entity anonymous"

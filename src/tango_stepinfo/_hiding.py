@@ -27,6 +27,7 @@ from ._privacy import (
     shorten_value,
     shorten_word,
 )
+from ._proc import debug
 
 __all__ = [
     "Policy",
@@ -67,6 +68,17 @@ class Policy:
         self._pattern: Optional[_Pattern] = None
         self._scrubbed: Dict[str, str] = {}
 
+    def ready(self) -> bool:
+        """Whether the names to hide are read, reading them now if they are not yet
+        (:func:`process_names`): until they are, :meth:`scrub` hides a text whole, and what it
+        gives is not worth keeping."""
+        if self._names is None:
+            found = process_names()
+            if found is None:
+                return False
+            self._names = canonical(found)
+        return True
+
     def hide(self, value: str) -> str:
         """The stand-in for ``value``; values already hidden are kept (anonymizing twice)."""
         if self._key is None or value == ANONYMOUS or value.startswith("anon:"):
@@ -102,9 +114,11 @@ class Policy:
             return self._scrubbed[text]
         except KeyError:
             pass
+        if not self.ready():  # out of file descriptors: hidden whole, the names read later
+            debug("the names to hide could not all be read: a text hidden whole")
+            return ANONYMOUS
         names = self._names
-        if names is None:
-            names = self._names = canonical(process_names())
+        assert names is not None
         if self._pattern is None:
             self._pattern = _scrub_pattern(names)
         by_group = self._pattern.names  # which name each group n0, n1... matches
@@ -231,14 +245,27 @@ def names_in(value: str) -> List[str]:
     return found
 
 
-def process_names() -> List[str]:
+def process_names() -> Optional[List[str]]:
     """The identifying values of this process, to hide in free text (see :meth:`Policy.scrub`):
     the login name (and that of the uid), the host name, the values of :data:`_NAME_VARIABLES`,
-    the owner of a home folder in ``$HOME``, the working directory and ``sys.executable``, and
-    the namespace of the git remote of the working directory's repository (at the first
-    anonymous record: names are read once per process)."""
+    the owner of a home folder in ``$HOME``, the working directory (deleted too, as
+    :func:`._probe.root` finds it) and ``sys.executable``, and the namespace of the git remote
+    of the working directory's repository (at the first anonymous record: names are read once
+    per process).
+
+    ``None`` when the process is out of file descriptors before or after reading them: the
+    passwd entry and the git config are files, and a name that could not be read is missing
+    for no reason a record could see (the caller hides the whole text, and reads again later).
+    """
     import sys
 
+    from . import _probe
+    from ._proc import open_file
+
+    try:
+        open_file(os.devnull).close()
+    except OSError:
+        return None
     env = os.environ
     values = [env.get(name, "") for name in _NAME_VARIABLES]
     values.append(env.get("PBS_JOBID", "").partition(".")[2])  # 1234.server.uni.edu
@@ -251,10 +278,7 @@ def process_names() -> List[str]:
     uname = getattr(os, "uname", None)
     if uname is not None:
         values.append(uname().nodename)
-    try:
-        where = os.getcwd()
-    except OSError:
-        where = ""
+    where = _probe._cwd_getcwd() or _probe._cwd_proc() or _probe._cwd_pwd() or ""
     for path in (env.get("HOME", ""), where, str(getattr(sys, "executable", "") or "")):
         owner = home_owner(path)
         if owner:
@@ -265,6 +289,10 @@ def process_names() -> List[str]:
         repo = _git.find(where)
         remote = None if repo is None else _git._remote(repo, [])
         values.extend(_remote_names(remote) if remote else ())
+    try:
+        open_file(os.devnull).close()
+    except OSError:
+        return None
     return [value for value in values if value]
 
 
@@ -287,7 +315,8 @@ def canonical(values: Iterable[str]) -> Dict[str, str]:
 
 def _scrub_pattern(names: Dict[str, str]) -> _Pattern:
     """One expression for the names (whole: no letter, or digit for a digit, next to either
-    end), GPU and MIG UUIDs, and IPv4 and IPv6 addresses; compiled only in anonymous records.
+    end), GPU and MIG UUIDs (whole, prefixes of at least 8 digits, AMD's ``GPU-`` and 16
+    digits), and IPv4 and IPv6 addresses; compiled only in anonymous records.
 
     Each alternative starts with a character, and checks what comes before that character
     after it (``a(?<![^\\W\\d_].)lice``, not ``(?<![^\\W\\d_])alice``): a position whose
@@ -306,7 +335,8 @@ def _scrub_pattern(names: Dict[str, str]) -> _Pattern:
     ordered = sorted(names, key=len, reverse=True)
     alternatives = [f"(?P<n{i}>{bounded(n)})" for i, n in enumerate(ordered)]
     alternatives += [
-        r"(?P<gpu>[GM](?<!\w.)(?:PU|IG)-[0-9A-F]{8}(?:-[0-9A-F]{4}){3}-[0-9A-F]{12})",
+        # a whole UUID, a prefix of one (CUDA takes any unique prefix), or AMD's 16 digits
+        r"(?P<gpu>[GM](?<!\w.)(?:PU|IG)-[0-9A-F]{8}(?:-?[0-9A-F])*(?!\w))",
         r"(?P<ip>\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]|\.\d))",
     ]
     # IPv6: hex groups with at least two colons (checked by ipaddress: 12:30:45 is none)

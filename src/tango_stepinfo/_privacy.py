@@ -51,6 +51,7 @@ __all__ = [
     "free_text",
     "is_hidden",
     "reason",
+    "settled",
     "shorten",
     "shorten_command",
     "shorten_value",
@@ -135,6 +136,20 @@ class _Blank:
 
     def variable(self, name: str, value: str) -> tuple[str, str]:
         return name, ANONYMOUS
+
+    def ready(self) -> bool:
+        return False
+
+
+def settled() -> bool:
+    """Whether what the probes hide now is final, to be kept for the process: in ``full``
+    mode, or once the rules of anonymous records loaded and read the names to hide (out of
+    file descriptors, a record hides its texts whole, and the next one probes them again)."""
+    try:
+        policy = current()
+    except InvalidSettingError:  # the record fails anyway
+        return True
+    return policy is None or bool(policy.ready())
 
 
 def _blank(error: Optional[OSError]) -> Any:

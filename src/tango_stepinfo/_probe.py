@@ -193,9 +193,12 @@ def _fact(name: str) -> Any:
                 return _while_probing()[name]
             _probing = me
             try:
-                _fixed.update(_probe_fixed_facts())
+                facts = _probe_fixed_facts()
             finally:
                 _probing = None
+            if not _privacy.settled():  # hidden whole for want of files: not kept
+                return facts.get(name)
+            _fixed.update(facts)
         return _fixed.get(name)  # the machine facts are left out when their modules cannot load
 
 
@@ -710,8 +713,10 @@ def variables() -> Optional[Dict[str, str]]:
         _fallbacks.note("variables", None)
         _variables = modules[0]
         policy = _privacy.current()
-        with _lock:
-            found = _fixed.setdefault("variables", _variables.read(policy))
+        found = _variables.read(policy)
+        if _privacy.settled():  # else hidden whole for want of files: not kept
+            with _lock:
+                found = _fixed.setdefault("variables", found)
     return None if found is None else dict(found)
 
 
@@ -832,7 +837,8 @@ def command() -> str:
     policy = _privacy.current()
     text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
     text = text if policy is None else policy.scrub(text)  # names, after the paths and secrets
-    _argv = (seen, orig, text, why)
+    if policy is None or _privacy.settled():  # else hidden whole for want of files: not kept
+        _argv = (seen, orig, text, why)
     _fallbacks.note("command", why)
     return text
 
