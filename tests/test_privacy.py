@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import tango_stepinfo
@@ -545,6 +545,7 @@ def test_anonymize_any_record_is_stable_and_round_trips(info: StepInfo, key: Opt
     st.tuples(*[identity_texts] * 7),
     st.sampled_from([None, "k3y"]),
 )
+@example(texts=("", "", "/1'::'", "", "", "", ""), key=None)  # shortened, it read as an address
 def test_anonymize_twice_changes_nothing_whatever_the_names(
     texts: Tuple[str, ...], key: Optional[str]
 ) -> None:

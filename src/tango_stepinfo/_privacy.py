@@ -299,10 +299,15 @@ def anonymize(record: _R, key: Optional[str] = None) -> _R:
 
     out = copy.deepcopy(record)
     names = _hiding.record_names(out, [])
-    for _ in range(4):  # until the copy names nothing new: anonymizing it again changes nothing
+    for _ in range(4):  # until anonymizing the copy again changes nothing (bounded)
         _hiding.apply(out, _hiding.Policy(key, names))
         more = _hiding.record_names(out, [])
-        if not _hiding.canonical(more).keys() - _hiding.canonical(names).keys():
-            break  # the usual case, after one pass; overlapping names can take another
-        names += more
+        if _hiding.canonical(more).keys() - _hiding.canonical(names).keys():
+            names += more  # overlapping names: another pass
+            continue
+        again = copy.deepcopy(out)  # a path shortened into what reads as an address ("/1'::'"
+        _hiding.apply(again, _hiding.Policy(key, names))  # becomes ".../1::") takes another
+        if again == out:
+            break  # the usual case, after one pass
+        out = again
     return out
