@@ -612,6 +612,7 @@ def test_anonymous_rules_that_cannot_load_hide_everything_and_say_why(
             assert policy.hide("alice") == policy.scrub("--entity alice") == "anonymous"
             assert policy.variable("OUT", "/home/alice/x") == ("OUT", "anonymous")
             assert _privacy.free_text("no passwd entry for alice") == "anonymous"
+            assert policy.scrub(_privacy.BLANK_REASON + " (alice)") == "anonymous"
             why = (_fallbacks.collect(["privacy"]) or {}).get("privacy", "")
             assert why.startswith("the rules of anonymous records could not load (Too many open")
         policy = _privacy.current()  # the rules load now: kept, and the reason is gone

@@ -120,6 +120,7 @@ BLANK_REASON = "the rules of anonymous records could not load"
 """The start of the reason noted under ``privacy`` for a record made by :class:`_Blank`."""
 
 _blanked = False  # a record was made by _Blank: its reason is noted (cleared by the real rules)
+_blank_reason = ""  # that reason, the one text _Blank.scrub keeps
 
 
 class _Blank:
@@ -132,7 +133,7 @@ class _Blank:
         return ANONYMOUS
 
     def scrub(self, text: str) -> str:
-        return text if text.startswith(BLANK_REASON) else ANONYMOUS
+        return text if text == _blank_reason and text else ANONYMOUS  # its own reason only
 
     def variable(self, name: str, value: str) -> tuple[str, str]:
         return name, ANONYMOUS
@@ -154,7 +155,7 @@ def settled() -> bool:
 
 def _blank(error: Optional[OSError]) -> Any:
     """:class:`_Blank`, with the reason noted under ``privacy`` (``error`` ``None``: cleared)."""
-    global _blanked
+    global _blanked, _blank_reason
     from . import _fallbacks
 
     if error is None:
@@ -164,10 +165,10 @@ def _blank(error: Optional[OSError]) -> Any:
     if not _blanked:  # noting runs this module's reason(), which asks current() again
         _blanked = True
         why = error.strerror or type(error).__name__
-        _fallbacks.note(
-            "privacy",
-            f"{BLANK_REASON} ({why}); hidden values and free text recorded as {ANONYMOUS!r}",
+        _blank_reason = (
+            f"{BLANK_REASON} ({why}); hidden values and free text recorded as 'anonymous'"
         )
+        _fallbacks.note("privacy", _blank_reason)
     return _Blank()
 
 
