@@ -635,3 +635,21 @@ def test_free_text_never_raises_when_the_mode_is_unknown_and_the_rules_cannot_lo
         assert _privacy.free_text("no passwd entry for alice") == "anonymous"
     finally:
         _privacy.clear()
+
+
+@pytest.mark.parametrize(
+    ("word", "shortened"),
+    [
+        ("\\\\fs01.corp.example\\share\\lr=0.1\\x", ".../x"),  # kept its server name
+        ("C:\\Users\\bob\\lr=0.1\\x", ".../x"),
+        ("/srv/runs/lr=0.1/x", ".../x"),
+        ("OUT=C:\\Users\\bob\\x", "OUT=.../x"),
+        ("--out=\\\\fs01\\share\\x", "--out=.../x"),
+    ],
+)
+def test_a_windows_path_holding_an_equals_sign_is_shortened_whole(
+    word: str, shortened: str
+) -> None:
+    from tango_stepinfo._privacy import shorten_word
+
+    assert shorten_word(word) == shortened

@@ -224,12 +224,16 @@ def is_hidden(key: str) -> bool:
 # --- paths ---------------------------------------------------------------------------------------
 
 
+def _absolute(path: str) -> bool:
+    """Whether ``path`` is absolute: POSIX, a drive's (``C:\\`` or ``C:/``), or a Windows
+    share's (``\\\\server\\share``)."""
+    return path.startswith(("/", "\\\\")) or (len(path) > 2 and path[1] == ":" and path[2] in "\\/")
+
+
 def shorten(path: str) -> str:
     """``.../`` and the last component of an absolute path (POSIX, a drive's, or a Windows
     share's ``\\\\server\\share\\...``, which names its server); anything else as it is."""
-    if not path.startswith(("/", "\\\\")) and not (
-        len(path) > 2 and path[1] == ":" and path[2] in "\\/"
-    ):
+    if not _absolute(path):
         return path
     parts = [p for p in path.replace("\\", "/").split("/") if p]
     return ".../" + parts[-1] if parts else "/"
@@ -249,7 +253,7 @@ def shorten_word(word: str) -> str:
     inner = core.rstrip("'\";")
     tail = core[len(inner) :]
     head, equals, value = inner.partition("=")
-    if equals and not head.startswith("/"):
+    if equals and not _absolute(head):  # NAME=value; a path holding "=" is shortened whole
         return lead + head + equals + shorten(value) + tail
     return lead + shorten(inner) + tail
 
