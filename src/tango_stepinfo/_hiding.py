@@ -260,11 +260,8 @@ def process_names() -> Optional[List[str]]:
     import sys
 
     from . import _probe
-    from ._proc import open_file
 
-    try:
-        open_file(os.devnull).close()
-    except OSError:
+    if _short_of_files():
         return None
     env = os.environ
     values = [env.get(name, "") for name in _NAME_VARIABLES]
@@ -289,11 +286,21 @@ def process_names() -> Optional[List[str]]:
         repo = _git.find(where)
         remote = None if repo is None else _git._remote(repo, [])
         values.extend(_remote_names(remote) if remote else ())
-    try:
-        open_file(os.devnull).close()
-    except OSError:
+    if _short_of_files():
         return None
     return [value for value in values if value]
+
+
+def _short_of_files() -> bool:
+    """Whether opening a file fails for want of file descriptors or memory (a missing or
+    forbidden ``/dev/null``, in a bare chroot or sandbox, is no shortage)."""
+    from ._proc import SHORTAGES, open_file
+
+    try:
+        open_file(os.devnull).close()
+    except OSError as e:
+        return e.errno in SHORTAGES
+    return False
 
 
 def canonical(values: Iterable[str]) -> Dict[str, str]:
