@@ -118,7 +118,9 @@ def test_the_owner_of_a_deleted_working_directory_is_a_name_to_hide(
         ("GPU-8d8b1c2e-1a2b-3c4d-5e6f-7a8b9c0d1e2f", "anonymous"),
         ("MIG-8d8b1c2e-1a2b-3c4d-5e6f-7a8b9c0d1e2f", "anonymous"),
         ("GPU-8d8b1c2e-1a2b", "anonymous"),  # a prefix CUDA takes
-        ("GPU-short GPU-1234567 GPU-8d8b1c2ez xGPU-8d8b1c2e", None),  # none is an id
+        ("GPU-short GPU-1234567 xGPU-8d8b1c2e", None),  # none is an id
+        ("GPU-8d8b1c2e-1a2b-3c4d-5e6f-7a8b9c0d1e2f_0.log", "anonymous_0.log"),  # was -7a8b...
+        ("GPU-4a3b2c1d5e6f7a8b_log GPU-8d8b1c2ez", "anonymous_log anonymousz"),
     ],
 )
 def test_gpu_ids_are_hidden_whole_or_by_prefix(text: str, kept: Optional[str]) -> None:

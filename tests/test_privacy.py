@@ -653,3 +653,23 @@ def test_a_windows_path_holding_an_equals_sign_is_shortened_whole(
     from tango_stepinfo._privacy import shorten_word
 
     assert shorten_word(word) == shortened
+
+
+class _Array:
+    """Stands for a numpy array in a config: comparing two raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("The truth value of an array with more than one element is ambiguous")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_anonymize_never_compares_config_values() -> None:
+    # a00bcaf compared the whole copy with another pass's, config included: a numpy array in
+    # config made anonymize() raise
+    info = full_record()
+    info.config = {"w": _Array()}
+    info.environment.command = "/1'::' --entity x"
+    out = anonymize(info)
+    assert out.environment.command == ".../anonymous --entity x"
+    assert isinstance(out.config["w"], _Array)

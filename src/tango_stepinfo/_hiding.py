@@ -134,23 +134,29 @@ class Policy:
                 return found  # a time (12:30:45), a MAC address...
             return self.hide(found)
 
+        guesses = _guesses
         before: str = text
         out: str = self._pattern.sub(stand_in, text)
         for _ in range(3):  # a stand-in can end what reads as an address next to it: once more
             if out == before:
                 break
             before, out = out, self._pattern.sub(stand_in, out)
-        if len(self._scrubbed) < 4096:  # later records meet the same few texts again
-            self._scrubbed[text] = out
+        if len(self._scrubbed) < 4096 and _guesses == guesses:  # later records meet the same
+            self._scrubbed[text] = out  # few texts again (not a guess: checked again later)
         return out
+
+
+_guesses = 0  # texts _is_ipv6 could not check: their scrub is not kept (Policy.scrub)
 
 
 def _is_ipv6(text: str) -> bool:
     """Whether ``text`` is an IPv6 address; ``True`` when :mod:`ipaddress` cannot load (out of
     file descriptors or memory): hidden, rather than maybe an address left."""
+    global _guesses
     try:
         import ipaddress  # 2.7 ms, only when an anonymous record's text has hex groups and colons
     except OSError:
+        _guesses += 1
         return True
     try:
         ipaddress.IPv6Address(text)
@@ -343,7 +349,8 @@ def _scrub_pattern(names: Dict[str, str]) -> _Pattern:
     alternatives = [f"(?P<n{i}>{bounded(n)})" for i, n in enumerate(ordered)]
     alternatives += [
         # a whole UUID, a prefix of one (CUDA takes any unique prefix), or AMD's 16 digits
-        r"(?P<gpu>[GM](?<!\w.)(?:PU|IG)-[0-9A-F]{8}(?:-?[0-9A-F])*(?!\w))",
+        # (what follows is not looked at: GPU-<id>_0.log and GPU-8d8b1c2ez lose the digits)
+        r"(?P<gpu>[GM](?<!\w.)(?:PU|IG)-[0-9A-F]{8}(?:-?[0-9A-F])*)",
         r"(?P<ip>\d(?<![\w.]\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]|\.\d))",
     ]
     # IPv6: hex groups with at least two colons (checked by ipaddress: 12:30:45 is none)
@@ -429,8 +436,11 @@ def record_names(record: Any, out: List[str]) -> List[str]:
     return out
 
 
-def apply(record: Any, policy: Policy) -> None:
-    """Hide, in place, the fields of ``record`` (a deep copy) and of the records inside it."""
+def apply(record: Any, policy: Policy) -> bool:
+    """Hide, in place, the fields of ``record`` (a deep copy) and of the records inside it;
+    whether anything changed (compared field by field: never ``config`` or ``metadata``, whose
+    values may not compare, numpy arrays say)."""
+    changed = False
     for f in dataclasses.fields(record):
         value = getattr(record, f.name)
         name = f.name
@@ -438,12 +448,16 @@ def apply(record: Any, policy: Policy) -> None:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             if name == "job":  # any job record: its url dropped, id and name scrubbed
                 names = {g.name for g in dataclasses.fields(value)}
-                if "url" in names:
+                if "url" in names and getattr(value, "url") is not None:  # noqa: B009
                     setattr(value, "url", None)  # noqa: B010
+                    changed = True
                 for text in ("id", "name"):
-                    if text in names and isinstance(getattr(value, text), str):
-                        setattr(value, text, policy.scrub(getattr(value, text)))
-            apply(value, policy)
+                    old = getattr(value, text) if text in names else None
+                    if isinstance(old, str):
+                        scrubbed = policy.scrub(old)
+                        changed = changed or scrubbed != old
+                        setattr(value, text, scrubbed)
+            changed = apply(value, policy) or changed
             continue
         if value is None:
             continue
@@ -472,12 +486,15 @@ def apply(record: Any, policy: Policy) -> None:
         elif name == "gpus" and isinstance(value, list):
             for gpu in value:
                 if dataclasses.is_dataclass(gpu) and not isinstance(gpu, type):
-                    apply(gpu, policy)
+                    changed = apply(gpu, policy) or changed
         elif kind == "StepInfo" and name == "error":
             new = shorten_word(policy.scrub(value)) if isinstance(value, str) else value
         if name == "fallbacks":
             new = _reasons(value, policy)
         if new is not value:
+            changed = changed or new != value
             setattr(record, name, new)
     if type(record).__name__ == "EnvironmentMetadata" and hasattr(record, "privacy"):
+        changed = changed or record.privacy != ANONYMOUS
         record.privacy = ANONYMOUS
+    return changed

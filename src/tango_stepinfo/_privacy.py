@@ -169,6 +169,9 @@ def _blank(error: Optional[OSError]) -> Any:
             f"{BLANK_REASON} ({why}); hidden values and free text recorded as 'anonymous'"
         )
         _fallbacks.note("privacy", _blank_reason)
+        if _policy is not _UNREAD:  # the rules loaded meanwhile, in the note's own current()
+            _blanked = False
+            _fallbacks.note("privacy", None)
     return _Blank()
 
 
@@ -304,15 +307,13 @@ def anonymize(record: _R, key: Optional[str] = None) -> _R:
 
     out = copy.deepcopy(record)
     names = _hiding.record_names(out, [])
-    for _ in range(4):  # until anonymizing the copy again changes nothing (bounded)
-        _hiding.apply(out, _hiding.Policy(key, names))
+    # Passes until one changes nothing (the usual case: the second), at most five: names
+    # overlapping names, or a path shortened into what reads as an address ("/1'::'" becomes
+    # ".../1::"), take another.
+    for _ in range(5):
+        if not _hiding.apply(out, _hiding.Policy(key, names)):
+            break
         more = _hiding.record_names(out, [])
         if _hiding.canonical(more).keys() - _hiding.canonical(names).keys():
-            names += more  # overlapping names: another pass
-            continue
-        again = copy.deepcopy(out)  # a path shortened into what reads as an address ("/1'::'"
-        _hiding.apply(again, _hiding.Policy(key, names))  # becomes ".../1::") takes another
-        if again == out:
-            break  # the usual case, after one pass
-        out = again
+            names += more
     return out

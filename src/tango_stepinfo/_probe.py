@@ -192,11 +192,14 @@ def _fact(name: str) -> Any:
             if _probing == me:  # a signal handler's record, made while its thread probes
                 return _while_probing()[name]
             _probing = me
+            # asked before probing: the names to hide may become readable meanwhile, and what
+            # was hidden whole for want of files is not worth keeping
+            keep = _privacy.settled()
             try:
                 facts = _probe_fixed_facts()
             finally:
                 _probing = None
-            if not _privacy.settled():  # hidden whole for want of files: not kept
+            if not keep:
                 return facts.get(name)
             _fixed.update(facts)
         return _fixed.get(name)  # the machine facts are left out when their modules cannot load
@@ -713,8 +716,9 @@ def variables() -> Optional[Dict[str, str]]:
         _fallbacks.note("variables", None)
         _variables = modules[0]
         policy = _privacy.current()
+        keep = _privacy.settled()  # before: else hidden whole for want of files, not kept
         found = _variables.read(policy)
-        if _privacy.settled():  # else hidden whole for want of files: not kept
+        if keep:
             with _lock:
                 found = _fixed.setdefault("variables", found)
     return None if found is None else dict(found)
@@ -798,10 +802,13 @@ def command() -> str:
     if line:
         cached_line = _env_line
         if line != cached_line[0]:
+            keep = _privacy.settled()  # before: else hidden whole for want of files, not kept
             found = _env_command(line)
             if found is None:
                 return ""
-            _env_line = cached_line = found
+            cached_line = found
+            if keep:
+                _env_line = found
         _fallbacks.note("command", cached_line[2])
         return cached_line[1]
     argv = getattr(sys, "argv", None)
@@ -835,9 +842,10 @@ def command() -> str:
         return ""
     redact = modules[0]
     policy = _privacy.current()
+    keep = policy is None or _privacy.settled()  # before: else hidden whole, not kept
     text = redact.redact_command(typed if policy is None else _privacy.shorten_words(typed))
     text = text if policy is None else policy.scrub(text)  # names, after the paths and secrets
-    if policy is None or _privacy.settled():  # else hidden whole for want of files: not kept
+    if keep:
         _argv = (seen, orig, text, why)
     _fallbacks.note("command", why)
     return text
