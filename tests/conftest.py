@@ -94,6 +94,29 @@ def no_free_fd(spare: int = 0) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def import_fails(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    """Importing ``module`` (absolute: ``"tango_stepinfo._hiding"``, ``"traceback"``) fails
+    with ``EMFILE`` until the test ends, as in a process out of file descriptors: the module is
+    dropped from ``sys.modules`` (and from its package), and ``import`` refuses it by either
+    name (``from ._hiding import Policy``, ``from . import _json_default``)."""
+    import builtins
+    import errno
+
+    package, _, leaf = module.rpartition(".")
+    real_import = builtins.__import__
+
+    def short_of_files(name: str, *args: Any, **kwargs: Any) -> Any:
+        fromlist = args[2] if len(args) > 2 else kwargs.get("fromlist")
+        if name in (module, leaf) or leaf in (fromlist or ()):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    if package and package in sys.modules:
+        monkeypatch.delattr(sys.modules[package], leaf, raising=False)
+    monkeypatch.setattr(builtins, "__import__", short_of_files)
+
+
 def exit_code_of_forked(check: Callable[[], bool]) -> int:
     """Fork (other threads may be running, as in the tests that use this), run ``check`` in the
     child under a 30 s alarm, and return the child's exit code: 0 when it answered true, 1 when

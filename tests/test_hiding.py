@@ -10,6 +10,7 @@ import pytest
 
 from tango_stepinfo._hiding import Policy
 
+from .conftest import import_fails
 from .test_privacy import hidden
 
 
@@ -61,22 +62,10 @@ def test_scrub_letters_that_match_in_another_case_than_they_lower_to() -> None:
 def test_an_address_is_hidden_when_ipaddress_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
     # Out of file descriptors, `import ipaddress` fails: what looks like an IPv6 address is
     # hidden rather than left (the check falls back to "it is one").
-    import builtins
-    import errno
-    import sys
-
-    real_import = builtins.__import__
-
-    def short_of_files(name: str, *args: object, **kwargs: object) -> object:
-        if name == "ipaddress":
-            raise OSError(errno.EMFILE, "Too many open files")
-        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
-
     policy = Policy(None, names=[])
     text = "peer fe80::1ff:fe23:4567:890a up"
     assert "fe80" not in policy.scrub(text)  # ipaddress loads: an address, hidden
-    monkeypatch.delitem(sys.modules, "ipaddress")
-    monkeypatch.setattr(builtins, "__import__", short_of_files)
+    import_fails(monkeypatch, "ipaddress")
     assert "fe80" not in Policy(None, names=[]).scrub(text)
     assert "deadbeef" in Policy(None, names=[]).scrub("commit deadbeef")  # not an address shape
 

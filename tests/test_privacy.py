@@ -35,7 +35,7 @@ from tango_stepinfo import (
 )
 from tango_stepinfo._privacy import WITHHELD
 
-from .conftest import TANGO_DATA
+from .conftest import TANGO_DATA, import_fails
 from .strategies import identity_texts, step_infos
 
 GIT = shutil.which("git")
@@ -580,22 +580,6 @@ def test_anonymous_hides_the_remotes_owner_in_the_command(repo: Path) -> None:
     assert out["environment"]["command"] == "-c --wandb-entity anonymous --project paper"
 
 
-def _rules_cannot_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``from ._hiding import Policy`` fail as it does out of file descriptors."""
-    import builtins
-    import errno
-
-    real_import = builtins.__import__
-
-    def short_of_files(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name in ("_hiding", "tango_stepinfo._hiding"):
-            raise OSError(errno.EMFILE, "Too many open files")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, "tango_stepinfo._hiding", raising=False)
-    monkeypatch.setattr(builtins, "__import__", short_of_files)
-
-
 def test_anonymous_rules_that_cannot_load_hide_everything_and_say_why(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -606,7 +590,7 @@ def test_anonymous_rules_that_cannot_load_hide_everything_and_say_why(
     _fallbacks.clear()
     try:
         with monkeypatch.context() as m:
-            _rules_cannot_load(m)
+            import_fails(m, "tango_stepinfo._hiding")
             policy = _privacy.current()
             assert policy is not None
             assert policy.hide("alice") == policy.scrub("--entity alice") == "anonymous"
@@ -631,7 +615,7 @@ def test_free_text_never_raises_when_the_mode_is_unknown_and_the_rules_cannot_lo
     monkeypatch.setenv("TANGO_STEPINFO_PRIVACY", "bogus")
     _privacy.clear()
     try:
-        _rules_cannot_load(monkeypatch)
+        import_fails(monkeypatch, "tango_stepinfo._hiding")
         assert _privacy.free_text("no passwd entry for alice") == "anonymous"
     finally:
         _privacy.clear()

@@ -26,7 +26,7 @@ from tango_stepinfo import (
 )
 from tango_stepinfo.step_info import replace_steps_with_unique_id
 
-from .conftest import exit_code_of_forked, since_none
+from .conftest import exit_code_of_forked, import_fails, since_none
 from .strategies import clock_readings, full_record, lifecycle_calls
 
 UTC = dt.timezone.utc
@@ -959,22 +959,10 @@ def test_running_fails_the_step_when_its_traceback_cannot_be_formatted_for_want_
 ) -> None:
     # A step that failed because the process ran out of file descriptors: `import traceback`
     # failed too, and its OSError replaced the step's own exception, the record left RUNNING.
-    import builtins
-    import errno
-    import sys
-
-    real_import = builtins.__import__
-
-    def short_of_files(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "traceback":
-            raise OSError(errno.EMFILE, "Too many open files")
-        return real_import(name, *args, **kwargs)
-
     info = full_record(n_packages=1)
     info.start_time = info.end_time = info.error = None
     with pytest.raises(RuntimeError, match="token=s3cr3t"), monkeypatch.context() as m:
-        m.delitem(sys.modules, "traceback")
-        m.setattr(builtins, "__import__", short_of_files)
+        import_fails(m, "traceback")
         with info.running():
             raise RuntimeError("no more files; token=s3cr3t")
     assert info.state == StepState.FAILED
