@@ -8,9 +8,11 @@ import os
 import platform
 import pwd
 import resource
+import shutil
 import socket
 import subprocess
 import sys
+import time
 import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -49,6 +51,52 @@ def with_since_none(cls: type, data: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
+GIT = shutil.which("git")
+"""The real git CLI, which makes the test repositories (``None``: tests that need it skip)."""
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run the real git CLI and return its stripped output."""
+    done = subprocess.run([str(GIT), *args], cwd=cwd, check=True, capture_output=True)
+    return done.stdout.decode().strip()
+
+
+def backdate(path: Path, seconds: float = 10.0) -> None:
+    """Set the ``mtime`` of ``path`` ``seconds`` in the past (negative: in the future)."""
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
+def make_repo(path: Path, *, commit: bool = True, branch: str = "main") -> Path:
+    """A repository with one committed file, older than its index: never racily clean, so no
+    test depends on whether a second boundary passed since the commit (see
+    :func:`test_git.test_a_racily_clean_index_is_refreshed_once`)."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", branch)
+    if commit:
+        (path / "file.txt").write_text("one\n")
+        backdate(path / "file.txt")
+        git(path, "add", "file.txt")
+        git(path, "commit", "-q", "-m", "first")
+    return path
+
+
+def run_python(
+    code: str, *args: str, cwd: Optional[Path] = None, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``code`` with ``args`` in a fresh interpreter (``python -c``), in ``cwd``, with the
+    environment changed by ``env``; its output and errors captured, its exit status left to
+    the caller."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        check=False,
+        cwd=cwd,
+        env=dict(os.environ, **env),
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
 def fake_bin(folder: Path, name: str, script: str) -> Path:
     """A one-entry PATH folder holding a fake executable ``name`` running ``script`` (sh)."""
     folder.mkdir(exist_ok=True)
@@ -65,10 +113,7 @@ def run_signalled(
     to its parent and then runs ``real``: a signal that comes while the child runs. ``code``
     sets an alarm, so that a deadlock ends the process instead of the test run."""
     script = f'kill -USR1 "$PPID"\nexec "{real}" "$@"\n'
-    env = dict(os.environ, PATH=str(fake_bin(folder, program, script)))
-    return subprocess.run(
-        [sys.executable, "-c", code], check=False, cwd=cwd, env=env, stdout=-1, timeout=120
-    )
+    return run_python(code, cwd=cwd, PATH=str(fake_bin(folder, program, script)))
 
 
 @contextlib.contextmanager

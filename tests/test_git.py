@@ -18,9 +18,18 @@ import pytest
 import tango_stepinfo
 from tango_stepinfo import GitMetadata, StepInfo, _fallbacks, _git, _probe
 
-from .conftest import exit_code_of_forked, fake_bin, no_free_fd, run_signalled
+from .conftest import (
+    GIT,
+    backdate,
+    exit_code_of_forked,
+    fake_bin,
+    git,
+    make_repo,
+    no_free_fd,
+    run_python,
+    run_signalled,
+)
 
-GIT = shutil.which("git")
 pytestmark = pytest.mark.skipif(GIT is None, reason="the git CLI makes the test repositories")
 
 
@@ -39,12 +48,6 @@ def clean_git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     tango_stepinfo.clear_cache()
     yield
     tango_stepinfo.clear_cache()
-
-
-def git(cwd: Path, *args: str) -> str:
-    """Run the real git CLI and return its stripped output."""
-    done = subprocess.run([str(GIT), *args], cwd=cwd, check=True, capture_output=True)
-    return done.stdout.decode().strip()
 
 
 DIFF_COMMAND = [
@@ -67,12 +70,6 @@ def diff_hash(cwd: Path) -> Optional[str]:
     return hashlib.sha256(out.stdout).hexdigest() if out.stdout else None
 
 
-def backdate(path: Path, seconds: float = 10.0) -> None:
-    """Set the ``mtime`` of ``path`` ``seconds`` in the past (negative: in the future)."""
-    when = time.time() - seconds
-    os.utime(path, (when, when))
-
-
 def three_more_files(repo: Path) -> None:
     """Commit three more old files in ``repo``: an edit to one file of four then leaves the
     index fresh by the probe's sample (see :func:`_git._index_is_stale`)."""
@@ -81,20 +78,6 @@ def three_more_files(repo: Path) -> None:
         backdate(repo / name)
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "more")
-
-
-def make_repo(path: Path, *, commit: bool = True, branch: str = "main") -> Path:
-    """A repository with one committed file, older than its index: never racily clean, so no
-    test depends on whether a second boundary passed since the commit (see
-    :func:`test_a_racily_clean_index_is_refreshed_once`)."""
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", branch)
-    if commit:
-        (path / "file.txt").write_text("one\n")
-        backdate(path / "file.txt")
-        git(path, "add", "file.txt")
-        git(path, "commit", "-q", "-m", "first")
-    return path
 
 
 def probe(where: Path, monkeypatch: pytest.MonkeyPatch) -> Optional[GitMetadata]:
@@ -1304,15 +1287,11 @@ def test_an_interrupted_dirty_check_leaves_no_child_and_the_next_record_is_right
     repo = make_repo(tmp_path / "repo")
     (repo / "file.txt").write_text("changed\n")
     script = f'sleep {delay}\nkill -USR1 "$PPID"\nsleep 0.5\nexec "{GIT}" "$@"\n'
-    env = dict(os.environ, PATH=str(fake_bin(tmp_path / "bin", "git", script)))
-    env["GIT_CEILING_DIRECTORIES"] = str(tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-c", INTERRUPT_DURING_DIRTY_CHECK],
+    done = run_python(
+        INTERRUPT_DURING_DIRTY_CHECK,
         cwd=repo,
-        env=env,
-        capture_output=True,
-        check=False,
-        timeout=120,
+        PATH=str(fake_bin(tmp_path / "bin", "git", script)),
+        GIT_CEILING_DIRECTORIES=str(tmp_path),
     )
     assert done.returncode == 0, done.stderr.decode()
     words = done.stdout.decode().split()

@@ -38,7 +38,16 @@ from tango_stepinfo import (
     redact,
 )
 
-from .conftest import exit_code_of_forked, fake_bin, import_fails, no_free_fd, run_signalled
+from .conftest import (
+    exit_code_of_forked,
+    fake_bin,
+    git,
+    import_fails,
+    make_repo,
+    no_free_fd,
+    run_python,
+    run_signalled,
+)
 
 # importlib.metadata loads parts of itself (and email) lazily; load them now, while sys.path is
 # still whole, since some tests below replace it.
@@ -120,8 +129,9 @@ def raising(error: BaseException) -> Callable[..., object]:
     return fail
 
 
-def run_python(code: str, env: Dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-c", code], env=env, check=True, stdout=subprocess.PIPE)
+def output(done: subprocess.CompletedProcess[bytes]) -> str:
+    """What a fresh interpreter (:func:`run_python`) printed, once it exited with 0."""
+    assert done.returncode == 0, done.stderr.decode()
     return done.stdout.decode().strip()
 
 
@@ -134,7 +144,7 @@ def test_import_loads_no_heavy_module() -> None:
         "heavy = ['subprocess', 'importlib.metadata', 'email', 'socket', 'logging', 'threading']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))"
     )
-    assert run_python(code, dict(os.environ)) == ""
+    assert output(run_python(code)) == ""
 
 
 @pytest.mark.skipif(not LINUX_GLIBC, reason="the import-free paths are Linux/glibc ones")
@@ -155,8 +165,7 @@ def test_probing_on_linux_loads_no_heavy_module(tmp_path: Path, in_repo: bool) -
         "         'getpass']\n"
         "print(' '.join(m for m in heavy if m in sys.modules))"
     )
-    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
-    assert run_python(f"import os; os.chdir({str(where)!r})\n" + code, env) == ""
+    assert output(run_python(code, cwd=where, GIT_CEILING_DIRECTORIES=str(tmp_path))) == ""
 
 
 # --- operating system ----------------------------------------------------------------------------
@@ -174,9 +183,11 @@ def test_operating_system_matches_platform_with_any_uname(tmp_path: Path, proces
     bin_dir.mkdir()
     if processor is not None:
         fake_bin(bin_dir, "uname", f"echo '{processor}'\n")
-    env = dict(os.environ, PATH=str(bin_dir), GIT_CEILING_DIRECTORIES=str(tmp_path))
-    ours = run_python("from tango_stepinfo import _probe; print(_probe.operating_system())", env)
-    theirs = run_python("import platform; print(platform.platform())", env)
+    env = {"PATH": str(bin_dir), "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    ours = output(
+        run_python("from tango_stepinfo import _probe; print(_probe.operating_system())", **env)
+    )
+    theirs = output(run_python("import platform; print(platform.platform())", **env))
     assert ours == theirs
     if processor == "Weird CPU (tm) 3.0GHz":
         assert "Weird_CPU_-tm-_3.0GHz" in ours
@@ -1055,6 +1066,9 @@ def test_a_folder_not_listed_for_want_of_file_descriptors_is_noted_and_listed_ag
     assert _fallbacks.collect(["packages"]) is None
 
 
+_SOURCE = str(Path(tango_stepinfo.__file__).parents[1])
+"""The folder the package under test is imported from, for the interpreters tests start."""
+
 _OUT_OF_FDS = """
 import json, os, resource
 import tango_stepinfo
@@ -1099,20 +1113,15 @@ def test_first_record_out_of_file_descriptors(tmp_path: Path) -> None:
     (each import opens a file): the record is made anyway, what those modules probe is None with
     the shortage as its reason, the command '' (never unredacted); the next record, with
     descriptors back, probes them again and has them all, its reasons gone."""
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    (tmp_path / "f").write_text("x")
-    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "add", "f"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
-    env = dict(os.environ, TANGO_STEPINFO_VARIABLES="HOME", HOME=str(tmp_path))
-    env["PYTHONPATH"] = str(Path(tango_stepinfo.__file__).parents[1])
-    done = subprocess.run(
-        [sys.executable, "-c", _OUT_OF_FDS],
-        env=env,
+    make_repo(tmp_path)
+    done = run_python(
+        _OUT_OF_FDS,
         cwd=tmp_path,
-        check=True,
-        stdout=subprocess.PIPE,
+        PYTHONPATH=_SOURCE,
+        TANGO_STEPINFO_VARIABLES="HOME",
+        HOME=str(tmp_path),
     )
+    assert done.returncode == 0, done.stderr.decode()
     out = json.loads(done.stdout)
     first, later = out["first"], out["later"]
     reasons = first["fallbacks"]
@@ -1134,16 +1143,15 @@ def test_first_anonymous_record_out_of_file_descriptors(tmp_path: Path) -> None:
     import pwd
     import socket
 
-    env = dict(os.environ, TANGO_STEPINFO_PRIVACY="anonymous", HOME=str(tmp_path))
-    env.pop("TANGO_STEPINFO_PRIVACY_KEY", None)
-    env["PYTHONPATH"] = str(Path(tango_stepinfo.__file__).parents[1])
-    done = subprocess.run(
-        [sys.executable, "-c", _OUT_OF_FDS],
-        env=env,
+    done = run_python(
+        _OUT_OF_FDS,
         cwd=tmp_path,
-        check=True,
-        stdout=subprocess.PIPE,
+        PYTHONPATH=_SOURCE,
+        TANGO_STEPINFO_PRIVACY="anonymous",
+        TANGO_STEPINFO_PRIVACY_KEY="",
+        HOME=str(tmp_path),
     )
+    assert done.returncode == 0, done.stderr.decode()
     out = json.loads(done.stdout)
     first, later = out["first"], out["later"]
     assert first["fallbacks"]["privacy"].startswith(
@@ -1593,7 +1601,7 @@ def test_probes_when_sigchld_is_ignored(tmp_path: Path) -> None:
         "info = tango_stepinfo.StepInfo('a', 'A', set(), True)\n"
         "print(info.environment.git.commit, info.environment.git.dirty)\n"
     )
-    assert run_python(code, env).split() == [commit, "None"]
+    assert output(run_python(code, **env)).split() == [commit, "None"]
 
 
 # --- when git status starts ------------------------------------------------------------------
@@ -1823,23 +1831,19 @@ def test_names_to_hide_read_out_of_file_descriptors_are_not_kept(tmp_path: Path)
     """Out of file descriptors, the names to hide (the git remote's owner, from the git config;
     the passwd name) could not all be read, and the Policy kept the short list: every later
     record named them. Now a record made then hides its texts whole, and keeps nothing."""
-    repo = tmp_path / "repo"
-    subprocess.run(["git", "init", "-q", "-b", "carol-gh/fix", str(repo)], check=True)
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "remote", "add", "origin", "git@github.com:carol-gh/x.git"], check=True)
-    (repo / "f").write_text("x")
-    subprocess.run([*git, "add", "f"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
-    env = dict(os.environ, TANGO_STEPINFO_PRIVACY="anonymous", HOME=str(tmp_path))
-    env.pop("TANGO_STEPINFO_PRIVACY_KEY", None)
-    env["PYTHONPATH"] = str(Path(tango_stepinfo.__file__).parents[1])
-    done = subprocess.run(
-        [sys.executable, "-c", _NAMES_OUT_OF_FDS, "--entity", "carol-gh"],
-        env=env,
+    repo = make_repo(tmp_path / "repo", branch="carol-gh/fix")
+    git(repo, "remote", "add", "origin", "git@github.com:carol-gh/x.git")
+    done = run_python(
+        _NAMES_OUT_OF_FDS,
+        "--entity",
+        "carol-gh",
         cwd=repo,
-        check=True,
-        stdout=subprocess.PIPE,
+        PYTHONPATH=_SOURCE,
+        TANGO_STEPINFO_PRIVACY="anonymous",
+        TANGO_STEPINFO_PRIVACY_KEY="",
+        HOME=str(tmp_path),
     )
+    assert done.returncode == 0, done.stderr.decode()
     assert b"carol-gh" not in done.stdout
     first, short, *later = json.loads(done.stdout)
     assert first["environment"]["command"] == "-c --entity anonymous"

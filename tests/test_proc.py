@@ -16,8 +16,7 @@ import pytest
 
 from tango_stepinfo import _proc
 
-from .conftest import fake_bin, no_free_fd
-from .test_git import make_repo
+from .conftest import fake_bin, make_repo, no_free_fd, run_python
 
 
 @pytest.fixture
@@ -443,15 +442,7 @@ def test_a_signal_handler_raising_anywhere_in_a_record_leaves_nothing_behind(
     records = "300" if thread else "150"  # (the idle thread takes the signal one time in a few)
     code = SIGNALS_ANYWHERE.replace("SEED", str(seed)).replace("RECORDS", records)
     code = code.replace("THREAD", str(thread))
-    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
+    done = run_python(code, cwd=repo, timeout=300, GIT_CEILING_DIRECTORIES=str(tmp_path))
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     printed = done.stdout.decode().split()
     assert printed[:3] == ["True", "blocked", "0"], done.stderr.decode()[-2000:]
